@@ -1,0 +1,1 @@
+"""calibration stage (see README)."""

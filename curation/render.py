@@ -1,0 +1,501 @@
+"""Multi-EV rendering from RAW: demosaic once, derive every EV by an exact linear scale.
+
+:func:`render_raw` is the pure per-file function (the same under every executor);
+:func:`render_batch` plans, skips finished work, runs, and writes the manifest.
+
+Output folder
+-------------
+``<out>/manifest.parquet``
+    One row per output (and per failed RAW); see :mod:`expokit.curation.manifest`.
+``<out>/render_params.json``
+    Render parameters, library versions and their hash (same for every run into ``<out>``).
+``<out>/runs/<run_id>.json``
+    One sidecar per run: parameters, inputs, counts, failures, timing.
+``<out>/.expokit/records/<name>.json``
+    Per-RAW completion records, written after all outputs of that RAW: the source of the
+    manifest and of resume/skip decisions.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from expokit import __version__
+from expokit.core.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    ensure_writable_dir,
+    remove_stale_temp_files,
+)
+from expokit.core.errors import ExpokitError, InputFileError, OutputError
+from expokit.core.hashing import sha256_bytes, sha256_file
+from expokit.core.parallel import map_unordered
+from expokit.curation.ev import ev_token
+from expokit.curation.layout import assign_names, gt_relpath, output_relpath
+from expokit.curation.manifest import write_manifest
+from expokit.curation.raw_decode import RAW_EXTENSIONS, DecodedRaw, decode_raw, library_versions
+from expokit.curation.render_config import MeterSpec, OutputFormat, RenderConfig
+from expokit.curation.transfer import apply_lut, exposure_lut
+
+MANIFEST_FILE = "manifest.parquet"
+PARAMS_FILE = "render_params.json"
+RUNS_DIR = "runs"
+RECORDS_DIR = ".expokit/records"
+RECORD_VERSION = 1
+
+# Rec. 709 / sRGB luminance weights (linear RGB -> Y).
+_LUMA = np.array([0.2126, 0.7152, 0.0722])
+
+
+# --------------------------------------------------------------------------- pure core
+
+
+def meter_offset(linear: npt.NDArray[np.uint16], meter: MeterSpec) -> float:
+    """EV offset that brings ``meter.statistic`` of the luminance to ``meter.target``.
+
+    Parameters
+    ----------
+    linear
+        ``(H, W, 3)`` uint16 linear RGB, 65535 = saturation.
+
+    Raises
+    ------
+    ValueError
+        If the statistic is zero (a black image cannot be metered).
+    """
+    step = max(1, min(linear.shape[:2]) // 512)
+    sample = linear[::step, ::step].reshape(-1, 3).astype(np.float64) / 65535.0
+    luminance = sample @ _LUMA
+    stat = float(np.median(luminance) if meter.statistic == "median" else np.mean(luminance))
+    if not stat > 0:
+        raise ValueError(f"cannot meter: the {meter.statistic} luminance at EV 0 is 0")
+    return math.log2(meter.target / stat)
+
+
+def render_arrays(
+    linear: npt.NDArray[np.uint16], config: RenderConfig, base_offset: float = 0.0
+) -> Iterator[tuple[float, OutputFormat, npt.NDArray[np.integer]]]:
+    """Yield ``(ev, format, image)`` for every EV and format of ``config``.
+
+    ``image`` is ``(H, W, 3)`` in OpenCV's BGR order, uint8 for 8-bit formats and uint16
+    for 16-bit ones: ``T(clip(linear / 65535 * 2**(ev + base_offset), 0, 1))`` quantised,
+    with ``T`` the sRGB transfer function or the identity (a lookup table per EV and format).
+    """
+    bgr = linear[..., ::-1]
+    for ev in config.evs:
+        gain = 2.0 ** (ev + base_offset)
+        for fmt in config.formats:
+            yield ev, fmt, apply_lut(bgr, exposure_lut(gain, fmt.bits, fmt.transfer))
+
+
+def encode_image(image: npt.NDArray[np.integer], fmt: OutputFormat, config: RenderConfig) -> bytes:
+    """Encode a BGR image with OpenCV using the encoder settings of ``config``."""
+    import cv2
+
+    if fmt is OutputFormat.JPG:
+        ext, params = ".jpg", [
+            cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality,
+            cv2.IMWRITE_JPEG_OPTIMIZE, 0,
+            cv2.IMWRITE_JPEG_PROGRESSIVE, 0,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
+        ]
+    elif fmt.suffix.endswith(".png"):
+        ext, params = ".png", [cv2.IMWRITE_PNG_COMPRESSION, config.png_compression]
+    else:
+        ext, params = ".tif", [cv2.IMWRITE_TIFF_COMPRESSION, cv2.IMWRITE_TIFF_COMPRESSION_LZW]
+    ok, buffer = cv2.imencode(ext, image, params)
+    if not ok:
+        raise OutputError(f"OpenCV could not encode a {fmt.value} image")
+    return bytes(buffer.tobytes())
+
+
+# --------------------------------------------------------------------------- per-file job
+
+
+@dataclass(frozen=True)
+class RenderTask:
+    """Everything :func:`render_raw` needs; picklable for process pools and Ray."""
+
+    raw_path: str
+    name: str
+    out_root: str
+    config: RenderConfig
+    params_hash: str
+    run_id: str
+    durable: bool = True
+
+
+def record_path(out_root: str | Path, name: str) -> Path:
+    return Path(out_root) / RECORDS_DIR / f"{name}.json"
+
+
+def _base_row(task: RenderTask, raw_sha: str | None) -> dict[str, Any]:
+    versions = library_versions()
+    return {
+        "name": task.name,
+        "raw_path": task.raw_path,
+        "raw_sha256": raw_sha,
+        "params_hash": task.params_hash,
+        "rawpy_version": versions["rawpy"],
+        "libraw_version": versions["libraw"],
+        "expokit_version": __version__,
+        "run_id": task.run_id,
+    }
+
+
+def _output_row(
+    base: dict[str, Any], decoded: DecodedRaw, offset: float, ev: float, fmt: OutputFormat,
+    role: str, relpath: str, data: bytes,
+) -> dict[str, Any]:
+    meta = decoded.metadata
+    height, width = decoded.linear.shape[:2]
+    return {
+        **base,
+        "camera_make": meta.camera_make,
+        "camera_model": meta.camera_model,
+        "exposure_time_s": meta.exposure_time_s,
+        "iso": meta.iso,
+        "f_number": meta.f_number,
+        "captured_at": meta.captured_at,
+        "raw_type": meta.raw_type,
+        "ev": ev,
+        "ev_token": ev_token(ev),
+        "base_ev_offset": offset,
+        "role": role,
+        "output_path": relpath,
+        "output_sha256": sha256_bytes(data),
+        "output_format": fmt.value,
+        "bits": fmt.bits,
+        "transfer": fmt.transfer,
+        "width": width,
+        "height": height,
+        "wb_source": decoded.wb_source,
+        "wb_multipliers": ",".join(f"{m:.6g}" for m in decoded.wb_multipliers),
+        "status": "ok",
+        "error": None,
+        "notes": "; ".join(decoded.notes) or None,
+    }
+
+
+def render_raw(task: RenderTask) -> dict[str, Any]:
+    """Render one RAW to every EV and format; write outputs, then its completion record.
+
+    Never raises for a bad input or a failed write: the returned record has
+    ``status="failed"`` and an ``error`` naming the file and the problem, and
+    ``error_kind`` ``"input"``, ``"output"`` or ``"disk_full"``.
+    """
+    out_root = Path(task.out_root)
+    raw_path = Path(task.raw_path)
+    config = task.config
+    record: dict[str, Any] = {
+        "record_version": RECORD_VERSION,
+        "name": task.name,
+        "raw_path": task.raw_path,
+        "params_hash": task.params_hash,
+        "run_id": task.run_id,
+        "status": "ok",
+        "error": None,
+        "error_kind": None,
+        "rows": [],
+    }
+    raw_sha: str | None = None
+    try:
+        stat = raw_path.stat()
+        record.update(raw_size=stat.st_size, raw_mtime_ns=stat.st_mtime_ns)
+        raw_sha = sha256_file(raw_path)
+        record["raw_sha256"] = raw_sha
+        decoded = decode_raw(
+            raw_path,
+            white_balance=config.white_balance,
+            demosaic=config.demosaic,
+            sanity_checks=config.sanity_checks,
+        )
+        try:
+            offset = meter_offset(decoded.linear, config.meter) if config.meter else 0.0
+        except ValueError as exc:
+            raise InputFileError(raw_path, str(exc)) from None
+        base = _base_row(task, raw_sha)
+        rows = []
+        gt_path = gt_relpath(task.name, config.layout)
+        for ev, fmt, image in render_arrays(decoded.linear, config, offset):
+            data = encode_image(image, fmt, config)
+            relpath = output_relpath(task.name, ev, fmt, config.layout)
+            atomic_write_bytes(out_root / relpath, data, task.durable)
+            rows.append(_output_row(base, decoded, offset, ev, fmt, "input", relpath, data))
+            if gt_path and ev_token(ev) == ev_token(config.gt_ev):
+                atomic_write_bytes(out_root / gt_path, data, task.durable)
+                rows.append(_output_row(base, decoded, offset, ev, fmt, "gt", gt_path, data))
+        record["rows"] = rows
+    except InputFileError as exc:
+        record.update(status="failed", error=str(exc), error_kind="input")
+    except OutputError as exc:
+        kind = "disk_full" if "disk full" in str(exc) else "output"
+        record.update(status="failed", error=f"{raw_path}: {exc}", error_kind=kind)
+    except OSError as exc:
+        record.update(status="failed", error=f"{raw_path}: cannot read: {exc}", error_kind="input")
+    if record["status"] == "failed":
+        record["rows"] = [{**_base_row(task, raw_sha), "status": "failed", "error": record["error"]}]
+    try:
+        atomic_write_json(record_path(out_root, task.name), record, task.durable)
+    except (OutputError, OSError) as exc:
+        if record["status"] == "ok":
+            kind = "disk_full" if "disk full" in str(exc) else "output"
+            record.update(status="failed", error=f"{raw_path}: {exc}", error_kind=kind)
+    return record
+
+
+def _crashed_record(task: RenderTask, exc: BaseException) -> dict[str, Any]:
+    """Record for a task whose worker raised unexpectedly or died."""
+    error = f"{task.raw_path}: render crashed: {type(exc).__name__}: {exc}"
+    return {
+        "record_version": RECORD_VERSION,
+        "name": task.name,
+        "raw_path": task.raw_path,
+        "params_hash": task.params_hash,
+        "run_id": task.run_id,
+        "status": "failed",
+        "error": error,
+        "error_kind": "crash",
+        "rows": [{**_base_row(task, None), "status": "failed", "error": error}],
+    }
+
+
+# --------------------------------------------------------------------------- batch driver
+
+
+def discover_raw_files(inputs: Sequence[str | Path]) -> tuple[list[Path], int]:
+    """Expand files and folders (recursively) into RAW files, by extension, case-insensitive.
+
+    Returns
+    -------
+    tuple
+        ``(raw_files, ignored)``: sorted unique absolute paths, and how many non-RAW files
+        inside the folders were ignored.
+
+    Raises
+    ------
+    InputFileError
+        For a path that does not exist, or a file given explicitly whose extension is not a
+        RAW extension.
+    """
+    found: set[Path] = set()
+    ignored = 0
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            for child in path.rglob("*"):
+                if child.is_file() and not child.name.startswith("."):
+                    if child.suffix.lower() in RAW_EXTENSIONS:
+                        found.add(child.resolve())
+                    else:
+                        ignored += 1
+        elif path.is_file():
+            if path.suffix.lower() not in RAW_EXTENSIONS:
+                raise InputFileError(
+                    path,
+                    f"unknown RAW extension {path.suffix or '(none)'!r}; known: "
+                    + " ".join(sorted(RAW_EXTENSIONS)),
+                )
+            found.add(path.resolve())
+        else:
+            raise InputFileError(path, "no such file or folder")
+    return sorted(found), ignored
+
+
+@dataclass
+class RenderSummary:
+    """What a batch did, for the command line and for callers."""
+
+    out_dir: Path
+    manifest_path: Path
+    params_path: Path
+    run_path: Path
+    rendered: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    outputs: int = 0
+    stale_temp_removed: int = 0
+    aborted: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.aborted is None
+
+
+def _load_record(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable record: redo that RAW
+    return record if isinstance(record, dict) else None
+
+
+def _is_complete(record: dict[str, Any] | None, raw: Path, params_hash: str, out: Path) -> bool:
+    """True when ``record`` proves ``raw`` was rendered with ``params_hash`` and nothing is lost."""
+    if not record or record.get("status") != "ok" or record.get("params_hash") != params_hash:
+        return False
+    if record.get("raw_path") != str(raw):
+        return False
+    try:
+        stat = raw.stat()
+    except OSError:
+        return False
+    if (record.get("raw_size"), record.get("raw_mtime_ns")) != (stat.st_size, stat.st_mtime_ns):
+        return False
+    return all((out / row["output_path"]).is_file() for row in record.get("rows", []))
+
+
+def _check_params_compatible(out: Path, params_hash: str) -> None:
+    import json
+
+    params_file = out / PARAMS_FILE
+    if not params_file.exists() or not any((out / RECORDS_DIR).glob("*.json")):
+        return
+    try:
+        previous = json.loads(params_file.read_text()).get("params_hash")
+    except (OSError, ValueError):
+        return
+    if previous != params_hash:
+        raise ExpokitError(
+            f"{out} already holds renders made with other parameters (hash {previous}, now "
+            f"{params_hash}; see {params_file}). Render into a new --out folder, or delete "
+            "that one, so outputs of different parameters never mix."
+        )
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def render_batch(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    config: RenderConfig,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    progress: bool = True,
+    durable: bool = True,
+) -> RenderSummary:
+    """Render every RAW under ``inputs`` into ``out_dir``; skip RAWs already done.
+
+    Bad files are recorded as failures and the batch goes on; a full disk stops it. The
+    manifest is rewritten (atomically) from all completion records at the end.
+
+    Raises
+    ------
+    ExpokitError
+        Before any work: no inputs, unusable output folder, parameters that differ from an
+        earlier render into the same folder, name clashes.
+    """
+    started = time.time()
+    files, ignored = discover_raw_files(inputs)
+    if not files:
+        raise ExpokitError(
+            "no RAW files found in " + ", ".join(map(str, inputs))
+            + (f" ({ignored} non-RAW files ignored)" if ignored else "")
+        )
+    out = ensure_writable_dir(out_dir).resolve()
+    summary = RenderSummary(
+        out_dir=out,
+        manifest_path=out / MANIFEST_FILE,
+        params_path=out / PARAMS_FILE,
+        run_path=out / RUNS_DIR,
+    )
+    summary.stale_temp_removed = remove_stale_temp_files(out)
+    params_hash = config.params_hash()
+    _check_params_compatible(out, params_hash)
+    names = assign_names(files, config.layout)
+    records_dir = out / RECORDS_DIR
+    records_dir.mkdir(parents=True, exist_ok=True)
+    for raw, name in names.items():
+        previous = _load_record(record_path(out, name))
+        if previous and previous.get("raw_path") not in (None, str(raw)):
+            raise ExpokitError(
+                f"output name {name!r} for {raw} is already used in {out} by "
+                f"{previous.get('raw_path')}; render it into another --out folder"
+            )
+    atomic_write_json(
+        summary.params_path,
+        {"params_hash": params_hash, "config": config.to_dict(), "libraries": library_versions(),
+         "expokit_version": __version__},
+        durable,
+    )
+    run_id = new_run_id()
+    summary.run_path = out / RUNS_DIR / f"{run_id}.json"
+    tasks: list[RenderTask] = []
+    for raw in files:
+        name = names[raw]
+        if _is_complete(_load_record(record_path(out, name)), raw, params_hash, out):
+            summary.skipped += 1
+            continue
+        tasks.append(RenderTask(str(raw), name, str(out), config, params_hash, run_id, durable))
+    run_info: dict[str, Any] = {
+        "run_id": run_id,
+        "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "command": sys.argv,
+        "params_hash": params_hash,
+        "config": config.to_dict(),
+        "libraries": library_versions(),
+        "expokit_version": __version__,
+        "workers": workers,
+        "executor": executor,
+        "inputs": [str(f) for f in files],
+        "to_render": [t.raw_path for t in tasks],
+    }
+    atomic_write_json(summary.run_path, run_info, durable)
+
+    results = map_unordered(
+        render_raw, tasks, workers=workers, executor=executor, on_error=_crashed_record,
+        desc="render", progress=progress,
+    )
+    for _, record in results:
+        if record["status"] == "ok":
+            summary.rendered += 1
+            continue
+        summary.failures.append((record["raw_path"], record["error"]))
+        if record.get("error_kind") == "disk_full":
+            summary.aborted = f"stopped: {record['error']}"
+            results.close()
+            break
+
+    rows: list[dict[str, Any]] = []
+    for path in sorted(records_dir.glob("*.json")):
+        record = _load_record(path)
+        if record:
+            rows.extend(record.get("rows", []))
+    rows.sort(key=lambda r: (r["name"], r.get("role") or "", r.get("ev") or 0.0,
+                             r.get("output_format") or ""))
+    summary.outputs = sum(1 for r in rows if r.get("status") == "ok")
+    try:
+        write_manifest(summary.manifest_path, rows)
+    except OutputError as exc:
+        summary.aborted = (summary.aborted or "") + f" manifest not written: {exc}"
+    run_info.update(
+        status="aborted" if summary.aborted else ("failed" if summary.failures else "ok"),
+        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        seconds=round(time.time() - started, 3),
+        rendered=summary.rendered,
+        skipped=summary.skipped,
+        failures=[{"raw_path": p, "error": e} for p, e in summary.failures],
+        aborted=summary.aborted,
+    )
+    try:
+        atomic_write_json(summary.run_path, run_info, durable)
+    except OutputError:
+        pass  # the disk-full message is already in the summary
+    return summary
+

@@ -1,0 +1,89 @@
+"""sRGB transfer function and exposure lookup tables.
+
+All functions are pure numpy. Linear values are relative scene-referred intensities where
+``1.0`` is the display white (sensor saturation at EV 0); encoded values are in ``[0, 1]``.
+
+References
+----------
+IEC 61966-2-1:1999, Multimedia systems and equipment - Colour measurement and management -
+Part 2-1: Default RGB colour space - sRGB.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Transfer = Literal["srgb", "linear"]
+
+#: Number of codes of a 16-bit linear input (LibRaw's ``output_bps=16``).
+INPUT_CODES = 65536
+
+# IEC 61966-2-1 constants.
+_SRGB_LINEAR_BREAK = 0.0031308
+_SRGB_ENCODED_BREAK = 0.04045
+_SRGB_SLOPE = 12.92
+_SRGB_A = 0.055
+_SRGB_GAMMA = 2.4
+
+
+def srgb_encode(linear: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Apply the sRGB opto-electronic transfer function (linear -> encoded).
+
+    Parameters
+    ----------
+    linear
+        Any shape, float; values are clipped to ``[0, 1]`` first. NaN stays NaN.
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape, float64 in ``[0, 1]``.
+    """
+    x = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
+    low = x * _SRGB_SLOPE
+    with np.errstate(invalid="ignore"):
+        high = (1.0 + _SRGB_A) * np.power(x, 1.0 / _SRGB_GAMMA) - _SRGB_A
+    return np.where(x <= _SRGB_LINEAR_BREAK, low, high)
+
+
+def srgb_decode(encoded: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Inverse of :func:`srgb_encode` (encoded ``[0, 1]`` -> linear ``[0, 1]``). NaN stays NaN."""
+    v = np.clip(np.asarray(encoded, dtype=np.float64), 0.0, 1.0)
+    low = v / _SRGB_SLOPE
+    with np.errstate(invalid="ignore"):
+        high = np.power((v + _SRGB_A) / (1.0 + _SRGB_A), _SRGB_GAMMA)
+    return np.where(v <= _SRGB_ENCODED_BREAK, low, high)
+
+
+def exposure_lut(gain: float, bits: Literal[8, 16], transfer: Transfer) -> npt.NDArray[np.integer]:
+    """Lookup table from 16-bit linear codes to output codes at exposure ``gain``.
+
+    Entry ``v`` is ``round((2**bits - 1) * T(clip(v / 65535 * gain, 0, 1)))`` where ``T`` is
+    the sRGB transfer function or the identity. An EV offset ``e`` is ``gain = 2**e``, an exact
+    scale of the linear value of every pixel; clipping happens after the scale.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(65536,)``, dtype uint8 (``bits=8``) or uint16 (``bits=16``).
+    """
+    if not np.isfinite(gain) or gain <= 0:
+        raise ValueError(f"exposure gain must be a positive finite number, got {gain}")
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    linear = np.arange(INPUT_CODES, dtype=np.float64) * (gain / (INPUT_CODES - 1))
+    linear = np.minimum(linear, 1.0)
+    encoded = srgb_encode(linear) if transfer == "srgb" else linear
+    top = (1 << bits) - 1
+    codes = np.rint(encoded * top)
+    return codes.astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def apply_lut(image: npt.NDArray[np.uint16], lut: npt.NDArray[np.integer]) -> npt.NDArray[np.integer]:
+    """Map every 16-bit code of ``image`` (any shape, uint16) through ``lut``; same shape."""
+    if image.dtype != np.uint16:
+        raise TypeError(f"apply_lut needs a uint16 image, got {image.dtype}")
+    return np.take(lut, image)

@@ -1,0 +1,182 @@
+"""The ``expokit`` command-line program: a thin click front over the stage packages.
+
+Each stage is a subcommand group; heavy imports happen inside commands so ``expokit --help``
+stays fast. Expected failures (:class:`~expokit.core.errors.ExpokitError`) print one line
+and exit with status 1; batch commands exit 1 when any item failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from expokit import __version__
+from expokit.core.errors import ExpokitError
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="expokit")
+def cli() -> None:
+    """Build paired exposure-correction datasets from two-camera rigs and RAW files."""
+
+
+@cli.command()
+def info() -> None:
+    """Print versions of Python, numpy, rawpy/LibRaw, OpenCV, gphoto2, torch and ffmpeg."""
+    from expokit.info import collect_versions
+
+    for label, version, note in collect_versions():
+        if version is None:
+            click.echo(f"{label:15s} " + click.style("missing", fg="yellow") + f"  ({note})")
+        else:
+            click.echo(f"{label:15s} {version}" + (f"  {note}" if note else ""))
+
+
+# --------------------------------------------------------------------------- render
+
+_FORMAT_CHOICES = ["jpg", "png", "png16", "png16-linear", "tiff16", "tiff16-linear"]
+
+
+def _render_options(func: Any) -> Any:
+    options = [
+        click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path)),
+        click.option("--out", "-o", "out_dir", required=True, type=click.Path(path_type=Path),
+                     help="Output folder (created if missing)."),
+        click.option("--ev", "evs", default="-1.5,-1,0,1,1.5", show_default=True,
+                     help="EV ladder, comma-separated (also N1.5,0,P1 tokens)."),
+        click.option("--format", "-f", "formats", multiple=True, type=click.Choice(_FORMAT_CHOICES),
+                     default=("jpg",), show_default=True,
+                     help="Output format; repeat for several. 8-bit formats are sRGB."),
+        click.option("--layout", type=click.Choice(["sequence", "msec"]), default="sequence",
+                     show_default=True,
+                     help="sequence: <name>/<name>_<EV>; msec: INPUT_IMAGES/ + GT_IMAGES/."),
+        click.option("--gt-ev", type=float, default=0.0, show_default=True,
+                     help="EV written to GT_IMAGES in the msec layout."),
+        click.option("--wb", "white_balance", type=click.Choice(["camera", "daylight", "unity"]),
+                     default="camera", show_default=True,
+                     help="White balance; camera falls back to daylight, then unity."),
+        click.option("--meter", default=None, metavar="STAT:TARGET",
+                     help="Normalise EV 0 so STAT (median|mean) luminance hits TARGET, "
+                          "e.g. median:0.18. Default: exposure as shot."),
+        click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True),
+        click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True),
+        click.option("--demosaic", default="AHD", show_default=True,
+                     help="LibRaw demosaic algorithm (rawpy.DemosaicAlgorithm name)."),
+        click.option("--no-sanity-checks", is_flag=True,
+                     help="Do not reject blank/noise/white renders (not recommended)."),
+        click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Parallel worker processes (spawn) or Ray CPUs."),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True, help="ray: run per-file tasks on Ray (extra [ray])."),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_render(
+    inputs: Sequence[Path], out_dir: Path, evs: str, formats: Sequence[str], layout: str,
+    gt_ev: float, white_balance: str, meter: str | None, jpeg_quality: int,
+    png_compression: int, demosaic: str, no_sanity_checks: bool, workers: int, executor: str,
+    no_progress: bool,
+) -> None:
+    from expokit.curation.ev import parse_ev_list
+    from expokit.curation.render import render_batch
+    from expokit.curation.render_config import MeterSpec, OutputFormat, RenderConfig
+
+    try:
+        config = RenderConfig(
+            evs=parse_ev_list(evs),
+            formats=tuple(OutputFormat(f) for f in formats),
+            layout=layout,
+            gt_ev=gt_ev,
+            white_balance=white_balance,
+            meter=MeterSpec.parse(meter) if meter else None,
+            jpeg_quality=jpeg_quality,
+            png_compression=png_compression,
+            demosaic=demosaic,
+            sanity_checks=not no_sanity_checks,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        summary = render_batch(
+            inputs, out_dir, config, workers=workers, executor=executor,
+            progress=not no_progress,
+        )
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    click.echo(
+        f"rendered {summary.rendered} RAW file(s), skipped {summary.skipped} already done, "
+        f"{len(summary.failures)} failed; {summary.outputs} outputs"
+    )
+    click.echo(f"outputs:  {summary.out_dir}")
+    click.echo(f"manifest: {summary.manifest_path}")
+    click.echo(f"params:   {summary.params_path}")
+    click.echo(f"run log:  {summary.run_path}")
+    for path, error in summary.failures:
+        click.secho(f"failed: {error}", fg="red", err=True)
+    if summary.aborted:
+        click.secho(f"aborted: {summary.aborted}", fg="red", err=True)
+    if not summary.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@_render_options
+def render(**kwargs: Any) -> None:
+    """Render RAW files (or folders of them) to multi-EV image sets with a manifest.
+
+    Each RAW is demosaicked once to linear 16-bit RGB (LibRaw, auto-brightening off); every
+    EV is an exact scale of those values, clipped and sRGB-encoded. Re-running into the same
+    folder skips finished RAWs and resumes killed runs.
+    """
+    _run_render(**kwargs)
+
+
+@cli.group()
+def curate() -> None:
+    """Curation: multi-EV renders from RAW, paired datasets, QA, exports."""
+
+
+@curate.command("render")
+@_render_options
+def curate_render(**kwargs: Any) -> None:
+    """Same as `expokit render`."""
+    _run_render(**kwargs)
+
+
+@cli.command()
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("demo_out"),
+              show_default=True, help="Where the demo writes its outputs.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True)
+def demo(out_dir: Path, workers: int) -> None:
+    """Run the end-to-end demo on the data shipped with expokit."""
+    from expokit.demo import run_demo
+
+    try:
+        ok = run_demo(out_dir, workers=workers)
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    if not ok:
+        sys.exit(1)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

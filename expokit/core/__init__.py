@@ -1,0 +1,1 @@
+"""Shared infrastructure: errors, atomic file writes, hashing, parallel execution."""
