@@ -17,6 +17,7 @@ must come first and no name may be a prefix of another.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +59,7 @@ def assign_names(raw_paths: Sequence[Path], layout: str) -> dict[Path, str]:
             raise ExpokitError(f"cannot give distinct output names to: {', '.join(clash)}")
     if layout == "msec":
         ordered = sorted(names.values())
-        for shorter, longer in zip(ordered, ordered[1:], strict=False):
+        for shorter, longer in itertools.pairwise(ordered):
             if longer.startswith(shorter):
                 raise ExpokitError(
                     f"msec names {shorter!r} and {longer!r}: one is a prefix of the other, "
@@ -68,9 +69,9 @@ def assign_names(raw_paths: Sequence[Path], layout: str) -> dict[Path, str]:
 
 
 def _name_at_depth(path: Path, depth: int, layout: str) -> str:
-    parts = [*path.parent.parts[len(path.parent.parts) - depth :], path.stem] if depth else [
-        path.stem
-    ]
+    parts = (
+        [*path.parent.parts[len(path.parent.parts) - depth :], path.stem] if depth else [path.stem]
+    )
     if layout == "msec":
         unique = "-".join(_clean(p).replace("_", "-") for p in parts)
         return f"{unique}_{path.suffix.lstrip('.').upper() or 'RAW'}"

@@ -28,9 +28,11 @@ from expokit.core.errors import InputFileError
 
 #: File extensions LibRaw reads (lower case, with the dot).
 RAW_EXTENSIONS: frozenset[str] = frozenset(
-    ".3fr .ari .arw .bay .braw .cap .cr2 .cr3 .crw .dcr .dcs .dng .drf .eip .erf .fff .gpr "
-    ".iiq .k25 .kdc .mdc .mef .mos .mrw .nef .nrw .orf .pef .ptx .pxn .r3d .raf .raw .rw2 "
-    ".rwl .rwz .sr2 .srf .srw .x3f".split()
+    (
+        ".3fr .ari .arw .bay .braw .cap .cr2 .cr3 .crw .dcr .dcs .dng .drf .eip .erf .fff .gpr "
+        ".iiq .k25 .kdc .mdc .mef .mos .mrw .nef .nrw .orf .pef .ptx .pxn .r3d .raf .raw .rw2 "
+        ".rwl .rwz .sr2 .srf .srw .x3f"
+    ).split()
 )
 
 #: Fewer stored bytes per raw pixel than this cannot hold an image, even losslessly
@@ -198,7 +200,7 @@ def _camera_make_model(path: Path) -> tuple[str | None, str | None]:
     try:
         with path.open("rb") as handle:
             tags = exifread.process_file(handle, details=False)
-    except Exception:  # noqa: BLE001 - metadata is optional; CIFF (.crw) is not TIFF
+    except Exception:
         return None, None
     make = str(tags["Image Make"]).strip() if "Image Make" in tags else None
     model = str(tags["Image Model"]).strip() if "Image Model" in tags else None
@@ -278,7 +280,7 @@ def _stack_white_level(raw: Any, path: Path) -> tuple[int | None, str | None]:
     """For non-Bayer data: use the data maximum when the stated white level is below it."""
     try:
         data = np.asarray(raw.raw_image)
-    except Exception:  # noqa: BLE001 - rawpy may not expose Stack data; render as stated
+    except Exception:
         return None, None
     stated = int(raw.white_level)
     actual = int(data.max()) if data.size else 0
@@ -292,7 +294,10 @@ def _stack_white_level(raw: Any, path: Path) -> tuple[int | None, str | None]:
 
 
 def decode_raw(
-    path: str | Path, *, white_balance: str = "camera", demosaic: str = "AHD",
+    path: str | Path,
+    *,
+    white_balance: str = "camera",
+    demosaic: str = "AHD",
     sanity_checks: bool = True,
 ) -> DecodedRaw:
     """Decode ``path`` once into linear 16-bit RGB (see :class:`DecodedRaw`).
@@ -321,7 +326,9 @@ def decode_raw(
                 user_sat, note = _stack_white_level(raw, file)
                 if note:
                     notes.append(note)
-            linear = raw.postprocess(**libraw_params(wb, demosaic, user_sat))
+            linear = np.asarray(
+                raw.postprocess(**libraw_params(wb, demosaic, user_sat)), dtype=np.uint16
+            )
             white_level = int(user_sat if user_sat is not None else raw.white_level)
     except InputFileError:
         raise

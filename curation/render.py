@@ -18,6 +18,7 @@ Output folder
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -103,12 +104,19 @@ def encode_image(image: npt.NDArray[np.integer], fmt: OutputFormat, config: Rend
     import cv2
 
     if fmt is OutputFormat.JPG:
-        ext, params = ".jpg", [
-            cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality,
-            cv2.IMWRITE_JPEG_OPTIMIZE, 0,
-            cv2.IMWRITE_JPEG_PROGRESSIVE, 0,
-            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
-        ]
+        ext, params = (
+            ".jpg",
+            [
+                cv2.IMWRITE_JPEG_QUALITY,
+                config.jpeg_quality,
+                cv2.IMWRITE_JPEG_OPTIMIZE,
+                0,
+                cv2.IMWRITE_JPEG_PROGRESSIVE,
+                0,
+                cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
+            ],
+        )
     elif fmt.suffix.endswith(".png"):
         ext, params = ".png", [cv2.IMWRITE_PNG_COMPRESSION, config.png_compression]
     else:
@@ -154,8 +162,14 @@ def _base_row(task: RenderTask, raw_sha: str | None) -> dict[str, Any]:
 
 
 def _output_row(
-    base: dict[str, Any], decoded: DecodedRaw, offset: float, ev: float, fmt: OutputFormat,
-    role: str, relpath: str, data: bytes,
+    base: dict[str, Any],
+    decoded: DecodedRaw,
+    offset: float,
+    ev: float,
+    fmt: OutputFormat,
+    role: str,
+    relpath: str,
+    data: bytes,
 ) -> dict[str, Any]:
     meta = decoded.metadata
     height, width = decoded.linear.shape[:2]
@@ -244,7 +258,8 @@ def render_raw(task: RenderTask) -> dict[str, Any]:
     except OSError as exc:
         record.update(status="failed", error=f"{raw_path}: cannot read: {exc}", error_kind="input")
     if record["status"] == "failed":
-        record["rows"] = [{**_base_row(task, raw_sha), "status": "failed", "error": record["error"]}]
+        failed_row = {**_base_row(task, raw_sha), "status": "failed", "error": record["error"]}
+        record["rows"] = [failed_row]
     try:
         atomic_write_json(record_path(out_root, task.name), record, task.durable)
     except (OutputError, OSError) as exc:
@@ -404,7 +419,8 @@ def render_batch(
     files, ignored = discover_raw_files(inputs)
     if not files:
         raise ExpokitError(
-            "no RAW files found in " + ", ".join(map(str, inputs))
+            "no RAW files found in "
+            + ", ".join(map(str, inputs))
             + (f" ({ignored} non-RAW files ignored)" if ignored else "")
         )
     out = ensure_writable_dir(out_dir).resolve()
@@ -429,8 +445,12 @@ def render_batch(
             )
     atomic_write_json(
         summary.params_path,
-        {"params_hash": params_hash, "config": config.to_dict(), "libraries": library_versions(),
-         "expokit_version": __version__},
+        {
+            "params_hash": params_hash,
+            "config": config.to_dict(),
+            "libraries": library_versions(),
+            "expokit_version": __version__,
+        },
         durable,
     )
     run_id = new_run_id()
@@ -459,8 +479,13 @@ def render_batch(
     atomic_write_json(summary.run_path, run_info, durable)
 
     results = map_unordered(
-        render_raw, tasks, workers=workers, executor=executor, on_error=_crashed_record,
-        desc="render", progress=progress,
+        render_raw,
+        tasks,
+        workers=workers,
+        executor=executor,
+        on_error=_crashed_record,
+        desc="render",
+        progress=progress,
     )
     for _, record in results:
         if record["status"] == "ok":
@@ -474,11 +499,17 @@ def render_batch(
 
     rows: list[dict[str, Any]] = []
     for path in sorted(records_dir.glob("*.json")):
-        record = _load_record(path)
-        if record:
-            rows.extend(record.get("rows", []))
-    rows.sort(key=lambda r: (r["name"], r.get("role") or "", r.get("ev") or 0.0,
-                             r.get("output_format") or ""))
+        stored = _load_record(path)
+        if stored:
+            rows.extend(stored.get("rows", []))
+    rows.sort(
+        key=lambda r: (
+            r["name"],
+            r.get("role") or "",
+            r.get("ev") or 0.0,
+            r.get("output_format") or "",
+        )
+    )
     summary.outputs = sum(1 for r in rows if r.get("status") == "ok")
     try:
         write_manifest(summary.manifest_path, rows)
@@ -493,9 +524,6 @@ def render_batch(
         failures=[{"raw_path": p, "error": e} for p, e in summary.failures],
         aborted=summary.aborted,
     )
-    try:
+    with contextlib.suppress(OutputError):  # a disk-full message is already in the summary
         atomic_write_json(summary.run_path, run_info, durable)
-    except OutputError:
-        pass  # the disk-full message is already in the summary
     return summary
-

@@ -141,8 +141,7 @@ class RenderConfig:
                 raise ValueError(f"gt EV {self.gt_ev:g} is not in the EV ladder {self.evs}")
         if self.white_balance not in WB_POLICIES:
             raise ValueError(
-                f"white balance must be one of {', '.join(WB_POLICIES)}, "
-                f"got {self.white_balance!r}"
+                f"white balance must be one of {', '.join(WB_POLICIES)}, got {self.white_balance!r}"
             )
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"JPEG quality must be 1..100, got {self.jpeg_quality}")

@@ -362,7 +362,10 @@ def write_dng(
         raw = raw + np.random.default_rng(seed).normal(0.0, noise_sigma, size=raw.shape)
     data = np.clip(np.rint(raw), 0, white_level).astype(np.uint16)
 
-    samples = 3 if linear_raw else 1
+    # BlackLevel / WhiteLevel hold ONE value even in LinearRaw mode. The DNG spec asks for
+    # SamplesPerPixel values there, but LibRaw (0.22) then keeps the black level per channel
+    # only and scales by 65535 / white_level instead of 65535 / (white_level - black_level)
+    # (output too dark by (W - B) / W); with a single value it decodes exactly.
     cm = _color_matrix(native)
     cm_rational: list[int] = []
     for value in cm.ravel():
@@ -378,8 +381,8 @@ def write_dng(
         (_TAG_DNG_BACKWARD_VERSION, "B", 4, (1, 1, 0, 0), True),
         (_TAG_UNIQUE_CAMERA_MODEL, "s", 0, f"{make} {model}", True),
         (_TAG_BLACK_LEVEL_REPEAT_DIM, "H", 2, (1, 1), True),
-        (_TAG_BLACK_LEVEL, "I", samples, (black_level,) * samples, True),
-        (_TAG_WHITE_LEVEL, "I", samples, (tag_white,) * samples, True),
+        (_TAG_BLACK_LEVEL, "I", 1, black_level, True),
+        (_TAG_WHITE_LEVEL, "I", 1, tag_white, True),
         (_TAG_COLOR_MATRIX_1, 10, 9, tuple(cm_rational), True),
         (_TAG_CALIBRATION_ILLUMINANT_1, "H", 1, _ILLUMINANT_D65, True),
     ]
@@ -424,12 +427,15 @@ def write_dng(
 # --------------------------------------------------------------------------------------------
 
 # Approximate sRGB (8-bit, D65) values of the 24 ColorChecker Classic patches, row-major from
-# "dark skin" to "black"; the neutral row is made exactly grey.
+# "dark skin" to "black". The neutral row is made exactly grey, and the three channels below 48
+# (orange B 44, yellow B 31, cyan R 8) are raised to 48, so that every channel of every patch
+# is >= 0.023 (>= ~45 raw units at 12 bit with the default neutral) and the rounding of the raw
+# data stays below ~1.1 % at EV 0.
 _COLORCHECKER_SRGB8: tuple[tuple[int, int, int], ...] = (
     (115, 82, 68), (194, 150, 130), (98, 122, 157), (87, 108, 67), (133, 128, 177),
-    (103, 189, 170), (214, 126, 44), (80, 91, 166), (193, 90, 99), (94, 60, 108),
+    (103, 189, 170), (214, 126, 48), (80, 91, 166), (193, 90, 99), (94, 60, 108),
     (157, 188, 64), (224, 163, 46), (56, 61, 150), (70, 148, 73), (175, 54, 60),
-    (231, 199, 31), (187, 86, 149), (8, 133, 161), (243, 243, 243), (200, 200, 200),
+    (231, 199, 48), (187, 86, 149), (48, 133, 161), (243, 243, 243), (200, 200, 200),
     (160, 160, 160), (122, 122, 122), (85, 85, 85), (52, 52, 52),
 )  # fmt: skip
 
@@ -590,22 +596,20 @@ def _scene_window(height: int, width: int, rng: np.random.Generator) -> np.ndarr
 
     # The view: sky gradient (well above saturation) with sunlit foliage along the bottom.
     view = np.empty((height, width, 3))
-    s = np.clip((y - wy0) / (wy1 - wy0), 0.0, 1.0)[..., None]
-    view[:] = (1.0 - s) * np.array([1.5, 2.3, 3.9]) + s * np.array([2.8, 3.2, 3.6])
+    frac = np.clip((y - wy0) / (wy1 - wy0), 0.0, 1.0)[..., None]
+    view[:] = (1.0 - frac) * np.array([1.5, 2.3, 3.9]) + frac * np.array([2.8, 3.2, 3.6])
     ridge = wy0 + (wy1 - wy0) * (0.62 + 0.12 * np.sin(x / w * 19.0) + 0.05 * np.sin(x / w * 53.0))
     leaves = 0.5 + 0.5 * np.tanh(1.5 * _fractal_noise(rng, height, width, 1.2, 0.15))
-    foliage = np.clip(y - ridge, 0.0, 1.0)[..., None] * (
-        (0.35 + 0.9 * leaves)[..., None] * np.array([0.55, 0.85, 0.3])
-    )
-    view = np.where(y[..., None] > ridge[..., None], foliage, view)
+    foliage = (0.35 + 0.9 * leaves)[..., None] * np.array([0.55, 0.85, 0.3])
+    _paint(view, np.clip(y - ridge + 0.5, 0.0, 1.0), foliage)
     _paint(image, _box(y, x, wy0, wy1, wx0, wx1), view)
     # Frame and mullions (dark, back-lit) and a lit sill.
     frame = 0.012 * w
     for box in (
-        (wy0, wy0 + frame, wx0, wx1),
-        (wy1 - frame, wy1, wx0, wx1),
-        (wy0, wy1, wx0, wx0 + frame),
-        (wy0, wy1, wx1 - frame, wx1),
+        (wy0 - frame, wy0 + frame, wx0 - frame, wx1 + frame),
+        (wy1 - frame, wy1 + frame, wx0 - frame, wx1 + frame),
+        (wy0 - frame, wy1 + frame, wx0 - frame, wx0 + frame),
+        (wy0 - frame, wy1 + frame, wx1 - frame, wx1 + frame),
         (wy0, wy1, wcx - frame / 2, wcx + frame / 2),
         (wcy - frame / 2, wcy + frame / 2, wx0, wx1),
     ):

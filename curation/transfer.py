@@ -82,7 +82,9 @@ def exposure_lut(gain: float, bits: Literal[8, 16], transfer: Transfer) -> npt.N
     return codes.astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def apply_lut(image: npt.NDArray[np.uint16], lut: npt.NDArray[np.integer]) -> npt.NDArray[np.integer]:
+def apply_lut(
+    image: npt.NDArray[np.uint16], lut: npt.NDArray[np.integer]
+) -> npt.NDArray[np.integer]:
     """Map every 16-bit code of ``image`` (any shape, uint16) through ``lut``; same shape."""
     if image.dtype != np.uint16:
         raise TypeError(f"apply_lut needs a uint16 image, got {image.dtype}")

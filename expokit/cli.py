@@ -49,34 +49,88 @@ _FORMAT_CHOICES = ["jpg", "png", "png16", "png16-linear", "tiff16", "tiff16-line
 def _render_options(func: Any) -> Any:
     options = [
         click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path)),
-        click.option("--out", "-o", "out_dir", required=True, type=click.Path(path_type=Path),
-                     help="Output folder (created if missing)."),
-        click.option("--ev", "evs", default="-1.5,-1,0,1,1.5", show_default=True,
-                     help="EV ladder, comma-separated (also N1.5,0,P1 tokens)."),
-        click.option("--format", "-f", "formats", multiple=True, type=click.Choice(_FORMAT_CHOICES),
-                     default=("jpg",), show_default=True,
-                     help="Output format; repeat for several. 8-bit formats are sRGB."),
-        click.option("--layout", type=click.Choice(["sequence", "msec"]), default="sequence",
-                     show_default=True,
-                     help="sequence: <name>/<name>_<EV>; msec: INPUT_IMAGES/ + GT_IMAGES/."),
-        click.option("--gt-ev", type=float, default=0.0, show_default=True,
-                     help="EV written to GT_IMAGES in the msec layout."),
-        click.option("--wb", "white_balance", type=click.Choice(["camera", "daylight", "unity"]),
-                     default="camera", show_default=True,
-                     help="White balance; camera falls back to daylight, then unity."),
-        click.option("--meter", default=None, metavar="STAT:TARGET",
-                     help="Normalise EV 0 so STAT (median|mean) luminance hits TARGET, "
-                          "e.g. median:0.18. Default: exposure as shot."),
+        click.option(
+            "--out",
+            "-o",
+            "out_dir",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="Output folder (created if missing).",
+        ),
+        click.option(
+            "--ev",
+            "evs",
+            default="-1.5,-1,0,1,1.5",
+            show_default=True,
+            help="EV ladder, comma-separated (also N1.5,0,P1 tokens).",
+        ),
+        click.option(
+            "--format",
+            "-f",
+            "formats",
+            multiple=True,
+            type=click.Choice(_FORMAT_CHOICES),
+            default=("jpg",),
+            show_default=True,
+            help="Output format; repeat for several. 8-bit formats are sRGB.",
+        ),
+        click.option(
+            "--layout",
+            type=click.Choice(["sequence", "msec"]),
+            default="sequence",
+            show_default=True,
+            help="sequence: <name>/<name>_<EV>; msec: INPUT_IMAGES/ + GT_IMAGES/.",
+        ),
+        click.option(
+            "--gt-ev",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="EV written to GT_IMAGES in the msec layout.",
+        ),
+        click.option(
+            "--wb",
+            "white_balance",
+            type=click.Choice(["camera", "daylight", "unity"]),
+            default="camera",
+            show_default=True,
+            help="White balance; camera falls back to daylight, then unity.",
+        ),
+        click.option(
+            "--meter",
+            default=None,
+            metavar="STAT:TARGET",
+            help="Normalise EV 0 so STAT (median|mean) luminance hits TARGET, "
+            "e.g. median:0.18. Default: exposure as shot.",
+        ),
         click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True),
         click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True),
-        click.option("--demosaic", default="AHD", show_default=True,
-                     help="LibRaw demosaic algorithm (rawpy.DemosaicAlgorithm name)."),
-        click.option("--no-sanity-checks", is_flag=True,
-                     help="Do not reject blank/noise/white renders (not recommended)."),
-        click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Parallel worker processes (spawn) or Ray CPUs."),
-        click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
-                     show_default=True, help="ray: run per-file tasks on Ray (extra [ray])."),
+        click.option(
+            "--demosaic",
+            default="AHD",
+            show_default=True,
+            help="LibRaw demosaic algorithm (rawpy.DemosaicAlgorithm name).",
+        ),
+        click.option(
+            "--no-sanity-checks",
+            is_flag=True,
+            help="Do not reject blank/noise/white renders (not recommended).",
+        ),
+        click.option(
+            "--workers",
+            "-j",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Parallel worker processes (spawn) or Ray CPUs.",
+        ),
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="ray: run per-file tasks on Ray (extra [ray]).",
+        ),
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
     ]
     for option in reversed(options):
@@ -85,9 +139,20 @@ def _render_options(func: Any) -> Any:
 
 
 def _run_render(
-    inputs: Sequence[Path], out_dir: Path, evs: str, formats: Sequence[str], layout: str,
-    gt_ev: float, white_balance: str, meter: str | None, jpeg_quality: int,
-    png_compression: int, demosaic: str, no_sanity_checks: bool, workers: int, executor: str,
+    inputs: Sequence[Path],
+    out_dir: Path,
+    evs: str,
+    formats: Sequence[str],
+    layout: str,
+    gt_ev: float,
+    white_balance: str,
+    meter: str | None,
+    jpeg_quality: int,
+    png_compression: int,
+    demosaic: str,
+    no_sanity_checks: bool,
+    workers: int,
+    executor: str,
     no_progress: bool,
 ) -> None:
     from expokit.curation.ev import parse_ev_list
@@ -111,7 +176,11 @@ def _run_render(
         raise click.BadParameter(str(exc)) from None
     try:
         summary = render_batch(
-            inputs, out_dir, config, workers=workers, executor=executor,
+            inputs,
+            out_dir,
+            config,
+            workers=workers,
+            executor=executor,
             progress=not no_progress,
         )
     except ExpokitError as exc:
@@ -125,7 +194,7 @@ def _run_render(
     click.echo(f"manifest: {summary.manifest_path}")
     click.echo(f"params:   {summary.params_path}")
     click.echo(f"run log:  {summary.run_path}")
-    for path, error in summary.failures:
+    for _path, error in summary.failures:
         click.secho(f"failed: {error}", fg="red", err=True)
     if summary.aborted:
         click.secho(f"aborted: {summary.aborted}", fg="red", err=True)
@@ -158,8 +227,15 @@ def curate_render(**kwargs: Any) -> None:
 
 
 @cli.command()
-@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("demo_out"),
-              show_default=True, help="Where the demo writes its outputs.")
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("demo_out"),
+    show_default=True,
+    help="Where the demo writes its outputs.",
+)
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True)
 def demo(out_dir: Path, workers: int) -> None:
     """Run the end-to-end demo on the data shipped with expokit."""

@@ -76,7 +76,7 @@ def collect_versions() -> list[tuple[str, str | None, str]]:
     for label, reader, install in COMPONENTS:
         try:
             rows.append((label, reader(), ""))
-        except Exception as exc:  # noqa: BLE001 - report, never crash
+        except Exception as exc:
             reason = "not installed" if isinstance(exc, ImportError) else f"unusable: {exc}"
             rows.append((label, None, f"{reason}; {install}"))
     return rows

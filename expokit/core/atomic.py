@@ -46,10 +46,10 @@ def describe_os_error(exc: OSError, path: Path) -> str:
 def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
-    Missing parent folders are created. The temporary name keeps the target's extension (encoders such as ``cv2.imwrite`` pick
-    the format from it). On any exception the temporary file is removed and ``path`` is
-    untouched. ``OSError`` from writing is re-raised as :class:`OutputError` with a clear
-    message (disk full, read-only, ...).
+    Missing parent folders are created. The temporary name keeps the target's extension
+    (encoders such as ``cv2.imwrite`` pick the format from it). On any exception the
+    temporary file is removed and ``path`` is untouched. ``OSError`` from writing is
+    re-raised as :class:`OutputError` with a clear message (disk full, read-only, ...).
     """
     target = Path(path)
     tmp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{target.name}")
@@ -62,7 +62,7 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        os.replace(tmp, target)
+        tmp.replace(target)
         if durable:
             _fsync_dir(target.parent)
     except OSError as exc:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tqdm import tqdm
 
@@ -43,7 +43,7 @@ def map_unordered(
     on_error: Callable[[T, BaseException], R],
     desc: str = "",
     progress: bool = True,
-) -> Iterator[tuple[int, R]]:
+) -> Generator[tuple[int, R], None, None]:
     """Yield ``(index, fn(items[index]))`` as items finish, with a tqdm progress bar.
 
     Parameters
@@ -74,7 +74,7 @@ def map_unordered(
             for index, item in enumerate(items):
                 try:
                     result = fn(item)
-                except Exception as exc:  # noqa: BLE001 - recorded per item, batch goes on
+                except Exception as exc:
                     result = on_error(item, exc)
                 bar.update(1)
                 yield index, result
@@ -89,7 +89,7 @@ def _map_process_pool(
     items: Sequence[T],
     workers: int,
     on_error: Callable[[T, BaseException], R],
-    bar: tqdm,  # type: ignore[type-arg]
+    bar: tqdm[Any],
 ) -> Iterator[tuple[int, R]]:
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(
@@ -103,7 +103,7 @@ def _map_process_pool(
             index = futures[future]
             try:
                 result = future.result()
-            except Exception as exc:  # noqa: BLE001 - includes BrokenProcessPool
+            except Exception as exc:
                 result = on_error(items[index], exc)
             bar.update(1)
             yield index, result
@@ -114,7 +114,7 @@ def _map_ray(
     items: Sequence[T],
     workers: int,
     on_error: Callable[[T, BaseException], R],
-    bar: tqdm,  # type: ignore[type-arg]
+    bar: tqdm[Any],
 ) -> Iterator[tuple[int, R]]:
     try:
         import ray
@@ -139,7 +139,7 @@ def _map_ray(
                 index = pending.pop(ref)
                 try:
                     result = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - task or worker failure
+                except Exception as exc:
                     result = on_error(items[index], exc)
                 bar.update(1)
                 yield index, result
