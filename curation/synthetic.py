@@ -35,6 +35,7 @@ clipping at 1).
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import struct
 import sys
@@ -117,6 +118,7 @@ _MATRIX_DENOMINATOR = 1_000_000
 _NEUTRAL_DENOMINATOR = 1_000_000
 
 _TagTuple = tuple[int, int | str, int, Any, bool]
+_F64 = npt.NDArray[np.float64]
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,16 +132,17 @@ def _rational(value: float, max_denominator: int) -> tuple[int, int]:
     return frac.numerator, frac.denominator
 
 
-def _normalised_neutral(neutral: tuple[float, float, float], name: str) -> np.ndarray:
+def _normalised_neutral(neutral: tuple[float, float, float], name: str) -> _F64:
     """Validate a neutral triple and scale it so that its maximum is 1."""
     arr = np.asarray(neutral, dtype=np.float64)
     if arr.shape != (3,) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         msg = f"{name} must be three positive finite numbers, got {neutral!r}"
         raise ValueError(msg)
-    return arr / arr.max()
+    out: _F64 = arr / arr.max()
+    return out
 
 
-def _color_matrix(neutral: np.ndarray) -> np.ndarray:
+def _color_matrix(neutral: _F64) -> _F64:
     """XYZ -> camera matrix for a camera with sRGB primaries and native neutral ``neutral``.
 
     Parameters
@@ -153,7 +156,8 @@ def _color_matrix(neutral: np.ndarray) -> np.ndarray:
         Shape (3, 3), float64: ``diag(neutral) @ inv(sRGB -> XYZ)``. It maps the D65 white
         (XYZ with Y = 1) to ``neutral``.
     """
-    return np.diag(neutral) @ np.linalg.inv(_SRGB_TO_XYZ)
+    matrix: _F64 = np.diag(neutral) @ np.linalg.inv(_SRGB_TO_XYZ)
+    return matrix
 
 
 def _exif_ifd(
@@ -307,6 +311,18 @@ def write_dng(
     ------
     ValueError
         On invalid shapes, levels, CFA names, neutrals or metadata values.
+
+    Notes
+    -----
+    Observed with rawpy 0.28 / LibRaw 0.22 (renderer settings: linear sRGB, user WB, Clip):
+
+    * Without AsShotNeutral, ``camera_whitebalance`` is ``[0, 1, 0, 0]``;
+      ``daylight_whitebalance`` is ``1 / n`` (from ColorMatrix1), which renders grey neutral.
+    * BlackLevel / WhiteLevel hold a single value in LinearRaw mode too (see the code comment);
+      LinearRaw files decode as ``RawType.Stack`` with ``raw_image`` of shape (H, W, 4).
+    * A saturated green channel comes out as 65534 (not 65535) after LibRaw's float scaling.
+    * LibRaw clips values below black to 0, so with ``noise_sigma > 0`` the mean of very dark
+      regions is biased upwards (by about ``noise_sigma / sqrt(2 pi)`` raw units at zero signal).
     """
     import tifffile
 
@@ -340,7 +356,9 @@ def write_dng(
         msg = f"datetime must look like 'YYYY:MM:DD HH:MM:SS', got {datetime!r}"
         raise ValueError(msg)
 
-    asn = None if as_shot_neutral is None else _normalised_neutral(as_shot_neutral, "as_shot")
+    asn = (
+        None if as_shot_neutral is None else _normalised_neutral(as_shot_neutral, "as_shot_neutral")
+    )
     if sensor_neutral is not None:
         native = _normalised_neutral(sensor_neutral, "sensor_neutral")
     elif asn is not None:
@@ -362,14 +380,10 @@ def write_dng(
         raw = raw + np.random.default_rng(seed).normal(0.0, noise_sigma, size=raw.shape)
     data = np.clip(np.rint(raw), 0, white_level).astype(np.uint16)
 
-    # BlackLevel / WhiteLevel hold ONE value even in LinearRaw mode. The DNG spec asks for
-    # SamplesPerPixel values there, but LibRaw (0.22) then keeps the black level per channel
-    # only and scales by 65535 / white_level instead of 65535 / (white_level - black_level)
-    # (output too dark by (W - B) / W); with a single value it decodes exactly.
     cm = _color_matrix(native)
     cm_rational: list[int] = []
     for value in cm.ravel():
-        cm_rational += [int(round(value * _MATRIX_DENOMINATOR)), _MATRIX_DENOMINATOR]
+        cm_rational += [round(float(value) * _MATRIX_DENOMINATOR), _MATRIX_DENOMINATOR]
 
     tags: list[_TagTuple] = [
         (_TAG_NEW_SUBFILE_TYPE, "I", 1, 0, True),
@@ -381,6 +395,10 @@ def write_dng(
         (_TAG_DNG_BACKWARD_VERSION, "B", 4, (1, 1, 0, 0), True),
         (_TAG_UNIQUE_CAMERA_MODEL, "s", 0, f"{make} {model}", True),
         (_TAG_BLACK_LEVEL_REPEAT_DIM, "H", 2, (1, 1), True),
+        # BlackLevel / WhiteLevel hold ONE value even in LinearRaw mode. The DNG spec asks for
+        # SamplesPerPixel values there, but LibRaw (0.22) then keeps the black level per channel
+        # only and scales by 65535 / white_level instead of 65535 / (white_level - black_level)
+        # (output too dark by (W - B) / W); with a single value it decodes exactly.
         (_TAG_BLACK_LEVEL, "I", 1, black_level, True),
         (_TAG_WHITE_LEVEL, "I", 1, tag_white, True),
         (_TAG_COLOR_MATRIX_1, 10, 9, tuple(cm_rational), True),
@@ -486,7 +504,7 @@ def chart_patches(
     if size < 8:
         msg = f"image {height}x{width} too small for the chart"
         raise ValueError(msg)
-    gap = max(2, int(round(size * gap_ratio)))
+    gap = max(2, round(size * gap_ratio))
     chart_w = cols * size + (cols - 1) * gap
     chart_h = rows * size + (rows - 1) * gap
     top = (height - chart_h) // 2
@@ -501,31 +519,28 @@ def chart_patches(
     return patches
 
 
-def _coords(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _coords(height: int, width: int) -> tuple[_F64, _F64]:
     """Pixel-centre coordinates ``(y, x)``, shapes (H, 1) and (1, W), float64, in pixels."""
     y = np.arange(height, dtype=np.float64)[:, None] + 0.5
     x = np.arange(width, dtype=np.float64)[None, :] + 0.5
     return y, x
 
 
-def _box(
-    y: np.ndarray, x: np.ndarray, y0: float, y1: float, x0: float, x1: float
-) -> np.ndarray:
+def _box(y: _F64, x: _F64, y0: float, y1: float, x0: float, x1: float) -> _F64:
     """Anti-aliased coverage (H, W) in [0, 1] of the box [y0, y1) x [x0, x1) in pixels."""
     cy = np.clip(np.minimum(y - y0 + 0.5, y1 - y + 0.5), 0.0, 1.0)
     cx = np.clip(np.minimum(x - x0 + 0.5, x1 - x + 0.5), 0.0, 1.0)
-    return cy * cx
+    coverage: _F64 = cy * cx
+    return coverage
 
 
-def _ellipse(
-    y: np.ndarray, x: np.ndarray, cy: float, cx: float, ry: float, rx: float
-) -> np.ndarray:
+def _ellipse(y: _F64, x: _F64, cy: float, cx: float, ry: float, rx: float) -> _F64:
     """Anti-aliased coverage (H, W) in [0, 1] of an axis-aligned ellipse (radii in pixels)."""
     d = np.sqrt(((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2)
     return np.clip((1.0 - d) * min(rx, ry) + 0.5, 0.0, 1.0)
 
 
-def _paint(image: np.ndarray, mask: np.ndarray, colour: npt.ArrayLike) -> None:
+def _paint(image: _F64, mask: _F64, colour: npt.ArrayLike) -> None:
     """Alpha-composite ``colour`` (3,) or (H, W, 3) onto ``image`` (H, W, 3) in place."""
     m = mask[..., None]
     image *= 1.0 - m
@@ -534,7 +549,7 @@ def _paint(image: np.ndarray, mask: np.ndarray, colour: npt.ArrayLike) -> None:
 
 def _fractal_noise(
     rng: np.random.Generator, height: int, width: int, beta: float, cutoff: float
-) -> np.ndarray:
+) -> _F64:
     """Band-limited 1/f**beta noise, shape (H, W), float64, zero mean and unit std."""
     spectrum = np.fft.rfft2(rng.standard_normal((height, width)))
     fy = np.fft.fftfreq(height)[:, None]
@@ -547,7 +562,7 @@ def _fractal_noise(
     return field / std if std > 0 else field
 
 
-def _scene_chart(height: int, width: int) -> np.ndarray:
+def _scene_chart(height: int, width: int) -> _F64:
     y, x = _coords(height, width)
     # Smooth illumination falloff across the grey background (brightest upper left).
     r2 = ((y - 0.3 * height) / height) ** 2 + ((x - 0.35 * width) / width) ** 2
@@ -566,7 +581,7 @@ def _scene_chart(height: int, width: int) -> np.ndarray:
     return image
 
 
-def _scene_window(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+def _scene_window(height: int, width: int, rng: np.random.Generator) -> _F64:
     y, x = _coords(height, width)
     h, w = float(height), float(width)
     horizon = 0.74 * h
@@ -578,8 +593,8 @@ def _scene_window(height: int, width: int, rng: np.random.Generator) -> np.ndarr
     wall_colour = np.array([0.9, 0.8, 0.65])
     wall = (0.004 + 0.09 * glow + 0.01 * (1.0 - y / h))[..., None] * wall_colour
     floor_colour = np.array([0.55, 0.38, 0.24])
-    floor = (0.003 + 0.05 * np.exp(-(((x - wcx) / w) ** 2) / 0.05) * ((y - horizon) / h + 0.1))
-    image = np.where(y[..., None] < horizon, wall, floor[..., None] * floor_colour)
+    floor = 0.003 + 0.05 * np.exp(-(((x - wcx) / w) ** 2) / 0.05) * ((y - horizon) / h + 0.1)
+    image: _F64 = np.where(y[..., None] < horizon, wall, floor[..., None] * floor_colour)
     # Deep shadow in the left corner.
     corner = np.clip(1.0 - x / (0.35 * w), 0.0, 1.0) ** 2
     image *= (1.0 - 0.8 * corner)[..., None]
@@ -588,9 +603,8 @@ def _scene_window(height: int, width: int, rng: np.random.Generator) -> np.ndarr
     t = np.clip((y - horizon) / (h - horizon), 0.0, 1.0)
     left = wx0 - 0.18 * w * t
     right = wx1 - 0.05 * w * t
-    pool = (
-        np.clip(np.minimum(x - left, right - x) / 6.0, 0.0, 1.0)
-        * np.clip((y - horizon - 0.03 * h) / 4.0, 0.0, 1.0)
+    pool = np.clip(np.minimum(x - left, right - x) / 6.0, 0.0, 1.0) * np.clip(
+        (y - horizon - 0.03 * h) / 4.0, 0.0, 1.0
     )
     _paint(image, 0.85 * pool, np.array([1.0, 0.88, 0.7]) * 0.55)
 
@@ -618,9 +632,13 @@ def _scene_window(height: int, width: int, rng: np.random.Generator) -> np.ndarr
 
     # Furniture: a table in the light pool, a vase on it, a picture on the left wall.
     table_top = 0.66 * h
-    _paint(image, _box(y, x, table_top, table_top + 0.03 * h, 0.2 * w, 0.55 * w), [0.05, 0.03, 0.02])
+    _paint(
+        image, _box(y, x, table_top, table_top + 0.03 * h, 0.2 * w, 0.55 * w), [0.05, 0.03, 0.02]
+    )
     for leg_x in (0.22 * w, 0.52 * w):
-        _paint(image, _box(y, x, table_top, 0.9 * h, leg_x, leg_x + 0.015 * w), [0.02, 0.012, 0.008])
+        _paint(
+            image, _box(y, x, table_top, 0.9 * h, leg_x, leg_x + 0.015 * w), [0.02, 0.012, 0.008]
+        )
     vase_shade = np.clip((x - 0.36 * w) / (0.06 * w), -1.0, 1.0)[..., None]
     vase = (0.04 + 0.06 * (1.0 + vase_shade)) * np.array([0.9, 0.25, 0.18])
     _paint(image, _ellipse(y, x, table_top - 0.07 * h, 0.40 * w, 0.07 * h, 0.04 * w), vase)
@@ -630,12 +648,12 @@ def _scene_window(height: int, width: int, rng: np.random.Generator) -> np.ndarr
     return image
 
 
-def _scene_gradient(height: int, width: int) -> np.ndarray:
-    y, x = _coords(height, width)
+def _scene_gradient(height: int, width: int) -> _F64:
+    _, x = _coords(height, width)
     ramp = 2.0 ** (-7.0 + 8.0 * (x - 0.5) / max(width - 1, 1))  # 2**-7 .. 2**1 (clips)
     image = np.empty((height, width, 3))
-    ramp_end = int(round(0.2 * height))
-    wedge_end = int(round(0.4 * height))
+    ramp_end = round(0.2 * height)
+    wedge_end = round(0.4 * height)
     image[:ramp_end] = ramp[..., None]
     # Eight flat steps, one stop apart, 2**-7 .. 2**0.
     step = np.minimum((np.arange(width) * 8) // width, 7)
@@ -649,12 +667,12 @@ def _scene_gradient(height: int, width: int) -> np.ndarray:
         (0.75, 0.15, 0.70),  # magenta
     )
     edges = np.linspace(wedge_end, height, len(bars) + 1).round().astype(int)
-    for (e0, e1), colour in zip(zip(edges[:-1], edges[1:], strict=True), bars, strict=True):
+    for (e0, e1), colour in zip(itertools.pairwise(edges), bars, strict=True):
         image[e0:e1] = ramp[0][None, :, None] * np.asarray(colour)[None, None, :]
     return image
 
 
-def _scene_texture(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+def _scene_texture(height: int, width: int, rng: np.random.Generator) -> _F64:
     y, x = _coords(height, width)
     h, w = float(height), float(width)
     # Log-normal 1/f luminance (several stops), two earthy colours mixed by a smooth field.
@@ -663,7 +681,9 @@ def _scene_texture(height: int, width: int, rng: np.random.Generator) -> np.ndar
     mix = 0.5 + 0.5 * np.tanh(1.2 * _fractal_noise(rng, height, width, 1.6, 0.05))
     moss = np.array([0.45, 0.62, 0.22])
     earth = np.array([0.75, 0.48, 0.28])
-    image = (lum * grain)[..., None] * (mix[..., None] * moss + (1.0 - mix[..., None]) * earth)
+    image: _F64 = (lum * grain)[..., None] * (
+        mix[..., None] * moss + (1.0 - mix[..., None]) * earth
+    )
 
     # Shaded stones (spheres lit from the upper left, with a clipping specular highlight).
     for cy, cx, radius, albedo in (
@@ -686,7 +706,9 @@ def _scene_texture(height: int, width: int, rng: np.random.Generator) -> np.ndar
     return image
 
 
-def demo_scene(kind: str, height: int = 424, width: int = 640, seed: int = 0) -> np.ndarray:
+def demo_scene(
+    kind: str, height: int = 424, width: int = 640, seed: int = 0
+) -> npt.NDArray[np.float32]:
     """Procedural HDR test scene with known radiance.
 
     Parameters
@@ -739,7 +761,8 @@ def demo_scene(kind: str, height: int = 424, width: int = 640, seed: int = 0) ->
     else:
         msg = f"unknown scene {kind!r}; expected one of {DEMO_SCENES}"
         raise ValueError(msg)
-    return np.maximum(image, 0.0).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.maximum(image, 0.0).astype(np.float32)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
