@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from expokit.core.images import read_image
 from expokit.curation.render import RenderSummary, render_batch
 from expokit.curation.render_config import OutputFormat, RenderConfig
 
@@ -27,7 +28,6 @@ def measured_ev_ratios(summary: RenderSummary) -> list[tuple[str, float, float]]
 
     Measured EV is ``log2(mean(EV e) / mean(EV 0))`` over pixels unclipped in both.
     """
-    import cv2
     import pandas as pd
 
     frame = pd.read_parquet(summary.manifest_path)
@@ -35,8 +35,8 @@ def measured_ev_ratios(summary: RenderSummary) -> list[tuple[str, float, float]]
     results = []
     for name, group in linear.groupby("name"):
         images = {
-            float(row.ev): cv2.imread(str(summary.out_dir / row.output_path), cv2.IMREAD_UNCHANGED)
-            for row in group.itertuples()
+            float(ev): read_image(summary.out_dir / str(relpath))
+            for ev, relpath in zip(group["ev"].tolist(), group["output_path"].tolist(), strict=True)
         }
         base = images[0.0].astype(np.float64)
         for ev, image in sorted(images.items()):
