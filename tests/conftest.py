@@ -43,6 +43,11 @@ def small_raw_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "small_raws"
     folder.mkdir()
     for i, (scene, cfa) in enumerate([("chart", "RGGB"), ("window", "BGGR"), ("texture", "GBRG")]):
-        write_dng(folder / f"s{i}_{scene}.dng", demo_scene(scene, 120, 180, seed=i), cfa=cfa,
-                  noise_sigma=2.0, seed=i)
+        write_dng(
+            folder / f"s{i}_{scene}.dng",
+            demo_scene(scene, 120, 180, seed=i),
+            cfa=cfa,
+            noise_sigma=2.0,
+            seed=i,
+        )
     return folder

@@ -22,8 +22,14 @@ def test_parse_list_mixed_and_sorted() -> None:
 
 @pytest.mark.parametrize(
     ("text", "match"),
-    [("", "empty"), ("1,abc", "abc"), ("0,0.001", "repeats"), ("20", "out of range"),
-     ("nan", "out of range"), ("X1", "X1")],
+    [
+        ("", "empty"),
+        ("1,abc", "abc"),
+        ("0,0.001", "repeats"),
+        ("20", "out of range"),
+        ("nan", "out of range"),
+        ("X1", "X1"),
+    ],
 )
 def test_parse_list_errors(text: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):

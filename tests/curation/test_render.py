@@ -104,7 +104,9 @@ def test_msec_layout(small_raw_dir: Path, tmp_path: Path) -> None:
     gts = sorted(p.name for p in (out / "GT_IMAGES").iterdir())
     names = ["s0-chart_DNG", "s1-window_DNG", "s2-texture_DNG"]
     assert gts == [f"{n}.jpg" for n in names]
-    assert inputs == sorted(f"{n}_{t}.JPG" for n in names for t in ("N1.5", "N1", "0", "P1", "P1.5"))
+    assert inputs == sorted(
+        f"{n}_{t}.JPG" for n in names for t in ("N1.5", "N1", "0", "P1", "P1.5")
+    )
     # MSEC: GT = input name minus its last "_" field + ".jpg"; UEC: minus the last two.
     for name in inputs:
         assert (out / "GT_IMAGES" / (name.rsplit("_", 1)[0] + ".jpg")).exists()
@@ -117,8 +119,9 @@ def test_msec_layout(small_raw_dir: Path, tmp_path: Path) -> None:
 
 
 def test_meter_normalises_median_luminance(chart_dng: Path, tmp_path: Path) -> None:
-    config = RenderConfig(evs=(0.0,), formats=(OutputFormat.TIFF16_LINEAR,),
-                          meter=MeterSpec("median", 0.18))
+    config = RenderConfig(
+        evs=(0.0,), formats=(OutputFormat.TIFF16_LINEAR,), meter=MeterSpec("median", 0.18)
+    )
     summary = render_batch([chart_dng], tmp_path / "m", config, progress=False)
     frame = pd.read_parquet(summary.manifest_path)
     offset = float(frame["base_ev_offset"].iloc[0])
@@ -213,7 +216,9 @@ def test_disk_full_stops_the_batch_with_a_clear_message(
 
     monkeypatch.setattr(render_module, "atomic_write_bytes", filling_disk)
     summary = render_batch([small_raw_dir], tmp_path / "o", RenderConfig(), progress=False)
-    assert summary.rendered == 1 and summary.aborted and "disk full while writing" in summary.aborted
+    assert (
+        summary.rendered == 1 and summary.aborted and "disk full while writing" in summary.aborted
+    )
     assert len(summary.failures) == 1  # the batch stopped at the first full-disk failure
     frame = pd.read_parquet(summary.manifest_path)
     assert (frame["status"] == "failed").sum() == 1
@@ -259,7 +264,11 @@ def test_ray_executor_gives_identical_outputs(small_raw_dir: Path, tmp_path: Pat
     pytest.importorskip("ray")
     local = render_batch([small_raw_dir], tmp_path / "local", RenderConfig(), progress=False)
     ray_run = render_batch(
-        [small_raw_dir], tmp_path / "ray", RenderConfig(), executor="ray", workers=2,
+        [small_raw_dir],
+        tmp_path / "ray",
+        RenderConfig(),
+        executor="ray",
+        workers=2,
         progress=False,
     )
     assert ray_run.ok and ray_run.rendered == 3

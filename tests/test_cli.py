@@ -1,0 +1,127 @@
+"""The command-line program end to end (click's runner, in process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from expokit.cli import cli
+from expokit.info import COMPONENTS
+
+
+def test_info_names_every_component() -> None:
+    result = CliRunner().invoke(cli, ["info"])
+    assert result.exit_code == 0, result.output
+    for label, _, _ in COMPONENTS:
+        assert label in result.output
+    assert "Python" in result.output and "LibRaw" in result.output
+
+
+def test_info_names_missing_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_gphoto2(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("gphoto2"):
+            raise ImportError("No module named 'gphoto2'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.delitem(__import__("sys").modules, "gphoto2", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_gphoto2)
+    result = CliRunner().invoke(cli, ["info"])
+    assert result.exit_code == 0
+    line = next(li for li in result.output.splitlines() if li.startswith("libgphoto2"))
+    assert "missing" in line and "expokit[capture]" in line
+
+
+def test_render_cli_negative_ev_list_and_outputs(chart_dng: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "render",
+            str(chart_dng),
+            "--out",
+            str(out),
+            "--ev",
+            "-2,-1,0",
+            "-f",
+            "png",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"manifest: {out.resolve() / 'manifest.parquet'}" in result.output
+    frame = pd.read_parquet(out / "manifest.parquet")
+    assert sorted(frame["ev_token"]) == ["0", "N1", "N2"]
+    assert (out / "chart" / "chart_N2.png").exists()
+
+
+def test_render_cli_failures_exit_nonzero_and_name_files(chart_dng: Path, tmp_path: Path) -> None:
+    from tests.conftest import shared_path
+
+    invalid = shared_path("raw", "invalid")
+    result = CliRunner().invoke(
+        cli,
+        ["render", str(invalid), str(chart_dng), "--out", str(tmp_path / "o"), "--no-progress"],
+    )
+    assert result.exit_code == 1
+    for name in (
+        "exiftool_CanonRaw_stub.cr2",
+        "exiftool_DNG_stub.dng",
+        "truncated_NIKON_D70s.nef",
+        "exiftool_Nikon_stub.nef",
+        "exiftool_Panasonic_stub.rw2",
+    ):
+        assert f"failed: {invalid / name}: " in result.output
+    assert "rendered 1 RAW file(s)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ev", "0,abc"], "cannot read EV 'abc'"),
+        (["--layout", "msec", "-f", "png"], "JPEG only"),
+        (["--meter", "mode:0.2"], "meter statistic"),
+    ],
+)
+def test_render_cli_bad_options(
+    chart_dng: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(cli, ["render", str(chart_dng), "--out", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_render_cli_unknown_extension(tmp_path: Path) -> None:
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"x")
+    result = CliRunner().invoke(cli, ["render", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert f"error: {bad}: unknown RAW extension '.jpg'" in result.output
+
+
+def test_render_cli_output_is_a_file(chart_dng: Path, tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("")
+    result = CliRunner().invoke(cli, ["render", str(chart_dng), "--out", str(target)])
+    assert result.exit_code == 1 and "is a file, not a folder" in result.output
+
+
+def test_curate_render_alias(chart_dng: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["curate", "render", str(chart_dng), "--out", str(tmp_path / "o"), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_demo_runs_on_shipped_data(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "demo finished OK" in result.output
+    assert (tmp_path / "demo" / "msec" / "manifest.parquet").exists()
+    frame = pd.read_parquet(tmp_path / "demo" / "msec" / "manifest.parquet")
+    assert len(frame) == 4 * 5 + 4 and set(frame["status"]) == {"ok"}
