@@ -346,6 +346,24 @@ class RenderSummary:
     def ok(self) -> bool:
         return not self.failures and self.aborted is None
 
+    def report(self) -> list[tuple[str, bool]]:
+        """Lines for a person: ``(text, is_problem)``; counts, where things are, failures."""
+        lines = [
+            (
+                f"rendered {self.rendered} RAW file(s), skipped {self.skipped} already done, "
+                f"{len(self.failures)} failed; {self.outputs} outputs",
+                False,
+            ),
+            (f"outputs:  {self.out_dir}", False),
+            (f"manifest: {self.manifest_path}", False),
+            (f"params:   {self.params_path}", False),
+            (f"run log:  {self.run_path}", False),
+        ]
+        lines += [(f"failed: {error}", True) for _, error in self.failures]
+        if self.aborted:
+            lines.append((f"aborted: {self.aborted}", True))
+        return lines
+
 
 def _load_record(path: Path) -> dict[str, Any] | None:
     import json

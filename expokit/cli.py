@@ -16,6 +16,8 @@ import click
 
 from expokit import __version__
 from expokit.core.errors import ExpokitError
+from expokit.core.parallel import EXECUTORS
+from expokit.curation.render_config import LAYOUTS, WB_POLICIES, OutputFormat
 
 
 def _fail(message: str) -> None:
@@ -43,7 +45,7 @@ def info() -> None:
 
 # --------------------------------------------------------------------------- render
 
-_FORMAT_CHOICES = ["jpg", "png", "png16", "png16-linear", "tiff16", "tiff16-linear"]
+_FORMAT_CHOICES = [f.value for f in OutputFormat]
 
 
 def _render_options(func: Any) -> Any:
@@ -76,7 +78,7 @@ def _render_options(func: Any) -> Any:
         ),
         click.option(
             "--layout",
-            type=click.Choice(["sequence", "msec"]),
+            type=click.Choice(LAYOUTS),
             default="sequence",
             show_default=True,
             help="sequence: <name>/<name>_<EV>; msec: INPUT_IMAGES/ + GT_IMAGES/.",
@@ -91,7 +93,7 @@ def _render_options(func: Any) -> Any:
         click.option(
             "--wb",
             "white_balance",
-            type=click.Choice(["camera", "daylight", "unity"]),
+            type=click.Choice(WB_POLICIES),
             default="camera",
             show_default=True,
             help="White balance; camera falls back to daylight, then unity.",
@@ -126,7 +128,7 @@ def _render_options(func: Any) -> Any:
         ),
         click.option(
             "--executor",
-            type=click.Choice(["local", "ray"]),
+            type=click.Choice(EXECUTORS),
             default="local",
             show_default=True,
             help="ray: run per-file tasks on Ray (extra [ray]).",
@@ -157,7 +159,7 @@ def _run_render(
 ) -> None:
     from expokit.curation.ev import parse_ev_list
     from expokit.curation.render import render_batch
-    from expokit.curation.render_config import MeterSpec, OutputFormat, RenderConfig
+    from expokit.curation.render_config import MeterSpec, RenderConfig
 
     try:
         config = RenderConfig(
@@ -186,18 +188,8 @@ def _run_render(
     except ExpokitError as exc:
         _fail(str(exc))
         return
-    click.echo(
-        f"rendered {summary.rendered} RAW file(s), skipped {summary.skipped} already done, "
-        f"{len(summary.failures)} failed; {summary.outputs} outputs"
-    )
-    click.echo(f"outputs:  {summary.out_dir}")
-    click.echo(f"manifest: {summary.manifest_path}")
-    click.echo(f"params:   {summary.params_path}")
-    click.echo(f"run log:  {summary.run_path}")
-    for _path, error in summary.failures:
-        click.secho(f"failed: {error}", fg="red", err=True)
-    if summary.aborted:
-        click.secho(f"aborted: {summary.aborted}", fg="red", err=True)
+    for text, problem in summary.report():
+        click.secho(text, fg="red" if problem else None, err=problem)
     if not summary.ok:
         sys.exit(1)
 

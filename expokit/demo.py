@@ -49,14 +49,8 @@ def measured_ev_ratios(summary: RenderSummary) -> list[tuple[str, float, float]]
 
 def _report(title: str, summary: RenderSummary) -> None:
     click.secho(title, bold=True)
-    click.echo(
-        f"  {summary.rendered} rendered, {summary.skipped} already done, "
-        f"{len(summary.failures)} failed, {summary.outputs} outputs"
-    )
-    click.echo(f"  outputs:  {summary.out_dir}")
-    click.echo(f"  manifest: {summary.manifest_path}")
-    for _path, error in summary.failures:
-        click.secho(f"  failed: {error}", fg="red")
+    for text, problem in summary.report():
+        click.secho(f"  {text}", fg="red" if problem else None)
 
 
 def run_demo(out_dir: str | Path, workers: int = 1, progress: bool = True) -> bool:

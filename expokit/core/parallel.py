@@ -12,6 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 from tqdm import tqdm
@@ -32,6 +33,14 @@ def _limit_native_threads(threads: int) -> None:
     """Pool initializer: give each worker ``threads`` OpenMP/BLAS threads."""
     for var in _THREAD_ENV_VARS:
         os.environ[var] = str(threads)
+
+
+def _settle(get: Callable[[], R], item: T, on_error: Callable[[T, BaseException], R]) -> R:
+    """Result of ``get()``, or ``on_error(item, exc)`` when the task raised or its worker died."""
+    try:
+        return get()
+    except Exception as exc:  # includes BrokenProcessPool and Ray task errors
+        return on_error(item, exc)
 
 
 def map_unordered(
@@ -72,10 +81,7 @@ def map_unordered(
             yield from _map_ray(fn, items, workers, on_error, bar)
         elif workers == 1 or len(items) <= 1:
             for index, item in enumerate(items):
-                try:
-                    result = fn(item)
-                except Exception as exc:
-                    result = on_error(item, exc)
+                result = _settle(partial(fn, item), item, on_error)
                 bar.update(1)
                 yield index, result
         else:
@@ -101,12 +107,8 @@ def _map_process_pool(
         futures: dict[Future[R], int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
         for future in as_completed(futures):
             index = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:
-                result = on_error(items[index], exc)
             bar.update(1)
-            yield index, result
+            yield index, _settle(future.result, items[index], on_error)
 
 
 def _map_ray(
@@ -137,12 +139,9 @@ def _map_ray(
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 index = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except Exception as exc:
-                    result = on_error(items[index], exc)
                 bar.update(1)
-                yield index, result
+                get: Callable[[], R] = partial(ray.get, ref)
+                yield index, _settle(get, items[index], on_error)
     finally:
         if started_here:
             ray.shutdown()
