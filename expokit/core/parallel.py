@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from tqdm import tqdm
 
@@ -140,7 +140,7 @@ def _map_ray(
             for ref in done:
                 index = pending.pop(ref)
                 bar.update(1)
-                get: Callable[[], R] = partial(ray.get, ref)
+                get = cast(Callable[[], R], partial(ray.get, ref))
                 yield index, _settle(get, items[index], on_error)
     finally:
         if started_here:
