@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from expokit.core.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: name -> (pandas dtype, meaning). Order is the column order on disk.
 RENDER_COLUMNS: dict[str, tuple[str, str]] = {
@@ -52,6 +53,8 @@ RENDER_COLUMNS: dict[str, tuple[str, str]] = {
 
 def manifest_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Build a DataFrame with exactly :data:`RENDER_COLUMNS`, in order, with their dtypes."""
+    import pandas as pd  # local: worker processes render without needing pandas
+
     frame = pd.DataFrame(list(rows), columns=list(RENDER_COLUMNS))
     return frame.astype({name: dtype for name, (dtype, _) in RENDER_COLUMNS.items()})
 
@@ -66,6 +69,8 @@ def write_manifest(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> pd.Da
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """Read a render manifest and check its columns."""
+    import pandas as pd
+
     frame = pd.read_parquet(path)
     missing = [c for c in RENDER_COLUMNS if c not in frame.columns]
     if missing:

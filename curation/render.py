@@ -40,13 +40,13 @@ from expokit.core.atomic import (
 )
 from expokit.core.errors import ExpokitError, InputFileError, OutputError
 from expokit.core.hashing import sha256_bytes, sha256_file
-from expokit.core.parallel import map_unordered
+from expokit.core.parallel import map_unordered, native_threads
 from expokit.curation.ev import ev_token
 from expokit.curation.layout import assign_names, gt_relpath, output_relpath
 from expokit.curation.manifest import write_manifest
 from expokit.curation.raw_decode import RAW_EXTENSIONS, DecodedRaw, decode_raw, library_versions
 from expokit.curation.render_config import MeterSpec, OutputFormat, RenderConfig
-from expokit.curation.transfer import apply_lut, exposure_lut
+from expokit.curation.transfer import apply_luts, exposure_lut
 
 MANIFEST_FILE = "manifest.parquet"
 PARAMS_FILE = "render_params.json"
@@ -91,12 +91,16 @@ def render_arrays(
     ``image`` is ``(H, W, 3)`` in OpenCV's BGR order, uint8 for 8-bit formats and uint16
     for 16-bit ones: ``T(clip(linear / 65535 * 2**(ev + base_offset), 0, 1))`` quantised,
     with ``T`` the sRGB transfer function or the identity (a lookup table per EV and format).
+    All EVs of one format are computed together (see :func:`apply_luts`), so they are held
+    in memory at once: ``len(evs) * H * W * 3`` bytes (times 2 for 16-bit formats).
     """
-    bgr = linear[..., ::-1]
-    for ev in config.evs:
-        gain = 2.0 ** (ev + base_offset)
-        for fmt in config.formats:
-            yield ev, fmt, apply_lut(bgr, exposure_lut(gain, fmt.bits, fmt.transfer))
+    threads = native_threads()
+    for fmt in config.formats:
+        luts = [
+            exposure_lut(2.0 ** (ev + base_offset), fmt.bits, fmt.transfer) for ev in config.evs
+        ]
+        images = apply_luts(linear, luts, reverse_channels=True, threads=threads)
+        yield from ((ev, fmt, image) for ev, image in zip(config.evs, images, strict=True))
 
 
 def encode_image(image: npt.NDArray[np.integer], fmt: OutputFormat, config: RenderConfig) -> bytes:
@@ -480,6 +484,8 @@ def render_batch(
             summary.skipped += 1
             continue
         tasks.append(RenderTask(str(raw), name, str(out), config, params_hash, run_id, durable))
+    # Largest files first, so a big file does not finish alone at the end of a parallel batch.
+    tasks.sort(key=lambda t: -Path(t.raw_path).stat().st_size)
     run_info: dict[str, Any] = {
         "run_id": run_id,
         "status": "running",

@@ -29,6 +29,15 @@ EXECUTORS: tuple[str, ...] = ("local", "ray")
 _THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def native_threads() -> int:
+    """Threads this process may use for native/numpy work: ``OMP_NUM_THREADS`` if set
+    (process pools set it per worker), else the CPU count."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _limit_native_threads(threads: int) -> None:
     """Pool initializer: give each worker ``threads`` OpenMP/BLAS threads."""
     for var in _THREAD_ENV_VARS:
