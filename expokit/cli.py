@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from expokit import __version__
+from expokit.cli_capture import capture
 from expokit.core.errors import ExpokitError
 from expokit.core.parallel import EXECUTORS
 from expokit.curation.render_config import LAYOUTS, WB_POLICIES, OutputFormat
@@ -240,6 +241,9 @@ def demo(out_dir: Path, workers: int) -> None:
         return
     if not ok:
         sys.exit(1)
+
+
+cli.add_command(capture)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Camera backends; import them through :mod:`expokit.capture.factory` (lazy SDK imports)."""

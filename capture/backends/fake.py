@@ -1,0 +1,426 @@
+"""A pure-Python fake camera bus: several bodies, each with its own file tree.
+
+For two-camera timing and fault injection, which the gphoto2 virtual camera cannot do (it
+is one device for every ``Camera`` object and corrupts its heap under two threads).
+
+Bodies live on a process-wide bus configured by :func:`configure_bus` (the rig config's
+``[fake]`` table does it for command-line runs). Each body serves files from a folder of
+real images/RAWs, or, without one, writes small synthetic DNGs/JPEGs whose EXIF carries the
+exposure actually applied, so EXIF checks are exercised. Latency and jitter are slept in
+:meth:`FakeCamera.trigger` (``time.sleep`` releases the GIL like python-gphoto2 does).
+
+Faults (:class:`FakeFaults`): busy (-110) and I/O (-7) errors for the next N operations,
+a disconnect after N triggers (the body comes back on another port after a delay), a USB
+claim failure on connect (-53), and settings that are accepted but silently not applied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import random
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from expokit.capture.backends.base import (
+    Camera,
+    CameraBusy,
+    CameraDisconnected,
+    CameraEvent,
+    CameraFile,
+    CameraInfo,
+    CameraIOError,
+    CameraNotFound,
+    NotSupported,
+    SettingInfo,
+    SettingValueError,
+    UsbClaimError,
+)
+
+SHUTTER_CHOICES = (
+    "1/4000", "1/2000", "1/1000", "1/500", "1/250", "1/125", "1/60", "1/30", "1/15", "1/8",
+    "1/4", "1/2", "1", "2", "4", "8", "15", "30",
+)  # fmt: skip
+APERTURE_CHOICES = ("1.8", "2", "2.8", "4", "5.6", "8", "11", "16", "22")
+ISO_CHOICES = ("100", "200", "400", "800", "1600", "3200", "6400")
+EV_COMP_CHOICES = tuple(f"{v / 3:g}" if v % 3 == 0 else f"{v / 3:.1f}" for v in range(-9, 10))
+IMAGE_FORMATS = ("RAW", "JPEG Fine", "RAW + JPEG Fine")
+CAPTURE_TARGETS = ("Internal RAM", "Memory card")
+SOURCE_EXTENSIONS = (".jpg", ".jpeg", ".dng", ".nef", ".cr2", ".cr3", ".arw", ".raf", ".png")
+
+
+@dataclass
+class FakeFaults:
+    """Faults to inject; counters count down as faults fire."""
+
+    busy: int = 0
+    io_error: int = 0
+    disconnect_after_triggers: int | None = None
+    replug_after_s: float = 0.2
+    claim_failure: bool = False
+    ignore_settings: tuple[str, ...] = ()
+
+
+@dataclass
+class FakeCameraSpec:
+    """One fake body. ``vendor`` picks setting names: ``canon`` (aperture, imageformat,
+    movierecordtarget) or ``nikon`` (f-number, imagequality, movie)."""
+
+    serial: str
+    model: str = "Fake Nikon D750"
+    vendor: str = "nikon"
+    source_dir: str | None = None
+    latency_s: float = 0.0
+    jitter_s: float = 0.0
+    clock_offset_s: float = 0.0
+    image_size: tuple[int, int] = (64, 96)
+    seed: int = 0
+    faults: FakeFaults = field(default_factory=FakeFaults)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FakeCameraSpec:
+        values = dict(data)
+        faults = FakeFaults(**values.pop("faults", {}))
+        if "image_size" in values:
+            values["image_size"] = tuple(values["image_size"])
+        return cls(**values, faults=faults)
+
+
+class _Body:
+    """State of one physical fake body, shared by every FakeCamera object bound to it."""
+
+    def __init__(self, spec: FakeCameraSpec, port: str) -> None:
+        self.spec = spec
+        self.port = port
+        self.lock = threading.Lock()
+        self.plugged = True
+        self.replug_at: float | None = None
+        self.generation = 0  # bumps on every replug: handles from before go stale
+        self.rng = random.Random(spec.seed)
+        self.files: dict[str, bytes] = {}
+        self.counter = itertools.count(1)
+        self.source_cycle = itertools.count()
+        self.sources = self._list_sources()
+        self.movie_started: float | None = None
+        canon = spec.vendor == "canon"
+        self.settings: dict[str, SettingInfo] = {}
+        for name, value, choices in (
+            ("shutterspeed", "1/125", SHUTTER_CHOICES),
+            ("aperture" if canon else "f-number", "8", APERTURE_CHOICES),
+            ("iso", "100", ISO_CHOICES),
+            ("exposurecompensation", "0", EV_COMP_CHOICES),
+            ("imageformat" if canon else "imagequality", "RAW", IMAGE_FORMATS),
+            ("capturetarget", "Memory card", CAPTURE_TARGETS),
+            ("movierecordtarget" if canon else "movie", "None" if canon else "0",
+             ("Card", "None") if canon else ("0", "1")),
+        ):  # fmt: skip
+            self.settings[name] = SettingInfo(name, value, choices, False, "radio")
+        self.settings["serialnumber"] = SettingInfo("serialnumber", spec.serial, (), True, "text")
+        # What the sensor really used (differs from settings when a setting is ignored).
+        self.applied = {name: info.value for name, info in self.settings.items()}
+
+    def _list_sources(self) -> list[Path]:
+        if not self.spec.source_dir:
+            return []
+        folder = Path(self.spec.source_dir)
+        return sorted(
+            p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SOURCE_EXTENSIONS
+        )
+
+    def check_plugged(self) -> None:
+        if not self.plugged and self.replug_at is not None and time.monotonic() >= self.replug_at:
+            self.plugged = True
+            self.replug_at = None
+            self.generation += 1
+            self.port = _BUS.next_port()
+
+
+class _Bus:
+    """The process-wide set of fake bodies (the fake "USB bus")."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, _Body] = {}
+        self.ports = itertools.count(1)
+        self.lock = threading.Lock()
+
+    def next_port(self) -> str:
+        return f"usb:fake,{next(self.ports):03d}"
+
+    def configure(self, specs: list[FakeCameraSpec]) -> None:
+        with self.lock:
+            self.bodies = {spec.serial: _Body(spec, self.next_port()) for spec in specs}
+
+    def plugged(self) -> list[_Body]:
+        for body in self.bodies.values():
+            body.check_plugged()
+        return [b for b in self.bodies.values() if b.plugged]
+
+
+_BUS = _Bus()
+
+
+def configure_bus(specs: list[FakeCameraSpec] | list[dict[str, Any]]) -> None:
+    """Replace the fake bus with bodies made from ``specs`` (dataclasses or dicts)."""
+    _BUS.configure(
+        [s if isinstance(s, FakeCameraSpec) else FakeCameraSpec.from_dict(s) for s in specs]
+    )
+
+
+def body_for(serial: str) -> Any:
+    """The internal state of a body (tests use it to inject faults mid-run)."""
+    return _BUS.bodies[serial]
+
+
+def list_cameras(**_: Any) -> list[CameraInfo]:
+    return [CameraInfo(b.spec.model, b.port, b.spec.serial, "fake") for b in _BUS.plugged()]
+
+
+def make_camera(serial: str | None = None, **_: Any) -> FakeCamera:
+    return FakeCamera(serial)
+
+
+class FakeCamera(Camera):
+    """A handle on one fake body (see the module docstring)."""
+
+    backend = "fake"
+
+    def __init__(self, serial: str | None = None) -> None:
+        self.serial = serial
+        self._body: _Body | None = None
+        self._generation = -1
+        self._events: deque[CameraEvent] = deque()
+
+    # -- connection -------------------------------------------------------------------
+    def connect(self) -> None:
+        bodies = _BUS.plugged()
+        if self.serial is None:
+            if not bodies:
+                raise CameraNotFound("no fake camera connected")
+            body = bodies[0]
+        else:
+            matches = [b for b in bodies if b.spec.serial == self.serial]
+            if not matches:
+                found = ", ".join(b.spec.serial for b in bodies) or "none"
+                raise CameraNotFound(
+                    f"no camera with serial {self.serial} is connected (connected: {found})"
+                )
+            body = matches[0]
+        if body.spec.faults.claim_failure:
+            raise UsbClaimError(f"{body.spec.model}: {UsbClaimError.HINT}", code=-53)
+        self._body = body
+        self._generation = body.generation
+        self._events.clear()
+
+    def disconnect(self) -> None:
+        self._body = None
+
+    @property
+    def is_connected(self) -> bool:
+        return self._body is not None
+
+    def _live(self) -> _Body:
+        body = self._body
+        if body is None:
+            raise CameraDisconnected("fake camera is not connected")
+        body.check_plugged()
+        if not body.plugged or body.generation != self._generation:
+            raise CameraDisconnected(f"{body.spec.model} ({body.spec.serial}) disconnected")
+        faults = body.spec.faults
+        if faults.busy > 0:
+            faults.busy -= 1
+            raise CameraBusy(f"{body.spec.model}: camera busy", code=-110)
+        if faults.io_error > 0:
+            faults.io_error -= 1
+            raise CameraIOError(f"{body.spec.model}: I/O problem", code=-7)
+        return body
+
+    @property
+    def info(self) -> CameraInfo:
+        body = self._body
+        if body is None:
+            raise CameraDisconnected("fake camera is not connected")
+        return CameraInfo(body.spec.model, body.port, body.spec.serial, "fake")
+
+    # -- settings ---------------------------------------------------------------------
+    def list_settings(self) -> dict[str, SettingInfo]:
+        return dict(self._live().settings)
+
+    def get_setting(self, name: str) -> str:
+        body = self._live()
+        if name not in body.settings:
+            raise NotSupported(f"{name} not supported by {body.spec.model}")
+        return body.settings[name].value
+
+    def set_setting(self, name: str, value: str) -> None:
+        body = self._live()
+        info = body.settings.get(name)
+        if info is None or info.readonly:
+            raise NotSupported(f"{name} not supported by {body.spec.model}")
+        value = str(value)
+        if info.choices and value not in info.choices:
+            raise SettingValueError(
+                f"{body.spec.model}: {value!r} is not a value of {name}; allowed: "
+                + ", ".join(info.choices)
+            )
+        with body.lock:
+            body.settings[name] = SettingInfo(name, value, info.choices, False, info.kind)
+            if name not in body.spec.faults.ignore_settings:
+                body.applied[name] = value
+
+    # -- capture ----------------------------------------------------------------------
+    def trigger(self) -> None:
+        body = self._live()
+        delay = body.spec.latency_s + body.rng.uniform(-1, 1) * body.spec.jitter_s
+        time.sleep(max(0.0, delay))
+        faults = body.spec.faults
+        with body.lock:
+            name = f"DSC_{next(body.counter):04d}"
+            data, ext = self._make_image(body)
+            file = CameraFile("/store_00010001/DCIM/100FAKE", f"{name}{ext}")
+            body.files[file.path] = data
+        self._events.append(CameraEvent("file_added", file))
+        self._events.append(CameraEvent("capture_complete"))
+        if faults.disconnect_after_triggers is not None:
+            faults.disconnect_after_triggers -= 1
+            if faults.disconnect_after_triggers <= 0:
+                faults.disconnect_after_triggers = None
+                body.plugged = False
+                body.replug_at = time.monotonic() + faults.replug_after_s
+
+    def capture(self, timeout_s: float) -> CameraFile:
+        self.trigger()
+        return self.wait_for_file(timeout_s)
+
+    def wait_for_event(self, timeout_s: float) -> CameraEvent:
+        self._live()
+        if self._events:
+            return self._events.popleft()
+        time.sleep(min(timeout_s, 0.01))
+        return CameraEvent("timeout")
+
+    def download(self, file: CameraFile) -> bytes:
+        body = self._live()
+        try:
+            return body.files[file.path]
+        except KeyError:
+            raise CameraIOError(f"{body.spec.model}: no file {file.path}") from None
+
+    # -- movie ------------------------------------------------------------------------
+    def _movie_setting(self, body: _Body) -> str:
+        return "movierecordtarget" if body.spec.vendor == "canon" else "movie"
+
+    def start_movie(self) -> None:
+        body = self._live()
+        setting = self._movie_setting(body)
+        self.set_setting(setting, "Card" if setting == "movierecordtarget" else "1")
+        body.movie_started = time.monotonic()
+
+    def stop_movie(self) -> None:
+        body = self._live()
+        if body.movie_started is None:
+            raise CameraIOError(f"{body.spec.model}: no movie is recording")
+        seconds = time.monotonic() - body.movie_started
+        body.movie_started = None
+        setting = self._movie_setting(body)
+        self.set_setting(setting, "None" if setting == "movierecordtarget" else "0")
+        with body.lock:
+            file = CameraFile("/store_00010001/DCIM/100FAKE", f"MOV_{next(body.counter):04d}.avi")
+            body.files[file.path] = _make_movie(seconds, body.spec.image_size)
+        self._events.append(CameraEvent("file_added", file))
+
+    def camera_time(self) -> dt.datetime | None:
+        body = self._live()
+        return dt.datetime.now() + dt.timedelta(seconds=body.spec.clock_offset_s)
+
+    # -- content ----------------------------------------------------------------------
+    def _make_image(self, body: _Body) -> tuple[bytes, str]:
+        """Bytes of the next shot and its extension; EXIF carries the *applied* exposure."""
+        fmt_name = "imageformat" if body.spec.vendor == "canon" else "imagequality"
+        raw = body.applied.get(fmt_name, "RAW").startswith("RAW")
+        if body.sources:
+            source = body.sources[next(body.source_cycle) % len(body.sources)]
+            return source.read_bytes(), source.suffix.upper()
+        exposure = _shutter_seconds(body.applied["shutterspeed"])
+        aperture_name = "aperture" if body.spec.vendor == "canon" else "f-number"
+        f_number = float(body.applied[aperture_name])
+        iso = int(body.applied["iso"])
+        if raw:
+            return _synthetic_dng(
+                body, exposure, f_number, iso
+            ), ".NEF" if body.spec.vendor != "canon" else ".CR2"
+        return _synthetic_jpeg(body, exposure, f_number, iso), ".JPG"
+
+
+def _shutter_seconds(text: str) -> float:
+    if "/" in text:
+        num, den = text.split("/")
+        return float(num) / float(den)
+    return float(text)
+
+
+def _scene(body: _Body, exposure: float, f_number: float, iso: int) -> Any:
+    import numpy as np
+
+    from expokit.curation.synthetic import demo_scene
+
+    height, width = body.spec.image_size
+    # Brightness follows the exposure actually applied (reference: 1/125 s, f/8, ISO 100).
+    gain = (exposure / (1 / 125)) * (8.0 / f_number) ** 2 * (iso / 100)
+    return np.clip(demo_scene("chart", height, width) * gain, 0, 4)
+
+
+def _synthetic_dng(body: _Body, exposure: float, f_number: float, iso: int) -> bytes:
+    from expokit.curation.synthetic import write_dng
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "shot.dng"
+        write_dng(
+            path, _scene(body, exposure, f_number, iso), make="expokit", model=body.spec.model,
+            exposure_time=exposure, iso=iso, f_number=f_number,
+        )  # fmt: skip
+        return path.read_bytes()
+
+
+def _synthetic_jpeg(body: _Body, exposure: float, f_number: float, iso: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+
+    from expokit.curation.transfer import srgb_encode
+
+    rgb = (srgb_encode(np.clip(_scene(body, exposure, f_number, iso), 0, 1)) * 255).round()
+    image = Image.fromarray(rgb.astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x010F] = "expokit"  # Make
+    exif[0x0110] = body.spec.model  # Model
+    sub = exif.get_ifd(0x8769)  # Exif IFD
+    sub[0x829A] = IFDRational(Fraction(exposure).limit_denominator(100000))  # ExposureTime
+    sub[0x829D] = IFDRational(Fraction(f_number).limit_denominator(100))  # FNumber
+    sub[0x8827] = iso  # ISOSpeedRatings
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
+
+
+def _make_movie(seconds: float, size: tuple[int, int]) -> bytes:
+    """A small MJPEG AVI of ``seconds`` at 10 fps with a flash at the start."""
+    import cv2
+    import numpy as np
+
+    height, width = size
+    frames = max(1, round(seconds * 10))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "movie.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (width, height))
+        for index in range(frames):
+            level = 240 if index == 0 else 40 + (index * 7) % 60
+            writer.write(np.full((height, width, 3), level, np.uint8))
+        writer.release()
+        return path.read_bytes()

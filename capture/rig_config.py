@@ -1,0 +1,216 @@
+"""The rig configuration: a TOML file loaded into typed dataclasses that own defaults and checks.
+
+Example (``expokit capture`` reads it with ``--rig rig.toml``)::
+
+    backend = "gphoto2"                 # or "fake"
+    output_root = "sessions"
+    ev_offset = -2.0                    # test exposure relative to reference, in EV
+    bracket = [-2, -1, 0, 1, 2]         # EV ladder for `expokit capture bracket`
+    bracket_roles = ["test"]            # roles that bracket ("reference", "test" or both)
+    trigger_mode = "threaded"           # threaded (barrier) | sequential
+    filename_template = "{session}_{index:04d}_{role}_{ev_token}{ext}"
+
+    [retry]
+    attempts = 4
+    backoff_s = 0.2
+
+    [roles.reference]
+    serial = "3012345"
+    settings = { shutter = "1/125", aperture = "8", iso = "100", image_format = "RAW" }
+
+    [roles.test]
+    serial = "3054321"
+    settings = { aperture = "8", iso = "100", image_format = "RAW" }  # shutter from ev_offset
+
+Roles are bound to **serial numbers**: USB ports change on re-plug and two identical bodies
+swap. Setting names are generic (see :mod:`expokit.capture.aliases`) or the camera's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from expokit.capture.aliases import GENERIC_SETTINGS
+from expokit.capture.exposure import f_number, iso_value, shutter_seconds
+from expokit.core.errors import ExpokitError
+
+ROLES: tuple[str, ...] = ("reference", "test")
+TRIGGER_MODES: tuple[str, ...] = ("threaded", "sequential")
+TEMPLATE_FIELDS = {"session", "index", "role", "ev_token", "ext", "kind", "serial"}
+REQUIRED_TEMPLATE_FIELDS = {"index", "role", "ev_token", "ext"}
+
+
+class RigConfigError(ExpokitError):
+    """The rig configuration is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Budgets for retries and deadlines (seconds)."""
+
+    attempts: int = 4
+    backoff_s: float = 0.2
+    backoff_factor: float = 2.0
+    trigger_timeout_s: float = 15.0
+    reconnect_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("retry.attempts must be >= 1")
+        for name in ("backoff_s", "trigger_timeout_s", "reconnect_timeout_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"retry.{name} must be a non-negative number, got {value}")
+        if self.backoff_factor < 1:
+            raise ValueError("retry.backoff_factor must be >= 1")
+
+    def delays(self) -> list[float]:
+        """Pauses before attempts 2..N."""
+        return [self.backoff_s * self.backoff_factor**i for i in range(self.attempts - 1)]
+
+
+@dataclass(frozen=True)
+class RoleConfig:
+    """A role bound to one body by serial number, with its settings (generic names)."""
+
+    serial: str
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not str(self.serial).strip():
+            raise ValueError("serial must not be empty")
+        object.__setattr__(self, "serial", str(self.serial))
+        object.__setattr__(self, "settings", {k: str(v) for k, v in self.settings.items()})
+        checks = {"shutter": shutter_seconds, "aperture": f_number, "iso": iso_value}
+        for key, check in checks.items():
+            if key in self.settings and self.settings[key].lower() != "auto":
+                check(self.settings[key])
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    """Everything about a two-camera rig and how to shoot with it."""
+
+    roles: dict[str, RoleConfig]
+    backend: str = "gphoto2"
+    output_root: Path = Path("sessions")
+    ev_offset: float = 0.0
+    bracket: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    bracket_roles: tuple[str, ...] = ("test",)
+    trigger_mode: str = "threaded"
+    filename_template: str = "{session}_{index:04d}_{role}_{ev_token}{ext}"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    exif_tolerance_ev: float = 0.34
+    fake: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        from expokit.capture.factory import BACKENDS
+
+        missing = [r for r in ROLES if r not in self.roles]
+        if missing:
+            raise ValueError(
+                f"roles missing: {', '.join(missing)} (need [roles.reference] and [roles.test])"
+            )
+        unknown = [r for r in self.roles if r not in ROLES]
+        if unknown:
+            raise ValueError(f"unknown roles: {', '.join(unknown)} (roles are {', '.join(ROLES)})")
+        if self.roles["reference"].serial == self.roles["test"].serial:
+            raise ValueError("reference and test are bound to the same serial number")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.trigger_mode not in TRIGGER_MODES:
+            raise ValueError(f"trigger_mode must be one of {', '.join(TRIGGER_MODES)}")
+        if not math.isfinite(self.ev_offset) or abs(self.ev_offset) > 10:
+            raise ValueError(f"ev_offset must be within +-10 EV, got {self.ev_offset}")
+        if not self.bracket or len(set(self.bracket)) != len(self.bracket):
+            raise ValueError("bracket must be a non-empty list of distinct EVs")
+        for role in self.bracket_roles:
+            if role not in ROLES:
+                raise ValueError(f"bracket_roles: unknown role {role!r}")
+        fields = {
+            f[1].split(".")[0].split("[")[0]
+            for f in string.Formatter().parse(self.filename_template)
+            if f[1]
+        }
+        if fields - TEMPLATE_FIELDS:
+            raise ValueError(
+                f"filename_template uses unknown fields {sorted(fields - TEMPLATE_FIELDS)}; "
+                f"available: {sorted(TEMPLATE_FIELDS)}"
+            )
+        if REQUIRED_TEMPLATE_FIELDS - fields:
+            raise ValueError(
+                f"filename_template must contain {sorted(REQUIRED_TEMPLATE_FIELDS - fields)} "
+                "(names must carry role, index and EV, and keep the camera's extension)"
+            )
+        for role_config in self.roles.values():
+            for key in role_config.settings:
+                if key not in GENERIC_SETTINGS and not key.replace("-", "").isalnum():
+                    raise ValueError(f"setting name {key!r} is not valid")
+
+    @property
+    def serials(self) -> dict[str, str]:
+        return {role: cfg.serial for role, cfg in self.roles.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["output_root"] = str(self.output_root)
+        data["source"] = str(self.source) if self.source else None
+        data["bracket"] = list(self.bracket)
+        data["bracket_roles"] = list(self.bracket_roles)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path | None = None) -> RigConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown keys: {', '.join(unknown)}")
+        values = dict(data)
+        try:
+            roles = {name: RoleConfig(**cfg) for name, cfg in values.pop("roles", {}).items()}
+        except TypeError as exc:
+            raise ValueError(f"roles: {exc}") from None
+        if "retry" in values:
+            try:
+                values["retry"] = RetryPolicy(**values["retry"])
+            except TypeError as exc:
+                raise ValueError(f"retry: {exc}") from None
+        if "output_root" in values:
+            root = Path(values["output_root"]).expanduser()
+            if source is not None and not root.is_absolute():
+                root = source.parent / root
+            values["output_root"] = root
+        for key in ("bracket", "bracket_roles"):
+            if key in values:
+                values[key] = tuple(values[key])
+        values.pop("source", None)
+        return cls(roles=roles, source=source, **values)
+
+
+def load_rig_config(path: str | Path) -> RigConfig:
+    """Load and validate a rig TOML file.
+
+    Raises
+    ------
+    RigConfigError
+        Naming the file and the problem (missing file, TOML syntax, bad key or value).
+    """
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise RigConfigError(f"{file}: no such rig config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RigConfigError(f"{file}: not valid TOML: {exc}") from None
+    try:
+        return RigConfig.from_dict(data, source=file.resolve())
+    except ValueError as exc:
+        raise RigConfigError(f"{file}: {exc}") from None
