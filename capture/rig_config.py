@@ -152,7 +152,10 @@ class RigConfig:
             )
         for role_config in self.roles.values():
             for key in role_config.settings:
-                if key not in GENERIC_SETTINGS and not key.replace("-", "").isalnum():
+                if (
+                    key not in GENERIC_SETTINGS
+                    and not key.replace("-", "").replace("_", "").isalnum()
+                ):
                     raise ValueError(f"setting name {key!r} is not valid")
 
     @property
@@ -191,7 +194,9 @@ class RigConfig:
         for key in ("bracket", "bracket_roles"):
             if key in values:
                 values[key] = tuple(values[key])
-        values.pop("source", None)
+        stored_source = values.pop("source", None)
+        if source is None and stored_source:
+            source = Path(stored_source)
         return cls(roles=roles, source=source, **values)
 
 

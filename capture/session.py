@@ -25,7 +25,7 @@ from typing import Any
 
 from expokit.capture.journal import Journal, read_journal
 from expokit.capture.rig_config import RigConfig
-from expokit.core.atomic import atomic_write_json, ensure_writable_dir
+from expokit.core.atomic import atomic_write_json, ensure_writable_dir, remove_stale_temp_files
 from expokit.core.errors import ExpokitError
 from expokit.curation.ev import ev_token
 
@@ -113,7 +113,8 @@ class Session:
         data = json.loads(config_file.read_text())
         config = RigConfig.from_dict(data)
         session = cls(root, config, Journal(root / JOURNAL_FILE))
-        session.journal.append("session_resumed", session=root.name)
+        removed = remove_stale_temp_files(root / FILES_DIR)
+        session.journal.append("session_resumed", session=root.name, stale_temp_removed=removed)
         return session
 
     def state(self) -> SessionState:

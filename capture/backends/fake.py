@@ -225,7 +225,7 @@ class FakeCamera(Camera):
     def is_connected(self) -> bool:
         return self._body is not None
 
-    def _live(self) -> _Body:
+    def _live(self, inject: bool = False) -> _Body:
         body = self._body
         if body is None:
             raise CameraDisconnected("fake camera is not connected")
@@ -233,6 +233,8 @@ class FakeCamera(Camera):
         if not body.plugged or body.generation != self._generation:
             raise CameraDisconnected(f"{body.spec.model} ({body.spec.serial}) disconnected")
         faults = body.spec.faults
+        if not inject:  # busy/I-O faults hit the shooting path: trigger and download
+            return body
         if faults.busy > 0:
             faults.busy -= 1
             raise CameraBusy(f"{body.spec.model}: camera busy", code=-110)
@@ -276,7 +278,7 @@ class FakeCamera(Camera):
 
     # -- capture ----------------------------------------------------------------------
     def trigger(self) -> None:
-        body = self._live()
+        body = self._live(inject=True)
         delay = body.spec.latency_s + body.rng.uniform(-1, 1) * body.spec.jitter_s
         time.sleep(max(0.0, delay))
         faults = body.spec.faults
@@ -306,7 +308,7 @@ class FakeCamera(Camera):
         return CameraEvent("timeout")
 
     def download(self, file: CameraFile) -> bytes:
-        body = self._live()
+        body = self._live(inject=True)
         try:
             return body.files[file.path]
         except KeyError:
