@@ -57,8 +57,10 @@ def test_apply_luts_matches_apply_lut_byte_for_byte(threads: int) -> None:
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 65536, (131, 37, 3), dtype=np.uint16)
-    luts = [exposure_lut(g, bits=b, transfer=t) for g, b, t in
-            [(0.35, 8, "srgb"), (1.0, 16, "linear"), (2.8, 16, "srgb")]]
+    luts = [
+        exposure_lut(g, bits=b, transfer=t)
+        for g, b, t in [(0.35, 8, "srgb"), (1.0, 16, "linear"), (2.8, 16, "srgb")]
+    ]
     got = apply_luts(image, luts, reverse_channels=True, band_rows=16, threads=threads)
     for lut, out in zip(luts, got, strict=True):
         want = apply_lut(image[..., ::-1], lut)
