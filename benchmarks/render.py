@@ -35,9 +35,10 @@ breakdown
     parameters, the rest of ``decode_raw`` (EXIF, sanity checks), LUT build and LUT
     application per EV, JPEG encoding per EV, file writes, and the SHA-256 of the RAW.
 LUT variants
-    The LUT step as shipped (``np.take`` on the negative-stride BGR view ``linear[..., ::-1]``)
-    against ``np.take`` / fancy indexing on a contiguous BGR copy and a threaded version, all
-    checked byte-identical; with the totals they would give.
+    The LUT step as shipped (:func:`expokit.curation.transfer.apply_luts`: 64-row bands cast
+    to indices once, every EV applied per band, on threads) against the naive per-EV
+    ``np.take`` on the negative-stride BGR view and two intermediate variants, all checked
+    byte-identical; with the totals they would give.
 workers
     A batch of >= 8 files (the inputs copied ``--batch-copies`` times under distinct names)
     rendered by ``render_batch`` with ``workers=1`` (in-process) and ``workers=2`` (spawn
@@ -81,7 +82,6 @@ MSEC_EVS: tuple[float, ...] = (-1.5, -1.0, 0.0, 1.0, 1.5)
 EXP_SHIFT_RANGE = (0.25, 8.0)  # rawpy/LibRaw accept exp_shift only in this range
 MIN_BATCH_FILES = 8
 CHILD_FLAG = "--_child"
-LUT_BAND_ROWS = 64
 
 Samples = dict[str, dict[str, list[float]]]  # metric -> file -> seconds per repeat
 
@@ -230,39 +230,17 @@ Image = npt.NDArray[np.integer]
 LadderFn = Callable[[Sequence[Image]], list[Image]]
 
 
-def _bands(
-    view: npt.NDArray[np.uint16],
-    luts: Sequence[Image],
-    pool: ThreadPoolExecutor | None,
-    rows: int = LUT_BAND_ROWS,
-) -> list[Image]:
-    """All EVs at once, band by band: each band of rows is cast to ``intp`` once (as
-    ``np.take`` would do per call) and every LUT is applied to it while it is in cache."""
-    outs = [np.empty(view.shape, dtype=lut.dtype) for lut in luts]
-
-    def band(start: int) -> None:
-        index = view[start : start + rows].astype(np.intp)
-        for lut, out in zip(luts, outs, strict=True):
-            np.take(lut, index, out=out[start : start + rows])
-
-    starts = range(0, view.shape[0], rows)
-    if pool is None:
-        for start in starts:
-            band(start)
-    else:
-        list(pool.map(band, starts))
-    return outs
-
-
 def _lut_variant_fns(
     view: npt.NDArray[np.uint16], pool: ThreadPoolExecutor, threads: int
 ) -> dict[str, LadderFn]:
-    """Ways to map ``(H, W, 3)`` 16-bit BGR through every EV's LUT; the shipped one first.
+    """Ways to map ``(H, W, 3)`` 16-bit BGR through every EV's LUT; the naive one first.
 
     One-off copies (contiguous BGR, ``intp`` indices) are inside the timed call."""
-    from expokit.curation.transfer import apply_lut
+    from expokit.curation.transfer import apply_lut, apply_luts
 
-    def shipped(luts: Sequence[Image]) -> list[Image]:
+    del pool  # apply_luts manages its own threads
+
+    def per_ev(luts: Sequence[Image]) -> list[Image]:
         return [apply_lut(view, lut) for lut in luts]
 
     def contiguous(luts: Sequence[Image]) -> list[Image]:
@@ -274,14 +252,12 @@ def _lut_variant_fns(
         return [np.take(lut, index) for lut in luts]
 
     return {
-        "shipped: np.take(lut, rgb[..., ::-1]) per EV": shipped,
+        "naive: np.take(lut, rgb[..., ::-1]) per EV": per_ev,
         "np.take on one contiguous BGR copy": contiguous,
         "np.take on one intp index copy": intp_once,
-        f"bands of {LUT_BAND_ROWS} rows, intp per band, 1 thread": lambda luts: _bands(
-            view, luts, None
-        ),
-        f"bands of {LUT_BAND_ROWS} rows, intp per band, {threads} threads": lambda luts: _bands(
-            view, luts, pool
+        "shipped apply_luts (64-row bands), 1 thread": lambda luts: apply_luts(view, luts),
+        f"shipped apply_luts (64-row bands), {threads} threads": lambda luts: apply_luts(
+            view, luts, threads=threads
         ),
     }
 
@@ -301,7 +277,7 @@ def lut_variants(files: Sequence[Path], repeat: int) -> dict[str, dict[str, floa
             reference = next(iter(variants.values()))(luts)
             for name, fn in variants.items():
                 if not all(np.array_equal(a, b) for a, b in zip(fn(luts), reference, strict=True)):
-                    raise AssertionError(f"LUT variant {name!r} differs from the shipped one")
+                    raise AssertionError(f"LUT variant {name!r} differs from the naive per-EV one")
             del reference
             samples: dict[str, list[float]] = defaultdict(list)
             for _ in range(repeat):
@@ -677,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(
             "LUT variants: all 5 EVs of all files, seconds (median of "
-            f"{args.repeat}; every variant byte-identical to the shipped one)"
+            f"{args.repeat}; every variant byte-identical to the naive one)"
         )
         variants = lut_variants(files, args.repeat)
         for name, per_file in variants.items():

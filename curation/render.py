@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,8 +246,11 @@ def render_raw(task: RenderTask) -> dict[str, Any]:
         base = _base_row(task, raw_sha)
         rows = []
         gt_path = gt_relpath(task.name, config.layout)
-        for ev, fmt, image in render_arrays(decoded.linear, config, offset):
-            data = encode_image(image, fmt, config)
+        rendered = list(render_arrays(decoded.linear, config, offset))
+        # cv2.imencode releases the GIL: encode the EVs in parallel, write them in order.
+        with ThreadPoolExecutor(max_workers=native_threads()) as pool:
+            encoded = list(pool.map(lambda item: encode_image(item[2], item[1], config), rendered))
+        for (ev, fmt, _), data in zip(rendered, encoded, strict=True):
             relpath = output_relpath(task.name, ev, fmt, config.layout)
             atomic_write_bytes(out_root / relpath, data, task.durable)
             rows.append(_output_row(base, decoded, offset, ev, fmt, "input", relpath, data))

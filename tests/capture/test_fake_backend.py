@@ -123,3 +123,18 @@ def test_ignored_setting_reads_back_but_exif_tells() -> None:
         assert camera.get_setting("shutterspeed") == "1/1000"
         exif = read_exposure(camera.download(camera.capture(timeout_s=2)))
         assert exif["exposure_time_s"] == pytest.approx(1 / 125)  # what the body really used
+
+
+def test_fed_from_a_folder_of_real_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"img{i}.jpg"), np.full((8, 8, 3), 60 * i, np.uint8))
+    configure_bus([FakeCameraSpec("S", source_dir=str(folder))])
+    with open_camera("fake", serial="S") as camera:
+        got = [camera.download(camera.capture(timeout_s=1)) for _ in range(3)]
+    sources = [(folder / f"img{i}.jpg").read_bytes() for i in range(2)]
+    assert got == [sources[0], sources[1], sources[0]]  # served in order, cycling
