@@ -354,9 +354,7 @@ class FakeCamera(Camera):
         f_number = float(body.applied[aperture_name])
         iso = int(body.applied["iso"])
         if raw:
-            return _synthetic_dng(
-                body, exposure, f_number, iso
-            ), ".NEF" if body.spec.vendor != "canon" else ".CR2"
+            return _synthetic_dng(body, exposure, f_number, iso), ".DNG"
         return _synthetic_jpeg(body, exposure, f_number, iso), ".JPG"
 
 

@@ -75,7 +75,7 @@ def test_raw_mode_writes_dng_with_exif() -> None:
     with open_camera("fake", serial="A") as camera:
         camera.set_setting("shutterspeed", "1/60")
         file = camera.capture(timeout_s=2)
-        assert file.name.endswith(".NEF")
+        assert file.name.endswith(".DNG")
         assert read_exposure(camera.download(file))["exposure_time_s"] == pytest.approx(1 / 60)
 
 
