@@ -25,6 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -433,33 +434,38 @@ class Shooter:
                 )
                 time.sleep(delay)
 
+    def _release(
+        self,
+        fired: Fired,
+        barrier: threading.Barrier | None,
+        first: bool,
+        start: Callable[[], None],
+        **extra: Any,
+    ) -> None:
+        """Wait for the other cameras (first attempt only), then ``start()`` between two
+        monotonic timestamps, and journal the trigger."""
+        if barrier is not None and first:
+            barrier.wait(timeout=self.rig.config.retry.trigger_timeout_s)
+        fired.t_before = time.monotonic()
+        wall = time.time()
+        start()
+        fired.t_after = time.monotonic()
+        self.journal.append(
+            "triggered", index=fired.plan.index, role=fired.role, t_before=fired.t_before,
+            t_after=fired.t_after, wall_before=wall, attempt=fired.attempts, **extra,
+        )  # fmt: skip
+
     def _shoot_still(self, fired: Fired, barrier: threading.Barrier | None) -> None:
         timeout = self.rig.config.retry.trigger_timeout_s
 
         def action(camera: Camera, first: bool) -> None:
-            if barrier is not None and first:
-                barrier.wait(timeout=timeout)
-            fired.t_before = time.monotonic()
-            wall = time.time()
-            self.rig.trigger.fire(fired.role, camera)
-            fired.t_after = time.monotonic()
-            self.journal.append(
-                "triggered",
-                index=fired.plan.index,
-                role=fired.role,
-                t_before=fired.t_before,
-                t_after=fired.t_after,
-                wall_before=wall,
-                trigger=self.rig.trigger.name,
-                attempt=fired.attempts,
-            )
+            fire = partial(self.rig.trigger.fire, fired.role, camera)
+            self._release(fired, barrier, first, fire, trigger=self.rig.trigger.name)
             fired.camera_file = camera.wait_for_file(timeout)
             self.journal.append(
-                "file_added",
-                index=fired.plan.index,
-                role=fired.role,
+                "file_added", index=fired.plan.index, role=fired.role,
                 camera_file=fired.camera_file.path,
-            )
+            )  # fmt: skip
             fired.data = camera.download(fired.camera_file)
 
         self._with_retries(fired, action)
@@ -469,28 +475,13 @@ class Shooter:
         timeout = self.rig.config.retry.trigger_timeout_s
 
         def action(camera: Camera, first: bool) -> None:
-            if barrier is not None and first:
-                barrier.wait(timeout=timeout)
-            fired.t_before = time.monotonic()
-            camera.start_movie()
-            fired.t_after = time.monotonic()
-            self.journal.append(
-                "triggered",
-                index=fired.plan.index,
-                role=fired.role,
-                t_before=fired.t_before,
-                t_after=fired.t_after,
-                movie="start",
-            )
+            self._release(fired, barrier, first, camera.start_movie, movie="start")
             time.sleep(seconds)
             camera.stop_movie()
             self.journal.append(
-                "triggered",
-                index=fired.plan.index,
-                role=fired.role,
-                t_before=time.monotonic(),
-                movie="stop",
-            )
+                "triggered", index=fired.plan.index, role=fired.role,
+                t_before=time.monotonic(), movie="stop",
+            )  # fmt: skip
             fired.camera_file = camera.wait_for_file(timeout)
             fired.data = camera.download(fired.camera_file)
 
