@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from expokit import __version__
+from expokit.cli_calibrate import calibrate
 from expokit.cli_capture import capture
 from expokit.core.errors import ExpokitError
 from expokit.core.parallel import EXECUTORS
@@ -244,6 +245,7 @@ def demo(out_dir: Path, workers: int) -> None:
 
 
 cli.add_command(capture)
+cli.add_command(calibrate)
 
 
 def main() -> None:

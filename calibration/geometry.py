@@ -1,0 +1,1284 @@
+"""Rig geometry: flip, intrinsics and the test -> reference homography, end to end.
+
+:func:`calibrate_geometry` takes image pairs from the reference and the test camera (views
+of a calibration board, or of any textured scene) and writes ``rig_calibration.json`` plus QA
+images; :func:`load_rig_calibration` reads it back; :func:`warp_test_to_reference` applies it
+to a test image (what the curation stage does with every test frame).
+
+Steps (each choice is logged and recorded in the JSON):
+
+1. **Mirror** (:mod:`~expokit.calibration.mirror`): the flip of the test image under which a
+   ChArUco board is detected, else the one whose SIFT matches give the most inliers.
+2. **Intrinsics** (optional, :mod:`~expokit.calibration.intrinsics`): ``calibrateCamera`` per
+   camera on the board views (or loaded from files); images and points are undistorted
+   before the homography. ``stereoCalibrate`` with both fixed gives the stereo RMS.
+3. **Initial homography** (:mod:`~expokit.calibration.homography`): from board corners, or
+   from SIFT matches + ``USAC_MAGSAC`` when there is no board; checked for degeneracy.
+4. **ECC refinement**, coarse to fine on exposure-normalised grayscale, with fallbacks
+   homography -> affine -> translation -> identity (keep the initial estimate).
+5. **Outputs**: valid-region rectangle, per-pair alignment correlation, QA images
+   (checkerboard blend and difference), ``rig_calibration.json`` (atomic writes).
+
+Frames: the homography maps the *flipped, undistorted* test image to the *undistorted*
+reference image. :func:`warp_test_to_reference` composes flip, test undistortion, homography
+and reference *re-distortion*, so its output lies on the raw reference pixel grid: the
+reference image is used as captured and the test image is resampled once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from expokit.calibration.boards import (
+    BoardDetection,
+    BoardNotFoundError,
+    BoardSpec,
+    detect_board,
+    require_board,
+)
+from expokit.calibration.homography import (
+    EccResult,
+    EccSettings,
+    HomographyLimits,
+    TooFewMatchesError,
+    alignment_correlation,
+    check_homography,
+    clipped_fraction,
+    detect_sift,
+    exposure_matched_pair,
+    fit_homography,
+    homography_problem,
+    image_size,
+    match_features,
+    match_histogram,
+    refine_ecc,
+    resize_to_max_side,
+    scale_matrix,
+    to_gray_float,
+    to_uint8,
+    transfer_rms,
+    white_point,
+)
+from expokit.calibration.intrinsics import (
+    Intrinsics,
+    IntrinsicsError,
+    calibrate_intrinsics,
+    distort_points,
+    stereo_rms,
+    undistort_image,
+    undistort_points,
+)
+from expokit.calibration.mirror import (
+    FLIP_CANDIDATES,
+    Flip,
+    MirrorDecision,
+    choose_flip,
+    is_upright,
+)
+from expokit.core.errors import ExpokitError, InputFileError
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+U8 = npt.NDArray[np.uint8]
+Size = tuple[int, int]
+
+#: Version of ``rig_calibration.json``; bump when a field changes meaning.
+FORMAT_VERSION = 1
+RIG_CALIBRATION_NAME = "rig_calibration.json"
+FLIP_CHOICES: tuple[str, ...] = ("auto", *(f.value for f in FLIP_CANDIDATES))
+#: QA images and per-pair correlations are computed at most this large (longer side).
+QA_MAX_SIDE = 2000
+#: Gray levels (of 1) at or above this are clipped highlights: no gradient, excluded from ECC.
+CLIPPED = 0.995
+
+
+class RigCalibrationFormatError(InputFileError):
+    """``rig_calibration.json`` is missing fields, malformed, or of another format version."""
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """Every parameter of :func:`calibrate_geometry`.
+
+    Attributes
+    ----------
+    flip
+        ``"auto"`` (detect) or a fixed flip: ``"none"``, ``"horizontal"``, ``"vertical"``.
+    estimate_intrinsics
+        Calibrate each camera (``calibrateCamera``) from the board views; needs a board seen
+        in at least 3 views per camera. Exclusive with the two fixed intrinsics below.
+    reference_intrinsics, test_intrinsics
+        Known intrinsics (e.g. from :func:`~expokit.calibration.intrinsics.load_intrinsics`);
+        test intrinsics are in the flipped frame.
+    feature_fallback
+        When a board is given but not found in any pair, use features instead of failing.
+    ratio
+        Lowe ratio for SIFT matches.
+    max_features
+        SIFT keypoints kept per image (strongest first).
+    feature_max_side
+        Images are downscaled to this longer side for SIFT (speed on 24 MP frames).
+    inlier_threshold
+        ``USAC_MAGSAC`` threshold in reference pixels.
+    min_inliers
+        Fewer homography inliers than this is "too few matches".
+    min_board_corners
+        ChArUco views with fewer corners count as "board not found".
+    mirror_pairs
+        Pairs (the first ones) whose features decide the flip; the flip is one for the rig,
+        and every pair costs a SIFT extraction per candidate flip.
+    ecc
+        ECC refinement settings; ``None`` skips refinement.
+    limits
+        What counts as a degenerate homography.
+    qa_images
+        Write the checkerboard and difference PNGs.
+    qa_tile
+        Checkerboard tile side in pixels (of the QA image).
+    seed
+        Seed of OpenCV's RNG for MAGSAC (reproducible results).
+    """
+
+    flip: str = "auto"
+    estimate_intrinsics: bool = False
+    reference_intrinsics: Intrinsics | None = None
+    test_intrinsics: Intrinsics | None = None
+    feature_fallback: bool = False
+    ratio: float = 0.75
+    max_features: int = 8000
+    feature_max_side: int | None = 2000
+    inlier_threshold: float = 2.0
+    min_inliers: int = 15
+    min_board_corners: int = 6
+    mirror_pairs: int = 3
+    ecc: EccSettings | None = field(default_factory=EccSettings)
+    limits: HomographyLimits = field(default_factory=HomographyLimits)
+    qa_images: bool = True
+    qa_tile: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.flip not in FLIP_CHOICES:
+            raise ValueError(f"flip must be one of {', '.join(FLIP_CHOICES)}, got {self.flip!r}")
+        if self.estimate_intrinsics and (self.reference_intrinsics or self.test_intrinsics):
+            raise ValueError("give intrinsics or estimate them, not both")
+        if not 0 < self.ratio < 1:
+            raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
+        if self.max_features < 0:
+            raise ValueError(f"max features must be >= 0, got {self.max_features}")
+        if self.feature_max_side is not None and self.feature_max_side < 64:
+            raise ValueError(f"feature max side must be >= 64, got {self.feature_max_side}")
+        if not (math.isfinite(self.inlier_threshold) and self.inlier_threshold > 0):
+            raise ValueError(f"inlier threshold must be > 0, got {self.inlier_threshold}")
+        if self.min_inliers < 4:
+            raise ValueError(
+                f"min inliers must be >= 4 (a homography has 8 dof), got {self.min_inliers}"
+            )
+        if self.min_board_corners < 4:
+            raise ValueError(f"min board corners must be >= 4, got {self.min_board_corners}")
+        if self.mirror_pairs < 1:
+            raise ValueError(f"mirror pairs must be >= 1, got {self.mirror_pairs}")
+        if self.qa_tile < 4:
+            raise ValueError(f"QA tile must be >= 4 px, got {self.qa_tile}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flip": self.flip,
+            "estimate_intrinsics": self.estimate_intrinsics,
+            "reference_intrinsics": _opt_dict(self.reference_intrinsics),
+            "test_intrinsics": _opt_dict(self.test_intrinsics),
+            "feature_fallback": self.feature_fallback,
+            "ratio": self.ratio,
+            "max_features": self.max_features,
+            "feature_max_side": self.feature_max_side,
+            "inlier_threshold": self.inlier_threshold,
+            "min_inliers": self.min_inliers,
+            "min_board_corners": self.min_board_corners,
+            "mirror_pairs": self.mirror_pairs,
+            "ecc": None if self.ecc is None else self.ecc.to_dict(),
+            "limits": {**asdict(self.limits), "area_ratio": list(self.limits.area_ratio)},
+            "qa_images": self.qa_images,
+            "qa_tile": self.qa_tile,
+            "seed": self.seed,
+        }
+
+
+def _opt_dict(intr: Intrinsics | None) -> dict[str, Any] | None:
+    return None if intr is None else intr.to_dict()
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """Provenance and per-pair evidence for one (reference, test) image pair."""
+
+    reference: str
+    reference_sha256: str
+    test: str
+    test_sha256: str
+    board_corners_reference: int | None = None
+    board_corners_test: int | None = None
+    correspondences: int = 0
+    inliers: int = 0
+    board_order: str | None = None
+    correlation: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RigCalibration:
+    """Geometry of a two-camera rig (the content of ``rig_calibration.json``).
+
+    Attributes
+    ----------
+    homography
+        ``(3, 3)`` float64, flipped + undistorted test pixels -> undistorted reference pixels,
+        ``H[2, 2] = 1``.
+    initial_homography
+        The board/feature estimate before ECC.
+    flip, mirror
+        The flip applied to raw test images and how it was decided.
+    method
+        Source of the initial homography: ``"charuco"``, ``"chessboard"`` or ``"features"``.
+    correspondences, inliers
+        Point correspondences used and homography inliers among them (all pairs).
+    reprojection_rms, initial_reprojection_rms
+        RMS transfer error (reference pixels) of the inlier correspondences under the final /
+        initial homography. It measures agreement with the board corners or features, not
+        accuracy: the initial fit minimises it, so ECC may raise it when the features are
+        biased (graf1 -> graf3, strong viewpoint change: 1.24 -> 2.44 px while the error
+        against the ground truth halves; the ground truth itself scores 3.5 px).
+    ecc
+        :meth:`EccResult.to_dict` (motion, correlations, every attempt) or ``None``.
+    valid_region
+        ``(x, y, width, height)``: the largest axis-aligned rectangle of the raw reference
+        frame fully covered by the warped test image.
+    reference_size, test_size
+        ``(width, height)`` of the raw images.
+    reference_intrinsics, test_intrinsics, stereo_rms
+        Optional camera models and the stereo RMS reprojection error (px).
+    board
+        The board spec, if any.
+    pairs
+        Per-pair inputs (paths, sha256) and evidence.
+    qa_images
+        File names of the QA images written next to the JSON.
+    """
+
+    homography: F64
+    initial_homography: F64
+    flip: Flip
+    mirror: MirrorDecision
+    method: str
+    correspondences: int
+    inliers: int
+    reprojection_rms: float
+    initial_reprojection_rms: float
+    ecc: dict[str, Any] | None
+    valid_region: tuple[int, int, int, int]
+    reference_size: Size
+    test_size: Size
+    reference_intrinsics: Intrinsics | None = None
+    test_intrinsics: Intrinsics | None = None
+    stereo_rms: float | None = None
+    board: BoardSpec | None = None
+    pairs: tuple[PairRecord, ...] = ()
+    qa_images: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
+    software: dict[str, str] = field(default_factory=dict)
+    created_at: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def ecc_correlation(self) -> float | None:
+        return None if self.ecc is None else float(self.ecc["correlation"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "created_at": self.created_at,
+            "software": dict(self.software),
+            "flip": self.flip.value,
+            "mirror": self.mirror.to_dict(),
+            "method": self.method,
+            "homography": np.asarray(self.homography).tolist(),
+            "initial_homography": np.asarray(self.initial_homography).tolist(),
+            "correspondences": self.correspondences,
+            "inliers": self.inliers,
+            "reprojection_rms": self.reprojection_rms,
+            "initial_reprojection_rms": self.initial_reprojection_rms,
+            "ecc": self.ecc,
+            "valid_region": list(self.valid_region),
+            "reference_size": list(self.reference_size),
+            "test_size": list(self.test_size),
+            "reference_intrinsics": _opt_dict(self.reference_intrinsics),
+            "test_intrinsics": _opt_dict(self.test_intrinsics),
+            "stereo_rms": self.stereo_rms,
+            "board": None if self.board is None else self.board.to_dict(),
+            "pairs": [p.to_dict() for p in self.pairs],
+            "qa_images": list(self.qa_images),
+            "config": self.config,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RigCalibration:
+        """Inverse of :meth:`to_dict` (raises ``KeyError``/``ValueError``/``TypeError``)."""
+
+        def size(key: str) -> Size:
+            w, h = data[key]
+            return int(w), int(h)
+
+        def intr(key: str) -> Intrinsics | None:
+            return None if data.get(key) is None else Intrinsics.from_dict(data[key])
+
+        homography = np.asarray(data["homography"], np.float64)
+        if homography.shape != (3, 3) or not np.all(np.isfinite(homography)):
+            raise ValueError("homography must be a finite 3x3 matrix")
+        x, y, w, h = (int(v) for v in data["valid_region"])
+        return cls(
+            homography=homography,
+            initial_homography=np.asarray(data["initial_homography"], np.float64).reshape(3, 3),
+            flip=Flip(data["flip"]),
+            mirror=MirrorDecision.from_dict(data["mirror"]),
+            method=str(data["method"]),
+            correspondences=int(data["correspondences"]),
+            inliers=int(data["inliers"]),
+            reprojection_rms=float(data["reprojection_rms"]),
+            initial_reprojection_rms=float(data["initial_reprojection_rms"]),
+            ecc=data.get("ecc"),
+            valid_region=(x, y, w, h),
+            reference_size=size("reference_size"),
+            test_size=size("test_size"),
+            reference_intrinsics=intr("reference_intrinsics"),
+            test_intrinsics=intr("test_intrinsics"),
+            stereo_rms=None if data.get("stereo_rms") is None else float(data["stereo_rms"]),
+            board=None if data.get("board") is None else BoardSpec.from_dict(data["board"]),
+            pairs=tuple(PairRecord(**p) for p in data.get("pairs", [])),
+            qa_images=tuple(str(q) for q in data.get("qa_images", [])),
+            config=dict(data.get("config", {})),
+            software={str(k): str(v) for k, v in dict(data.get("software", {})).items()},
+            created_at=str(data.get("created_at", "")),
+            format_version=int(data["format_version"]),
+        )
+
+
+def load_rig_calibration(path: str | Path) -> RigCalibration:
+    """Read ``rig_calibration.json`` (or a folder holding it).
+
+    Raises
+    ------
+    RigCalibrationFormatError
+        Missing file, not JSON, a ``format_version`` other than :data:`FORMAT_VERSION` (the
+        message names the version found), or missing/invalid fields.
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / RIG_CALIBRATION_NAME
+    if not file.is_file():
+        raise RigCalibrationFormatError(file, "no such rig calibration file")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RigCalibrationFormatError(file, f"not a JSON file ({exc})") from exc
+    if not isinstance(data, dict) or "format_version" not in data:
+        raise RigCalibrationFormatError(file, "no format_version: not a rig calibration file")
+    version = data["format_version"]
+    if version != FORMAT_VERSION:
+        raise RigCalibrationFormatError(
+            file,
+            f"format_version {version!r} is not supported (this expokit reads version "
+            f"{FORMAT_VERSION})",
+        )
+    try:
+        return RigCalibration.from_dict(data)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise RigCalibrationFormatError(file, f"invalid rig calibration ({exc!r})") from exc
+
+
+# --------------------------------------------------------------------------- inputs
+
+#: File endings :func:`resolve_images` picks from folders (any case).
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    ".png .jpg .jpeg .tif .tiff .bmp .webp .pgm .ppm .jp2".split()
+)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    # left2 before left10: compare digit runs as numbers.
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def resolve_images(spec: str | Path) -> list[Path]:
+    """Image files named by a file, a folder or a glob pattern, in natural name order.
+
+    ``"ref.jpg"`` -> that file; ``"left/"`` -> every image in the folder (by ending, see
+    :data:`IMAGE_SUFFIXES`); ``"pairs/left0*.jpg"`` -> the matches. Natural order (``2``
+    before ``10``) is what pairs reference and test images by position.
+
+    Raises
+    ------
+    InputFileError
+        Nothing matches, or a folder holds no images.
+    """
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        found = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        if not found:
+            raise InputFileError(path, "folder holds no images")
+        return sorted(found, key=_natural_key)
+    if any(ch in text for ch in "*?["):
+        anchor = Path(path.anchor) if path.is_absolute() else Path()
+        pattern = str(path.relative_to(anchor)) if path.is_absolute() else text
+        found = [p for p in anchor.glob(pattern) if p.is_file()]
+        if not found:
+            raise InputFileError(path, "no file matches this pattern")
+        return sorted(found, key=_natural_key)
+    return [path]  # a single file; read_image reports it if missing
+
+
+# --------------------------------------------------------------------------- warping
+
+
+def _reference_rays(calib: RigCalibration, rows: slice) -> F64:
+    """Undistorted reference coordinates of the raw reference pixels in ``rows``."""
+    w, _ = calib.reference_size
+    ys, xs = np.mgrid[rows, 0:w]
+    points = np.c_[xs.ravel(), ys.ravel()].astype(np.float64)
+    if calib.reference_intrinsics is not None:
+        points = undistort_points(points, calib.reference_intrinsics)
+    return points
+
+
+def warp_maps(calib: RigCalibration) -> tuple[F32, F32]:
+    """``cv2.remap`` maps from raw reference pixels to raw test pixels.
+
+    For every raw reference pixel: undistort (reference intrinsics), apply ``H^-1``, distort
+    (test intrinsics), undo the flip.
+
+    Returns
+    -------
+    tuple
+        ``(map_x, map_y)``, each ``(H_ref, W_ref)`` float32, raw test coordinates.
+    """
+    w, h = calib.reference_size
+    h_inv = np.linalg.inv(calib.homography)
+    flip = calib.flip.matrix(calib.test_size)
+    map_x = np.empty((h, w), np.float32)
+    map_y = np.empty((h, w), np.float32)
+    chunk = max(1, 2_000_000 // max(w, 1))  # bounded memory on 24 MP frames
+    for start in range(0, h, chunk):
+        rows = slice(start, min(h, start + chunk))
+        pts = _reference_rays(calib, rows)
+        homog = np.c_[pts, np.ones(len(pts))] @ h_inv.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            test_pts = homog[:, :2] / homog[:, 2:3]
+        bad = ~np.isfinite(test_pts).all(axis=1) | (homog[:, 2] <= 0)
+        test_pts[bad] = -1e6
+        if calib.test_intrinsics is not None:
+            test_pts[~bad] = distort_points(test_pts[~bad], calib.test_intrinsics)
+        raw = np.c_[test_pts, np.ones(len(test_pts))] @ flip.T
+        raw[bad] = -1e6
+        map_x[rows] = raw[:, 0].reshape(-1, w)
+        map_y[rows] = raw[:, 1].reshape(-1, w)
+    return map_x, map_y
+
+
+def warp_test_to_reference(
+    image: npt.NDArray[Any],
+    calib: RigCalibration,
+    interpolation: str = "linear",
+    maps: tuple[F32, F32] | None = None,
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
+    """Resample a raw test-camera image onto the raw reference pixel grid.
+
+    Applies the flip, the test undistortion, the homography and the reference distortion in
+    one resampling (see the module docstring).
+
+    Parameters
+    ----------
+    image
+        Raw test image, ``(H_t, W_t)`` or ``(H_t, W_t, C)``, any dtype OpenCV remaps (uint8,
+        uint16, float32), of size ``calib.test_size``.
+    calib
+        The rig calibration.
+    interpolation
+        ``"linear"``, ``"cubic"``, ``"lanczos"`` or ``"nearest"``.
+    maps
+        ``warp_maps(calib)``, to reuse across many images of a calibration with intrinsics
+        (computing them costs about as much as ten remaps). Ignored without intrinsics.
+
+    Returns
+    -------
+    tuple
+        ``(warped, valid)``: ``warped`` is ``(H_r, W_r[, C])`` with the input's dtype, 0
+        outside the test image; ``valid`` is ``(H_r, W_r)`` bool, True where every source
+        pixel of the interpolation lay inside the test image.
+
+    Raises
+    ------
+    ValueError
+        If the image size differs from ``calib.test_size``.
+    """
+    import cv2
+
+    if image_size(image) != calib.test_size:
+        raise ValueError(
+            f"test image is {image_size(image)[0]}x{image_size(image)[1]}, the calibration "
+            f"is for {calib.test_size[0]}x{calib.test_size[1]}"
+        )
+    modes = {
+        "linear": cv2.INTER_LINEAR,
+        "cubic": cv2.INTER_CUBIC,
+        "lanczos": cv2.INTER_LANCZOS4,
+        "nearest": cv2.INTER_NEAREST,
+    }
+    if interpolation not in modes:
+        raise ValueError(f"interpolation must be one of {', '.join(modes)}, got {interpolation!r}")
+    tw, th = calib.test_size
+    ones = np.full((th, tw), 255, np.uint8)
+    if calib.reference_intrinsics is None and calib.test_intrinsics is None:
+        # A pure projective map: warpPerspective is exact and several times faster than remap.
+        h_raw = calib.homography @ calib.flip.matrix(calib.test_size)
+        size = calib.reference_size
+        warped = cv2.warpPerspective(
+            image, h_raw, size, flags=modes[interpolation], borderMode=cv2.BORDER_CONSTANT
+        )
+        cover = cv2.warpPerspective(
+            ones, h_raw, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
+    else:
+        map_x, map_y = maps if maps is not None else warp_maps(calib)
+        warped = cv2.remap(
+            image, map_x, map_y, modes[interpolation], borderMode=cv2.BORDER_CONSTANT
+        )
+        cover = cv2.remap(ones, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # Linear interpolation of a 255 image is 255 only where all four neighbours are inside.
+    return np.asarray(warped), np.asarray(cover) == 255
+
+
+def largest_valid_rectangle(
+    valid: npt.NDArray[np.bool_], max_cells: int = 128
+) -> tuple[int, int, int, int]:
+    """Largest axis-aligned rectangle of ``valid`` pixels, ``(x, y, width, height)``.
+
+    Solved exactly on a grid of cells (at most ``max_cells`` per side) where a cell counts
+    only if all its pixels are valid, then each side is pushed outwards pixel by pixel while
+    the added row or column is still all valid. The result is always inside the valid region
+    and, for the convex regions a homography gives, within a pixel or two of the optimum.
+    ``(0, 0, 0, 0)`` when nothing is valid.
+    """
+    h, w = valid.shape
+    cell = max(1, math.ceil(max(h, w) / max_cells))
+    hc, wc = math.ceil(h / cell), math.ceil(w / cell)
+    padded = np.ones((hc * cell, wc * cell), bool)  # outside the image: clipped below
+    padded[:h, :w] = valid
+    cells = np.asarray(padded.reshape(hc, cell, wc, cell).all(axis=(1, 3)), bool)
+    best = (0, 0, 0, 0, 0)  # area, x, y, w, h in cells
+    heights = np.zeros(wc, np.int64)
+    for row in range(hc):
+        heights = np.where(cells[row], heights + 1, 0)
+        stack: list[int] = []  # largest rectangle in a histogram, O(wc) per row
+        for col in range(wc + 1):
+            current = int(heights[col]) if col < wc else 0
+            while stack and int(heights[stack[-1]]) >= current:
+                top = stack.pop()
+                height = int(heights[top])
+                left = stack[-1] + 1 if stack else 0
+                area = height * (col - left)
+                if area > best[0]:
+                    best = (area, left, row - height + 1, col - left, height)
+            stack.append(col)
+    if best[0] == 0:
+        return 0, 0, 0, 0
+    _, x, y, bw, bh = best
+    x0, y0 = x * cell, y * cell
+    x1, y1 = min(w, (x + bw) * cell), min(h, (y + bh) * cell)  # exclusive
+    grown = True
+    while grown:
+        grown = False
+        if x0 > 0 and valid[y0:y1, x0 - 1].all():
+            x0, grown = x0 - 1, True
+        if x1 < w and valid[y0:y1, x1].all():
+            x1, grown = x1 + 1, True
+        if y0 > 0 and valid[y0 - 1, x0:x1].all():
+            y0, grown = y0 - 1, True
+        if y1 < h and valid[y1, x0:x1].all():
+            y1, grown = y1 + 1, True
+    return x0, y0, x1 - x0, y1 - y0
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+@dataclass
+class _Pair:
+    """Working state for one image pair (internal)."""
+
+    index: int
+    reference_path: Path
+    test_path: Path
+    reference_gray: F32  # raw frame, [0, 1]
+    test_gray: F32  # raw frame, [0, 1]
+    reference_sha256: str
+    test_sha256: str
+    reference_board: BoardDetection | None = None
+    test_board: BoardDetection | None = None  # in the flipped frame
+    reference_work: F32 | None = None  # undistorted
+    test_work: F32 | None = None  # flipped + undistorted, histogram-matched to the reference
+    test_unmatched: F32 | None = None  # flipped + undistorted, original tones
+    test_valid: U8 | None = None
+    test_clipped: npt.NDArray[np.bool_] | None = None  # flipped + undistorted frame
+    test_points: F64 = field(default_factory=lambda: np.zeros((0, 2)))
+    reference_points: F64 = field(default_factory=lambda: np.zeros((0, 2)))
+    board_order: str | None = None
+    inliers: int = 0
+
+    def label(self) -> str:
+        return f"{self.test_path} -> {self.reference_path}"
+
+
+def _read_pairs(reference_images: list[Path], test_images: list[Path]) -> list[_Pair]:
+    from expokit.core.hashing import sha256_file
+    from expokit.core.images import read_image
+
+    pairs = []
+    for i, (ref, tst) in enumerate(zip(reference_images, test_images, strict=True)):
+        ref_gray = to_gray_float(read_image(ref))
+        test_gray = to_gray_float(read_image(tst))
+        pairs.append(_Pair(i, ref, tst, ref_gray, test_gray, sha256_file(ref), sha256_file(tst)))
+    for role, attr, path_attr in (
+        ("reference", "reference_gray", "reference_path"),
+        ("test", "test_gray", "test_path"),
+    ):
+        first = image_size(getattr(pairs[0], attr))
+        for pair in pairs[1:]:
+            size = image_size(getattr(pair, attr))
+            if size != first:
+                raise InputFileError(
+                    getattr(pair, path_attr),
+                    f"{role} image is {size[0]}x{size[1]}, the first {role} image "
+                    f"({getattr(pairs[0], path_attr).name}) is {first[0]}x{first[1]}",
+                )
+    return pairs
+
+
+def _feature_images(pair: _Pair, max_side: int | None) -> tuple[U8, U8, float, float]:
+    """8-bit reference and exposure-matched test images for SIFT, and their scales."""
+    ref_small, ref_scale = resize_to_max_side(pair.reference_gray, max_side)
+    test_small, test_scale = resize_to_max_side(pair.test_gray, max_side)
+    ref_n, test_n, white = exposure_matched_pair(ref_small, test_small)
+    return to_uint8(ref_n, white), to_uint8(test_n, white), ref_scale, test_scale
+
+
+def _flip_features(pairs: list[_Pair], config: GeometryConfig) -> dict[Flip, list[tuple[F32, F32]]]:
+    """SIFT matches of every pair under every flip (test points in the flipped raw frame)."""
+    by_flip: dict[Flip, list[tuple[F32, F32]]] = {f: [] for f in FLIP_CANDIDATES}
+    for pair in pairs:
+        ref_u8, test_u8, ref_scale, test_scale = _feature_images(pair, config.feature_max_side)
+        ref_feat = detect_sift(ref_u8, config.max_features, ref_scale)
+        for flip in FLIP_CANDIDATES:
+            # SIFT descriptors are chiral: the test image is described afresh under each flip.
+            test_feat = detect_sift(flip.apply(test_u8), config.max_features, test_scale)
+            by_flip[flip].append(match_features(test_feat, ref_feat, config.ratio))
+    return by_flip
+
+
+def _inlier_score(
+    matches: list[tuple[F32, F32]], test_size: Size, ref_size: Size, config: GeometryConfig
+) -> float:
+    total = 0
+    for test_pts, ref_pts in matches:
+        h, inliers = fit_homography(test_pts, ref_pts, config.inlier_threshold, seed=config.seed)
+        problem = homography_problem(h, test_size, ref_size, config.limits)
+        if problem is None and is_upright(h, test_size):
+            total += int(inliers.sum())
+    return float(total)
+
+
+def _board_score(
+    pairs: list[_Pair], detections: list[BoardDetection | None], config: GeometryConfig
+) -> float:
+    """ChArUco corners found in the flipped test views whose board maps upright."""
+    total = 0
+    for pair, det in zip(pairs, detections, strict=True):
+        if det is None:
+            continue
+        ref_det = pair.reference_board
+        if ref_det is None:
+            total += len(det)  # nothing to check the orientation against
+            continue
+        common, ri, ti = np.intersect1d(ref_det.ids, det.ids, return_indices=True)
+        if common.size < 4:
+            continue
+        h, _ = fit_homography(det.image_points[ti], ref_det.image_points[ri], 0, "lsq")
+        if is_upright(h, image_size(pair.test_gray)):
+            total += len(det)
+    return float(total)
+
+
+def _decide_mirror(
+    pairs: list[_Pair], board: BoardSpec | None, config: GeometryConfig
+) -> tuple[MirrorDecision, dict[Flip, list[tuple[F32, F32]]] | None]:
+    """Choose the flip; fill ``test_board``. Returns the decision and cached feature matches."""
+    test_size = image_size(pairs[0].test_gray)
+    ref_size = image_size(pairs[0].reference_gray)
+    test_paths = [p.test_path for p in pairs]
+
+    def detect_tests(flip: Flip) -> list[BoardDetection | None]:
+        assert board is not None
+        return [
+            detect_board(flip.apply(p.test_gray), board, config.min_board_corners) for p in pairs
+        ]
+
+    if config.flip != "auto":
+        decision = MirrorDecision(Flip(config.flip), "fixed")
+        log.info("mirror: %s (fixed by configuration)", decision.flip.value)
+        if board is not None:
+            for pair, det in zip(pairs, detect_tests(decision.flip), strict=True):
+                pair.test_board = det
+        return decision, None
+
+    if board is not None and board.kind == "charuco":
+        found: dict[Flip, list[BoardDetection | None]] = {}
+
+        def board_score(flip: Flip) -> float:
+            found[flip] = detect_tests(flip)
+            return _board_score(pairs, found[flip], config)
+
+        decision_or_none = choose_flip(board_score, "board", config.min_board_corners)
+        if decision_or_none is not None:
+            for pair, det in zip(pairs, found[decision_or_none.flip], strict=True):
+                pair.test_board = det
+            return decision_or_none, None
+        if not config.feature_fallback:
+            names = ", ".join(p.name for p in test_paths[:5])
+            raise BoardNotFoundError(
+                test_paths[0],
+                f"{board.describe()} not found in any test image ({names}) under any flip "
+                f"({', '.join(f.value for f in FLIP_CANDIDATES)})",
+            )
+        log.warning("ChArUco board not found in the test images; deciding the flip by features")
+
+    by_flip = _flip_features(pairs[: config.mirror_pairs], config)
+    decision_or_none = choose_flip(
+        lambda f: _inlier_score(by_flip[f], test_size, ref_size, config),
+        "features",
+        config.min_inliers,
+    )
+    if decision_or_none is None:
+        best = max(sum(len(m[0]) for m in by_flip[f]) for f in FLIP_CANDIDATES)
+        raise TooFewMatchesError(
+            test_paths[0],
+            f"too few feature matches with {pairs[0].reference_path.name} under any flip "
+            f"(at most {best} ratio-test matches, need {config.min_inliers} homography "
+            f"inliers); is it a view of the same scene?{_clipping_hint(pairs[0])}",
+        )
+    if board is not None:
+        for pair, det in zip(pairs, detect_tests(decision_or_none.flip), strict=True):
+            pair.test_board = det
+    return decision_or_none, by_flip
+
+
+def _intrinsics(
+    pairs: list[_Pair], board: BoardSpec | None, config: GeometryConfig
+) -> tuple[Intrinsics | None, Intrinsics | None]:
+    ref_size = image_size(pairs[0].reference_gray)
+    test_size = image_size(pairs[0].test_gray)
+    if config.estimate_intrinsics:
+        if board is None:
+            raise IntrinsicsError("estimating intrinsics needs a calibration board spec")
+        ref_dets = [p.reference_board for p in pairs]
+        test_dets = [p.test_board for p in pairs]
+        require_board(ref_dets, [p.reference_path for p in pairs], board, "reference")
+        require_board(test_dets, [p.test_path for p in pairs], board, "test")
+        return (
+            calibrate_intrinsics([d for d in ref_dets if d], ref_size, "reference"),
+            calibrate_intrinsics([d for d in test_dets if d], test_size, "test"),
+        )
+    for intr, size, role in (
+        (config.reference_intrinsics, ref_size, "reference"),
+        (config.test_intrinsics, test_size, "test"),
+    ):
+        if intr is not None and intr.image_size != (0, 0) and intr.image_size != size:
+            raise IntrinsicsError(
+                f"{role} intrinsics ({intr.source}) are for {intr.image_size[0]}x"
+                f"{intr.image_size[1]} images, the {role} images are {size[0]}x{size[1]}"
+            )
+    return config.reference_intrinsics, config.test_intrinsics
+
+
+def _prepare_work_images(
+    pairs: list[_Pair], flip: Flip, ref_intr: Intrinsics | None, test_intr: Intrinsics | None
+) -> None:
+    """Undistorted reference and flipped, undistorted, exposure-matched test grayscale."""
+    for pair in pairs:
+        ref = pair.reference_gray
+        if ref_intr is not None:
+            ref, _ = undistort_image(ref, ref_intr)
+        test = flip.apply(pair.test_gray)
+        valid = np.full(test.shape, 255, np.uint8)
+        if test_intr is not None:
+            test, valid = undistort_image(test, test_intr)
+        pair.test_clipped = np.asarray(test >= CLIPPED)
+        pair.test_unmatched = np.asarray(test, np.float32)
+        pair.reference_work = np.asarray(ref, np.float32)
+        pair.test_work = match_histogram(
+            np.asarray(test, np.float32), pair.reference_work, valid > 0
+        )
+        pair.test_valid = valid
+
+
+def _board_correspondences(
+    pairs: list[_Pair],
+    board: BoardSpec,
+    ref_intr: Intrinsics | None,
+    test_intr: Intrinsics | None,
+    config: GeometryConfig,
+) -> None:
+    """Common board corners of each pair (undistorted), resolving chessboard order."""
+    for pair in pairs:
+        if pair.reference_board is None or pair.test_board is None:
+            continue
+        ref_det, test_det = pair.reference_board, pair.test_board
+        common, ri, ti = np.intersect1d(ref_det.ids, test_det.ids, return_indices=True)
+        if common.size < 4:
+            continue
+        ref_pts = ref_det.image_points[ri].astype(np.float64)
+        test_pts = test_det.image_points[ti].astype(np.float64)
+        if ref_intr is not None:
+            ref_pts = undistort_points(ref_pts, ref_intr)
+        if test_intr is not None:
+            test_pts = undistort_points(test_pts, test_intr)
+        if board.kind == "chessboard":
+            test_pts, pair.board_order = _resolve_chessboard_order(pair, ref_pts, test_pts, config)
+        pair.reference_points, pair.test_points = ref_pts, test_pts
+
+
+def _resolve_chessboard_order(
+    pair: _Pair, ref_pts: F64, test_pts: F64, config: GeometryConfig
+) -> tuple[F64, str]:
+    """Pick the corner order (as detected, or reversed) that aligns the images best.
+
+    A chessboard's inner-corner grid is symmetric under a 180° rotation, so
+    ``findChessboardCorners`` may number two views from opposite ends; both orders fit a
+    homography exactly and only the image content tells them apart.
+    """
+    assert pair.reference_work is not None and pair.test_work is not None
+    ref_small, scale = resize_to_max_side(pair.reference_work, 640)
+    test_small, test_scale = resize_to_max_side(pair.test_work, 640)
+    s_ref = scale_matrix(scale, scale)
+    s_test = scale_matrix(test_scale, test_scale)
+    scores: dict[str, float] = {}
+    candidates = {"as detected": test_pts, "reversed": test_pts[::-1].copy()}
+    for name, pts in candidates.items():
+        h, _ = fit_homography(pts, ref_pts, config.inlier_threshold, "lsq")
+        if (
+            homography_problem(
+                h, image_size(pair.test_work), image_size(pair.reference_work), config.limits
+            )
+            is not None
+            or h is None
+        ):
+            scores[name] = -1.0
+            continue
+        scores[name] = alignment_correlation(
+            ref_small, test_small, s_ref @ h @ np.linalg.inv(s_test)
+        )
+    best = max(scores, key=lambda k: scores[k])
+    log.info(
+        "pair %d chessboard corner order: %s (correlations %s)",
+        pair.index,
+        best,
+        {k: round(v, 4) for k, v in scores.items()},
+    )
+    return candidates[best], best
+
+
+def _feature_correspondences(
+    pairs: list[_Pair], cached: list[tuple[F32, F32]], config: GeometryConfig
+) -> None:
+    """SIFT matches per pair on the working images (reusing the mirror step's when valid)."""
+    for i, pair in enumerate(pairs):
+        if i < len(cached):
+            test_pts, ref_pts = cached[i]
+        else:
+            assert pair.reference_work is not None and pair.test_work is not None
+            assert pair.test_unmatched is not None
+            ref_small, ref_scale = resize_to_max_side(pair.reference_work, config.feature_max_side)
+            test_small, test_scale = resize_to_max_side(
+                pair.test_unmatched, config.feature_max_side
+            )
+            ref_n, test_n, white = exposure_matched_pair(ref_small, test_small)
+            ref_feat = detect_sift(to_uint8(ref_n, white), config.max_features, ref_scale)
+            test_feat = detect_sift(to_uint8(test_n, white), config.max_features, test_scale)
+            test_pts, ref_pts = match_features(test_feat, ref_feat, config.ratio)
+        pair.test_points = np.asarray(test_pts, np.float64)
+        pair.reference_points = np.asarray(ref_pts, np.float64)
+
+
+def _ecc_mask(pair: _Pair, h0: F64) -> U8:
+    """Test pixels ECC may use: inside the undistorted image and not clipped in either image.
+
+    Clipped pixels carry no gradient in one image but do in the other, which biases ECC; the
+    reference's clipped pixels are mapped into the test frame with the initial estimate.
+    """
+    import cv2
+
+    assert pair.test_valid is not None and pair.reference_work is not None
+    mask = pair.test_valid.copy()
+    test_size = image_size(mask)
+    if pair.test_clipped is not None:
+        mask[pair.test_clipped] = 0
+    ref_clip = pair.reference_work >= CLIPPED
+    if ref_clip.any():
+        back = cv2.warpPerspective(
+            ref_clip.astype(np.uint8) * 255, np.linalg.inv(h0), test_size, flags=cv2.INTER_NEAREST
+        )
+        mask[back > 0] = 0
+    mask = np.asarray(cv2.erode(mask, np.ones((5, 5), np.uint8)), np.uint8)
+    if np.count_nonzero(mask) < 0.2 * mask.size:
+        # Mostly clipped images: better to use everything than to starve ECC.
+        return pair.test_valid.copy()
+    return np.asarray(mask, np.uint8)
+
+
+def _qa_images(
+    pair: _Pair,
+    calib: RigCalibration,
+    maps: tuple[F32, F32] | None,
+    out_dir: Path,
+    config: GeometryConfig,
+) -> tuple[list[str], float]:
+    """Checkerboard blend and difference in the raw reference frame; the pair's correlation."""
+    import cv2
+
+    from expokit.core.atomic import atomic_write_bytes
+
+    warped, valid = warp_test_to_reference(pair.test_gray, calib, maps=maps)
+    ref = pair.reference_gray
+    ref_small, _ = resize_to_max_side(ref, QA_MAX_SIDE)
+    size = image_size(ref_small)
+    test_small = np.asarray(cv2.resize(warped, size, interpolation=cv2.INTER_AREA), np.float32)
+    valid_small = np.asarray(
+        cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST), bool
+    )
+    matched = match_histogram(test_small, ref_small, valid_small, valid_small)
+    matched[~valid_small] = 0
+    mask = valid_small.astype(np.uint8) * 255
+    blurred_ref = cv2.GaussianBlur(ref_small, (5, 5), 0)
+    blurred_test = cv2.GaussianBlur(matched, (5, 5), 0)
+    correlation = (
+        float(cv2.computeECC(blurred_ref, blurred_test, mask))
+        if np.count_nonzero(mask) > 16
+        else float("nan")
+    )
+    if not config.qa_images:
+        return [], correlation
+    white = white_point(ref_small)
+    ref_u8, test_u8 = to_uint8(ref_small, white), to_uint8(matched, white)
+    ys, xs = np.indices(ref_u8.shape)
+    tiles = ((ys // config.qa_tile + xs // config.qa_tile) % 2).astype(bool)
+    checker = np.where(tiles & valid_small, test_u8, ref_u8)
+    diff = np.clip(np.abs(ref_u8.astype(np.int16) - test_u8.astype(np.int16)) * 4, 0, 255)
+    diff = np.where(valid_small, diff, 0).astype(np.uint8)
+    names = []
+    for kind, image in (("checkerboard", checker), ("difference", diff)):
+        name = f"rig_qa_{pair.index:02d}_{kind}.png"
+        ok, buffer = cv2.imencode(".png", image)
+        if not ok:
+            raise ExpokitError(f"could not encode QA image {name}")
+        atomic_write_bytes(out_dir / name, buffer.tobytes())
+        names.append(name)
+    return names, correlation
+
+
+def _software() -> dict[str, str]:
+    import cv2
+
+    from expokit import __version__
+
+    return {"expokit": __version__, "opencv": cv2.__version__, "numpy": np.__version__}
+
+
+def calibrate_geometry(
+    reference_images: list[Path],
+    test_images: list[Path],
+    out_dir: Path,
+    board: BoardSpec | None = None,
+    config: GeometryConfig | None = None,
+) -> RigCalibration:
+    """Calibrate the rig's geometry from image pairs and write ``rig_calibration.json``.
+
+    Parameters
+    ----------
+    reference_images, test_images
+        Paired by position: ``test_images[i]`` was shot together with
+        ``reference_images[i]``. Views of ``board`` or of a textured scene; exposures may
+        differ by several EV. Within each camera all images have one size.
+    out_dir
+        Created if missing; receives ``rig_calibration.json`` and the QA PNGs
+        ``rig_qa_<pair>_checkerboard.png`` / ``rig_qa_<pair>_difference.png``.
+    board
+        The calibration board in the images, or ``None`` (features only).
+    config
+        Parameters (defaults: :class:`GeometryConfig`).
+
+    Returns
+    -------
+    RigCalibration
+        What was written.
+
+    Raises
+    ------
+    InputFileError
+        An image is missing, unreadable, or of another size than its camera's others.
+    BoardNotFoundError
+        A board was given but not found (in any pair, or in any view needed for intrinsics).
+    TooFewMatchesError
+        Too few feature matches / common board corners for a homography.
+    DegenerateHomographyError
+        The fitted homography is singular, ill-conditioned, folds or mirrors the image.
+    IntrinsicsError
+        Intrinsics requested without a board or with too few views, or of the wrong size.
+    OutputError
+        ``out_dir`` is not writable.
+    """
+    from expokit.core.atomic import atomic_write_json, ensure_writable_dir
+
+    config = config or GeometryConfig()
+    refs = [Path(p) for p in reference_images]
+    tests = [Path(p) for p in test_images]
+    if not refs or len(refs) != len(tests):
+        raise ExpokitError(
+            f"need the same number (>= 1) of reference and test images, got {len(refs)} "
+            f"reference and {len(tests)} test"
+        )
+    out = ensure_writable_dir(out_dir)
+    pairs = _read_pairs(refs, tests)
+    ref_size = image_size(pairs[0].reference_gray)
+    test_size = image_size(pairs[0].test_gray)
+    log.info("%d pair(s): reference %dx%d, test %dx%d", len(pairs), *ref_size, *test_size)
+
+    # 1. Board in the reference views, then the flip (which also finds it in the test views).
+    if board is not None:
+        for pair in pairs:
+            pair.reference_board = detect_board(
+                pair.reference_gray, board, config.min_board_corners
+            )
+        if not config.feature_fallback:
+            require_board([p.reference_board for p in pairs], refs, board, "reference")
+    mirror, flip_matches = _decide_mirror(pairs, board, config)
+    flip = mirror.flip
+
+    # 2. Intrinsics (optional) and working images.
+    ref_intr, test_intr = _intrinsics(pairs, board, config)
+    _prepare_work_images(pairs, flip, ref_intr, test_intr)
+
+    # 3. Correspondences and the initial homography.
+    method = "features"
+    if board is not None:
+        _board_correspondences(pairs, board, ref_intr, test_intr, config)
+        if any(len(p.test_points) for p in pairs):
+            method = board.kind
+        elif not config.feature_fallback:
+            require_board([p.test_board for p in pairs], tests, board, "test")
+            raise BoardNotFoundError(
+                tests[0],
+                f"{board.describe()} not seen with 4+ common corners in both images of any "
+                f"pair ({', '.join(p.name for p in tests[:5])})",
+            )
+        else:
+            log.warning("board not seen in both images of any pair; using features")
+    if method == "features":
+        cached: list[tuple[F32, F32]] = []
+        if flip_matches is not None and ref_intr is None and test_intr is None:
+            cached = flip_matches[flip]
+        _feature_correspondences(pairs, cached, config)
+    log.info("initial homography from %s", method)
+
+    test_all = np.concatenate([p.test_points for p in pairs])
+    ref_all = np.concatenate([p.reference_points for p in pairs])
+    best_pair = max(pairs, key=lambda p: len(p.test_points))
+    h0, inliers = fit_homography(test_all, ref_all, config.inlier_threshold, "magsac", config.seed)
+    needed = config.min_inliers if method == "features" else 4
+    if h0 is None or int(inliers.sum()) < needed:
+        what = "feature matches" if method == "features" else "common board corners"
+        raise TooFewMatchesError(
+            best_pair.test_path,
+            f"too few {what} with {best_pair.reference_path.name}: {len(test_all)} found, "
+            f"{int(inliers.sum())} consistent with one homography (need {needed})"
+            f"{_clipping_hint(best_pair)}",
+        )
+    h0 = check_homography(h0, test_size, ref_size, best_pair.label(), config.limits)
+    offset = 0
+    for pair in pairs:
+        n = len(pair.test_points)
+        pair.inliers = int(inliers[offset : offset + n].sum())
+        offset += n
+    log.info(
+        "initial homography: %d of %d correspondences are inliers, RMS %.3f px",
+        int(inliers.sum()),
+        len(test_all),
+        transfer_rms(h0, test_all[inliers], ref_all[inliers]),
+    )
+
+    # 4. ECC refinement on the pair with the most inliers.
+    ecc_result: EccResult | None = None
+    ecc_pair = best_pair
+    h = h0
+    if config.ecc is not None:
+        ecc_pair = max(pairs, key=lambda p: p.inliers)
+        assert ecc_pair.reference_work is not None and ecc_pair.test_work is not None
+        mask = _ecc_mask(ecc_pair, h0)
+        # Re-match exposure on the overlap only, now that the overlap is known.
+        ecc_pair_test = match_histogram(
+            ecc_pair.test_work,
+            ecc_pair.reference_work,
+            mask > 0,
+            _warp_mask(mask, h0, ref_size),
+        )
+        ecc_result = refine_ecc(
+            ecc_pair.reference_work, ecc_pair_test, h0, mask, config.ecc, config.limits
+        )
+        h = check_homography(
+            ecc_result.homography, test_size, ref_size, ecc_pair.label(), config.limits
+        )
+        log.info(
+            "ECC on pair %d: motion %s, correlation %.4f",
+            ecc_pair.index,
+            ecc_result.motion,
+            ecc_result.correlation,
+        )
+
+    # 5. Outputs.
+    calib = RigCalibration(
+        homography=h,
+        initial_homography=h0,
+        flip=flip,
+        mirror=mirror,
+        method=method,
+        correspondences=len(test_all),
+        inliers=int(inliers.sum()),
+        reprojection_rms=transfer_rms(h, test_all[inliers], ref_all[inliers]),
+        initial_reprojection_rms=transfer_rms(h0, test_all[inliers], ref_all[inliers]),
+        ecc=None if ecc_result is None else {**ecc_result.to_dict(), "pair": ecc_pair.index},
+        valid_region=(0, 0, 0, 0),
+        reference_size=ref_size,
+        test_size=test_size,
+        reference_intrinsics=ref_intr,
+        test_intrinsics=test_intr,
+        stereo_rms=_stereo_rms(pairs, ref_intr, test_intr),
+        board=board,
+        config=config.to_dict(),
+        software=_software(),
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    maps = None if ref_intr is None and test_intr is None else warp_maps(calib)
+    _, valid = warp_test_to_reference(
+        np.zeros(pairs[0].test_gray.shape, np.uint8), calib, maps=maps
+    )
+    region = largest_valid_rectangle(valid)
+    if region[2] == 0 or region[3] == 0:
+        raise ExpokitError(
+            f"{best_pair.label()}: the warped test image covers no rectangle of the reference image"
+        )
+    qa_names: list[str] = []
+    records = []
+    for pair in pairs:
+        names, correlation = _qa_images(pair, calib, maps, out, config)
+        qa_names += names
+        records.append(
+            PairRecord(
+                reference=str(pair.reference_path),
+                reference_sha256=pair.reference_sha256,
+                test=str(pair.test_path),
+                test_sha256=pair.test_sha256,
+                board_corners_reference=None if board is None else _count(pair.reference_board),
+                board_corners_test=None if board is None else _count(pair.test_board),
+                correspondences=len(pair.test_points),
+                inliers=pair.inliers,
+                board_order=pair.board_order,
+                correlation=None if math.isnan(correlation) else correlation,
+            )
+        )
+    calib = _replace(calib, valid_region=region, pairs=tuple(records), qa_images=tuple(qa_names))
+    atomic_write_json(out / RIG_CALIBRATION_NAME, calib.to_dict())
+    for stale in out.glob("rig_qa_*_*.png"):
+        if stale.name not in qa_names:  # left by an earlier run with more pairs
+            stale.unlink(missing_ok=True)
+    log.info(
+        "wrote %s (flip %s, method %s, ECC %s)",
+        out / RIG_CALIBRATION_NAME,
+        flip.value,
+        method,
+        "off" if ecc_result is None else ecc_result.motion,
+    )
+    return calib
+
+
+def _clipping_hint(pair: _Pair) -> str:
+    """A note for "too few matches" errors when an image is mostly clipped."""
+    notes = []
+    for role, gray in (("test", pair.test_gray), ("reference", pair.reference_gray)):
+        fraction = clipped_fraction(gray)
+        if fraction > 0.5:
+            notes.append(f"the {role} image is {fraction:.0%} clipped to black or white")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _count(det: BoardDetection | None) -> int:
+    return 0 if det is None else len(det)
+
+
+def _replace(calib: RigCalibration, **changes: Any) -> RigCalibration:
+    import dataclasses
+
+    return dataclasses.replace(calib, **changes)
+
+
+def _warp_mask(mask: U8, h: F64, size: Size) -> npt.NDArray[np.bool_]:
+    import cv2
+
+    return np.asarray(cv2.warpPerspective(mask, h, size, flags=cv2.INTER_NEAREST)) > 0
+
+
+def _stereo_rms(
+    pairs: list[_Pair], ref_intr: Intrinsics | None, test_intr: Intrinsics | None
+) -> float | None:
+    """Stereo RMS with both intrinsics fixed, when both exist and the board is in 3+ pairs."""
+    if ref_intr is None or test_intr is None:
+        return None
+    views = []
+    for pair in pairs:
+        if pair.reference_board is None or pair.test_board is None:
+            continue
+        test_det = pair.test_board
+        if pair.board_order == "reversed":
+            test_det = BoardDetection(
+                test_det.image_points[::-1].copy(),
+                test_det.ids,
+                test_det.object_points,
+                test_det.markers,
+            )
+        views.append((pair.reference_board, test_det))
+    try:
+        value = stereo_rms(views, ref_intr, test_intr)
+    except IntrinsicsError as exc:
+        log.info("no stereo RMS: %s", exc)
+        return None
+    log.info("stereo RMS (intrinsics fixed): %.3f px", value)
+    return value

@@ -1,0 +1,276 @@
+"""Dataset format v1: ``meta/info.json`` + ``manifest.parquet`` under one root folder.
+
+Layout::
+
+    ROOT/
+        meta/info.json       format, version, column schema, path templates, split spec,
+                             QA thresholds, provenance
+        manifest.parquet     one row per pair (or frame pair), columns in MANIFEST_COLUMNS
+        images/<scene_id>/   aligned inputs, targets and valid-region masks
+        README.md            generated dataset card
+
+Every path in the manifest is relative to ROOT, POSIX-style, and must stay inside it.
+:func:`load_dataset` validates the schema and the version; :func:`write_dataset` writes
+atomically. The full description lives in ``docs/dataset_format.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from expokit.core.atomic import atomic_path, atomic_write_json
+from expokit.core.errors import ExpokitError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FORMAT_NAME = "expokit-dataset"
+FORMAT_VERSION = 1
+INFO_FILE = "meta/info.json"
+MANIFEST_FILE = "manifest.parquet"
+IMAGES_DIR = "images"
+
+#: column -> (pandas dtype, unit, meaning)
+MANIFEST_COLUMNS: dict[str, tuple[str, str, str]] = {
+    "pair_id": ("string", "", "unique id of the row: <scene_id>/<clip>/<frame or ev tokens>"),
+    "scene_id": ("string", "", "scene the pair belongs to; splits are made by scene"),
+    "clip_id": ("string", "", "video clip or capture session id (null for stills sets)"),
+    "frame_index": ("Int64", "frame", "frame number within the clip (null for stills)"),
+    "source": ("string", "", "capture | render | sequences | msec"),
+    "input_role": ("string", "", "role of the input image: test, reference, or ev"),
+    "target_role": ("string", "", "role of the target image"),
+    "input_ev": ("Float64", "EV", "input exposure relative to the scene's reference exposure"),
+    "target_ev": ("Float64", "EV", "target exposure relative to the scene's reference"),
+    "input_exposure_time_s": ("Float64", "s", "exposure time of the input (metadata)"),
+    "input_iso": ("Float64", "ISO", "ISO of the input (metadata)"),
+    "input_f_number": ("Float64", "f-number", "aperture of the input (metadata)"),
+    "target_exposure_time_s": ("Float64", "s", "exposure time of the target (metadata)"),
+    "target_iso": ("Float64", "ISO", "ISO of the target (metadata)"),
+    "target_f_number": ("Float64", "f-number", "aperture of the target (metadata)"),
+    "input_path": ("string", "path", "aligned input image, relative to the root"),
+    "target_path": ("string", "path", "target image, relative to the root"),
+    "mask_path": ("string", "path", "valid-region mask (8-bit PNG, 255 = valid), or null"),
+    "input_sha256": ("string", "", "SHA-256 of the input file"),
+    "target_sha256": ("string", "", "SHA-256 of the target file"),
+    "source_input": ("string", "path", "original input file (provenance, may be outside root)"),
+    "source_target": ("string", "path", "original target file (provenance)"),
+    "width": ("Int64", "px", "width of input and target"),
+    "height": ("Int64", "px", "height of input and target"),
+    "homography": ("string", "", "3x3 test->reference homography used, JSON, or null"),
+    "ecc_correlation": ("Float64", "", "ECC correlation after refinement (null if not run)"),
+    "alignment_residual_px": ("Float64", "px", "median DIS optical-flow magnitude after alignment"),
+    "photometric_gain": ("Float64", "", "linear gain target/input fitted on valid pixels"),
+    "valid_x": ("Int64", "px", "valid-region rectangle: left"),
+    "valid_y": ("Int64", "px", "valid-region rectangle: top"),
+    "valid_w": ("Int64", "px", "valid-region rectangle: width"),
+    "valid_h": ("Int64", "px", "valid-region rectangle: height"),
+    "psnr_db": ("Float64", "dB", "PSNR after exposure normalisation, inside the valid mask"),
+    "ssim": ("Float64", "", "SSIM after exposure normalisation, inside the valid mask"),
+    "clipped_dark_input": ("Float64", "fraction", "input pixels at or below the dark clip level"),
+    "clipped_bright_input": ("Float64", "fraction", "input pixels at or above the bright clip"),
+    "clipped_dark_target": ("Float64", "fraction", "target pixels at or below the dark clip"),
+    "clipped_bright_target": ("Float64", "fraction", "target pixels at or above the bright clip"),
+    "flicker": ("Float64", "", "per clip: std/mean of the target's mean luminance over time"),
+    "flags": ("string", "", "comma-separated QA flags (empty = passed); rows are never dropped"),
+    "split": ("string", "", "train | val | test (or a custom split name)"),
+}
+
+PATH_COLUMNS = ("input_path", "target_path", "mask_path")
+
+DEFAULT_PATH_TEMPLATES = {
+    "input": "images/{scene_id}/{pair_stem}_input{ext}",
+    "target": "images/{scene_id}/{pair_stem}_target{ext}",
+    "mask": "images/{scene_id}/{pair_stem}_mask.png",
+}
+
+KNOWN_INFO_KEYS = {
+    "format", "format_version", "schema", "path_templates", "splits", "qa_thresholds",
+    "provenance", "counts", "name", "license", "citation", "description",
+}  # fmt: skip
+
+
+class DatasetError(ExpokitError):
+    """A dataset root, info.json or manifest is not valid; the message says where."""
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: its root, ``info`` (parsed info.json) and the manifest frame."""
+
+    root: Path
+    info: dict[str, Any]
+    manifest: pd.DataFrame = field(repr=False)
+
+    def path(self, relative: str) -> Path:
+        """Absolute path of a manifest path (validated to stay inside the root)."""
+        return self.root / check_relative_path(relative)
+
+
+def schema() -> dict[str, Any]:
+    """The ``schema`` block of info.json: every column with dtype, unit and meaning."""
+    return {
+        "columns": {
+            name: {"dtype": dtype, "unit": unit, "meaning": meaning}
+            for name, (dtype, unit, meaning) in MANIFEST_COLUMNS.items()
+        }
+    }
+
+
+def check_relative_path(value: str, *, row: str = "", column: str = "") -> str:
+    """Reject absolute paths, backslashes and ``..``; return the POSIX path unchanged."""
+    where = f" (row {row}, column {column})" if row or column else ""
+    if not isinstance(value, str) or not value:
+        raise DatasetError(f"empty path{where}")
+    pure = PurePosixPath(value)
+    if pure.is_absolute() or "\\" in value or (len(value) > 1 and value[1] == ":"):
+        raise DatasetError(f"path {value!r}{where} is absolute; manifest paths are relative")
+    if ".." in pure.parts:
+        raise DatasetError(f"path {value!r}{where} leaves the dataset root ('..')")
+    return value
+
+
+def manifest_frame(rows: list[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """A DataFrame with exactly :data:`MANIFEST_COLUMNS`, in order, with their dtypes."""
+    import pandas as pd
+
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    frame = frame.reindex(columns=list(MANIFEST_COLUMNS))
+    return frame.astype({name: dtype for name, (dtype, _, _) in MANIFEST_COLUMNS.items()})
+
+
+def new_info(**fields: Any) -> dict[str, Any]:
+    """A fresh info.json dict with format, version, schema, templates and provenance."""
+    import cv2
+    import rawpy
+
+    from expokit import __version__
+
+    info: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "schema": schema(),
+        "path_templates": dict(DEFAULT_PATH_TEMPLATES),
+        "provenance": {
+            "expokit_version": __version__,
+            "libraw_version": ".".join(map(str, rawpy.libraw_version)),
+            "rawpy_version": rawpy.__version__,
+            "opencv_version": cv2.__version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "sources": [],
+        },
+    }
+    info.update(fields)
+    return info
+
+
+def write_dataset(root: str | Path, info: dict[str, Any], manifest: pd.DataFrame) -> Path:
+    """Validate and write ``meta/info.json`` and ``manifest.parquet`` atomically."""
+    folder = Path(root)
+    frame = manifest_frame(manifest)
+    validate_frame(frame)
+    counts = frame.groupby("split", dropna=False).size().to_dict() if len(frame) else {}
+    info = {
+        **info,
+        "counts": {
+            "pairs": len(frame),
+            "scenes": int(frame["scene_id"].nunique()),
+            "by_split": {str(k): int(v) for k, v in counts.items()},
+        },
+    }
+    with atomic_path(folder / MANIFEST_FILE) as tmp:
+        frame.to_parquet(tmp, index=False)
+    atomic_write_json(folder / INFO_FILE, info)
+    return folder
+
+
+def validate_frame(frame: pd.DataFrame) -> None:
+    """Structural checks of a manifest frame (columns, unique ids, safe paths)."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"manifest lacks columns: {', '.join(missing)}")
+    if frame["pair_id"].isna().any():
+        raise DatasetError("manifest has rows without pair_id")
+    duplicated = frame["pair_id"][frame["pair_id"].duplicated()].tolist()
+    if duplicated:
+        raise DatasetError(f"manifest repeats pair_id: {', '.join(map(str, duplicated[:5]))}")
+    import pandas as pd
+
+    for column in PATH_COLUMNS:
+        for pair_id, value in zip(frame["pair_id"], frame[column], strict=True):
+            if column == "mask_path" and pd.isna(value):
+                continue  # masks are optional
+            check_relative_path(value, row=str(pair_id), column=column)
+
+
+def load_dataset(root: str | Path) -> Dataset:
+    """Load and validate a dataset root.
+
+    Raises
+    ------
+    DatasetError
+        No info.json/manifest, another format, a version this expokit cannot read (naming
+        the version found and what to run), missing or mistyped columns, unsafe paths.
+    """
+    import pandas as pd
+
+    folder = Path(root)
+    info_path = folder / INFO_FILE
+    if not info_path.is_file():
+        raise DatasetError(f"{folder}: not an expokit dataset (no {INFO_FILE})")
+    try:
+        info = json.loads(info_path.read_text())
+    except ValueError as exc:
+        raise DatasetError(f"{info_path}: not valid JSON: {exc}") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
+        raise DatasetError(f"{info_path}: format is {info.get('format')!r}, not {FORMAT_NAME!r}")
+    version = info.get("format_version")
+    if version != FORMAT_VERSION:
+        if isinstance(version, int) and version < FORMAT_VERSION:
+            hint = f"run `expokit curate upgrade {folder}` to convert it to v{FORMAT_VERSION}"
+        else:
+            hint = "upgrade expokit (pip install -U expokit) to read it"
+        raise DatasetError(
+            f"{info_path}: dataset format version {version!r}; this expokit reads version "
+            f"{FORMAT_VERSION}: {hint}"
+        )
+    unknown = sorted(set(info) - KNOWN_INFO_KEYS)
+    if unknown:
+        warnings.warn(f"{info_path}: unknown keys ignored: {', '.join(unknown)}", stacklevel=2)
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise DatasetError(f"{folder}: no {MANIFEST_FILE}")
+    try:
+        frame = pd.read_parquet(manifest_path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise DatasetError(f"{manifest_path}: unreadable parquet: {exc}") from None
+    declared = info.get("schema", {}).get("columns", {})
+    for name, (dtype, _, _) in MANIFEST_COLUMNS.items():
+        if name not in frame.columns:
+            raise DatasetError(f"{manifest_path}: missing column {name!r}")
+        if name in declared and declared[name].get("dtype") != dtype:
+            raise DatasetError(
+                f"{info_path}: column {name!r} declared {declared[name].get('dtype')!r}, "
+                f"format v{FORMAT_VERSION} says {dtype!r}"
+            )
+    extra = sorted(set(frame.columns) - set(MANIFEST_COLUMNS))
+    if extra:
+        warnings.warn(f"{manifest_path}: unknown columns kept: {', '.join(extra)}", stacklevel=2)
+    try:
+        typed = frame.astype({n: d for n, (d, _, _) in MANIFEST_COLUMNS.items()})
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"{manifest_path}: a column has the wrong type: {exc}") from None
+    validate_frame(typed)
+    return Dataset(folder, info, typed)
+
+
+def export_csv(dataset: Dataset, path: str | Path) -> Path:
+    """Write the manifest as CSV (atomically)."""
+    with atomic_path(path) as tmp:
+        dataset.manifest.to_csv(tmp, index=False)
+    return Path(path)

@@ -1,0 +1,185 @@
+"""``expokit calibrate ...``: rig geometry and temporal sync (front for calibration/)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from expokit.core.errors import ExpokitError
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def calibrate() -> None:
+    """Calibration: rig geometry (flip, intrinsics, homography) and temporal sync."""
+
+
+@calibrate.command("geometry")
+@click.argument("reference", metavar="REFERENCE")
+@click.argument("test", metavar="TEST")
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for rig_calibration.json and the QA images (created if missing).",
+)
+@click.option("--charuco", metavar="COLSxROWS", help="ChArUco board in squares, e.g. 5x7.")
+@click.option("--chessboard", metavar="COLSxROWS", help="Chessboard inner corners, e.g. 9x6.")
+@click.option("--square", type=float, default=None, help="Square side (m). ChArUco default 0.04.")
+@click.option(
+    "--marker", type=float, default=None, help="ChArUco marker side (m); default square/2."
+)
+@click.option("--dictionary", default="DICT_6X6_250", show_default=True, help="ArUco dictionary.")
+@click.option(
+    "--intrinsics",
+    "estimate_intrinsics",
+    is_flag=True,
+    help="Calibrate both cameras (calibrateCamera) from the board views and undistort.",
+)
+@click.option(
+    "--reference-intrinsics",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Known reference intrinsics: OpenCV YAML/XML or expokit JSON.",
+)
+@click.option(
+    "--test-intrinsics",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Known test intrinsics (in the flipped frame).",
+)
+@click.option(
+    "--flip",
+    type=click.Choice(["auto", "none", "horizontal", "vertical", "both"]),
+    default="auto",
+    show_default=True,
+    help="Mirror flip of the test image.",
+)
+@click.option("--no-ecc", is_flag=True, help="Skip the ECC refinement.")
+@click.option(
+    "--ecc-max-side",
+    type=click.IntRange(min=64),
+    default=3000,
+    show_default=True,
+    help="Longest side ECC works at (larger is slower and more precise).",
+)
+@click.option(
+    "--fallback-features",
+    is_flag=True,
+    help="If the board is not found, use SIFT features instead of failing.",
+)
+@click.option("--no-qa", is_flag=True, help="Do not write the QA PNGs.")
+@click.option("--verbose", "-v", is_flag=True, help="Log every decision (flip, fits, ECC).")
+def calibrate_geometry_cmd(
+    reference: str,
+    test: str,
+    out_dir: Path,
+    charuco: str | None,
+    chessboard: str | None,
+    square: float | None,
+    marker: float | None,
+    dictionary: str,
+    estimate_intrinsics: bool,
+    reference_intrinsics: Path | None,
+    test_intrinsics: Path | None,
+    flip: str,
+    no_ecc: bool,
+    ecc_max_side: int,
+    fallback_features: bool,
+    no_qa: bool,
+    verbose: bool,
+) -> None:
+    """Find the test camera's flip and its homography onto the reference camera.
+
+    REFERENCE and TEST are each an image, a folder of images or a quoted glob
+    ('pairs/left*.jpg'); they are paired in natural name order. Views of a ChArUco board
+    or chessboard, or of any textured scene; exposures may differ by several EV.
+
+    \b
+    expokit calibrate geometry ref.jpg test.jpg --out rig/
+    expokit calibrate geometry left/ right/ --out rig/ --charuco 5x7 --square 0.04 --marker 0.02
+    expokit calibrate geometry 'p/left*.jpg' 'p/right*.jpg' -o rig/ --chessboard 9x6 \\
+        --square 0.025 --intrinsics
+    """
+    import logging
+
+    from expokit.calibration.boards import BoardSpec
+    from expokit.calibration.geometry import GeometryConfig, calibrate_geometry, resolve_images
+    from expokit.calibration.homography import EccSettings
+    from expokit.calibration.intrinsics import load_intrinsics
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if charuco and chessboard:
+        raise click.UsageError("give --charuco or --chessboard, not both")
+    try:
+        board = None
+        if charuco:
+            board = BoardSpec.parse("charuco", charuco, square or 0.04, marker, dictionary)
+        elif chessboard:
+            board = BoardSpec.parse("chessboard", chessboard, square or 1.0)
+        elif square is not None or marker is not None:
+            raise click.UsageError("--square/--marker need --charuco or --chessboard")
+        ref_intr = load_intrinsics(reference_intrinsics) if reference_intrinsics else None
+        test_intr = load_intrinsics(test_intrinsics) if test_intrinsics else None
+        config = GeometryConfig(
+            flip=flip,
+            estimate_intrinsics=estimate_intrinsics,
+            reference_intrinsics=ref_intr,
+            test_intrinsics=test_intr,
+            feature_fallback=fallback_features,
+            ecc=None if no_ecc else EccSettings(max_side=ecc_max_side),
+            qa_images=not no_qa,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    try:
+        refs, tests = resolve_images(reference), resolve_images(test)
+        if len(refs) != len(tests):
+            _fail(
+                f"{len(refs)} reference images but {len(tests)} test images ({reference}, {test})"
+            )
+            return
+        calib = calibrate_geometry(refs, tests, out_dir, board, config)
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    scores = ", ".join(f"{k} {v:g}" for k, v in calib.mirror.scores.items())
+    click.echo(f"pairs       {len(calib.pairs)}")
+    evidence = f"by {calib.mirror.method}" + (f"; {scores}" if scores else "")
+    ambiguous = click.style("  AMBIGUOUS", fg="yellow") if calib.mirror.ambiguous else ""
+    click.echo(f"flip        {calib.flip.value} ({evidence}){ambiguous}")
+    for role, intr in (("reference", calib.reference_intrinsics), ("test", calib.test_intrinsics)):
+        if intr is not None and intr.rms is not None:
+            origin = f"{intr.views} views" if intr.views else intr.source
+            click.echo(f"intrinsics  {role}: RMS {intr.rms:.3f} px ({origin})")
+    if calib.stereo_rms is not None:
+        click.echo(f"stereo RMS  {calib.stereo_rms:.3f} px")
+    click.echo(
+        f"homography  from {calib.method}: {calib.inliers}/{calib.correspondences} inliers, "
+        f"RMS {calib.initial_reprojection_rms:.3f} -> {calib.reprojection_rms:.3f} px"
+    )
+    if calib.ecc is not None:
+        click.echo(
+            f"ECC         {calib.ecc['motion']}: correlation "
+            f"{calib.ecc['initial_correlation']:.4f} -> {calib.ecc['correlation']:.4f}"
+        )
+    x, y, w, h = calib.valid_region
+    click.echo(
+        f"valid       x={x} y={y} {w}x{h} of {calib.reference_size[0]}x{calib.reference_size[1]}"
+    )
+    click.echo(
+        f"wrote       {out_dir / 'rig_calibration.json'}"
+        + (f" + {len(calib.qa_images)} QA images" if calib.qa_images else "")
+    )
