@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -183,3 +184,139 @@ def calibrate_geometry_cmd(
         f"wrote       {out_dir / 'rig_calibration.json'}"
         + (f" + {len(calib.qa_images)} QA images" if calib.qa_images else "")
     )
+
+
+@calibrate.command("sync")
+@click.argument("a", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    "out_path",
+    type=click.Path(path_type=Path),
+    default=Path("sync.json"),
+    show_default=True,
+    help="Where sync.json is written (atomically).",
+)
+@click.option(
+    "--apply",
+    "apply_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write trimmed, synchronized copies of A and B into this folder.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "audio", "brightness"]),
+    default="auto",
+    show_default=True,
+    help="auto: audio when both files have an audible track, else frame brightness.",
+)
+@click.option(
+    "--rate", "sample_rate", type=int, default=None, help="Audio rate for the correlation [16000]."
+)
+@click.option(
+    "--max-offset", type=float, default=None, help="Largest |offset| searched, seconds [any]."
+)
+@click.option(
+    "--min-confidence",
+    type=float,
+    default=None,
+    help="Refuse results below it [0.25]; 0 accepts anything (with a warning).",
+)
+def calibrate_sync(
+    a: Path,
+    b: Path,
+    out_path: Path,
+    apply_dir: Path | None,
+    method: str,
+    sample_rate: int | None,
+    max_offset: float | None,
+    min_confidence: float | None,
+) -> None:
+    """Synchronize two recordings of one scene (audio, or frame brightness without audio).
+
+    Writes sync.json: offset_s = t_B - t_A (an event at t in A is at t + offset_s in B),
+    drift (ppm), confidence, method, per-file fps and decoded frame counts, and the B frame
+    shown at each A frame. --apply writes both files cut to their common time span.
+    """
+    from expokit.calibration.sync import (
+        SyncConfig,
+        apply_sync,
+        describe_result,
+        drift_warning,
+        synchronize,
+        write_sync_json,
+    )
+
+    overrides: dict[str, Any] = {"method": method, "max_offset_s": max_offset}
+    if sample_rate is not None:
+        overrides["sample_rate"] = sample_rate
+    if min_confidence is not None:
+        overrides["min_confidence"] = min_confidence
+    try:
+        config = SyncConfig(**overrides)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        result = synchronize(a, b, config)
+        write_sync_json(result, out_path)
+        outputs = apply_sync(result, apply_dir) if apply_dir is not None else []
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    for line in describe_result(result):
+        click.secho(line, fg="yellow" if line.startswith("warning") else None)
+    click.echo(f"wrote {out_path}")
+    for path in outputs:
+        click.echo(f"wrote {path}")
+    warning = drift_warning(result) if outputs else None
+    if warning:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+@calibrate.command("pair-stills")
+@click.argument("session", type=click.Path(path_type=Path))
+@click.option(
+    "--tolerance",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Largest host trigger-time difference of a pair (seconds).",
+)
+@click.option("--no-exif", is_flag=True, help="Skip the EXIF DateTimeOriginal check.")
+@click.option(
+    "--out",
+    "-o",
+    "out_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the pairing as JSON here.",
+)
+@click.option("--strict", is_flag=True, help="Exit 1 when a shot is unmatched, missing or flagged.")
+def calibrate_pair_stills(
+    session: Path, tolerance: float, no_exif: bool, out_path: Path | None, strict: bool
+) -> None:
+    """Pair the two cameras' stills of a capture session by host trigger time.
+
+    Lists unmatched shots; EXIF DateTimeOriginal (1 s resolution) is only a check, and
+    shots whose EXIF time disagrees with the host time by more than 2 s are flagged.
+    """
+    from expokit.calibration.still_pairs import pair_stills
+    from expokit.core.atomic import atomic_write_json
+
+    try:
+        pairing = pair_stills(session, tolerance, check_exif=not no_exif)
+        if out_path is not None:
+            atomic_write_json(out_path, pairing.to_dict())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    for line in pairing.describe():
+        click.echo(line)
+    if out_path is not None:
+        click.echo(f"wrote {out_path}")
+    if strict and not pairing.ok:
+        sys.exit(1)

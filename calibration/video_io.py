@@ -1,0 +1,458 @@
+"""Read audio and frame timing from video files with ffmpeg (the imageio-ffmpeg binary).
+
+imageio-ffmpeg ships ``ffmpeg`` but no ``ffprobe``, so stream metadata comes from parsing
+``ffmpeg -i`` and container frame counts from OpenCV, while everything that matters for
+synchronization is *decoded*:
+
+* frame timing: one decode pass per file prints every frame's presentation time
+  (``showinfo``) and writes an 8x8 area-averaged float gray copy of the frame, whose mean is
+  the frame-mean brightness used by the video-only fallback. Container headers are recorded
+  but never trusted (AVI headers can claim more frames than decode, a wrong header frame
+  rate stretches the whole clip).
+* audio: mono float32 at a chosen rate, aligned to the file's timeline (``aresample`` with
+  ``first_pts=0`` pads or trims so that sample ``n`` is at ``n / rate`` seconds after the
+  container start, like the frame times).
+
+Every failure is an :class:`~expokit.core.errors.InputFileError` subclass naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from expokit.core.errors import InputFileError
+
+#: Side of the area-averaged gray thumbnail decoded per frame (its mean is the frame mean).
+THUMB_SIDE = 8
+
+
+class MediaError(InputFileError):
+    """A media file cannot be read (missing, empty, corrupt, no usable stream)."""
+
+
+class EmptyMediaError(MediaError):
+    """The file has zero bytes."""
+
+
+class MediaDecodeError(MediaError):
+    """ffmpeg cannot open or decode the file."""
+
+
+class NoAudioError(MediaError):
+    """The file has no audio track (or the track decodes to nothing)."""
+
+
+class SilentAudioError(MediaError):
+    """The audio track is silent: nothing to correlate."""
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a media file holds, from its header and from decoding it.
+
+    Times are seconds from the container start (ffmpeg's timeline, ``start_s`` removed).
+
+    Attributes
+    ----------
+    duration_s
+        Container duration (``ffmpeg -i``), ``None`` when unknown.
+    fps_container
+        Frame rate the header claims (OpenCV/ffmpeg ``avg_frame_rate``).
+    container_frames
+        Frame count the header claims (OpenCV ``CAP_PROP_FRAME_COUNT``); may be wrong.
+    decoded_frames
+        Frames that really decode; ``None`` when the video was not decoded.
+    frame_times
+        Shape ``(decoded_frames,)``, float64 seconds: presentation time of each decoded frame.
+    frame_means
+        Shape ``(decoded_frames,)``, float64 in ``[0, 255]``: mean gray level of each frame.
+    warnings
+        Header/decode disagreements worth reporting.
+    """
+
+    path: Path
+    size_bytes: int
+    duration_s: float | None
+    start_s: float
+    has_video: bool
+    has_audio: bool
+    video_codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps_container: float | None = None
+    container_frames: int | None = None
+    decoded_frames: int | None = None
+    audio_codec: str | None = None
+    audio_rate: int | None = None
+    audio_channels: str | None = None
+    warnings: tuple[str, ...] = ()
+    frame_times: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    frame_means: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+
+    @property
+    def fps(self) -> float | None:
+        """Average frame rate of the *decoded* timestamps (header rate if not decoded)."""
+        times = self.frame_times
+        if times.size >= 2 and times[-1] > times[0]:
+            return float((times.size - 1) / (times[-1] - times[0]))
+        return self.fps_container
+
+    @property
+    def decoded_duration_s(self) -> float | None:
+        """End of the last decoded frame (its time plus one average frame interval)."""
+        fps = self.fps
+        if self.frame_times.size == 0 or not fps:
+            return None
+        return float(self.frame_times[-1] + 1.0 / fps)
+
+    @property
+    def media_duration_s(self) -> float:
+        """Best duration available: container, else decoded video end, else 0."""
+        if self.duration_s is not None:
+            return self.duration_s
+        return self.decoded_duration_s or 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no per-frame arrays)."""
+        fps = self.fps
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "duration_s": self.duration_s,
+            "start_s": self.start_s,
+            "has_video": self.has_video,
+            "has_audio": self.has_audio,
+            "video_codec": self.video_codec,
+            "width": self.width,
+            "height": self.height,
+            "fps": fps,
+            "fps_container": self.fps_container,
+            "container_frames": self.container_frames,
+            "decoded_frames": self.decoded_frames,
+            "first_frame_s": float(self.frame_times[0]) if self.frame_times.size else None,
+            "audio_codec": self.audio_codec,
+            "audio_rate": self.audio_rate,
+            "audio_channels": self.audio_channels,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MediaInfo:
+        """Inverse of :meth:`to_dict`; per-frame arrays are not stored and come back empty."""
+        names = {
+            "size_bytes", "duration_s", "start_s", "has_video", "has_audio", "video_codec",
+            "width", "height", "fps_container", "container_frames", "decoded_frames",
+            "audio_codec", "audio_rate", "audio_channels",
+        }  # fmt: skip
+        kwargs = {k: data[k] for k in names if k in data}
+        return cls(path=Path(data["path"]), warnings=tuple(data.get("warnings", ())), **kwargs)
+
+
+def run_ffmpeg(args: list[str]) -> tuple[int, bytes, bytes]:
+    """Run the bundled ffmpeg with ``args``; return ``(returncode, stdout, stderr)``.
+
+    stdout is read in one ``read()`` (``subprocess.run`` reads pipes in 32 KiB polls, which
+    costs a noticeable fraction of a 10-minute decode) while stderr goes to a temporary file,
+    so neither pipe can fill up and block ffmpeg.
+    """
+    with tempfile.TemporaryFile() as errors:
+        with subprocess.Popen(
+            [ffmpeg_exe(), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors
+        ) as proc:
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            code = proc.wait()
+        errors.seek(0)
+        return code, out, errors.read()
+
+
+# ----------------------------------------------------------------------------- header
+
+
+_DURATION_RE = re.compile(r"Duration:\s*(N/A|(\d+):(\d+):([\d.]+))(?:,\s*start:\s*(-?[\d.]+))?")
+_STREAM_RE = re.compile(r"Stream #\d+:\d+\S*:\s*(Video|Audio|Subtitle|Data):\s*(\w+)(.*)")
+
+
+def _check_file(path: Path) -> int:
+    if not path.exists():
+        raise MediaError(path, "no such file")
+    if path.is_dir():
+        raise MediaError(path, "is a folder, not a media file")
+    size = path.stat().st_size
+    if size == 0:
+        raise EmptyMediaError(path, "file is empty (0 bytes)")
+    return size
+
+
+def _ffmpeg_error_line(stderr: str) -> str:
+    """The most informative line of ffmpeg's error output."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Invalid data" in line or "could not find" in line.lower() or "error" in line.lower():
+            return re.sub(r"^\[[^]]*\]\s*", "", line)
+    return lines[-1] if lines else "no output"
+
+
+def _parse_header(path: Path, stderr: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"has_video": False, "has_audio": False}
+    match = _DURATION_RE.search(stderr)
+    if match and match.group(1) != "N/A":
+        hours, minutes, seconds = match.group(2), match.group(3), match.group(4)
+        info["duration_s"] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    info["start_s"] = float(match.group(5)) if match and match.group(5) else 0.0
+    for kind, codec, rest in _STREAM_RE.findall(stderr):
+        if kind == "Video" and not info["has_video"]:
+            if codec in ("png", "mjpeg") and "attached pic" in rest:
+                continue  # cover art, not a video track
+            info["has_video"] = True
+            info["video_codec"] = codec
+            size = re.search(r", (\d+)x(\d+)", rest)
+            if size:
+                info["width"], info["height"] = int(size.group(1)), int(size.group(2))
+            fps = re.search(r", ([\d.]+) fps", rest)
+            if fps:
+                info["fps_container"] = float(fps.group(1))
+        elif kind == "Audio" and not info["has_audio"]:
+            info["has_audio"] = True
+            info["audio_codec"] = codec
+            rate = re.search(r", (\d+) Hz", rest)
+            if rate:
+                info["audio_rate"] = int(rate.group(1))
+            layout = re.search(r" Hz, ([^,]+)", rest)
+            if layout:
+                info["audio_channels"] = layout.group(1).strip()
+    return info
+
+
+def _container_video_meta(path: Path) -> tuple[int | None, float | None]:
+    """Frame count and frame rate as the container states them (OpenCV reads the header)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return None, None
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+    finally:
+        cap.release()
+    frames = round(count) if math.isfinite(count) and count > 0 else None
+    rate = float(fps) if math.isfinite(fps) and fps > 0 else None
+    return frames, rate
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+_SHOWINFO_RE = re.compile(rb"\bn:\s*(\d+)\s+pts:\s*(\S+)\s+pts_time:(\S+)")
+_TIME_BASE_RE = re.compile(rb"config in time_base:\s*(\d+)/(\d+)")
+
+
+def decode_frame_series(path: str | Path) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Decode every video frame: presentation times and frame-mean brightness.
+
+    Frames are passed through unchanged (``-fps_mode passthrough``: no frame is duplicated
+    or dropped to fit a nominal rate), shrunk to an 8x8 area average in float gray.
+
+    Returns
+    -------
+    times
+        Shape ``(n,)`` float64 seconds from the container start.
+    means
+        Shape ``(n,)`` float64 gray level in ``[0, 255]``.
+    problem
+        ffmpeg's error line when decoding stopped with an error after some frames, else None.
+
+    Raises
+    ------
+    MediaDecodeError
+        No frame decodes.
+    """
+    path = Path(path)
+    side = THUMB_SIDE
+    code, out, err = run_ffmpeg([
+        "-hide_banner", "-nostdin", "-loglevel", "info", "-i", str(path),
+        "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+        "-vf", f"scale={side}:{side}:flags=area,format=grayf32,showinfo",
+        "-f", "rawvideo", "-pix_fmt", "grayf32", "-",
+    ])  # fmt: skip
+    data = np.frombuffer(out[: len(out) - len(out) % 4], dtype=np.float32)
+    n = data.size // (side * side)
+    stderr = err.decode("utf-8", "replace")
+    if n == 0:
+        raise MediaDecodeError(
+            path, f"no video frame decodes (ffmpeg: {_ffmpeg_error_line(stderr)})"
+        )
+    means = data[: n * side * side].reshape(n, side * side).astype(np.float64).mean(axis=1) * 255.0
+    times = np.full(n, np.nan)
+    # Integer pts times the filter time base is exact; pts_time is printed with 6 digits.
+    base = _TIME_BASE_RE.search(err)
+    time_base = int(base.group(1)) / int(base.group(2)) if base and int(base.group(2)) else None
+    for index, pts, pts_time in _SHOWINFO_RE.findall(err):
+        i = int(index)
+        if i >= n:
+            continue
+        with contextlib.suppress(ValueError):  # "NOPTS": filled below
+            times[i] = int(pts) * time_base if time_base else float(pts_time)
+    if np.isnan(times).any():
+        times = _fill_missing_times(times)
+    problem = _ffmpeg_error_line(stderr) if code != 0 else None
+    return times, means, problem
+
+
+def _fill_missing_times(times: np.ndarray) -> np.ndarray:
+    """Frames without a timestamp get one interpolated from their neighbours' spacing."""
+    known = np.flatnonzero(~np.isnan(times))
+    index = np.arange(times.size, dtype=np.float64)
+    if known.size >= 2:
+        slope, intercept = np.polyfit(known, times[known], 1)
+        filled = np.where(np.isnan(times), intercept + slope * index, times)
+        return np.asarray(filled, dtype=np.float64)
+    if known.size == 1:
+        return np.asarray(times[known[0]] + (index - known[0]) / 25.0, dtype=np.float64)
+    return index / 25.0  # nothing known: only the order is meaningful
+
+
+def probe_media(path: str | Path, *, decode_video: bool = True) -> MediaInfo:
+    """Header metadata of ``path`` plus, by default, decoded frame timing and brightness.
+
+    Parameters
+    ----------
+    path
+        Any file ffmpeg reads (video with or without audio, audio only).
+    decode_video
+        Decode every frame for timestamps and frame means (one ffmpeg pass, 8x8 gray); with
+        ``False`` only the header is read and ``decoded_frames`` is ``None``.
+
+    Raises
+    ------
+    MediaError
+        Missing, empty or unreadable file, or no audio and no video stream.
+    """
+    path = Path(path)
+    size = _check_file(path)
+    _, _, err = run_ffmpeg(["-hide_banner", "-nostdin", "-i", str(path)])
+    stderr = err.decode("utf-8", "replace")
+    if "Stream #" not in stderr:
+        raise MediaDecodeError(
+            path, f"not a readable audio/video file (ffmpeg: {_ffmpeg_error_line(stderr)})"
+        )
+    info = _parse_header(path, stderr)
+    if not info["has_video"] and not info["has_audio"]:
+        raise MediaDecodeError(path, "no audio or video stream")
+    warnings: list[str] = []
+    times = np.zeros(0)
+    means = np.zeros(0)
+    decoded: int | None = None
+    if info["has_video"]:
+        container_frames, cv_fps = _container_video_meta(path)
+        info["container_frames"] = container_frames
+        if cv_fps is not None:
+            info["fps_container"] = cv_fps  # more digits than ffmpeg's "23.98 fps"
+        if decode_video:
+            try:
+                times, means, problem = decode_frame_series(path)
+            except MediaDecodeError as exc:
+                if not info["has_audio"]:
+                    raise
+                # The audio may still synchronize; brightness sync will say it has no frames.
+                times, means, problem = np.zeros(0), np.zeros(0), exc.problem
+            decoded = int(times.size)
+            if problem:
+                warnings.append(
+                    f"video decoding stopped with an error after {decoded} frames: {problem}"
+                )
+            if container_frames is not None and container_frames != decoded:
+                warnings.append(
+                    f"container header says {container_frames} frames but {decoded} decode; "
+                    "frame timing uses the decoded timestamps"
+                )
+            fps_container = info.get("fps_container")
+            if decoded >= 2 and fps_container:
+                fps = (decoded - 1) / max(times[-1] - times[0], 1e-9)
+                if abs(fps - fps_container) > 0.01 * fps_container:
+                    warnings.append(
+                        f"decoded timestamps give {fps:.3f} fps but the header says "
+                        f"{fps_container:.3f} fps (variable frame rate?); timestamps are used"
+                    )
+    return MediaInfo(
+        path=path,
+        size_bytes=size,
+        duration_s=info.get("duration_s"),
+        start_s=info["start_s"],
+        has_video=info["has_video"],
+        has_audio=info["has_audio"],
+        video_codec=info.get("video_codec"),
+        width=info.get("width"),
+        height=info.get("height"),
+        fps_container=info.get("fps_container"),
+        container_frames=info.get("container_frames"),
+        decoded_frames=decoded,
+        audio_codec=info.get("audio_codec"),
+        audio_rate=info.get("audio_rate"),
+        audio_channels=info.get("audio_channels"),
+        warnings=tuple(warnings),
+        frame_times=times,
+        frame_means=means,
+    )
+
+
+def decode_audio(path: str | Path, rate: int = 16000) -> np.ndarray:
+    """Decode the first audio track of ``path`` to mono float32 at ``rate`` Hz.
+
+    Channels are averaged. Sample ``n`` is at ``n / rate`` seconds from the container start
+    (a track that starts late is padded with silence, samples before 0 are dropped), so
+    audio times and :func:`probe_media` frame times share one timeline.
+
+    Returns
+    -------
+    np.ndarray
+        Shape ``(n_samples,)`` float32, nominally in ``[-1, 1]``.
+
+    Raises
+    ------
+    NoAudioError
+        The file has no audio track, or it decodes to no samples.
+    MediaDecodeError
+        ffmpeg cannot read the file.
+    """
+    path = Path(path)
+    _check_file(path)
+    if rate < 1000:
+        raise ValueError(f"audio rate must be >= 1000 Hz, got {rate}")
+    code, out, err = run_ffmpeg([
+        "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+        "-map", "0:a:0", "-vn", "-sn", "-dn",
+        "-af", f"aresample={rate}:async=1:first_pts=0",
+        "-ac", "1", "-ar", str(rate), "-f", "f32le", "-",
+    ])  # fmt: skip
+    stderr = err.decode("utf-8", "replace")
+    raw = out[: len(out) - len(out) % 4]
+    samples = np.frombuffer(raw, dtype=np.float32)
+    if samples.size == 0:
+        if "matches no streams" in stderr or "Stream map" in stderr:
+            raise NoAudioError(path, "no audio track")
+        if code != 0:
+            raise MediaDecodeError(
+                path, f"audio does not decode (ffmpeg: {_ffmpeg_error_line(stderr)})"
+            )
+        raise NoAudioError(path, "audio track decodes to no samples")
+    if not np.isfinite(samples).all():
+        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.ascontiguousarray(samples)
