@@ -90,6 +90,42 @@ def run_capture(out: Path) -> tuple[Path, bool]:
     return session.root, not report.shots_failed and not report.exif_mismatches
 
 
+def run_calibration(reference_jpg: Path, out: Path) -> bool:
+    """Make a beam-splitter-like test view of ``reference_jpg`` (mirrored, moved by a known
+    homography, 2 EV darker, noisy), calibrate it back and compare with the known answer."""
+    import cv2
+
+    from expokit.calibration.geometry import calibrate_geometry
+    from expokit.calibration.homography import homography_grid_error
+    from expokit.curation.transfer import srgb_decode, srgb_encode
+
+    reference = read_image(reference_jpg)
+    height, width = reference.shape[:2]
+    # reference -> test coordinates: a slight rotation, scale and shift, as two bodies have.
+    angle = np.deg2rad(1.5)
+    ref_to_test = np.array(
+        [[1.02 * np.cos(angle), -np.sin(angle), 6.0], [np.sin(angle), 1.02 * np.cos(angle), -4.0],
+         [1e-5, 0.0, 1.0]]
+    )  # fmt: skip
+    warped = cv2.warpPerspective(reference, ref_to_test, (width, height),
+                                 borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+    darker = srgb_encode(srgb_decode(warped / 255.0) * 2.0**-2) * 255
+    noisy = darker + np.random.default_rng(0).normal(0, 2, darker.shape)
+    test = cv2.flip(np.clip(noisy, 0, 255).astype(np.uint8), 1)  # the splitter's mirror
+    views = out / "calibration_views"
+    views.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(views / "reference.png"), reference)
+    cv2.imwrite(str(views / "test.png"), test)
+    calib = calibrate_geometry([views / "reference.png"], [views / "test.png"], out / "rig")
+    mean, worst = homography_grid_error(calib.homography, np.linalg.inv(ref_to_test),
+                                        (width, height))  # fmt: skip
+    click.secho("4. Calibrate a mirrored, 2 EV darker test view against the reference", bold=True)
+    click.echo(f"  flip found: {calib.flip.value} (true: horizontal)")
+    click.echo(f"  homography error vs the known one: mean {mean:.2f} px, max {worst:.2f} px")
+    click.echo(f"  rig calibration: {out / 'rig' / 'rig_calibration.json'} (+ QA images)")
+    return calib.flip.value == "horizontal" and mean < 1.0
+
+
 def run_demo(out_dir: str | Path, workers: int = 1, progress: bool = True) -> bool:
     """Run the demo into ``out_dir``; return True when every step succeeded."""
     out = Path(out_dir)
@@ -119,6 +155,9 @@ def run_demo(out_dir: str | Path, workers: int = 1, progress: bool = True) -> bo
         worst = max(worst, abs(measured - ev))
         click.echo(f"  {name:24s} EV {ev:+5.2f}  measured {measured:+.4f}")
     click.echo(f"  largest deviation: {worst:.4f} EV (target < 0.02)")
+    texture = sequence.out_dir / "synthetic-texture" / "synthetic-texture_0.jpg"
+    calibrated = run_calibration(texture, out)
     ok = captured and captured_render.ok and msec.ok and sequence.ok and worst < 0.02
+    ok = ok and calibrated
     click.secho("demo finished " + ("OK" if ok else "WITH PROBLEMS"), fg="green" if ok else "red")
     return ok
