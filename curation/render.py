@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from expokit import __version__
 from expokit.core.atomic import (
+    TEMP_PREFIX,
     atomic_write_bytes,
     atomic_write_json,
     ensure_writable_dir,
@@ -150,6 +151,11 @@ class RenderTask:
 
 def record_path(out_root: str | Path, name: str) -> Path:
     return Path(out_root) / RECORDS_DIR / f"{name}.json"
+
+
+def record_files(records_dir: Path) -> list[Path]:
+    """Completion records in ``records_dir`` (not the temporary files of atomic writes)."""
+    return sorted(p for p in records_dir.glob("*.json") if not p.name.startswith(TEMP_PREFIX))
 
 
 def _base_row(task: RenderTask, raw_sha: str | None) -> dict[str, Any]:
@@ -402,7 +408,7 @@ def _check_params_compatible(out: Path, params_hash: str) -> None:
     import json
 
     params_file = out / PARAMS_FILE
-    if not params_file.exists() or not any((out / RECORDS_DIR).glob("*.json")):
+    if not params_file.exists() or not record_files(out / RECORDS_DIR):
         return
     try:
         previous = json.loads(params_file.read_text()).get("params_hash")
@@ -526,7 +532,7 @@ def render_batch(
             break
 
     rows: list[dict[str, Any]] = []
-    for path in sorted(records_dir.glob("*.json")):
+    for path in record_files(records_dir):
         stored = _load_record(path)
         if stored:
             rows.extend(stored.get("rows", []))

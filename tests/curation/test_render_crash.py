@@ -15,7 +15,7 @@ import pytest
 from expokit.core.atomic import TEMP_PREFIX
 from expokit.core.hashing import sha256_file
 from expokit.core.images import read_image
-from expokit.curation.render import RECORDS_DIR
+from expokit.curation.render import RECORDS_DIR, record_files
 from expokit.curation.synthetic import demo_scene, write_dng
 
 N_RAWS = 10
@@ -41,13 +41,13 @@ def test_sigkill_mid_batch_then_resume(tmp_path: Path) -> None:
     records = out / RECORDS_DIR
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if records.is_dir() and len(list(records.glob("*.json"))) >= 3:
+        if records.is_dir() and len(record_files(records)) >= 3:
             break
         time.sleep(0.005)
     assert proc.poll() is None, "the render finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(list(records.glob("*.json")))
+    done_before = len(record_files(records))
     assert 3 <= done_before < N_RAWS
     assert not (out / "manifest.parquet").exists()  # only written at the end of a run
 
