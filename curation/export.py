@@ -1,0 +1,836 @@
+"""Exports of a format-v1 dataset to the folder layouts that peers' code reads.
+
+Layouts
+-------
+``msec``
+    ``training|validation|testing/INPUT_IMAGES/<name>_<token>.JPG`` and
+    ``GT_IMAGES/<name>.jpg`` (Afifi et al., CVPR 2021), plus
+    ``testing/expert_c_testing_set/<name>.jpg`` because most peer evaluation scripts hard-code
+    that folder. Tokens ``N1.5 N1 0 P1 P1.5`` come from ``input_ev - target_ev`` rounded to
+    the nearest MSEC EV; rows farther than ``ev_tolerance`` from every token are skipped.
+    Names are ``<unique>_EXPK``: exactly one ``_``, the unique part first and free of ``_``,
+    so MSEC (GT = input name minus its last ``_`` field), UEC (group key = name minus its
+    last two ``_`` fields) and RECNet (EV bucket = last ``_`` token) parse them, and no name
+    is a prefix of another (MSEC globs ``<name>*``).
+``dime``
+    ``np/{train,test}/{LQ,GT}/<%03d>/<frame>.png`` (VECNet/DIME): per clip, LQ and GT hold
+    identical sorted lists of zero-padded frame names, because DIME pairs frames by sorted
+    position and asserts equal counts. Clips need at least :data:`DIME_MIN_FRAMES` frames.
+    DIME has no validation folder: the ``val`` split is skipped unless ``dime_val="test"``.
+    Frames are written as 8-bit PNG (DIME's loaders read 8-bit images).
+``sequences``
+    ``<split>/<scene>/<rank>_<token>[_target].<ext>``: one folder per scene (per clip frame for
+    video) with its distinct exposures sorted by EV (the target file marked ``_target``),
+    copied byte for byte; ``sequences.csv`` lists them with EV, role and source.
+
+Every source file is read once, its SHA-256 checked against the manifest, then copied or
+converted; a mismatch, a missing or an undecodable file skips that item with an error naming
+the row and the file. Files are written atomically. ``export.json`` (written last) lists
+every exported file with its SHA-256; a later export into the same folder replaces files and
+removes the ones the new export no longer produces. A dataset card (``README.md``) is written
+beside the data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from expokit.core.atomic import atomic_path, atomic_write_json, atomic_write_text
+from expokit.core.errors import ExpokitError, OutputError
+from expokit.core.hashing import sha256_bytes, sha256_file
+from expokit.curation.dataset import Dataset, load_dataset
+from expokit.curation.ev import MSEC_LADDER, ev_token
+
+LAYOUTS: tuple[str, ...] = ("msec", "dime", "sequences")
+MSEC_SPLIT_FOLDERS = {"train": "training", "val": "validation", "test": "testing"}
+#: The tag after the single ``_`` of every MSEC name (MSEC's own names carry a camera file id).
+MSEC_TAG = "EXPK"
+MSEC_EXPERT_FOLDER = "expert_c_testing_set"
+DIME_MIN_FRAMES = 5
+DIME_VAL_CHOICES = ("skip", "test")
+EXPORT_RECORD = "export.json"
+CARD_FILE = "README.md"
+DEFAULT_EV_TOLERANCE = 0.25
+
+_JPEG_SUFFIXES = {".jpg", ".jpeg"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+
+
+class ExportError(ExpokitError):
+    """An export cannot start (bad layout, unusable output folder, unreadable dataset)."""
+
+
+@dataclass(frozen=True)
+class ExportIssue:
+    """One row or file the export left out, and why.
+
+    ``kind`` is ``"skipped"`` for rows a layout cannot represent (by design: an EV with no
+    MSEC token, a clip too short for DIME) and ``"error"`` for bad data (missing, corrupt or
+    changed files, inconsistent clips).
+    """
+
+    kind: Literal["skipped", "error"]
+    reason: str
+    message: str
+    pair_id: str | None = None
+    file: str | None = None
+
+    def __str__(self) -> str:
+        where = " ".join(
+            part
+            for part in (
+                f"[{self.pair_id}]" if self.pair_id else "",
+                self.file or "",
+            )
+            if part
+        )
+        return f"{self.kind}: {where + ': ' if where else ''}{self.message}"
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote (``files``: path relative to ``out`` -> SHA-256) and left out."""
+
+    layout: str
+    out: Path
+    rows_total: int
+    rows_exported: int = 0
+    groups_exported: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+    issues: list[ExportIssue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[ExportIssue]:
+        return [i for i in self.issues if i.kind == "error"]
+
+    @property
+    def skipped(self) -> list[ExportIssue]:
+        return [i for i in self.issues if i.kind == "skipped"]
+
+    @property
+    def ok(self) -> bool:
+        """True when no item failed (rows skipped by design do not count)."""
+        return not self.errors
+
+    def counts_by_reason(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for issue in self.issues:
+            counts[f"{issue.kind}:{issue.reason}"] += 1
+        return dict(sorted(counts.items()))
+
+    def as_card_section(self) -> dict[str, Any]:
+        """The mapping :func:`expokit.curation.card.render_card` shows for an export."""
+        return {
+            "layout": self.layout,
+            "rows_total": self.rows_total,
+            "rows_exported": self.rows_exported,
+            "groups_exported": self.groups_exported,
+            "files": len(self.files),
+            "issues": self.counts_by_reason(),
+            "notes": list(self.notes),
+        }
+
+
+class _SkipItem(Exception):
+    """Internal: abandon the current item, carrying the issue to record."""
+
+    def __init__(self, issue: ExportIssue) -> None:
+        super().__init__(issue.message)
+        self.issue = issue
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def clean_name(text: str) -> str:
+    """``text`` reduced to ``[A-Za-z0-9-]`` (runs of anything else become one ``-``).
+
+    ``_`` separates name fields in MSEC-style loaders and ``.`` confuses loaders that split
+    the extension at the first dot, so both become ``-``.
+    """
+    return _UNSAFE.sub("-", text).strip("-") or "scene"
+
+
+def to_uint8(image: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    """An OpenCV image as 8-bit, 3-channel BGR (16-bit scaled by 1/257, alpha dropped).
+
+    Peer loaders for JPEG/PNG expect 8-bit colour; grey images are repeated to three
+    channels so every exported image has the same shape.
+    """
+    import cv2
+
+    array = np.asarray(image)
+    if array.dtype == np.uint16:
+        array = np.round(array.astype(np.float32) / 257.0).astype(np.uint8)
+    elif array.dtype.kind == "f":
+        array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise ValueError(f"unsupported image dtype {array.dtype}")
+    if array.ndim == 2:
+        return np.asarray(cv2.cvtColor(array, cv2.COLOR_GRAY2BGR))
+    if array.shape[2] == 4:
+        return np.ascontiguousarray(array[..., :3])
+    if array.shape[2] == 1:
+        return np.asarray(cv2.cvtColor(array[..., 0], cv2.COLOR_GRAY2BGR))
+    return array
+
+
+def nearest_msec_token(relative_ev: float, tolerance: float = DEFAULT_EV_TOLERANCE) -> str | None:
+    """MSEC token nearest to ``relative_ev``, or None when none is within ``tolerance`` EV.
+
+    >>> nearest_msec_token(-1.4), nearest_msec_token(-0.5), nearest_msec_token(1.5)
+    ('N1.5', None, 'P1.5')
+    """
+    if relative_ev is None or not math.isfinite(relative_ev):
+        return None
+    nearest = min(MSEC_LADDER, key=lambda ev: abs(ev - relative_ev))
+    return ev_token(nearest) if abs(nearest - relative_ev) <= tolerance + 1e-9 else None
+
+
+def check_msec_names(names: Iterable[str]) -> None:
+    """Raise :class:`ExportError` unless every name has exactly one ``_`` after a non-empty
+    unique part and none is a prefix of another (case-insensitively)."""
+    ordered = sorted(n.lower() for n in names)
+    for name in ordered:
+        unique, sep, tag = name.partition("_")
+        if not sep or not unique or not tag or "_" in tag:
+            raise ExportError(f"msec name {name!r} must be <unique>_<tag> with exactly one '_'")
+    for shorter, longer in itertools.pairwise(ordered):
+        if longer.startswith(shorter):
+            raise ExportError(
+                f"msec names {shorter!r} and {longer!r}: one is a prefix of the other "
+                "(MSEC globs <name>*)"
+            )
+
+
+def _is_na(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+def _text(value: Any) -> str | None:
+    return None if _is_na(value) else str(value)
+
+
+def _group_base(scene: str, clip: str | None, frame: int | None) -> str:
+    base = clean_name(scene)
+    if clip is not None:
+        base += f"-{clean_name(clip)}"
+    if frame is not None:
+        base += f"-f{frame:05d}"
+    return base
+
+
+def unique_names(bases: dict[Any, str]) -> dict[Any, str]:
+    """Make ``bases`` (key -> base name) unique case-insensitively by appending ``-2``, ``-3``.
+
+    Keys are visited in sorted string order so the result does not depend on row order.
+    """
+    taken: set[str] = set(b.lower() for b in bases.values())
+    seen: set[str] = set()
+    out: dict[Any, str] = {}
+    for key in sorted(bases, key=str):
+        name = bases[key]
+        if name.lower() in seen:
+            n = 2
+            while f"{name}-{n}".lower() in taken or f"{name}-{n}".lower() in seen:
+                n += 1
+            name = f"{name}-{n}"
+        seen.add(name.lower())
+        out[key] = name
+    return out
+
+
+class _Writer:
+    """Reads verified sources from the dataset and writes outputs atomically into ``out``."""
+
+    def __init__(
+        self, dataset: Dataset, summary: ExportSummary, jpeg_quality: int, durable: bool
+    ) -> None:
+        self.dataset = dataset
+        self.summary = summary
+        self.jpeg_quality = jpeg_quality
+        self.durable = durable
+
+    def read(self, rel: str | None, expected_sha: str | None, pair_id: str) -> bytes:
+        """Bytes of the manifest file ``rel``, after checking them against ``expected_sha``."""
+        if rel is None:
+            raise _SkipItem(ExportIssue("error", "no-path", "no file recorded", pair_id))
+        try:
+            path = self.dataset.path(rel)
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise _SkipItem(
+                ExportIssue("error", "missing-file", "file does not exist", pair_id, rel)
+            ) from None
+        except (OSError, ExpokitError) as exc:
+            raise _SkipItem(ExportIssue("error", "unreadable", str(exc), pair_id, rel)) from None
+        if expected_sha is None:
+            raise _SkipItem(
+                ExportIssue("error", "no-sha256", "manifest records no SHA-256", pair_id, rel)
+            )
+        actual = sha256_bytes(data)
+        if actual != expected_sha:
+            raise _SkipItem(
+                ExportIssue(
+                    "error",
+                    "sha256-mismatch",
+                    f"SHA-256 is {actual[:12]}…, manifest says {expected_sha[:12]}…: "
+                    "the file changed after the dataset was built",
+                    pair_id,
+                    rel,
+                )
+            )
+        return data
+
+    def decode(self, data: bytes, rel: str, pair_id: str) -> npt.NDArray[Any]:
+        import cv2
+
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise _SkipItem(
+                ExportIssue("error", "corrupt-image", "OpenCV cannot decode it", pair_id, rel)
+            )
+        return np.asarray(image)
+
+    def encode(self, data: bytes, rel: str, pair_id: str, fmt: Literal["jpg", "png"]) -> bytes:
+        """``data`` as 8-bit ``fmt``; JPEG sources are kept byte for byte for ``jpg``."""
+        import cv2
+
+        if fmt == "jpg" and Path(rel).suffix.lower() in _JPEG_SUFFIXES:
+            return data  # already an 8-bit JPEG: re-encoding would only lose quality
+        image = to_uint8(self.decode(data, rel, pair_id))
+        params = (
+            [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
+            if fmt == "jpg"
+            else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+        )
+        ok, buffer = cv2.imencode(f".{fmt}", image, params)
+        if not ok:
+            raise _SkipItem(ExportIssue("error", "encode", f"cannot encode as {fmt}", pair_id, rel))
+        return buffer.tobytes()
+
+    def write(self, rel: str, data: bytes) -> None:
+        with atomic_path(self.summary.out / rel, durable=self.durable) as tmp:
+            tmp.write_bytes(data)
+        self.summary.files[rel] = sha256_bytes(data)
+
+    def write_text(self, rel: str, text: str) -> None:
+        self.write(rel, text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- msec
+
+
+def _records(dataset: Dataset) -> list[dict[str, Any]]:
+    """Manifest rows as dicts (nulls as None): simpler and faster than ``iterrows``."""
+    frame = dataset.manifest
+    return [
+        {str(k): (None if _is_na(v) else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
+
+
+def _frame_of(row: dict[str, Any]) -> int | None:
+    return None if row["frame_index"] is None else int(row["frame_index"])
+
+
+def _msec(dataset: Dataset, writer: _Writer, tolerance: float, progress: bool) -> None:
+    from tqdm import tqdm
+
+    from expokit.curation.ev import parse_ev_token
+
+    rows = _records(dataset)
+    summary = writer.summary
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        split = row["split"]
+        if split not in MSEC_SPLIT_FOLDERS:
+            summary.issues.append(
+                ExportIssue(
+                    "skipped",
+                    "split",
+                    f"split {split!r} has no MSEC folder (train, val, test)",
+                    row["pair_id"],
+                )
+            )
+            continue
+        key = (split, str(row["scene_id"]), row["clip_id"], _frame_of(row), row["target_path"])
+        groups[key].append(index)
+
+    # One MSEC scene per (scene, clip, frame, target); several targets get -t1, -t2, ...
+    targets_per_key: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for key in groups:
+        targets_per_key[key[:4]].append(str(key[4]))
+    bases: dict[tuple[Any, ...], str] = {}
+    for key in groups:
+        base = _group_base(key[1], key[2], key[3])
+        siblings = sorted(targets_per_key[key[:4]])
+        if len(siblings) > 1:
+            base += f"-t{siblings.index(str(key[4])) + 1}"
+        bases[key] = base
+    names = {k: f"{v}_{MSEC_TAG}" for k, v in unique_names(bases).items()}
+    check_msec_names(names.values())
+
+    incomplete = small = 0
+    bar = tqdm(sorted(groups, key=str), desc="export msec", unit="scene", disable=not progress)
+    for key in bar:
+        split_folder = MSEC_SPLIT_FOLDERS[key[0]]
+        name = names[key]
+        chosen: dict[str, tuple[float, int]] = {}  # token -> (distance in EV, row index)
+        for index in groups[key]:
+            row = rows[index]
+            if row["input_ev"] is None or row["target_ev"] is None:
+                summary.issues.append(
+                    ExportIssue(
+                        "skipped",
+                        "no-ev",
+                        "input_ev or target_ev is null",
+                        row["pair_id"],
+                        row["input_path"],
+                    )
+                )
+                continue
+            relative = float(row["input_ev"]) - float(row["target_ev"])
+            token = nearest_msec_token(relative, tolerance)
+            if token is None:
+                summary.issues.append(
+                    ExportIssue(
+                        "skipped",
+                        "ev-not-representable",
+                        f"input is {relative:+.2f} EV from the target; no MSEC token "
+                        f"(N1.5 N1 0 P1 P1.5) within {tolerance:g} EV",
+                        row["pair_id"],
+                        row["input_path"],
+                    )
+                )
+                continue
+            distance = abs(relative - parse_ev_token(token))
+            if token in chosen:
+                # Two inputs round to one token: keep the closer, report the other.
+                kept, dropped = (
+                    (chosen[token][1], index)
+                    if chosen[token][0] <= distance
+                    else (index, chosen[token][1])
+                )
+                summary.issues.append(
+                    ExportIssue(
+                        "skipped",
+                        "token-taken",
+                        f"token {token} of this scene is taken by "
+                        f"{rows[kept]['pair_id']}, whose EV is closer to it",
+                        rows[dropped]["pair_id"],
+                        rows[dropped]["input_path"],
+                    )
+                )
+                if kept == chosen[token][1]:
+                    continue
+            chosen[token] = (distance, index)
+        if not chosen:
+            continue
+        first = rows[min(i for _, i in chosen.values())]
+        try:
+            gt_data = writer.read(first["target_path"], first["target_sha256"], first["pair_id"])
+            gt_jpeg = writer.encode(gt_data, first["target_path"], first["pair_id"], "jpg")
+        except _SkipItem as skip:
+            summary.issues.append(skip.issue)
+            continue
+        exported = 0
+        for token, (_, index) in sorted(chosen.items()):
+            row = rows[index]
+            try:
+                data = writer.read(row["input_path"], row["input_sha256"], row["pair_id"])
+                jpeg = writer.encode(data, row["input_path"], row["pair_id"], "jpg")
+            except _SkipItem as skip:
+                summary.issues.append(skip.issue)
+                continue
+            writer.write(f"{split_folder}/INPUT_IMAGES/{name}_{token}.JPG", jpeg)
+            exported += 1
+        if exported:
+            writer.write(f"{split_folder}/GT_IMAGES/{name}.jpg", gt_jpeg)
+            if key[0] == "test":
+                writer.write(f"{split_folder}/{MSEC_EXPERT_FOLDER}/{name}.jpg", gt_jpeg)
+            summary.rows_exported += exported
+            summary.groups_exported += 1
+            incomplete += exported < len(MSEC_LADDER)
+            sides = [first["width"], first["height"]]
+            small += all(v is not None for v in sides) and min(int(v) for v in sides) < 384
+    if incomplete:
+        summary.notes.append(
+            f"{incomplete} scene(s) have fewer than {len(MSEC_LADDER)} of the MSEC EVs; "
+            "UEC-style loaders group by name and take what is there"
+        )
+    if small:
+        summary.notes.append(
+            f"{small} scene(s) have a short side under 384 px; RECNet's training crops "
+            "384x384 patches and needs at least that"
+        )
+    summary.notes.append(
+        f"names are <scene>[-<clip>-f<frame>]_{MSEC_TAG}; tokens from input_ev - target_ev "
+        f"rounded to the nearest MSEC EV within {tolerance:g} EV; JPEG sources copied "
+        "unchanged, others encoded at the chosen JPEG quality"
+    )
+
+
+# --------------------------------------------------------------------------- dime
+
+
+def _dime(dataset: Dataset, writer: _Writer, dime_val: str, progress: bool) -> None:
+    import shutil
+
+    from tqdm import tqdm
+
+    rows = _records(dataset)
+    summary = writer.summary
+    split_map = {"train": "train", "test": "test"}
+    if dime_val == "test":
+        split_map["val"] = "test"
+    clips: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        if row["clip_id"] is None or row["frame_index"] is None:
+            summary.issues.append(
+                ExportIssue(
+                    "skipped",
+                    "not-a-frame",
+                    "not a video frame (no clip_id or frame_index); DIME exports clips only",
+                    row["pair_id"],
+                )
+            )
+            continue
+        split = row["split"]
+        if split not in split_map:
+            reason = (
+                "val is skipped (DIME has no validation folder; dime_val='test' puts it in test)"
+                if split == "val"
+                else f"split {split!r} has no DIME folder (train, test)"
+            )
+            summary.issues.append(ExportIssue("skipped", "split", reason, row["pair_id"]))
+            continue
+        clips[(str(split), str(row["scene_id"]), str(row["clip_id"]))].append(index)
+
+    # Clip folders are numbered over all splits so one number means one clip everywhere.
+    order = sorted(clips, key=lambda k: (k[1], k[2], k[0]))
+    numbers = {key: i for i, key in enumerate(order)}
+    width = max(3, len(str(len(order))))
+    index_lines = ["clip,split,dime_split,scene_id,clip_id,frames,first_frame"]
+    for key in tqdm(order, desc="export dime", unit="clip", disable=not progress):
+        split, scene, clip = key
+        members = sorted(clips[key], key=lambda i: int(rows[i]["frame_index"]))
+        first_id = rows[members[0]]["pair_id"]
+        indices = [int(rows[i]["frame_index"]) for i in members]
+        if len(set(indices)) != len(indices):
+            dupes = sorted({i for i in indices if indices.count(i) > 1})
+            summary.issues.append(
+                ExportIssue(
+                    "error",
+                    "frame-count-mismatch",
+                    f"clip {scene}/{clip}: frame_index {dupes} appears more than once, so "
+                    "LQ and GT would hold different frame counts",
+                    first_id,
+                )
+            )
+            continue
+        if len(indices) < DIME_MIN_FRAMES:
+            summary.issues.append(
+                ExportIssue(
+                    "skipped",
+                    "short-clip",
+                    f"clip {scene}/{clip} has {len(indices)} "
+                    f"frame(s); DIME needs >= {DIME_MIN_FRAMES}",
+                    first_id,
+                )
+            )
+            continue
+        folder = f"{numbers[key]:0{width}d}"
+        dime_split = split_map[split]
+        lq_dir, gt_dir = f"np/{dime_split}/LQ/{folder}", f"np/{dime_split}/GT/{folder}"
+        digits = max(5, len(str(max(indices))))
+        written: list[str] = []
+        try:
+            for index, frame_index in zip(members, indices, strict=True):
+                row = rows[index]
+                name = f"{frame_index:0{digits}d}.png"
+                for column, sha, target in (
+                    ("input_path", "input_sha256", lq_dir),
+                    ("target_path", "target_sha256", gt_dir),
+                ):
+                    data = writer.read(row[column], row[sha], row["pair_id"])
+                    writer.write(
+                        f"{target}/{name}", writer.encode(data, row[column], row["pair_id"], "png")
+                    )
+                    written.append(f"{target}/{name}")
+            lq = sorted(p.name for p in (summary.out / lq_dir).iterdir())
+            gt = sorted(p.name for p in (summary.out / gt_dir).iterdir())
+            if lq != gt or len(lq) < DIME_MIN_FRAMES:
+                raise _SkipItem(
+                    ExportIssue(
+                        "error",
+                        "frame-count-mismatch",
+                        f"clip {scene}/{clip}: LQ has {len(lq)} frames, GT {len(gt)}",
+                        first_id,
+                        lq_dir,
+                    )
+                )
+        except _SkipItem as skip:
+            # A clip is only usable whole: remove what was written for it.
+            summary.issues.append(skip.issue)
+            for rel in written:
+                summary.files.pop(rel, None)
+            for rel in (lq_dir, gt_dir):
+                shutil.rmtree(summary.out / rel, ignore_errors=True)
+            continue
+        summary.rows_exported += len(indices)
+        summary.groups_exported += 1
+        index_lines.append(
+            f"{folder},{split},{dime_split},{_csv(scene)},{_csv(clip)},{len(indices)},{indices[0]}"
+        )
+    writer.write_text("dime_clips.csv", "\n".join(index_lines) + "\n")
+    summary.notes.append(
+        f"clip folders numbered over all splits (see dime_clips.csv); val split "
+        f"{'exported into test' if dime_val == 'test' else 'skipped'}; frames as 8-bit PNG "
+        f"named by zero-padded frame_index; clips with < {DIME_MIN_FRAMES} frames skipped"
+    )
+
+
+def _csv(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+
+
+# --------------------------------------------------------------------------- sequences
+
+
+@dataclass
+class _Exposure:
+    ev: float | None
+    sha256: str | None
+    roles: set[str] = field(default_factory=set)
+    pair_ids: list[str] = field(default_factory=list)
+
+
+def _sequences(dataset: Dataset, writer: _Writer, progress: bool) -> None:
+    from tqdm import tqdm
+
+    rows = _records(dataset)
+    summary = writer.summary
+    # (split, scene, clip, frame) -> file -> exposure; a file used by several rows once.
+    groups: dict[tuple[Any, ...], dict[str, _Exposure]] = defaultdict(dict)
+    for row in rows:
+        key = (row["split"] or "unsplit", str(row["scene_id"]), row["clip_id"], _frame_of(row))
+        for role in ("input", "target"):
+            path = row[f"{role}_path"]
+            if path is None:
+                continue
+            ev = row[f"{role}_ev"]
+            entry = groups[key].setdefault(
+                path, _Exposure(None if ev is None else float(ev), row[f"{role}_sha256"])
+            )
+            entry.roles.add(role)
+            entry.pair_ids.append(str(row["pair_id"]))
+    folders = unique_names({key: _group_base(key[1], key[2], key[3]) for key in groups})
+    lines = ["split,folder,file,rank,ev,role,pair_ids,source"]
+    failed: set[str] = set()
+    for key in tqdm(
+        sorted(groups, key=str), desc="export sequences", unit="scene", disable=not progress
+    ):
+        # Darkest first; at equal EV the input before the target, then by path.
+        exposures = sorted(
+            groups[key].items(),
+            key=lambda item: (
+                item[1].ev is None,
+                item[1].ev or 0.0,
+                "target" in item[1].roles,
+                item[0],
+            ),
+        )
+        width = max(2, len(str(len(exposures))))
+        exported = 0
+        for rank, (path, exposure) in enumerate(exposures, start=1):
+            token = ev_token(exposure.ev) if exposure.ev is not None else "NA"
+            # The target keeps a "_target" mark: it may be another camera's frame at an EV
+            # an input also has, and a person browsing the folder should see which it is.
+            mark = "_target" if "target" in exposure.roles else ""
+            name = f"{rank:0{width}d}_{token}{mark}{Path(path).suffix.lower()}"
+            try:
+                data = writer.read(path, exposure.sha256, exposure.pair_ids[0])
+            except _SkipItem as skip:
+                summary.issues.append(skip.issue)
+                failed.update(exposure.pair_ids)
+                continue
+            writer.write(f"{key[0]}/{folders[key]}/{name}", data)
+            exported += 1
+            lines.append(
+                f"{key[0]},{folders[key]},{name},{rank},"
+                f"{'' if exposure.ev is None else exposure.ev},{'+'.join(sorted(exposure.roles))},"
+                f"{_csv(' '.join(exposure.pair_ids))},{_csv(path)}"
+            )
+        summary.groups_exported += bool(exported)
+    summary.rows_exported = sum(1 for row in rows if str(row["pair_id"]) not in failed)
+    writer.write_text("sequences.csv", "\n".join(lines) + "\n")
+    summary.notes.append(
+        "one folder per scene (per clip frame for video) under its split; files "
+        "<rank>_<EV token>[_target].<ext> sorted by EV, copied unchanged; sequences.csv maps "
+        "them to rows"
+    )
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _prepare_out(out: Path, dataset_root: Path) -> dict[str, str]:
+    """Check ``out`` may be written; return the file list of a previous export there."""
+    if out.resolve() == dataset_root.resolve():
+        raise ExportError(f"{out}: exporting into the dataset root itself is not allowed")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output folder {out} exists and is a file, not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        return {}
+    record = out / EXPORT_RECORD
+    if not record.is_file():
+        raise ExportError(
+            f"{out} is not empty and holds no {EXPORT_RECORD} from an earlier export; "
+            "choose an empty or new folder"
+        )
+    try:
+        previous = json.loads(record.read_text())
+        return {str(k): str(v) for k, v in previous.get("files", {}).items()}
+    except (ValueError, AttributeError):
+        raise ExportError(f"{record}: not a valid export record; remove the folder") from None
+
+
+def export_dataset(
+    root: str | Path | Dataset,
+    out: str | Path,
+    layout: str,
+    *,
+    jpeg_quality: int = 95,
+    dime_val: str = "skip",
+    ev_tolerance: float = DEFAULT_EV_TOLERANCE,
+    progress: bool = True,
+    durable: bool = False,
+) -> ExportSummary:
+    """Export a dataset to ``out`` in ``layout`` (``msec``, ``dime`` or ``sequences``).
+
+    Parameters
+    ----------
+    root
+        Dataset root (loaded and validated with :func:`load_dataset`) or a loaded Dataset.
+    out
+        Output folder: new, empty, or holding an earlier export (``export.json``).
+    layout
+        One of :data:`LAYOUTS`.
+    jpeg_quality
+        Quality of JPEGs encoded for ``msec`` (JPEG sources are copied unchanged).
+    dime_val
+        ``"skip"`` (default) leaves the val split out of ``dime``; ``"test"`` adds it to test.
+    ev_tolerance
+        Largest distance in EV between ``input_ev - target_ev`` and an MSEC token.
+    progress
+        Show a progress bar.
+    durable
+        fsync every image. Off by default: each file is still replaced atomically, and
+        ``export.json`` (always durable) is written last as the record of a complete export.
+
+    Returns
+    -------
+    ExportSummary
+        Files written and rows skipped or failed; ``summary.ok`` is False if any failed.
+
+    Raises
+    ------
+    ExportError, DatasetError, OutputError
+        Unknown layout, unreadable dataset, a scene in two splits, or an output folder that
+        cannot be used.
+    """
+    if layout not in LAYOUTS:
+        raise ExportError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if dime_val not in DIME_VAL_CHOICES:
+        raise ExportError(f"dime_val must be one of {', '.join(DIME_VAL_CHOICES)}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ExportError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
+    dataset = root if isinstance(root, Dataset) else load_dataset(root)
+    from expokit.curation.validate import check_split_disjoint
+
+    overlap = check_split_disjoint(dataset.manifest)
+    if overlap:
+        # Exporting would put one scene in training and test data: refuse, do not guess.
+        raise ExportError(
+            "; ".join(p.message for p in overlap)
+            + f" (run `expokit curate validate {dataset.root}`)"
+        )
+    out_dir = Path(out)
+    previous = _prepare_out(out_dir, dataset.root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = ExportSummary(layout=layout, out=out_dir, rows_total=len(dataset.manifest))
+    writer = _Writer(dataset, summary, jpeg_quality, durable)
+    if layout == "msec":
+        _msec(dataset, writer, ev_tolerance, progress)
+    elif layout == "dime":
+        _dime(dataset, writer, dime_val, progress)
+    else:
+        _sequences(dataset, writer, progress)
+
+    from expokit.curation.card import render_card
+
+    card = render_card(dataset, export=summary.as_card_section())
+    atomic_write_text(out_dir / CARD_FILE, card)
+    summary.files[CARD_FILE] = sha256_bytes(card.encode())
+    for rel in sorted(set(previous) - set(summary.files)):
+        (out_dir / rel).unlink(missing_ok=True)
+    _remove_empty_dirs(out_dir)
+    _write_record(dataset, summary, jpeg_quality, dime_val, ev_tolerance)
+    return summary
+
+
+def _remove_empty_dirs(out: Path) -> None:
+    for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _write_record(
+    dataset: Dataset, summary: ExportSummary, jpeg_quality: int, dime_val: str, ev_tolerance: float
+) -> None:
+    from expokit import __version__
+    from expokit.curation.dataset import MANIFEST_FILE
+
+    record = {
+        "layout": summary.layout,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "expokit_version": __version__,
+        "dataset": {
+            "root": str(dataset.root.resolve()),
+            "name": dataset.info.get("name"),
+            "format_version": dataset.info.get("format_version"),
+            "manifest_sha256": sha256_file(dataset.root / MANIFEST_FILE),
+        },
+        "options": {
+            "jpeg_quality": jpeg_quality,
+            "dime_val": dime_val,
+            "ev_tolerance": ev_tolerance,
+        },
+        "counts": {
+            "rows_total": summary.rows_total,
+            "rows_exported": summary.rows_exported,
+            "groups_exported": summary.groups_exported,
+            "files": len(summary.files),
+            **summary.counts_by_reason(),
+        },
+        "notes": summary.notes,
+        "issues": [vars(i) for i in summary.issues],
+        "files": dict(sorted(summary.files.items())),
+    }
+    atomic_write_json(summary.out / EXPORT_RECORD, record)

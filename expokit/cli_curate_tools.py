@@ -1,0 +1,264 @@
+"""``expokit curate report|export|validate|csv|card``: look at, check and hand out a dataset.
+
+:func:`register` adds the commands to the ``curate`` group. Heavy libraries (pandas,
+OpenCV, matplotlib, Jinja2) are imported inside the commands so ``expokit --help`` stays fast.
+Expected failures print one line and exit 1; ``validate`` and ``export`` also exit 1 when any
+item has a problem.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from expokit.core.errors import ExpokitError
+
+_EXPORT_LAYOUTS = ("msec", "dime", "sequences")
+_root_argument = click.argument(
+    "root", type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="ROOT"
+)
+_progress_option = click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(1)
+
+
+@click.command("report")
+@_root_argument
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Report folder (default ROOT/report).",
+)
+@click.option(
+    "--max-thumbnails",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Pairs that get thumbnails (worst first); the table lists every pair.",
+)
+@click.option(
+    "--per-page", type=click.IntRange(min=1), default=48, show_default=True, help="Pairs per page."
+)
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True)
+@_progress_option
+def report_command(
+    root: Path,
+    out_dir: Path | None,
+    max_thumbnails: int,
+    per_page: int,
+    workers: int,
+    no_progress: bool,
+) -> None:
+    """Write the HTML QA report of the dataset at ROOT (open index.html in a browser)."""
+    from expokit.curation.report import build_report
+
+    try:
+        index = build_report(
+            root,
+            out_dir,
+            max_thumbnails=max_thumbnails,
+            per_page=per_page,
+            workers=workers,
+            progress=not no_progress,
+        )
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"report: {index}")
+
+
+@click.command("export")
+@_root_argument
+@click.option(
+    "--layout",
+    type=click.Choice(_EXPORT_LAYOUTS),
+    required=True,
+    help="msec: INPUT_IMAGES/GT_IMAGES; dime: np/{train,test}/{LQ,GT}; sequences: per scene.",
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output folder: new, empty, or an earlier export.",
+)
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True)
+@click.option(
+    "--dime-val",
+    type=click.Choice(["skip", "test"]),
+    default="skip",
+    show_default=True,
+    help="DIME has no validation folder: leave val out, or add it to test.",
+)
+@click.option(
+    "--ev-tolerance",
+    type=click.FloatRange(min=0),
+    default=0.25,
+    show_default=True,
+    help="msec: largest EV distance to the nearest MSEC token.",
+)
+@_progress_option
+def export_command(
+    root: Path,
+    layout: str,
+    out_dir: Path,
+    jpeg_quality: int,
+    dime_val: str,
+    ev_tolerance: float,
+    no_progress: bool,
+) -> None:
+    """Export the dataset at ROOT to a folder layout peers' code reads."""
+    from expokit.curation.export import export_dataset
+
+    try:
+        summary = export_dataset(
+            root,
+            out_dir,
+            layout,
+            jpeg_quality=jpeg_quality,
+            dime_val=dime_val,
+            ev_tolerance=ev_tolerance,
+            progress=not no_progress,
+        )
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    for issue in summary.errors:
+        click.secho(str(issue), fg="red", err=True)
+    skipped = summary.skipped
+    if skipped:
+        reasons: dict[str, int] = {}
+        for issue in skipped:
+            reasons[issue.reason] = reasons.get(issue.reason, 0) + 1
+        listing = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        click.secho(
+            f"warning: {len(skipped)} row(s) skipped ({listing}); see export.json",
+            fg="yellow",
+            err=True,
+        )
+    click.echo(
+        f"{layout}: {summary.rows_exported} of {summary.rows_total} rows, "
+        f"{summary.groups_exported} {'clips' if layout == 'dime' else 'scenes'}, "
+        f"{len(summary.files)} files -> {summary.out}"
+    )
+    if not summary.ok:
+        sys.exit(1)
+
+
+@click.command("validate")
+@_root_argument
+@click.option("--no-hashes", is_flag=True, help="Skip the SHA-256 comparison (faster).")
+@click.option(
+    "--no-decode", is_flag=True, help="Do not decode images (no corrupt-file or size checks)."
+)
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write every problem to this JSON file.",
+)
+@_progress_option
+def validate_command(
+    root: Path,
+    no_hashes: bool,
+    no_decode: bool,
+    workers: int,
+    json_path: Path | None,
+    no_progress: bool,
+) -> None:
+    """Check schema, files, SHA-256s, split disjointness and pairing; list every problem.
+
+    Exits 1 when any error is found (warnings alone exit 0).
+    """
+    from expokit.core.atomic import atomic_write_text
+    from expokit.curation.validate import validate_dataset
+
+    report = validate_dataset(
+        root,
+        check_hashes=not no_hashes,
+        decode_images=not no_decode,
+        workers=workers,
+        progress=not no_progress,
+    )
+    for problem in sorted(report.problems, key=lambda p: p.severity != "error"):
+        colour = "red" if problem.severity == "error" else "yellow"
+        click.secho(str(problem), fg=colour, err=problem.severity == "error")
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(report.to_json(), indent=2) + "\n")
+    click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@click.command("csv")
+@_root_argument
+@click.option(
+    "--out",
+    "-o",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="CSV file (default ROOT/manifest.csv).",
+)
+def csv_command(root: Path, out_path: Path | None) -> None:
+    """Write the manifest of the dataset at ROOT as CSV."""
+    from expokit.curation.dataset import export_csv, load_dataset
+
+    try:
+        dataset = load_dataset(root)
+        path = export_csv(dataset, out_path if out_path is not None else root / "manifest.csv")
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"csv: {path} ({len(dataset.manifest)} rows)")
+
+
+@click.command("card")
+@_root_argument
+def card_command(root: Path) -> None:
+    """(Re)write the dataset card ROOT/README.md from info.json and the manifest."""
+    from expokit.curation.card import write_card
+
+    try:
+        path = write_card(root)
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"card: {path}")
+
+
+@click.command("upgrade")
+@_root_argument
+def upgrade_command(root: Path) -> None:
+    """Convert the dataset at ROOT to the current format version (in place)."""
+    from expokit.curation.upgrade import upgrade_dataset
+
+    try:
+        steps = upgrade_dataset(root)
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    for step in steps:
+        click.echo(step)
+
+
+def register(group: click.Group) -> None:
+    """Add ``report``, ``export``, ``validate``, ``csv``, ``card``, ``upgrade`` to ``group``."""
+    commands = (
+        report_command, export_command, validate_command, csv_command, card_command,
+        upgrade_command,
+    )  # fmt: skip
+    for command in commands:
+        group.add_command(command)
