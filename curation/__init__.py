@@ -19,4 +19,12 @@ manifest
     The parquet manifest: columns, atomic writes, reading back.
 synthetic
     Synthetic DNGs with known radiance (tests and the demo data).
+metrics
+    PSNR and SSIM, one implementation (conventions in ``docs/metrics.md``).
+dataset, upgrade
+    Dataset format v1 (``meta/info.json`` + ``manifest.parquet``) and format converters.
+build_config, sources, align, qa, splits, build
+    ``expokit curate build``: sources, per-pair alignment and QA, scene splits.
+report, export, card, validate
+    HTML QA report, exports to peers' layouts (MSEC, DIME, sequences), dataset card, checks.
 """
