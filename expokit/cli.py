@@ -17,6 +17,8 @@ import click
 from expokit import __version__
 from expokit.cli_calibrate import calibrate
 from expokit.cli_capture import capture
+from expokit.cli_curate_build import register as register_build
+from expokit.cli_curate_tools import register as register_tools
 from expokit.core.errors import ExpokitError
 from expokit.core.parallel import EXECUTORS
 from expokit.curation.render_config import LAYOUTS, WB_POLICIES, OutputFormat
@@ -246,6 +248,8 @@ def demo(out_dir: Path, workers: int) -> None:
 
 cli.add_command(capture)
 cli.add_command(calibrate)
+register_build(curate)
+register_tools(curate)
 
 
 def main() -> None:

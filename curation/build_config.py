@@ -1,0 +1,307 @@
+"""Parameters of ``expokit curate build``: a typed config; click is only its front.
+
+:class:`BuildConfig` holds what a build does to every pair (target choice, alignment, image
+format, downscaling, clip levels), the QA thresholds (:class:`QaThresholds`) and the split
+specification (:class:`~expokit.curation.splits.SplitSpec`).
+
+Only the per-scene parameters enter :meth:`BuildConfig.params_hash`, the key of the
+per-scene records: changing a QA threshold or the split re-flags and re-splits the
+manifest without re-processing any image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from expokit.calibration.homography import ECC_MOTIONS
+from expokit.core.errors import ExpokitError
+from expokit.curation.splits import SplitSpec
+
+#: Version of the per-pair algorithm; bump when a change alters outputs or metrics.
+BUILD_ALGORITHM_VERSION = 1
+
+SOURCE_KINDS: tuple[str, ...] = ("capture", "render", "sequences", "msec")
+KIND_CHOICES: tuple[str, ...] = ("auto", *SOURCE_KINDS)
+SEQUENCE_ORDERS: tuple[str, ...] = ("auto", "name", "exif")
+IMAGE_FORMATS: tuple[str, ...] = ("png", "jpg")
+CAPTURE_SCENES: tuple[str, ...] = ("session", "shot")
+
+#: Every QA flag, in the order they appear in the ``flags`` column.
+QA_FLAGS: tuple[str, ...] = (
+    "low_psnr",
+    "low_ssim",
+    "misaligned",
+    "low_ecc",
+    "gain_unfit",
+    "clipped_input",
+    "clipped_target",
+    "small_valid_region",
+    "flicker",
+)
+
+
+class BuildConfigError(ExpokitError):
+    """A build parameter is out of range or unknown."""
+
+
+@dataclass(frozen=True)
+class QaThresholds:
+    """Thresholds that turn QA figures into flags (rows are flagged, never dropped).
+
+    Attributes
+    ----------
+    min_psnr_db
+        ``low_psnr`` below this PSNR (dB, exposure-normalised input vs target).
+    min_ssim
+        ``low_ssim`` below this SSIM.
+    max_residual_px
+        ``misaligned`` above this median DIS flow magnitude (px of the stored images).
+    min_ecc_correlation
+        ``low_ecc`` below this ECC correlation (only rows where ECC ran).
+    max_clipped_input, max_clipped_target
+        ``clipped_input`` / ``clipped_target`` when the dark or the bright clipped fraction
+        of that image exceeds this.
+    min_valid_fraction
+        ``small_valid_region`` when the valid rectangle covers less than this fraction of the
+        reference frame.
+    max_flicker
+        ``flicker`` above this std/mean of the clip's target mean luminance.
+    """
+
+    min_psnr_db: float = 18.0
+    min_ssim: float = 0.5
+    max_residual_px: float = 1.0
+    min_ecc_correlation: float = 0.9
+    max_clipped_input: float = 0.25
+    max_clipped_target: float = 0.1
+    min_valid_fraction: float = 0.5
+    max_flicker: float = 0.02
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BuildConfigError(f"QA threshold {f.name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise BuildConfigError(f"QA threshold {f.name} must be finite, got {value}")
+            object.__setattr__(self, f.name, float(value))
+        for name in ("min_ssim", "min_ecc_correlation"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise BuildConfigError(f"QA threshold {name} must be in [-1, 1]")
+        for name in ("max_clipped_input", "max_clipped_target", "min_valid_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise BuildConfigError(f"QA threshold {name} is a fraction in [0, 1]")
+        for name in ("max_residual_px", "max_flicker"):
+            if getattr(self, name) < 0:
+                raise BuildConfigError(f"QA threshold {name} must be >= 0")
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QaThresholds:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BuildConfigError(
+                f"unknown QA threshold(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Every parameter of a build.
+
+    Attributes
+    ----------
+    kind
+        Source type, or ``"auto"`` to detect it per source folder.
+    target_ev
+        Render sources: the EV used as target (every other EV is an input).
+    target_rank
+        Sequence sources: 0-based position of the target in the exposure order (negative
+        counts from the brightest); ``None``: the middle one, ``(n - 1) // 2``.
+    sequence_order
+        ``"exif"`` orders a sequence by EXIF exposure (time x ISO / f-number²), ``"name"`` by
+        natural file-name order, ``"auto"`` by EXIF when every file has it, else by name.
+    ecc_refine
+        Refine each pair's alignment by ECC (``cv2.findTransformECC``) after the rig
+        homography (identity for sources without one).
+    ecc_max_side, ecc_motions
+        ECC working resolution (longer side, px) and motion models tried in order.
+    ecc_max_shift
+        Largest move of any image corner ECC may make, as a fraction of the frame diagonal;
+        larger moves are treated as divergence and the rig (or identity) mapping is kept.
+    max_side
+        Downscale every stored image (after alignment) so its longer side is at most this.
+    crop
+        Crop input and target to the largest valid rectangle (else store full frames and
+        rely on the mask).
+    image_format
+        ``"png"`` (lossless, default) or ``"jpg"``; 16-bit inputs are always stored as 16-bit
+        PNG.
+    jpeg_quality, png_compression
+        Encoder settings.
+    clip_dark, clip_bright
+        8-bit code levels at/below and at/above which a pixel counts as clipped (scaled by
+        257 for 16-bit images).
+    flow_max_side
+        DIS optical flow runs at most at this size (longer side); the residual is scaled
+        back to stored pixels.
+    video_frame_step
+        Keep every n-th frame pair of a video clip.
+    capture_scene
+        ``"session"``: all still pairs of a capture session are one scene (no near-duplicate
+        shots leak between splits); ``"shot"``: every shot index is its own scene.
+    render_format
+        Render sources with several formats: the ``output_format`` to use (``None``: the
+        first of png16, tiff16, png, jpg found).
+    qa
+        QA thresholds.
+    splits
+        Split specification.
+    """
+
+    kind: str = "auto"
+    target_ev: float = 0.0
+    target_rank: int | None = None
+    sequence_order: str = "auto"
+    ecc_refine: bool = False
+    ecc_max_side: int = 1024
+    ecc_motions: tuple[str, ...] = ECC_MOTIONS
+    ecc_max_shift: float = 0.05
+    max_side: int | None = None
+    crop: bool = True
+    image_format: str = "png"
+    jpeg_quality: int = 95
+    png_compression: int = 1
+    clip_dark: int = 2
+    clip_bright: int = 253
+    flow_max_side: int = 1024
+    video_frame_step: int = 1
+    capture_scene: str = "session"
+    render_format: str | None = None
+    qa: QaThresholds = field(default_factory=QaThresholds)
+    splits: SplitSpec = field(default_factory=SplitSpec)
+
+    def __post_init__(self) -> None:
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            if getattr(self, name) not in allowed:
+                raise BuildConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+
+        choice("kind", KIND_CHOICES)
+        choice("sequence_order", SEQUENCE_ORDERS)
+        choice("image_format", IMAGE_FORMATS)
+        choice("capture_scene", CAPTURE_SCENES)
+        if not math.isfinite(self.target_ev):
+            raise BuildConfigError(f"target EV must be finite, got {self.target_ev}")
+        object.__setattr__(self, "ecc_motions", tuple(self.ecc_motions))
+        if not self.ecc_motions or any(m not in ECC_MOTIONS for m in self.ecc_motions):
+            raise BuildConfigError(
+                f"ECC motions must be among {', '.join(ECC_MOTIONS)}, got {self.ecc_motions}"
+            )
+        if not 0 < self.ecc_max_shift <= 1:
+            raise BuildConfigError(f"ECC max shift must be in (0, 1], got {self.ecc_max_shift}")
+        if self.ecc_max_side < 64 or self.flow_max_side < 64:
+            raise BuildConfigError("ECC and flow working sizes must be >= 64 px")
+        if self.max_side is not None and self.max_side < 32:
+            raise BuildConfigError(f"max_side must be >= 32 px, got {self.max_side}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise BuildConfigError(f"JPEG quality must be 1..100, got {self.jpeg_quality}")
+        if not 0 <= self.png_compression <= 9:
+            raise BuildConfigError(f"PNG compression must be 0..9, got {self.png_compression}")
+        if not 0 <= self.clip_dark < self.clip_bright <= 255:
+            raise BuildConfigError(
+                f"clip levels need 0 <= dark < bright <= 255, got {self.clip_dark}, "
+                f"{self.clip_bright}"
+            )
+        if self.video_frame_step < 1:
+            raise BuildConfigError(f"video frame step must be >= 1, got {self.video_frame_step}")
+
+    def clip_levels(self, bits: int) -> tuple[int, int]:
+        """``(dark, bright)`` code levels for an image of ``bits`` (8 or 16) per channel."""
+        scale = 257 if bits == 16 else 1
+        return self.clip_dark * scale, self.clip_bright * scale
+
+    def scene_params(self) -> dict[str, Any]:
+        """The parameters that change a scene's outputs (not QA thresholds, not splits)."""
+        out = self.to_dict()
+        for key in ("kind", "qa", "splits"):
+            out.pop(key)
+        return out
+
+    def params_hash(self) -> str:
+        """Hash of :meth:`scene_params`, the algorithm version and the OpenCV version."""
+        import cv2
+
+        from expokit.core.hashing import stable_hash
+
+        return stable_hash(
+            {
+                "params": self.scene_params(),
+                "algo": BUILD_ALGORITHM_VERSION,
+                "opencv": cv2.__version__,
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every parameter."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["ecc_motions"] = list(self.ecc_motions)
+        out["qa"] = self.qa.to_dict()
+        out["splits"] = self.splits.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BuildConfig:
+        """Inverse of :meth:`to_dict` for the per-scene fields and ``qa``; ``splits`` accepts
+        ``{"fractions": {...}, "salt": ...}`` or ``{"lists": {...}, "default_split": ...}``."""
+        values = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise BuildConfigError(f"unknown build parameter(s): {', '.join(unknown)}")
+        if "qa" in values and not isinstance(values["qa"], QaThresholds):
+            values["qa"] = QaThresholds.from_dict(values["qa"])
+        if "splits" in values and not isinstance(values["splits"], SplitSpec):
+            spec = dict(values["splits"])
+            spec.pop("method", None)
+            spec.pop("unit", None)
+            spec.pop("rule", None)
+            source = spec.pop("source", None)
+            fractions = spec.get("fractions")
+            if isinstance(fractions, Mapping):
+                spec["fractions"] = tuple(fractions.items())
+            elif isinstance(fractions, list):
+                spec["fractions"] = tuple((str(n), float(f)) for n, f in fractions)
+            values["splits"] = SplitSpec(**spec, lists_source=source)
+        if "ecc_motions" in values:
+            values["ecc_motions"] = tuple(values["ecc_motions"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise BuildConfigError(f"invalid build parameters: {exc}") from None
+
+
+def load_build_config(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or TOML file of build parameters (as accepted by :meth:`from_dict`)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if file.suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BuildConfigError(f"{file}: cannot read build config: {exc}") from None
+    if not isinstance(data, dict):
+        raise BuildConfigError(f"{file}: a build config is a table/object of parameters")
+    return data

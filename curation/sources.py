@@ -1,0 +1,842 @@
+"""Where pairs come from: source detection, per-scene specs, and reading their pixels.
+
+A *source* is a folder given to ``expokit curate build``; discovery turns it into
+:class:`SceneSpec` objects (plain, picklable data: file paths, roles, EVs, exposure
+metadata), one per scene, which :func:`expokit.curation.build.build_scene` processes.
+
+Kinds (``--kind auto`` picks by content, see :func:`detect_kind`)
+---------------------------------------------------------------
+``capture``
+    A capture session (``journal.jsonl``, ``rig.json``, ``files/``) or a folder of them.
+    Still shots: the ``reference`` file of each shot index is the target, the ``test``
+    file the input; the pair is aligned with the rig calibration. Video shots: frame pairs
+    of the two movies through the ``sync.json`` frame map; ``clip_id = <session>-<index>``.
+``render``
+    An ``expokit render`` output folder (``render_params.json`` + ``manifest.parquet``):
+    per RAW, the render at the target EV is the target and every other EV an input.
+``sequences``
+    A folder of scene folders, each holding one multi-exposure sequence (SICE-style).
+``msec``
+    ``INPUT_IMAGES/<name>_<EV>.JPG`` + ``GT_IMAGES/<name>.jpg`` (directly, or in
+    ``training/``, ``validation/``, ``testing/`` sub-folders; ``expert_c_testing_set`` is
+    used as GT when there is no ``GT_IMAGES``).
+
+Problems found while discovering a scene (a shot without its test file, an MSEC input
+without GT, ...) are stored in :attr:`SceneSpec.problem`; the scene is then reported as
+failed by the build, naming the scene and the file, and the other scenes go on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from expokit.core.errors import ExpokitError, InputFileError
+from expokit.curation.build_config import BuildConfig
+
+#: Image files a sequence or MSEC folder may hold (any case).
+IMAGE_SUFFIXES: frozenset[str] = frozenset(".png .jpg .jpeg .tif .tiff .bmp .webp".split())
+MSEC_GT_DIRS: tuple[str, ...] = ("GT_IMAGES", "expert_c_testing_set")
+MSEC_SPLIT_DIRS: tuple[str, ...] = ("training", "validation", "testing")
+#: Render output formats in the order a render source prefers them.
+RENDER_FORMAT_PREFERENCE: tuple[str, ...] = ("png16", "tiff16", "png", "jpg")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class SourceError(ExpokitError):
+    """A source folder cannot be used at all (not a known kind, no calibration, ...)."""
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of a pair: a file, or a frame of a movie.
+
+    Attributes
+    ----------
+    path
+        Absolute POSIX path of the file (or movie).
+    role
+        ``reference``/``test`` (capture), ``ev`` (one exposure of a set) or ``gt``.
+    ev
+        Exposure relative to the scene's reference exposure (EV), if known.
+    frame
+        Frame index in the movie (decoded order), ``None`` for image files.
+    exposure_time_s, iso, f_number
+        Exposure metadata (EXIF, RAW metadata or journal), if known.
+    transfer
+        How code values encode light: ``"srgb"`` or ``"linear"``.
+    """
+
+    path: str
+    role: str
+    ev: float | None = None
+    frame: int | None = None
+    exposure_time_s: float | None = None
+    iso: float | None = None
+    f_number: float | None = None
+    transfer: str = "srgb"
+
+    @property
+    def label(self) -> str:
+        """How errors and the manifest name this image (``movie.mp4#frame=12`` for frames)."""
+        return self.path if self.frame is None else f"{self.path}#frame={self.frame}"
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One (input, target) pair of a scene; ``stem`` names its files under the scene."""
+
+    stem: str
+    input: ImageRef
+    target: ImageRef
+    frame_index: int | None = None
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """Everything the per-scene step needs (picklable; no open files).
+
+    Attributes
+    ----------
+    scene_id
+        Unique, file-system-safe id; outputs go to ``images/<scene_id>/``.
+    source
+        ``capture``, ``render``, ``sequences`` or ``msec``.
+    source_root
+        The source folder it was discovered in.
+    pairs
+        The pairs, in a stable order.
+    clip_id
+        Video clip or capture session id; ``None`` for still sets.
+    calibration
+        ``rig_calibration.json`` to align test images with (capture only).
+    sync
+        ``sync.json`` whose frame map paired the frames (video only).
+    expected_frames
+        ``{movie path: decoded frame count}`` stated by ``sync.json`` (video only).
+    shared_target
+        All pairs share one target image (written once unless alignment crops it).
+    video
+        The pairs are frames of a clip (flicker is measured over them).
+    problem
+        Why the scene cannot be built (found during discovery), naming the file.
+    """
+
+    scene_id: str
+    source: str
+    source_root: str
+    pairs: tuple[PairSpec, ...] = ()
+    clip_id: str | None = None
+    calibration: str | None = None
+    sync: str | None = None
+    expected_frames: tuple[tuple[str, int], ...] = ()
+    shared_target: bool = False
+    video: bool = False
+    problem: str | None = None
+
+    def input_files(self) -> list[str]:
+        """Every file the scene's outputs depend on (sorted, unique)."""
+        files = {p.input.path for p in self.pairs} | {p.target.path for p in self.pairs}
+        files |= {f for f in (self.calibration, self.sync) if f}
+        return sorted(files)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (part of the scene's record key)."""
+        return asdict(self)
+
+
+def safe_scene_id(text: str) -> str:
+    """A file-system-safe scene id: characters outside ``[A-Za-z0-9._-]`` become ``-``."""
+    return _UNSAFE.sub("-", text).strip("-.") or "scene"
+
+
+def _natural_key(name: str) -> list[Any]:
+    # 2.jpg before 10.jpg: compare digit runs as numbers.
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    found = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    return sorted(found, key=lambda p: _natural_key(p.name))
+
+
+def _posix(path: Path) -> str:
+    return path.resolve().as_posix()
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def detect_kind(folder: str | Path) -> str:
+    """The source kind of ``folder`` (see the module docstring).
+
+    Raises
+    ------
+    SourceError
+        ``folder`` is missing, not a folder, or matches no kind.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise SourceError(f"{path}: no such source folder")
+    if (path / "journal.jsonl").is_file() or any(
+        (c / "journal.jsonl").is_file() for c in path.iterdir() if c.is_dir()
+    ):
+        return "capture"
+    if (path / "render_params.json").is_file():
+        return "render"
+    if (path / "INPUT_IMAGES").is_dir() or any(
+        (path / d / "INPUT_IMAGES").is_dir() for d in MSEC_SPLIT_DIRS
+    ):
+        return "msec"
+    if any(c.is_dir() and _images_in(c) for c in path.iterdir()):
+        return "sequences"
+    raise SourceError(
+        f"{path}: not a capture session (journal.jsonl), render output (render_params.json), "
+        "MSEC folder (INPUT_IMAGES/) or folder of sequence folders"
+    )
+
+
+@dataclass
+class Discovery:
+    """Scenes found in one source and what info.json records about the source."""
+
+    scenes: list[SceneSpec] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def discover(
+    folder: str | Path,
+    config: BuildConfig,
+    *,
+    kind: str | None = None,
+    rig_calibration: str | Path | None = None,
+    sync_files: Sequence[str | Path] = (),
+) -> Discovery:
+    """Scenes of one source folder of ``kind`` (``None``/``"auto"``: :func:`detect_kind`)."""
+    path = Path(folder)
+    chosen = kind if kind not in (None, "auto") else config.kind
+    if chosen == "auto":
+        chosen = detect_kind(path)
+    elif not path.is_dir():
+        raise SourceError(f"{path}: no such source folder")
+    if chosen == "capture":
+        found = discover_capture(path, config, rig_calibration, sync_files)
+    elif chosen == "render":
+        found = discover_render(path, config)
+    elif chosen == "sequences":
+        found = discover_sequences(path, config)
+    elif chosen == "msec":
+        found = discover_msec(path)
+    else:
+        raise SourceError(f"unknown source kind {chosen!r}")
+    found.provenance = {
+        "path": _posix(path),
+        "kind": chosen,
+        "scenes": len(found.scenes),
+        **found.provenance,
+    }
+    return found
+
+
+# --------------------------------------------------------------------------- sequences
+
+
+def exposure_value(time_s: float | None, iso: float | None, f_number: float | None) -> float | None:
+    """Relative exposure ``t * ISO/100 / N²`` (``None`` without an exposure time)."""
+    if time_s is None or not time_s > 0:
+        return None
+    value = time_s * ((iso / 100.0) if iso and iso > 0 else 1.0)
+    return value / (f_number**2 if f_number and f_number > 0 else 1.0)
+
+
+def read_exif_exposure(path: Path) -> dict[str, float]:
+    """``exposure_time_s``, ``iso``, ``f_number`` from a file's EXIF (missing keys absent)."""
+    from expokit.capture.exif_check import read_exposure
+
+    try:
+        return read_exposure(path.read_bytes())
+    except OSError:
+        return {}
+
+
+def discover_sequences(folder: Path, config: BuildConfig) -> Discovery:
+    """One scene per sub-folder holding images: a multi-exposure sequence (SICE-style).
+
+    The sequence is ordered by EXIF exposure or natural file name (``config.sequence_order``),
+    the target is ``config.target_rank`` (default: the middle), every other image an input.
+    ``input_ev`` is ``log2`` of the exposure ratio to the target when EXIF has it, else the
+    rank difference (recorded as ``ev_basis`` in the provenance).
+    """
+    scene_dirs = sorted(
+        (c for c in folder.iterdir() if c.is_dir() and not c.name.startswith(".")),
+        key=lambda p: _natural_key(p.name),
+    )
+    scenes: list[SceneSpec] = []
+    bases: set[str] = set()
+    for scene_dir in scene_dirs:
+        files = _images_in(scene_dir)
+        if not files:
+            continue
+        spec, basis = _sequence_scene(scene_dir, files, folder, config)
+        scenes.append(spec)
+        if basis:
+            bases.add(basis)
+    if not scenes:
+        raise SourceError(f"{folder}: no scene folders with images (sequences source)")
+    return Discovery(scenes, {"ev_basis": sorted(bases), "order": config.sequence_order})
+
+
+def _sequence_scene(
+    scene_dir: Path, files: list[Path], root: Path, config: BuildConfig
+) -> tuple[SceneSpec, str | None]:
+    scene_id = safe_scene_id(scene_dir.name)
+    base = SceneSpec(scene_id, "sequences", _posix(root), shared_target=True)
+    if len(files) < 2:
+        return replace(
+            base, problem=f"{scene_dir}: a sequence needs at least 2 exposures, found {len(files)}"
+        ), None
+    exif = [read_exif_exposure(f) for f in files]
+    values = [
+        exposure_value(e.get("exposure_time_s"), e.get("iso"), e.get("f_number")) for e in exif
+    ]
+    have_exif = all(v is not None for v in values)
+    order = config.sequence_order
+    if order == "exif" and not have_exif:
+        missing = next(f for f, v in zip(files, values, strict=True) if v is None)
+        return replace(base, problem=f"{missing}: no EXIF exposure time (--order exif)"), None
+    indices = list(range(len(files)))
+    if order == "exif" or (order == "auto" and have_exif):
+        indices.sort(key=lambda i: (values[i], i))
+    n = len(files)
+    rank = (n - 1) // 2 if config.target_rank is None else config.target_rank
+    if rank < 0:
+        rank += n
+    if not 0 <= rank < n:
+        return replace(
+            base,
+            problem=f"{scene_dir}: target rank {config.target_rank} is outside the {n} exposures",
+        ), None
+    ordered = [files[i] for i in indices]
+    meta = [exif[i] for i in indices]
+    evs: list[float]
+    if have_exif:
+        target_value = values[indices[rank]]
+        assert target_value is not None
+        evs = [math.log2(values[i] / target_value) for i in indices]  # type: ignore[operator]
+        basis = "exif"
+    else:
+        evs = [float(i - rank) for i in range(n)]
+        basis = "rank"
+
+    def ref(position: int, role: str) -> ImageRef:
+        m = meta[position]
+        return ImageRef(
+            _posix(ordered[position]), role, round(evs[position], 4),
+            exposure_time_s=m.get("exposure_time_s"), iso=m.get("iso"), f_number=m.get("f_number"),
+        )  # fmt: skip
+
+    from expokit.curation.ev import ev_token
+
+    target = ref(rank, "ev")
+    pairs = tuple(
+        PairSpec(f"r{pos}_{ev_token(evs[pos])}", ref(pos, "ev"), target)
+        for pos in range(n)
+        if pos != rank
+    )
+    return replace(base, pairs=pairs), basis
+
+
+# --------------------------------------------------------------------------- msec
+
+
+def _msec_roots(folder: Path) -> list[Path]:
+    if (folder / "INPUT_IMAGES").is_dir():
+        return [folder]
+    return [folder / d for d in MSEC_SPLIT_DIRS if (folder / d / "INPUT_IMAGES").is_dir()]
+
+
+def discover_msec(folder: Path) -> Discovery:
+    """One scene per MSEC name: inputs ``INPUT_IMAGES/<name>_<EV>.JPG``, GT ``<name>.jpg``.
+
+    The EV token is the last ``_`` field (``a0964-20061224_140610__E6B7217_N1.5.JPG`` ->
+    name ``a0964-20061224_140610__E6B7217``, EV -1.5). ``target_ev`` is left null: the GT is
+    an expert retouch, not an exposure.
+    """
+    from expokit.curation.ev import parse_ev_token
+
+    roots = _msec_roots(folder)
+    if not roots:
+        raise SourceError(f"{folder}: no INPUT_IMAGES folder (msec source)")
+    scenes: list[SceneSpec] = []
+    gt_dirs: list[str] = []
+    for root in roots:
+        gt_dir = next((root / d for d in MSEC_GT_DIRS if (root / d).is_dir()), None)
+        gt_dirs.append(str(gt_dir.relative_to(folder)) if gt_dir else "")
+        gts: dict[str, Path] = {}
+        if gt_dir is not None:
+            gts = {p.stem: p for p in _images_in(gt_dir)}
+        groups: dict[str, list[tuple[float, Path]]] = {}
+        for file in _images_in(root / "INPUT_IMAGES"):
+            name, _, token = file.stem.rpartition("_")
+            try:
+                ev = parse_ev_token(token)
+                if not name:
+                    raise ValueError("no name before the EV token")
+            except ValueError as exc:
+                scenes.append(
+                    SceneSpec(
+                        safe_scene_id(file.stem),
+                        "msec",
+                        _posix(folder),
+                        problem=f"{file}: not an MSEC input name <name>_<EV>.JPG ({exc})",
+                    )
+                )
+                continue
+            groups.setdefault(name, []).append((ev, file))
+        for name in sorted(groups):
+            inputs = sorted(groups[name])
+            spec = SceneSpec(safe_scene_id(name), "msec", _posix(folder), shared_target=True)
+            gt = gts.get(name)
+            if gt is None:
+                where = gt_dir or (root / "GT_IMAGES")
+                scenes.append(
+                    replace(
+                        spec,
+                        problem=f"{where / (name + '.jpg')}: no ground truth for "
+                        f"{len(inputs)} input(s) ({inputs[0][1].name}, ...)",
+                    )
+                )
+                continue
+            target = ImageRef(_posix(gt), "gt", None)
+            pairs = tuple(
+                PairSpec(file.stem.rpartition("_")[2], ImageRef(_posix(file), "ev", ev), target)
+                for ev, file in inputs
+            )
+            scenes.append(replace(spec, pairs=pairs))
+    return Discovery(scenes, {"gt_dirs": gt_dirs})
+
+
+# --------------------------------------------------------------------------- render
+
+
+def discover_render(folder: Path, config: BuildConfig) -> Discovery:
+    """One scene per rendered RAW (render manifest ``name``): target = the render at
+    ``config.target_ev``, inputs = every other EV, all in one output format."""
+    from expokit.curation.ev import ev_token
+    from expokit.curation.manifest import read_manifest
+
+    manifest_path = folder / "manifest.parquet"
+    if not manifest_path.is_file():
+        raise SourceError(f"{folder}: render output without manifest.parquet")
+    try:
+        frame = read_manifest(manifest_path)
+    except (ValueError, OSError) as exc:
+        raise SourceError(f"{manifest_path}: {exc}") from None
+    params: dict[str, Any] = {}
+    try:
+        params = json.loads((folder / "render_params.json").read_text())
+    except (OSError, ValueError):
+        params = {}
+    scenes: list[SceneSpec] = []
+    want = ev_token(config.target_ev)
+    for name, rows in sorted(frame.groupby("name", dropna=False), key=lambda kv: str(kv[0])):
+        scene = SceneSpec(safe_scene_id(str(name)), "render", _posix(folder), shared_target=True)
+        failed = rows[rows["status"] != "ok"]
+        if len(failed):
+            first = failed.iloc[0]
+            scenes.append(
+                replace(scene, problem=f"{first['raw_path']}: render failed: {first['error']}")
+            )
+            continue
+        inputs = rows[rows["role"] == "input"]
+        formats = list(dict.fromkeys(str(f) for f in inputs["output_format"]))
+        fmt = config.render_format or next(
+            (f for f in RENDER_FORMAT_PREFERENCE if f in formats), formats[0] if formats else None
+        )
+        chosen = inputs[inputs["output_format"] == fmt]
+        if chosen.empty:
+            scenes.append(replace(scene, problem=f"{folder}: no {fmt} render of {name}"))
+            continue
+
+        def ref(row: Any, role: str) -> ImageRef:
+            return ImageRef(
+                _posix(folder / str(row["output_path"])), role, float(row["ev"]),
+                exposure_time_s=_num(row["exposure_time_s"]), iso=_num(row["iso"]),
+                f_number=_num(row["f_number"]), transfer=str(row["transfer"]),
+            )  # fmt: skip
+
+        by_token = {ev_token(float(r["ev"])): r for _, r in chosen.iterrows()}
+        if want not in by_token:
+            raw = chosen.iloc[0]["raw_path"]
+            scenes.append(
+                replace(scene, problem=f"{raw}: no EV {want} render of {name} in {folder}")
+            )
+            continue
+        target = ref(by_token[want], "ev")
+        pairs = tuple(
+            PairSpec(token, ref(row, "ev"), target)
+            for token, row in sorted(by_token.items(), key=lambda kv: float(kv[1]["ev"]))
+            if token != want
+        )
+        scenes.append(replace(scene, pairs=pairs))
+    return Discovery(scenes, {"render_params_hash": params.get("params_hash")})
+
+
+def _num(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def _find_calibration(session: Path, given: str | Path | None) -> Path:
+    from expokit.calibration.geometry import RIG_CALIBRATION_NAME
+
+    if given is not None:
+        path = Path(given)
+        return path / RIG_CALIBRATION_NAME if path.is_dir() else path
+    for folder in (session, session.parent):
+        if (folder / RIG_CALIBRATION_NAME).is_file():
+            return folder / RIG_CALIBRATION_NAME
+    raise SourceError(
+        f"capture session {session}: no {RIG_CALIBRATION_NAME} in it or its parent; "
+        "pass --rig-calibration"
+    )
+
+
+def _sync_candidates(session: Path, given: Sequence[str | Path]) -> list[Path]:
+    found: list[Path] = []
+    for item in given:
+        path = Path(item)
+        found += sorted(path.glob("*.json")) if path.is_dir() else [path]
+    found += sorted(p for p in session.glob("*.json") if "sync" in p.name.lower())
+    return list(dict.fromkeys(found))
+
+
+def video_frame_pairs(
+    sync_path: Path, reference: Path, test: Path
+) -> tuple[list[tuple[int, int]], dict[str, int]] | None:
+    """Adapter over :mod:`expokit.calibration.sync`: ``(reference_frame, test_frame)`` pairs.
+
+    Returns ``None`` when ``sync_path`` is not about these two movies (matched by file
+    name, either order). The second item maps each movie to the decoded frame count
+    ``sync.json`` states.
+
+    Raises
+    ------
+    InputFileError
+        Unreadable ``sync.json``, or one without a frame map (no video in it).
+    """
+    from expokit.calibration.sync import load_sync_json
+
+    result = load_sync_json(sync_path)
+    a, b = Path(result.media_a.path).name, Path(result.media_b.path).name
+    if {a, b} != {reference.name, test.name} or a == b:
+        return None
+    if result.frame_map is None:
+        raise InputFileError(sync_path, "sync.json has no frame map (not both movies have video)")
+    a_is_reference = a == reference.name
+    pairs = []
+    for index_a, index_b in enumerate(result.frame_map):
+        if index_b is None:
+            continue
+        pairs.append((index_a, int(index_b)) if a_is_reference else (int(index_b), index_a))
+    pairs.sort()
+    counts = {}
+    for media, movie in ((result.media_a, a), (result.media_b, b)):
+        if media.decoded_frames is not None:
+            path = reference if movie == reference.name else test
+            counts[_posix(path)] = int(media.decoded_frames)
+    return pairs, counts
+
+
+def discover_capture(
+    folder: Path,
+    config: BuildConfig,
+    rig_calibration: str | Path | None,
+    sync_files: Sequence[str | Path],
+) -> Discovery:
+    """Scenes of one capture session, or of every session in ``folder``."""
+    sessions = (
+        [folder]
+        if (folder / "journal.jsonl").is_file()
+        else sorted(c for c in folder.iterdir() if (c / "journal.jsonl").is_file())
+    )
+    if not sessions:
+        raise SourceError(f"{folder}: no capture session (journal.jsonl)")
+    scenes: list[SceneSpec] = []
+    records = []
+    for session in sessions:
+        calibration = _find_calibration(session, rig_calibration)
+        found = _session_scenes(session, folder, calibration, sync_files, config)
+        scenes += found
+        records.append(
+            {"session": session.name, "rig_calibration": _posix(calibration), "scenes": len(found)}
+        )
+    return Discovery(scenes, {"sessions": records})
+
+
+def _session_scenes(
+    session: Path,
+    root: Path,
+    calibration: Path,
+    sync_files: Sequence[str | Path],
+    config: BuildConfig,
+) -> list[SceneSpec]:
+    from expokit.capture.journal import read_journal
+
+    journal = session / "journal.jsonl"
+    events, _ = read_journal(journal)
+    plans: dict[int, dict[str, Any]] = {}
+    files: dict[tuple[int, str], str] = {}
+    exif: dict[tuple[int, str], dict[str, float]] = {}
+    for event in events:
+        kind = event.get("event")
+        if kind == "planned":
+            plans[int(event["index"])] = event
+        elif kind == "downloaded":
+            files[(int(event["index"]), str(event["role"]))] = str(event["file"])
+        elif kind == "exif_check" and isinstance(event.get("exif"), dict):
+            exif[(int(event["index"]), str(event["role"]))] = event["exif"]
+    session_id = safe_scene_id(session.name)
+    base = SceneSpec(
+        session_id, "capture", _posix(root), clip_id=session_id, calibration=_posix(calibration)
+    )
+
+    def ref(index: int, role: str) -> ImageRef | str:
+        name = files.get((index, role))
+        if name is None:
+            return f"{journal}: shot {index} has no downloaded {role} file"
+        ev = plans.get(index, {}).get("roles", {}).get(role, {}).get("ev")
+        meta = exif.get((index, role), {})
+        return ImageRef(
+            _posix(session / "files" / name), role, None if ev is None else float(ev),
+            exposure_time_s=meta.get("exposure_time_s"), iso=meta.get("iso"),
+            f_number=meta.get("f_number"),
+        )  # fmt: skip
+
+    still: list[tuple[int, PairSpec | str]] = []
+    scenes: list[SceneSpec] = []
+    for index in sorted(plans):
+        target, test = ref(index, "reference"), ref(index, "test")
+        problem = target if isinstance(target, str) else test if isinstance(test, str) else None
+        if plans[index].get("kind") == "video":
+            clip = f"{session_id}-{index:04d}"
+            spec = replace(base, scene_id=clip, clip_id=clip, video=True)
+            if problem is not None:
+                scenes.append(replace(spec, problem=problem))
+            else:
+                assert isinstance(target, ImageRef) and isinstance(test, ImageRef)
+                scenes.append(_video_scene(spec, target, test, session, sync_files, config))
+            continue
+        if problem is not None:
+            still.append((index, problem))
+        else:
+            assert isinstance(target, ImageRef) and isinstance(test, ImageRef)
+            still.append((index, PairSpec(f"{index:04d}", test, target)))
+    if config.capture_scene == "shot":
+        for index, item in still:
+            spec = replace(base, scene_id=f"{session_id}-{index:04d}")
+            scenes.append(
+                replace(spec, problem=item)
+                if isinstance(item, str)
+                else replace(spec, pairs=(item,))
+            )
+    elif still:
+        problems = [item for _, item in still if isinstance(item, str)]
+        pairs = tuple(item for _, item in still if isinstance(item, PairSpec))
+        scenes.append(replace(base, pairs=pairs, problem=problems[0] if problems else None))
+    return scenes
+
+
+def _video_scene(
+    spec: SceneSpec,
+    target: ImageRef,
+    test: ImageRef,
+    session: Path,
+    sync_files: Sequence[str | Path],
+    config: BuildConfig,
+) -> SceneSpec:
+    reference_movie, test_movie = Path(target.path), Path(test.path)
+    for candidate in _sync_candidates(session, sync_files):
+        try:
+            found = video_frame_pairs(candidate, reference_movie, test_movie)
+        except InputFileError as exc:
+            return replace(spec, problem=str(exc))
+        if found is None:
+            continue
+        pairs, counts = found
+        if not pairs:
+            return replace(spec, problem=f"{candidate}: the frame map pairs no frames")
+        kept = pairs[:: config.video_frame_step]
+        return replace(
+            spec,
+            sync=_posix(candidate),
+            expected_frames=tuple(sorted(counts.items())),
+            pairs=tuple(
+                PairSpec(
+                    f"{r:06d}", replace(test, frame=t), replace(target, frame=r), frame_index=r
+                )
+                for r, t in kept
+            ),
+        )
+    return replace(
+        spec,
+        problem=f"{reference_movie} / {test_movie.name}: no sync.json pairs these movies "
+        "(run `expokit calibrate sync` and pass --sync)",
+    )
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+@dataclass
+class LoadedImage:
+    """Pixels of an :class:`ImageRef`: ``(H, W, 3)`` BGR uint8 or uint16, and how they encode
+    light; RAW files come back as 16-bit sRGB (LibRaw linear output, sRGB-encoded)."""
+
+    pixels: npt.NDArray[Any]
+    transfer: str
+    metadata: dict[str, float | None] = field(default_factory=dict)
+
+
+class FrameReader:
+    """Forward reader of one movie's decoded frames (reopens to go back).
+
+    Frame ``i`` is the ``i``-th frame OpenCV decodes, the order ``sync.json`` counts in.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._capture: Any = None
+        self._next = 0
+        self._last: tuple[int, npt.NDArray[Any]] | None = None
+
+    def _open(self) -> None:
+        import cv2
+
+        self.close()
+        if not Path(self.path).is_file():
+            raise InputFileError(self.path, "no such movie file")
+        self._capture = cv2.VideoCapture(self.path)
+        if not self._capture.isOpened():
+            raise InputFileError(self.path, "not a readable movie (OpenCV could not open it)")
+        self._next = 0
+
+    def frame(self, index: int) -> npt.NDArray[Any]:
+        """The ``index``-th decoded frame, ``(H, W, 3)`` BGR uint8."""
+        if self._last is not None and self._last[0] == index:
+            return self._last[1]
+        if self._capture is None or index < self._next:
+            self._open()
+        while self._next < index:
+            if not self._capture.grab():
+                raise InputFileError(
+                    self.path, f"decodes only {self._next} frames; frame {index} was requested"
+                )
+            self._next += 1
+        ok, image = self._capture.read()
+        if not ok or image is None:
+            raise InputFileError(
+                self.path, f"decodes only {self._next} frames; frame {index} was requested"
+            )
+        self._next += 1
+        self._last = (index, np.asarray(image))
+        return self._last[1]
+
+    def count(self) -> int:
+        """Frames that decode (reads the whole movie)."""
+        self._open()
+        total = 0
+        while self._capture.grab():
+            total += 1
+        self.close()
+        return total
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+        self._last = None
+
+
+def as_bgr(image: npt.NDArray[Any], path: str) -> npt.NDArray[Any]:
+    """``(H, W, 3)`` BGR of an OpenCV image (gray is repeated, alpha dropped).
+
+    Raises
+    ------
+    InputFileError
+        For dtypes other than uint8/uint16 or odd shapes.
+    """
+    if image.dtype not in (np.uint8, np.uint16):
+        raise InputFileError(path, f"unsupported pixel type {image.dtype} (8/16-bit only)")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.ascontiguousarray(image[:, :, :3])
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise InputFileError(path, f"unsupported image shape {image.shape}")
+
+
+def load_image(ref: ImageRef, readers: dict[str, FrameReader] | None = None) -> LoadedImage:
+    """Read the pixels of ``ref`` (image file, RAW file, or movie frame).
+
+    Raises
+    ------
+    InputFileError
+        Missing or undecodable file/frame, naming it.
+    """
+    from expokit.curation.raw_decode import RAW_EXTENSIONS
+
+    meta: dict[str, float | None] = {
+        "exposure_time_s": ref.exposure_time_s, "iso": ref.iso, "f_number": ref.f_number,
+    }  # fmt: skip
+    if ref.frame is not None:
+        cache = readers if readers is not None else {}
+        reader = cache.setdefault(ref.path, FrameReader(ref.path))
+        return LoadedImage(as_bgr(reader.frame(ref.frame), ref.path), "srgb", meta)
+    path = Path(ref.path)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        return _load_raw(path, meta)
+    from expokit.core.images import read_image
+
+    return LoadedImage(as_bgr(read_image(path), ref.path), ref.transfer, meta)
+
+
+def _load_raw(path: Path, meta: dict[str, float | None]) -> LoadedImage:
+    from expokit.curation.raw_decode import decode_raw
+    from expokit.curation.transfer import apply_luts, exposure_lut
+
+    decoded = decode_raw(path)
+    # As shot (gain 1), sRGB-encoded 16-bit, BGR: the same encoding `expokit render` writes.
+    (image,) = apply_luts(decoded.linear, [exposure_lut(1.0, 16, "srgb")], reverse_channels=True)
+    m = decoded.metadata
+    filled = {
+        "exposure_time_s": meta.get("exposure_time_s") or m.exposure_time_s,
+        "iso": meta.get("iso") or m.iso,
+        "f_number": meta.get("f_number") or m.f_number,
+    }
+    return LoadedImage(np.asarray(image), "srgb", filled)

@@ -1,0 +1,273 @@
+"""Train/val/test splits made by scene, never by row.
+
+Two ways to assign a scene to a split (:class:`SplitSpec`):
+
+``hash`` (default)
+    ``u = int(sha256(salt + scene_id)[:8 bytes]) / 2**64`` puts every scene at a fixed point
+    of ``[0, 1)``; the fractions cut that interval in their order (``train`` takes
+    ``[0, 0.8)``, ``val`` ``[0.8, 0.9)``, ``test`` ``[0.9, 1)``). The assignment of a scene
+    depends on its id and the salt only: adding scenes never moves the others, and the same
+    salt gives the same split on every machine.
+``lists``
+    Explicit scene ids per split (a JSON file ``{"train": [...], "val": [...]}`` or a text
+    file of ``<split> <scene_id>`` lines). A scene listed under two splits is an error; a
+    scene listed nowhere is an error unless ``default_split`` names where it goes.
+
+:func:`check_disjoint` proves a manifest puts no scene in two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from expokit.core.errors import ExpokitError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_FRACTIONS: tuple[tuple[str, float], ...] = (("train", 0.8), ("val", 0.1), ("test", 0.1))
+DEFAULT_SALT = "expokit-v1"
+HASH_RULE = (
+    "u = int.from_bytes(sha256((salt + scene_id).encode('utf-8')).digest()[:8], 'big') / 2**64"
+)
+
+
+class SplitError(ExpokitError):
+    """A split specification cannot be applied (bad fractions, unlisted or doubly listed scenes)."""
+
+
+class SplitOverlapError(SplitError):
+    """A scene appears in more than one split of a manifest."""
+
+    def __init__(self, scene_id: str, splits: Sequence[str], rows: Sequence[str]) -> None:
+        self.scene_id = scene_id
+        self.splits = tuple(splits)
+        shown = ", ".join(rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+        super().__init__(
+            f"scene {scene_id!r} is in {len(self.splits)} splits ({', '.join(self.splits)}); "
+            f"rows: {shown}. Splits must be made by scene so no scene leaks between them."
+        )
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How scenes are assigned to splits (see the module docstring).
+
+    Attributes
+    ----------
+    fractions
+        ``((name, fraction), ...)`` in interval order; fractions are >= 0 and sum to 1.
+    salt
+        Mixed into the hash; change it to draw another random split.
+    lists
+        ``{split: (scene_id, ...)}`` to assign scenes explicitly (``fractions`` is then unused).
+    default_split
+        With ``lists``: the split of scenes listed nowhere (``None``: such scenes are an error).
+    lists_source
+        Where ``lists`` came from (recorded in info.json only).
+    """
+
+    fractions: tuple[tuple[str, float], ...] = DEFAULT_FRACTIONS
+    salt: str = DEFAULT_SALT
+    lists: Mapping[str, tuple[str, ...]] | None = None
+    default_split: str | None = None
+    lists_source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        fractions = tuple((str(n), float(f)) for n, f in self.fractions)
+        object.__setattr__(self, "fractions", fractions)
+        names = [n for n, _ in fractions]
+        if not fractions:
+            raise SplitError("split fractions are empty")
+        if len(set(names)) != len(names):
+            raise SplitError(f"split names repeat: {', '.join(names)}")
+        for name, value in fractions:
+            if not name or not math.isfinite(value) or value < 0:
+                raise SplitError(f"split {name!r}: fraction must be a finite number >= 0")
+        total = sum(f for _, f in fractions)
+        if abs(total - 1.0) > 1e-6:
+            raise SplitError(f"split fractions sum to {total:g}, not 1 ({_describe(fractions)})")
+        if self.lists is not None:
+            lists = {str(k): tuple(str(s) for s in v) for k, v in self.lists.items()}
+            if not lists:
+                raise SplitError("split lists are empty")
+            object.__setattr__(self, "lists", lists)
+            _check_lists_disjoint(lists)
+        elif self.default_split is not None:
+            raise SplitError("default_split only applies to explicit split lists")
+
+    @property
+    def method(self) -> str:
+        return "lists" if self.lists is not None else "hash"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``splits`` block of info.json (without per-scene assignments)."""
+        if self.lists is None:
+            return {
+                "method": "hash",
+                "unit": "scene_id",
+                "salt": self.salt,
+                # A list, not an object: the order defines the intervals and JSON writers
+                # may sort object keys.
+                "fractions": [[name, value] for name, value in self.fractions],
+                "rule": HASH_RULE + "; split = first name whose cumulative fraction exceeds u",
+            }
+        return {
+            "method": "lists",
+            "unit": "scene_id",
+            "source": self.lists_source,
+            "lists": {k: list(v) for k, v in self.lists.items()},
+            "default_split": self.default_split,
+        }
+
+
+def _describe(fractions: Iterable[tuple[str, float]]) -> str:
+    return ", ".join(f"{n}={f:g}" for n, f in fractions)
+
+
+def _check_lists_disjoint(lists: Mapping[str, Sequence[str]]) -> None:
+    seen: dict[str, str] = {}
+    for split, scenes in lists.items():
+        for scene in scenes:
+            if scene in seen and seen[scene] != split:
+                raise SplitError(
+                    f"scene {scene!r} is listed in split {seen[scene]!r} and in {split!r}"
+                )
+            seen[scene] = split
+
+
+def hash_fraction(scene_id: str, salt: str = DEFAULT_SALT) -> float:
+    """The scene's point in ``[0, 1)``: first 8 bytes of ``sha256(salt + scene_id)`` / 2**64."""
+    digest = hashlib.sha256((salt + scene_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def assign_splits(scene_ids: Iterable[str], spec: SplitSpec) -> dict[str, str]:
+    """``{scene_id: split}`` for every scene.
+
+    Raises
+    ------
+    SplitError
+        With ``lists``: scenes listed nowhere and no ``default_split`` (the message names
+        them).
+    """
+    scenes = sorted(set(scene_ids))
+    if spec.lists is not None:
+        where = {scene: split for split, ids in spec.lists.items() for scene in ids}
+        unlisted = [s for s in scenes if s not in where]
+        if unlisted and spec.default_split is None:
+            shown = ", ".join(unlisted[:10]) + (" ..." if len(unlisted) > 10 else "")
+            raise SplitError(
+                f"{len(unlisted)} scene(s) are in no split list ({spec.lists_source or 'lists'}): "
+                f"{shown}; list them or name a default split"
+            )
+        return {s: where.get(s, spec.default_split or "") for s in scenes}
+    out: dict[str, str] = {}
+    for scene in scenes:
+        u = hash_fraction(scene, spec.salt)
+        cumulative = 0.0
+        chosen = spec.fractions[-1][0]
+        for name, fraction in spec.fractions:
+            cumulative += fraction
+            if u < cumulative:
+                chosen = name
+                break
+        out[scene] = chosen
+    return out
+
+
+def parse_fractions(
+    text: str, names: Sequence[str] = ("train", "val", "test")
+) -> tuple[tuple[str, float], ...]:
+    """``"0.8,0.1,0.1"`` (names taken from ``names``) or ``"train=0.7,val=0.15,test=0.15"``."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    out: list[tuple[str, float]] = []
+    try:
+        if all("=" in t for t in items):
+            for item in items:
+                name, value = item.split("=", 1)
+                out.append((name.strip(), float(value)))
+        elif any("=" in t for t in items):
+            raise ValueError("mix of named and unnamed fractions")
+        else:
+            if len(items) > len(names):
+                raise ValueError(f"{len(items)} fractions but only {len(names)} split names")
+            out = [(names[i], float(v)) for i, v in enumerate(items)]
+    except ValueError as exc:
+        raise SplitError(f"cannot read split fractions {text!r}: {exc}") from None
+    return tuple(out)
+
+
+def load_split_lists(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Read explicit split lists.
+
+    Accepted formats: JSON ``{"train": ["scene", ...], ...}`` (or ``{"splits": {...}}``), or
+    text with one ``<split> <scene_id>`` per line (space, tab or comma separated; ``#``
+    comments).
+
+    Raises
+    ------
+    SplitError
+        Unreadable file, wrong structure, or a scene listed under two splits.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SplitError(f"{file}: cannot read split lists: {exc}") from None
+    lists: dict[str, list[str]] = {}
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SplitError(f"{file}: not valid JSON: {exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("splits"), dict):
+            data = data["splits"]
+        if not isinstance(data, dict) or not all(
+            isinstance(v, list) and all(isinstance(s, str) for s in v) for v in data.values()
+        ):
+            raise SplitError(f"{file}: expected {{split: [scene_id, ...]}}")
+        lists = {str(k): list(v) for k, v in data.items()}
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            content = line.split("#", 1)[0].replace(",", " ").split()
+            if not content:
+                continue
+            if len(content) != 2:
+                raise SplitError(f"{file}:{number}: expected '<split> <scene_id>', got {line!r}")
+            lists.setdefault(content[0], []).append(content[1])
+    if not lists:
+        raise SplitError(f"{file}: no split lists found")
+    result = {k: tuple(v) for k, v in lists.items()}
+    try:
+        _check_lists_disjoint(result)
+    except SplitError as exc:
+        raise SplitError(f"{file}: {exc}") from None
+    return result
+
+
+def check_disjoint(manifest: pd.DataFrame) -> None:
+    """Prove that no scene of ``manifest`` is in two splits.
+
+    Raises
+    ------
+    SplitOverlapError
+        Naming the first offending scene (sorted), its splits and its rows.
+    """
+    import pandas as pd
+
+    if manifest.empty:
+        return
+    frame = manifest[["scene_id", "split", "pair_id"]].astype("string")
+    counts = frame.groupby("scene_id", dropna=False)["split"].nunique(dropna=False)
+    for scene in sorted(str(s) for s in counts[counts > 1].index):
+        rows = frame[frame["scene_id"] == scene]
+        splits = sorted({"<null>" if pd.isna(v) else str(v) for v in rows["split"].tolist()})
+        raise SplitOverlapError(scene, splits, [str(p) for p in rows["pair_id"].tolist()])

@@ -1,0 +1,227 @@
+"""``expokit curate build``: the click front of :mod:`expokit.curation.build`.
+
+The lead wires it with ``register(curate)``. Heavy libraries are imported inside the
+command; this module only needs click and the config constants.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from expokit.core.errors import ExpokitError
+from expokit.core.parallel import EXECUTORS
+
+# Kept literal (checked against build_config in tests) so `expokit --help` imports nothing heavy.
+KINDS = ("auto", "capture", "render", "sequences", "msec")
+ORDERS = ("auto", "name", "exif")
+FORMATS = ("png", "jpg")
+CAPTURE_SCENES = ("session", "shot")
+
+#: CLI option -> QaThresholds field.
+QA_OPTIONS: dict[str, str] = {
+    "min_psnr": "min_psnr_db",
+    "min_ssim": "min_ssim",
+    "max_residual": "max_residual_px",
+    "min_ecc": "min_ecc_correlation",
+    "max_clipped_input": "max_clipped_input",
+    "max_clipped_target": "max_clipped_target",
+    "min_valid_fraction": "min_valid_fraction",
+    "max_flicker": "max_flicker",
+}
+
+#: CLI option -> BuildConfig field (per-scene parameters).
+CONFIG_OPTIONS: dict[str, str] = {
+    "kind": "kind",
+    "target_ev": "target_ev",
+    "target_rank": "target_rank",
+    "order": "sequence_order",
+    "ecc": "ecc_refine",
+    "ecc_max_side": "ecc_max_side",
+    "max_side": "max_side",
+    "image_format": "image_format",
+    "capture_scene": "capture_scene",
+    "video_step": "video_frame_step",
+    "render_format": "render_format",
+}
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(1)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """True when option ``name`` was set on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def config_from_options(ctx: click.Context, options: dict[str, Any]) -> Any:
+    """A :class:`~expokit.curation.build_config.BuildConfig` from ``--config`` and options.
+
+    Options given on the command line override the config file; the file overrides the
+    defaults.
+    """
+    from expokit.curation.build_config import BuildConfig, QaThresholds, load_build_config
+    from expokit.curation.splits import SplitSpec, load_split_lists, parse_fractions
+
+    data: dict[str, Any] = {}
+    if options["config_file"] is not None:
+        data = load_build_config(options["config_file"])
+    base = BuildConfig.from_dict(data)
+    use_file = options["config_file"] is not None
+    values = {f: getattr(base, f) for f in base.scene_params()}
+    values["kind"] = base.kind
+    for option, field_name in CONFIG_OPTIONS.items():
+        if not use_file or _given(ctx, option):
+            values[field_name] = options[option]
+    if not use_file or _given(ctx, "no_crop"):
+        values["crop"] = not options["no_crop"]
+    qa = base.qa.to_dict()
+    for option, field_name in QA_OPTIONS.items():
+        if options[option] is not None:
+            qa[field_name] = options[option]
+    splits = base.splits
+    if options["split_lists"] is not None:
+        splits = SplitSpec(
+            lists=load_split_lists(options["split_lists"]),
+            default_split=options["default_split"],
+            lists_source=str(options["split_lists"]),
+        )
+    elif not use_file or _given(ctx, "split_fractions") or _given(ctx, "salt"):
+        fractions = (
+            parse_fractions(options["split_fractions"])
+            if not use_file or _given(ctx, "split_fractions")
+            else splits.fractions
+        )
+        salt = options["salt"] if not use_file or _given(ctx, "salt") else splits.salt
+        splits = SplitSpec(fractions=fractions, salt=salt)
+    if options["default_split"] is not None and options["split_lists"] is None:
+        raise click.BadParameter(
+            "--default-split needs --split-lists", param_hint="--default-split"
+        )
+    return BuildConfig(**values, qa=QaThresholds(**qa), splits=splits)
+
+
+def _run_build(ctx: click.Context, options: dict[str, Any]) -> None:
+    from expokit.curation.build import build_dataset
+    from expokit.curation.build_config import BuildConfigError
+    from expokit.curation.splits import SplitError
+
+    try:
+        config = config_from_options(ctx, options)
+    except (BuildConfigError, SplitError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        summary = build_dataset(
+            options["sources"],
+            options["out_dir"],
+            config,
+            rig_calibration=options["rig_calibration"],
+            sync_files=options["sync"],
+            workers=options["workers"],
+            executor=options["executor"],
+            progress=not options["no_progress"],
+            csv=options["csv"],
+        )
+    except ExpokitError as exc:
+        _fail(str(exc))
+        return
+    for text, problem in summary.report():
+        click.secho(text, fg="red" if problem else None, err=problem)
+    if not summary.ok:
+        sys.exit(1)
+
+
+def _options(func: Any) -> Any:
+    path = click.Path(path_type=Path)
+    options = [
+        click.argument("sources", nargs=-1, required=True, type=path),
+        click.option("--out", "-o", "out_dir", required=True, type=path,
+                     help="Dataset root (created if missing; re-running updates it)."),
+        click.option("--kind", type=click.Choice(KINDS), default="auto", show_default=True,
+                     help="Source type; auto: journal.jsonl=capture, render_params.json=render, "
+                     "INPUT_IMAGES/=msec, else a folder of scene folders=sequences."),
+        click.option("--config", "config_file", type=path, default=None,
+                     help="JSON/TOML file of build parameters; options given here override it."),
+        click.option("--rig-calibration", type=path, default=None,
+                     help="rig_calibration.json for capture sources (default: found in or "
+                     "next to the session)."),
+        click.option("--sync", multiple=True, type=path,
+                     help="sync.json (or a folder of them) for video shots; repeatable."),
+        click.option("--target-ev", type=float, default=0.0, show_default=True,
+                     help="Render sources: the EV used as target."),
+        click.option("--target-rank", type=int, default=None,
+                     help="Sequence sources: 0-based target position in exposure order "
+                     "(negative from the brightest); default the middle."),
+        click.option("--order", type=click.Choice(ORDERS), default="auto", show_default=True,
+                     help="Sequence order: EXIF exposure, file name, or EXIF when all have it."),
+        click.option("--ecc", is_flag=True, help="Refine each pair's alignment by ECC."),
+        click.option("--ecc-max-side", type=click.IntRange(min=64), default=1024,
+                     show_default=True, help="ECC working resolution (longer side, px)."),
+        click.option("--max-side", type=click.IntRange(min=32), default=None,
+                     help="Downscale stored images to this longer side (px)."),
+        click.option("--no-crop", is_flag=True,
+                     help="Keep full frames (use the mask) instead of cropping to the valid "
+                     "rectangle."),
+        click.option("--format", "image_format", type=click.Choice(FORMATS), default="png",
+                     show_default=True, help="Stored image format; 16-bit inputs stay 16-bit PNG."),
+        click.option("--capture-scene", type=click.Choice(CAPTURE_SCENES), default="session",
+                     show_default=True, help="Capture stills: one scene per session or per shot."),
+        click.option("--video-step", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Keep every n-th frame pair of a video clip."),
+        click.option("--render-format", default=None,
+                     help="Render sources with several formats: which output_format to use."),
+        click.option("--split-fractions", default="0.8,0.1,0.1", show_default=True,
+                     help="train,val,test fractions (or name=fraction,...)."),
+        click.option("--split-lists", type=path, default=None,
+                     help="JSON {split: [scene_id, ...]} or '<split> <scene_id>' lines."),
+        click.option("--default-split", default=None,
+                     help="With --split-lists: split of scenes listed nowhere (default: error)."),
+        click.option("--salt", default="expokit-v1", show_default=True,
+                     help="Salt of the scene-id hash that draws the splits."),
+        click.option("--min-psnr", type=float, default=None, help="QA: low_psnr below (dB)."),
+        click.option("--min-ssim", type=float, default=None, help="QA: low_ssim below."),
+        click.option("--max-residual", type=float, default=None,
+                     help="QA: misaligned above this flow residual (px)."),
+        click.option("--min-ecc", type=float, default=None, help="QA: low_ecc below."),
+        click.option("--max-clipped-input", type=float, default=None,
+                     help="QA: clipped_input above this fraction."),
+        click.option("--max-clipped-target", type=float, default=None,
+                     help="QA: clipped_target above this fraction."),
+        click.option("--min-valid-fraction", type=float, default=None,
+                     help="QA: small_valid_region below this fraction of the frame."),
+        click.option("--max-flicker", type=float, default=None,
+                     help="QA: flicker above this std/mean of a clip's luminance."),
+        click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Parallel worker processes (spawn) or Ray CPUs."),
+        click.option("--executor", type=click.Choice(EXECUTORS), default="local",
+                     show_default=True, help="ray: per-scene Ray tasks (extra [ray])."),
+        click.option("--csv", is_flag=True, help="Also write manifest.csv."),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def register(group: click.Group) -> None:
+    """Add the ``build`` command to the ``curate`` group."""
+
+    @group.command("build")
+    @_options
+    @click.pass_context
+    def build(ctx: click.Context, **options: Any) -> None:
+        """Build a paired dataset (format v1) from capture sessions, renders or collections.
+
+        Each SOURCE is a capture session (or folder of sessions), an `expokit render`
+        output, a folder of SICE-style sequence folders, or an MSEC folder. Pairs are aligned
+        (rig homography, optional ECC), measured (gain, residual, PSNR/SSIM, clipping,
+        flicker), flagged and split by scene. Scenes already built with the same inputs and
+        parameters are skipped; failed scenes are listed and the exit status is 1.
+        """
+        _run_build(ctx, options)
