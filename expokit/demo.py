@@ -126,6 +126,27 @@ def run_calibration(reference_jpg: Path, out: Path) -> bool:
     return calib.flip.value == "horizontal" and mean < 1.0
 
 
+def run_curation(render_dir: Path, out: Path, workers: int, progress: bool) -> bool:
+    """Build a paired dataset from a render folder, then report, export and validate it."""
+    from expokit.curation.build import build_dataset
+    from expokit.curation.export import export_dataset
+    from expokit.curation.report import build_report
+    from expokit.curation.validate import validate_dataset
+
+    dataset = out / "dataset"
+    built = build_dataset([render_dir], dataset, workers=workers, progress=progress)
+    click.secho("5. Curate: paired dataset (format v1) from the MSEC renders", bold=True)
+    for text, problem in built.report():
+        click.secho(f"  {text}", fg="red" if problem else None)
+    report = build_report(dataset, progress=progress)
+    click.echo(f"  QA report: {report}")
+    exported = export_dataset(dataset, out / "export_msec", "msec", progress=progress)
+    click.echo(f"  MSEC export: {out / 'export_msec'} ({len(exported.files)} files)")
+    checked = validate_dataset(dataset)
+    click.echo(f"  validate: {len(checked.errors)} error(s)")
+    return built.ok and exported.ok and not checked.errors
+
+
 def run_demo(out_dir: str | Path, workers: int = 1, progress: bool = True) -> bool:
     """Run the demo into ``out_dir``; return True when every step succeeded."""
     out = Path(out_dir)
@@ -157,7 +178,8 @@ def run_demo(out_dir: str | Path, workers: int = 1, progress: bool = True) -> bo
     click.echo(f"  largest deviation: {worst:.4f} EV (target < 0.02)")
     texture = sequence.out_dir / "synthetic-texture" / "synthetic-texture_0.jpg"
     calibrated = run_calibration(texture, out)
+    curated = run_curation(msec.out_dir, out, workers, progress)
     ok = captured and captured_render.ok and msec.ok and sequence.ok and worst < 0.02
-    ok = ok and calibrated
+    ok = ok and calibrated and curated
     click.secho("demo finished " + ("OK" if ok else "WITH PROBLEMS"), fg="green" if ok else "red")
     return ok
