@@ -9,18 +9,12 @@
 
 from __future__ import annotations
 
-import runpy
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _scripts import run_scripts  # noqa: E402 - a sibling script, not a package
 
 if __name__ == "__main__":
-    for script in ("curation_build.py", "curation_report.py"):
-        print(f"\n=== {script} ===", flush=True)
-        sys.argv = [str(HERE / script)]
-        try:
-            runpy.run_path(str(HERE / script), run_name="__main__")
-        except SystemExit as exit_:
-            if exit_.code not in (None, 0):
-                raise
+    run_scripts(("curation_build.py", "curation_report.py"))
