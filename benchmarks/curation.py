@@ -9,12 +9,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _scripts import run_scripts  # noqa: E402 - a sibling script, not a package
+from _scripts import run_scripts  # a sibling script: benchmarks/ is on sys.path when run
 
 if __name__ == "__main__":
     run_scripts(("curation_build.py", "curation_report.py"))
