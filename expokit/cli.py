@@ -17,16 +17,12 @@ import click
 from expokit import __version__
 from expokit.cli_calibrate import calibrate
 from expokit.cli_capture import capture
+from expokit.cli_common import fail
 from expokit.cli_curate_build import register as register_build
 from expokit.cli_curate_tools import register as register_tools
 from expokit.core.errors import ExpokitError
 from expokit.core.parallel import EXECUTORS
 from expokit.curation.render_config import LAYOUTS, WB_POLICIES, OutputFormat
-
-
-def _fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -190,7 +186,7 @@ def _run_render(
             progress=not no_progress,
         )
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     for text, problem in summary.report():
         click.secho(text, fg="red" if problem else None, err=problem)
@@ -240,7 +236,7 @@ def demo(out_dir: Path, workers: int) -> None:
     try:
         ok = run_demo(out_dir, workers=workers)
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     if not ok:
         sys.exit(1)

@@ -8,12 +8,8 @@ from typing import Any
 
 import click
 
+from expokit.cli_common import fail
 from expokit.core.errors import ExpokitError
-
-
-def _fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(1)
 
 
 @click.group()
@@ -143,18 +139,16 @@ def calibrate_geometry_cmd(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     try:
         refs, tests = resolve_images(reference), resolve_images(test)
         if len(refs) != len(tests):
-            _fail(
-                f"{len(refs)} reference images but {len(tests)} test images ({reference}, {test})"
-            )
+            fail(f"{len(refs)} reference images but {len(tests)} test images ({reference}, {test})")
             return
         calib = calibrate_geometry(refs, tests, out_dir, board, config)
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     scores = ", ".join(f"{k} {v:g}" for k, v in calib.mirror.scores.items())
     click.echo(f"pairs       {len(calib.pairs)}")
@@ -263,7 +257,7 @@ def calibrate_sync(
         write_sync_json(result, out_path)
         outputs = apply_sync(result, apply_dir) if apply_dir is not None else []
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     for line in describe_result(result):
         click.secho(line, fg="yellow" if line.startswith("warning") else None)
@@ -312,7 +306,7 @@ def calibrate_pair_stills(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     for line in pairing.describe():
         click.echo(line)

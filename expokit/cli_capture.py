@@ -8,12 +8,8 @@ from typing import Any
 
 import click
 
+from expokit.cli_common import fail
 from expokit.core.errors import ExpokitError
-
-
-def _fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(1)
 
 
 def _load_rig(path: Path) -> Any:
@@ -22,7 +18,7 @@ def _load_rig(path: Path) -> Any:
     try:
         return load_rig_config(path)
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 _rig_option = click.option(
@@ -67,7 +63,7 @@ def capture_list(backend: str, rig_path: Path | None) -> None:
             backend = config.backend
         cameras = list_cameras(backend)
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     if not cameras:
         click.echo("no cameras found")
@@ -99,7 +95,7 @@ def capture_apply(rig_path: Path) -> None:
     try:
         result = apply_settings(_load_rig(rig_path))
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     bad = False
     for role, mismatches in result.items():
@@ -146,7 +142,7 @@ def _shoot(rig_path: Path, kind: str, no_progress: bool, **kwargs: Any) -> None:
     try:
         session, report = shoot(config, kind, progress=not no_progress, **kwargs)
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     _print_report(session.root, report)
 
@@ -196,6 +192,6 @@ def capture_resume(session_dir: Path, no_progress: bool) -> None:
     try:
         session, report = resume(session_dir, progress=not no_progress)
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     _print_report(session.root, report)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from expokit.cli_common import fail
 from expokit.core.errors import ExpokitError
 
 _EXPORT_LAYOUTS = ("msec", "dime", "sequences")
@@ -21,11 +22,6 @@ _root_argument = click.argument(
     "root", type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="ROOT"
 )
 _progress_option = click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-
-
-def _fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(1)
 
 
 @click.command("report")
@@ -71,7 +67,7 @@ def report_command(
             progress=not no_progress,
         )
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     click.echo(f"report: {index}")
 
@@ -131,7 +127,7 @@ def export_command(
             progress=not no_progress,
         )
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     for issue in summary.errors:
         click.secho(str(issue), fg="red", err=True)
@@ -220,7 +216,7 @@ def csv_command(root: Path, out_path: Path | None) -> None:
         dataset = load_dataset(root)
         path = export_csv(dataset, out_path if out_path is not None else root / "manifest.csv")
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     click.echo(f"csv: {path} ({len(dataset.manifest)} rows)")
 
@@ -234,7 +230,7 @@ def card_command(root: Path) -> None:
     try:
         path = write_card(root)
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     click.echo(f"card: {path}")
 
@@ -248,7 +244,7 @@ def upgrade_command(root: Path) -> None:
     try:
         steps = upgrade_dataset(root)
     except ExpokitError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     for step in steps:
         click.echo(step)
