@@ -612,6 +612,7 @@ def build_dataset(
         Before any work: unusable sources or output folder, clashing scene ids, a split spec
         that cannot place every scene.
     """
+    from expokit.curation.card import write_card
     from expokit.curation.dataset import export_csv, load_dataset, new_info, write_dataset
     from expokit.curation.splits import assign_splits, check_disjoint
 
@@ -639,7 +640,7 @@ def build_dataset(
     tasks.sort(key=lambda t: (-len(t.spec.pairs), t.spec.scene_id))
     results = map_unordered(
         build_scene, tasks, workers=workers, executor=executor, on_error=_crashed_record,
-        desc="build", progress=progress,
+        desc="build", unit="scene", progress=progress,
     )  # fmt: skip
     for _, record in results:
         records[record["scene_id"]] = record
@@ -691,6 +692,7 @@ def build_dataset(
     }
     try:
         write_dataset(out, info, manifest)
+        write_card(out)  # README.md: counts, EVs, QA summary, licence, citation
         if csv:
             summary.csv_path = export_csv(load_dataset(out), out / "manifest.csv")
     except OutputError as exc:

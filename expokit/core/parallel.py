@@ -60,6 +60,7 @@ def map_unordered(
     executor: str = "local",
     on_error: Callable[[T, BaseException], R],
     desc: str = "",
+    unit: str = "file",
     progress: bool = True,
 ) -> Generator[tuple[int, R], None, None]:
     """Yield ``(index, fn(items[index]))`` as items finish, with a tqdm progress bar.
@@ -84,7 +85,7 @@ def map_unordered(
         raise ExpokitError(f"--workers must be >= 1, got {workers}")
     if executor not in EXECUTORS:
         raise ExpokitError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    bar = tqdm(total=len(items), desc=desc, unit="file", disable=not progress or None)
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or None)
     try:
         if executor == "ray":
             yield from _map_ray(fn, items, workers, on_error, bar)

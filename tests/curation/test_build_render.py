@@ -80,3 +80,18 @@ def test_failed_raw_fails_its_scene(tmp_path: Path) -> None:
     ((scene, error),) = summary.failures
     assert scene == "broken" and f"{broken.resolve()}" in error and "render failed" in error
     assert load_dataset(tmp_path / "ds").manifest.empty
+
+
+def test_build_writes_the_dataset_card(tmp_path: Path) -> None:
+    from expokit.curation.build import build_dataset
+    from expokit.curation.render import render_batch
+    from expokit.curation.render_config import RenderConfig
+    from expokit.demo import demo_raw_dir
+
+    renders = render_batch(
+        sorted(demo_raw_dir().glob("*chart*.dng")), tmp_path / "r", RenderConfig(), progress=False
+    )
+    summary = build_dataset([renders.out_dir], tmp_path / "ds", progress=False)
+    card = (summary.out_dir / "README.md").read_text()
+    assert summary.ok
+    assert "## Contents" in card and f"| **total** | {summary.pairs} |" in card
