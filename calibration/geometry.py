@@ -28,7 +28,6 @@ reference image is used as captured and the test image is resampled once.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import re
@@ -86,6 +85,7 @@ from expokit.calibration.mirror import (
     is_upright,
 )
 from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.versioned import read_versioned_json
 
 log = logging.getLogger(__name__)
 
@@ -387,21 +387,9 @@ def load_rig_calibration(path: str | Path) -> RigCalibration:
     file = Path(path)
     if file.is_dir():
         file = file / RIG_CALIBRATION_NAME
-    if not file.is_file():
-        raise RigCalibrationFormatError(file, "no such rig calibration file")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RigCalibrationFormatError(file, f"not a JSON file ({exc})") from exc
-    if not isinstance(data, dict) or "format_version" not in data:
-        raise RigCalibrationFormatError(file, "no format_version: not a rig calibration file")
-    version = data["format_version"]
-    if version != FORMAT_VERSION:
-        raise RigCalibrationFormatError(
-            file,
-            f"format_version {version!r} is not supported (this expokit reads version "
-            f"{FORMAT_VERSION})",
-        )
+    data = read_versioned_json(
+        file, version=FORMAT_VERSION, kind="rig calibration", error=RigCalibrationFormatError
+    )
     try:
         return RigCalibration.from_dict(data)
     except (KeyError, ValueError, TypeError) as exc:

@@ -46,7 +46,6 @@ correctly (``SyncResult.frame_map``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -68,6 +67,7 @@ from expokit.calibration.video_io import (
 )
 from expokit.core.atomic import atomic_path, atomic_write_json, ensure_writable_dir
 from expokit.core.errors import ExpokitError, InputFileError, OutputError
+from expokit.core.versioned import read_versioned_json
 
 #: Version of the ``sync.json`` layout; bump on incompatible changes.
 SYNC_FORMAT_VERSION = 1
@@ -1020,21 +1020,9 @@ def write_sync_json(result: SyncResult, path: str | Path) -> Path:
 def load_sync_json(path: str | Path) -> SyncResult:
     """Read a ``sync.json``; refuses other format versions with a message naming them."""
     source = Path(path)
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SyncFileError(source, "no such file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SyncFileError(source, f"not a readable sync.json ({exc})") from None
-    if not isinstance(data, dict) or "format_version" not in data:
-        raise SyncFileError(source, "not a sync.json (no format_version)")
-    version = data["format_version"]
-    if version != SYNC_FORMAT_VERSION:
-        raise SyncFileError(
-            source,
-            f"sync.json format_version {version!r} is not supported "
-            f"(this expokit reads format_version {SYNC_FORMAT_VERSION})",
-        )
+    data = read_versioned_json(
+        source, version=SYNC_FORMAT_VERSION, kind="sync.json", error=SyncFileError
+    )
     try:
         return SyncResult.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
