@@ -280,20 +280,40 @@ def process_pair(
     a, b, transfer = _harmonise(inp, tgt)
     bits = bits_of(b)
     levels = config.clip_levels(bits)
-    aligned = align_pair(
-        a, b, calibration if spec.source == "capture" else None,
-        ecc=config.ecc_refine, ecc_max_side=config.ecc_max_side,
-        ecc_motions=config.ecc_motions, ecc_max_shift=config.ecc_max_shift,
-    )  # fmt: skip
-    (a, b), valid, _ = downscale([aligned.image, b], aligned.valid, config.max_side)
-    frame_h, frame_w = valid.shape
-    x, y, w, h = valid_rectangle(valid)
-    if config.crop:
-        a, b, valid = a[y : y + h, x : x + w], b[y : y + h, x : x + w], valid[y : y + h, x : x + w]
-    gain = fit_gain(a, b, valid, levels, transfer)
-    normalised = normalise_exposure(a, gain, transfer)
+    rig = calibration if spec.source == "capture" else None
+    target_full = b
+
+    def measure(aligned: Any) -> tuple[Any, ...]:
+        """Downscale, crop, fit the gain and measure the residual of one alignment."""
+        (a2, b2), valid2, _ = downscale([aligned.image, target_full], aligned.valid,
+                                        config.max_side)  # fmt: skip
+        rect = valid_rectangle(valid2)
+        frame = valid2.shape
+        if config.crop:
+            x0, y0, w0, h0 = rect
+            a2, b2, valid2 = (m[y0 : y0 + h0, x0 : x0 + w0] for m in (a2, b2, valid2))
+        gain2 = fit_gain(a2, b2, valid2, levels, transfer)
+        normalised2 = normalise_exposure(a2, gain2, transfer)
+        residual2 = flow_residual(normalised2, b2, valid2, levels, config.flow_max_side)
+        return aligned, a2, b2, valid2, rect, frame, gain2, normalised2, residual2
+
+    plain = measure(align_pair(a, b, rig))
+    chosen = plain
+    if config.ecc_refine:
+        refined = align_pair(
+            a, b, rig, ecc=True, ecc_max_side=config.ecc_max_side,
+            ecc_motions=config.ecc_motions, ecc_max_shift=config.ecc_max_shift,
+        )  # fmt: skip
+        if refined.ecc is not None and refined.ecc.motion != "identity":
+            candidate = measure(refined)
+            # ECC can converge to a motion that fits worse (e.g. clipped, already aligned
+            # pairs): keep it only when the measured residual does not get worse.
+            if candidate[-1] <= plain[-1]:
+                chosen = candidate
+        elif refined.ecc is not None:
+            chosen = (refined, *plain[1:])  # identity: same images, ECC figures recorded
+    aligned, a, b, valid, (x, y, w, h), (frame_h, frame_w), gain, normalised, residual = chosen
     figures = pair_figures(normalised, a, b, valid, levels)
-    residual = flow_residual(normalised, b, valid, levels, config.flow_max_side)
 
     ext = ".png" if bits == 16 or config.image_format == "png" else ".jpg"
     folder = f"{IMAGES_DIR}/{spec.scene_id}"
