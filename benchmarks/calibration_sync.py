@@ -73,7 +73,7 @@ def shared_video_dir() -> Path:
 
 def program(seconds: float, seed: int = 0) -> np.ndarray:
     """``seconds`` of shuffled pieces of the shared audio at 48 kHz, float32 mono."""
-    from expokit.calibration.video_io import decode_audio
+    from expokit.calibration.synthetic import shuffled_audio
 
     video = shared_video_dir()
     sources = [
@@ -85,20 +85,7 @@ def program(seconds: float, seed: int = 0) -> np.ndarray:
     missing = [s for s in sources if not s.is_file()]
     if missing:
         sys.exit(f"shared data missing: {', '.join(map(str, missing))}")
-    pool = []
-    for source in sources:
-        audio = decode_audio(source, RATE).astype(np.float64)
-        pool.append(audio / max(float(np.sqrt(np.mean(audio**2))), 1e-9))
-    rng = np.random.default_rng(seed)
-    pieces, total = [], 0
-    while total < seconds * RATE:
-        clip = pool[int(rng.integers(len(pool)))]
-        length = int(rng.uniform(1.5, 4.0) * RATE)
-        start = int(rng.integers(0, clip.size - length))
-        pieces.append(clip[start : start + length] * rng.uniform(0.3, 1.0))
-        total += length
-    out = np.concatenate(pieces)[: int(seconds * RATE)] * 0.1
-    return (out + rng.normal(0, 0.002, out.size)).astype(np.float32)
+    return shuffled_audio(sources, seconds, RATE, seed)
 
 
 def encode(path: Path, samples: np.ndarray, declared_rate: int = RATE) -> None:

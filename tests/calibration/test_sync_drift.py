@@ -9,39 +9,22 @@ import numpy as np
 import pytest
 
 from expokit.calibration.sync import SyncConfig, apply_sync, drift_warning, synchronize
-from expokit.calibration.video_io import decode_audio, ffmpeg_exe
+from expokit.calibration.synthetic import shuffled_audio
+from expokit.calibration.video_io import ffmpeg_exe
 from tests.conftest import shared_path
 
 RATE = 48000
 
 
 def shared_program(seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
-    """``seconds`` of real sound: random pieces of the shared clips' audio, random gains.
-
-    Pieces are shuffled rather than looped so the result is not periodic (a looped clip
-    correlates with itself one loop later and no offset would be unambiguous).
-    """
+    """``seconds`` of real sound: shuffled pieces of the shared clips' audio."""
     sources = [
         shared_path("video", "audio_offset_avbs", "full.mp4"),
         shared_path("video", "twoview_rooftop_pulsejet", "left.mp4"),
         shared_path("video", "twoview_rooftop_pulsejet", "right.mp4"),
         shared_path("video", "Megamind.avi"),
     ]
-    pool = []
-    for source in sources:
-        audio = decode_audio(source, rate).astype(np.float64)
-        pool.append(audio / max(float(np.sqrt(np.mean(audio**2))), 1e-9))
-    rng = np.random.default_rng(seed)
-    pieces, total = [], 0
-    while total < seconds * rate:
-        clip = pool[int(rng.integers(len(pool)))]
-        length = int(rng.uniform(1.5, 4.0) * rate)
-        start = int(rng.integers(0, clip.size - length))
-        pieces.append(clip[start : start + length] * rng.uniform(0.3, 1.0))
-        total += length
-    out = np.concatenate(pieces)[: int(seconds * rate)] * 0.1
-    out += rng.normal(0, 0.002, out.size)  # a little room noise
-    return out.astype(np.float32)
+    return shuffled_audio(sources, seconds, rate, seed)
 
 
 def write_audio(path: Path, samples: np.ndarray, declared_rate: int, out_rate: int = RATE) -> None:
