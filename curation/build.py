@@ -55,6 +55,7 @@ from expokit.core.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     ensure_writable_dir,
+    read_json_object,
     remove_stale_temp_files,
 )
 from expokit.core.errors import ExpokitError, InputFileError, OutputError
@@ -95,15 +96,6 @@ def scene_key(spec: SceneSpec, input_sha256: dict[str, str], params_hash: str) -
         },
         length=32,
     )
-
-
-def load_record(path: Path) -> dict[str, Any] | None:
-    """A stored record, or ``None`` when missing or unreadable (the scene is then redone)."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def outputs_intact(record: dict[str, Any], out_root: Path) -> bool:
@@ -436,7 +428,7 @@ def build_scene(task: SceneTask) -> dict[str, Any]:
     spec = task.spec
     out = Path(task.out_root)
     path = record_path(out, spec.scene_id)
-    previous = load_record(path)
+    previous = read_json_object(path)
     record: dict[str, Any] = {
         "record_version": RECORD_VERSION,
         "scene_id": spec.scene_id,
@@ -650,7 +642,7 @@ def build_dataset(
     records: dict[str, dict[str, Any]] = {}
     tasks: list[SceneTask] = []
     for spec in scenes:
-        previous = load_record(record_path(out, spec.scene_id))
+        previous = read_json_object(record_path(out, spec.scene_id))
         if previous is not None and is_done(spec, previous, params_hash, out):
             records[spec.scene_id] = previous
             summary.skipped += 1

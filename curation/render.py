@@ -38,6 +38,7 @@ from expokit.core.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     ensure_writable_dir,
+    read_json_object,
     remove_stale_temp_files,
 )
 from expokit.core.errors import ExpokitError, InputFileError, OutputError
@@ -379,16 +380,6 @@ class RenderSummary:
         return lines
 
 
-def _load_record(path: Path) -> dict[str, Any] | None:
-    import json
-
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # unreadable record: redo that RAW
-    return record if isinstance(record, dict) else None
-
-
 def _is_complete(record: dict[str, Any] | None, raw: Path, params_hash: str, out: Path) -> bool:
     """True when ``record`` proves ``raw`` was rendered with ``params_hash`` and nothing is lost."""
     if not record or record.get("status") != "ok" or record.get("params_hash") != params_hash:
@@ -469,7 +460,7 @@ def render_batch(
     records_dir = out / RECORDS_DIR
     records_dir.mkdir(parents=True, exist_ok=True)
     for raw, name in names.items():
-        previous = _load_record(record_path(out, name))
+        previous = read_json_object(record_path(out, name))
         if previous and previous.get("raw_path") not in (None, str(raw)):
             raise ExpokitError(
                 f"output name {name!r} for {raw} is already used in {out} by "
@@ -490,7 +481,7 @@ def render_batch(
     tasks: list[RenderTask] = []
     for raw in files:
         name = names[raw]
-        if _is_complete(_load_record(record_path(out, name)), raw, params_hash, out):
+        if _is_complete(read_json_object(record_path(out, name)), raw, params_hash, out):
             summary.skipped += 1
             continue
         tasks.append(RenderTask(str(raw), name, str(out), config, params_hash, run_id, durable))
@@ -533,7 +524,7 @@ def render_batch(
 
     rows: list[dict[str, Any]] = []
     for path in record_files(records_dir):
-        stored = _load_record(path)
+        stored = read_json_object(path)
         if stored:
             rows.extend(stored.get("rows", []))
     rows.sort(

@@ -91,6 +91,16 @@ def atomic_write_json(path: str | Path, obj: Any, durable: bool = True) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", durable)
 
 
+def read_json_object(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object stored in ``path``, or ``None`` when it is missing, unreadable or not an
+    object (callers then redo the work the file would have recorded)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def remove_stale_temp_files(root: str | Path) -> int:
     """Delete temporary files left below ``root`` by killed runs; return how many."""
     removed = 0
