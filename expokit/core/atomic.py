@@ -52,7 +52,8 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
     re-raised as :class:`OutputError` with a clear message (disk full, read-only, ...).
     """
     target = Path(path)
-    tmp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{target.name}")
+    # The writer's pid in the name lets a later cleanup spare files of live writers.
+    tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}-{target.name}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
@@ -101,11 +102,38 @@ def read_json_object(path: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+def temp_file_writer(name: str) -> int | None:
+    """The pid embedded in a temporary file name, or ``None`` (older names carry none)."""
+    head = name[len(TEMP_PREFIX) :].split("-", 1)[0]
+    return int(head) if name.startswith(TEMP_PREFIX) and head.isdigit() else None
+
+
 def remove_stale_temp_files(root: str | Path) -> int:
-    """Delete temporary files left below ``root`` by killed runs; return how many."""
+    """Delete temporary files left below ``root`` by killed runs; return how many.
+
+    Files of writers that are still alive (their pid is in the name) are kept, so a
+    cleanup never deletes another run's in-flight file. Symlinks are never followed.
+    """
     removed = 0
     for tmp in Path(root).rglob(f"{TEMP_PREFIX}*"):
-        if tmp.is_file():
+        if tmp.is_symlink() or not tmp.is_file():
+            continue
+        pid = temp_file_writer(tmp.name)
+        if pid is not None and _pid_alive(pid):
+            continue
+        with contextlib.suppress(OSError):
             tmp.unlink()
             removed += 1
     return removed

@@ -3,15 +3,21 @@
 The same function runs under every executor, so results do not depend on the choice.
 Per-item failures are the function's business (it should return a failure record); an
 exception escaping it, or a worker that dies, is turned into a result by ``on_error`` so a
-batch always runs to the end.
+batch always runs to the end. A dead worker is pinned on the item that killed it (the
+others are re-run), and pool workers exit on their own when their parent process dies.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Any, Literal, TypeVar, cast
 
@@ -100,6 +106,81 @@ def map_unordered(
         bar.close()
 
 
+class WorkerDiedError(ExpokitError):
+    """A pool worker process died (killed, out of memory, crashed in native code)."""
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (killed: out of memory or by a person)" if name == "SIGKILL" else ""
+        return f"{name}{hint}"
+    return f"exit code {exitcode}"
+
+
+def _watch_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """Exit this worker as soon as its parent is gone (e.g. ``kill -9`` of the parent), so no
+    orphan keeps writing or holds memory."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="expokit-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, parent_pid: int) -> None:
+    """Pool initializer: native thread budget and the parent watchdog."""
+    _limit_native_threads(threads)
+    _watch_parent(parent_pid)
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads, os.getpid()),
+    )
+
+
+def _exit_codes(pool: ProcessPoolExecutor) -> list[int | None]:
+    # ProcessPoolExecutor keeps its processes privately; read them only to explain a death.
+    processes = getattr(pool, "_processes", None) or {}
+    return [p.exitcode for p in list(processes.values())]
+
+
+def _run_alone(fn: Callable[[T], R], item: T) -> tuple[bool, Any]:
+    """Run ``fn(item)`` in a fresh one-worker pool: ``(True, result_or_exception)`` or
+    ``(False, WorkerDiedError)`` when the worker died again."""
+    pool = _new_pool(1)
+    try:
+        future = pool.submit(fn, item)
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        try:
+            return True, future.result()
+        except BrokenProcessPool:
+            for process in processes:
+                process.join(timeout=5)
+            codes = [p.exitcode for p in processes] or _exit_codes(pool)
+            died = next((c for c in codes if c not in (0, None)), None)
+            return False, WorkerDiedError(
+                f"worker process died ({_describe_exit(died)}) while processing this item"
+            )
+        except Exception as exc:
+            return True, exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _map_process_pool(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -107,18 +188,39 @@ def _map_process_pool(
     on_error: Callable[[T, BaseException], R],
     bar: tqdm[Any],
 ) -> Iterator[tuple[int, R]]:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_limit_native_threads,
-        initargs=(threads,),
-    ) as pool:
-        futures: dict[Future[R], int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
-        for future in as_completed(futures):
-            index = futures[future]
+    """At most ``workers`` items in flight, so when a worker dies the items it may have
+    been running are known. Those are re-run one at a time in a fresh worker: the one that
+    kills its worker again is named through ``on_error``; the others and every item not
+    yet started finish normally."""
+    pending = deque(range(len(items)))
+    while pending:
+        suspects: list[int] = []
+        pool = _new_pool(workers)
+        try:
+            in_flight: dict[Future[R], int] = {}
+            while (pending or in_flight) and not suspects:
+                while pending and len(in_flight) < workers:
+                    index = pending.popleft()
+                    in_flight[pool.submit(fn, items[index])] = index
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = in_flight.pop(future)
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        suspects.append(index)
+                        continue
+                    bar.update(1)
+                    yield index, _settle(future.result, items[index], on_error)
+                if suspects:
+                    suspects += in_flight.values()  # the pool is gone: they died with it
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for index in sorted(suspects):
+            finished, value = _run_alone(fn, items[index])
             bar.update(1)
-            yield index, _settle(future.result, items[index], on_error)
+            if finished and not isinstance(value, BaseException):
+                yield index, value
+            else:
+                yield index, on_error(items[index], value)
 
 
 def _map_ray(

@@ -1,0 +1,147 @@
+"""One writer per root: an advisory lock file, released by the OS when its process dies.
+
+``.expokit/lock`` is locked with ``flock`` (``msvcrt.locking`` on Windows) for as long as
+the command runs, and holds who took it (pid, host, command, time) so a second writer is
+told ``"<root> is in use by pid N (expokit curate build) since T"``. A process killed with
+``kill -9`` loses its lock at once (the kernel drops it), so a stale lock file is simply
+taken over: no pid guessing, no manual cleanup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from expokit.core.errors import ExpokitError
+
+LOCK_FILE = ".expokit/lock"
+
+
+class RootInUseError(ExpokitError):
+    """Another process holds the root's lock."""
+
+
+def _try_lock(handle: IO[bytes]) -> bool:
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _unlock(handle: IO[bytes]) -> None:
+    if sys.platform == "win32":  # pragma: no cover
+        import msvcrt
+
+        with contextlib.suppress(OSError):
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        return
+    import fcntl
+
+    with contextlib.suppress(OSError):
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def lock_holder(root: str | Path) -> dict[str, Any] | None:
+    """What the lock file of ``root`` says about its last holder (may be stale)."""
+    try:
+        data = json.loads((Path(root) / LOCK_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class RootLock:
+    """Exclusive lock on a root folder for one command; a context manager.
+
+    Parameters
+    ----------
+    root
+        The folder (created if missing).
+    purpose
+        What the holder does, shown to a second writer (``"expokit curate build"``).
+
+    Raises
+    ------
+    RootInUseError
+        On enter, when another live process holds the lock.
+    """
+
+    def __init__(self, root: str | Path, purpose: str) -> None:
+        self.root = Path(root)
+        self.purpose = purpose
+        self._handle: IO[bytes] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.root / LOCK_FILE
+
+    def acquire(self) -> RootLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Opened without truncation: the holder's record must survive a failed attempt.
+        handle = open(self.path, "a+b")  # noqa: SIM115 - held open for the lock's lifetime
+        if not _try_lock(handle):
+            handle.close()
+            holder = lock_holder(self.root) or {}
+            raise RootInUseError(
+                f"{self.root} is in use by pid {holder.get('pid', '?')} "
+                f"({holder.get('purpose', 'another expokit command')}"
+                f"{' on ' + str(holder['host']) if holder.get('host') else ''}) since "
+                f"{holder.get('since', '?')}; wait for it to finish or stop it"
+            )
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "purpose": self.purpose,
+            "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(record).encode())
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        _unlock(self._handle)
+        self._handle.close()
+        self._handle = None
+
+    def __enter__(self) -> RootLock:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def locked_root(root: str | Path, purpose: str) -> Iterator[Path]:
+    """``with locked_root(out, "expokit curate build"):`` holds the root's lock."""
+    with RootLock(root, purpose):
+        yield Path(root)
