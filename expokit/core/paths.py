@@ -51,10 +51,15 @@ class PathEscapeError(ExpokitError):
 
 def is_safe_name(value: object) -> bool:
     """True when ``value`` is a str that may become one path component."""
-    return isinstance(value, str) and SAFE_NAME.fullmatch(value) is not None and value not in {
-        ".",
-        "..",
-    }
+    return (
+        isinstance(value, str)
+        and SAFE_NAME.fullmatch(value) is not None
+        and value
+        not in {
+            ".",
+            "..",
+        }
+    )
 
 
 def check_name(value: object, what: str, *, where: str = "") -> str:
@@ -143,7 +148,7 @@ def symlinks_leaving(root: str | Path) -> list[Path]:
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        return a.exists() and b.exists() and a.samefile(b)
     except OSError:
         return False
 
