@@ -70,3 +70,27 @@ def test_read_only_folder(tmp_path: Path) -> None:
             ensure_writable_dir(folder)
     finally:
         folder.chmod(0o700)
+
+
+def test_stale_temp_cleanup_spares_live_writers(tmp_path: Path) -> None:
+    """A second run's cleanup must not delete a file another live process is writing."""
+    import os
+    import subprocess
+    import sys
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        live = tmp_path / f"{TEMP_PREFIX}{sleeper.pid}-0123456789ab-x.png"
+        live.write_bytes(b"in flight")
+        dead_pid = 2**22 + 12345  # above the default pid_max: never a live process
+        dead = tmp_path / f"{TEMP_PREFIX}{dead_pid}-0123456789ab-y.png"
+        dead.write_bytes(b"left by a killed run")
+        with atomic_path(tmp_path / "z.png") as tmp:
+            assert tmp.name.startswith(f"{TEMP_PREFIX}{os.getpid()}-")
+            tmp.write_bytes(b"")
+        assert remove_stale_temp_files(tmp_path) == 1
+        assert live.exists() and not dead.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert remove_stale_temp_files(tmp_path) == 1  # the writer is gone now
