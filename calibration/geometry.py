@@ -28,6 +28,7 @@ reference image is used as captured and the test image is resampled once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import re
@@ -84,7 +85,8 @@ from expokit.calibration.mirror import (
     choose_flip,
     is_upright,
 )
-from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.errors import ExpokitError, InputFileError, OutputError
+from expokit.core.paths import PathEscapeError, resolve_inside
 from expokit.core.versioned import read_versioned_json
 
 log = logging.getLogger(__name__)
@@ -1019,7 +1021,11 @@ def calibrate_geometry(
         differ by several EV. Within each camera all images have one size.
     out_dir
         Created if missing; receives ``rig_calibration.json`` and the QA PNGs
-        ``rig_qa_<pair>_checkerboard.png`` / ``rig_qa_<pair>_difference.png``.
+        ``rig_qa_<pair>_checkerboard.png`` / ``rig_qa_<pair>_difference.png``. It becomes
+        an expokit root of kind ``calibration`` (a non-empty folder expokit did not make is
+        refused; one holding ``rig_calibration.json`` is adopted) and is locked while the
+        calibration runs. QA images an earlier run listed and this run does not write are
+        removed; no other file is ever deleted.
     board
         The calibration board in the images, or ``None`` (features only).
     config
@@ -1043,9 +1049,13 @@ def calibrate_geometry(
     IntrinsicsError
         Intrinsics requested without a board or with too few views, or of the wrong size.
     OutputError
-        ``out_dir`` is not writable.
+        ``out_dir`` is not writable, is not a calibration folder, or holds input images
+        under the names of the files this writes.
+    RootInUseError
+        Another calibration is writing into ``out_dir``.
     """
-    from expokit.core.atomic import atomic_write_json, ensure_writable_dir
+    from expokit.core.lock import RootLock
+    from expokit.core.roots import claim_root
 
     config = config or GeometryConfig()
     refs = [Path(p) for p in reference_images]
@@ -1055,7 +1065,70 @@ def calibrate_geometry(
             f"need the same number (>= 1) of reference and test images, got {len(refs)} "
             f"reference and {len(tests)} test"
         )
-    out = ensure_writable_dir(out_dir)
+    _check_inputs_not_outputs(Path(out_dir), [*refs, *tests])
+    out = claim_root(out_dir, "calibration", what="calibration output folder (--out)")
+    with RootLock(out, "expokit calibrate geometry"):
+        return _calibrate_into(refs, tests, out, board, config)
+
+
+#: Names of the QA images calibrate_geometry writes (and may remove on a re-run).
+QA_IMAGE_NAME = re.compile(r"rig_qa_\d{2,}_(checkerboard|difference)\.png")
+
+
+def _check_inputs_not_outputs(out: Path, inputs: list[Path]) -> None:
+    """Refuse when an input image is a file this calibration would overwrite or remove."""
+    if not out.is_dir():
+        return
+    base = out.resolve()
+    for image in inputs:
+        resolved = image.resolve()
+        if resolved.parent == base and (
+            resolved.name == RIG_CALIBRATION_NAME or QA_IMAGE_NAME.fullmatch(resolved.name)
+        ):
+            raise OutputError(
+                f"input {image} is {resolved.name} in the output folder {out}, which this "
+                "calibration writes; move the input or choose another --out"
+            )
+
+
+def _previous_qa_images(out: Path) -> set[str]:
+    """QA image names recorded by an earlier run's rig_calibration.json in ``out`` (none when
+    missing or unreadable: then nothing is removed)."""
+    try:
+        data = json.loads((out / RIG_CALIBRATION_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return set()
+    names = data.get("qa_images") if isinstance(data, dict) else None
+    if not isinstance(names, list):
+        return set()
+    return {n for n in names if isinstance(n, str) and QA_IMAGE_NAME.fullmatch(n)}
+
+
+def _remove_stale_qa_images(out: Path, previous: set[str], current: list[str]) -> None:
+    """Delete QA images an earlier run wrote (listed in its record, named by our pattern)
+    that this run did not write: never another file, never through a symlink."""
+    for name in sorted(previous - set(current)):
+        path = out / name
+        if path.is_symlink() or not path.is_file():
+            continue
+        try:
+            resolve_inside(out, name, "QA image")
+        except PathEscapeError:
+            continue
+        path.unlink(missing_ok=True)
+
+
+def _calibrate_into(
+    refs: list[Path],
+    tests: list[Path],
+    out: Path,
+    board: BoardSpec | None,
+    config: GeometryConfig,
+) -> RigCalibration:
+    """The work of :func:`calibrate_geometry` once ``out`` is claimed and locked."""
+    from expokit.core.atomic import atomic_write_json
+
+    previous_qa = _previous_qa_images(out)
     pairs = _read_pairs(refs, tests)
     ref_size = image_size(pairs[0].reference_gray)
     test_size = image_size(pairs[0].test_gray)
@@ -1205,9 +1278,7 @@ def calibrate_geometry(
         )
     calib = _replace(calib, valid_region=region, pairs=tuple(records), qa_images=tuple(qa_names))
     atomic_write_json(out / RIG_CALIBRATION_NAME, calib.to_dict())
-    for stale in out.glob("rig_qa_*_*.png"):
-        if stale.name not in qa_names:  # left by an earlier run with more pairs
-            stale.unlink(missing_ok=True)
+    _remove_stale_qa_images(out, previous_qa, qa_names)  # an earlier run had more pairs
     log.info(
         "wrote %s (flip %s, method %s, ECC %s)",
         out / RIG_CALIBRATION_NAME,

@@ -46,9 +46,10 @@ correctly (``SyncResult.frame_map``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ from expokit.calibration.video_io import (
 )
 from expokit.core.atomic import atomic_path, atomic_write_json, ensure_writable_dir
 from expokit.core.errors import ExpokitError, InputFileError, OutputError
+from expokit.core.hashing import sha256_file
+from expokit.core.paths import check_output_file
 from expokit.core.versioned import read_versioned_json
 
 #: Version of the ``sync.json`` layout; bump on incompatible changes.
@@ -1010,10 +1013,67 @@ def synchronize(
 # ----------------------------------------------------------------------------- files
 
 
-def write_sync_json(result: SyncResult, path: str | Path) -> Path:
-    """Write ``result`` as ``sync.json`` atomically; return the path."""
+#: Key of ``sync.json`` recording the ``--apply`` copies written with it (path, sha256), so
+#: a re-run may replace exactly those files and no other.
+APPLIED_KEY = "applied_outputs"
+
+
+def is_sync_json(path: str | Path) -> bool:
+    """True when ``path`` holds a ``sync.json`` written by expokit (an earlier output that
+    a re-run may replace)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return (
+        isinstance(data, dict)
+        and "format_version" in data
+        and isinstance(data.get("convention"), str)
+        and "offset_s" in data
+    )
+
+
+def check_sync_json_target(path: str | Path, inputs: Sequence[str | Path]) -> Path:
+    """``path`` when ``sync.json`` may be written there.
+
+    Raises
+    ------
+    OutputError
+        ``path`` is one of ``inputs`` (a video), a file an expokit root tracks (a dataset's
+        ``manifest.parquet``, a session's journal, ...), a folder, or an existing file that
+        is not an earlier ``sync.json``.
+    """
+    return check_output_file(
+        path, inputs=inputs, what="sync.json output (--out)", is_own_output=is_sync_json
+    )
+
+
+def recorded_outputs(path: str | Path) -> dict[Path, str]:
+    """``--apply`` copies recorded by an earlier ``sync.json`` at ``path``: resolved path to
+    sha256. Empty when there is none or the file is not ours."""
+    if not is_sync_json(path):
+        return {}
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    recorded: dict[Path, str] = {}
+    for item in data.get(APPLIED_KEY) or []:
+        if isinstance(item, dict) and isinstance(item.get("path"), str):
+            recorded[Path(item["path"]).resolve()] = str(item.get("sha256"))
+    return recorded
+
+
+def write_sync_json(result: SyncResult, path: str | Path, applied: Sequence[Path] = ()) -> Path:
+    """Write ``result`` as ``sync.json`` atomically; return the path.
+
+    ``applied`` are the ``--apply`` copies written from it; their paths and hashes are
+    recorded so that a re-run may replace them (:func:`apply_sync`).
+    """
     target = Path(path)
-    atomic_write_json(target, result.to_dict())
+    document = result.to_dict()
+    if applied:
+        document[APPLIED_KEY] = [
+            {"path": str(p.resolve()), "sha256": sha256_file(p)} for p in applied
+        ]
+    atomic_write_json(target, document)
     return target
 
 
@@ -1097,7 +1157,39 @@ def _write_trimmed(media: MediaInfo, start_s: float, duration_s: float, target: 
             ) from None
 
 
-def apply_sync(result: SyncResult, out_dir: str | Path) -> list[Path]:
+def apply_targets(
+    result: SyncResult, out_dir: str | Path, recorded: Mapping[Path, str] | None = None
+) -> list[Path]:
+    """The two files :func:`apply_sync` writes, checked before anything is written.
+
+    Parameters
+    ----------
+    recorded
+        Earlier ``--apply`` copies (:func:`recorded_outputs`); an existing target is
+        replaced only when it is one of them, unchanged since (same sha256).
+
+    Raises
+    ------
+    OutputError
+        A target is one of the inputs, a tracked file of an expokit root, or an existing
+        file expokit did not write.
+    """
+    known = dict(recorded or {})
+
+    def own(path: Path) -> bool:
+        digest = known.get(path.resolve())
+        return digest is not None and path.is_file() and sha256_file(path) == digest
+
+    inputs = [result.media_a.path, result.media_b.path]
+    targets = [Path(out_dir) / name for name in _output_names(result)]
+    for target in targets:
+        check_output_file(target, inputs=inputs, what="--apply output", is_own_output=own)
+    return targets
+
+
+def apply_sync(
+    result: SyncResult, out_dir: str | Path, recorded: Mapping[Path, str] | None = None
+) -> list[Path]:
     """Write trimmed, synchronized copies of A and B into ``out_dir``.
 
     Both copies start at the same instant (A cut at ``start_a``, B at ``time_in_b(start_a)``,
@@ -1106,15 +1198,17 @@ def apply_sync(result: SyncResult, out_dir: str | Path) -> list[Path]:
     inputs become WAV. Clock drift is *not* resampled away (:func:`drift_warning` says when
     it moves the copies apart by more than half a frame).
 
+    Existing files are replaced only when ``recorded`` (an earlier ``sync.json``'s
+    :func:`recorded_outputs`) lists them unchanged; see :func:`apply_targets`.
+
     Returns
     -------
     list[Path]
         ``[copy_of_a, copy_of_b]``.
     """
-    folder = ensure_writable_dir(out_dir)
+    outputs = apply_targets(result, out_dir, recorded)
+    ensure_writable_dir(out_dir)
     start_a, start_b, duration = trim_plan(result)
-    name_a, name_b = _output_names(result)
-    outputs = [folder / name_a, folder / name_b]
     with ThreadPoolExecutor(max_workers=2) as pool:  # two ffmpeg encodes at once
         jobs = [
             pool.submit(_write_trimmed, result.media_a, start_a, duration, outputs[0]),
@@ -1180,6 +1274,7 @@ def describe_result(result: SyncResult) -> list[str]:
 
 
 __all__: Sequence[str] = (
+    "APPLIED_KEY",
     "CONVENTION",
     "METHODS",
     "SYNC_FORMAT_VERSION",
@@ -1194,16 +1289,20 @@ __all__: Sequence[str] = (
     "SyncResult",
     "WindowOffset",
     "apply_sync",
+    "apply_targets",
     "audio_offset",
     "brightness_events",
     "brightness_offset",
     "check_audible",
+    "check_sync_json_target",
     "coarse_audio_offset",
     "describe_result",
     "drift_warning",
     "estimate_drift",
     "frame_map",
+    "is_sync_json",
     "load_sync_json",
+    "recorded_outputs",
     "rms_dbfs",
     "synchronize",
     "trim_plan",

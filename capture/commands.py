@@ -15,6 +15,7 @@ from expokit.capture.runner import Rig, RunReport, Shooter
 from expokit.capture.session import Session, ShotPlan
 from expokit.core.atomic import ensure_writable_dir
 from expokit.core.errors import ExpokitError
+from expokit.core.paths import check_name
 
 #: Free space below which doctor warns (bytes): a few hundred RAW pairs.
 LOW_DISK_BYTES = 5 * 1024**3
@@ -130,11 +131,17 @@ def shoot(
     session_name: str | None = None,
     progress: bool = True,
 ) -> tuple[Session, RunReport]:
-    """Create a session and shoot ``kind`` (``pair``, ``bracket`` or ``video``)."""
-    ensure_writable_dir(config.output_root)  # before touching any camera
+    """Create a session and shoot ``kind`` (``pair``, ``bracket`` or ``video``).
+
+    The session folder is created (and locked) only after the name, the output root and
+    the cameras are checked; it stays locked until the command ends.
+    """
+    if session_name:  # before touching any camera or folder
+        check_name(session_name, "session name", where="--session")
+    ensure_writable_dir(config.output_root)
     with Rig(config) as rig:
         rig.preflight()
-        session = Session.create(config, session_name)
+        session = Session.create(config, session_name, purpose=f"expokit capture {kind}")
         try:
             shooter = Shooter(rig, session, progress=progress)
             plans: list[ShotPlan]
@@ -159,8 +166,14 @@ def shoot(
 
 
 def resume(session_dir: str | Path, progress: bool = True) -> tuple[Session, RunReport]:
-    """Finish every planned shot of a session that is not done, keeping its index."""
-    session = Session.open(session_dir)
+    """Finish every planned shot of a session that is not done, keeping its index.
+
+    Raises
+    ------
+    RootInUseError
+        Another command (a shoot or a resume) has the session open.
+    """
+    session = Session.open(session_dir, purpose="expokit capture resume")
     try:
         pending = session.state().pending
         with Rig(session.config) as rig:

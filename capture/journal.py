@@ -8,6 +8,11 @@ journal is reopened, and readers skip it; nothing in the file is ever modified.
 Events (``event`` field): ``session_started``, ``session_resumed``, ``settings_applied``,
 ``planned``, ``triggered``, ``file_added``, ``downloaded``, ``exif_check``, ``retry``,
 ``error``, ``reconnected``, ``shot_done``, ``command_finished``.
+
+A ``file`` field names a file in the session's ``files/`` folder (beside the journal).
+:func:`read_journal` refuses a journal whose ``file`` would leave that folder (``..``, an
+absolute path, a symlink pointing out), naming the journal and the line, so no reader of
+a journal (resume, ``curate build``, ``calibrate pair-stills``) opens a file outside it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from expokit.core.paths import PathEscapeError, resolve_inside
+
+#: Folder beside the journal that its ``file`` fields are relative to.
+FILES_DIR = "files"
 
 
 class Journal:
@@ -70,11 +80,20 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def read_journal(path: str | Path) -> tuple[list[dict[str, Any]], int]:
-    """All complete events of a journal and the number of unreadable (torn) lines skipped."""
+    """All complete events of a journal and the number of unreadable (torn) lines skipped.
+
+    Raises
+    ------
+    PathEscapeError
+        An event's ``file`` is not a path inside the session's ``files/`` folder; the
+        message names the journal and the line.
+    """
+    journal = Path(path)
+    files_dir = journal.parent / FILES_DIR
     events: list[dict[str, Any]] = []
     skipped = 0
-    with Path(path).open("rb") as handle:
-        for raw in handle:
+    with journal.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
             if not raw.endswith(b"\n"):
                 skipped += 1  # torn last line: the process died mid-write
                 continue
@@ -84,7 +103,21 @@ def read_journal(path: str | Path) -> tuple[list[dict[str, Any]], int]:
                 skipped += 1
                 continue
             if isinstance(entry, dict) and "event" in entry:
+                if "file" in entry:
+                    _check_file_field(entry["file"], files_dir, journal, line_number)
                 events.append(entry)
             else:
                 skipped += 1
     return events, skipped
+
+
+def _check_file_field(value: object, files_dir: Path, journal: Path, line_number: int) -> None:
+    try:
+        if not isinstance(value, str):
+            raise PathEscapeError(f"file {value!r} is not text")
+        resolve_inside(files_dir, value, "file")
+    except PathEscapeError as exc:
+        raise PathEscapeError(
+            f"{journal}, line {line_number}: {exc}; the journal may only name files inside "
+            f"{files_dir}"
+        ) from None

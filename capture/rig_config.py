@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,15 +41,102 @@ import tomllib
 from expokit.capture.aliases import GENERIC_SETTINGS
 from expokit.capture.exposure import f_number, iso_value, shutter_seconds
 from expokit.core.errors import ExpokitError
+from expokit.core.paths import is_safe_name
+from expokit.curation.ev import ev_token
 
 ROLES: tuple[str, ...] = ("reference", "test")
 TRIGGER_MODES: tuple[str, ...] = ("threaded", "sequential")
 TEMPLATE_FIELDS = {"session", "index", "role", "ev_token", "ext", "kind", "serial"}
 REQUIRED_TEMPLATE_FIELDS = {"index", "role", "ev_token", "ext"}
+#: Largest width or precision in a template's format spec (a name is at most 128 characters).
+MAX_TEMPLATE_WIDTH = 128
+#: A session folder name as :meth:`expokit.capture.session.Session.create` makes one, for
+#: checking the template's result at config load.
+SAMPLE_SESSION = "20240131-235959-session-name"
+#: Python's standard format spec (``[[fill]align][sign][z][#][0][width][,_][.precision][type]``).
+_FORMAT_SPEC = re.compile(
+    r"(?:(?P<fill>.)?[<>=^])?[+\- ]?z?#?0?(?P<width>\d+)?[_,]?(?:\.(?P<precision>\d+))?"
+    r"[bcdeEfFgGnosxX%]?",
+    re.DOTALL,
+)
 
 
 class RigConfigError(ExpokitError):
     """The rig configuration is invalid; the message names the file and the key."""
+
+
+def check_filename_template(template: str, samples: list[dict[str, Any]]) -> None:
+    """Check that ``template`` can only ever produce one safe file name inside ``files/``.
+
+    Only the named fields of :data:`TEMPLATE_FIELDS` with plain format specs are allowed:
+    no attribute or index access (``{index.__class__}``, ``{role[0]}``), no conversions
+    (``{role!r}``), no nested fields in specs, no ``/``, ``\\`` or ``..`` in the literal
+    text. The template is then rendered with every sample and each result must be a safe
+    name (:func:`expokit.core.paths.is_safe_name`), so a bad spec such as ``{index:zz}``
+    fails here, before a session folder exists.
+
+    Raises
+    ------
+    ValueError
+        Naming the template and the problem.
+    """
+    where = f"filename_template {template!r}"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{where} is not a valid format string: {exc}") from None
+    fields: set[str] = set()
+    for literal, name, spec, conversion in parsed:
+        if any(bad in literal for bad in ("/", "\\", "..")):
+            raise ValueError(
+                f"{where}: its text may not contain '/', '\\' or '..' "
+                "(files stay directly inside the session's files/ folder)"
+            )
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS:
+            detail = (
+                "attribute and index access are not allowed"
+                if name.split(".")[0].split("[")[0] in TEMPLATE_FIELDS
+                else f"available: {sorted(TEMPLATE_FIELDS)}"
+            )
+            raise ValueError(f"{where} has unknown fields: {{{name}}}; {detail}")
+        if conversion is not None:
+            raise ValueError(
+                f"{where}: conversions such as {{{name}!{conversion}}} are not allowed"
+            )
+        if spec and ("{" in spec or "}" in spec):
+            raise ValueError(f"{where}: nested fields in the spec of {{{name}}} are not allowed")
+        match = _FORMAT_SPEC.fullmatch(spec or "")
+        if match is None:
+            raise ValueError(f"{where}: {{{name}:{spec}}} is not a valid format spec")
+        if match["fill"] in ("/", "\\", "."):
+            raise ValueError(
+                f"{where}: {{{name}:{spec}}} pads with {match['fill']!r} "
+                "(padding with '/', '\\' or '.' could make a path)"
+            )
+        if any(int(match[part] or 0) > MAX_TEMPLATE_WIDTH for part in ("width", "precision")):
+            raise ValueError(
+                f"{where}: {{{name}:{spec}}} is wider than a file name may be "
+                f"({MAX_TEMPLATE_WIDTH} characters)"
+            )
+        fields.add(name)
+    if REQUIRED_TEMPLATE_FIELDS - fields:
+        raise ValueError(
+            f"filename_template must contain {sorted(REQUIRED_TEMPLATE_FIELDS - fields)} "
+            "(names must carry role, index and EV, and keep the camera's extension)"
+        )
+    for values in samples:
+        try:
+            name = template.format(**values)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where} cannot be rendered: {exc}") from None
+        if not is_safe_name(name):
+            raise ValueError(
+                f"{where} makes {name!r}, which is not a single safe file name "
+                "(letters, digits, '.', '_' and '-', starting with a letter or digit, "
+                "at most 128 characters)"
+            )
 
 
 @dataclass(frozen=True)
@@ -135,21 +223,7 @@ class RigConfig:
         for role in self.bracket_roles:
             if role not in ROLES:
                 raise ValueError(f"bracket_roles: unknown role {role!r}")
-        fields = {
-            f[1].split(".")[0].split("[")[0]
-            for f in string.Formatter().parse(self.filename_template)
-            if f[1]
-        }
-        if fields - TEMPLATE_FIELDS:
-            raise ValueError(
-                f"filename_template uses unknown fields {sorted(fields - TEMPLATE_FIELDS)}; "
-                f"available: {sorted(TEMPLATE_FIELDS)}"
-            )
-        if REQUIRED_TEMPLATE_FIELDS - fields:
-            raise ValueError(
-                f"filename_template must contain {sorted(REQUIRED_TEMPLATE_FIELDS - fields)} "
-                "(names must carry role, index and EV, and keep the camera's extension)"
-            )
+        check_filename_template(self.filename_template, self._template_samples())
         for role_config in self.roles.values():
             for key in role_config.settings:
                 if (
@@ -157,6 +231,25 @@ class RigConfig:
                     and not key.replace("-", "").replace("_", "").isalnum()
                 ):
                     raise ValueError(f"setting name {key!r} is not valid")
+
+    def _template_samples(self) -> list[dict[str, Any]]:
+        """Plausible field values for rendering the template once per role, kind and EV."""
+        evs = {0.0, self.ev_offset, *self.bracket, *(self.ev_offset + b for b in self.bracket)}
+        return [
+            {
+                "session": SAMPLE_SESSION,
+                "index": index,
+                "role": role,
+                "ev_token": ev_token(ev),
+                "ext": ext,
+                "kind": kind,
+                "serial": self.roles[role].serial,
+            }
+            for role in ROLES
+            for kind, ext in (("pair", ".nef"), ("bracket", ".cr2"), ("video", ".mov"))
+            for index in (1, 99999)
+            for ev in sorted(evs)
+        ]
 
     @property
     def serials(self) -> dict[str, str]:

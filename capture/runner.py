@@ -505,7 +505,7 @@ class Shooter:
         plan = fired.plan
         ext = Path(fired.camera_file.name).suffix or ".bin"
         name = self.session.filename(plan, fired.role, ext)
-        target = self.session.files_dir / name
+        target = self.session.file_path(name)  # never outside files/, never through a link
         if target.exists():
             raise OutputError(f"{target} already exists; a session never overwrites a file")
         with atomic_path(target) as tmp:

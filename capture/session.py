@@ -6,6 +6,13 @@ Layout::
         rig.json          resolved RigConfig (what was really used)
         journal.jsonl     append-only event log (see expokit.capture.journal)
         files/            downloaded images and movies, named by the rig's template
+        .expokit/         root marker (kind "session") and the writer's lock
+
+A session is an expokit root: it is created as a new folder (an existing one is never
+reused) and an open :class:`Session` holds its :class:`~expokit.core.lock.RootLock` until
+:meth:`Session.close`, so a second command writing into it (two ``capture resume``) is
+refused with "in use by pid N". Every file name comes from the rig's checked template and
+is resolved inside ``files/`` before it is written or read.
 
 The session state (which shots are planned, which role files are downloaded, which shots are
 done) is derived from the journal alone, so a session killed at any point can be resumed:
@@ -15,6 +22,7 @@ written but not yet journaled is adopted rather than overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -26,7 +34,10 @@ from typing import Any
 from expokit.capture.journal import Journal, read_journal
 from expokit.capture.rig_config import RigConfig
 from expokit.core.atomic import atomic_write_json, ensure_writable_dir, remove_stale_temp_files
-from expokit.core.errors import ExpokitError
+from expokit.core.errors import ExpokitError, OutputError
+from expokit.core.lock import RootLock
+from expokit.core.paths import check_name, resolve_inside
+from expokit.core.roots import claim_root
 from expokit.curation.ev import ev_token
 
 CONFIG_FILE = "rig.json"
@@ -71,12 +82,15 @@ class SessionState:
 
 
 class Session:
-    """An open session folder with its journal."""
+    """An open session folder with its journal and, while open, its root lock."""
 
-    def __init__(self, root: Path, config: RigConfig, journal: Journal) -> None:
+    def __init__(
+        self, root: Path, config: RigConfig, journal: Journal, lock: RootLock | None = None
+    ) -> None:
         self.root = root
         self.config = config
         self.journal = journal
+        self.lock = lock
 
     @property
     def session_id(self) -> str:
@@ -87,34 +101,84 @@ class Session:
         return self.root / FILES_DIR
 
     @classmethod
-    def create(cls, config: RigConfig, name: str | None = None) -> Session:
-        """Make a new, uniquely named session folder under the rig's output root."""
+    def create(
+        cls, config: RigConfig, name: str | None = None, purpose: str = "expokit capture"
+    ) -> Session:
+        """Make a new, uniquely named session folder under the rig's output root and lock it.
+
+        Parameters
+        ----------
+        config
+            The rig (its ``output_root`` receives the session folder).
+        name
+            Appended to the time stamp; must be a safe name (``check_name``).
+        purpose
+            Shown to a second writer that finds the session locked.
+
+        Raises
+        ------
+        UnsafeNameError
+            ``name`` has characters that may not appear in a folder name.
+        """
+        base = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        if name:
+            base = check_name(
+                f"{base}-{check_name(name, 'session name', where='--session')}",
+                "session folder name",
+                where="--session",
+            )
         root_dir = ensure_writable_dir(config.output_root)
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = f"{stamp}-{_safe(name)}" if name else stamp
         root = root_dir / base
         suffix = 1
-        while root.exists():  # never reuse (and so never overwrite) a session folder
-            suffix += 1
-            root = root_dir / f"{base}-{suffix}"
-        (root / FILES_DIR).mkdir(parents=True)
-        atomic_write_json(root / CONFIG_FILE, config.to_dict())
-        session = cls(root, config, Journal(root / JOURNAL_FILE))
-        session.journal.append("session_started", session=root.name, rig=config.to_dict())
+        while True:  # mkdir without exist_ok: a session folder is never reused
+            try:
+                root.mkdir()
+                break
+            except FileExistsError:
+                suffix += 1
+                root = root_dir / f"{base}-{suffix}"
+            except OSError as exc:
+                raise OutputError(f"cannot create session folder {root}: {exc}") from None
+        claim_root(root, "session", what="session folder")
+        lock = RootLock(root, purpose).acquire()
+        try:
+            (root / FILES_DIR).mkdir()
+            atomic_write_json(root / CONFIG_FILE, config.to_dict())
+            session = cls(root, config, Journal(root / JOURNAL_FILE), lock)
+            session.journal.append("session_started", session=root.name, rig=config.to_dict())
+        except BaseException:
+            lock.release()
+            raise
         return session
 
     @classmethod
-    def open(cls, path: str | Path) -> Session:
-        """Reopen an existing session folder (for ``expokit capture resume``)."""
+    def open(cls, path: str | Path, purpose: str = "expokit capture resume") -> Session:
+        """Reopen and lock an existing session folder (for ``expokit capture resume``).
+
+        Raises
+        ------
+        RootInUseError
+            Another process has the session open.
+        PathEscapeError
+            A journal line names a file outside the session's ``files/`` folder.
+        """
         root = Path(path)
         config_file = root / CONFIG_FILE
         if not config_file.is_file() or not (root / JOURNAL_FILE).is_file():
             raise ExpokitError(f"{root}: not a capture session (no {CONFIG_FILE} / {JOURNAL_FILE})")
-        data = json.loads(config_file.read_text())
-        config = RigConfig.from_dict(data)
-        session = cls(root, config, Journal(root / JOURNAL_FILE))
-        removed = remove_stale_temp_files(root / FILES_DIR)
-        session.journal.append("session_resumed", session=root.name, stale_temp_removed=removed)
+        claim_root(root, "session", what="session folder")  # adopts sessions made before markers
+        lock = RootLock(root, purpose).acquire()
+        try:
+            try:
+                config = RigConfig.from_dict(json.loads(config_file.read_text()))
+            except (OSError, ValueError, TypeError) as exc:
+                raise ExpokitError(f"{config_file}: not a usable rig config: {exc}") from None
+            session = cls(root, config, Journal(root / JOURNAL_FILE), lock)
+            removed = remove_stale_temp_files(root / FILES_DIR)
+            session.journal.append("session_resumed", session=root.name, stale_temp_removed=removed)
+        except BaseException:
+            lock.release()
+            raise
         return session
 
     def state(self) -> SessionState:
@@ -145,29 +209,45 @@ class Session:
         return plans
 
     def filename(self, plan: ShotPlan, role: str, ext: str) -> str:
-        """File name for ``role`` of ``plan`` from the rig's template (extension lower-cased)."""
+        """File name for ``role`` of ``plan`` from the rig's template (extension lower-cased).
+
+        Raises
+        ------
+        UnsafeNameError
+            The name is not one safe path component (an extension with odd characters).
+        """
         ev = float(plan.roles[role].get("ev", 0.0))
-        return self.config.filename_template.format(
+        name = self.config.filename_template.format(
             session=self.session_id, index=plan.index, role=role, ev_token=ev_token(ev),
             ext=ext.lower(), kind=plan.kind, serial=self.config.roles[role].serial,
         )  # fmt: skip
+        return check_name(name, "file name", where=f"{self.root / CONFIG_FILE} filename_template")
+
+    def file_path(self, name: str) -> Path:
+        """Path of ``name`` inside ``files/``; :class:`PathEscapeError` if it would leave it
+        (``..``, absolute, or a symlink pointing out of the folder)."""
+        return resolve_inside(self.files_dir, name, "session file")
 
     def orphan_for(self, plan: ShotPlan, role: str) -> Path | None:
         """A file for ``role`` of ``plan`` on disk that the journal does not know (written
-        just before a crash), matched by the template with any extension."""
+        just before a crash), matched by the template with any extension. Symlinks are
+        never adopted: the session only trusts files it wrote."""
         stem = Path(self.filename(plan, role, ".x")).stem
-        matches = sorted(self.files_dir.glob(f"{glob_escape(stem)}.*"))
-        return matches[0] if matches else None
+        matches = sorted(
+            p for p in self.files_dir.glob(f"{glob_escape(stem)}.*") if not p.is_symlink()
+        )
+        return self.file_path(matches[0].name) if matches else None
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
     def close(self) -> None:
+        """Close the journal and release the session's lock."""
         self.journal.close()
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "session"
+        if self.lock is not None:
+            with contextlib.suppress(OSError):
+                self.lock.release()
+            self.lock = None
 
 
 def glob_escape(text: str) -> str:

@@ -26,7 +26,8 @@ from expokit.core.errors import ExpokitError
 from expokit.curation.splits import SplitSpec
 
 #: Version of the per-pair algorithm; bump when a change alters outputs or metrics.
-BUILD_ALGORITHM_VERSION = 1
+#: 2: ``valid_x/y`` in stored pixels (0 when cropped), capture EVs from EXIF.
+BUILD_ALGORITHM_VERSION = 2
 
 SOURCE_KINDS: tuple[str, ...] = ("capture", "render", "sequences", "msec")
 KIND_CHOICES: tuple[str, ...] = ("auto", *SOURCE_KINDS)
@@ -45,11 +46,99 @@ QA_FLAGS: tuple[str, ...] = (
     "clipped_target",
     "small_valid_region",
     "flicker",
+    "exif_mismatch",
 )
+
+#: The type each :class:`BuildConfig` field takes, checked by :func:`check_type`:
+#: ``bool``, ``int``, ``float`` (an int is accepted and converted), ``str``, ``str-list``
+#: (a list of strings); a trailing ``?`` allows ``None``.
+FIELD_TYPES: dict[str, str] = {
+    "kind": "str",
+    "target_ev": "float",
+    "target_rank": "int?",
+    "sequence_order": "str",
+    "ecc_refine": "bool",
+    "ecc_max_side": "int",
+    "ecc_motions": "str-list",
+    "ecc_max_shift": "float",
+    "max_side": "int?",
+    "crop": "bool",
+    "image_format": "str",
+    "jpeg_quality": "int",
+    "png_compression": "int",
+    "clip_dark": "int",
+    "clip_bright": "int",
+    "flow_max_side": "int",
+    "video_frame_step": "int",
+    "capture_scene": "str",
+    "render_format": "str?",
+}
+
+_TYPE_WORDS = {
+    "bool": "true or false (a boolean)",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "str-list": "a list of strings",
+}
 
 
 class BuildConfigError(ExpokitError):
-    """A build parameter is out of range or unknown."""
+    """A build parameter is out of range, of the wrong type, or unknown."""
+
+
+def check_type(key: str, value: Any, expected: str, *, what: str = "build parameter") -> Any:
+    """Return ``value`` when it has the ``expected`` type, else raise :class:`BuildConfigError`.
+
+    A config file is untyped text: ``"false"`` is a non-empty string (truthy), ``1.5`` a
+    frame step, ``True`` an integer to Python. None of these is accepted silently.
+
+    Parameters
+    ----------
+    key
+        The parameter name, for the message.
+    value
+        The value found (from a config file, an option or a caller).
+    expected
+        ``bool``, ``int``, ``float``, ``str`` or ``str-list``, with a trailing ``?`` when
+        ``None`` is allowed (see :data:`FIELD_TYPES`).
+    what
+        What ``key`` is, for the message.
+
+    Returns
+    -------
+    Any
+        ``value``, with an int converted to float for ``float`` and a list to a tuple for
+        ``str-list``.
+    """
+    optional = expected.endswith("?")
+    base = expected.rstrip("?")
+    if value is None and optional:
+        return None
+    ok = False
+    if base == "bool":
+        ok = isinstance(value, bool)
+    elif base == "int":
+        # bool is an int subclass, and a float that happens to be whole is still a float.
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise BuildConfigError(f"{what} {key}: expected a finite number, got {value!r}")
+        value = float(value) if ok else value
+    elif base == "str":
+        ok = isinstance(value, str)
+    elif base == "str-list":
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    else:
+        raise ValueError(f"unknown expected type {expected!r}")
+    if not ok:
+        wanted = _TYPE_WORDS[base] + (" or null" if optional else "")
+        raise BuildConfigError(
+            f"{what} {key}: expected {wanted}, got {value!r} ({type(value).__name__})"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -87,12 +176,8 @@ class QaThresholds:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise BuildConfigError(f"QA threshold {f.name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise BuildConfigError(f"QA threshold {f.name} must be finite, got {value}")
-            object.__setattr__(self, f.name, float(value))
+            value = check_type(f.name, getattr(self, f.name), "float", what="QA threshold")
+            object.__setattr__(self, f.name, value)
         for name in ("min_ssim", "min_ecc_correlation"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise BuildConfigError(f"QA threshold {name} must be in [-1, 1]")
@@ -108,6 +193,10 @@ class QaThresholds:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QaThresholds:
+        if not isinstance(data, Mapping):
+            raise BuildConfigError(
+                f"build parameter qa: expected a table of QA thresholds, got {data!r}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -120,6 +209,9 @@ class QaThresholds:
 @dataclass(frozen=True)
 class BuildConfig:
     """Every parameter of a build.
+
+    Every field is type-checked on construction (:data:`FIELD_TYPES`, :func:`check_type`):
+    a config file's ``"false"`` is not a boolean and ``1.5`` is not a frame step.
 
     Attributes
     ----------
@@ -152,8 +244,8 @@ class BuildConfig:
     jpeg_quality, png_compression
         Encoder settings.
     clip_dark, clip_bright
-        8-bit code levels at/below and at/above which a pixel counts as clipped (scaled by
-        257 for 16-bit images).
+        8-bit code levels (integers, ``0 <= dark < bright <= 255``) at/below and at/above
+        which a pixel counts as clipped (scaled by 257 for 16-bit images).
     flow_max_side
         DIS optical flow runs at most at this size (longer side); the residual is scaled
         back to stored pixels.
@@ -194,6 +286,15 @@ class BuildConfig:
     splits: SplitSpec = field(default_factory=SplitSpec)
 
     def __post_init__(self) -> None:
+        for name, expected in FIELD_TYPES.items():
+            object.__setattr__(self, name, check_type(name, getattr(self, name), expected))
+        if not isinstance(self.qa, QaThresholds):
+            raise BuildConfigError(f"build parameter qa: expected QA thresholds, got {self.qa!r}")
+        if not isinstance(self.splits, SplitSpec):
+            raise BuildConfigError(
+                f"build parameter splits: expected a split specification, got {self.splits!r}"
+            )
+
         def choice(name: str, allowed: tuple[str, ...]) -> None:
             if getattr(self, name) not in allowed:
                 raise BuildConfigError(
@@ -204,9 +305,6 @@ class BuildConfig:
         choice("sequence_order", SEQUENCE_ORDERS)
         choice("image_format", IMAGE_FORMATS)
         choice("capture_scene", CAPTURE_SCENES)
-        if not math.isfinite(self.target_ev):
-            raise BuildConfigError(f"target EV must be finite, got {self.target_ev}")
-        object.__setattr__(self, "ecc_motions", tuple(self.ecc_motions))
         if not self.ecc_motions or any(m not in ECC_MOTIONS for m in self.ecc_motions):
             raise BuildConfigError(
                 f"ECC motions must be among {', '.join(ECC_MOTIONS)}, got {self.ecc_motions}"
@@ -223,8 +321,8 @@ class BuildConfig:
             raise BuildConfigError(f"PNG compression must be 0..9, got {self.png_compression}")
         if not 0 <= self.clip_dark < self.clip_bright <= 255:
             raise BuildConfigError(
-                f"clip levels need 0 <= dark < bright <= 255, got {self.clip_dark}, "
-                f"{self.clip_bright}"
+                f"clip levels (clip_dark, clip_bright) are 8-bit code values and need "
+                f"0 <= dark < bright <= 255, got {self.clip_dark}, {self.clip_bright}"
             )
         if self.video_frame_step < 1:
             raise BuildConfigError(f"video frame step must be >= 1, got {self.video_frame_step}")
@@ -275,6 +373,10 @@ class BuildConfig:
         if "qa" in values and not isinstance(values["qa"], QaThresholds):
             values["qa"] = QaThresholds.from_dict(values["qa"])
         if "splits" in values and not isinstance(values["splits"], SplitSpec):
+            if not isinstance(values["splits"], Mapping):
+                raise BuildConfigError(
+                    f"build parameter splits: expected a table, got {values['splits']!r}"
+                )
             spec = dict(values["splits"])
             spec.pop("method", None)
             spec.pop("unit", None)
@@ -286,8 +388,6 @@ class BuildConfig:
             elif isinstance(fractions, list):
                 spec["fractions"] = tuple((str(n), float(f)) for n, f in fractions)
             values["splits"] = SplitSpec(**spec, lists_source=source)
-        if "ecc_motions" in values:
-            values["ecc_motions"] = tuple(values["ecc_motions"])
         try:
             return cls(**values)
         except TypeError as exc:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from expokit.core.atomic import atomic_path, atomic_write_json
 from expokit.core.errors import ExpokitError
+from expokit.core.paths import is_safe_name, resolve_inside
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,8 +67,8 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str, str]] = {
     "ecc_correlation": ("Float64", "", "ECC correlation after refinement (null if not run)"),
     "alignment_residual_px": ("Float64", "px", "median DIS optical-flow magnitude after alignment"),
     "photometric_gain": ("Float64", "", "linear gain target/input fitted on valid pixels"),
-    "valid_x": ("Int64", "px", "valid-region rectangle: left"),
-    "valid_y": ("Int64", "px", "valid-region rectangle: top"),
+    "valid_x": ("Int64", "px", "valid rectangle in the stored image: left (0 if cropped)"),
+    "valid_y": ("Int64", "px", "valid rectangle in the stored image: top (0 if cropped)"),
     "valid_w": ("Int64", "px", "valid-region rectangle: width"),
     "valid_h": ("Int64", "px", "valid-region rectangle: height"),
     "psnr_db": ("Float64", "dB", "PSNR after exposure normalisation, inside the valid mask"),
@@ -82,6 +83,9 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str, str]] = {
 }
 
 PATH_COLUMNS = ("input_path", "target_path", "mask_path")
+#: Columns whose values become folder names (``images/<scene_id>/``, export folders):
+#: each value must be a safe path component (:data:`expokit.core.paths.SAFE_NAME`).
+NAME_COLUMNS = ("scene_id", "clip_id", "split")
 
 DEFAULT_PATH_TEMPLATES = {
     "input": "images/{scene_id}/{pair_stem}_input{ext}",
@@ -106,10 +110,22 @@ class Dataset:
     root: Path
     info: dict[str, Any]
     manifest: pd.DataFrame = field(repr=False)
+    #: SHA-256 of the manifest bytes that were parsed (None when built in memory), so a
+    #: record of what was read stays true even if a build replaces the file meanwhile.
+    manifest_sha256: str | None = None
 
     def path(self, relative: str) -> Path:
-        """Absolute path of a manifest path (validated to stay inside the root)."""
-        return self.root / check_relative_path(relative)
+        """Absolute path of a manifest path, resolved with symlinks followed.
+
+        Raises
+        ------
+        DatasetError
+            ``relative`` is absolute or holds ``..``.
+        PathEscapeError
+            It resolves outside the root (a symlink along it leaves the dataset).
+        """
+        check_relative_path(relative)
+        return resolve_inside(self.root, relative, what="dataset file")
 
 
 def schema() -> dict[str, Any]:
@@ -133,6 +149,29 @@ def check_relative_path(value: str, *, row: str = "", column: str = "") -> str:
     if ".." in pure.parts:
         raise DatasetError(f"path {value!r}{where} leaves the dataset root ('..')")
     return value
+
+
+def check_row_names(frame: pd.DataFrame) -> None:
+    """Raise :class:`DatasetError` for the first unsafe scene_id, clip_id or split value.
+
+    These values become folder names (``images/<scene_id>/``, ``<split>/<scene>/`` in an
+    export), so a value such as ``../../evil`` must never get that far. Nulls are allowed
+    here (required values are checked elsewhere).
+    """
+    import pandas as pd
+
+    for column in NAME_COLUMNS:
+        if column not in frame.columns:
+            continue
+        for pair_id, value in zip(frame["pair_id"], frame[column], strict=True):
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
+                continue
+            if not is_safe_name(value):
+                raise DatasetError(
+                    f"row {pair_id}, column {column}: {value!r} is not a safe name (it becomes "
+                    "a folder name): use letters, digits, '.', '_' and '-', starting with a "
+                    "letter or digit, at most 128 characters"
+                )
 
 
 def manifest_frame(rows: list[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
@@ -206,6 +245,54 @@ def validate_frame(frame: pd.DataFrame) -> None:
             if column == "mask_path" and pd.isna(value):
                 continue  # masks are optional
             check_relative_path(value, row=str(pair_id), column=column)
+    check_row_names(frame)
+
+
+def dataset_writer(root: str | Path) -> str | None:
+    """Who is writing the dataset at ``root`` now (e.g. a ``curate build`` holding its
+    lock), as ``"pid N (purpose) since T"``, or None.
+
+    Probes the root's lock with a shared, non-blocking ``flock`` released at once: it needs
+    no write access, so read-only datasets are read without a lock file being created.
+    """
+    import sys
+
+    from expokit.core.lock import LOCK_FILE, lock_holder
+
+    lock = Path(root) / LOCK_FILE
+    if sys.platform == "win32" or not lock.is_file():  # pragma: no cover - no probe there
+        return None
+    import fcntl
+
+    try:
+        with lock.open("rb") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                holder = lock_holder(root) or {}
+                return (
+                    f"pid {holder.get('pid', '?')} "
+                    f"({holder.get('purpose', 'another expokit command')}) since "
+                    f"{holder.get('since', '?')}"
+                )
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
+def check_not_being_written(root: str | Path, doing: str) -> None:
+    """Raise :class:`~expokit.core.lock.RootInUseError` while another process writes ``root``.
+
+    Readers (export, report) then never mix an old manifest with new images: the manifest
+    itself is replaced atomically and read once (:attr:`Dataset.manifest_sha256`), and a
+    build that starts later changes files whose SHA-256 the reader checks.
+    """
+    from expokit.core.lock import RootInUseError
+
+    writer = dataset_writer(root)
+    if writer is not None:
+        raise RootInUseError(f"{root} is in use by {writer}; wait for it to finish before {doing}")
 
 
 def load_dataset(root: str | Path) -> Dataset:
@@ -245,8 +332,15 @@ def load_dataset(root: str | Path) -> Dataset:
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.is_file():
         raise DatasetError(f"{folder}: no {MANIFEST_FILE}")
+    import io
+
+    from expokit.core.hashing import sha256_bytes
+
     try:
-        frame = pd.read_parquet(manifest_path)
+        # Parsed from the bytes that are hashed: what was read is exactly what is recorded,
+        # even when a build replaces the manifest (atomically) meanwhile.
+        manifest_bytes = manifest_path.read_bytes()
+        frame = pd.read_parquet(io.BytesIO(manifest_bytes))
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise DatasetError(f"{manifest_path}: unreadable parquet: {exc}") from None
     declared = info.get("schema", {}).get("columns", {})
@@ -266,11 +360,27 @@ def load_dataset(root: str | Path) -> Dataset:
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"{manifest_path}: a column has the wrong type: {exc}") from None
     validate_frame(typed)
-    return Dataset(folder, info, typed)
+    return Dataset(folder, info, typed, sha256_bytes(manifest_bytes))
+
+
+def is_manifest_csv(path: str | Path) -> bool:
+    """True when ``path`` starts with the manifest CSV header (an earlier :func:`export_csv`;
+    unknown columns a manifest kept may follow the format's own)."""
+    try:
+        with Path(path).open("r", encoding="utf-8", newline="") as handle:
+            first = handle.readline(1 << 16)
+    except (OSError, UnicodeDecodeError):
+        return False
+    header = first.rstrip("\r\n").split(",")
+    return header[: len(MANIFEST_COLUMNS)] == list(MANIFEST_COLUMNS)
 
 
 def export_csv(dataset: Dataset, path: str | Path) -> Path:
-    """Write the manifest as CSV (atomically)."""
+    """Write the manifest as CSV (atomically).
+
+    Callers writing to a path a person chose check it first with
+    :func:`expokit.core.paths.check_output_file` (``is_own_output=is_manifest_csv``).
+    """
     with atomic_path(path) as tmp:
         dataset.manifest.to_csv(tmp, index=False)
     return Path(path)

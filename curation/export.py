@@ -23,12 +23,24 @@ Layouts
     video) with its distinct exposures sorted by EV (the target file marked ``_target``),
     copied byte for byte; ``sequences.csv`` lists them with EV, role and source.
 
-Every source file is read once, its SHA-256 checked against the manifest, then copied or
+Every source file is read once (through a path that must stay inside the dataset: an image
+symlinked out of it is refused), its SHA-256 checked against the manifest, then copied or
 converted; a mismatch, a missing or an undecodable file skips that item with an error naming
-the row and the file. Files are written atomically. ``export.json`` (written last) lists
-every exported file with its SHA-256; a later export into the same folder replaces files and
-removes the ones the new export no longer produces. A dataset card (``README.md``) is written
-beside the data.
+the row and the file. A dataset card (``README.md``) is written beside the data.
+
+Trust rules for the output folder:
+
+* it is claimed as an expokit export folder (``.expokit/root.json``; a non-empty folder
+  expokit did not make is refused) and locked for the whole export
+  (:class:`~expokit.core.lock.RootLock`);
+* every file is announced in ``.expokit/export-progress.jsonl`` (path and SHA-256, fsynced)
+  before it is written atomically, and ``export.json`` (listing every file with its SHA-256)
+  is written last; a killed export is completed by running the same command again;
+* a later export removes files of earlier (finished or killed) exports that it no longer
+  produces, but only files inside the folder whose SHA-256 still equals the recorded one;
+  anything else is left in place and reported (``ExportSummary.kept``);
+* split, scene and clip values that become folder names must be safe names
+  (:func:`~expokit.core.paths.check_name`) and every written path resolves inside the folder.
 """
 
 from __future__ import annotations
@@ -47,10 +59,25 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from expokit.core.atomic import atomic_path, atomic_write_json, atomic_write_text
+from expokit.core.atomic import (
+    TEMP_PREFIX,
+    atomic_path,
+    atomic_write_json,
+    remove_stale_temp_files,
+)
 from expokit.core.errors import ExpokitError, OutputError
 from expokit.core.hashing import sha256_bytes, sha256_file
-from expokit.curation.dataset import Dataset, load_dataset
+from expokit.core.lock import RootLock
+from expokit.core.paths import (
+    TRACKED_ROOT_FOLDERS,
+    PathEscapeError,
+    UnsafeNameError,
+    check_name,
+    resolve_inside,
+    symlinks_leaving,
+)
+from expokit.core.roots import STATE_DIR, claim_root
+from expokit.curation.dataset import Dataset, check_not_being_written, load_dataset
 from expokit.curation.ev import MSEC_LADDER, ev_token
 
 LAYOUTS: tuple[str, ...] = ("msec", "dime", "sequences")
@@ -111,6 +138,12 @@ class ExportSummary:
     files: dict[str, str] = field(default_factory=dict)
     issues: list[ExportIssue] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Files in ``out`` this export neither wrote nor removed, each with the reason (not
+    #: provably written by expokit, changed since, or a listed path outside ``out``).
+    kept: list[str] = field(default_factory=list)
+    #: Files of earlier (finished or killed) exports removed because this one no longer
+    #: produces them (their SHA-256 still matched what expokit recorded).
+    removed: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[ExportIssue]:
@@ -256,15 +289,26 @@ def unique_names(bases: dict[Any, str]) -> dict[Any, str]:
 
 
 class _Writer:
-    """Reads verified sources from the dataset and writes outputs atomically into ``out``."""
+    """Reads verified sources from the dataset and writes outputs atomically into ``out``.
+
+    Every file is announced in the progress journal (path and SHA-256, fsynced) *before* it
+    is written, so whatever a killed export leaves behind is provably expokit's and a re-run
+    may remove it.
+    """
 
     def __init__(
-        self, dataset: Dataset, summary: ExportSummary, jpeg_quality: int, durable: bool
+        self,
+        dataset: Dataset,
+        summary: ExportSummary,
+        jpeg_quality: int,
+        durable: bool,
+        journal: _Journal | None = None,
     ) -> None:
         self.dataset = dataset
         self.summary = summary
         self.jpeg_quality = jpeg_quality
         self.durable = durable
+        self.journal = journal
 
     def read(self, rel: str | None, expected_sha: str | None, pair_id: str) -> bytes:
         """Bytes of the manifest file ``rel``, after checking them against ``expected_sha``."""
@@ -276,6 +320,11 @@ class _Writer:
         except FileNotFoundError:
             raise _SkipItem(
                 ExportIssue("error", "missing-file", "file does not exist", pair_id, rel)
+            ) from None
+        except PathEscapeError as exc:
+            # A link out of the dataset: its bytes are not the dataset's, never copy them.
+            raise _SkipItem(
+                ExportIssue("error", "symlink-outside-root", str(exc), pair_id, rel)
             ) from None
         except (OSError, ExpokitError) as exc:
             raise _SkipItem(ExportIssue("error", "unreadable", str(exc), pair_id, rel)) from None
@@ -325,9 +374,14 @@ class _Writer:
         return buffer.tobytes()
 
     def write(self, rel: str, data: bytes) -> None:
-        with atomic_path(self.summary.out / rel, durable=self.durable) as tmp:
+        # Raises PathEscapeError (the export stops) rather than write through a link out.
+        target = resolve_inside(self.summary.out, rel, what="export file")
+        digest = sha256_bytes(data)
+        if self.journal is not None:
+            self.journal.announce(rel, digest)
+        with atomic_path(target, durable=self.durable) as tmp:
             tmp.write_bytes(data)
-        self.summary.files[rel] = sha256_bytes(data)
+        self.summary.files[rel] = digest
 
     def write_text(self, rel: str, text: str) -> None:
         self.write(rel, text.encode("utf-8"))
@@ -490,8 +544,6 @@ def _msec(dataset: Dataset, writer: _Writer, tolerance: float, progress: bool) -
 
 
 def _dime(dataset: Dataset, writer: _Writer, dime_val: str, progress: bool) -> None:
-    import shutil
-
     from tqdm import tqdm
 
     rows = _records(dataset)
@@ -586,12 +638,12 @@ def _dime(dataset: Dataset, writer: _Writer, dime_val: str, progress: bool) -> N
                     )
                 )
         except _SkipItem as skip:
-            # A clip is only usable whole: remove what was written for it.
+            # A clip is only usable whole: remove what was written for it (only that;
+            # empty folders go at the end of the export).
             summary.issues.append(skip.issue)
             for rel in written:
                 summary.files.pop(rel, None)
-            for rel in (lq_dir, gt_dir):
-                shutil.rmtree(summary.out / rel, ignore_errors=True)
+                (summary.out / rel).unlink(missing_ok=True)
             continue
         summary.rows_exported += len(indices)
         summary.groups_exported += 1
@@ -628,8 +680,17 @@ def _sequences(dataset: Dataset, writer: _Writer, progress: bool) -> None:
     summary = writer.summary
     # (split, scene, clip, frame) -> file -> exposure; a file used by several rows once.
     groups: dict[tuple[Any, ...], dict[str, _Exposure]] = defaultdict(dict)
+    refused: set[str] = set()
     for row in rows:
-        key = (row["split"] or "unsplit", str(row["scene_id"]), row["clip_id"], _frame_of(row))
+        split = row["split"] or "unsplit"
+        try:
+            # The split becomes the top folder: '../../evil' must not leave --out.
+            check_name(split, "split", where=f"row {row['pair_id']}")
+        except UnsafeNameError as exc:
+            summary.issues.append(ExportIssue("error", "unsafe-name", str(exc), row["pair_id"]))
+            refused.add(str(row["pair_id"]))
+            continue
+        key = (split, str(row["scene_id"]), row["clip_id"], _frame_of(row))
         for role in ("input", "target"):
             path = row[f"{role}_path"]
             if path is None:
@@ -678,6 +739,7 @@ def _sequences(dataset: Dataset, writer: _Writer, progress: bool) -> None:
                 f"{_csv(' '.join(exposure.pair_ids))},{_csv(path)}"
             )
         summary.groups_exported += bool(exported)
+    failed |= refused
     summary.rows_exported = sum(1 for row in rows if str(row["pair_id"]) not in failed)
     writer.write_text("sequences.csv", "\n".join(lines) + "\n")
     summary.notes.append(
@@ -689,26 +751,177 @@ def _sequences(dataset: Dataset, writer: _Writer, progress: bool) -> None:
 
 # --------------------------------------------------------------------------- driver
 
+#: Append-only journal of the files an export is writing (``{"file", "sha256"}`` per line).
+PROGRESS_JOURNAL = f"{STATE_DIR}/export-progress.jsonl"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
-def _prepare_out(out: Path, dataset_root: Path) -> dict[str, str]:
-    """Check ``out`` may be written; return the file list of a previous export there."""
-    if out.resolve() == dataset_root.resolve():
-        raise ExportError(f"{out}: exporting into the dataset root itself is not allowed")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output folder {out} exists and is a file, not a folder")
-    if not out.exists() or not any(out.iterdir()):
-        return {}
-    record = out / EXPORT_RECORD
-    if not record.is_file():
-        raise ExportError(
-            f"{out} is not empty and holds no {EXPORT_RECORD} from an earlier export; "
-            "choose an empty or new folder"
-        )
+
+class _Journal:
+    """The progress journal of the running export: one fsynced JSON line per file, written
+    before the file itself, so a killed export's leftovers are known to be expokit's."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / PROGRESS_JOURNAL
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def announce(self, rel: str, sha256: str) -> None:
+        import os
+
+        self._handle.write(json.dumps({"file": rel, "sha256": sha256}) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _read_journal(path: Path) -> dict[str, set[str]]:
+    """file -> SHA-256s announced in a progress journal (missing journal: empty).
+
+    The last line may be cut short by a kill and is ignored; any other bad line means the
+    journal was edited, which is an error naming the file and line.
+    """
+    found: dict[str, set[str]] = defaultdict(set)
     try:
-        previous = json.loads(record.read_text())
-        return {str(k): str(v) for k, v in previous.get("files", {}).items()}
-    except (ValueError, AttributeError):
-        raise ExportError(f"{record}: not a valid export record; remove the folder") from None
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except FileNotFoundError:
+        return found
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path}: unreadable export progress journal: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            rel, digest = entry["file"], entry["sha256"]
+            if not isinstance(rel, str) or not isinstance(digest, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            if number == len(lines) or (number == len(lines) - 1 and not lines[-1]):
+                continue  # the line a kill cut short
+            raise ExportError(
+                f"{path}, line {number}: not a progress entry "
+                '({"file": ..., "sha256": ...}); the journal was edited, remove it and the '
+                "folder's files by hand or export into a new folder"
+            ) from None
+        found[rel].add(digest)
+    return found
+
+
+def _read_record(out: Path) -> dict[str, set[str]]:
+    """file -> SHA-256 listed by the ``export.json`` of an earlier export (none: empty).
+
+    Raises
+    ------
+    ExportError
+        The record is not JSON, not an object, or its ``files`` is not an object of
+        strings (the message names the file).
+    """
+    record = out / EXPORT_RECORD
+    if not record.exists():
+        return {}
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{record}: not a valid export record (not JSON: {exc})") from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
+        raise ExportError(
+            f'{record}: not a valid export record (needs an object with "files": '
+            "{path: sha256}); remove it or export into a new folder"
+        )
+    return {k: {v} for k, v in files.items()}
+
+
+def _check_out(out: Path, dataset_root: Path) -> None:
+    """Refuse the dataset root, its data folders, a folder holding the dataset, and folders
+    expokit did not make (claims ``out`` as an export folder otherwise)."""
+    dataset = dataset_root.resolve()
+    target = out.resolve()
+    if target == dataset:
+        raise ExportError(f"{out}: exporting into the dataset root itself is not allowed")
+    if target.is_relative_to(dataset):
+        first = target.relative_to(dataset).parts[0]
+        if first in TRACKED_ROOT_FOLDERS or first in ("meta", "manifest.parquet"):
+            raise ExportError(
+                f"{out} is inside the dataset's own files ({first}/); choose a folder outside them"
+            )
+    if dataset.is_relative_to(target):
+        raise ExportError(f"{out} contains the dataset {dataset_root}; choose another folder")
+    try:
+        claim_root(out, "export", what="export folder")
+    except OutputError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _cleanup(out: Path, ours: dict[str, set[str]], summary: ExportSummary) -> None:
+    """Remove files of earlier exports that this one did not write; report the rest.
+
+    A file is removed only when its path stays inside ``out`` (no ``..``, not absolute, no
+    symlink leaving) and its current SHA-256 is one expokit recorded for it. Everything
+    else is left in place and listed in ``summary.kept``.
+    """
+    for rel in sorted(set(ours) - set(summary.files)):
+        try:
+            path = resolve_inside(out, rel, what="listed file")
+        except PathEscapeError as exc:
+            summary.kept.append(f"{rel}: not removed: {exc}")
+            continue
+        if path.is_symlink() or not path.exists():
+            if path.is_symlink():
+                summary.kept.append(f"{rel}: not removed: it is a symbolic link")
+            continue
+        if not path.is_file():
+            summary.kept.append(f"{rel}: not removed: not a file")
+            continue
+        digests = {d.lower() for d in ours[rel] if _SHA256.fullmatch(d.lower())}
+        if not digests:
+            summary.kept.append(f"{rel}: not removed: the record holds no valid SHA-256 for it")
+            continue
+        if sha256_file(path) not in digests:
+            summary.kept.append(
+                f"{rel}: not removed: changed since expokit wrote it (SHA-256 differs)"
+            )
+            continue
+        path.unlink()
+        summary.removed.append(rel)
+    # Files nobody recorded: expokit never wrote them, so they are not its to delete.
+    recorded = set(ours) | set(summary.files)
+    for path in _files_below(out):
+        rel = path.relative_to(out).as_posix()
+        if rel not in recorded and rel != EXPORT_RECORD:
+            summary.kept.append(
+                f"{rel}: not written by expokit (left in place; peers' loaders may read it)"
+            )
+
+
+def _files_below(out: Path) -> list[Path]:
+    """Every file and link below ``out`` except expokit's state and temporary files."""
+    import os
+
+    found = []
+    for dirpath, dirnames, filenames in os.walk(out, followlinks=False):
+        folder = Path(dirpath)
+        if folder == out:
+            dirnames[:] = [d for d in dirnames if d != STATE_DIR]
+        found += [folder / d for d in dirnames if (folder / d).is_symlink()]
+        found += [folder / f for f in filenames if not f.startswith(TEMP_PREFIX)]
+    return sorted(found)
+
+
+def _remove_empty_dirs(out: Path) -> None:
+    """Remove empty folders below ``out`` (never following links, never the state folder)."""
+    import os
+
+    for dirpath, _, _ in os.walk(out, topdown=False, followlinks=False):
+        folder = Path(dirpath)
+        if folder == out or STATE_DIR in folder.relative_to(out).parts[:1]:
+            continue
+        if not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def export_dataset(
@@ -724,12 +937,19 @@ def export_dataset(
 ) -> ExportSummary:
     """Export a dataset to ``out`` in ``layout`` (``msec``, ``dime`` or ``sequences``).
 
+    The folder is claimed as an expokit export folder (``.expokit/root.json``) and locked for
+    the whole run. Every file is announced in ``.expokit/export-progress.jsonl`` (path and
+    SHA-256, fsynced) before it is written, and ``export.json`` is written last. Re-running
+    the same command after a kill completes the export: files of the earlier run that this
+    one does not produce are removed, but only when they are inside ``out`` and their
+    SHA-256 is one expokit recorded; anything else is kept and listed in ``summary.kept``.
+
     Parameters
     ----------
     root
         Dataset root (loaded and validated with :func:`load_dataset`) or a loaded Dataset.
     out
-        Output folder: new, empty, or holding an earlier export (``export.json``).
+        Output folder: new, empty, or an earlier (finished or killed) export.
     layout
         One of :data:`LAYOUTS`.
     jpeg_quality
@@ -741,8 +961,9 @@ def export_dataset(
     progress
         Show a progress bar.
     durable
-        fsync every image. Off by default: each file is still replaced atomically, and
-        ``export.json`` (always durable) is written last as the record of a complete export.
+        fsync every image. Off by default: each file is still replaced atomically, the
+        progress journal is always fsynced, and ``export.json`` (always durable) is written
+        last as the record of a complete export.
 
     Returns
     -------
@@ -751,9 +972,10 @@ def export_dataset(
 
     Raises
     ------
-    ExportError, DatasetError, OutputError
-        Unknown layout, unreadable dataset, a scene in two splits, or an output folder that
-        cannot be used.
+    ExportError, DatasetError, OutputError, RootInUseError
+        Unknown layout, unreadable dataset, a scene in two splits, an output folder that
+        cannot be used (foreign, inside the dataset, links leaving it), a malformed earlier
+        record, or another export running into the same folder.
     """
     if layout not in LAYOUTS:
         raise ExportError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -761,6 +983,8 @@ def export_dataset(
         raise ExportError(f"dime_val must be one of {', '.join(DIME_VAL_CHOICES)}")
     if not 1 <= jpeg_quality <= 100:
         raise ExportError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
+    if not isinstance(root, Dataset):
+        check_not_being_written(Path(root), "exporting it")
     dataset = root if isinstance(root, Dataset) else load_dataset(root)
     from expokit.curation.validate import check_split_disjoint
 
@@ -772,33 +996,59 @@ def export_dataset(
             + f" (run `expokit curate validate {dataset.root}`)"
         )
     out_dir = Path(out)
-    previous = _prepare_out(out_dir, dataset.root)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_out(out_dir, dataset.root)
+    with RootLock(out_dir, "expokit curate export"):
+        return _export_locked(
+            dataset, out_dir, layout, jpeg_quality, dime_val, ev_tolerance, progress, durable
+        )
+
+
+def _export_locked(
+    dataset: Dataset,
+    out_dir: Path,
+    layout: str,
+    jpeg_quality: int,
+    dime_val: str,
+    ev_tolerance: float,
+    progress: bool,
+    durable: bool,
+) -> ExportSummary:
+    """The export proper, with ``out_dir`` claimed and locked."""
+    leaving = symlinks_leaving(out_dir)
+    if leaving:
+        shown = ", ".join(str(p.relative_to(out_dir.resolve())) for p in leaving[:5])
+        raise ExportError(
+            f"{out_dir} holds symbolic links that leave it ({shown}); expokit will not write "
+            "through them: remove them"
+        )
+    # What earlier exports (finished: export.json; killed: the journal) provably wrote.
+    ours = _read_record(out_dir)
+    for rel, digests in _read_journal(out_dir / PROGRESS_JOURNAL).items():
+        ours.setdefault(rel, set()).update(digests)
+    remove_stale_temp_files(out_dir)  # a killed run's temporary files (live writers' kept)
     summary = ExportSummary(layout=layout, out=out_dir, rows_total=len(dataset.manifest))
-    writer = _Writer(dataset, summary, jpeg_quality, durable)
-    if layout == "msec":
-        _msec(dataset, writer, ev_tolerance, progress)
-    elif layout == "dime":
-        _dime(dataset, writer, dime_val, progress)
-    else:
-        _sequences(dataset, writer, progress)
+    journal = _Journal(out_dir)
+    try:
+        writer = _Writer(dataset, summary, jpeg_quality, durable, journal)
+        if layout == "msec":
+            _msec(dataset, writer, ev_tolerance, progress)
+        elif layout == "dime":
+            _dime(dataset, writer, dime_val, progress)
+        else:
+            _sequences(dataset, writer, progress)
 
-    from expokit.curation.card import render_card
+        from expokit.curation.card import render_card
 
-    card = render_card(dataset, export=summary.as_card_section())
-    atomic_write_text(out_dir / CARD_FILE, card)
-    summary.files[CARD_FILE] = sha256_bytes(card.encode())
-    for rel in sorted(set(previous) - set(summary.files)):
-        (out_dir / rel).unlink(missing_ok=True)
+        card = render_card(dataset, export=summary.as_card_section())
+        writer.write_text(CARD_FILE, card)
+    finally:
+        journal.close()
+    _cleanup(out_dir, ours, summary)
     _remove_empty_dirs(out_dir)
     _write_record(dataset, summary, jpeg_quality, dime_val, ev_tolerance)
+    # export.json now records every file; the journal's work is done.
+    (out_dir / PROGRESS_JOURNAL).unlink(missing_ok=True)
     return summary
-
-
-def _remove_empty_dirs(out: Path) -> None:
-    for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        if not any(folder.iterdir()):
-            folder.rmdir()
 
 
 def _write_record(
@@ -815,7 +1065,8 @@ def _write_record(
             "root": str(dataset.root.resolve()),
             "name": dataset.info.get("name"),
             "format_version": dataset.info.get("format_version"),
-            "manifest_sha256": sha256_file(dataset.root / MANIFEST_FILE),
+            # The manifest that was read, not whatever the file holds by now.
+            "manifest_sha256": dataset.manifest_sha256 or sha256_file(dataset.root / MANIFEST_FILE),
         },
         "options": {
             "jpeg_quality": jpeg_quality,
@@ -831,6 +1082,8 @@ def _write_record(
         },
         "notes": summary.notes,
         "issues": [vars(i) for i in summary.issues],
+        "kept": summary.kept,
+        "removed": summary.removed,
         "files": dict(sorted(summary.files.items())),
     }
     atomic_write_json(summary.out / EXPORT_RECORD, record)

@@ -11,7 +11,9 @@ Figures (computed per pair by :func:`pair_figures`, stored in the manifest):
   the clip's frames (:func:`flicker`).
 
 Flags (:func:`flags_for`) are computed from those figures when the manifest is assembled,
-so changing a threshold never re-processes an image. Flagged rows are kept.
+so changing a threshold never re-processes an image. Flagged rows are kept. One flag needs
+no threshold: ``exif_mismatch`` marks a capture pair whose camera did not apply a
+requested setting (the journal's EXIF check), whatever its figures.
 """
 
 from __future__ import annotations
@@ -119,7 +121,9 @@ def flags_for(
     """QA flags of one manifest row, in :data:`QA_FLAGS` order.
 
     Missing figures (NaN/None) raise no flag except ``gain_unfit`` for a missing gain.
-    ``valid_fraction`` is the valid rectangle's share of the reference frame.
+    ``valid_fraction`` is the valid rectangle's share of the reference frame. A non-empty
+    private ``_exif_mismatch`` (set by the build from the capture journal) raises
+    ``exif_mismatch``.
     """
     found: set[str] = set()
 
@@ -157,4 +161,6 @@ def flags_for(
         found.add("small_valid_region")
     if above("flicker", qa.max_flicker):
         found.add("flicker")
+    if row.get("_exif_mismatch"):
+        found.add("exif_mismatch")
     return [f for f in QA_FLAGS if f in found]

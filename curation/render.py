@@ -14,6 +14,15 @@ Output folder
 ``<out>/.expokit/records/<name>.json``
     Per-RAW completion records, written after all outputs of that RAW: the source of the
     manifest and of resume/skip decisions.
+``<out>/.expokit/root.json``, ``<out>/.expokit/lock``
+    The folder is an expokit root of kind ``render`` (:func:`expokit.core.roots.claim_root`):
+    a folder holding files expokit did not write is refused (unless empty), an earlier
+    render folder is reused (one from before markers is adopted by ``render_params.json``),
+    and one render at a time writes into it (:class:`expokit.core.lock.RootLock`).
+
+Output names are derived from RAW file names by :func:`expokit.curation.layout.assign_names`
+and checked as safe names; every file is written through
+:func:`expokit.core.paths.resolve_inside`, so nothing lands outside ``<out>``.
 """
 
 from __future__ import annotations
@@ -37,13 +46,15 @@ from expokit.core.atomic import (
     TEMP_PREFIX,
     atomic_write_bytes,
     atomic_write_json,
-    ensure_writable_dir,
     read_json_object,
     remove_stale_temp_files,
 )
 from expokit.core.errors import ExpokitError, InputFileError, OutputError
 from expokit.core.hashing import sha256_bytes, sha256_file
+from expokit.core.lock import RootLock
 from expokit.core.parallel import map_unordered, native_threads
+from expokit.core.paths import PathEscapeError, check_name, resolve_inside
+from expokit.core.roots import claim_root
 from expokit.curation.ev import ev_token
 from expokit.curation.layout import assign_names, gt_relpath, output_relpath
 from expokit.curation.manifest import write_manifest
@@ -151,7 +162,8 @@ class RenderTask:
 
 
 def record_path(out_root: str | Path, name: str) -> Path:
-    return Path(out_root) / RECORDS_DIR / f"{name}.json"
+    """Completion record of output ``name`` (a safe name) below ``out_root``."""
+    return resolve_inside(out_root, f"{RECORDS_DIR}/{check_name(name, 'output name')}.json")
 
 
 def record_files(records_dir: Path) -> list[Path]:
@@ -259,15 +271,16 @@ def render_raw(task: RenderTask) -> dict[str, Any]:
             encoded = list(pool.map(lambda item: encode_image(item[2], item[1], config), rendered))
         for (ev, fmt, _), data in zip(rendered, encoded, strict=True):
             relpath = output_relpath(task.name, ev, fmt, config.layout)
-            atomic_write_bytes(out_root / relpath, data, task.durable)
+            atomic_write_bytes(resolve_inside(out_root, relpath, "output"), data, task.durable)
             rows.append(_output_row(base, decoded, offset, ev, fmt, "input", relpath, data))
             if gt_path and ev_token(ev) == ev_token(config.gt_ev):
-                atomic_write_bytes(out_root / gt_path, data, task.durable)
+                target = resolve_inside(out_root, gt_path, "output")
+                atomic_write_bytes(target, data, task.durable)
                 rows.append(_output_row(base, decoded, offset, ev, fmt, "gt", gt_path, data))
         record["rows"] = rows
     except InputFileError as exc:
         record.update(status="failed", error=str(exc), error_kind="input")
-    except OutputError as exc:
+    except (OutputError, PathEscapeError) as exc:
         kind = "disk_full" if "disk full" in str(exc) else "output"
         record.update(status="failed", error=f"{raw_path}: {exc}", error_kind=kind)
     except OSError as exc:
@@ -277,7 +290,7 @@ def render_raw(task: RenderTask) -> dict[str, Any]:
         record["rows"] = [failed_row]
     try:
         atomic_write_json(record_path(out_root, task.name), record, task.durable)
-    except (OutputError, OSError) as exc:
+    except (OutputError, PathEscapeError, OSError) as exc:
         if record["status"] == "ok":
             kind = "disk_full" if "disk full" in str(exc) else "output"
             record.update(status="failed", error=f"{raw_path}: {exc}", error_kind=kind)
@@ -392,7 +405,13 @@ def _is_complete(record: dict[str, Any] | None, raw: Path, params_hash: str, out
         return False
     if (record.get("raw_size"), record.get("raw_mtime_ns")) != (stat.st_size, stat.st_mtime_ns):
         return False
-    return all((out / row["output_path"]).is_file() for row in record.get("rows", []))
+    try:
+        return all(
+            resolve_inside(out, row["output_path"], "output").is_file()
+            for row in record.get("rows", [])
+        )
+    except (PathEscapeError, KeyError, TypeError):
+        return False  # a damaged or crafted record: render again, never trust its paths
 
 
 def _check_params_compatible(out: Path, params_hash: str) -> None:
@@ -435,8 +454,11 @@ def render_batch(
     Raises
     ------
     ExpokitError
-        Before any work: no inputs, unusable output folder, parameters that differ from an
-        earlier render into the same folder, name clashes.
+        Before any work: no inputs, unusable output folder (a file, or a folder expokit
+        did not make), parameters that differ from an earlier render into the same folder,
+        name clashes.
+    RootInUseError
+        Another render is writing into ``out_dir``.
     """
     started = time.time()
     files, ignored = discover_raw_files(inputs)
@@ -446,7 +468,22 @@ def render_batch(
             + ", ".join(map(str, inputs))
             + (f" ({ignored} non-RAW files ignored)" if ignored else "")
         )
-    out = ensure_writable_dir(out_dir).resolve()
+    out = claim_root(out_dir, "render", what="render output folder (--out)").resolve()
+    with RootLock(out, "expokit render"):
+        return _render_locked(files, out, config, started, workers, executor, progress, durable)
+
+
+def _render_locked(
+    files: list[Path],
+    out: Path,
+    config: RenderConfig,
+    started: float,
+    workers: int,
+    executor: str,
+    progress: bool,
+    durable: bool,
+) -> RenderSummary:
+    """The body of :func:`render_batch`, run while ``out`` is locked."""
     summary = RenderSummary(
         out_dir=out,
         manifest_path=out / MANIFEST_FILE,
@@ -457,6 +494,8 @@ def render_batch(
     params_hash = config.params_hash()
     _check_params_compatible(out, params_hash)
     names = assign_names(files, config.layout)
+    for raw, name in names.items():  # layout names are sanitised; a name is never a path
+        check_name(name, "output name", where=str(raw))
     records_dir = out / RECORDS_DIR
     records_dir.mkdir(parents=True, exist_ok=True)
     for raw, name in names.items():

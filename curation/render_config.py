@@ -125,6 +125,15 @@ class RenderConfig:
     sanity_checks: bool = True
 
     def __post_init__(self) -> None:
+        # Types first: a string "false" or a float quality would otherwise pass silently.
+        for name in ("jpeg_quality", "png_compression"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if not isinstance(self.sanity_checks, bool):
+            raise ValueError(f"sanity_checks must be true or false, got {self.sanity_checks!r}")
+        if isinstance(self.gt_ev, bool) or not isinstance(self.gt_ev, (int, float)):
+            raise ValueError(f"gt_ev must be a number, got {self.gt_ev!r}")
         object.__setattr__(self, "evs", validate_ladder(list(self.evs)))
         formats = tuple(OutputFormat(f) for f in self.formats)
         if not formats:

@@ -36,8 +36,17 @@ import numpy.typing as npt
 
 from expokit.core.atomic import atomic_write_text
 from expokit.core.errors import ExpokitError, OutputError
+from expokit.core.lock import RootLock
+from expokit.core.paths import (
+    TRACKED_ROOT_FOLDERS,
+    PathEscapeError,
+    find_root_above,
+    resolve_inside,
+    symlinks_leaving,
+)
+from expokit.core.roots import STATE_DIR
 from expokit.curation.card import QA_METRICS, flag_counts, flag_list, split_counts
-from expokit.curation.dataset import Dataset, load_dataset
+from expokit.curation.dataset import Dataset, check_not_being_written, load_dataset
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -260,6 +269,8 @@ class _Task:
     gain: float | None
     thumbs: bool
     out_dir: Path
+    #: Why the pair's images are not read at all (a link leaving the dataset).
+    refused: str | None = None
 
 
 @dataclass
@@ -279,6 +290,9 @@ def _make_visual(task: _Task, decode: npt.NDArray[np.float64]) -> _Visual:
     import cv2
 
     visual = _Visual(task.position)
+    if task.refused:
+        visual.problem = task.refused
+        return visual
     factor = _reduction(task.width, task.height)
     source = _read_small(task.input_path, factor)
     target = _read_small(task.target_path, factor)
@@ -323,8 +337,11 @@ def _make_visual(task: _Task, decode: npt.NDArray[np.float64]) -> _Visual:
         for kind, image in images.items():
             rel = f"thumbs/{task.position:05d}_{kind}.jpg"
             # imwrite encodes and writes in C++ without the GIL, unlike imencode + write.
+            # It follows links, so the path is resolved inside the report folder first.
             if not cv2.imwrite(
-                str(task.out_dir / rel), image, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY]
+                str(resolve_inside(task.out_dir, rel, what="thumbnail")),
+                image,
+                [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY],
             ):
                 visual.problem = f"cannot write the {kind} thumbnail"
                 continue
@@ -639,7 +656,7 @@ def clip_figures(clips: Sequence[ClipSeries], folder: Path) -> list[str]:
                 ax.legend(fontsize=6, frameon=False, loc="best")
         _margins(figure, left=0.6, top=0.3, bottom=0.45, wspace=0.35, hspace=0.7)
         name = f"fig/clips-{start // CLIPS_PER_FIGURE + 1:02d}.png"
-        _save(figure, folder / name)
+        _save(figure, resolve_inside(folder, name, what="figure"))
         names.append(name)
     return names
 
@@ -670,23 +687,64 @@ def _sort_value(value: Any) -> str:
     return str(value)
 
 
-def _prepare_out(out: Path) -> None:
+def _check_out(out: Path, dataset_root: Path) -> None:
+    """Refuse a report folder whose writes could land on data (checks only, writes nothing).
+
+    Refused: a file; a symbolic link; the dataset's own data folders (``images/``, ...) or
+    those of any expokit root; a non-empty folder that is not an earlier report; a report
+    folder holding links that leave it (``thumbs -> /elsewhere`` would have report
+    overwrite the files there).
+    """
+    if out.is_symlink():
+        raise ReportError(f"report folder {out} is a symbolic link; give the real folder")
     if out.exists() and not out.is_dir():
         raise OutputError(f"report folder {out} exists and is a file")
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
+    target = out.resolve()
+    if target == dataset_root.resolve():
+        raise ReportError(f"{out} is the dataset root; the report goes into a folder of its own")
+    owner = find_root_above(target)
+    if owner is not None and owner.resolve() != target:
+        first = target.relative_to(owner.resolve()).parts[0]
+        if first in TRACKED_ROOT_FOLDERS:
+            raise ReportError(
+                f"report folder {out} is inside the data of the expokit folder {owner} "
+                f"({first}/); choose another --out"
+            )
+    if out.is_dir():
+        entries = [p for p in out.iterdir() if p.name != STATE_DIR]
+        if entries and not (out / MARKER).is_file():
             raise ReportError(
                 f"{out} is not empty and is not an expokit report folder ({MARKER} missing); "
                 "choose another --out"
             )
-        # Replace the previous report wholesale so no stale thumbnail survives.
+        leaving = symlinks_leaving(out)
+        if leaving:
+            shown = ", ".join(str(p.relative_to(out.resolve())) for p in leaving[:5])
+            raise ReportError(
+                f"report folder {out} holds symbolic links that leave it ({shown}); "
+                "the report will not write through them: remove them"
+            )
+
+
+def _prepare_out(out: Path) -> None:
+    """Empty an earlier report (only its own parts) and create the folder's skeleton."""
+    if out.is_dir():
+        # Replace the previous report wholesale so no stale thumbnail survives. rmtree
+        # refuses links (checked above, so none is left to refuse).
         for child in ("thumbs", "fig"):
-            shutil.rmtree(out / child, ignore_errors=True)
+            path = out / child
+            if path.is_symlink():
+                raise ReportError(f"{path} is a symbolic link; remove it")
+            if path.is_dir():
+                shutil.rmtree(path)
         for page in out.glob("*.html"):
             page.unlink()
-    (out / "thumbs").mkdir(parents=True, exist_ok=True)
-    (out / "fig").mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("generated by expokit curate report; safe to delete this folder\n")
+    for child in ("thumbs", "fig"):
+        resolve_inside(out, child, what="report folder").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        resolve_inside(out, MARKER, what="report marker"),
+        "generated by expokit curate report; safe to delete this folder\n",
+    )
 
 
 def _environment() -> Any:
@@ -740,10 +798,28 @@ def build_report(
     # Agg renders to files without a display; set here, not at import, to leave callers'
     # own backend choice alone until a report is actually made.
     matplotlib.use("Agg")
+    if not isinstance(root, Dataset):
+        check_not_being_written(Path(root), "reporting on it")
     dataset = root if isinstance(root, Dataset) else load_dataset(root)
     if per_page < 1:
         raise ReportError(f"per_page must be >= 1, got {per_page}")
     folder = Path(out) if out is not None else dataset.root / REPORT_DIR
+    _check_out(folder, dataset.root)
+    # One report at a time into a folder: a second one would delete the first's pages.
+    with RootLock(folder, "expokit curate report"):
+        return _build_locked(dataset, folder, max_thumbnails, per_page, workers, progress)
+
+
+def _build_locked(
+    dataset: Dataset,
+    folder: Path,
+    max_thumbnails: int,
+    per_page: int,
+    workers: int,
+    progress: bool,
+) -> Path:
+    """The report proper, with ``folder`` checked and locked."""
+    _check_out(folder, dataset.root)  # again under the lock: nothing changed meanwhile
     _prepare_out(folder)
     env = _environment()
     frame = dataset.manifest.reset_index(drop=True)
@@ -769,7 +845,7 @@ def build_report(
         pages=page_names,
         thumbnailed=len(order),
     )
-    index = folder / "index.html"
+    index = resolve_inside(folder, "index.html", what="report page")
     atomic_write_text(index, env.get_template("report_index.html").render(**context))
     gallery = env.get_template("report_pairs.html")
     for number, members in enumerate(pages, start=1):
@@ -779,7 +855,7 @@ def build_report(
             page_rows=[rows[p] for p in members],
             first=(number - 1) * per_page + 1,
         )
-        atomic_write_text(folder / page_names[number - 1], html)
+        atomic_write_text(resolve_inside(folder, page_names[number - 1], what="report page"), html)
     return index
 
 
@@ -806,10 +882,15 @@ def _image_tasks(
         in_clip = row["clip_id"] is not None and row["frame_index"] is not None
         if position not in with_thumbs and not in_clip:
             continue
-        paths = [
-            None if row[c] is None else dataset.path(row[c])
-            for c in ("input_path", "target_path", "mask_path")
-        ]
+        paths: list[Path | None] = []
+        refused = []
+        for column in ("input_path", "target_path", "mask_path"):
+            try:
+                paths.append(None if row[column] is None else dataset.path(row[column]))
+            except PathEscapeError:
+                # Shown as unreadable: a link out of the dataset is not the dataset's image.
+                paths.append(None)
+                refused.append(f"{row[column]} links outside the dataset")
         tasks.append(
             _Task(
                 position,
@@ -821,6 +902,7 @@ def _image_tasks(
                 row["photometric_gain"],
                 position in with_thumbs,
                 folder,
+                "; ".join(refused) or None,
             )
         )
     return tasks
@@ -847,11 +929,13 @@ def _images_and_histograms(
     figures: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [pool.submit(_make_visual, task, decode) for task in tasks]
-        if ev_figure(frame, folder / "fig/ev.png"):
+        if ev_figure(frame, resolve_inside(folder, "fig/ev.png", what="figure")):
             figures.append({"src": "fig/ev.png", "title": "Exposure", "wide": True, "note": None})
         for metric, label in QA_METRICS.items():
             name = f"fig/hist-{metric}.png"
-            note = histogram_figure(frame, metric, label, dataset.info, folder / name)
+            note = histogram_figure(
+                frame, metric, label, dataset.info, resolve_inside(folder, name, what="figure")
+            )
             if note != "empty":
                 figures.append({"src": name, "title": label, "wide": False, "note": note})
         bar = tqdm(total=len(tasks), desc="report", unit="pair", disable=not progress)

@@ -9,7 +9,11 @@ Kinds (``--kind auto`` picks by content, see :func:`detect_kind`)
 ``capture``
     A capture session (``journal.jsonl``, ``rig.json``, ``files/``) or a folder of them.
     Still shots: the ``reference`` file of each shot index is the target, the ``test``
-    file the input; the pair is aligned with the rig calibration. Video shots: frame pairs
+    file the input; the pair is aligned with the rig calibration. When the journal's EXIF
+    check read an exposure time for both files, ``input_ev`` is what the cameras actually
+    did (:func:`exif_relative_ev`), not what was asked; a file whose EXIF contradicted the
+    requested setting carries the text in :attr:`ImageRef.exif_mismatch` (the pair gets the
+    ``exif_mismatch`` flag, info.json lists the shot). Video shots: frame pairs
     of the two movies through the ``sync.json`` frame map; ``clip_id = <session>-<index>``.
 ``render``
     An ``expokit render`` output folder (``render_params.json`` + ``manifest.parquet``):
@@ -77,6 +81,11 @@ class ImageRef:
         Exposure metadata (EXIF, RAW metadata or journal), if known.
     transfer
         How code values encode light: ``"srgb"`` or ``"linear"``.
+    requested_ev
+        Capture: the EV the shot plan asked for (``ev`` is what EXIF says was done).
+    exif_mismatch
+        Capture: the journal's EXIF check found the camera did not apply a requested
+        setting; what was requested and what EXIF says (``None``: no mismatch found).
     """
 
     path: str
@@ -87,6 +96,8 @@ class ImageRef:
     iso: float | None = None
     f_number: float | None = None
     transfer: str = "srgb"
+    requested_ev: float | None = None
+    exif_mismatch: str | None = None
 
     @property
     def label(self) -> str:
@@ -263,6 +274,30 @@ def exposure_value(time_s: float | None, iso: float | None, f_number: float | No
         return None
     value = time_s * ((iso / 100.0) if iso and iso > 0 else 1.0)
     return value / (f_number**2 if f_number and f_number > 0 else 1.0)
+
+
+def exif_relative_ev(image: ImageRef, reference: ImageRef) -> float | None:
+    """EV of ``image`` relative to ``reference`` from their exposure metadata.
+
+    ``log2`` of the exposure ratio (:func:`exposure_value`); ISO and f-number enter only
+    when both images have them, so a value missing on one side is taken as equal.
+    ``None`` unless both have an exposure time.
+    """
+    if not (image.exposure_time_s and reference.exposure_time_s):
+        return None
+    both_iso = bool(image.iso and reference.iso)
+    both_f = bool(image.f_number and reference.f_number)
+    value = exposure_value(
+        image.exposure_time_s, image.iso if both_iso else None, image.f_number if both_f else None
+    )
+    base = exposure_value(
+        reference.exposure_time_s,
+        reference.iso if both_iso else None,
+        reference.f_number if both_f else None,
+    )
+    if value is None or base is None:
+        return None
+    return math.log2(value / base)
 
 
 def read_exif_exposure(path: Path) -> dict[str, float]:
@@ -591,9 +626,66 @@ def discover_capture(
         found = _session_scenes(session, folder, calibration, sync_files, config)
         scenes += found
         records.append(
-            {"session": session.name, "rig_calibration": _posix(calibration), "scenes": len(found)}
+            {
+                "session": session.name,
+                "rig_calibration": _posix(calibration),
+                "scenes": len(found),
+                "exif_mismatches": _exif_mismatches(found),
+            }
         )
     return Discovery(scenes, {"sessions": records})
+
+
+def _exif_mismatches(scenes: list[SceneSpec]) -> list[dict[str, Any]]:
+    """What info.json records of each file whose EXIF contradicted the requested setting:
+    the pair, the role, the EV asked for and the EV the pair got."""
+    found = []
+    for spec in scenes:
+        for pair in spec.pairs:
+            for ref in (pair.input, pair.target):
+                if ref.exif_mismatch:
+                    found.append(
+                        {
+                            "scene_id": spec.scene_id,
+                            "pair": pair.stem,
+                            "role": ref.role,
+                            "file": ref.path,
+                            "requested_ev": ref.requested_ev,
+                            "ev": ref.ev,
+                            "mismatch": ref.exif_mismatch,
+                        }
+                    )
+    return found
+
+
+def _mismatch_text(role: str, check: dict[str, Any]) -> str | None:
+    """One line naming each setting the camera did not apply (from a journal exif_check)."""
+    if check.get("ok") is not False:
+        return None
+    parts = []
+    for item in check.get("mismatches") or []:
+        if isinstance(item, dict):
+            parts.append(
+                f"{item.get('setting')} requested {item.get('requested')}, EXIF "
+                f"{item.get('exif')} ({item.get('error_ev')} EV off)"
+            )
+    return f"{role}: " + ("; ".join(parts) or "EXIF does not match the requested settings")
+
+
+def _with_exif_evs(test: ImageRef, target: ImageRef) -> tuple[ImageRef, ImageRef]:
+    """The pair with ``input_ev`` from what the cameras did, when EXIF says so.
+
+    The target (the reference camera's file) keeps its planned EV: EVs are relative to the
+    scene's reference exposure, which is the one the reference file recorded. The input's
+    EV becomes the target's plus the EXIF exposure difference. The planned EVs stay in
+    :attr:`ImageRef.requested_ev`.
+    """
+    test = replace(test, requested_ev=test.ev)
+    target = replace(target, requested_ev=target.ev)
+    relative = exif_relative_ev(test, target)
+    if relative is None or target.ev is None:
+        return test, target
+    return replace(test, ev=round(target.ev + relative, 4)), target
 
 
 def _session_scenes(
@@ -610,6 +702,7 @@ def _session_scenes(
     plans: dict[int, dict[str, Any]] = {}
     files: dict[tuple[int, str], str] = {}
     exif: dict[tuple[int, str], dict[str, float]] = {}
+    mismatches: dict[tuple[int, str], str] = {}
     for event in events:
         kind = event.get("event")
         if kind == "planned":
@@ -617,7 +710,13 @@ def _session_scenes(
         elif kind == "downloaded":
             files[(int(event["index"]), str(event["role"]))] = str(event["file"])
         elif kind == "exif_check" and isinstance(event.get("exif"), dict):
-            exif[(int(event["index"]), str(event["role"]))] = event["exif"]
+            key = (int(event["index"]), str(event["role"]))
+            exif[key] = event["exif"]
+            text = _mismatch_text(key[1], event)
+            if text:
+                mismatches[key] = text
+            else:
+                mismatches.pop(key, None)  # a resumed session re-checked the file
     session_id = safe_scene_id(session.name)
     base = SceneSpec(
         session_id, "capture", _posix(root), clip_id=session_id, calibration=_posix(calibration)
@@ -632,7 +731,7 @@ def _session_scenes(
         return ImageRef(
             _posix(session / "files" / name), role, None if ev is None else float(ev),
             exposure_time_s=meta.get("exposure_time_s"), iso=meta.get("iso"),
-            f_number=meta.get("f_number"),
+            f_number=meta.get("f_number"), exif_mismatch=mismatches.get((index, role)),
         )  # fmt: skip
 
     still: list[tuple[int, PairSpec | str]] = []
@@ -653,6 +752,7 @@ def _session_scenes(
             still.append((index, problem))
         else:
             assert isinstance(target, ImageRef) and isinstance(test, ImageRef)
+            test, target = _with_exif_evs(test, target)
             still.append((index, PairSpec(f"{index:04d}", test, target)))
     if config.capture_scene == "shot":
         for index, item in still:
@@ -821,9 +921,77 @@ def load_image(ref: ImageRef, readers: dict[str, FrameReader] | None = None) -> 
     path = Path(ref.path)
     if path.suffix.lower() in RAW_EXTENSIONS:
         return _load_raw(path, meta)
-    from expokit.core.images import read_image
+    return LoadedImage(as_bgr(read_complete_image(path), ref.path), ref.transfer, meta)
 
-    return LoadedImage(as_bgr(read_image(path), ref.path), ref.transfer, meta)
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def check_complete(path: Path, data: bytes) -> None:
+    """Refuse a JPEG or PNG whose data stops early.
+
+    OpenCV decodes a truncated JPEG without an error (libjpeg fills the missing rows with
+    grey and only prints "Premature end of JPEG file" on stderr), so the pair would be built
+    from a half-grey image. Pillow reads the entropy-coded data to its end and raises on
+    truncation; decoding at 1/8 scale (JPEG draft mode) keeps that cheap. PNGs must reach
+    their ``IEND`` chunk with every chunk CRC intact.
+
+    Raises
+    ------
+    InputFileError
+        ``truncated: ...`` naming the file.
+    """
+    import io
+    import warnings
+
+    from PIL import Image
+
+    if data.startswith(JPEG_MAGIC):
+        kind = "JPEG"
+    elif data.startswith(PNG_MAGIC):
+        kind = "PNG"
+    else:
+        return  # other formats: OpenCV's decoder fails on them, which load_image reports
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if kind == "JPEG":
+                    size = (max(1, image.width // 8), max(1, image.height // 8))
+                    image.draft(image.mode, size)
+                    image.load()
+                else:
+                    image.verify()
+    except Image.DecompressionBombError:
+        return  # Pillow's size guard, not damage: OpenCV decodes it (its own limits apply)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputFileError(
+            path, f"truncated: the {kind} data ends early or is damaged ({exc})"
+        ) from None
+
+
+def read_complete_image(path: Path) -> npt.NDArray[Any]:
+    """Read an image file with OpenCV after :func:`check_complete` (16-bit kept).
+
+    Raises
+    ------
+    InputFileError
+        Missing, truncated or undecodable file, naming it.
+    """
+    import cv2
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(path, "no such image file") from None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read: {exc.strerror or exc}") from None
+    check_complete(path, data)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputFileError(path, "not a readable image (OpenCV could not decode it)")
+    return np.asarray(image)
 
 
 def _load_raw(path: Path, meta: dict[str, float | None]) -> LoadedImage:

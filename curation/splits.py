@@ -11,7 +11,17 @@ Two ways to assign a scene to a split (:class:`SplitSpec`):
 ``lists``
     Explicit scene ids per split (a JSON file ``{"train": [...], "val": [...]}`` or a text
     file of ``<split> <scene_id>`` lines). A scene listed under two splits is an error; a
-    scene listed nowhere is an error unless ``default_split`` names where it goes.
+    scene listed nowhere is an error unless ``default_split`` names where it goes; a listed
+    id that is no scene of the dataset is an error too (a typo would otherwise send the
+    intended test scene to the default split).
+
+Split names and scene ids become folder names (``images/<scene_id>/``, exports by split),
+so both must be safe path components (:func:`expokit.core.paths.check_name`); they are
+checked where they enter: :class:`SplitSpec`, :func:`parse_fractions` and
+:func:`load_split_lists`.
+
+An incremental build keeps scenes of earlier builds: :func:`assign_splits` gives them their
+recorded split (``kept``) unless the lists now place them explicitly.
 
 :func:`check_disjoint` proves a manifest puts no scene in two splits.
 """
@@ -27,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expokit.core.errors import ExpokitError
+from expokit.core.paths import UnsafeNameError, check_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,6 +51,24 @@ HASH_RULE = (
 
 class SplitError(ExpokitError):
     """A split specification cannot be applied (bad fractions, unlisted or doubly listed scenes)."""
+
+
+def check_split_name(value: object, what: str = "split name", *, where: str = "") -> str:
+    """``value`` when it is a safe path component, else :class:`SplitError` naming it.
+
+    Parameters
+    ----------
+    value
+        A split name or scene id.
+    what
+        What it is, for the message.
+    where
+        Where it came from (an option or a file), for the message.
+    """
+    try:
+        return check_name(value, what, where=where)
+    except UnsafeNameError as exc:
+        raise SplitError(str(exc)) from None
 
 
 class SplitOverlapError(SplitError):
@@ -88,7 +117,8 @@ class SplitSpec:
         if len(set(names)) != len(names):
             raise SplitError(f"split names repeat: {', '.join(names)}")
         for name, value in fractions:
-            if not name or not math.isfinite(value) or value < 0:
+            check_split_name(name)
+            if not math.isfinite(value) or value < 0:
                 raise SplitError(f"split {name!r}: fraction must be a finite number >= 0")
         total = sum(f for _, f in fractions)
         if abs(total - 1.0) > 1e-6:
@@ -97,8 +127,15 @@ class SplitSpec:
             lists = {str(k): tuple(str(s) for s in v) for k, v in self.lists.items()}
             if not lists:
                 raise SplitError("split lists are empty")
+            where = self.lists_source or ""
+            for split, scenes in lists.items():
+                check_split_name(split, where=where)
+                for scene in scenes:
+                    check_split_name(scene, "scene id", where=where)
             object.__setattr__(self, "lists", lists)
             _check_lists_disjoint(lists)
+            if self.default_split is not None:
+                check_split_name(self.default_split, "default split")
         elif self.default_split is not None:
             raise SplitError("default_split only applies to explicit split lists")
 
@@ -148,16 +185,36 @@ def hash_fraction(scene_id: str, salt: str = DEFAULT_SALT) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def assign_splits(scene_ids: Iterable[str], spec: SplitSpec) -> dict[str, str]:
-    """``{scene_id: split}`` for every scene.
+def assign_splits(
+    scene_ids: Iterable[str],
+    spec: SplitSpec,
+    *,
+    kept: Mapping[str, str] | None = None,
+    removed: Iterable[str] = (),
+) -> dict[str, str]:
+    """``{scene_id: split}`` for every scene of ``scene_ids`` and of ``kept``.
+
+    Parameters
+    ----------
+    scene_ids
+        Scenes (re)built now: placed by ``spec``.
+    spec
+        The split specification.
+    kept
+        ``{scene_id: split}`` of scenes kept from an earlier build: they keep their split
+        unless ``spec``'s lists name them.
+    removed
+        Scenes being removed from the dataset: a list may still name them (not a typo),
+        they get no split.
 
     Raises
     ------
     SplitError
-        With ``lists``: scenes listed nowhere and no ``default_split`` (the message names
-        them).
+        With ``lists``: scenes built now that are listed nowhere and no ``default_split``,
+        or listed ids that are no scene of the dataset (the message names them).
     """
     scenes = sorted(set(scene_ids))
+    earlier = {s: v for s, v in (kept or {}).items() if s not in set(scenes)}
     if spec.lists is not None:
         where = {scene: split for split, ids in spec.lists.items() for scene in ids}
         unlisted = [s for s in scenes if s not in where]
@@ -167,8 +224,19 @@ def assign_splits(scene_ids: Iterable[str], spec: SplitSpec) -> dict[str, str]:
                 f"{len(unlisted)} scene(s) are in no split list ({spec.lists_source or 'lists'}): "
                 f"{shown}; list them or name a default split"
             )
-        return {s: where.get(s, spec.default_split or "") for s in scenes}
-    out: dict[str, str] = {}
+        known = set(scenes) | set(earlier) | set(removed)
+        unknown = sorted(set(where) - known)
+        if unknown:
+            shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            raise SplitError(
+                f"{len(unknown)} scene id(s) in the split lists "
+                f"({spec.lists_source or 'lists'}) are no scene of the dataset: {shown} "
+                f"({len(set(scenes) | set(earlier))} scene(s) known); fix the typo or drop them"
+            )
+        assigned = {s: where.get(s, spec.default_split or "") for s in scenes}
+        assigned.update({s: where.get(s, split) for s, split in earlier.items()})
+        return dict(sorted(assigned.items()))
+    out: dict[str, str] = dict(earlier)
     for scene in scenes:
         u = hash_fraction(scene, spec.salt)
         cumulative = 0.0
@@ -179,7 +247,7 @@ def assign_splits(scene_ids: Iterable[str], spec: SplitSpec) -> dict[str, str]:
                 chosen = name
                 break
         out[scene] = chosen
-    return out
+    return dict(sorted(out.items()))
 
 
 def parse_fractions(
@@ -192,7 +260,9 @@ def parse_fractions(
         if all("=" in t for t in items):
             for item in items:
                 name, value = item.split("=", 1)
-                out.append((name.strip(), float(value)))
+                out.append(
+                    (check_split_name(name.strip(), where="--split-fractions"), float(value))
+                )
         elif any("=" in t for t in items):
             raise ValueError("mix of named and unnamed fractions")
         else:
@@ -235,6 +305,10 @@ def load_split_lists(path: str | Path) -> dict[str, tuple[str, ...]]:
         ):
             raise SplitError(f"{file}: expected {{split: [scene_id, ...]}}")
         lists = {str(k): list(v) for k, v in data.items()}
+        for split, scenes in lists.items():
+            check_split_name(split, where=str(file))
+            for scene in scenes:
+                check_split_name(scene, "scene id", where=str(file))
     else:
         for number, line in enumerate(text.splitlines(), start=1):
             content = line.split("#", 1)[0].replace(",", " ").split()
@@ -242,7 +316,9 @@ def load_split_lists(path: str | Path) -> dict[str, tuple[str, ...]]:
                 continue
             if len(content) != 2:
                 raise SplitError(f"{file}:{number}: expected '<split> <scene_id>', got {line!r}")
-            lists.setdefault(content[0], []).append(content[1])
+            split = check_split_name(content[0], where=f"{file}:{number}")
+            scene = check_split_name(content[1], "scene id", where=f"{file}:{number}")
+            lists.setdefault(split, []).append(scene)
     if not lists:
         raise SplitError(f"{file}: no split lists found")
     result = {k: tuple(v) for k, v in lists.items()}

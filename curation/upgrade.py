@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from expokit.core.lock import RootLock
 from expokit.curation.dataset import FORMAT_VERSION, INFO_FILE, DatasetError
 
 #: version -> converter from that version to the next, rewriting the dataset in place.
@@ -41,17 +42,21 @@ def upgrade_dataset(root: str | Path) -> list[str]:
             f"{info_path}: format version {version} is newer than this expokit "
             f"(v{FORMAT_VERSION}); upgrade expokit instead"
         )
-    steps = []
-    while version < FORMAT_VERSION:
-        converter = CONVERTERS.get(version)
-        if converter is None:
-            raise DatasetError(
-                f"{info_path}: no converter from format v{version} to v{version + 1} "
-                f"(known: {sorted(CONVERTERS) or 'none'})"
-            )
-        converter(folder)
-        steps.append(f"converted v{version} -> v{version + 1}")
-        version += 1
+    steps: list[str] = []
+    if version == FORMAT_VERSION:
+        return [f"{folder} is already format v{FORMAT_VERSION}; nothing to do"]
+    # Converters rewrite the dataset in place: one writer at a time (builds lock it too).
+    with RootLock(folder, "expokit curate upgrade"):
+        while version < FORMAT_VERSION:
+            converter = CONVERTERS.get(version)
+            if converter is None:
+                raise DatasetError(
+                    f"{info_path}: no converter from format v{version} to v{version + 1} "
+                    f"(known: {sorted(CONVERTERS) or 'none'})"
+                )
+            converter(folder)
+            steps.append(f"converted v{version} -> v{version + 1}")
+            version += 1
     if not steps:
         steps.append(f"{folder} is already format v{FORMAT_VERSION}; nothing to do")
     return steps

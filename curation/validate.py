@@ -5,8 +5,9 @@
 first problem: it reads the manifest leniently and reports every bad cell. It then checks the
 files (existence, SHA-256, decodability), the pairing (input, target and mask sizes agree with
 each other and with ``width``/``height``; valid rectangle inside the image), split
-disjointness (no scene in two splits) and clip consistency (one frame per ``frame_index``, as
-many distinct inputs as targets, which DIME-style LQ/GT folders need).
+disjointness (no scene in two splits) and video clip consistency (one frame per
+``frame_index``, as many distinct inputs as targets, which DIME-style LQ/GT folders need;
+a ``clip_id`` without frame indices groups stills, e.g. a capture session, and is fine).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from expokit.core.hashing import sha256_bytes
+from expokit.core.paths import PathEscapeError, resolve_inside
 from expokit.curation.dataset import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -306,11 +308,16 @@ def check_clips(frame: pd.DataFrame) -> list[Problem]:
     """Per video clip: frame indices present and unique, as many distinct inputs as targets.
 
     A clip whose LQ (input) and GT (target) frame counts differ cannot be exported to
-    DIME-style folders, whose loader pairs frames by sorted position.
+    DIME-style folders, whose loader pairs frames by sorted position. A ``clip_id`` whose
+    rows have no ``frame_index`` at all is a group of stills (a capture session's still
+    pairs), not a video clip, and is not checked; a video clip is one where some row has a
+    ``frame_index``, and then every row needs one.
     """
     problems = []
     clips = frame.dropna(subset=["clip_id", "scene_id"])
     for (scene, clip), part in clips.groupby(["scene_id", "clip_id"], sort=True):
+        if part["frame_index"].isna().all():
+            continue  # stills grouped by session: frame indices do not apply
         ids = part["pair_id"].astype(str).tolist()
         missing = part.loc[part["frame_index"].isna(), "pair_id"].astype(str).tolist()
         for pair_id in missing:
@@ -364,6 +371,8 @@ class _FileInfo:
     shape: tuple[int, ...] | None = None
     dtype: str | None = None
     error: str | None = None
+    #: Why the file was not opened at all (a symlink that leaves the dataset root).
+    escape: str | None = None
 
 
 def _inspect(path: Path, decode: bool) -> _FileInfo:
@@ -399,6 +408,9 @@ def _check_row_files(
         if rel is None or rel not in files:
             continue
         info = files[rel]
+        if info.escape:
+            problems.append(Problem("symlink-outside-root", f"{column}: {info.escape}", name, rel))
+            continue
         if not info.exists:
             problems.append(Problem("missing-file", f"{column} does not exist", name, rel))
             continue
@@ -515,7 +527,13 @@ def _check_files(
             unique.append(rel)
 
     def inspect(rel: str) -> _FileInfo:
-        return _inspect(root / rel, decode)
+        try:
+            path = resolve_inside(root, rel, what="file")
+        except PathEscapeError as exc:
+            # Never read it: a link out of the dataset would be validated (and exported)
+            # as if it were the dataset's own file.
+            return _FileInfo(True, escape=f"{exc}; copy the file into the dataset instead")
+        return _inspect(path, decode)
 
     files: dict[str, _FileInfo] = {}
     # Hashing and decoding release the GIL, so threads overlap I/O and both cores.
@@ -530,6 +548,30 @@ def _check_files(
         problems += _check_row_files(row, name, files, check_hashes)
         problems += _check_valid_rect(row, name)
     return problems, len(files)
+
+
+def _check_names(frame: pd.DataFrame, names: list[str]) -> list[Problem]:
+    """scene_id, clip_id and split values that could not become a folder name safely."""
+    import pandas as pd
+
+    from expokit.core.paths import is_safe_name
+    from expokit.curation.dataset import NAME_COLUMNS
+
+    problems = []
+    for column in NAME_COLUMNS:
+        for position, value in enumerate(frame[column].tolist()):
+            if not pd.isna(value) and not is_safe_name(value):
+                problems.append(
+                    Problem(
+                        "unsafe-name",
+                        f"column {column}: {value!r} is not a safe name (it becomes a folder "
+                        "name): use letters, digits, '.', '_' and '-', starting with a letter "
+                        "or digit",
+                        names[position],
+                        MANIFEST_FILE,
+                    )
+                )
+    return problems
 
 
 # --------------------------------------------------------------------------- driver
@@ -590,6 +632,7 @@ def validate_dataset(
     frame, problems = _check_schema(raw, names)
     report.problems += problems
     report.problems += _check_rows(frame, names)
+    report.problems += _check_names(frame, names)
     report.problems += check_split_disjoint(frame)
     report.problems += check_clips(frame)
     rows = [

@@ -190,14 +190,16 @@ def calibrate_geometry_cmd(
     type=click.Path(path_type=Path),
     default=Path("sync.json"),
     show_default=True,
-    help="Where sync.json is written (atomically).",
+    help="Where sync.json is written (atomically); an existing file is replaced only when "
+    "it is an earlier sync.json.",
 )
 @click.option(
     "--apply",
     "apply_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Also write trimmed, synchronized copies of A and B into this folder.",
+    help="Also write trimmed, synchronized copies of A and B into this folder (existing "
+    "files are replaced only when the earlier sync.json at --out recorded them).",
 )
 @click.option(
     "--method",
@@ -237,8 +239,11 @@ def calibrate_sync(
     from expokit.calibration.sync import (
         SyncConfig,
         apply_sync,
+        apply_targets,
+        check_sync_json_target,
         describe_result,
         drift_warning,
+        recorded_outputs,
         synchronize,
         write_sync_json,
     )
@@ -253,9 +258,17 @@ def calibrate_sync(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     try:
+        # Every output is checked before the (slow) sync and before anything is written:
+        # never an input video, a file of an expokit folder, or a file expokit did not write.
+        check_sync_json_target(out_path, [a, b])
+        recorded = recorded_outputs(out_path)  # read before sync.json is replaced
         result = synchronize(a, b, config)
+        if apply_dir is not None:
+            apply_targets(result, apply_dir, recorded)
         write_sync_json(result, out_path)
-        outputs = apply_sync(result, apply_dir) if apply_dir is not None else []
+        outputs = apply_sync(result, apply_dir, recorded) if apply_dir is not None else []
+        if outputs:  # recorded, so that a re-run may replace exactly these copies
+            write_sync_json(result, out_path, applied=outputs)
     except ExpokitError as exc:
         fail(str(exc))
         return
@@ -297,9 +310,21 @@ def calibrate_pair_stills(
     shots whose EXIF time disagrees with the host time by more than 2 s are flagged.
     """
     from expokit.calibration.still_pairs import pair_stills
-    from expokit.core.atomic import atomic_write_json
+    from expokit.core.atomic import atomic_write_json, read_json_object
+    from expokit.core.paths import check_output_file
+
+    def is_pairing(path: Path) -> bool:
+        data = read_json_object(path)
+        return data is not None and {"session", "pairs", "unmatched"} <= set(data)
 
     try:
+        if out_path is not None:  # never a session's journal or a file we did not write
+            check_output_file(
+                out_path,
+                inputs=[session / "journal.jsonl"],
+                what="pairing output (--out)",
+                is_own_output=is_pairing,
+            )
         pairing = pair_stills(session, tolerance, check_exif=not no_exif)
         if out_path is not None:
             atomic_write_json(out_path, pairing.to_dict())

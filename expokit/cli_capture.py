@@ -30,7 +30,10 @@ _rig_option = click.option(
 )
 _progress_option = click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 _session_option = click.option(
-    "--session", "session_name", default=None, help="Name appended to the session folder."
+    "--session",
+    "session_name",
+    default=None,
+    help="Name appended to the session folder: letters, digits, '.', '_', '-'.",
 )
 
 
@@ -166,7 +169,15 @@ def capture_bracket(
     rig_path: Path, roles: str | None, session_name: str | None, no_progress: bool
 ) -> None:
     """Shoot the rig's bracket ladder on one or both roles."""
+    from expokit.capture.rig_config import ROLES
+
     chosen = tuple(r.strip() for r in roles.split(",")) if roles else ()
+    unknown = [r for r in chosen if r not in ROLES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown role(s) {', '.join(map(repr, unknown))}; roles are {', '.join(ROLES)}",
+            param_hint="--roles",
+        )
     _shoot(rig_path, "bracket", no_progress, roles=chosen, session_name=session_name)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from expokit.cli_common import fail
 from expokit.core.errors import ExpokitError
 from expokit.core.parallel import EXECUTORS
 
@@ -47,11 +48,6 @@ CONFIG_OPTIONS: dict[str, str] = {
     "video_step": "video_frame_step",
     "render_format": "render_format",
 }
-
-
-def _fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(1)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -112,6 +108,8 @@ def _run_build(ctx: click.Context, options: dict[str, Any]) -> None:
     from expokit.curation.build_config import BuildConfigError
     from expokit.curation.splits import SplitError
 
+    if not options["sources"] and not options["remove_scene"]:
+        raise click.UsageError("give at least one SOURCE folder (or only --remove-scene)")
     try:
         config = config_from_options(ctx, options)
     except (BuildConfigError, SplitError) as exc:
@@ -127,10 +125,10 @@ def _run_build(ctx: click.Context, options: dict[str, Any]) -> None:
             executor=options["executor"],
             progress=not options["no_progress"],
             csv=options["csv"],
+            remove_scenes=options["remove_scene"],
         )
     except ExpokitError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     for text, problem in summary.report():
         click.secho(text, fg="red" if problem else None, err=problem)
     if not summary.ok:
@@ -140,9 +138,13 @@ def _run_build(ctx: click.Context, options: dict[str, Any]) -> None:
 def _options(func: Any) -> Any:
     path = click.Path(path_type=Path)
     options = [
-        click.argument("sources", nargs=-1, required=True, type=path),
+        click.argument("sources", nargs=-1, required=False, type=path),
         click.option("--out", "-o", "out_dir", required=True, type=path,
-                     help="Dataset root (created if missing; re-running updates it)."),
+                     help="Dataset root (created if missing). On an existing dataset the "
+                     "scenes of SOURCE are added or updated and every other scene is kept."),
+        click.option("--remove-scene", multiple=True, metavar="SCENE_ID",
+                     help="Remove this scene (rows, and the files its build wrote that are "
+                     "unchanged); repeatable. SOURCE may then be omitted."),
         click.option("--kind", type=click.Choice(KINDS), default="auto", show_default=True,
                      help="Source type; auto: journal.jsonl=capture, render_params.json=render, "
                      "INPUT_IMAGES/=msec, else a folder of scene folders=sequences."),
@@ -223,5 +225,10 @@ def register(group: click.Group) -> None:
         (rig homography, optional ECC), measured (gain, residual, PSNR/SSIM, clipping,
         flicker), flagged and split by scene. Scenes already built with the same inputs and
         parameters are skipped; failed scenes are listed and the exit status is 1.
+
+        Building into an existing dataset is incremental: scenes of other sources are kept
+        (with their split) and only --remove-scene removes scenes. The --out folder must be
+        new, empty or an expokit dataset, and one build at a time may write it (a second
+        one stops with "in use by pid N").
         """
         _run_build(ctx, options)

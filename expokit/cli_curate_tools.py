@@ -16,6 +16,7 @@ import click
 
 from expokit.cli_common import fail
 from expokit.core.errors import ExpokitError
+from expokit.core.paths import check_output_file
 
 _EXPORT_LAYOUTS = ("msec", "dime", "sequences")
 _root_argument = click.argument(
@@ -131,6 +132,10 @@ def export_command(
         return
     for issue in summary.errors:
         click.secho(str(issue), fg="red", err=True)
+    for kept in summary.kept:
+        click.secho(f"warning: {kept}", fg="yellow", err=True)
+    if summary.removed:
+        click.echo(f"removed {len(summary.removed)} file(s) of an earlier export", err=True)
     skipped = summary.skipped
     if skipped:
         reasons: dict[str, int] = {}
@@ -179,8 +184,20 @@ def validate_command(
     Exits 1 when any error is found (warnings alone exit 0).
     """
     from expokit.core.atomic import atomic_write_text
+    from expokit.curation.dataset import INFO_FILE, MANIFEST_FILE
     from expokit.curation.validate import validate_dataset
 
+    if json_path is not None:
+        # Checked before the (long) validation: the report may replace only an earlier one.
+        try:
+            check_output_file(
+                json_path,
+                inputs=(root / MANIFEST_FILE, root / INFO_FILE),
+                what="--json file",
+                is_own_output=_is_validate_report,
+            )
+        except ExpokitError as exc:
+            fail(str(exc))
     report = validate_dataset(
         root,
         check_hashes=not no_hashes,
@@ -209,12 +226,29 @@ def validate_command(
     help="CSV file (default ROOT/manifest.csv).",
 )
 def csv_command(root: Path, out_path: Path | None) -> None:
-    """Write the manifest of the dataset at ROOT as CSV."""
-    from expokit.curation.dataset import export_csv, load_dataset
+    """Write the manifest of the dataset at ROOT as CSV.
 
+    An existing file is replaced only when it is an earlier manifest CSV (same header);
+    the dataset's own files and inputs are never overwritten.
+    """
+    from expokit.curation.dataset import (
+        INFO_FILE,
+        MANIFEST_FILE,
+        export_csv,
+        is_manifest_csv,
+        load_dataset,
+    )
+
+    target = out_path if out_path is not None else root / "manifest.csv"
     try:
+        check_output_file(
+            target,
+            inputs=(root / MANIFEST_FILE, root / INFO_FILE),
+            what="--out file",
+            is_own_output=is_manifest_csv,
+        )
         dataset = load_dataset(root)
-        path = export_csv(dataset, out_path if out_path is not None else root / "manifest.csv")
+        path = export_csv(dataset, target)
     except ExpokitError as exc:
         fail(str(exc))
         return
@@ -225,10 +259,13 @@ def csv_command(root: Path, out_path: Path | None) -> None:
 @_root_argument
 def card_command(root: Path) -> None:
     """(Re)write the dataset card ROOT/README.md from info.json and the manifest."""
+    from expokit.core.lock import RootLock
     from expokit.curation.card import write_card
 
     try:
-        path = write_card(root)
+        # README.md is the dataset's file: not while a build rewrites the dataset.
+        with RootLock(root, "expokit curate card"):
+            path = write_card(root)
     except ExpokitError as exc:
         fail(str(exc))
         return
@@ -248,6 +285,19 @@ def upgrade_command(root: Path) -> None:
         return
     for step in steps:
         click.echo(step)
+
+
+def _is_validate_report(path: Path) -> bool:
+    """True when ``path`` holds an earlier ``curate validate --json`` report."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(data, dict)
+        and {"root", "rows", "files_checked", "ok", "problems"} <= set(data)
+        and isinstance(data["problems"], list)
+    )
 
 
 def register(group: click.Group) -> None:

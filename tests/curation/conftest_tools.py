@@ -30,7 +30,7 @@ class Spec:
     stills: dict[str, str] = field(
         default_factory=lambda: {
             "beach_01": "train",
-            "hall 2": "train",
+            "hall_2": "train",
             "kitchen": "val",
             "lab.x": "test",
         }

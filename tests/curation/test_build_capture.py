@@ -106,9 +106,10 @@ def test_still_pairs_are_flipped_warped_and_measured(tmp_path: Path) -> None:
     assert frame["photometric_gain"].astype(float).tolist() == pytest.approx([4.0, 4.0], rel=0.1)
     assert (frame["psnr_db"] > 30).all()
     assert not frame["flags"].str.contains("misaligned").any()
-    # The warp leaves SHIFT px of border: the valid rectangle and the crop exclude it.
+    # The warp leaves SHIFT px of border: the crop excludes it, so the stored images are the
+    # valid rectangle and valid_* (in stored pixels) cover them from (0, 0).
     row = frame.iloc[0]
-    assert (row["valid_x"], row["valid_y"], row["valid_w"], row["valid_h"]) == (5, 0, 235, 157)
+    assert (row["valid_x"], row["valid_y"], row["valid_w"], row["valid_h"]) == (0, 0, 235, 157)
     assert (row["width"], row["height"]) == (235, 157)
     assert np.allclose(json.loads(row["homography"]), translation(*SHIFT))
     mask = np.asarray(cv2.imread(str(dataset.path(row["mask_path"])), cv2.IMREAD_UNCHANGED))
@@ -146,6 +147,11 @@ def test_raw_session_keeps_16_bit_and_exposure(tmp_path: Path) -> None:
     config = with_format(load_rig_config(write_rig(tmp_path)), "RAW")
     session, _ = shoot(config, "pair", count=2, progress=False)
     write_rig_calibration(session.root / "rig_calibration.json", np.eye(3), (96, 64))
+    # The fake camera writes byte-identical DNGs for identical settings (a real one never
+    # does: sensor noise, shot counter); the same content in two scenes is refused as a
+    # train/test leak, so the second shot gets one distinct trailing byte (TIFF ignores it).
+    for file in sorted((session.root / "files").glob("*_0002_*.dng")):
+        file.write_bytes(file.read_bytes() + b"\0")
     summary = build_dataset(
         [session.root], tmp_path / "ds", BuildConfig(capture_scene="shot"), progress=False
     )

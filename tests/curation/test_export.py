@@ -43,7 +43,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = Spec(
         stills={
             "beach_01": "train",
-            "hall 2": "train",
+            "hall_2": "train",
             "kitchen": "val",
             "lab.x": "test",
             "Hall-2": "test",
@@ -107,7 +107,8 @@ def test_msec_tree_parses_with_peer_rules(pristine: Path, tmp_path: Path) -> Non
     assert summary.ok, [str(i) for i in summary.issues]
     dataset = load_dataset(pristine)
     assert summary.rows_exported == len(dataset.manifest)
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+    # .expokit/ holds the folder's marker and lock (hidden; peers' loaders never list it)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != ".expokit") == [
         "testing",
         "training",
         "validation",
@@ -131,7 +132,7 @@ def test_msec_tree_parses_with_peer_rules(pristine: Path, tmp_path: Path) -> Non
     train = _parse_msec(out / "training")
     assert set(train["beach-01"]) == set(MSEC_TOKENS)
     testing = _parse_msec(out / "testing")
-    # "Hall-2" (test) and "hall 2" (train) clash on case-insensitive file systems
+    # "Hall-2" (test) and "hall_2" (train) clash on case-insensitive file systems
     assert set(train["hall-2-2"]) == set(MSEC_TOKENS)
     assert "lab-x" in testing and "Hall-2" in testing
     assert "kitchen" in _parse_msec(out / "validation")
@@ -386,9 +387,11 @@ def test_out_folder_rules_and_reexport(pristine: Path, tmp_path: Path) -> None:
     export_dataset(pristine, out, "msec", progress=False)
     assert not (out / "sequences.csv").exists() and not (out / "train").exists()
     record = json.loads((out / "export.json").read_text())
-    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {
-        "export.json"
-    }
+    on_disk = {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and ".expokit" not in p.parts
+    } - {"export.json"}
     assert on_disk == set(record["files"])
 
 

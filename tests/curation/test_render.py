@@ -250,7 +250,9 @@ def test_other_parameters_into_same_folder_are_refused(chart_dng: Path, tmp_path
 
 
 def test_stale_temp_files_are_removed(chart_dng: Path, tmp_path: Path) -> None:
-    out = tmp_path / "o"
+    from expokit.core.roots import claim_root
+
+    out = claim_root(tmp_path / "o", "render")  # as the killed run left it
     (out / "chart").mkdir(parents=True)
     stale = out / "chart" / ".~expokit-deadbeef-chart_0.jpg"
     stale.write_bytes(b"partial")

@@ -84,9 +84,9 @@ def test_explicit_lists(tmp_path: Path) -> None:
     spec = SplitSpec(lists=lists, lists_source=str(path))
     assert assign_splits(["s1", "s2", "s3"], spec) == {"s1": "train", "s2": "train", "s3": "test"}
     with pytest.raises(SplitError, match=r"1 scene\(s\) are in no split list.*s4"):
-        assign_splits(["s1", "s4"], spec)
+        assign_splits(["s1", "s2", "s3", "s4"], spec)
     fallback = SplitSpec(lists=lists, default_split="train")
-    assert assign_splits(["s4"], fallback) == {"s4": "train"}
+    assert assign_splits(["s1", "s2", "s3", "s4"], fallback)["s4"] == "train"
     assert spec.to_dict()["lists"] == {"train": ["s1", "s2"], "test": ["s3"]}
     text = tmp_path / "splits.txt"
     text.write_text("# split scene\ntrain s1\nval\ts2\ntest,s3\n")
