@@ -515,6 +515,7 @@ def build_scene(task: SceneTask) -> dict[str, Any]:
         "error_kind": None,
         "key": None,
         "inputs": [],
+        "origins": [{"path": p, "sha256": d} for p, d in spec.origins],
         "rows": [],
         "outputs": {},
     }
@@ -974,7 +975,7 @@ def kept_scene_rows(
             scene_rows[scene] = [dict(r) for r in recorded]
         else:
             scene_rows[scene] = [{**r, "_keep_flags": True} for r in rows]
-        scene_inputs[scene] = list(record.get("inputs") or [])
+        scene_inputs[scene] = [*(record.get("inputs") or []), *(record.get("origins") or [])]
     return scene_rows, scene_inputs
 
 
@@ -1136,7 +1137,10 @@ def _build_locked(
                 )
             continue
         scene_rows[spec.scene_id] = list(found.get("rows", []))
-        scene_inputs[spec.scene_id] = list(found.get("inputs") or [])
+        scene_inputs[spec.scene_id] = [
+            *(found.get("inputs") or []),
+            *(found.get("origins") or []),
+        ]
     order = [*sorted(kept), *sorted(s for s in scene_rows if s not in kept)]
     for scene, error in find_duplicate_inputs(scene_inputs, order).items():
         del scene_rows[scene]

@@ -143,6 +143,9 @@ class SceneSpec:
         The pairs are frames of a clip (flicker is measured over them).
     problem
         Why the scene cannot be built (found during discovery), naming the file.
+    origins
+        ``((path, sha256), ...)`` of the files the inputs were made from (the RAW of a
+        render), so one RAW under two names is found even when its renders differ.
     """
 
     scene_id: str
@@ -156,6 +159,7 @@ class SceneSpec:
     shared_target: bool = False
     video: bool = False
     problem: str | None = None
+    origins: tuple[tuple[str, str], ...] = ()
 
     def input_files(self) -> list[str]:
         """Every file the scene's outputs depend on (sorted, unique)."""
@@ -524,12 +528,16 @@ def discover_render(folder: Path, config: BuildConfig) -> Discovery:
             )
             continue
         target = ref(by_token[want], "ev")
+        origins = tuple(
+            sorted({(str(r["raw_path"]), str(r["raw_sha256"])) for _, r in chosen.iterrows()
+                    if isinstance(r["raw_sha256"], str) and r["raw_sha256"]})
+        )  # fmt: skip
         pairs = tuple(
             PairSpec(token, ref(row, "ev"), target)
             for token, row in sorted(by_token.items(), key=lambda kv: float(kv[1]["ev"]))
             if token != want
         )
-        scenes.append(replace(scene, pairs=pairs))
+        scenes.append(replace(scene, pairs=pairs, origins=origins))
     return Discovery(scenes, {"render_params_hash": params.get("params_hash")})
 
 

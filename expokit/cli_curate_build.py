@@ -62,13 +62,23 @@ def config_from_options(ctx: click.Context, options: dict[str, Any]) -> Any:
     Options given on the command line override the config file; the file overrides the
     defaults.
     """
-    from expokit.curation.build_config import BuildConfig, QaThresholds, load_build_config
+    from expokit.curation.build_config import (
+        BuildConfig,
+        BuildConfigError,
+        QaThresholds,
+        load_build_config,
+    )
     from expokit.curation.splits import SplitSpec, load_split_lists, parse_fractions
 
     data: dict[str, Any] = {}
+    base = BuildConfig()
     if options["config_file"] is not None:
         data = load_build_config(options["config_file"])
-    base = BuildConfig.from_dict(data)
+        try:
+            base = BuildConfig.from_dict(data)
+        except BuildConfigError as exc:
+            # Name the file: the key alone does not say where the bad value came from.
+            raise BuildConfigError(f"{options['config_file']}: {exc}") from None
     use_file = options["config_file"] is not None
     values = {f: getattr(base, f) for f in base.scene_params()}
     values["kind"] = base.kind

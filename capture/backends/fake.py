@@ -23,6 +23,7 @@ import random
 import tempfile
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -107,6 +108,7 @@ class _Body:
         self.files: dict[str, bytes] = {}
         self.counter = itertools.count(1)
         self.source_cycle = itertools.count()
+        self.shots = itertools.count()  # each shot gets its own sensor noise, as on a real body
         self.sources = self._list_sources()
         self.movie_started: float | None = None
         canon = spec.vendor == "canon"
@@ -353,9 +355,10 @@ class FakeCamera(Camera):
         aperture_name = "aperture" if body.spec.vendor == "canon" else "f-number"
         f_number = float(body.applied[aperture_name])
         iso = int(body.applied["iso"])
+        shot = next(body.shots)
         if raw:
-            return _synthetic_dng(body, exposure, f_number, iso), ".DNG"
-        return _synthetic_jpeg(body, exposure, f_number, iso), ".JPG"
+            return _synthetic_dng(body, exposure, f_number, iso, shot), ".DNG"
+        return _synthetic_jpeg(body, exposure, f_number, iso, shot), ".JPG"
 
 
 def _shutter_seconds(text: str) -> float:
@@ -376,7 +379,16 @@ def _scene(body: _Body, exposure: float, f_number: float, iso: int) -> Any:
     return np.clip(demo_scene("chart", height, width) * gain, 0, 4)
 
 
-def _synthetic_dng(body: _Body, exposure: float, f_number: float, iso: int) -> bytes:
+#: Read noise of the fake sensor in DN (of 4095): small enough for exact EV checks, large
+#: enough that no two shots are byte-identical (a real camera never repeats a frame).
+FAKE_READ_NOISE_DN = 1.0
+
+
+def _shot_seed(body: _Body, shot: int) -> int:
+    return (body.spec.seed * 1_000_003 + zlib.crc32(body.spec.serial.encode()) + shot) % 2**31
+
+
+def _synthetic_dng(body: _Body, exposure: float, f_number: float, iso: int, shot: int) -> bytes:
     from expokit.curation.synthetic import write_dng
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -384,18 +396,23 @@ def _synthetic_dng(body: _Body, exposure: float, f_number: float, iso: int) -> b
         write_dng(
             path, _scene(body, exposure, f_number, iso), make="expokit", model=body.spec.model,
             exposure_time=exposure, iso=iso, f_number=f_number,
+            noise_sigma=FAKE_READ_NOISE_DN, seed=_shot_seed(body, shot),
         )  # fmt: skip
         return path.read_bytes()
 
 
-def _synthetic_jpeg(body: _Body, exposure: float, f_number: float, iso: int) -> bytes:
+def _synthetic_jpeg(body: _Body, exposure: float, f_number: float, iso: int, shot: int) -> bytes:
     import numpy as np
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational
 
     from expokit.curation.transfer import srgb_encode
 
-    rgb = (srgb_encode(np.clip(_scene(body, exposure, f_number, iso), 0, 1)) * 255).round()
+    linear = _scene(body, exposure, f_number, iso)
+    noise = np.random.default_rng(_shot_seed(body, shot)).normal(
+        0, FAKE_READ_NOISE_DN / 4095, linear.shape
+    )
+    rgb = (srgb_encode(np.clip(linear + noise, 0, 1)) * 255).round()
     image = Image.fromarray(rgb.astype(np.uint8))
     exif = Image.Exif()
     exif[0x010F] = "expokit"  # Make

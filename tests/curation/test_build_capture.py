@@ -147,11 +147,10 @@ def test_raw_session_keeps_16_bit_and_exposure(tmp_path: Path) -> None:
     config = with_format(load_rig_config(write_rig(tmp_path)), "RAW")
     session, _ = shoot(config, "pair", count=2, progress=False)
     write_rig_calibration(session.root / "rig_calibration.json", np.eye(3), (96, 64))
-    # The fake camera writes byte-identical DNGs for identical settings (a real one never
-    # does: sensor noise, shot counter); the same content in two scenes is refused as a
-    # train/test leak, so the second shot gets one distinct trailing byte (TIFF ignores it).
-    for file in sorted((session.root / "files").glob("*_0002_*.dng")):
-        file.write_bytes(file.read_bytes() + b"\0")
+    # Each fake shot has its own sensor noise, as on a real body: no two shots are the same
+    # content (which the build would refuse as one capture under two names).
+    shots = sorted((session.root / "files").glob("*.dng"))
+    assert len({f.read_bytes() for f in shots}) == len(shots) == 4
     summary = build_dataset(
         [session.root], tmp_path / "ds", BuildConfig(capture_scene="shot"), progress=False
     )

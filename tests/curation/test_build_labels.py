@@ -128,7 +128,8 @@ def test_config_files_and_the_command_line_refuse_strings_as_bools(tmp_path: Pat
               "--config", str(config), "--no-progress"],
     )  # fmt: skip
     assert result.exit_code != 0
-    assert "ecc_refine: expected true or false" in result.output
+    output = " ".join(result.output.split())
+    assert "build.json: build parameter ecc_refine: expected true or false" in output
     assert "'false'" in result.output
     assert not (tmp_path / "ds" / "manifest.parquet").exists()
 

@@ -368,3 +368,27 @@ def test_a_killed_worker_is_named_and_a_rerun_builds_only_its_scene(
     assert sorted(load_dataset(out).manifest["scene_id"].unique()) == ["a1", "a3"]
     summary = build([first], out)
     assert summary.ok and (summary.built, summary.skipped, summary.pairs) == (1, 2, 6)
+
+
+def test_one_raw_rendered_twice_with_other_settings_is_refused(
+    chart_dng: Path, tmp_path: Path
+) -> None:
+    """The renders differ byte for byte; the RAW they come from is the same file."""
+    from expokit.curation.render import render_batch
+    from expokit.curation.render_config import RenderConfig
+
+    copy = chart_dng.with_name("other_name.dng")
+    shutil.copy(chart_dng, copy)
+    first = render_batch([chart_dng], tmp_path / "r1", RenderConfig(), progress=False)
+    second = render_batch(
+        [copy], tmp_path / "r2", RenderConfig(evs=(-1.0, 0.0, 1.0), jpeg_quality=80),
+        progress=False,
+    )  # fmt: skip
+    assert first.ok and second.ok
+    result = run_cli(
+        str(tmp_path / "r1"), str(tmp_path / "r2"), "-o", str(tmp_path / "ds"), "--max-side", "64"
+    )
+    assert result.exit_code == 1, result.output
+    assert "failed: scene other-name: " in result.output
+    assert "chart.dng of scene chart" in result.output
+    assert load_dataset(tmp_path / "ds").manifest["scene_id"].unique().tolist() == ["chart"]
