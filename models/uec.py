@@ -1,0 +1,228 @@
+"""UEC-style unsupervised exposure correction (Cui et al., ECCV 2024), written from the paper.
+
+The model takes an image and a *reference* whose exposure the output should have:
+
+* an **encoder** (7x7 and 3x3 convolutions, stride 2, ReLU) turns a small thumbnail into
+  per-channel std, mean and max of its features (32 channels -> 96 numbers);
+* a **predictor** maps the image's and the reference's features to one scalar ``lambda``
+  (``tanh(fc 96->8)`` for each, concatenated, ``fc 16->1``);
+* a **pointwise corrector** ``out = lambda * h(x) + (1 - lambda) * x`` with ``h`` three 1x1
+  convolutions (3-64-64-3, LeakyReLU), clamped to ``[0, 1]``;
+* applied :attr:`UEC.iterations` times (3), each time re-encoding the current output.
+
+19,388 parameters, as the released model. Losses (training): MSE between the output corrected
+towards another exposure of the same scene and that exposure, plus the monotonicity term
+``mean(relu(out(ref_dark) - out(ref_bright)))`` for two exposures of another scene.
+
+Why it trains on a CPU: the corrector is pointwise and the encoder sees only global
+statistics, so a training step encodes small thumbnails and corrects a random sample of
+pixels (``pixel_samples``) instead of whole images; inference does exactly the same
+(thumbnail for ``lambda``, then every pixel), so what is trained is what runs. Once the
+``lambda`` values of an image are known its whole correction is a fixed RGB -> RGB map, which
+:func:`bake_lut` turns into a 3D lookup table for fast full-resolution inference.
+
+References
+----------
+R. Cui, Y. Lu, Y. Wang et al., "Unsupervised Exposure Correction", ECCV 2024.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
+from torch import nn
+
+from expokit.models.base import Baseline, Batch, check_image, require
+
+
+class UECEncoder(nn.Module):
+    """Global exposure features: ``(B, 3, h, w)`` -> ``(B, 3 * channels)`` (std, mean, max)."""
+
+    def __init__(self, channels: int = 32) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, channels, 7, 2, 0)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 2, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(F.pad(x, (1, 1, 1, 1))))
+        x = F.relu(self.conv2(F.pad(x, (1, 1, 1, 1))))
+        std, mean = torch.std_mean(x, dim=(2, 3))
+        return torch.cat([std, mean, x.amax(dim=(2, 3))], dim=1)
+
+
+class UECPredictor(nn.Module):
+    """``lambda`` ``(B, 1)`` from the features of the image and of the reference."""
+
+    def __init__(self, features: int = 96, hidden: int = 8) -> None:
+        super().__init__()
+        self.fc3 = nn.Linear(features, hidden)
+        self.fc4 = nn.Linear(2 * hidden, 1)
+
+    def forward(self, features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
+        a = torch.tanh(self.fc3(features))
+        b = torch.tanh(self.fc3(reference_features))
+        return self.fc4(torch.cat([a, b], dim=1))
+
+
+class UECCorrector(nn.Module):
+    """Pointwise ``x -> clamp(lambda * h(x) + (1 - lambda) * x, 0, 1)`` on ``(B, 3, ...)``."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 1)
+        self.conv2 = nn.Conv2d(width, width, 1)
+        self.conv3 = nn.Conv2d(width, 3, 1)
+
+    def forward(self, x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.conv1(x), 0.01)
+        h = self.conv3(F.leaky_relu(self.conv2(h), 0.01))
+        lam = lam.view(-1, 1, 1, 1)
+        return (lam * h + (1 - lam) * x).clamp(0, 1)
+
+
+def thumbnail(image: torch.Tensor, size: int) -> torch.Tensor:
+    """``image`` resized (bilinear, antialiased) so its shorter side is ``size``."""
+    h, w = image.shape[-2:]
+    scale = size / min(h, w)
+    if abs(scale - 1) < 1e-6:
+        return image
+    shape = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(image, size=shape, mode="bilinear", align_corners=False, antialias=True)
+
+
+def sample_pixels(
+    images: list[torch.Tensor],
+    mask: torch.Tensor | None,
+    count: int,
+    generator: torch.Generator | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The same ``count`` random pixel positions of every image: ``(B, 3, count, 1)`` each,
+    plus their mask values ``(B, 1, count, 1)`` (ones when ``mask`` is None)."""
+    b, _, h, w = images[0].shape
+    index = torch.randint(0, h * w, (b, count), generator=generator, device=images[0].device)
+
+    def take(x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2)
+        return flat.gather(2, index[:, None, :].expand(-1, flat.shape[1], -1)).unsqueeze(-1)
+
+    weights = torch.ones(b, 1, count, 1, device=images[0].device) if mask is None else take(mask)
+    return [take(x) for x in images], weights
+
+
+class UEC(Baseline):
+    """UEC-style exposure correction towards a reference (see the module docstring).
+
+    Parameters
+    ----------
+    encode_channels, corrector_width, predictor_hidden
+        Sizes (32, 64, 8 give the released 19,388 parameters).
+    iterations
+        How often the correction is applied, re-encoding the output each time (3).
+    feature_size
+        Shorter side of the thumbnail the encoder sees (training and inference alike).
+    pixel_samples
+        Pixels per image the training loss is computed on.
+    monotonic_weight
+        Weight of the monotonicity term.
+    """
+
+    name = "uec"
+    data_kind = "sequence"
+    needs_reference = True
+
+    def __init__(
+        self,
+        encode_channels: int = 32,
+        corrector_width: int = 64,
+        predictor_hidden: int = 8,
+        iterations: int = 3,
+        feature_size: int = 128,
+        pixel_samples: int = 4096,
+        monotonic_weight: float = 1.0,
+    ) -> None:
+        super().__init__(
+            encode_channels=encode_channels, corrector_width=corrector_width,
+            predictor_hidden=predictor_hidden, iterations=iterations, feature_size=feature_size,
+            pixel_samples=pixel_samples, monotonic_weight=monotonic_weight,
+        )  # fmt: skip
+        self.encoder = UECEncoder(encode_channels)
+        self.predictor = UECPredictor(3 * encode_channels, predictor_hidden)
+        self.corrector = UECCorrector(corrector_width)
+        self.iterations = iterations
+        self.feature_size = feature_size
+        self.pixel_samples = pixel_samples
+        self.monotonic_weight = monotonic_weight
+
+    # -- the functional steps --------------------------------------------------------------
+    def lambdas(self, image: torch.Tensor, reference: torch.Tensor) -> list[torch.Tensor]:
+        """The ``iterations`` lambda values ``(B, 1)`` that correct ``image`` towards
+        ``reference`` (both ``(B, 3, H, W)``; only thumbnails are encoded)."""
+        thumb = thumbnail(image, self.feature_size)
+        ref_features = self.encoder(thumbnail(reference, self.feature_size))
+        values = []
+        for _ in range(self.iterations):
+            lam = self.predictor(self.encoder(thumb), ref_features)
+            thumb = self.corrector(thumb, lam)
+            values.append(lam)
+        return values
+
+    def apply_lambdas(self, pixels: torch.Tensor, lambdas: list[torch.Tensor]) -> torch.Tensor:
+        """Apply the corrections with known ``lambdas`` to ``(B, 3, ...)`` pixels."""
+        for lam in lambdas:
+            pixels = self.corrector(pixels, lam)
+        return pixels
+
+    def enhance(self, image: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """``image`` ``(B, 3, H, W)`` corrected towards ``reference``'s exposure (required)."""
+        check_image(image, "input")
+        if reference is None:
+            from expokit.models.base import ModelError
+
+            raise ModelError("model 'uec' needs a reference image that sets the target exposure")
+        check_image(reference, "reference")
+        if reference.shape[0] == 1 and image.shape[0] > 1:
+            reference = reference.expand(image.shape[0], -1, -1, -1)
+        return self.apply_lambdas(image, self.lambdas(image, reference))
+
+    # -- training --------------------------------------------------------------------------
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """MSE towards ``reference`` (== ``target`` in the batch) on sampled pixels, plus
+        the monotonicity term on ``ref_dark``/``ref_bright`` when the batch has them."""
+        require(batch, "input", "target", "reference", model=self.name)
+        image, target = batch["input"], batch["target"]
+        lambdas = self.lambdas(image, batch["reference"])
+        (pix_in, pix_target), weights = sample_pixels(
+            [image, target], batch.get("mask"), self.pixel_samples, None
+        )
+        out = self.apply_lambdas(pix_in, lambdas)
+        mse = ((out - pix_target) ** 2 * weights).sum() / (weights.sum() * 3).clamp_min(1)
+        parts: dict[str, Any] = {"mse": float(mse.detach())}
+        loss = mse
+        if "ref_dark" in batch and "ref_bright" in batch and self.monotonic_weight > 0:
+            dark = self.apply_lambdas(pix_in, self.lambdas(image, batch["ref_dark"])[:1])
+            bright = self.apply_lambdas(pix_in, self.lambdas(image, batch["ref_bright"])[:1])
+            monotonic = F.relu(dark - bright).mean()
+            loss = loss + self.monotonic_weight * monotonic
+            parts["monotonic"] = float(monotonic.detach())
+        return loss, parts
+
+
+def bake_lut(model: UEC, lambdas: list[torch.Tensor], size: int = 33) -> torch.Tensor:
+    """The whole correction for fixed ``lambdas`` (one image) as a ``(3, size, size, size)``
+    RGB lookup table indexed ``[channel, b, g, r]`` over ``[0, 1]^3``."""
+    axis = torch.linspace(0, 1, size)
+    b, g, r = torch.meshgrid(axis, axis, axis, indexing="ij")
+    grid = torch.stack([r, g, b]).reshape(1, 3, -1, 1)
+    with torch.no_grad():
+        out = model.apply_lambdas(grid, [lam[:1] for lam in lambdas])
+    return out.reshape(3, size, size, size)
+
+
+def apply_lut(lut: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Trilinear lookup of ``image`` ``(1, 3, H, W)`` in ``lut`` from :func:`bake_lut`."""
+    # grid_sample's 5-D grid is (x, y, z) = (r, g, b) in [-1, 1] over a (D=b, H=g, W=r) volume.
+    coords = image[0].permute(1, 2, 0).unsqueeze(0).unsqueeze(0) * 2 - 1  # (1, 1, H, W, 3)
+    out = F.grid_sample(lut.unsqueeze(0), coords, mode="bilinear", align_corners=True)
+    return out[:, :, 0]
