@@ -20,6 +20,9 @@ from expokit.cli_capture import capture
 from expokit.cli_common import fail
 from expokit.cli_curate_build import register as register_build
 from expokit.cli_curate_tools import register as register_tools
+from expokit.cli_eval import eval_command
+from expokit.cli_infer import infer
+from expokit.cli_train import train
 from expokit.core.errors import ExpokitError
 from expokit.core.parallel import EXECUTORS
 from expokit.curation.render_config import LAYOUTS, WB_POLICIES, OutputFormat
@@ -246,6 +249,9 @@ cli.add_command(capture)
 cli.add_command(calibrate)
 register_build(curate)
 register_tools(curate)
+cli.add_command(infer)
+cli.add_command(eval_command)
+cli.add_command(train)
 
 
 def main() -> None:

@@ -133,6 +133,7 @@ def load_model(path: str | Path, *, expect: str | None = None) -> tuple[Baseline
         Missing files, another format or version, a model name expokit does not know, a
         model other than ``expect``, or weights that do not fit the model.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from expokit.models.registry import create_model
@@ -146,7 +147,7 @@ def load_model(path: str | Path, *, expect: str | None = None) -> tuple[Baseline
     weights = folder / WEIGHTS_FILE
     try:
         state = load_file(str(weights))
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{weights}: unreadable weights ({exc})") from None
     try:
         model.load_state_dict(state, strict=True)

@@ -188,8 +188,14 @@ class UEC(Baseline):
 
     # -- training --------------------------------------------------------------------------
     def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """MSE towards ``reference`` (== ``target`` in the batch) on sampled pixels, plus
-        the monotonicity term on ``ref_dark``/``ref_bright`` when the batch has them."""
+        """MSE on sampled pixels between ``input`` corrected towards ``reference`` and
+        ``target`` (UEC: another exposure of the same scene, often the reference itself),
+        plus the monotonicity term on ``ref_dark``/``ref_bright`` when the batch has them.
+
+        All images ``(B, 3, H, W)`` float in ``[0, 1]``; ``mask`` ``(B, 1, H, W)`` optional.
+        The monotonicity term uses the first correction only (``lambda`` from the input's
+        and each reference's features), which needs no corrected thumbnails: cheap.
+        """
         require(batch, "input", "target", "reference", model=self.name)
         image, target = batch["input"], batch["target"]
         lambdas = self.lambdas(image, batch["reference"])
@@ -201,8 +207,13 @@ class UEC(Baseline):
         parts: dict[str, Any] = {"mse": float(mse.detach())}
         loss = mse
         if "ref_dark" in batch and "ref_bright" in batch and self.monotonic_weight > 0:
-            dark = self.apply_lambdas(pix_in, self.lambdas(image, batch["ref_dark"])[:1])
-            bright = self.apply_lambdas(pix_in, self.lambdas(image, batch["ref_bright"])[:1])
+            features = self.encoder(thumbnail(image, self.feature_size))
+            dark_ref, bright_ref = (
+                self.encoder(thumbnail(batch[key], self.feature_size))
+                for key in ("ref_dark", "ref_bright")
+            )
+            dark = self.corrector(pix_in, self.predictor(features, dark_ref))
+            bright = self.corrector(pix_in, self.predictor(features, bright_ref))
             monotonic = F.relu(dark - bright).mean()
             loss = loss + self.monotonic_weight * monotonic
             parts["monotonic"] = float(monotonic.detach())

@@ -23,7 +23,10 @@ from typing import Literal
 from expokit.core.atomic import TEMP_PREFIX, atomic_write_json
 from expokit.core.errors import OutputError
 
-RootKind = Literal["dataset", "render", "export", "session", "calibration", "simulation"]
+RootKind = Literal[
+    "dataset", "render", "export", "session", "calibration", "simulation", "run", "inference",
+    "evaluation",
+]  # fmt: skip
 STATE_DIR = ".expokit"
 MARKER_FILE = f"{STATE_DIR}/root.json"
 
@@ -35,6 +38,9 @@ LEGACY_MARKERS: dict[str, tuple[str, ...]] = {
     "session": ("rig.json", "journal.jsonl"),
     "calibration": ("rig_calibration.json",),
     "simulation": ("truth.json",),
+    "run": (),  # training runs (expokit train) always had a marker
+    "inference": (),  # expokit infer output folders always had a marker
+    "evaluation": (),  # expokit eval output folders always had a marker
 }
 
 

@@ -1,0 +1,118 @@
+"""``expokit infer``: run a trained checkpoint on images, folders and videos."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from expokit.cli_common import fail
+from expokit.core.errors import ExpokitError
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--ckpt",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Checkpoint: a run folder (its newest step), a step folder or model.safetensors.",
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder: <stem>.png per image, <stem>.mp4 per video.",
+)
+@click.option(
+    "--ref",
+    "reference",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Reference image whose exposure the output takes (required by uec).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: CUDA when available.",
+)
+@click.option(
+    "--lut-size",
+    type=click.IntRange(2, 127),
+    default=33,
+    show_default=True,
+    help="uec: nodes per axis of the baked 3D LUT.",
+)
+@click.option("--no-lut", is_flag=True, help="uec: run the network on every pixel (slow).")
+@click.option(
+    "--tile",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Conv models: process overlapping tiles of this side (default: whole frames).",
+)
+@click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True)
+@click.option(
+    "--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="Video H.264 CRF."
+)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+def infer(
+    inputs: tuple[Path, ...],
+    ckpt: Path,
+    out_dir: Path,
+    reference: Path | None,
+    device: str,
+    lut_size: int,
+    no_lut: bool,
+    tile: int | None,
+    tile_overlap: int,
+    crf: int,
+    no_progress: bool,
+) -> None:
+    """Correct images, folders of images and videos with a trained model.
+
+    Images become OUT/<stem>.png (8-bit RGB, same size); videos OUT/<stem>.mp4 (H.264,
+    audio kept). A bad file is reported and the others go on; the exit status is 1 when
+    any input failed.
+    """
+    from expokit.models.checkpoint import load_model
+    from expokit.models.infer import InferConfig, infer_paths
+
+    try:
+        config = InferConfig(
+            lut_size=lut_size,
+            fast_uec=not no_lut,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            crf=crf,
+            device=device,
+        )
+        model, meta = load_model(ckpt)
+        click.echo(f"model {meta['model']} (step {meta.get('step')}) from {meta['path']}", err=True)
+        results = infer_paths(
+            model,
+            inputs,
+            out_dir,
+            reference=reference,
+            config=config,
+            progress=not no_progress,
+        )
+    except ExpokitError as exc:
+        fail(str(exc))
+    failed = 0
+    for result in results:
+        if result.ok:
+            extra = f" ({result.frames} frames)" if result.frames is not None else ""
+            click.echo(f"{result.path} -> {result.output}{extra}")
+            for note in result.notes:
+                click.echo(f"  note: {note}")
+        else:
+            failed += 1
+            click.secho(f"failed: {result.error}", fg="red", err=True)
+    if failed:
+        click.secho(f"{failed} of {len(results)} inputs failed", fg="red", err=True)
+        sys.exit(1)

@@ -1,0 +1,111 @@
+"""``expokit train``: train a baseline on an expokit dataset (also under torchrun)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from expokit.cli_common import fail
+from expokit.core.errors import ExpokitError
+
+AMP_CHOICES = ("off", "bf16", "fp16")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+@click.command("train")
+@click.option("--model", "model", default=None, help="Model name (uec, recnet, zerodce, video).")
+@click.option("--data", "data", type=click.Path(path_type=Path), default=None, help="Dataset root.")
+@click.option(
+    "--out", "out", type=click.Path(path_type=Path), default=None, help="Run folder to write."
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="TOML file of training keys (see docs/models.md); flags override it.",
+)
+@click.option("--split", default=None, help="Split to train on [recipe: train].")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Total steps.")
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop cleanly (with a checkpoint) after this many minutes.",
+)
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@click.option("--amp", type=click.Choice(AMP_CHOICES), default=None, help="Mixed precision.")
+@click.option(
+    "--device",
+    default=None,
+    help="auto (CUDA when present), cpu, cuda or cuda:N [recipe: auto].",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--crop", type=click.IntRange(min=0), default=None, help="Crop size (0: none).")
+@click.option(
+    "--workers", "num_workers", type=click.IntRange(min=0), default=None, help="Loader workers."
+)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def train(
+    model: str | None,
+    data: Path | None,
+    out: Path | None,
+    config_file: Path | None,
+    split: str | None,
+    steps: int | None,
+    max_minutes: float | None,
+    resume: bool,
+    amp: str | None,
+    device: str | None,
+    batch_size: int | None,
+    lr: float | None,
+    seed: int | None,
+    crop: int | None,
+    num_workers: int | None,
+    no_progress: bool,
+) -> None:
+    """Train a baseline on a dataset and write checkpoints to a run folder.
+
+    The model's default recipe (expokit.models.train.RECIPES) is the starting point; a
+    --config TOML file and the flags override it. The resolved config is saved in
+    RUN/config.json, the loss in RUN/log.csv and checkpoints in RUN/checkpoints/step_*.
+    Run under `torchrun --nproc-per-node N -m expokit.cli train ...` for several
+    processes (gloo on CPU, nccl on CUDA).
+    """
+    from expokit.models.train import resolve_config
+    from expokit.models.train import train as run_training
+
+    overrides: dict[str, Any] = {
+        "data": None if data is None else str(data),
+        "out": None if out is None else str(out),
+        "split": split,
+        "steps": steps,
+        "max_minutes": max_minutes,
+        "amp": amp,
+        "device": device,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "crop": crop,
+        "num_workers": num_workers,
+    }
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            config = resolve_config(model, config_file=config_file, overrides=overrides)
+            summary = run_training(config, resume=resume, progress=not no_progress, echo=click.echo)
+    except ExpokitError as exc:
+        fail(str(exc))
+        return
+    if summary.rank == 0:
+        for line in summary.report():
+            click.echo(line)

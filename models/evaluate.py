@@ -1,0 +1,814 @@
+"""Evaluation of a checkpoint and of the reference methods on an expokit dataset.
+
+``evaluate(ROOT, ckpt, EvalConfig(...), out=DIR)`` scores, split by split, every manifest row
+(full resolution, or ``resize`` x ``resize``; no crops) with:
+
+* the model of the checkpoint (optional), and the reference methods of
+  :mod:`expokit.models.reference` (identity, gain and histogram match to the reference, and
+  the *peeking* oracle gain+gamma), all in one table;
+* PSNR and SSIM from :mod:`expokit.curation.metrics` on **uint8 RGB** (outputs rounded to
+  8 bits, targets of 16-bit datasets too), no border crop, inside the pair's valid mask
+  (``docs/metrics.md``); means over pairs for all rows, for under-exposed inputs
+  (``input_ev < target_ev``) and for over-exposed ones (``input_ev > target_ev``);
+  PSNR is capped at :data:`PSNR_CAP` dB before averaging (identical images give ``inf``);
+* for video clips (rows with ``clip_id`` and ``frame_index``) also the warping error
+  ``E_warp`` (:func:`warping_error`: DIS flow between consecutive *target* frames,
+  occlusion mask from forward-backward consistency, squared error of the outputs, RGB in
+  ``[0, 1]``, Lai et al. 2018) and the flicker of the outputs (std/mean of their mean linear
+  luminance over the clip, the dataset QA's definition), with the targets' own values as
+  the floor.
+
+What the *reference* image is (``EvalConfig.reference``):
+
+* ``same``: the pair's own target image. Methods only use its exposure level (its mean or
+  histogram), so this suits datasets without a separate reference (paired sets, MSEC-like
+  ladders, video). It makes "gain to reference" an exposure-level oracle.
+* ``other-scene``: the target of the *next* scene of the split (scene ids sorted, cyclic;
+  for clips, the middle frame of that scene's first clip): the SICE protocol of the UEC
+  paper, where the reference is the middle exposure of another scene.
+
+Results: ``pairs.csv`` (one row per pair and method), ``clips.csv`` (one row per clip and
+method, video only) and ``summary.json``, written atomically into an output folder claimed
+as an ``evaluation`` root.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from expokit.core.errors import ExpokitError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from expokit.curation.dataset import Dataset
+    from expokit.models.base import Baseline
+
+F64 = npt.NDArray[np.float64]
+Mask = npt.NDArray[np.bool_]
+ReferenceMode = Literal["same", "other-scene"]
+REFERENCE_MODES: tuple[str, ...] = ("same", "other-scene")
+EVAL_FORMAT = "expokit-evaluation"
+EVAL_VERSION = 1
+#: PSNR values above this (identical images: inf) count as this in means.
+PSNR_CAP = 100.0
+PAIRS_FILE = "pairs.csv"
+CLIPS_FILE = "clips.csv"
+SUMMARY_FILE = "summary.json"
+GROUPS = ("all", "under", "over")
+#: Split name meaning every row of the dataset (unless it has a split of that name).
+ALL_SPLITS = "all"
+PAIR_COLUMNS = (
+    "split", "method", "pair_id", "scene_id", "clip_id", "frame_index", "input_ev",
+    "target_ev", "exposure", "reference", "psnr", "ssim",
+)  # fmt: skip
+CLIP_COLUMNS = (
+    "split", "method", "scene_id", "clip_id", "frames", "ewarp", "ewarp_target", "flicker",
+    "flicker_target",
+)  # fmt: skip
+
+
+class EvalError(ExpokitError):
+    """Evaluation cannot run: a split the dataset lacks, a model the data cannot feed."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``expokit eval`` scores and how.
+
+    Attributes
+    ----------
+    splits
+        Split names to score, one table each; ``all``: every row as one split.
+    reference
+        ``same`` or ``other-scene`` (module docstring).
+    resize
+        Resize inputs, targets, references and masks to ``resize x resize`` (bilinear with
+        antialiasing, rounded back to the file's bit depth; masks nearest) before anything
+        else, as the SICE protocol does (256). ``None``: full resolution.
+    min_ev_error
+        Score only pairs with ``|input_ev - target_ev| >= min_ev_error`` (the SICE
+        protocol's two darkest and two brightest of 7 exposures: 2). ``None``: all pairs.
+    references
+        Evaluate the reference methods too.
+    device
+        Torch device for the model (``cpu``, ``cuda``, ``auto``).
+    """
+
+    splits: tuple[str, ...] = ("test",)
+    reference: ReferenceMode = "same"
+    resize: int | None = None
+    min_ev_error: float | None = None
+    references: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.splits or any(not isinstance(s, str) or not s for s in self.splits):
+            raise EvalError(f"splits: give one or more split names, got {self.splits!r}")
+        if self.reference not in REFERENCE_MODES:
+            raise EvalError(
+                f"reference: {self.reference!r} is not one of {', '.join(REFERENCE_MODES)}"
+            )
+        if self.resize is not None and not (16 <= self.resize <= 16384):
+            raise EvalError(f"resize: {self.resize} is not a size in 16..16384 px")
+        if self.min_ev_error is not None and not self.min_ev_error >= 0:
+            raise EvalError(f"min_ev_error: {self.min_ev_error} must be >= 0")
+
+
+@dataclass
+class EvalResult:
+    """Per-pair records, per-clip records and the summary (what the files hold)."""
+
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+    clips: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _quantise(image: F64, levels: float) -> F64:
+    return np.round(np.clip(image, 0.0, 1.0) * levels) / levels
+
+
+def resize_image(image: F64, size: int, levels: float = 255.0) -> F64:
+    """``(H, W, 3)`` float in ``[0, 1]`` -> ``(size, size, 3)``: bilinear with antialiasing
+    (``torch.nn.functional.interpolate``, like PIL's bilinear), rounded to ``levels``."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    if image.shape[:2] == (size, size):
+        return image
+    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    out = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False,
+                        antialias=True)  # fmt: skip
+    return _quantise(out[0].numpy().transpose(1, 2, 0), levels)
+
+
+def to_uint8(image: F64) -> npt.NDArray[np.uint8]:
+    """``[0, 1]`` float image -> uint8 (rounded, clipped): what the metrics compare."""
+    return np.asarray(np.round(np.clip(image, 0.0, 1.0) * 255.0), np.uint8)
+
+
+@dataclass
+class _Loaded:
+    image: F64
+    mask: Mask | None
+
+
+class _Reader:
+    """Reads dataset images as float64 RGB ``(H, W, 3)`` in ``[0, 1]``, resized if asked."""
+
+    def __init__(self, dataset: Dataset, resize: int | None) -> None:
+        self.dataset = dataset
+        self.resize = resize
+
+    def image(self, rel: str) -> F64:
+        from expokit.models.data import read_rgb
+
+        raw = read_rgb(self.dataset.path(rel))
+        levels = 65535.0 if raw.dtype == np.uint16 else 255.0
+        image = np.asarray(raw, np.float64) / (levels if raw.dtype.kind == "u" else 1.0)
+        image = np.clip(image, 0.0, 1.0)
+        return resize_image(image, self.resize, levels) if self.resize else image
+
+    def mask(self, rel: str | None, shape: tuple[int, ...]) -> Mask | None:
+        if rel is None:
+            return None
+        import cv2
+
+        from expokit.models.data import read_mask
+
+        mask = read_mask(self.dataset.path(rel))
+        if self.resize:
+            mask = cv2.resize(mask, (self.resize, self.resize), interpolation=cv2.INTER_NEAREST)
+        if mask.shape != shape[:2]:
+            raise EvalError(f"{self.dataset.path(rel)}: mask {mask.shape} does not fit {shape}")
+        return np.asarray(mask, bool)
+
+
+# --------------------------------------------------------------------------- video metrics
+
+
+def dis_flow(frame: npt.NDArray[np.uint8], other: npt.NDArray[np.uint8]) -> npt.NDArray[Any]:
+    """DIS optical flow (OpenCV, medium preset) from ``frame`` to ``other`` (uint8 RGB
+    ``(H, W, 3)``): ``(H, W, 2)`` float32 ``(dx, dy)`` with ``frame[p] ~ other[p + flow[p]]``."""
+    import cv2
+
+    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    a = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    b = cv2.cvtColor(np.ascontiguousarray(other), cv2.COLOR_RGB2GRAY)
+    return np.asarray(dis.calc(a, b, np.zeros((*a.shape, 2), np.float32)), np.float32)
+
+
+def _remap(image: npt.NDArray[Any], flow: npt.NDArray[Any], nearest: bool = False) -> Any:
+    import cv2
+
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.remap(np.ascontiguousarray(image), xs + flow[..., 0], ys + flow[..., 1],
+                     interpolation, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+
+def occlusion_mask(forward: npt.NDArray[Any], backward: npt.NDArray[Any]) -> Mask:
+    """Pixels whose flow is trustworthy: forward-backward consistent (Sundaram et al. 2010:
+    ``|f + b(p + f)|^2 <= 0.01 (|f|^2 + |b(p + f)|^2) + 0.5``) and landing inside the image."""
+    h, w = forward.shape[:2]
+    back = _remap(backward, forward)
+    total = forward + back
+    lhs = (total**2).sum(-1)
+    rhs = 0.01 * ((forward**2).sum(-1) + (back**2).sum(-1)) + 0.5
+    ys, xs = np.mgrid[0:h, 0:w]
+    x, y = xs + forward[..., 0], ys + forward[..., 1]
+    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    return np.asarray((lhs <= rhs) & inside, bool)
+
+
+@dataclass
+class FramePair:
+    """Flow and trust mask from target frame ``t`` to ``t - 1`` (shared by every method)."""
+
+    flow: npt.NDArray[Any]
+    valid: Mask
+
+    @classmethod
+    def from_targets(
+        cls, target: F64, previous: F64, mask: Mask | None = None, previous_mask: Mask | None = None
+    ) -> FramePair:
+        t8, p8 = to_uint8(target), to_uint8(previous)
+        forward, backward = dis_flow(t8, p8), dis_flow(p8, t8)
+        valid = occlusion_mask(forward, backward)
+        if mask is not None:
+            valid &= mask
+        if previous_mask is not None:
+            valid &= _remap(previous_mask.astype(np.uint8), forward, nearest=True).astype(bool)
+        return cls(forward, valid)
+
+    def error(self, output: F64, previous_output: F64) -> float:
+        """Mean over trusted pixels of ``||O_t - W(O_{t-1})||^2`` (RGB in [0, 1]); NaN when
+        no pixel is trusted."""
+        if not self.valid.any():
+            return math.nan
+        warped = _remap(previous_output.astype(np.float32), self.flow)
+        sq = ((output.astype(np.float32) - warped) ** 2).sum(-1)
+        return float(sq[self.valid].mean())
+
+
+def warping_error(
+    outputs: Sequence[F64], targets: Sequence[F64], masks: Sequence[Mask | None] | None = None
+) -> float:
+    """E_warp of a clip: mean over ``t >= 1`` of :meth:`FramePair.error` with the flow
+    estimated on ``targets`` (float RGB ``(H, W, 3)`` in ``[0, 1]``); NaN for < 2 frames."""
+    if len(outputs) != len(targets):
+        raise EvalError(f"{len(outputs)} outputs for {len(targets)} target frames")
+    masks = masks or [None] * len(targets)
+    values = [
+        FramePair.from_targets(targets[t], targets[t - 1], masks[t], masks[t - 1]).error(
+            outputs[t], outputs[t - 1]
+        )
+        for t in range(1, len(targets))
+    ]
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def linear_mean_luminance(image: F64, mask: Mask | None = None) -> float:
+    """Mean Rec. 709 luminance of ``image`` (sRGB-encoded RGB) in linear light."""
+    from expokit.curation.transfer import srgb_decode
+    from expokit.models.reference import LUMA_RGB
+
+    lum = srgb_decode(np.clip(image, 0.0, 1.0)) @ LUMA_RGB
+    return float(lum[mask].mean() if mask is not None and mask.any() else lum.mean())
+
+
+def clip_flicker(means: Sequence[float]) -> float:
+    """std / mean of per-frame mean luminances (``curation.qa.flicker``); NaN if undefined."""
+    from expokit.curation.qa import flicker
+
+    value = flicker(means)
+    return math.nan if value is None else value
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _text(value: Any) -> str | None:
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return None
+    return str(value)
+
+
+def _float(value: Any) -> float:
+    return math.nan if _text(value) is None else float(value)
+
+
+def exposure_group(input_ev: float, target_ev: float) -> str:
+    """``under`` (input darker than target), ``over``, ``same`` or ``unknown`` (NaN EV)."""
+    if not (math.isfinite(input_ev) and math.isfinite(target_ev)):
+        return "unknown"
+    if input_ev < target_ev:
+        return "under"
+    return "over" if input_ev > target_ev else "same"
+
+
+def _select(dataset: Dataset, split: str, min_ev_error: float | None) -> pd.DataFrame:
+    from expokit.models.data import DataError, select_rows
+
+    present = set(dataset.manifest["split"].dropna().astype(str))
+    everything = split == ALL_SPLITS and ALL_SPLITS not in present
+    try:
+        rows = select_rows(dataset, None if everything else split)
+    except DataError as exc:
+        raise EvalError(str(exc)) from None
+    if min_ev_error is not None:
+        error = (rows["input_ev"].astype("Float64") - rows["target_ev"].astype("Float64")).abs()
+        rows = rows[(error >= min_ev_error).fillna(False)].reset_index(drop=True)
+        if rows.empty:
+            raise EvalError(
+                f"{dataset.root}: split {split!r} has no pair with |input_ev - target_ev| >= "
+                f"{min_ev_error}"
+            )
+    return rows
+
+
+def _is_clip(rows: pd.DataFrame) -> pd.Series:
+    return rows["clip_id"].notna() & rows["frame_index"].notna()
+
+
+# --------------------------------------------------------------------------- methods
+
+
+@dataclass(frozen=True)
+class _Method:
+    name: str
+    label: str
+    kind: str  # "model" | "reference"
+    peeking: bool
+
+
+class _ModelRunner:
+    """Runs a checkpoint's model on float64 HWC images (one image or a frame window)."""
+
+    def __init__(self, model: Baseline, device: str) -> None:
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.frames = int(getattr(model, "frames", 1)) if model.data_kind == "clip" else 1
+
+    def _tensor(self, image: F64) -> torch.Tensor:
+        import torch
+
+        array = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+        return torch.from_numpy(array)[None].to(self.device)
+
+    def run(self, images: Sequence[F64], reference: F64) -> F64:
+        """Output for ``images`` (one image, or a window of ``frames`` frames centred on the
+        one to restore)."""
+        import torch
+
+        with torch.no_grad():
+            if self.frames > 1:
+                x = torch.stack([self._tensor(i)[0] for i in images])[None]
+            else:
+                x = self._tensor(images[len(images) // 2])
+            ref = self._tensor(reference) if self.model.needs_reference else None
+            out = self.model.enhance(x, ref)
+        return np.asarray(out[0].float().cpu().numpy().transpose(1, 2, 0), np.float64)
+
+
+def _window(items: Sequence[Any], centre: int, size: int) -> list[Any]:
+    half = size // 2
+    return [items[min(max(i, 0), len(items) - 1)] for i in range(centre - half, centre + half + 1)]
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class _Scorer:
+    def __init__(
+        self,
+        dataset: Dataset,
+        config: EvalConfig,
+        runner: _ModelRunner | None,
+        methods: list[_Method],
+        progress: Callable[[int], object] | None,
+    ) -> None:
+        self.dataset = dataset
+        self.config = config
+        self.reader = _Reader(dataset, config.resize)
+        self.runner = runner
+        self.methods = methods
+        self.progress = progress
+        self._ref_cache: dict[str, F64] = {}
+
+    # references --------------------------------------------------------------------------
+    def _scene_reference_rel(self, rows: pd.DataFrame) -> dict[str, tuple[str, str]]:
+        """scene -> (next scene, target path of that scene's reference image)."""
+        scenes = sorted(str(s) for s in rows["scene_id"].unique())
+        if len(scenes) < 2:
+            raise EvalError(
+                f"{self.dataset.root}: --reference other-scene needs at least two scenes in the "
+                f"split, found {len(scenes)} ({', '.join(scenes)})"
+            )
+        chosen: dict[str, str] = {}
+        clip = _is_clip(rows)
+        for scene in scenes:
+            mine = rows[rows["scene_id"] == scene]
+            video = mine[clip[mine.index]]
+            if not video.empty:
+                first = sorted(str(c) for c in video["clip_id"].unique())[0]
+                frames = video[video["clip_id"] == first].sort_values("frame_index")
+                chosen[scene] = str(frames.iloc[len(frames) // 2]["target_path"])
+            else:
+                chosen[scene] = str(mine.sort_values("pair_id").iloc[0]["target_path"])
+        return {
+            s: (scenes[(i + 1) % len(scenes)], chosen[scenes[(i + 1) % len(scenes)]])
+            for i, s in enumerate(scenes)
+        }
+
+    def _reference(self, rel: str) -> F64:
+        if rel not in self._ref_cache:
+            self._ref_cache[rel] = self.reader.image(rel)
+        return self._ref_cache[rel]
+
+    # one split ---------------------------------------------------------------------------
+    def split(self, split: str, result: EvalResult) -> None:
+        rows = _select(self.dataset, split, self.config.min_ev_error)
+        clip = _is_clip(rows)
+        if self.runner is not None and self.runner.model.data_kind == "clip" and not clip.any():
+            raise EvalError(
+                f"{self.dataset.root}: model {self.runner.model.name!r} restores video frames, "
+                f"but split {split!r} has no clip rows (rows with clip_id and frame_index)"
+            )
+        references = (
+            self._scene_reference_rel(rows) if self.config.reference == "other-scene" else {}
+        )
+        from expokit.models.data import find_clips
+
+        for record in rows[~clip].sort_values("pair_id").to_dict("records"):
+            self._still(split, {str(k): v for k, v in record.items()}, references, result)
+        for found in find_clips(rows[clip]):
+            self._clip(split, found.rows, references, result)
+
+    def _reference_for(
+        self, record: dict[str, Any], target: F64, references: dict[str, tuple[str, str]]
+    ) -> tuple[F64, str]:
+        if self.config.reference == "same":
+            return target, "target"
+        scene, rel = references[str(record["scene_id"])]
+        return self._reference(rel), scene
+
+    def _outputs(
+        self, window: Sequence[F64], reference: F64, target: F64, mask: Mask | None
+    ) -> dict[str, F64]:
+        from expokit.models.reference import REFERENCE_METHODS
+
+        image = window[len(window) // 2]
+        outputs: dict[str, F64] = {}
+        for method in self.methods:
+            if method.kind == "model":
+                assert self.runner is not None
+                outputs[method.name] = self.runner.run(window, reference)
+            else:
+                outputs[method.name] = REFERENCE_METHODS[method.name].run(
+                    image, reference, target, mask
+                )
+        return outputs
+
+    def _score(
+        self,
+        split: str,
+        record: dict[str, Any],
+        outputs: dict[str, F64],
+        target: F64,
+        mask: Mask | None,
+        reference_name: str,
+        result: EvalResult,
+    ) -> None:
+        from expokit.curation.metrics import psnr, ssim
+
+        t8 = to_uint8(target)
+        input_ev, target_ev = _float(record.get("input_ev")), _float(record.get("target_ev"))
+        for name, output in outputs.items():
+            o8 = to_uint8(output)
+            try:
+                s = ssim(o8, t8, 255.0, mask)
+            except ValueError:  # smaller than the SSIM window
+                s = math.nan
+            frame = record.get("frame_index")
+            result.pairs.append(
+                {
+                    "split": split,
+                    "method": name,
+                    "pair_id": str(record["pair_id"]),
+                    "scene_id": str(record["scene_id"]),
+                    "clip_id": _text(record.get("clip_id")),
+                    "frame_index": None if frame is None or _text(frame) is None else int(frame),
+                    "input_ev": input_ev,
+                    "target_ev": target_ev,
+                    "exposure": exposure_group(input_ev, target_ev),
+                    "reference": reference_name,
+                    "psnr": psnr(o8, t8, 255.0, mask),
+                    "ssim": s,
+                }
+            )
+        if self.progress is not None:
+            self.progress(1)
+
+    def _load_pair(self, record: dict[str, Any]) -> tuple[F64, F64, Mask | None]:
+        image = self.reader.image(str(record["input_path"]))
+        target = self.reader.image(str(record["target_path"]))
+        if image.shape != target.shape:
+            raise EvalError(
+                f"pair {record['pair_id']}: input {image.shape} and target {target.shape} "
+                "differ in size"
+            )
+        return image, target, self.reader.mask(_text(record.get("mask_path")), target.shape)
+
+    def _still(
+        self,
+        split: str,
+        record: dict[str, Any],
+        references: dict[str, tuple[str, str]],
+        result: EvalResult,
+    ) -> None:
+        image, target, mask = self._load_pair(record)
+        reference, ref_name = self._reference_for(record, target, references)
+        size = self.runner.frames if self.runner is not None else 1
+        outputs = self._outputs([image] * size, reference, target, mask)
+        self._score(split, record, outputs, target, mask, ref_name, result)
+
+    def _clip(
+        self,
+        split: str,
+        records: list[dict[str, Any]],
+        references: dict[str, tuple[str, str]],
+        result: EvalResult,
+    ) -> None:
+        size = self.runner.frames if self.runner is not None else 1
+        half = size // 2
+        cache: dict[int, tuple[F64, F64, Mask | None]] = {}
+        names = [m.name for m in self.methods]
+        errors: dict[str, list[float]] = {n: [] for n in [*names, "target"]}
+        means: dict[str, list[float]] = {n: [] for n in [*names, "target"]}
+        previous: tuple[dict[str, F64], F64, Mask | None] | None = None
+        for t, record in enumerate(records):
+            for i in range(max(0, t - half), min(len(records), t + half + 1)):
+                if i not in cache:
+                    cache[i] = self._load_pair(records[i])
+            for i in [k for k in cache if k < t - half]:
+                del cache[i]
+            _, target, mask = cache[t]
+            window = [cache[i][0] for i in _window(range(len(records)), t, size)]
+            reference, ref_name = self._reference_for(record, target, references)
+            outputs = self._outputs(window, reference, target, mask)
+            self._score(split, record, outputs, target, mask, ref_name, result)
+            for name, output in outputs.items():
+                means[name].append(linear_mean_luminance(output, mask))
+            means["target"].append(linear_mean_luminance(target, mask))
+            if previous is not None:
+                prev_outputs, prev_target, prev_mask = previous
+                pair = FramePair.from_targets(target, prev_target, mask, prev_mask)
+                for name, output in outputs.items():
+                    errors[name].append(pair.error(output, prev_outputs[name]))
+                errors["target"].append(pair.error(target, prev_target))
+            previous = (outputs, target, mask)
+        first = records[0]
+        flicker_target = clip_flicker(means["target"])
+        ewarp_target = _mean(errors["target"])
+        for name in names:
+            result.clips.append(
+                {
+                    "split": split,
+                    "method": name,
+                    "scene_id": str(first["scene_id"]),
+                    "clip_id": str(first["clip_id"]),
+                    "frames": len(records),
+                    "ewarp": _nan(_mean(errors[name])),
+                    "ewarp_target": _nan(ewarp_target),
+                    "flicker": clip_flicker(means[name]),
+                    "flicker_target": flicker_target,
+                }
+            )
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _mean(values: Iterable[float], cap: float | None = None) -> float | None:
+    finite = [min(v, cap) if cap is not None else v for v in values if not math.isnan(v)]
+    finite = [v for v in finite if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def summarise(
+    pairs: Sequence[dict[str, Any]], clips: Sequence[dict[str, Any]], methods: Sequence[str]
+) -> dict[str, Any]:
+    """``{split: {method: {all|under|over: {pairs, psnr, ssim}, video: {...}}}}``: means
+    over pairs (PSNR capped at :data:`PSNR_CAP`, NaN SSIM skipped) and over clips."""
+    out: dict[str, Any] = {}
+    splits = list(dict.fromkeys(p["split"] for p in pairs))
+    for split in splits:
+        table: dict[str, Any] = {}
+        for method in methods:
+            mine = [p for p in pairs if p["split"] == split and p["method"] == method]
+            entry: dict[str, Any] = {}
+            for group in GROUPS:
+                chosen = [p for p in mine if group == "all" or p["exposure"] == group]
+                entry[group] = {
+                    "pairs": len(chosen),
+                    "psnr": _mean((p["psnr"] for p in chosen), PSNR_CAP),
+                    "ssim": _mean(p["ssim"] for p in chosen),
+                }
+            video = [c for c in clips if c["split"] == split and c["method"] == method]
+            if video:
+                entry["video"] = {
+                    "clips": len(video),
+                    "ewarp": _mean(c["ewarp"] for c in video),
+                    "flicker": _mean(c["flicker"] for c in video),
+                    "ewarp_target": _mean(c["ewarp_target"] for c in video),
+                    "flicker_target": _mean(c["flicker_target"] for c in video),
+                }
+            table[method] = entry
+        out[split] = table
+    return out
+
+
+def _methods(
+    model: Baseline | None, meta: dict[str, Any] | None, references: bool
+) -> list[_Method]:
+    from expokit.models.reference import REFERENCE_METHODS
+
+    methods: list[_Method] = []
+    if model is not None:
+        step = (meta or {}).get("step")
+        label = f"{model.name} (step {step})" if step is not None else model.name
+        methods.append(_Method(model.name, label, "model", False))
+    if references:
+        methods += [
+            _Method(m.name, m.label, "reference", m.peeking) for m in REFERENCE_METHODS.values()
+        ]
+    if not methods:
+        raise EvalError("nothing to evaluate: give a checkpoint or keep the reference methods")
+    return methods
+
+
+def evaluate(
+    data: str | Path,
+    ckpt: str | Path | None = None,
+    config: EvalConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    progress: Callable[[int], object] | None = None,
+    model: Baseline | None = None,
+) -> EvalResult:
+    """Score the checkpoint ``ckpt`` (a run, step folder or weights file; or an in-memory
+    ``model``) and the reference methods on dataset ``data``; write the results to ``out``.
+
+    Raises
+    ------
+    EvalError
+        A split the dataset lacks, no pair left, a video model on a dataset without clips,
+        ``other-scene`` references with a single scene.
+    CheckpointError, DatasetError, DataError, OutputError
+        From loading the checkpoint, the dataset or its images, or claiming ``out``.
+    """
+    from expokit.curation.dataset import load_dataset
+    from expokit.models.checkpoint import load_model
+
+    config = config or EvalConfig()
+    dataset = load_dataset(data)
+    meta: dict[str, Any] | None = None
+    if model is None and ckpt is not None:
+        model, meta = load_model(ckpt)
+    methods = _methods(model, meta, config.references)
+    if out is not None:  # refuse a bad output folder before the (long) scoring
+        from expokit.core.roots import claim_root
+
+        claim_root(out, "evaluation")
+    runner = _ModelRunner(model, config.device) if model is not None else None
+    result = EvalResult()
+    scorer = _Scorer(dataset, config, runner, methods, progress)
+    for split in config.splits:
+        scorer.split(split, result)
+    result.summary = {
+        "format": EVAL_FORMAT,
+        "format_version": EVAL_VERSION,
+        "dataset": str(Path(data)),
+        "dataset_name": dataset.info.get("name"),
+        "checkpoint": None if meta is None else _checkpoint_summary(meta),
+        "config": {**asdict(config), "splits": list(config.splits)},
+        "conventions": (
+            "PSNR/SSIM (expokit.curation.metrics) on uint8 RGB, no crop, inside the valid "
+            f"mask; PSNR capped at {PSNR_CAP} dB in means; under: input_ev < target_ev, "
+            "over: input_ev > target_ev; ewarp: mean squared RGB error in [0,1] of outputs "
+            "warped with DIS flow of the targets, occlusions masked; flicker: std/mean of the "
+            "mean linear luminance over a clip"
+        ),
+        "methods": {
+            m.name: {"label": m.label, "kind": m.kind, "peeking": m.peeking} for m in methods
+        },
+        "splits": summarise(result.pairs, result.clips, [m.name for m in methods]),
+    }
+    if out is not None:
+        write_results(out, result)
+    return result
+
+
+def _checkpoint_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    keys = ("path", "model", "step", "model_config")
+    return {k: meta.get(k) for k in keys}
+
+
+def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return buffer.getvalue()
+
+
+def write_results(out: str | Path, result: EvalResult) -> Path:
+    """Write ``pairs.csv``, ``clips.csv`` (when there are clips) and ``summary.json``
+    atomically into ``out`` (claimed as an ``evaluation`` root); return ``out``."""
+    import json
+
+    from expokit.core.atomic import atomic_write_text
+    from expokit.core.roots import claim_root
+
+    folder = claim_root(out, "evaluation")
+    atomic_write_text(folder / PAIRS_FILE, _csv_text(result.pairs, PAIR_COLUMNS))
+    if result.clips:
+        atomic_write_text(folder / CLIPS_FILE, _csv_text(result.clips, CLIP_COLUMNS))
+    text = json.dumps(_json_safe(result.summary), indent=2, allow_nan=False) + "\n"
+    atomic_write_text(folder / SUMMARY_FILE, text)  # last: a folder with it is complete
+    return folder
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _cell(value: float | None, digits: int, scale: float = 1.0) -> str:
+    return "–" if value is None else f"{value * scale:.{digits}f}"
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """Markdown tables, one per split: PSNR/SSIM for all, under- and over-exposed inputs,
+    and for video E_warp (x1000) and flicker; peeking methods are labelled."""
+    lines: list[str] = []
+    methods = summary["methods"]
+    for split, table in summary["splits"].items():
+        video = any("video" in entry for entry in table.values())
+        head = ["method"]
+        for group in GROUPS:
+            head += [f"PSNR {group}", f"SSIM {group}"]
+        if video:
+            head += ["E_warp x1e3", "flicker"]
+        counts: dict[str, Any] = next(iter(table.values()), {})
+        lines.append(
+            f"split {split}: "
+            + ", ".join(f"{g} {counts.get(g, {}).get('pairs', 0)} pairs" for g in GROUPS)
+        )
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for name, entry in table.items():
+            cells = [methods[name]["label"]]
+            for group in GROUPS:
+                cells += [_cell(entry[group]["psnr"], 2), _cell(entry[group]["ssim"], 3)]
+            if video:
+                v = entry.get("video", {})
+                cells += [_cell(v.get("ewarp"), 3, 1000.0), _cell(v.get("flicker"), 4)]
+            lines.append("| " + " | ".join(cells) + " |")
+        if video:
+            own: dict[str, Any] = next((e["video"] for e in table.values() if "video" in e), {})
+            lines.append(
+                f"targets themselves: E_warp x1e3 {_cell(own.get('ewarp_target'), 3, 1000.0)}, "
+                f"flicker {_cell(own.get('flicker_target'), 4)}"
+            )
+        lines.append("")
+    return "\n".join(lines)

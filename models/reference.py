@@ -1,0 +1,250 @@
+"""Reference methods: the floor and ceiling every baseline table shows next to the models.
+
+All functions are numpy, functional and deterministic. Images are ``float`` arrays
+``(H, W, 3)`` in ``[0, 1]``, **RGB**, sRGB-encoded (the files' own values, as the metrics
+see them); masks are boolean ``(H, W)``, True where the pair is valid (statistics use only
+those pixels; every pixel is corrected). Results are ``float64`` ``(H, W, 3)`` in ``[0, 1]``.
+
+* :func:`identity`: the input unchanged (the "do nothing" floor).
+* :func:`gain_to_reference`: one global gain that gives the input the reference's mean
+  luminance (Rec. 709 weights on the encoded values), clipped to ``[0, 1]``.
+* :func:`histogram_match`: per-channel CDF matching of the input to the reference.
+* :func:`oracle_gain_gamma`: ``clip(a * x ** g)`` with ``a, g`` fitted to the **target**
+  by least squares: it *peeks* at the answer and is an upper bound for a global
+  gain-and-gamma curve, never a method. It is labelled "peeking" wherever it is shown.
+
+What "the reference" is (chosen by ``expokit eval --reference``): ``same`` uses the pair's
+own target image (only its exposure level matters to these methods: datasets without a
+separate reference exposure); ``other-scene`` uses the target of the next scene in sorted
+order (cyclic), the SICE protocol of the UEC paper (the middle exposure of another scene).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from expokit.core.errors import ExpokitError
+
+F64 = npt.NDArray[np.float64]
+#: Rec. 709 luma weights for RGB.
+LUMA_RGB = np.array([0.2126, 0.7152, 0.0722])
+#: Pixels at or beyond these encoded levels are left out of the oracle fit (clipped).
+FIT_LOW, FIT_HIGH = 1.0 / 255.0, 254.0 / 255.0
+
+
+class ReferenceMethodError(ExpokitError):
+    """A reference method was given images it cannot use (shape, NaN, empty mask)."""
+
+
+def _image(array: npt.ArrayLike, name: str) -> F64:
+    image = np.asarray(array, dtype=np.float64)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ReferenceMethodError(f"{name}: expected an (H, W, 3) RGB image, got {image.shape}")
+    if not np.isfinite(image).all():
+        raise ReferenceMethodError(f"{name}: holds NaN or infinite values")
+    return image
+
+
+def _mask(mask: npt.ArrayLike | None, shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+    if mask is None:
+        return np.ones(shape[:2], dtype=bool)
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != shape[:2]:
+        raise ReferenceMethodError(f"mask of shape {m.shape} does not fit an image of {shape}")
+    if not m.any():
+        raise ReferenceMethodError("mask holds no valid pixel")
+    return m
+
+
+def mean_luminance(image: npt.ArrayLike, mask: npt.ArrayLike | None = None) -> float:
+    """Mean Rec. 709 luminance of the encoded RGB values of ``image`` inside ``mask``."""
+    array = _image(image, "image")
+    return float((array[_mask(mask, array.shape)] @ LUMA_RGB).mean())
+
+
+def identity(image: npt.ArrayLike) -> F64:
+    """``image`` ``(H, W, 3)`` unchanged, as float64."""
+    return _image(image, "input").copy()
+
+
+def gain_to_reference(
+    image: npt.ArrayLike,
+    reference: npt.ArrayLike,
+    mask: npt.ArrayLike | None = None,
+    reference_mask: npt.ArrayLike | None = None,
+) -> F64:
+    """``clip(image * k)`` with ``k`` = mean luminance of ``reference`` / that of ``image``.
+
+    The means are taken on the encoded values (inside the masks); an all-black input
+    (mean 0) is returned unchanged.
+    """
+    x = _image(image, "input")
+    ref = _image(reference, "reference")
+    mine = float((x[_mask(mask, x.shape)] @ LUMA_RGB).mean())
+    theirs = float((ref[_mask(reference_mask, ref.shape)] @ LUMA_RGB).mean())
+    if mine <= 0:
+        return x.copy()
+    return np.clip(x * (theirs / mine), 0.0, 1.0)
+
+
+def _match_channel(
+    values: F64, valid: npt.NDArray[np.bool_], reference: F64
+) -> F64:  # fmt: skip
+    """Map ``values`` so their distribution (inside ``valid``) becomes ``reference``'s."""
+    src, inverse, counts = np.unique(values[valid], return_inverse=True, return_counts=True)
+    src_q = (np.cumsum(counts) - 0.5 * counts) / valid.sum()
+    ref_sorted = np.sort(reference)
+    ref_q = (np.arange(ref_sorted.size) + 0.5) / ref_sorted.size
+    mapped = np.interp(src_q, ref_q, ref_sorted)
+    out = np.interp(values, src, mapped)  # pixels outside the mask: same monotone map
+    out[valid] = mapped[inverse]
+    return out
+
+
+def histogram_match(
+    image: npt.ArrayLike,
+    reference: npt.ArrayLike,
+    mask: npt.ArrayLike | None = None,
+    reference_mask: npt.ArrayLike | None = None,
+) -> F64:
+    """Per-channel CDF matching of ``image`` to ``reference`` (sizes may differ).
+
+    Each channel's values are replaced by the reference quantile at their mid-rank in the
+    input's distribution (inside ``mask``), so a monotone remap of the reference is undone
+    up to quantisation.
+    """
+    x = _image(image, "input")
+    ref = _image(reference, "reference")
+    valid = _mask(mask, x.shape)
+    ref_valid = _mask(reference_mask, ref.shape)
+    out = np.empty_like(x)
+    for c in range(3):
+        out[..., c] = _match_channel(x[..., c], valid, ref[..., c][ref_valid])
+    return np.clip(out, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class GainGamma:
+    """A global curve ``clip(gain * x ** gamma, 0, 1)`` on encoded values."""
+
+    gain: float
+    gamma: float
+
+    def apply(self, image: npt.ArrayLike) -> F64:
+        x = np.clip(_image(image, "input"), 0.0, 1.0)
+        return np.clip(self.gain * x**self.gamma, 0.0, 1.0)
+
+
+def fit_gain_gamma(
+    image: npt.ArrayLike,
+    target: npt.ArrayLike,
+    mask: npt.ArrayLike | None = None,
+    *,
+    refine: bool = True,
+) -> GainGamma:
+    """Fit ``target ~ clip(a * image ** g)`` over every channel of the valid pixels.
+
+    First a least-squares line in log space (``log t = log a + g log x``) on pixels that
+    are unclipped in both images; then (``refine``) Gauss-Newton steps on the squared error
+    of the clipped curve itself over all valid pixels, which is what PSNR measures. Falls
+    back to ``a = 1, g = 1`` when no pixel is usable.
+    """
+    x = _image(image, "input")
+    t = _image(target, "target")
+    if x.shape != t.shape:
+        raise ReferenceMethodError(f"input {x.shape} and target {t.shape} differ in shape")
+    valid = _mask(mask, x.shape)
+    xs, ts = x[valid].ravel(), t[valid].ravel()
+    usable = (xs > FIT_LOW) & (xs < FIT_HIGH) & (ts > FIT_LOW) & (ts < FIT_HIGH)
+    if usable.sum() < 2:
+        return GainGamma(1.0, 1.0)
+    lx, lt = np.log(xs[usable]), np.log(ts[usable])
+    design = np.stack([np.ones_like(lx), lx], axis=1)
+    (log_a, g), *_ = np.linalg.lstsq(design, lt, rcond=None)
+    log_a, g = float(log_a), float(np.clip(g, 0.05, 20.0))
+    if refine:
+        log_a, g = _refine(xs, ts, log_a, g)
+    return GainGamma(math.exp(log_a), g)
+
+
+def _refine(xs: F64, ts: F64, log_a: float, g: float, steps: int = 20) -> tuple[float, float]:
+    """Gauss-Newton (with step halving) on ``sum (clip(exp(log_a) x^g) - t)^2``."""
+    lx = np.log(np.maximum(xs, 1e-6))
+
+    def cost(la: float, gg: float) -> float:
+        return float(((np.clip(np.exp(la + gg * lx), 0, 1) - ts) ** 2).sum())
+
+    best = cost(log_a, g)
+    for _ in range(steps):
+        y = np.exp(log_a + g * lx)
+        inside = y < 1.0  # the clip's derivative is 0 above 1
+        r = (np.minimum(y, 1.0) - ts)[inside]
+        jac = np.stack([y[inside], y[inside] * lx[inside]], axis=1)
+        if r.size < 2:
+            break
+        step, *_ = np.linalg.lstsq(jac, -r, rcond=None)
+        scale = 1.0
+        while scale > 1e-3:
+            la, gg = log_a + scale * float(step[0]), float(np.clip(g + scale * step[1], 0.05, 20))
+            new = cost(la, gg)
+            if new < best:
+                break
+            scale /= 2
+        else:
+            break
+        improvement = best - new
+        log_a, g, best = la, gg, new
+        if improvement < 1e-9 * max(best, 1e-12):
+            break
+    return log_a, g
+
+
+def oracle_gain_gamma(
+    image: npt.ArrayLike, target: npt.ArrayLike, mask: npt.ArrayLike | None = None
+) -> F64:
+    """PEEKING: ``image`` through the gain-gamma curve fitted to ``target`` (an upper bound
+    for global curves, not a method; see :func:`fit_gain_gamma`)."""
+    return fit_gain_gamma(image, target, mask).apply(image)
+
+
+@dataclass(frozen=True)
+class ReferenceMethod:
+    """One reference method as evaluation runs it."""
+
+    name: str
+    label: str
+    #: Whether the method looks at the target (labelled "peeking" everywhere).
+    peeking: bool
+    run: Callable[[F64, F64, F64, npt.NDArray[np.bool_] | None], F64]
+
+
+#: name -> method, in table order; ``run(image, reference, target, mask)``.
+REFERENCE_METHODS: dict[str, ReferenceMethod] = {
+    m.name: m
+    for m in (
+        ReferenceMethod("identity", "identity", False, lambda x, r, t, m: identity(x)),
+        ReferenceMethod(
+            "gain_to_reference",
+            "global gain to reference",
+            False,
+            lambda x, r, t, m: gain_to_reference(x, r, m),
+        ),
+        ReferenceMethod(
+            "histogram_match",
+            "histogram match to reference",
+            False,
+            lambda x, r, t, m: histogram_match(x, r, m),
+        ),
+        ReferenceMethod(
+            "oracle_gain_gamma",
+            "oracle gain+gamma fitted to target (peeking)",
+            True,
+            lambda x, r, t, m: oracle_gain_gamma(x, t, m),
+        ),
+    )
+}

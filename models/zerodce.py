@@ -1,0 +1,213 @@
+"""Zero-DCE++-style curve estimation (Li et al., TPAMI 2021), written from the paper.
+
+A small network looks at (a downscaled copy of) the image and predicts one curve parameter
+per pixel and channel, ``r`` in ``[-1, 1]`` (``tanh``); the curve map is upsampled to full
+resolution and applied 8 times as the light-enhancement curve ``x <- x + r * (x^2 - x)``
+(Zero-DCE++ reuses one map for all 8 iterations, Zero-DCE predicted 8). The curve is
+monotonic and maps ``[0, 1]`` onto itself, so the output keeps the input's order of grey
+levels and cannot leave the valid range.
+
+Network (10,561 parameters, as Zero-DCE++): seven depthwise-separable 3x3 convolutions
+(depthwise 3x3 then pointwise 1x1), 32 channels, ReLU, with the symmetric skip
+concatenations 3+4 -> 5, 2+5 -> 6, 1+6 -> 7 and ``tanh`` on the 3-channel output.
+
+Training uses no target at all (zero-reference): spatial consistency (1x), exposure control
+towards the well-exposed level ``E = 0.6`` on 16x16 patches (10x), colour constancy (5x) and
+illumination smoothness of the curve map (1600x), Zero-DCE++'s weights. The dataset's
+target is ignored in training; evaluation still scores the output against it.
+
+What it can and cannot do: it brightens (its purpose: low light). The curve could dim
+(``r > 0``) and the exposure-control term pulls *every* 16x16 patch towards one grey level,
+but trained on mixed inputs it learnt a brightening curve that made over-exposed SICE inputs
+worse than doing nothing (``docs/models.md``); clipped highlights are a fixed point of the
+curve (``x = 1`` stays 1), so nothing lost in an over-exposed input comes back, and a scene
+that should be dark or bright overall is pulled towards the one level.
+
+References
+----------
+C. Guo, C. Li, J. Guo et al., "Zero-Reference Deep Curve Estimation for Low-Light Image
+Enhancement", CVPR 2020. C. Li, C. Guo, C. C. Loy, "Learning to Enhance Low-Light Image via
+Zero-Reference Deep Curve Estimation", IEEE TPAMI 44(8), 2021.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
+from torch import nn
+
+from expokit.models import losses
+from expokit.models.base import Baseline, Batch, ModelError, check_image, require
+
+
+@dataclass(frozen=True)
+class ZeroDCEConfig:
+    """Sizes, curve and loss settings of :class:`ZeroDCE` (defaults: Zero-DCE++)."""
+
+    #: Feature channels of the curve-estimation network.
+    channels: int = 32
+    #: How often the curve is applied.
+    iterations: int = 8
+    #: The curve map is estimated on the input downscaled by this factor (Zero-DCE++).
+    scale_factor: int = 1
+    #: ... and at most at this longer side (larger inputs are downscaled further); None: off.
+    max_curve_side: int | None = 512
+    #: Well-exposed grey level of the exposure-control loss.
+    exposure_level: float = 0.6
+    #: Patch sizes of the exposure-control and spatial-consistency losses.
+    exposure_patch: int = 16
+    spatial_patch: int = 4
+    #: Loss weights (Zero-DCE++'s training script).
+    spatial_weight: float = 1.0
+    exposure_weight: float = 10.0
+    colour_weight: float = 5.0
+    smoothness_weight: float = 1600.0
+
+    def __post_init__(self) -> None:
+        for key in ("channels", "iterations", "scale_factor", "exposure_patch", "spatial_patch"):
+            if int(getattr(self, key)) < 1:
+                raise ModelError(f"zerodce: {key} must be >= 1, got {getattr(self, key)}")
+        if self.max_curve_side is not None and self.max_curve_side < 8:
+            raise ModelError(f"zerodce: max_curve_side must be >= 8, got {self.max_curve_side}")
+        if not 0 < self.exposure_level < 1:
+            raise ModelError(
+                f"zerodce: exposure_level must be in (0, 1), got {self.exposure_level}"
+            )
+        for key in ("spatial_weight", "exposure_weight", "colour_weight", "smoothness_weight"):
+            if float(getattr(self, key)) < 0:
+                raise ModelError(f"zerodce: {key} must be >= 0, got {getattr(self, key)}")
+
+
+class SeparableConv(nn.Module):
+    """Depthwise 3x3 then pointwise 1x1: ``(B, cin, H, W)`` -> ``(B, cout, H, W)``."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.depth = nn.Conv2d(cin, cin, 3, 1, 1, groups=cin)
+        self.point = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.point(self.depth(x))
+
+
+class CurveNet(nn.Module):
+    """Zero-DCE++'s curve estimator: ``(B, 3, h, w)`` in ``[0, 1]`` -> ``r`` ``(B, 3, h, w)``
+    in ``[-1, 1]``."""
+
+    def __init__(self, channels: int = 32) -> None:
+        super().__init__()
+        c = channels
+        self.conv1 = SeparableConv(3, c)
+        self.conv2 = SeparableConv(c, c)
+        self.conv3 = SeparableConv(c, c)
+        self.conv4 = SeparableConv(c, c)
+        self.conv5 = SeparableConv(2 * c, c)
+        self.conv6 = SeparableConv(2 * c, c)
+        self.conv7 = SeparableConv(2 * c, 3)
+        for module in self.modules():  # Zero-DCE's init: N(0, 0.02) -> r ~ 0, near identity
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = F.relu(self.conv1(x))
+        x2 = F.relu(self.conv2(x1))
+        x3 = F.relu(self.conv3(x2))
+        x4 = F.relu(self.conv4(x3))
+        x5 = F.relu(self.conv5(torch.cat([x3, x4], 1)))
+        x6 = F.relu(self.conv6(torch.cat([x2, x5], 1)))
+        return torch.tanh(self.conv7(torch.cat([x1, x6], 1)))
+
+
+def apply_curve(image: torch.Tensor, curve: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+    """``x <- x + r * (x^2 - x)`` applied ``iterations`` times.
+
+    Args:
+        image: ``(B, 3, H, W)`` float in ``[0, 1]``.
+        curve: ``r``, ``(B, 3, H, W)`` (or broadcastable) in ``[-1, 1]``.
+
+    Returns:
+        ``(B, 3, H, W)`` in ``[0, 1]`` (``r < 0`` brightens, ``r > 0`` darkens).
+    """
+    x = image
+    for _ in range(iterations):
+        x = x + curve * (x * x - x)
+    return x
+
+
+class ZeroDCE(Baseline):
+    """Zero-DCE++-style curve estimation (see the module docstring and
+    :class:`ZeroDCEConfig` for the keyword arguments)."""
+
+    name = "zerodce"
+    data_kind = "paired"
+    needs_reference = False
+
+    def __init__(self, **config: Any) -> None:
+        settings = ZeroDCEConfig(**config)
+        super().__init__(**asdict(settings))
+        self.settings = settings
+        self.net = CurveNet(self.settings.channels)
+
+    def curve_factor(self, height: int, width: int) -> float:
+        """Downscale factor of the curve estimation for an ``height x width`` input."""
+        factor = float(self.settings.scale_factor)
+        side = self.settings.max_curve_side
+        if side is not None:
+            factor = max(factor, max(height, width) / side)
+        return factor
+
+    def curve(self, image: torch.Tensor) -> torch.Tensor:
+        """Curve map ``r`` ``(B, 3, H, W)`` in ``[-1, 1]`` for ``image`` ``(B, 3, H, W)``,
+        estimated on a downscaled copy (see :meth:`curve_factor`) and upsampled bilinearly."""
+        h, w = image.shape[-2:]
+        factor = self.curve_factor(h, w)
+        if factor <= 1:
+            return self.net(image)
+        size = (max(1, math.ceil(h / factor)), max(1, math.ceil(w / factor)))
+        small = F.interpolate(
+            image, size=size, mode="bilinear", align_corners=False, antialias=True
+        )
+        r = self.net(small)
+        return F.interpolate(r, size=(h, w), mode="bilinear", align_corners=False)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Enhanced image and curve map, both ``(B, 3, H, W)``."""
+        r = self.curve(image)
+        return apply_curve(image, r, self.settings.iterations), r
+
+    def enhance(self, image: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """``image`` ``(B, 3, H, W)`` in ``[0, 1]`` enhanced, same shape, in ``[0, 1]``;
+        ``reference`` is ignored (zero-reference model)."""
+        check_image(image, "input")
+        out, _ = self(image)
+        return out.clamp(0, 1)
+
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Zero-reference loss on ``batch["input"]`` (``target`` is not used)."""
+        require(batch, "input", model=self.name)
+        image = check_image(batch["input"], "input")
+        s = self.settings
+        if min(image.shape[-2:]) < s.exposure_patch:
+            raise ModelError(
+                f"zerodce: training crops must be at least {s.exposure_patch}px "
+                f"(the exposure-control patch), got {tuple(image.shape[-2:])}"
+            )
+        mask = batch.get("mask")
+        out, r = self(image)
+        parts = {
+            "spatial": losses.spatial_consistency(out, image, mask, s.spatial_patch),
+            "exposure": losses.exposure_control(out, s.exposure_level, mask, s.exposure_patch),
+            "colour": losses.colour_constancy(out, mask),
+            "smoothness": losses.illumination_smoothness(r),
+        }
+        loss = (
+            s.spatial_weight * parts["spatial"]
+            + s.exposure_weight * parts["exposure"]
+            + s.colour_weight * parts["colour"]
+            + s.smoothness_weight * parts["smoothness"]
+        )
+        return loss, {k: float(v.detach()) for k, v in parts.items()}

@@ -1,0 +1,123 @@
+"""Reference methods: known answers on synthetic images, masks, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from expokit.models.reference import (
+    REFERENCE_METHODS,
+    ReferenceMethodError,
+    fit_gain_gamma,
+    gain_to_reference,
+    histogram_match,
+    identity,
+    mean_luminance,
+    oracle_gain_gamma,
+)
+
+
+def _image(seed: int, shape: tuple[int, int] = (24, 32), high: float = 0.9) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(3, int(high * 255), size=(*shape, 3))
+    return levels / 255.0
+
+
+def test_identity_returns_a_copy() -> None:
+    x = _image(0)
+    out = identity(x)
+    assert np.array_equal(out, x) and out is not x
+
+
+def test_gain_recovers_a_known_four_times() -> None:
+    reference = _image(1)
+    dark = reference / 4
+    out = gain_to_reference(dark, reference)
+    assert np.allclose(out, reference, atol=1e-12)
+    assert mean_luminance(out) == pytest.approx(mean_luminance(reference))
+
+
+def test_gain_uses_only_masked_pixels() -> None:
+    reference = _image(2)
+    image = reference / 4
+    image[:, :8] = 1.0  # garbage outside the mask would change the gain
+    mask = np.ones(image.shape[:2], bool)
+    mask[:, :8] = False
+    out = gain_to_reference(image, reference / 1, mask)
+    # the reference mean includes its left columns, so compare with the gain itself
+    expected = mean_luminance(reference) / mean_luminance(image, mask)
+    assert np.allclose(out[:, 8:], np.clip(image[:, 8:] * expected, 0, 1))
+    assert expected == pytest.approx(
+        mean_luminance(reference) / mean_luminance(reference[:, 8:] / 4), rel=1e-12
+    )
+
+
+def test_gain_on_black_input_is_identity() -> None:
+    black = np.zeros((8, 8, 3))
+    assert np.array_equal(gain_to_reference(black, _image(3, (8, 8))), black)
+
+
+def test_histogram_match_undoes_a_monotone_remap() -> None:
+    reference = _image(4, (40, 40), high=1.0)
+    remapped = reference**2.5 * 0.7  # strictly monotone: the ranks are kept
+    out = histogram_match(remapped, reference)
+    assert np.abs(out - reference).max() < 1e-9
+    # a different image with the same values (shuffled) is matched to the same histogram
+    shuffled = np.random.default_rng(0).permutation(reference.reshape(-1, 3)).reshape(40, 40, 3)
+    out = histogram_match(shuffled**0.5, reference)
+    for c in range(3):
+        assert np.allclose(np.sort(out[..., c].ravel()), np.sort(reference[..., c].ravel()))
+
+
+def test_oracle_recovers_known_gain_and_gamma() -> None:
+    x = _image(5, (32, 32), high=1.0)
+    target = np.clip(0.8 * x**0.6, 0, 1)
+    fit = fit_gain_gamma(x, target)
+    assert fit.gain == pytest.approx(0.8, rel=1e-6)
+    assert fit.gamma == pytest.approx(0.6, rel=1e-6)
+    assert np.allclose(oracle_gain_gamma(x, target), target, atol=1e-9)
+
+
+def test_oracle_refinement_handles_clipped_targets() -> None:
+    x = _image(6, (32, 32), high=1.0)
+    target = np.clip(2.5 * x**0.7, 0, 1)  # more than half the pixels clip at 1
+    assert (target >= 1).mean() > 0.3
+    refined = fit_gain_gamma(x, target)
+    assert refined.gain == pytest.approx(2.5, rel=1e-3)
+    assert refined.gamma == pytest.approx(0.7, rel=1e-3)
+    log_only = fit_gain_gamma(x, target, refine=False)
+    err = ((refined.apply(x) - target) ** 2).mean()
+    assert err <= ((log_only.apply(x) - target) ** 2).mean()
+
+
+def test_only_the_oracle_peeks_and_says_so() -> None:
+    peeking = {name for name, m in REFERENCE_METHODS.items() if m.peeking}
+    assert peeking == {"oracle_gain_gamma"}
+    assert "peeking" in REFERENCE_METHODS["oracle_gain_gamma"].label
+    x, t = _image(7), _image(8)
+    for method in REFERENCE_METHODS.values():
+        out = method.run(x, t, t, None)
+        assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((8, 8)), "expected an \\(H, W, 3\\)"),
+        (np.zeros((8, 8, 4)), "expected an \\(H, W, 3\\)"),
+        (np.full((8, 8, 3), np.nan), "NaN"),
+    ],
+)
+def test_bad_images_are_refused(image: np.ndarray, message: str) -> None:
+    with pytest.raises(ReferenceMethodError, match=message):
+        gain_to_reference(image, _image(9, (8, 8)))
+
+
+def test_bad_masks_are_refused() -> None:
+    x = _image(10, (8, 8))
+    with pytest.raises(ReferenceMethodError, match="no valid pixel"):
+        histogram_match(x, x, np.zeros((8, 8), bool))
+    with pytest.raises(ReferenceMethodError, match="does not fit"):
+        gain_to_reference(x, x, np.ones((4, 4), bool))
+    with pytest.raises(ReferenceMethodError, match="differ in shape"):
+        fit_gain_gamma(x, _image(11, (9, 8)))

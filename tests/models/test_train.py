@@ -1,0 +1,272 @@
+"""The training loop: a few `uec` steps on a tiny sequences dataset, checkpoints, logs, exact
+resume, stops (time, NaN), the config file, the command and two processes under torchrun."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from expokit.core.lock import RootInUseError, RootLock, lock_holder
+from expokit.core.roots import root_kind
+from expokit.models.checkpoint import load_model, step_dir
+from expokit.models.data import DataError, SequenceDataset
+from expokit.models.train import (
+    RECIPES,
+    TrainConfig,
+    TrainError,
+    TrainWarning,
+    recipe,
+    resolve_config,
+    train,
+    weights_checksum,
+)
+from tests.models.test_data import build_sequences
+
+TINY_MODEL = {"feature_size": 32, "pixel_samples": 256}
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def seq(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sequences(tmp_path_factory.mktemp("train"))
+
+
+def tiny(data: Path, out: Path, **values: Any) -> TrainConfig:
+    """The uec recipe shrunk to seconds: 32 px images, small thumbnails, 4 steps."""
+    config = recipe("uec").replace(
+        data=str(data), out=str(out), steps=4, batch_size=2, resize=32, log_every=2,
+        ckpt_every=2, tensorboard=False, threads=1, model_config=TINY_MODEL,
+    )  # fmt: skip
+    return config.replace(**values)
+
+
+def _log(run: Path) -> list[dict[str, str]]:
+    with (run / "log.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = tiny(seq, run)
+    said: list[str] = []
+    summary = train(config, progress=False, echo=said.append)
+    assert "19,388 trainable parameters" in said[0] and "60 training items" in said[0]
+    assert (summary.start_step, summary.step, summary.stopped) == (0, 4, "done")
+    assert summary.last_loss is not None and math.isfinite(summary.last_loss)
+    assert summary.checkpoint == step_dir(run, 4)
+    model, meta = load_model(run)
+    assert meta["step"] == 4 and meta["model"] == "uec" and model.config["feature_size"] == 32
+    assert weights_checksum(model) == summary.checksum
+    assert meta["train_config"] == config.to_dict()
+    for step in (2, 4):
+        assert (step_dir(run, step) / "training_state.pt").is_file()
+    state = torch.load(step_dir(run, 4) / "training_state.pt", weights_only=True)
+    assert state["step"] == 4 and len(state["rng"]) == 1 and "optimizer" in state
+    rows = _log(run)
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert {"loss", "mse", "monotonic", "lr", "seconds"} <= set(rows[0])
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+    assert float(rows[1]["lr"]) < float(rows[0]["lr"])  # cosine decay
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["config"] == config.to_dict() and saved["parameters"] == 19388
+    assert root_kind(run) == "run"
+    with RootLock(run, "test"):  # released at the end
+        pass
+
+
+def test_resume_is_exact_warns_on_change_and_refuses_a_used_folder(
+    seq: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    config = tiny(seq, run)
+    train(config, progress=False, echo=lambda _: None)
+    straight = _weights(step_dir(run, 4))
+    # Lose the last checkpoint (as if killed after step 2) and resume: the same weights.
+    shutil.rmtree(step_dir(run, 4))
+    summary = train(config, resume=True, progress=False, echo=lambda _: None)
+    assert (summary.start_step, summary.step) == (2, 4)
+    resumed = _weights(step_dir(run, 4))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert [int(r["step"]) for r in _log(run)] == [2, 4]
+    # Further, with a changed learning rate: a warning naming it, and the new rate used.
+    longer = config.replace(steps=6, lr=0.003)
+    with pytest.warns(
+        TrainWarning, match=r"resuming step 4 with a changed config: lr: 0.002 -> 0.003"
+    ):
+        summary = train(longer, resume=True, progress=False, echo=lambda _: None)
+    assert (summary.start_step, summary.step) == (4, 6)
+    assert [int(r["step"]) for r in _log(run)] == [2, 4, 6]
+    factor = float(_log(run)[2]["lr"]) / 0.003
+    assert 0.05 <= factor < 0.5  # near the end of the cosine over 6 steps, from the new lr
+    with pytest.raises(TrainError, match=r"already holds checkpoints .*pass --resume"):
+        train(longer, progress=False, echo=lambda _: None)
+    with pytest.raises(TrainError, match=r"newest checkpoint is step 6.*raise --steps"):
+        train(longer, resume=True, progress=False, echo=lambda _: None)
+    with RootLock(run, "another trainer"), pytest.raises(RootInUseError, match="another trainer"):
+        train(longer.replace(steps=8), resume=True, progress=False, echo=lambda _: None)
+
+
+def test_time_limit_stops_cleanly_with_a_checkpoint(seq: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    summary = train(
+        tiny(seq, run, max_minutes=1e-9, amp="bf16"), progress=False, echo=lambda _: None
+    )
+    assert (summary.step, summary.stopped) == (1, "time")
+    assert summary.last_loss is not None and math.isfinite(summary.last_loss)
+    assert summary.checkpoint == step_dir(run, 1) and load_model(run)[1]["step"] == 1
+    assert [int(r["step"]) for r in _log(run)] == [1]
+
+
+def test_nan_loss_stops_and_names_the_step(
+    seq: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expokit.models.uec import UEC
+
+    original = UEC.training_loss
+    calls = {"n": 0}
+
+    def poisoned(self: UEC, batch: dict[str, torch.Tensor]) -> Any:
+        loss, parts = original(self, batch)
+        calls["n"] += 1
+        return (loss * float("nan"), parts) if calls["n"] == 3 else (loss, parts)
+
+    monkeypatch.setattr(UEC, "training_loss", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainError, match=r"loss is not finite at step 3 of uec.*step_00000002"):
+        train(tiny(seq, run), progress=False, echo=lambda _: None)
+    assert step_dir(run, 2).is_dir() and not step_dir(run, 3).exists()
+
+
+def test_nan_in_a_batch_names_the_file(seq: Path, tmp_path: Path) -> None:
+    data = tmp_path / "seq"
+    shutil.copytree(seq, data)
+    from expokit.curation.dataset import load_dataset
+
+    rel = str(load_dataset(data).manifest["input_path"].iloc[0])
+    image = np.full((40, 56, 3), 0.5, np.float32)
+    image[3, 4] = np.nan
+    ok, encoded = cv2.imencode(".tiff", image)
+    assert ok
+    (data / rel).write_bytes(encoded.tobytes())  # float TIFF bytes under the .png name
+    config = tiny(data, tmp_path / "run", steps=40, batch_size=4, ckpt_every=100)
+    with pytest.raises(DataError, match=rf"{re.escape(rel)}: holds NaN or infinite values"):
+        train(config, progress=False, echo=lambda _: None)
+    # The loop's own check (a backstop for NaN made after loading) names key, step and item.
+    from expokit.models.train import _check_batch
+
+    batch = {"input": torch.zeros(2, 3, 4, 4), "index": torch.tensor([0, 1])}
+    batch["input"][1, 0, 0, 0] = float("inf")
+    dataset = SequenceDataset(seq, "train")
+    with pytest.raises(TrainError, match=r"step 7: batch key 'input' holds NaN.*\(item scene0/"):
+        _check_batch(batch, 7, dataset)
+
+
+def test_config_file_types_recipes_and_precedence(tmp_path: Path) -> None:
+    assert set(RECIPES) == {"uec", "recnet", "zerodce", "video"}
+    assert all(name == config.model for name, config in RECIPES.items())
+    file = tmp_path / "train.toml"
+    file.write_text(
+        'model = "uec"\nsteps = 50\nlr = 1\ncrop = 0\n[model_config]\nfeature_size = 64\n'
+        "[data_options]\ncache = false\n"
+    )
+    config = resolve_config(None, config_file=file, overrides={"steps": 7, "seed": None})
+    assert config.steps == 7 and config.lr == 1.0 and isinstance(config.lr, float)
+    assert config.crop is None and config.resize == RECIPES["uec"].resize
+    assert config.model_config == {"feature_size": 64}
+    # Tables merge into the recipe's: the pair weights stay, cache is overridden.
+    assert config.data_options["cache"] is False and "pair_weights" in config.data_options
+    file.write_text('[train]\nmodel = "uec"\nsteps = "many"\n')
+    with pytest.raises(TrainError, match=r"train\.toml: steps must be an integer, got 'many'"):
+        resolve_config(None, config_file=file)
+    file.write_text("flip = 1\n")
+    with pytest.raises(TrainError, match="flip must be true or false"):
+        resolve_config("uec", config_file=file)
+    file.write_text("stepz = 1\n")
+    with pytest.raises(TrainError, match=r"unknown training key.*stepz"):
+        resolve_config("uec", config_file=file)
+    with pytest.raises(TrainError, match="no model given"):
+        resolve_config(None)
+    with pytest.raises(TrainError, match="amp must be one of off, bf16, fp16"):
+        TrainConfig(model="uec", amp="fp8")
+    with pytest.raises(TrainError, match="data_options: set crop as top-level"):
+        TrainConfig(model="uec", data_options={"crop": 3})
+
+
+def test_train_command(seq: Path, tmp_path: Path) -> None:
+    from expokit.cli import cli
+
+    file = tmp_path / "t.toml"
+    file.write_text(
+        "resize = 32\nbatch_size = 2\nlog_every = 1\ntensorboard = false\nthreads = 1\n"
+        "[model_config]\nfeature_size = 32\npixel_samples = 128\n"
+    )
+    run = tmp_path / "run"
+    args = ["train", "--model", "uec", "--data", str(seq), "--out", str(run)]
+    args += ["--config", str(file), "--steps", "2", "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "19,388 trainable parameters" in result.output
+    assert f"checkpoint: {step_dir(run, 2)}" in result.output
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1 and "error:" in again.output and "--resume" in again.output
+    bad = CliRunner().invoke(cli, [*args[:5], "--out", str(tmp_path / "x"), "--split", "nope"])
+    assert bad.exit_code == 1 and "no split 'nope'; the dataset has splits: train" in bad.output
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun(seq: Path, tmp_path: Path) -> None:
+    file = tmp_path / "t.toml"
+    file.write_text(
+        "resize = 32\nbatch_size = 2\nlog_every = 2\nckpt_every = 2\ntensorboard = false\n"
+        "[model_config]\nfeature_size = 32\npixel_samples = 128\n"
+    )
+    run = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+        "-m", "expokit.cli", "train", "--model", "uec", "--data", str(seq), "--out", str(run),
+        "--config", str(file), "--steps", "4", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=env, cwd=REPO, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    ranks = dict(
+        (int(m[1]), (int(m[2]), int(m[3]), m[4]))
+        for m in re.finditer(
+            r"rank (\d)/2 \(pid (\d+)\): step (\d+), weights checksum (\S+)", done.stdout
+        )
+    )
+    assert set(ranks) == {0, 1}, done.stdout
+    (pid0, step0, sum0), (pid1, step1, sum1) = ranks[0], ranks[1]
+    assert step0 == step1 == 4 and sum0 == sum1  # both trained, in step, to the same weights
+    assert "2 process(es)" in done.stdout and "checkpoint:" in done.stdout
+    # Only rank 0 wrote: it held the run's lock; the checkpoint is rank 0's and carries the
+    # RNG states of both ranks.
+    holder = lock_holder(run)
+    assert holder is not None and holder["pid"] == pid0 != pid1
+    model, meta = load_model(run)
+    assert meta["world_size"] == 2 and repr(weights_checksum(model)) == sum0
+    state = torch.load(step_dir(run, 4) / "training_state.pt", weights_only=True)
+    assert len(state["rng"]) == 2 and state["world_size"] == 2
+    assert [int(r["step"]) for r in _log(run)] == [2, 4]
