@@ -38,6 +38,7 @@ between runs; compare ratios from one run, not absolute numbers across runs.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import os
 import sys
@@ -168,9 +169,9 @@ def sice_protocol() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         files = sorted(p for p in scene.iterdir() if p.suffix.lower() in (".jpg", ".png"))
         return [
             np.ascontiguousarray(
-                cv2.resize(cv2.imread(str(p)), (256, 256), interpolation=cv2.INTER_LINEAR)[
-                    ..., ::-1
-                ]
+                cv2.resize(
+                    np.asarray(cv2.imread(str(p))), (256, 256), interpolation=cv2.INTER_LINEAR
+                )[..., ::-1]
             )
             for p in files
         ]
@@ -306,7 +307,7 @@ def main() -> None:
                 hw = (hw[0] // 4, hw[1] // 4)
             seconds, note = network_time(model, hw, args, device)
             times.append(seconds)
-        rate = train_rate(model, args, device)
+        rate = train_rate(copy.deepcopy(model), args, device)  # keep the weights
         size_note = " (sizes/16)" if args.quick else ""
         print(f"{name:>8} {parameter_count(model):8,d} {times[0]:9.2f} {times[1]:8.2f} "
               f"{rate:14.2f}  network {note}{size_note}")  # fmt: skip

@@ -460,7 +460,9 @@ class Enhancer:
         config: InferConfig | None = None,
     ) -> None:
         self.config = config or InferConfig()
-        self.device = pick_device(self.config.device)
+        self.fast = model.name == "uec" and self.config.fast_uec
+        # the LUT path is CPU work (a thumbnail, a small bake, an OpenCV remap)
+        self.device = pick_device("cpu" if self.fast else self.config.device)
         self.model = model.to(self.device).eval()
         if model.needs_reference and reference is None:
             raise InferenceError(
@@ -468,7 +470,6 @@ class Enhancer:
                 "output should take"
             )
         self.reference = None if reference is None else to_tensor(reference, self.device)
-        self.fast = model.name == "uec" and self.config.fast_uec
         self._ref_thumb: torch.Tensor | None = None
         if self.fast and reference is not None:
             feature_size = int(getattr(model, "feature_size", 128))

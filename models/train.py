@@ -244,11 +244,11 @@ RECIPES: dict[str, TrainConfig] = {
             },
         },
     ),
-    "recnet": TrainConfig(model="recnet", steps=2000, batch_size=8, lr=5e-4, crop=128),
-    "zerodce": TrainConfig(model="zerodce", steps=1000, batch_size=8, lr=1e-3, crop=128),
-    "video": TrainConfig(
-        model="video", steps=1000, batch_size=4, lr=5e-4, crop=96, data_options={"num_frames": 3}
-    ),
+    # Measured on the 22 SICE scenes (2 folds, docs/models.md): ~3 and ~2 CPU-minutes.
+    "recnet": TrainConfig(model="recnet", steps=900, batch_size=8, lr=2e-3, crop=64),
+    "zerodce": TrainConfig(model="zerodce", steps=600, batch_size=8, lr=1e-3, crop=64),
+    # The clip window follows the model's ``frames`` (model_config), 3 by default.
+    "video": TrainConfig(model="video", steps=1000, batch_size=4, lr=5e-4, crop=96),
 }
 
 
@@ -617,7 +617,21 @@ def train(
     owns_group = _init_group(world, device)
     lock = None
     try:
+        seed_everything(config.seed)
+        model = create_model(config.model, **config.model_config).to(device)
+        n_params = parameter_count(model)
         options = dict(config.data_options)
+        frames = getattr(model, "frames", None)
+        # A clip model's window decides the loader's, unless both are given and differ.
+        if (
+            kind == "clip"
+            and isinstance(frames, int)
+            and options.setdefault("num_frames", frames) != frames
+        ):
+            raise TrainError(
+                f"data_options.num_frames = {options['num_frames']} but model "
+                f"{config.model!r} is configured for {frames} frames; set one of them"
+            )
         dataset = open_dataset(
             config.model, config.data, config.split, crop=config.crop, resize=config.resize,
             flip=config.flip, seed=config.seed, **options,
@@ -638,9 +652,6 @@ def train(
         start: int = setup["start"]
         run = Path(config.out)
 
-        seed_everything(config.seed)
-        model = create_model(config.model, **config.model_config).to(device)
-        n_params = parameter_count(model)
         checkpoint = Path(setup["checkpoint"]) if setup["checkpoint"] else None
         if world.main:
             say(

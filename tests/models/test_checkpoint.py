@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
+from expokit.models.base import ModelError  # noqa: E402
 from expokit.models.checkpoint import (  # noqa: E402
     META_FILE,
     WEIGHTS_FILE,
@@ -19,7 +20,6 @@ from expokit.models.checkpoint import (  # noqa: E402
     save_checkpoint,
     step_dir,
 )
-from expokit.models.base import ModelError  # noqa: E402
 from expokit.models.uec import UEC  # noqa: E402
 
 

@@ -270,3 +270,24 @@ def test_two_processes_under_torchrun(seq: Path, tmp_path: Path) -> None:
     state = torch.load(step_dir(run, 4) / "training_state.pt", weights_only=True)
     assert len(state["rng"]) == 2 and state["world_size"] == 2
     assert [int(r["step"]) for r in _log(run)] == [2, 4]
+
+
+@pytest.mark.parametrize("name", ["zerodce", "recnet", "video"])
+def test_the_loop_is_generic_over_baselines(name: str, tmp_path: Path) -> None:
+    from tests.curation.conftest_tools import make_dataset
+
+    make_dataset(tmp_path / "ds")  # still pairs and clips, with masks
+    config = recipe(name).replace(
+        data=str(tmp_path / "ds"), out=str(tmp_path / "run"), steps=2, batch_size=2, crop=32,
+        log_every=1, threads=1, tensorboard=False,
+    )  # fmt: skip
+    summary = train(config, progress=False, echo=lambda _: None)
+    assert summary.step == 2 and summary.last_loss is not None and math.isfinite(summary.last_loss)
+    model, meta = load_model(run := tmp_path / "run")
+    assert model.name == name and meta["step"] == 2 and len(_log(run)) == 2
+    if name == "video":  # the clip window follows the model's frames
+        with pytest.raises(TrainError, match="num_frames = 5 but model 'video' is configured"):
+            train(
+                config.replace(out=str(tmp_path / "r5"), data_options={"num_frames": 5}),
+                progress=False, echo=lambda _: None,
+            )  # fmt: skip
