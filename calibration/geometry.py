@@ -47,6 +47,7 @@ from expokit.calibration.boards import (
     require_board,
 )
 from expokit.calibration.homography import (
+    DegenerateHomographyError,
     EccResult,
     EccSettings,
     HomographyLimits,
@@ -143,6 +144,10 @@ class GeometryConfig:
         and every pair costs a SIFT extraction per candidate flip.
     ecc
         ECC refinement settings; ``None`` skips refinement.
+    ecc_board_tolerance_px
+        With a board, ECC's homography is kept only when it raises the board-corner RMS
+        transfer error by at most this much (px); otherwise the board homography stays
+        (:func:`ecc_keep_decision`).
     limits
         What counts as a degenerate homography.
     qa_images
@@ -166,6 +171,7 @@ class GeometryConfig:
     min_board_corners: int = 6
     mirror_pairs: int = 3
     ecc: EccSettings | None = field(default_factory=EccSettings)
+    ecc_board_tolerance_px: float = 0.02
     limits: HomographyLimits = field(default_factory=HomographyLimits)
     qa_images: bool = True
     qa_tile: int = 64
@@ -192,6 +198,10 @@ class GeometryConfig:
             raise ValueError(f"min board corners must be >= 4, got {self.min_board_corners}")
         if self.mirror_pairs < 1:
             raise ValueError(f"mirror pairs must be >= 1, got {self.mirror_pairs}")
+        if not (math.isfinite(self.ecc_board_tolerance_px) and self.ecc_board_tolerance_px >= 0):
+            raise ValueError(
+                f"ECC board tolerance must be >= 0 px, got {self.ecc_board_tolerance_px}"
+            )
         if self.qa_tile < 4:
             raise ValueError(f"QA tile must be >= 4 px, got {self.qa_tile}")
 
@@ -210,6 +220,7 @@ class GeometryConfig:
             "min_board_corners": self.min_board_corners,
             "mirror_pairs": self.mirror_pairs,
             "ecc": None if self.ecc is None else self.ecc.to_dict(),
+            "ecc_board_tolerance_px": self.ecc_board_tolerance_px,
             "limits": {**asdict(self.limits), "area_ratio": list(self.limits.area_ratio)},
             "qa_images": self.qa_images,
             "qa_tile": self.qa_tile,
@@ -688,15 +699,42 @@ def _flip_features(pairs: list[_Pair], config: GeometryConfig) -> dict[Flip, lis
 
 
 def _inlier_score(
-    matches: list[tuple[F32, F32]], test_size: Size, ref_size: Size, config: GeometryConfig
+    matches: list[tuple[F32, F32]],
+    test_size: Size,
+    ref_size: Size,
+    config: GeometryConfig,
+    refused: list[str] | None = None,
 ) -> float:
+    """Homography inliers of a flip's matches; a fit with enough inliers that is refused for
+    a geometric reason adds that reason to ``refused`` (so the error can name it)."""
     total = 0
     for test_pts, ref_pts in matches:
         h, inliers = fit_homography(test_pts, ref_pts, config.inlier_threshold, seed=config.seed)
+        count = int(inliers.sum())
         problem = homography_problem(h, test_size, ref_size, config.limits)
-        if problem is None and is_upright(h, test_size):
-            total += int(inliers.sum())
+        if problem is None and not is_upright(h, test_size):
+            problem = "homography turns the test image by 90 degrees or more"
+        if problem is None:
+            total += count
+        elif refused is not None and h is not None and count >= config.min_inliers:
+            refused.append(f"{problem} ({count} inliers)")
     return float(total)
+
+
+def correspondence_problem(test_points: npt.NDArray[Any], reference_points: Any) -> str | None:
+    """A geometric reason why ``(N, 2)`` correspondences cannot fix a homography, or ``None``:
+    fewer than 4 distinct points, or points (nearly) on one line in either image."""
+    for role, points in (("test", test_points), ("reference", reference_points)):
+        pts = np.unique(np.asarray(points, np.float64).reshape(-1, 2), axis=0)
+        if len(pts) < 4:
+            return f"only {len(pts)} distinct {role} points (a homography needs 4)"
+        spread = np.linalg.svd(pts - pts.mean(axis=0), compute_uv=False)
+        if spread[0] <= 0 or spread[1] / spread[0] < 1e-3:
+            return (
+                f"the {len(pts)} {role} points lie (nearly) on one line "
+                f"(spread ratio {spread[1] / max(spread[0], 1e-300):.2g}): degenerate"
+            )
+    return None
 
 
 def _board_score(
@@ -764,11 +802,20 @@ def _decide_mirror(
         log.warning("ChArUco board not found in the test images; deciding the flip by features")
 
     by_flip = _flip_features(pairs[: config.mirror_pairs], config)
+    refused: dict[Flip, list[str]] = {f: [] for f in FLIP_CANDIDATES}
     decision_or_none = choose_flip(
-        lambda f: _inlier_score(by_flip[f], test_size, ref_size, config),
+        lambda f: _inlier_score(by_flip[f], test_size, ref_size, config, refused[f]),
         "features",
         config.min_inliers,
     )
+    if decision_or_none is None and any(refused.values()):
+        # Enough matches, but every fit was refused for a geometric reason: say which.
+        reasons = "; ".join(f"flip {f.value}: {', '.join(r)}" for f, r in refused.items() if r)
+        raise DegenerateHomographyError(
+            test_paths[0],
+            f"the matches with {pairs[0].reference_path.name} fit no usable homography under "
+            f"any flip ({reasons})",
+        )
     if decision_or_none is None:
         best = max(sum(len(m[0]) for m in by_flip[f]) for f in FLIP_CANDIDATES)
         raise TooFewMatchesError(
@@ -1045,7 +1092,9 @@ def calibrate_geometry(
     TooFewMatchesError
         Too few feature matches / common board corners for a homography.
     DegenerateHomographyError
-        The fitted homography is singular, ill-conditioned, folds or mirrors the image.
+        The fitted homography is singular, ill-conditioned, folds, mirrors or turns the
+        image, or the correspondences are degenerate (collinear): the message names the
+        geometric reason (never "too few matches" when there were enough).
     IntrinsicsError
         Intrinsics requested without a board or with too few views, or of the wrong size.
     OutputError
@@ -1176,6 +1225,13 @@ def _calibrate_into(
     best_pair = max(pairs, key=lambda p: len(p.test_points))
     h0, inliers = fit_homography(test_all, ref_all, config.inlier_threshold, "magsac", config.seed)
     needed = config.min_inliers if method == "features" else 4
+    if h0 is None and len(test_all) >= needed:
+        problem = correspondence_problem(test_all, ref_all) or "no homography could be fitted"
+        raise DegenerateHomographyError(
+            best_pair.test_path,
+            f"{len(test_all)} correspondences with {best_pair.reference_path.name} give no "
+            f"homography: {problem}",
+        )
     if h0 is None or int(inliers.sum()) < needed:
         what = "feature matches" if method == "features" else "common board corners"
         raise TooFewMatchesError(
@@ -1199,6 +1255,7 @@ def _calibrate_into(
 
     # 4. ECC refinement on the pair with the most inliers.
     ecc_result: EccResult | None = None
+    ecc_decision: dict[str, Any] = {}
     ecc_pair = best_pair
     h = h0
     if config.ecc is not None:
@@ -1215,7 +1272,7 @@ def _calibrate_into(
         ecc_result = refine_ecc(
             ecc_pair.reference_work, ecc_pair_test, h0, mask, config.ecc, config.limits
         )
-        h = check_homography(
+        h_ecc = check_homography(
             ecc_result.homography, test_size, ref_size, ecc_pair.label(), config.limits
         )
         log.info(
@@ -1224,6 +1281,11 @@ def _calibrate_into(
             ecc_result.motion,
             ecc_result.correlation,
         )
+        h, ecc_decision = ecc_keep_decision(
+            h0, h_ecc, test_all[inliers], ref_all[inliers], method, config.ecc_board_tolerance_px
+        )
+        if not ecc_decision["kept"]:
+            log.warning("ECC refinement discarded: %s", ecc_decision["reason"])
 
     # 5. Outputs.
     calib = RigCalibration(
@@ -1236,7 +1298,9 @@ def _calibrate_into(
         inliers=int(inliers.sum()),
         reprojection_rms=transfer_rms(h, test_all[inliers], ref_all[inliers]),
         initial_reprojection_rms=transfer_rms(h0, test_all[inliers], ref_all[inliers]),
-        ecc=None if ecc_result is None else {**ecc_result.to_dict(), "pair": ecc_pair.index},
+        ecc=None
+        if ecc_result is None
+        else {**ecc_result.to_dict(), "pair": ecc_pair.index, **ecc_decision},
         valid_region=(0, 0, 0, 0),
         reference_size=ref_size,
         test_size=test_size,
@@ -1287,6 +1351,50 @@ def _calibrate_into(
         "off" if ecc_result is None else ecc_result.motion,
     )
     return calib
+
+
+def ecc_keep_decision(
+    h0: F64,
+    h_ecc: F64,
+    test_points: npt.NDArray[Any],
+    reference_points: npt.NDArray[Any],
+    method: str,
+    tolerance_px: float,
+) -> tuple[F64, dict[str, Any]]:
+    """Which homography to keep after ECC, and the record of why.
+
+    With a board (``method`` ``"charuco"``/``"chessboard"``) the corners are the most accurate
+    measurement there is: ECC's result is kept only if it does not raise their RMS transfer
+    error by more than ``tolerance_px`` (ECC follows image content, which may be a
+    background at another depth than the board, or a clipped, low-texture scene). With
+    features ECC is kept (its photometric fit is finer than feature positions).
+
+    Returns
+    -------
+    tuple
+        ``(H, record)``; ``record`` has ``kept``, ``reason``, ``rule`` and, for boards,
+        ``board_reprojection_rms_initial`` and ``board_reprojection_rms_ecc`` (px).
+    """
+    if method == "features":
+        return h_ecc, {
+            "kept": True,
+            "rule": "features: ECC kept",
+            "reason": "no board corners to check against; ECC is finer than feature matches",
+        }
+    before = transfer_rms(h0, test_points, reference_points)
+    after = transfer_rms(h_ecc, test_points, reference_points)
+    kept = bool(after <= before + tolerance_px)
+    record: dict[str, Any] = {
+        "kept": kept,
+        "rule": f"board: ECC kept only if the corner RMS does not rise by > {tolerance_px:g} px",
+        "board_reprojection_rms_initial": before,
+        "board_reprojection_rms_ecc": after,
+        "reason": (
+            f"board-corner RMS {before:.3f} px -> {after:.3f} px with ECC: "
+            + ("kept" if kept else "ECC would raise it, the board homography is kept")
+        ),
+    }
+    return (h_ecc if kept else h0), record
 
 
 def _clipping_hint(pair: _Pair) -> str:

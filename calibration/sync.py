@@ -252,7 +252,9 @@ class DriftFit:
     """``offset(t_A) = offset_s + drift_ppm * 1e-6 * t_A`` fitted to window offsets.
 
     ``estimated`` is False when the overlap is too short (or too few windows are usable):
-    then ``drift_ppm`` is 0 and ``offset_s`` is the best window's offset.
+    then ``drift_ppm`` is 0 and ``offset_s`` is the best window's offset. ``note`` says when
+    the drift is less certain than usual (from the whole-track search only, or at the edge
+    of the searched range); :func:`synchronize` turns it into a warning.
     """
 
     offset_s: float
@@ -260,6 +262,7 @@ class DriftFit:
     estimated: bool
     windows: tuple[WindowOffset, ...]
     residual_rms_s: float = 0.0
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -424,6 +427,92 @@ def coarse_audio_offset(
     return (lo + i + delta) / coarse_rate, confidence, ratio
 
 
+@dataclass(frozen=True)
+class CoarseDrift:
+    """Result of :func:`coarse_drift_search` (offset and drift in B's true coordinates)."""
+
+    offset_s: float
+    drift_ppm: float
+    confidence: float
+    second_peak_ratio: float
+    step_ppm: float
+    candidates: int
+
+
+def _stretch(x: np.ndarray, drift_ppm: float) -> np.ndarray:
+    """``x`` read on a clock ``1 + drift_ppm * 1e-6`` times faster: ``y[n] = x(n * (1 + d))``
+    (linear interpolation). An event at ``t`` in ``x`` is at ``t / (1 + d)`` in ``y``."""
+    if drift_ppm == 0.0:
+        return x
+    scale = 1.0 + drift_ppm * 1e-6
+    n = math.floor((x.size - 1) / scale) + 1
+    pos = np.arange(n, dtype=np.float64) * scale
+    return np.interp(pos, np.arange(x.size, dtype=np.float64), x).astype(x.dtype, copy=False)
+
+
+def coarse_drift_search(a: np.ndarray, b: np.ndarray, rate: int, config: SyncConfig) -> CoarseDrift:
+    """Whole-track correlation at ``rate / coarse_factor`` over a grid of candidate drifts.
+
+    Under clock drift the two tracks slide past each other: 300 ppm over 60 s is 18 ms, and
+    a single whole-track (or 10 s window) correlation smears and decorrelates, so its peak
+    sits at the *mean* offset, not the one at ``t_A = 0``. Here B is resampled by each
+    candidate drift in ``[-max_drift_ppm, +max_drift_ppm]`` (a grid whose step moves the
+    ends of the longest possible overlap by at most 4 coarse samples, then a finer grid,
+    half a coarse sample, around the best) and the drift whose correlation peak is highest
+    wins (parabolic interpolation between grid points).
+
+    Returns
+    -------
+    CoarseDrift
+        Offset (``t_B - t_A`` at ``t_A = 0``) good to about one coarse sample, drift good to
+        about the fine grid step; refined by :func:`estimate_drift`.
+    """
+    factor = config.coarse_factor
+    coarse_rate = rate / factor
+    ac, bc = _block_mean(a, factor), _block_mean(b, factor)
+    exclusion = max(2, round(config.peak_exclusion_s * coarse_rate))
+    longest_s = min(ac.size, bc.size) / coarse_rate
+    limit = config.max_drift_ppm
+    size = _fast_len(ac.size + math.ceil(bc.size * (1.0 + limit * 1e-6)) + 2)
+    spectrum_a = np.conj(np.fft.rfft(ac, size))
+
+    def correlate(drift: float) -> tuple[float, np.ndarray, int]:
+        stretched = _stretch(bc, drift)
+        lo, hi = _lag_range(ac.size, stretched.size, coarse_rate, config)
+        full = np.fft.irfft(spectrum_a * np.fft.rfft(stretched, size), size)
+        c = np.asarray(full[np.arange(lo, hi + 1) % size], dtype=np.float64)
+        return float(c.max()), c, lo
+
+    scores: dict[float, float] = {}
+
+    def score(drift: float) -> float:
+        key = round(drift, 6)
+        if key not in scores:
+            scores[key] = correlate(key)[0]
+        return scores[key]
+
+    step = 4e6 / (coarse_rate * longest_s)
+    best = 0.0
+    if limit > 0:
+        count = max(1, math.ceil(limit / step))
+        grid = np.linspace(-limit, limit, 2 * count + 1)
+        best = float(max(grid, key=score))
+        fine = step / 8.0
+        near = best + fine * np.arange(-8, 9, dtype=np.float64)
+        best = float(max(near[np.abs(near) <= limit + fine], key=score))
+        step = fine
+        # Sub-step drift from a parabola through the best grid point and its neighbours.
+        around = [score(best - step), score(best), score(best + step)]
+        delta, _ = _parabolic(np.array(around), 1)
+        best += delta * step
+    _, c, lo = correlate(best)
+    i, confidence, ratio = _peak_and_confidence(c, exclusion)
+    delta, _ = _parabolic(c, i)
+    # The lag is in the resampled B' (t' = t_B / (1 + d)): back to B's own seconds.
+    offset = (lo + i + delta) / coarse_rate * (1.0 + best * 1e-6)
+    return CoarseDrift(offset, best, confidence, ratio, step if limit > 0 else 0.0, len(scores))
+
+
 def _window_offsets(
     a: np.ndarray, b: np.ndarray, rate: int, guess_s: float, config: SyncConfig
 ) -> list[tuple[WindowOffset, bool]]:
@@ -556,8 +645,15 @@ def audio_offset(
     config = config or SyncConfig()
     if rate != config.sample_rate:
         config = dataclasses.replace(config, sample_rate=rate)
-    guess, confidence, ratio = coarse_audio_offset(a, b, rate, config)
-    fit = estimate_drift(a, b, rate, guess, config)
+    longest_s = min(a.size, b.size) / rate
+    if config.max_drift_ppm <= 0 or longest_s < config.drift_min_span_s:
+        # Too short to measure drift: one whole-track search, windows without drift.
+        guess, confidence, ratio = coarse_audio_offset(a, b, rate, config)
+        fit = estimate_drift(a, b, rate, guess, config)
+    else:
+        coarse = coarse_drift_search(a, b, rate, config)
+        confidence, ratio = coarse.confidence, coarse.second_peak_ratio
+        fit = _refine_drift(a, b, rate, coarse, config)
     best = max((w.correlation for w in fit.windows), default=0.0)
     return OffsetEstimate(
         offset_s=fit.offset_s,
@@ -568,6 +664,50 @@ def audio_offset(
         second_peak_ratio=ratio,
         drift=fit,
     )
+
+
+def _refine_drift(
+    a: np.ndarray, b: np.ndarray, rate: int, coarse: CoarseDrift, config: SyncConfig
+) -> DriftFit:
+    """Fine windows and line fit on B resampled by the coarse drift, back in B's seconds.
+
+    With B' (``t' = t_B / (1 + d0)``) the windows no longer decorrelate (the residual drift
+    is below the coarse grid step); the fit ``t' = t_A + o' + d' t_A`` maps back to
+    ``offset = o' (1 + d0)`` and ``1 + d = (1 + d') (1 + d0)``.
+    """
+    scale = 1.0 + coarse.drift_ppm * 1e-6
+    stretched = _stretch(b, coarse.drift_ppm)
+    residual_ppm = max(4.0 * coarse.step_ppm, 5.0)
+    fine_config = dataclasses.replace(config, max_drift_ppm=residual_ppm)
+    fit = estimate_drift(a, stretched, rate, coarse.offset_s / scale, fine_config)
+    windows = tuple(
+        dataclasses.replace(w, offset_s=(w.t_a_s + w.offset_s) * scale - w.t_a_s)
+        for w in fit.windows
+    )
+    notes = []
+    if abs(coarse.drift_ppm) >= config.max_drift_ppm - coarse.step_ppm:
+        notes.append(
+            f"drift {coarse.drift_ppm:+.0f} ppm is at the edge of the searched range "
+            f"(max_drift_ppm {config.max_drift_ppm:g}): the true drift may be larger"
+        )
+    if fit.estimated:
+        drift = ((1.0 + fit.drift_ppm * 1e-6) * scale - 1.0) * 1e6
+        return DriftFit(
+            fit.offset_s * scale, drift, True, windows, fit.residual_rms_s, "; ".join(notes)
+        )
+    # The windows did not give a line: keep the whole-track drift, anchored at the best
+    # window, and say so rather than report 0 ppm (a wrong offset at t_A = 0).
+    good = [w for w in windows if w.correlation > 0]
+    if not good:
+        offset = coarse.offset_s
+    else:
+        top = max(good, key=lambda w: w.correlation)
+        offset = top.offset_s - coarse.drift_ppm * 1e-6 * top.t_a_s
+    notes.append(
+        f"drift {coarse.drift_ppm:+.1f} ppm from the whole-track search only (grid step "
+        f"{coarse.step_ppm:.1f} ppm): too few fine windows agree for a line fit"
+    )
+    return DriftFit(offset, coarse.drift_ppm, True, windows, 0.0, "; ".join(notes))
 
 
 # ----------------------------------------------------------------------------- brightness
@@ -982,6 +1122,8 @@ def synchronize(
         warnings.append(fps_note)
     drift = best.drift
     drift_ppm = drift.drift_ppm if drift and drift.estimated else 0.0
+    if drift and drift.note:
+        warnings.append(drift.note)
     if drift and drift.estimated and abs(drift_ppm) > config.max_drift_ppm:
         warnings.append(f"drift {drift_ppm:+.0f} ppm exceeds max_drift_ppm; check the result")
     mapping = None
@@ -1278,6 +1420,7 @@ __all__: Sequence[str] = (
     "CONVENTION",
     "METHODS",
     "SYNC_FORMAT_VERSION",
+    "CoarseDrift",
     "DriftFit",
     "FlatBrightnessError",
     "LowConfidenceError",
@@ -1296,6 +1439,7 @@ __all__: Sequence[str] = (
     "check_audible",
     "check_sync_json_target",
     "coarse_audio_offset",
+    "coarse_drift_search",
     "describe_result",
     "drift_warning",
     "estimate_drift",

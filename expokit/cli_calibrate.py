@@ -169,6 +169,7 @@ def calibrate_geometry_cmd(
         click.echo(
             f"ECC         {calib.ecc['motion']}: correlation "
             f"{calib.ecc['initial_correlation']:.4f} -> {calib.ecc['correlation']:.4f}"
+            + ("" if calib.ecc.get("kept", True) else f" (discarded: {calib.ecc['reason']})")
         )
     x, y, w, h = calib.valid_region
     click.echo(

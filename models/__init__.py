@@ -1,6 +1,15 @@
-"""models: PyTorch baselines that train and evaluate on expokit datasets.
+"""models: small PyTorch baselines that train, evaluate and run on expokit datasets.
 
-Not built yet: no issue has asked for a baseline so far. The dataset format
-(:mod:`expokit.curation.dataset`) and the metrics (:mod:`expokit.curation.metrics`, conventions in
-``docs/metrics.md``) they will use are in place; ``torch`` comes with the ``train`` extra.
+* :mod:`~expokit.models.base`: tensor and batch conventions, the :class:`Baseline` interface;
+* :mod:`~expokit.models.data`: loaders over dataset format v1 (pairs, sequences, clips);
+* :mod:`~expokit.models.uec`, :mod:`~expokit.models.recnet`, :mod:`~expokit.models.zerodce`,
+  :mod:`~expokit.models.video`: the baselines (``expokit train --model NAME``);
+* :mod:`~expokit.models.reference`: identity, gain and histogram match to a reference, and the
+  oracle gain + gamma (peeking) that every table shows beside the models;
+* :mod:`~expokit.models.train`, :mod:`~expokit.models.evaluate`, :mod:`~expokit.models.infer`:
+  ``expokit train``, ``expokit eval``, ``expokit infer``;
+* :mod:`~expokit.models.protocol`: the SICE cross-validation protocol with the published anchors.
+
+Importing this package imports nothing heavy; ``torch`` comes with the ``train`` extra.
+Documentation: ``docs/models.md``.
 """

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expokit.calibration.sync import SyncConfig, apply_sync, drift_warning, synchronize
+from expokit.calibration.sync import (
+    SyncConfig,
+    apply_sync,
+    audio_offset,
+    drift_warning,
+    synchronize,
+)
 from expokit.calibration.synthetic import shuffled_audio
 from expokit.calibration.video_io import ffmpeg_exe
 from tests.conftest import shared_path
@@ -93,3 +99,94 @@ def test_no_drift_when_clocks_agree(tmp_path: Path, seed: int) -> None:
     assert result.drift_estimated
     assert abs(result.drift_ppm) < 10
     assert abs(result.offset_s - 1.0) < 2e-4
+
+
+# ----------------------------------------------------------------------------- issue 11
+# Drift of 150-300 ppm used to come out as 0 ppm with a 6-10 ms wrong offset and no warning:
+# 10 s windows decorrelate under it (3 ms of slip at 300 ppm) and were dropped.
+
+SHORT_RATE = 8000
+
+
+def noise_program(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    """Non-periodic test sound without shared data: bursts of coloured noise at random
+    levels and lengths (0.2-1.5 s) over a quiet floor."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    out = rng.normal(0, 0.002, n)
+    t = 0
+    while t < n:
+        length = int(rng.uniform(0.2, 1.5) * rate)
+        burst = np.convolve(rng.normal(0, 1, length), np.ones(int(rng.integers(1, 6))), "same")
+        out[t : t + length] += rng.uniform(0.02, 0.3) * burst[: n - t] * np.hanning(length)[: n - t]
+        t += length + int(rng.uniform(0.0, 0.5) * rate)
+    return out
+
+
+def drifted_copy(program: np.ndarray, rate: int, offset_s: float, ppm: float) -> np.ndarray:
+    """B as a body with ``ppm`` drift records it: B(t_B) = program(t_A) with
+    t_B = offset_s + (1 + ppm * 1e-6) * t_A (sync.json's convention); band-limited by
+    8x FFT upsampling, then linear interpolation."""
+    d = ppm * 1e-6
+    n = int((program.size / rate * (1 + d) + offset_s) * rate)
+    t_a = (np.arange(n) / rate - offset_s) / (1 + d)
+    spectrum = np.fft.rfft(program)
+    up = np.fft.irfft(spectrum, program.size * 8) * 8
+    return np.interp(t_a * rate * 8, np.arange(up.size), up, left=0, right=0)
+
+
+@pytest.mark.parametrize("ppm", [150.0, -150.0, 300.0, -300.0])
+def test_drift_up_to_300_ppm_is_recovered(ppm: float) -> None:
+    program = noise_program(50.0, SHORT_RATE, seed=int(abs(ppm) + (ppm < 0)))
+    offset = 0.8125
+    a = program[: int(45.0 * SHORT_RATE)].astype(np.float32)
+    b = drifted_copy(program, SHORT_RATE, offset, ppm).astype(np.float32)
+    estimate = audio_offset(a, b, SHORT_RATE, SyncConfig(sample_rate=SHORT_RATE))
+    assert estimate.drift is not None and estimate.drift.estimated
+    assert estimate.drift.note == ""  # fitted on windows, not the coarse search alone
+    assert abs(estimate.drift.drift_ppm - ppm) < 2.0
+    assert abs(estimate.offset_s - offset) < 1e-3
+    assert estimate.confidence > 0.5 and estimate.peak_correlation > 0.8
+    # The windows are reported in B's own convention: on the fitted line.
+    for w in estimate.drift.windows:
+        line = estimate.offset_s + estimate.drift.drift_ppm * 1e-6 * w.t_a_s
+        assert abs(w.offset_s - line) < 2e-4
+
+
+def test_without_drift_search_the_old_answer_was_wrong() -> None:
+    """The case that went unnoticed: no drift search (max_drift_ppm 0) at +300 ppm gives the
+    mid-track offset, several ms off; the search recovers it."""
+    program = noise_program(50.0, SHORT_RATE, seed=7)
+    a = program[: int(45.0 * SHORT_RATE)].astype(np.float32)
+    b = drifted_copy(program, SHORT_RATE, 0.5, 300.0).astype(np.float32)
+    blind = audio_offset(a, b, SHORT_RATE, SyncConfig(sample_rate=SHORT_RATE, max_drift_ppm=0))
+    assert abs(blind.offset_s - 0.5) > 3e-3
+    searched = audio_offset(a, b, SHORT_RATE, SyncConfig(sample_rate=SHORT_RATE))
+    assert abs(searched.offset_s - 0.5) < 1e-3
+
+
+@pytest.mark.parametrize("ppm", [300.0, -150.0])
+def test_drift_of_shared_sound_through_files(tmp_path: Path, ppm: float) -> None:
+    """End to end through ``synchronize`` and WAV files, on real sound (shared clips)."""
+    program = shared_program(50.0, SHORT_RATE, seed=5).astype(np.float64)
+    offset = -1.25
+    a = program[: int(45.0 * SHORT_RATE)]
+    b = drifted_copy(program, SHORT_RATE, offset, ppm)  # B starts 1.25 s after A
+    a_path, b_path = tmp_path / "a.wav", tmp_path / "b.wav"
+    write_audio(a_path, a.astype(np.float32), SHORT_RATE, SHORT_RATE)
+    write_audio(b_path, b.astype(np.float32), SHORT_RATE, SHORT_RATE)
+    result = synchronize(a_path, b_path, SyncConfig(sample_rate=SHORT_RATE))
+    assert result.method == "audio" and result.drift_estimated
+    assert abs(result.drift_ppm - ppm) < 2.0
+    assert abs(result.offset_s - offset) < 1e-3
+    assert not any("whole-track" in w for w in result.warnings)
+
+
+def test_drift_beyond_the_searched_range_is_not_silent() -> None:
+    program = noise_program(50.0, SHORT_RATE, seed=3)
+    a = program[: int(45.0 * SHORT_RATE)].astype(np.float32)
+    b = drifted_copy(program, SHORT_RATE, 0.5, 300.0).astype(np.float32)
+    config = SyncConfig(sample_rate=SHORT_RATE, max_drift_ppm=100.0)
+    estimate = audio_offset(a, b, SHORT_RATE, config)
+    assert estimate.drift is not None
+    assert "edge of the searched range" in estimate.drift.note

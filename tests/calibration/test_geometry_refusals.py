@@ -1,0 +1,152 @@
+"""Issue 11: ECC kept only when it does not raise the board-corner error; geometric refusals
+name their reason instead of "too few matches"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from expokit.calibration.boards import BoardSpec
+from expokit.calibration.geometry import (
+    RIG_CALIBRATION_NAME,
+    GeometryConfig,
+    calibrate_geometry,
+    correspondence_problem,
+    ecc_keep_decision,
+)
+from expokit.calibration.homography import (
+    DegenerateHomographyError,
+    EccSettings,
+    HomographyLimits,
+    TooFewMatchesError,
+    project,
+    transfer_rms,
+)
+
+
+def _texture(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A gray image full of corners and blobs (good for SIFT and ECC)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    image = np.full((h, w), 128, np.uint8)
+    for _ in range(250):
+        x, y = (int(v) for v in rng.integers(0, [w, h]))
+        r = int(rng.integers(3, 18))
+        colour = int(rng.integers(0, 256))
+        if rng.random() < 0.5:
+            cv2.circle(image, (x, y), r, colour, -1)
+        else:
+            cv2.rectangle(image, (x, y), (x + r, y + 2 * r // 3), colour, -1)
+    return cv2.GaussianBlur(image, (3, 3), 0)
+
+
+def _chessboard(columns: int, rows: int, square: int) -> np.ndarray:
+    """White-bordered chessboard with ``columns`` x ``rows`` inner corners."""
+    cells = np.indices((rows + 1, columns + 1)).sum(axis=0) % 2
+    board = np.kron(cells, np.ones((square, square))).astype(np.uint8) * 255
+    return np.pad(board, square // 2, constant_values=255)
+
+
+# ----------------------------------------------------------------------------- ECC keep rule
+
+
+def test_ecc_keep_decision_board_refuses_a_worse_refinement() -> None:
+    rng = np.random.default_rng(0)
+    test = rng.uniform(0, 400, (40, 2))
+    h0 = np.array([[1.0, 0.0, 5.0], [0.0, 1.0, -3.0], [0.0, 0.0, 1.0]])
+    ref = project(h0, test) + rng.normal(0, 0.05, test.shape)
+    h_ecc = h0.copy()
+    h_ecc[0, 2] += 1.5  # ECC locked onto something else: 1.5 px off at the corners
+    h, record = ecc_keep_decision(h0, h_ecc, test, ref, "chessboard", 0.02)
+    assert h is h0 and record["kept"] is False
+    assert record["board_reprojection_rms_ecc"] > record["board_reprojection_rms_initial"] + 1
+    assert "board homography is kept" in record["reason"]
+    # A refinement within the tolerance is kept; features have no corners to check.
+    h_close = h0.copy()
+    h_close[0, 2] += 0.001
+    h, record = ecc_keep_decision(h0, h_close, test, ref, "charuco", 0.02)
+    assert h is h_close and record["kept"] is True
+    h, record = ecc_keep_decision(h0, h_ecc, test, ref, "features", 0.02)
+    assert h is h_ecc and record["kept"] is True and "board_reprojection_rms_ecc" not in record
+
+
+def test_board_calibration_keeps_board_homography_when_ecc_raises_corner_error(
+    tmp_path: Path,
+) -> None:
+    """A chessboard in front of a textured wall that moves differently (parallax): ECC aligns
+    the wall, which dominates the image, and would move the board corners by 4 px."""
+    rng = np.random.default_rng(1)
+    noise = cv2.GaussianBlur(rng.uniform(0, 255, (400, 520)).astype(np.float32), (0, 0), 2.5)
+    wall = cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    board = _chessboard(5, 4, 24)
+    bh, bw = board.shape
+
+    def view(wall_shift: int) -> np.ndarray:
+        image = wall[20:380, 20 + wall_shift : 500 + wall_shift].copy()
+        image[130 : 130 + bh, 170 : 170 + bw] = board  # the board does not move
+        return image
+
+    ref_path, test_path = tmp_path / "ref.png", tmp_path / "test.png"
+    cv2.imwrite(str(ref_path), view(0))
+    cv2.imwrite(str(test_path), view(4))
+    config = GeometryConfig(flip="none", qa_images=False, ecc=EccSettings(max_side=480))
+    calib = calibrate_geometry(
+        [ref_path], [test_path], tmp_path / "out", BoardSpec.chessboard(5, 4, 1.0), config
+    )
+    assert calib.method == "chessboard"
+    assert calib.ecc is not None and calib.ecc["motion"] == "homography"  # ECC did move
+    assert calib.ecc["kept"] is False
+    assert np.allclose(calib.homography, calib.initial_homography)
+    assert calib.reprojection_rms == pytest.approx(calib.initial_reprojection_rms)
+    assert calib.reprojection_rms < 0.5  # the board says: identity
+    recorded = json.loads((tmp_path / "out" / RIG_CALIBRATION_NAME).read_text())["ecc"]
+    assert recorded["kept"] is False
+    assert recorded["board_reprojection_rms_ecc"] > 3.0 > recorded["board_reprojection_rms_initial"]
+
+
+# ----------------------------------------------------------------------------- refusal reasons
+
+
+def test_collinear_correspondences_are_named_degenerate() -> None:
+    line = np.c_[np.linspace(0, 300, 30), np.linspace(10, 160, 30)]
+    problem = correspondence_problem(line, line + 4)
+    assert problem is not None and "one line" in problem
+    spread = np.random.default_rng(0).uniform(0, 300, (30, 2))
+    assert correspondence_problem(spread, spread + 4) is None
+    assert "distinct" in str(correspondence_problem(np.zeros((10, 2)), np.zeros((10, 2))))
+
+
+def test_geometric_refusal_names_its_reason_not_too_few_matches(tmp_path: Path) -> None:
+    """Hundreds of good matches, but the only fit breaks a geometric limit (here: the mapped
+    area must be at least 1.5 x the reference): the error says so, not "too few matches"."""
+    image = _texture((400, 300), seed=2)
+    ref_path, test_path = tmp_path / "ref.png", tmp_path / "test.png"
+    cv2.imwrite(str(ref_path), image)
+    cv2.imwrite(str(test_path), image)
+    limits = HomographyLimits(area_ratio=(1.5, 20.0))
+    config = GeometryConfig(qa_images=False, ecc=None, limits=limits)
+    with pytest.raises(DegenerateHomographyError) as info:
+        calibrate_geometry([ref_path], [test_path], tmp_path / "out", None, config)
+    message = str(info.value)
+    assert not isinstance(info.value, TooFewMatchesError)
+    assert "too few" not in message
+    assert "x the reference area (allowed 1.5..20)" in message and "flip none" in message
+    assert "test.png" in message
+
+
+def test_unrelated_images_still_say_too_few_matches(tmp_path: Path) -> None:
+    ref_path, test_path = tmp_path / "ref.png", tmp_path / "test.png"
+    cv2.imwrite(str(ref_path), _texture((400, 300), seed=3))
+    cv2.imwrite(str(test_path), _texture((400, 300), seed=4))
+    config = GeometryConfig(qa_images=False, ecc=None)
+    with pytest.raises(TooFewMatchesError, match="too few"):
+        calibrate_geometry([ref_path], [test_path], tmp_path / "out", None, config)
+
+
+def test_transfer_rms_is_what_the_rule_compares() -> None:
+    pts = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    assert transfer_rms(np.eye(3), pts, pts + np.array([3.0, 4.0])) == pytest.approx(5.0)
