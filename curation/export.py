@@ -90,6 +90,11 @@ DIME_VAL_CHOICES = ("skip", "test")
 EXPORT_RECORD = "export.json"
 CARD_FILE = "README.md"
 DEFAULT_EV_TOLERANCE = 0.25
+#: ``--rank-map`` choices: rank difference to the target -> MSEC token (the target is ``0``).
+#: ``nearest5``: the five exposures nearest the target by rank, two darker and two brighter.
+RANK_MAPS: dict[str, dict[int, str]] = {
+    "nearest5": {-2: "N1.5", -1: "N1", 0: "0", 1: "P1", 2: "P1.5"},
+}
 
 _JPEG_SUFFIXES = {".jpg", ".jpeg"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
@@ -403,13 +408,48 @@ def _frame_of(row: dict[str, Any]) -> int | None:
     return None if row["frame_index"] is None else int(row["frame_index"])
 
 
-def _msec(dataset: Dataset, writer: _Writer, tolerance: float, progress: bool) -> None:
+def rank_scenes(dataset: Dataset) -> list[str]:
+    """Scenes whose EVs are exposure ranks, not measurements (``ev_basis: rank``).
+
+    A ``sequences`` source without EXIF exposure times records ``ev_basis: ["rank"]`` in
+    info.json's provenance and sets ``input_ev`` to the rank difference to the target. Per
+    scene, a ``sequences`` row with no input or target exposure time is such a row (an EXIF
+    basis needs the exposure time of every file of the scene).
+    """
+    frame = dataset.manifest
+    if frame.empty:
+        return []
+    sequences = frame[frame["source"] == "sequences"]
+    rank = sequences[
+        sequences["input_exposure_time_s"].isna() | sequences["target_exposure_time_s"].isna()
+    ]
+    return sorted({str(s) for s in rank["scene_id"].tolist()})
+
+
+def _relative_ev(row: dict[str, Any]) -> float | None:
+    """``input_ev - target_ev``; an MSEC import's target is the EV-0 retouch (null target_ev)."""
+    if row["input_ev"] is None:
+        return None
+    if row["target_ev"] is None:
+        return float(row["input_ev"]) if row["source"] == "msec" else None
+    return float(row["input_ev"]) - float(row["target_ev"])
+
+
+def _msec(
+    dataset: Dataset,
+    writer: _Writer,
+    tolerance: float,
+    progress: bool,
+    rank_map: str | None = None,
+    allow_partial: bool = False,
+) -> None:
     from tqdm import tqdm
 
     from expokit.curation.ev import parse_ev_token
 
     rows = _records(dataset)
     summary = writer.summary
+    ranked = set(rank_scenes(dataset)) if rank_map is not None else set()
     groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     for index, row in enumerate(rows):
         split = row["split"]
@@ -440,15 +480,20 @@ def _msec(dataset: Dataset, writer: _Writer, tolerance: float, progress: bool) -
     names = {k: f"{v}_{MSEC_TAG}" for k, v in unique_names(bases).items()}
     check_msec_names(names.values())
 
-    incomplete = small = 0
+    tokens = tuple(ev_token(ev) for ev in MSEC_LADDER)
+    small = from_target = 0
+    incomplete: list[str] = []
     bar = tqdm(sorted(groups, key=str), desc="export msec", unit="scene", disable=not progress)
     for key in bar:
         split_folder = MSEC_SPLIT_FOLDERS[key[0]]
         name = names[key]
-        chosen: dict[str, tuple[float, int]] = {}  # token -> (distance in EV, row index)
+        by_rank = key[1] in ranked
+        # token -> (distance in EV, row index, column): the file that becomes <name>_<token>
+        chosen: dict[str, tuple[float, int, str]] = {}
         for index in groups[key]:
             row = rows[index]
-            if row["input_ev"] is None or row["target_ev"] is None:
+            relative = _relative_ev(row)
+            if relative is None:
                 summary.issues.append(
                     ExportIssue(
                         "skipped",
@@ -459,8 +504,22 @@ def _msec(dataset: Dataset, writer: _Writer, tolerance: float, progress: bool) -
                     )
                 )
                 continue
-            relative = float(row["input_ev"]) - float(row["target_ev"])
-            token = nearest_msec_token(relative, tolerance)
+            if by_rank:
+                token = RANK_MAPS[str(rank_map)].get(round(relative))
+                if token is None or abs(relative - round(relative)) > 1e-6:
+                    summary.issues.append(
+                        ExportIssue(
+                            "skipped",
+                            "rank-not-mapped",
+                            f"input is rank {relative:+g} from the target; --rank-map "
+                            f"{rank_map} maps only ranks -2..+2",
+                            row["pair_id"],
+                            row["input_path"],
+                        )
+                    )
+                    continue
+            else:
+                token = nearest_msec_token(relative, tolerance)
             if token is None:
                 summary.issues.append(
                     ExportIssue(
@@ -473,7 +532,7 @@ def _msec(dataset: Dataset, writer: _Writer, tolerance: float, progress: bool) -
                     )
                 )
                 continue
-            distance = abs(relative - parse_ev_token(token))
+            distance = abs(relative - parse_ev_token(token)) if not by_rank else 0.0
             if token in chosen:
                 # Two inputs round to one token: keep the closer, report the other.
                 kept, dropped = (
@@ -493,40 +552,76 @@ def _msec(dataset: Dataset, writer: _Writer, tolerance: float, progress: bool) -
                 )
                 if kept == chosen[token][1]:
                     continue
-            chosen[token] = (distance, index)
-        if not chosen:
+            chosen[token] = (distance, index, "input")
+        first = rows[min(groups[key])]
+        if "0" not in chosen and first["target_ev"] is not None:
+            # The target is an exposure (render, sequence, capture): it is the EV-0 input.
+            chosen["0"] = (0.0, min(groups[key]), "target")
+        missing = [t for t in tokens if t not in chosen]
+        if missing:
+            incomplete.append(key[1])
+            summary.issues.append(
+                ExportIssue(
+                    "skipped" if allow_partial else "error",
+                    "incomplete-scene",
+                    f"scene {key[1]!r} ({name}) lacks input(s) {' '.join(missing)} of "
+                    f"N1.5 N1 0 P1 P1.5: not written (MSEC, UEC and RECNet need all five)"
+                    + ("" if allow_partial else "; --allow-partial exports the other scenes"),
+                    first["pair_id"],
+                )
+            )
             continue
-        first = rows[min(i for _, i in chosen.values())]
+        # Read and encode everything first (every bad file reported): a scene is written
+        # whole or not at all.
+        failures: list[ExportIssue] = []
+        gt_jpeg = b""
         try:
             gt_data = writer.read(first["target_path"], first["target_sha256"], first["pair_id"])
             gt_jpeg = writer.encode(gt_data, first["target_path"], first["pair_id"], "jpg")
         except _SkipItem as skip:
-            summary.issues.append(skip.issue)
-            continue
-        exported = 0
-        for token, (_, index) in sorted(chosen.items()):
+            failures.append(skip.issue)
+        inputs: dict[str, bytes] = {}
+        for token in tokens:
+            _, index, column = chosen[token]
             row = rows[index]
+            if column == "target":
+                inputs[token] = gt_jpeg
+                continue
             try:
                 data = writer.read(row["input_path"], row["input_sha256"], row["pair_id"])
-                jpeg = writer.encode(data, row["input_path"], row["pair_id"], "jpg")
+                inputs[token] = writer.encode(data, row["input_path"], row["pair_id"], "jpg")
             except _SkipItem as skip:
-                summary.issues.append(skip.issue)
-                continue
-            writer.write(f"{split_folder}/INPUT_IMAGES/{name}_{token}.JPG", jpeg)
-            exported += 1
-        if exported:
-            writer.write(f"{split_folder}/GT_IMAGES/{name}.jpg", gt_jpeg)
-            if key[0] == "test":
-                writer.write(f"{split_folder}/{MSEC_EXPERT_FOLDER}/{name}.jpg", gt_jpeg)
-            summary.rows_exported += exported
-            summary.groups_exported += 1
-            incomplete += exported < len(MSEC_LADDER)
-            sides = [first["width"], first["height"]]
-            small += all(v is not None for v in sides) and min(int(v) for v in sides) < 384
+                failures.append(skip.issue)
+        if failures:
+            summary.issues += failures
+            continue
+        for token in tokens:
+            writer.write(f"{split_folder}/INPUT_IMAGES/{name}_{token}.JPG", inputs[token])
+        writer.write(f"{split_folder}/GT_IMAGES/{name}.jpg", gt_jpeg)
+        if key[0] == "test":
+            writer.write(f"{split_folder}/{MSEC_EXPERT_FOLDER}/{name}.jpg", gt_jpeg)
+        summary.rows_exported += sum(1 for t in tokens if chosen[t][2] == "input")
+        summary.groups_exported += 1
+        from_target += chosen["0"][2] == "target"
+        sides = [first["width"], first["height"]]
+        small += all(v is not None for v in sides) and min(int(v) for v in sides) < 384
     if incomplete:
         summary.notes.append(
-            f"{incomplete} scene(s) have fewer than {len(MSEC_LADDER)} of the MSEC EVs; "
-            "UEC-style loaders group by name and take what is there"
+            f"{len(incomplete)} scene(s) lacked one of the five MSEC inputs and were not "
+            f"written{' (--allow-partial)' if allow_partial else ''}: "
+            + ", ".join(sorted(set(incomplete))[:20])
+        )
+    if from_target:
+        summary.notes.append(
+            f"{from_target} scene(s) use their target (an EV-0 exposure) as the _0 input, so "
+            "<name>_0.JPG and GT_IMAGES/<name>.jpg are the same image"
+        )
+    if ranked:
+        mapping = ", ".join(f"rank {r:+d} -> {t}" for r, t in RANK_MAPS[str(rank_map)].items())
+        summary.notes.append(
+            f"rank EVs mapped with --rank-map {rank_map} for {len(ranked)} scene(s) whose "
+            f"exposures have no measured EV (ev_basis: rank): {mapping}, rank 0 = the target; "
+            "the tokens name exposure order, not measured EV steps"
         )
     if small:
         summary.notes.append(
@@ -538,6 +633,119 @@ def _msec(dataset: Dataset, writer: _Writer, tolerance: float, progress: bool) -
         f"rounded to the nearest MSEC EV within {tolerance:g} EV; JPEG sources copied "
         "unchanged, others encoded at the chosen JPEG quality"
     )
+
+
+# --------------------------------------------------------------------------- msec peer check
+
+
+def _peer_files(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return (int(image.size[0]), int(image.size[1]))
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def check_msec_peers(out: str | Path) -> list[str]:
+    """Problems a peer's loader would hit in the MSEC export at ``out`` (empty: none).
+
+    The rules are those of the peers' own code (``docs``: field notes "Peers' loaders"):
+
+    * ``training``, ``validation`` and ``testing`` each hold ``INPUT_IMAGES`` and
+      ``GT_IMAGES``; ``testing`` also ``expert_c_testing_set`` (RECNet and UEC refuse a
+      layout without ``testing/INPUT_IMAGES``; evaluation scripts hard-code expert C);
+    * MSEC: every input is ``<name>_<EV>.JPG`` with EV in ``N1.5 N1 0 P1 P1.5``; its GT is
+      the name minus the last ``_`` field plus ``.jpg`` in ``GT_IMAGES`` (and, for testing,
+      in ``expert_c_testing_set``); no GT without inputs; the glob ``<name>*`` in
+      ``INPUT_IMAGES`` finds exactly that scene's inputs (no name is a prefix of another);
+    * UEC: files grouped by ``"_".join(file.split("_")[:-2]) + "_"`` form groups of exactly
+      five, one per EV suffix, all of one image size;
+    * RECNet: bucketing by the last ``_`` token, each of the five buckets holds every scene
+      of the split (``0`` included).
+    """
+    root = Path(out)
+    problems: list[str] = []
+    tokens = [ev_token(ev) for ev in MSEC_LADDER]
+    for split_folder in MSEC_SPLIT_FOLDERS.values():
+        needed = ["INPUT_IMAGES", "GT_IMAGES"]
+        if split_folder == "testing":
+            needed.append(MSEC_EXPERT_FOLDER)
+        for sub in needed:
+            if not (root / split_folder / sub).is_dir():
+                problems.append(
+                    f"{split_folder}/{sub}/ is missing (the peers' loaders need it; a split "
+                    "with no scene: rebuild the dataset so every split gets one)"
+                )
+        inputs_dir = root / split_folder / "INPUT_IMAGES"
+        files = _peer_files(inputs_dir)
+        if (root / split_folder / "INPUT_IMAGES").is_dir() and not files:
+            problems.append(f"{split_folder}/INPUT_IMAGES/ holds no images")
+        gts = set(_peer_files(root / split_folder / "GT_IMAGES"))
+        experts = set(_peer_files(root / split_folder / MSEC_EXPERT_FOLDER))
+        scenes: set[str] = set()
+        buckets: dict[str, set[str]] = defaultdict(set)
+        for file in files:
+            stem, _, suffix = file.rpartition(".")
+            name, _, token = stem.rpartition("_")
+            if suffix != "JPG" or token not in tokens or not name:
+                problems.append(
+                    f"{split_folder}/INPUT_IMAGES/{file}: not <name>_<EV>.JPG with EV in "
+                    f"{' '.join(tokens)}"
+                )
+                continue
+            scenes.add(name)
+            buckets[token].add(name)  # RECNet: bucket = last "_" token
+            gt = "_".join(stem.split("_")[:-1]) + ".jpg"  # MSEC's GT rule
+            if gt not in gts:
+                problems.append(f"{split_folder}/INPUT_IMAGES/{file}: no GT_IMAGES/{gt}")
+            if split_folder == "testing" and gt not in experts:
+                problems.append(f"{split_folder}/INPUT_IMAGES/{file}: no {MSEC_EXPERT_FOLDER}/{gt}")
+        for gt in sorted(gts):
+            if gt.rsplit(".", 1)[0] not in scenes:
+                problems.append(f"{split_folder}/GT_IMAGES/{gt}: a GT without inputs")
+        # MSEC globs <name>* in INPUT_IMAGES: it must find that scene's five inputs only.
+        for name in sorted(scenes):
+            found = [f for f in files if f.startswith(name)]
+            if len(found) != len(tokens) or any(not f.startswith(name + "_") for f in found):
+                problems.append(
+                    f"{split_folder}: glob {name}* finds {len(found)} file(s), not its "
+                    f"{len(tokens)} inputs (a scene name is a prefix of another)"
+                )
+        # UEC: group key = file name minus its last two "_" fields, five per group.
+        groups: dict[str, list[str]] = defaultdict(list)
+        for file in files:
+            groups["_".join(file.split("_")[:-2]) + "_"].append(file)
+        for group, members in sorted(groups.items()):
+            suffixes = sorted(f.rsplit("_", 1)[-1] for f in members)
+            if suffixes != sorted(f"{t}.JPG" for t in tokens):
+                problems.append(
+                    f"{split_folder}: UEC group {group!r} has {len(members)} file(s) "
+                    f"({' '.join(suffixes)}), not one of each of N1.5 N1 0 P1 P1.5"
+                )
+            sizes = {_image_size(inputs_dir / f) for f in members}
+            if len(sizes) != 1 or None in sizes:
+                shown = ", ".join("unreadable" if z is None else f"{z[0]}x{z[1]}" for z in sizes)
+                problems.append(
+                    f"{split_folder}: UEC group {group!r} has image sizes {shown}; UEC does "
+                    "not resize, every EV of a scene needs one size"
+                )
+        # RECNet: compares per-EV buckets; every bucket must hold every scene.
+        for token in tokens:
+            if scenes and buckets[token] != scenes:
+                lacking = sorted(scenes - buckets[token])
+                problems.append(
+                    f"{split_folder}: RECNet bucket {token!r} lacks {len(lacking)} scene(s) "
+                    f"({', '.join(lacking[:5])})"
+                )
+    return problems
 
 
 # --------------------------------------------------------------------------- dime
@@ -934,6 +1142,8 @@ def export_dataset(
     ev_tolerance: float = DEFAULT_EV_TOLERANCE,
     progress: bool = True,
     durable: bool = False,
+    rank_map: str | None = None,
+    allow_partial: bool = False,
 ) -> ExportSummary:
     """Export a dataset to ``out`` in ``layout`` (``msec``, ``dime`` or ``sequences``).
 
@@ -964,6 +1174,13 @@ def export_dataset(
         fsync every image. Off by default: each file is still replaced atomically, the
         progress journal is always fsynced, and ``export.json`` (always durable) is written
         last as the record of a complete export.
+    rank_map
+        ``msec``: how scenes whose EVs are ranks (:func:`rank_scenes`) become tokens; one of
+        :data:`RANK_MAPS` (``"nearest5"``). Without it such a dataset is refused. The mapping
+        is written in ``export.json`` (``options.rank_map``) and the card.
+    allow_partial
+        ``msec``: a scene lacking one of the five inputs is still not written, but is a
+        skipped item, not an error (``summary.ok`` stays True).
 
     Returns
     -------
@@ -983,9 +1200,24 @@ def export_dataset(
         raise ExportError(f"dime_val must be one of {', '.join(DIME_VAL_CHOICES)}")
     if not 1 <= jpeg_quality <= 100:
         raise ExportError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
+    if rank_map is not None and rank_map not in RANK_MAPS:
+        raise ExportError(f"unknown rank map {rank_map!r}; choose one of {', '.join(RANK_MAPS)}")
     if not isinstance(root, Dataset):
         check_not_being_written(Path(root), "exporting it")
     dataset = root if isinstance(root, Dataset) else load_dataset(root)
+    if layout == "msec" and rank_map is None:
+        ranked = rank_scenes(dataset)
+        if ranked:
+            # A rank is exposure order, not EV: turning it into N1/P1 silently would lie.
+            shown = ", ".join(ranked[:10]) + (
+                f" and {len(ranked) - 10} more" if len(ranked) > 10 else ""
+            )
+            raise ExportError(
+                f"{dataset.root}: {len(ranked)} scene(s) have EVs that are exposure ranks, not "
+                f"measurements (ev_basis: rank; no EXIF exposure times): {shown}. MSEC tokens "
+                "name EV steps; map ranks explicitly with --rank-map nearest5 (the five "
+                "exposures nearest the target by rank -> N1.5 N1 0 P1 P1.5)"
+            )
     from expokit.curation.validate import check_split_disjoint
 
     overlap = check_split_disjoint(dataset.manifest)
@@ -999,7 +1231,16 @@ def export_dataset(
     _check_out(out_dir, dataset.root)
     with RootLock(out_dir, "expokit curate export"):
         return _export_locked(
-            dataset, out_dir, layout, jpeg_quality, dime_val, ev_tolerance, progress, durable
+            dataset,
+            out_dir,
+            layout,
+            jpeg_quality,
+            dime_val,
+            ev_tolerance,
+            progress,
+            durable,
+            rank_map=rank_map,
+            allow_partial=allow_partial,
         )
 
 
@@ -1012,6 +1253,9 @@ def _export_locked(
     ev_tolerance: float,
     progress: bool,
     durable: bool,
+    *,
+    rank_map: str | None = None,
+    allow_partial: bool = False,
 ) -> ExportSummary:
     """The export proper, with ``out_dir`` claimed and locked."""
     leaving = symlinks_leaving(out_dir)
@@ -1031,7 +1275,7 @@ def _export_locked(
     try:
         writer = _Writer(dataset, summary, jpeg_quality, durable, journal)
         if layout == "msec":
-            _msec(dataset, writer, ev_tolerance, progress)
+            _msec(dataset, writer, ev_tolerance, progress, rank_map, allow_partial)
         elif layout == "dime":
             _dime(dataset, writer, dime_val, progress)
         else:
@@ -1045,14 +1289,34 @@ def _export_locked(
         journal.close()
     _cleanup(out_dir, ours, summary)
     _remove_empty_dirs(out_dir)
-    _write_record(dataset, summary, jpeg_quality, dime_val, ev_tolerance)
+    if layout == "msec":
+        # What the peers' loaders will see, stray files of others included.
+        summary.issues += [
+            ExportIssue("error", "peer-convention", problem)
+            for problem in check_msec_peers(out_dir)
+        ]
+    mapping = None
+    if layout == "msec" and rank_map is not None:
+        mapping = {
+            "name": rank_map,
+            "ranks": {f"{r:+d}": t for r, t in RANK_MAPS[rank_map].items()},
+            "scenes": rank_scenes(dataset),
+            "rule": "rank difference to the target (rank 0) -> MSEC token; other ranks skipped",
+        }
+    _write_record(dataset, summary, jpeg_quality, dime_val, ev_tolerance, mapping, allow_partial)
     # export.json now records every file; the journal's work is done.
     (out_dir / PROGRESS_JOURNAL).unlink(missing_ok=True)
     return summary
 
 
 def _write_record(
-    dataset: Dataset, summary: ExportSummary, jpeg_quality: int, dime_val: str, ev_tolerance: float
+    dataset: Dataset,
+    summary: ExportSummary,
+    jpeg_quality: int,
+    dime_val: str,
+    ev_tolerance: float,
+    rank_map: dict[str, Any] | None = None,
+    allow_partial: bool = False,
 ) -> None:
     from expokit import __version__
     from expokit.curation.dataset import MANIFEST_FILE
@@ -1072,6 +1336,8 @@ def _write_record(
             "jpeg_quality": jpeg_quality,
             "dime_val": dime_val,
             "ev_tolerance": ev_tolerance,
+            "rank_map": rank_map,
+            "allow_partial": allow_partial,
         },
         "counts": {
             "rows_total": summary.rows_total,

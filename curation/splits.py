@@ -5,9 +5,19 @@ Two ways to assign a scene to a split (:class:`SplitSpec`):
 ``hash`` (default)
     ``u = int(sha256(salt + scene_id)[:8 bytes]) / 2**64`` puts every scene at a fixed point
     of ``[0, 1)``; the fractions cut that interval in their order (``train`` takes
-    ``[0, 0.8)``, ``val`` ``[0.8, 0.9)``, ``test`` ``[0.9, 1)``). The assignment of a scene
-    depends on its id and the salt only: adding scenes never moves the others, and the same
-    salt gives the same split on every machine.
+    ``[0, 0.8)``, ``val`` ``[0.8, 0.9)``, ``test`` ``[0.9, 1)``). The same scenes and salt
+    give the same split on every machine, whatever their order.
+
+    Small datasets: hashing alone can leave a split empty (10 scenes at 0.8/0.1/0.1 often
+    get no test scene, and an export then has no ``testing/`` folder). When there are at
+    least as many scenes as splits with a non-zero fraction, every such split gets at least
+    one scene: for each empty split, in fraction order, the scene placed now whose ``u`` is
+    closest to that split's interval (distance ``lo - u`` or ``u - hi``; ties by scene id),
+    taken from a split that keeps at least one scene, moves into it (:func:`fill_empty_splits`).
+    Otherwise the hash decides alone, so adding scenes moves no other scene, except a scene
+    moved by this rule, which may go back to its hashed split once the batch fills that
+    split by itself. Scenes kept from an earlier build are never moved (they count as
+    filling their split).
 ``lists``
     Explicit scene ids per split (a JSON file ``{"train": [...], "val": [...]}`` or a text
     file of ``<split> <scene_id>`` lines). A scene listed under two splits is an error; a
@@ -46,6 +56,11 @@ DEFAULT_FRACTIONS: tuple[tuple[str, float], ...] = (("train", 0.8), ("val", 0.1)
 DEFAULT_SALT = "expokit-v1"
 HASH_RULE = (
     "u = int.from_bytes(sha256((salt + scene_id).encode('utf-8')).digest()[:8], 'big') / 2**64"
+)
+FILL_RULE = (
+    "then, if there are at least as many scenes as non-zero splits, each empty non-zero split "
+    "(in order) takes the scene placed now whose u is nearest its interval [lo, hi) (ties by "
+    "scene id) from a split that keeps at least one scene"
 )
 
 
@@ -153,7 +168,9 @@ class SplitSpec:
                 # A list, not an object: the order defines the intervals and JSON writers
                 # may sort object keys.
                 "fractions": [[name, value] for name, value in self.fractions],
-                "rule": HASH_RULE + "; split = first name whose cumulative fraction exceeds u",
+                "rule": HASH_RULE
+                + "; split = first name whose cumulative fraction exceeds u; "
+                + FILL_RULE,
             }
         return {
             "method": "lists",
@@ -247,7 +264,55 @@ def assign_splits(
                 chosen = name
                 break
         out[scene] = chosen
-    return dict(sorted(out.items()))
+    return dict(sorted(fill_empty_splits(out, scenes, spec).items()))
+
+
+def split_intervals(spec: SplitSpec) -> dict[str, tuple[float, float]]:
+    """``{split: (lo, hi)}``: the part of ``[0, 1)`` each hash split takes."""
+    out: dict[str, tuple[float, float]] = {}
+    lo = 0.0
+    for name, fraction in spec.fractions:
+        out[name] = (lo, lo + fraction)
+        lo += fraction
+    return out
+
+
+def fill_empty_splits(
+    assigned: Mapping[str, str], movable: Iterable[str], spec: SplitSpec
+) -> dict[str, str]:
+    """``assigned`` with every empty non-zero split given one scene, where possible.
+
+    Applies only when ``assigned`` holds at least as many scenes as ``spec`` has splits with
+    a non-zero fraction. For each empty such split, in fraction order, the scene of
+    ``movable`` nearest to the split's interval by its hash point (ties: smallest scene id)
+    moves there, taken only from a split that still holds two or more scenes. Scenes not in
+    ``movable`` (kept from earlier builds) never move. Deterministic: the result depends on
+    the set of scenes and the salt only.
+    """
+    out = dict(assigned)
+    wanted = [name for name, fraction in spec.fractions if fraction > 0]
+    if len(out) < len(wanted):
+        return out
+    intervals = split_intervals(spec)
+    candidates = sorted(set(movable) & set(out))
+    points = {scene: hash_fraction(scene, spec.salt) for scene in candidates}
+    for split in wanted:
+        counts: dict[str, int] = {}
+        for value in out.values():
+            counts[value] = counts.get(value, 0) + 1
+        if counts.get(split):
+            continue
+        lo, hi = intervals[split]
+        donors = [s for s in candidates if counts.get(out[s], 0) >= 2]
+        if not donors:
+            continue
+
+        def distance(scene: str, lo: float = lo, hi: float = hi) -> tuple[float, str]:
+            u = points[scene]
+            return (lo - u if u < lo else u - hi if u >= hi else 0.0, scene)
+
+        out[min(donors, key=distance)] = split
+    return out
 
 
 def parse_fractions(

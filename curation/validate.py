@@ -654,6 +654,55 @@ def validate_dataset(
     return report
 
 
+# --------------------------------------------------------------------------- exports
+
+
+def is_export_folder(folder: str | Path) -> bool:
+    """True when ``folder`` is an expokit export (``export.json``, no dataset ``info.json``)."""
+    from expokit.curation.export import EXPORT_RECORD
+
+    root = Path(folder)
+    return (root / EXPORT_RECORD).is_file() and not (root / INFO_FILE).exists()
+
+
+def validate_export(folder: str | Path, *, check_hashes: bool = True) -> ValidationReport:
+    """Check an export folder: every file ``export.json`` lists exists (with its SHA-256),
+    and an ``msec`` export follows the peers' loader rules
+    (:func:`~expokit.curation.export.check_msec_peers`)."""
+    from expokit.core.hashing import sha256_file
+    from expokit.curation.export import EXPORT_RECORD, check_msec_peers
+
+    root = Path(folder)
+    report = ValidationReport(root)
+    try:
+        record = json.loads((root / EXPORT_RECORD).read_text(encoding="utf-8"))
+        files = record["files"]
+        layout = record["layout"]
+        if not isinstance(files, dict):
+            raise TypeError("files is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        report.problems.append(
+            Problem("export-record", f"not a valid export record: {exc}", file=EXPORT_RECORD)
+        )
+        return report
+    for rel, digest in sorted(files.items()):
+        try:
+            path = resolve_inside(root, rel, what="export file")
+        except PathEscapeError as exc:
+            report.problems.append(Problem("unsafe-path", str(exc), file=rel))
+            continue
+        if not path.is_file():
+            report.problems.append(Problem("missing-file", "listed in export.json", file=rel))
+            continue
+        report.files_checked += 1
+        if check_hashes and sha256_file(path) != digest:
+            report.problems.append(Problem("sha256-mismatch", "differs from export.json", file=rel))
+    report.rows = int((record.get("counts") or {}).get("rows_exported") or 0)
+    if layout == "msec":
+        report.problems += [Problem("peer-convention", p) for p in check_msec_peers(root)]
+    return report
+
+
 def format_problems(problems: Iterable[Problem], limit: int | None = None) -> list[str]:
     """One line per problem (errors first), optionally only the first ``limit``."""
     ordered = sorted(problems, key=lambda p: p.severity != "error")

@@ -104,6 +104,20 @@ def report_command(
     show_default=True,
     help="msec: largest EV distance to the nearest MSEC token.",
 )
+@click.option(
+    "--rank-map",
+    type=click.Choice(["nearest5"]),
+    default=None,
+    help="msec: map exposure ranks (sequences without EXIF, ev_basis: rank) to tokens: "
+    "nearest5 = the five exposures nearest the target by rank -> N1.5 N1 0 P1 P1.5. "
+    "Without it such a dataset is refused.",
+)
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="msec: scenes lacking one of the five inputs are still left out and named, but the "
+    "export exits 0.",
+)
 @_progress_option
 def export_command(
     root: Path,
@@ -112,9 +126,15 @@ def export_command(
     jpeg_quality: int,
     dime_val: str,
     ev_tolerance: float,
+    rank_map: str | None,
+    allow_partial: bool,
     no_progress: bool,
 ) -> None:
-    """Export the dataset at ROOT to a folder layout peers' code reads."""
+    """Export the dataset at ROOT to a folder layout peers' code reads.
+
+    msec: every scene needs all five inputs N1.5 N1 0 P1 P1.5; the export is checked
+    against the peers' loader rules and exits 1 on any problem.
+    """
     from expokit.curation.export import export_dataset
 
     try:
@@ -126,6 +146,8 @@ def export_command(
             dime_val=dime_val,
             ev_tolerance=ev_tolerance,
             progress=not no_progress,
+            rank_map=rank_map,
+            allow_partial=allow_partial,
         )
     except ExpokitError as exc:
         fail(str(exc))
@@ -137,6 +159,9 @@ def export_command(
     if summary.removed:
         click.echo(f"removed {len(summary.removed)} file(s) of an earlier export", err=True)
     skipped = summary.skipped
+    for issue in skipped:
+        if issue.reason == "incomplete-scene":
+            click.secho(f"warning: {issue}", fg="yellow", err=True)
     if skipped:
         reasons: dict[str, int] = {}
         for issue in skipped:
@@ -181,11 +206,13 @@ def validate_command(
 ) -> None:
     """Check schema, files, SHA-256s, split disjointness and pairing; list every problem.
 
+    ROOT may also be an export folder (it holds export.json): its files are checked against
+    export.json and an msec export against the peers' loader rules.
     Exits 1 when any error is found (warnings alone exit 0).
     """
     from expokit.core.atomic import atomic_write_text
     from expokit.curation.dataset import INFO_FILE, MANIFEST_FILE
-    from expokit.curation.validate import validate_dataset
+    from expokit.curation.validate import is_export_folder, validate_dataset, validate_export
 
     if json_path is not None:
         # Checked before the (long) validation: the report may replace only an earlier one.
@@ -198,13 +225,16 @@ def validate_command(
             )
         except ExpokitError as exc:
             fail(str(exc))
-    report = validate_dataset(
-        root,
-        check_hashes=not no_hashes,
-        decode_images=not no_decode,
-        workers=workers,
-        progress=not no_progress,
-    )
+    if is_export_folder(root):
+        report = validate_export(root, check_hashes=not no_hashes)
+    else:
+        report = validate_dataset(
+            root,
+            check_hashes=not no_hashes,
+            decode_images=not no_decode,
+            workers=workers,
+            progress=not no_progress,
+        )
     for problem in sorted(report.problems, key=lambda p: p.severity != "error"):
         colour = "red" if problem.severity == "error" else "yellow"
         click.secho(str(problem), fg=colour, err=problem.severity == "error")
