@@ -1090,6 +1090,7 @@ def _build_locked(
     for relpath in (MANIFEST_FILE, INFO_FILE, CARD_FILE, "manifest.csv", RECORDS_DIR, IMAGES_DIR):
         resolve_inside(out, relpath, "dataset file")  # no write may follow a link out
     summary = BuildSummary(out_dir=out, scenes=len(scenes), kept=len(kept))
+    summary.notes += [str(n) for entry in provenance for n in entry.get("notes") or []]
     remove_stale_temp_files(out)  # under the lock: no other build's in-flight files
     params_hash = config.params_hash()
     run_id = new_run_id()

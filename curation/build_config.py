@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,20 @@ from expokit.curation.splits import SplitSpec
 #: 2: ``valid_x/y`` in stored pixels (0 when cropped), capture EVs from EXIF.
 BUILD_ALGORITHM_VERSION = 2
 
-SOURCE_KINDS: tuple[str, ...] = ("capture", "render", "sequences", "msec")
+SOURCE_KINDS: tuple[str, ...] = ("capture", "render", "sequences", "msec", "flat")
 KIND_CHOICES: tuple[str, ...] = ("auto", *SOURCE_KINDS)
 SEQUENCE_ORDERS: tuple[str, ...] = ("auto", "name", "exif")
 IMAGE_FORMATS: tuple[str, ...] = ("png", "jpg")
 CAPTURE_SCENES: tuple[str, ...] = ("session", "shot")
+#: How a ``flat`` source (one folder of image files) is cut into scenes.
+GROUP_BY: tuple[str, ...] = ("pattern", "exposure", "time")
+#: ``--group-pattern`` default, matched against the whole file name: ``<scene>_<tag>.<ext>``
+#: (MEFB's ``Candle_A.png``/``Candle_B.png``; the scene is everything before the last ``_``).
+DEFAULT_GROUP_PATTERN = r"(?P<scene>.+)_(?P<tag>[^_]+)\.\w+"
+#: Build parameters that only choose which files make a scene (discovery), not what is
+#: done to them: kept out of :meth:`BuildConfig.scene_params` (the scene's file list is
+#: already part of its record key).
+DISCOVERY_FIELDS: tuple[str, ...] = ("group_by", "group_pattern", "bracket_gap_s")
 
 #: Every QA flag, in the order they appear in the ``flags`` column.
 QA_FLAGS: tuple[str, ...] = (
@@ -72,6 +82,9 @@ FIELD_TYPES: dict[str, str] = {
     "video_frame_step": "int",
     "capture_scene": "str",
     "render_format": "str?",
+    "group_by": "str",
+    "group_pattern": "str?",
+    "bracket_gap_s": "float",
 }
 
 _TYPE_WORDS = {
@@ -257,6 +270,19 @@ class BuildConfig:
     render_format
         Render sources with several formats: the ``output_format`` to use (``None``: the
         first of png16, tiff16, png, jpg found).
+    group_by
+        ``flat`` sources (one folder of image files): ``"pattern"`` groups files whose names
+        give the same ``scene`` group of :attr:`group_pattern`; ``"exposure"`` cuts the
+        files, in natural name order, into brackets of consecutive EXIF exposures (a new
+        bracket starts when an exposure repeats one already in the current bracket);
+        ``"time"`` cuts them, in EXIF capture-time order, where a shot starts more than
+        :attr:`bracket_gap_s` after the previous one ended.
+    group_pattern
+        ``group_by="pattern"``: a regular expression matched against each whole file name,
+        with a named group ``scene`` (and optionally ``tag``); ``None``:
+        :data:`DEFAULT_GROUP_PATTERN`.
+    bracket_gap_s
+        ``group_by="time"``: the largest pause (s) between two shots of one bracket.
     qa
         QA thresholds.
     splits
@@ -282,6 +308,9 @@ class BuildConfig:
     video_frame_step: int = 1
     capture_scene: str = "session"
     render_format: str | None = None
+    group_by: str = "pattern"
+    group_pattern: str | None = None
+    bracket_gap_s: float = 2.0
     qa: QaThresholds = field(default_factory=QaThresholds)
     splits: SplitSpec = field(default_factory=SplitSpec)
 
@@ -305,6 +334,11 @@ class BuildConfig:
         choice("sequence_order", SEQUENCE_ORDERS)
         choice("image_format", IMAGE_FORMATS)
         choice("capture_scene", CAPTURE_SCENES)
+        choice("group_by", GROUP_BY)
+        if self.group_pattern is not None:
+            group_regex(self.group_pattern)
+        if not self.bracket_gap_s > 0:
+            raise BuildConfigError(f"bracket gap must be > 0 s, got {self.bracket_gap_s}")
         if not self.ecc_motions or any(m not in ECC_MOTIONS for m in self.ecc_motions):
             raise BuildConfigError(
                 f"ECC motions must be among {', '.join(ECC_MOTIONS)}, got {self.ecc_motions}"
@@ -335,7 +369,7 @@ class BuildConfig:
     def scene_params(self) -> dict[str, Any]:
         """The parameters that change a scene's outputs (not QA thresholds, not splits)."""
         out = self.to_dict()
-        for key in ("kind", "qa", "splits"):
+        for key in ("kind", "qa", "splits", *DISCOVERY_FIELDS):
             out.pop(key)
         return out
 
@@ -392,6 +426,29 @@ class BuildConfig:
             return cls(**values)
         except TypeError as exc:
             raise BuildConfigError(f"invalid build parameters: {exc}") from None
+
+
+def group_regex(pattern: str | None) -> re.Pattern[str]:
+    """The compiled ``group_pattern`` (``None``: :data:`DEFAULT_GROUP_PATTERN`).
+
+    Raises
+    ------
+    BuildConfigError
+        Not a regular expression, or one without a named group ``scene``.
+    """
+    text = DEFAULT_GROUP_PATTERN if pattern is None else pattern
+    try:
+        regex = re.compile(text)
+    except re.error as exc:
+        raise BuildConfigError(
+            f"group pattern {text!r} is not a regular expression: {exc}"
+        ) from None
+    if "scene" not in regex.groupindex:
+        raise BuildConfigError(
+            f"group pattern {text!r} has no named group 'scene': write it as "
+            r"'(?P<scene>...)', e.g. '(?P<scene>.+)_(?P<tag>[^_]+)\.\w+'"
+        )
+    return regex
 
 
 def load_build_config(path: str | Path) -> dict[str, Any]:

@@ -24,6 +24,12 @@ Kinds (``--kind auto`` picks by content, see :func:`detect_kind`)
     ``INPUT_IMAGES/<name>_<EV>.JPG`` + ``GT_IMAGES/<name>.jpg`` (directly, or in
     ``training/``, ``validation/``, ``testing/`` sub-folders; ``expert_c_testing_set`` is
     used as GT when there is no ``GT_IMAGES``).
+``flat``
+    One folder of image files cut into multi-exposure sets by a stated rule
+    (:func:`discover_flat`): a file-name pattern (default ``<scene>_<tag>.<ext>``, MEFB's
+    ``_A``/``_B`` pairs) or consecutive EXIF brackets. Never picked by ``auto`` (any folder
+    of images would match): ``--kind flat`` says so. Its scenes are ``sequences`` scenes
+    in the manifest.
 
 Problems found while discovering a scene (a shot without its test file, an MSEC input
 without GT, ...) are stored in :attr:`SceneSpec.problem`; the scene is then reported as
@@ -221,9 +227,16 @@ def detect_kind(folder: str | Path) -> str:
         return "msec"
     if any(c.is_dir() and _images_in(c) for c in path.iterdir()):
         return "sequences"
+    hint = ""
+    if detect_flat(path):
+        hint = (
+            "; it holds image files directly: for a flat folder of pairs or brackets pass "
+            "--kind flat (grouped by --group-pattern, default <scene>_<tag>.<ext>, or "
+            "--group-by exposure|time)"
+        )
     raise SourceError(
         f"{path}: not a capture session (journal.jsonl), render output (render_params.json), "
-        "MSEC folder (INPUT_IMAGES/) or folder of sequence folders"
+        f"MSEC folder (INPUT_IMAGES/) or folder of sequence folders{hint}"
     )
 
 
@@ -258,6 +271,8 @@ def discover(
         found = discover_sequences(path, config)
     elif chosen == "msec":
         found = discover_msec(path)
+    elif chosen == "flat":
+        found = discover_flat(path, config)
     else:
         raise SourceError(f"unknown source kind {chosen!r}")
     found.provenance = {
@@ -342,9 +357,17 @@ def discover_sequences(folder: Path, config: BuildConfig) -> Discovery:
 
 
 def _sequence_scene(
-    scene_dir: Path, files: list[Path], root: Path, config: BuildConfig
+    scene_dir: Path | str,
+    files: list[Path],
+    root: Path,
+    config: BuildConfig,
+    *,
+    scene_id: str | None = None,
 ) -> tuple[SceneSpec, str | None]:
-    scene_id = safe_scene_id(scene_dir.name)
+    """One multi-exposure set as a scene; ``scene_dir`` names it in messages (a folder, or
+    a flat source's group); ``scene_id`` defaults to the folder's name."""
+    if scene_id is None:
+        scene_id = safe_scene_id(Path(scene_dir).name)
     base = SceneSpec(scene_id, "sequences", _posix(root), shared_target=True)
     if len(files) < 2:
         return replace(
@@ -399,6 +422,226 @@ def _sequence_scene(
         if pos != rank
     )
     return replace(base, pairs=pairs), basis
+
+
+# --------------------------------------------------------------------------- flat
+
+
+#: A rank-EV note names at most this many scenes (the provenance lists them all).
+_NOTE_SCENES = 8
+
+
+def read_capture_time(path: Path) -> float | None:
+    """EXIF capture time of ``path`` in seconds (``DateTimeOriginal`` + ``SubSecTimeOriginal``,
+    else ``DateTime``), on an arbitrary but common epoch; ``None`` without one."""
+    import io
+    import logging
+    from datetime import datetime
+
+    import exifread
+
+    logging.getLogger("exifread").setLevel(logging.ERROR)
+    try:
+        tags = exifread.process_file(io.BytesIO(path.read_bytes()), details=False)
+    except Exception:  # exifread raises many types on odd containers; no EXIF then
+        return None
+    for key, sub in (("EXIF DateTimeOriginal", "EXIF SubSecTimeOriginal"),
+                     ("Image DateTime", "EXIF SubSecTime")):  # fmt: skip
+        if key not in tags:
+            continue
+        try:
+            stamp = datetime.strptime(str(tags[key]).strip(), "%Y:%m:%d %H:%M:%S")
+        except ValueError:
+            continue
+        fraction = 0.0
+        digits = str(tags[sub]).strip() if sub in tags else ""
+        if digits.isdigit():
+            fraction = int(digits) / 10 ** len(digits)
+        return stamp.timestamp() + fraction
+    return None
+
+
+def detect_flat(folder: Path) -> bool:
+    """``folder`` holds image files directly (a candidate ``flat`` source; never auto-picked)."""
+    return bool(_images_in(folder))
+
+
+def _group_by_pattern(
+    folder: Path, files: list[Path], pattern: re.Pattern[str]
+) -> tuple[dict[str, list[Path]], list[Path]]:
+    """``{scene group: files}`` (in name order) and the files the pattern does not match."""
+    groups: dict[str, list[Path]] = {}
+    unmatched: list[Path] = []
+    for file in files:
+        match = pattern.fullmatch(file.name)
+        name = match.group("scene") if match else None
+        if not name:
+            unmatched.append(file)
+            continue
+        groups.setdefault(name, []).append(file)
+    return groups, unmatched
+
+
+def _exposures_or_fail(files: list[Path], why: str) -> list[float]:
+    values = []
+    for file in files:
+        e = read_exif_exposure(file)
+        value = exposure_value(e.get("exposure_time_s"), e.get("iso"), e.get("f_number"))
+        if value is None:
+            raise SourceError(f"{file}: no EXIF exposure time; {why}")
+        values.append(value)
+    return values
+
+
+def _group_by_exposure(files: list[Path]) -> list[list[Path]]:
+    """Consecutive brackets (name order): a new one starts when an exposure repeats
+    (within 0.1 EV) one already in the current bracket."""
+    values = _exposures_or_fail(files, "--group-by exposure cuts brackets by EXIF exposures")
+    groups: list[list[Path]] = []
+    seen: list[float] = []
+    for file, value in zip(files, values, strict=True):
+        if not groups or any(abs(math.log2(value / v)) < 0.1 for v in seen):
+            groups.append([])
+            seen = []
+        groups[-1].append(file)
+        seen.append(value)
+    return groups
+
+
+def _group_by_time(files: list[Path], gap_s: float) -> list[list[Path]]:
+    """Brackets by EXIF capture time: a new one where a shot starts more than ``gap_s``
+    after the previous shot ended (its start plus its exposure time)."""
+    shots = []
+    for file in files:
+        when = read_capture_time(file)
+        if when is None:
+            raise SourceError(
+                f"{file}: no EXIF capture time (DateTimeOriginal); --group-by time needs one"
+            )
+        exposure = read_exif_exposure(file).get("exposure_time_s") or 0.0
+        shots.append((when, _natural_key(file.name), file, exposure))
+    shots.sort(key=lambda s: (s[0], s[1]))
+    groups: list[list[Path]] = []
+    end = -math.inf
+    for when, _, file, exposure in shots:
+        if not groups or when - end > gap_s:
+            groups.append([])
+        groups[-1].append(file)
+        end = max(end, when + exposure)
+    return groups
+
+
+def discover_flat(folder: Path, config: BuildConfig) -> Discovery:
+    """Scenes of one flat folder of image files, grouped by ``config.group_by``.
+
+    ``pattern`` (default): files whose names give the same ``scene`` group of
+    ``config.group_pattern`` (default ``<scene>_<tag>.<ext>``, MEFB's ``Candle_A.png`` +
+    ``Candle_B.png``) are one scene, ``exposure``/``time``: consecutive EXIF brackets (see
+    :class:`~expokit.curation.build_config.BuildConfig`). Each group is then built like a
+    sequence folder (:func:`discover_sequences`): ordered, target ``config.target_rank``,
+    ``input_ev`` from EXIF when every file of the group has an exposure time (``ev_basis
+    exif``), else the rank difference (``ev_basis rank``). Rank EVs are not measurements
+    (an MEFB under/over pair 5-8 EV apart gets rank +1): the provenance lists those scenes
+    under ``rank_scenes`` and carries a note the build prints.
+
+    A file the pattern does not match, a group of one file, and two groups whose names
+    give one scene id fail as scenes, naming the files; scene ids are the ``scene`` group
+    (pattern) or the first file's stem (brackets), made safe.
+
+    Raises
+    ------
+    SourceError
+        No image files in ``folder``; no file matches the pattern; a bracket grouping
+        without the EXIF it needs.
+    """
+    from expokit.core.paths import safe_component
+    from expokit.curation.build_config import DEFAULT_GROUP_PATTERN, group_regex
+
+    files = _images_in(folder)
+    if not files:
+        raise SourceError(f"{folder}: no image files directly in it (flat source)")
+    pattern_text = config.group_pattern or DEFAULT_GROUP_PATTERN
+    unmatched: list[Path] = []
+    named: list[tuple[str, list[Path]]]
+    if config.group_by == "pattern":
+        groups, unmatched = _group_by_pattern(folder, files, group_regex(config.group_pattern))
+        if not groups:
+            raise SourceError(
+                f"{folder}: no file name matches the group pattern {pattern_text!r} "
+                f"(e.g. {files[0].name}); pass --group-pattern with a (?P<scene>...) group"
+            )
+        named = [(name, groups[name]) for name in sorted(groups, key=_natural_key)]
+    elif config.group_by == "exposure":
+        named = [(g[0].stem, g) for g in _group_by_exposure(files)]
+    else:
+        named = [(g[0].stem, g) for g in _group_by_time(files, config.bracket_gap_s)]
+    scenes: list[SceneSpec] = []
+    bases: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for name, group in named:
+        scene_id = safe_component(name, "scene")
+        where = f"{folder} (scene {name!r}: {', '.join(f.name for f in group)})"
+        if scene_id in owner:
+            scenes.append(
+                SceneSpec(
+                    f"{scene_id}-{len(scenes)}",
+                    "sequences",
+                    _posix(folder),
+                    problem=f"{where}: its scene id {scene_id!r} is also that of scene "
+                    f"{owner[scene_id]!r}; rename the files or change --group-pattern",
+                )
+            )
+            continue
+        owner[scene_id] = name
+        if len(group) < 2:
+            how = (
+                f"the group pattern {pattern_text!r}"
+                if config.group_by == "pattern"
+                else (f"--group-by {config.group_by}")
+            )
+            scenes.append(
+                SceneSpec(
+                    scene_id,
+                    "sequences",
+                    _posix(folder),
+                    problem=f"{group[0]}: the only file of scene {name!r} by {how}; a scene "
+                    "needs at least 2 exposures",
+                )
+            )
+            continue
+        spec, basis = _sequence_scene(where, group, folder, config, scene_id=scene_id)
+        scenes.append(spec)
+        if basis:
+            bases[scene_id] = basis
+    for file in unmatched:
+        scenes.append(
+            SceneSpec(
+                safe_component(file.name, "file"),
+                "sequences",
+                _posix(folder),
+                problem=f"{file}: its name does not match the group pattern {pattern_text!r}",
+            )
+        )
+    ranked = sorted(s for s, b in bases.items() if b == "rank")
+    provenance: dict[str, Any] = {
+        "group_by": config.group_by,
+        "ev_basis": sorted(set(bases.values())),
+        "order": config.sequence_order,
+        "rank_scenes": ranked,
+    }
+    if config.group_by == "pattern":
+        provenance["group_pattern"] = pattern_text
+    else:
+        provenance["bracket_gap_s"] = config.bracket_gap_s if config.group_by == "time" else None
+    if ranked:
+        shown = ", ".join(ranked[:_NOTE_SCENES]) + (", ..." if len(ranked) > _NOTE_SCENES else "")
+        provenance["notes"] = [
+            f"{folder}: {len(ranked)} of {len(bases)} scene(s) have no EXIF exposure times "
+            f"({shown}); their input_ev are exposure ranks (ev_basis: rank), not measured EVs: "
+            "an under/over pair gets rank +-1 whatever its real gap (MEFB pairs are often "
+            "5-8 EV apart)"
+        ]
+    return Discovery(scenes, provenance)
 
 
 # --------------------------------------------------------------------------- msec

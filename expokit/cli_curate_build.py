@@ -17,10 +17,20 @@ from expokit.core.errors import ExpokitError
 from expokit.core.parallel import EXECUTORS
 
 # Kept literal (checked against build_config in tests) so `expokit --help` imports nothing heavy.
-KINDS = ("auto", "capture", "render", "sequences", "msec")
+KINDS = ("auto", "capture", "render", "sequences", "msec", "flat")
 ORDERS = ("auto", "name", "exif")
 FORMATS = ("png", "jpg")
 CAPTURE_SCENES = ("session", "shot")
+GROUP_BY = ("pattern", "exposure", "time")
+DEFAULT_GROUP_PATTERN = r"(?P<scene>.+)_(?P<tag>[^_]+)\.\w+"
+
+#: CLI option -> BuildConfig field that only chooses files (flat sources; not in the
+#: per-scene parameters, see build_config.DISCOVERY_FIELDS).
+DISCOVERY_OPTIONS: dict[str, str] = {
+    "group_by": "group_by",
+    "group_pattern": "group_pattern",
+    "bracket_gap": "bracket_gap_s",
+}
 
 #: CLI option -> QaThresholds field.
 QA_OPTIONS: dict[str, str] = {
@@ -82,7 +92,7 @@ def config_from_options(ctx: click.Context, options: dict[str, Any]) -> Any:
     use_file = options["config_file"] is not None
     values = {f: getattr(base, f) for f in base.scene_params()}
     values["kind"] = base.kind
-    for option, field_name in CONFIG_OPTIONS.items():
+    for option, field_name in {**CONFIG_OPTIONS, **DISCOVERY_OPTIONS}.items():
         if not use_file or _given(ctx, option):
             values[field_name] = options[option]
     if not use_file or _given(ctx, "no_crop"):
@@ -157,7 +167,8 @@ def _options(func: Any) -> Any:
                      "unchanged); repeatable. SOURCE may then be omitted."),
         click.option("--kind", type=click.Choice(KINDS), default="auto", show_default=True,
                      help="Source type; auto: journal.jsonl=capture, render_params.json=render, "
-                     "INPUT_IMAGES/=msec, else a folder of scene folders=sequences."),
+                     "INPUT_IMAGES/=msec, else a folder of scene folders=sequences. flat (never "
+                     "auto): one folder of images cut into scenes by --group-by."),
         click.option("--config", "config_file", type=path, default=None,
                      help="JSON/TOML file of build parameters; options given here override it."),
         click.option("--rig-calibration", type=path, default=None,
@@ -186,6 +197,19 @@ def _options(func: Any) -> Any:
                      show_default=True, help="Capture stills: one scene per session or per shot."),
         click.option("--video-step", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Keep every n-th frame pair of a video clip."),
+        click.option("--group-by", type=click.Choice(GROUP_BY), default="pattern",
+                     show_default=True,
+                     help="--kind flat: pattern = files whose names give one 'scene' group of "
+                     "--group-pattern; exposure = consecutive EXIF brackets in name order (a "
+                     "repeated exposure starts the next); time = EXIF capture time, a pause "
+                     "over --bracket-gap starts the next."),
+        click.option("--group-pattern", default=None, metavar="REGEX",
+                     help="--kind flat --group-by pattern: regex matched against each whole "
+                     "file name, with a (?P<scene>...) group (optional (?P<tag>...)); default "
+                     f"'{DEFAULT_GROUP_PATTERN}' (MEFB: Candle_A.png + Candle_B.png)."),
+        click.option("--bracket-gap", type=click.FloatRange(min=0, min_open=True), default=2.0,
+                     show_default=True,
+                     help="--group-by time: largest pause (s) between shots of one bracket."),
         click.option("--render-format", default=None,
                      help="Render sources with several formats: which output_format to use."),
         click.option("--split-fractions", default="0.8,0.1,0.1", show_default=True,
@@ -231,8 +255,10 @@ def register(group: click.Group) -> None:
         """Build a paired dataset (format v1) from capture sessions, renders or collections.
 
         Each SOURCE is a capture session (or folder of sessions), an `expokit render`
-        output, a folder of SICE-style sequence folders, or an MSEC folder. Pairs are aligned
-        (rig homography, optional ECC), measured (gain, residual, PSNR/SSIM, clipping,
+        output, a folder of SICE-style sequence folders, an MSEC folder, or (--kind flat)
+        one folder of image files grouped by name pattern or EXIF brackets. EVs come from
+        EXIF exposure times, else are ranks (ev_basis rank, recorded and reported). Pairs
+        are aligned (rig homography, optional ECC), measured (gain, residual, PSNR/SSIM, clipping,
         flicker), flagged and split by scene. Scenes already built with the same inputs and
         parameters are skipped; failed scenes are listed and the exit status is 1.
 
