@@ -298,7 +298,9 @@ def all_methods(extra: bool = True) -> dict[str, ProtocolMethod]:
     return methods
 
 
-def score_method(method: ProtocolMethod, items: Sequence[ProtocolItem]) -> list[tuple[float, float]]:
+def score_method(
+    method: ProtocolMethod, items: Sequence[ProtocolItem]
+) -> list[tuple[float, float]]:
     """``(psnr, ssim)`` of ``method`` on every item."""
     scores = []
     for item in items:
@@ -307,13 +309,15 @@ def score_method(method: ProtocolMethod, items: Sequence[ProtocolItem]) -> list[
     return scores
 
 
-def score_model(model: Any, items: Sequence[ProtocolItem], batch: int = 16) -> list[tuple[float, float]]:
+def score_model(
+    model: Any, items: Sequence[ProtocolItem], batch: int = 16
+) -> list[tuple[float, float]]:
     """``(psnr, ssim)`` of a :class:`~expokit.models.base.Baseline` on every item: each
     input is corrected with ``model.enhance(input, reference)`` (float ``[0, 1]``, no grad)."""
     import torch
 
     model.eval()
-    scores = []
+    scores: list[tuple[float, float]] = []
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
         x = torch.from_numpy(np.stack([i.input for i in chunk])).permute(0, 3, 1, 2).float() / 255
@@ -341,14 +345,18 @@ class UECRecipe:
     steps: int = 1500
     max_seconds: float = 600.0
     batch: int = 16
-    lr: float = 3e-3
+    lr: float = 1e-2
     final_lr_fraction: float = 0.05
     #: Training images are these thumbnails (pixels are sampled from them too).
     train_size: int = 64
-    feature_size: int = 64
+    feature_size: int = 32
     pixel_samples: int = 1024
     monotonic_weight: float = 1.0
     same_reference: float = 0.25
+    #: Before training, fit the corrector's ``h`` to ``x ** curve_init_gamma`` (a
+    #: brightening curve, so ``lambda > 0`` brightens and ``< 0`` darkens); None: off.
+    curve_init_gamma: float | None = None
+    curve_init_steps: int = 200
     seed: int = 0
     threads: int | None = 2
 
@@ -359,7 +367,9 @@ class UECRecipe:
         if not (self.lr > 0 and self.max_seconds > 0):
             raise ProtocolError("UECRecipe.lr and max_seconds must be > 0")
         if not 0 <= self.same_reference <= 1:
-            raise ProtocolError(f"UECRecipe.same_reference must be in [0, 1]: {self.same_reference}")
+            raise ProtocolError(
+                f"UECRecipe.same_reference must be in [0, 1]: {self.same_reference}"
+            )
 
 
 @dataclass
@@ -407,12 +417,32 @@ def sample_batch(
     }
     if recipe.same_reference > 0:
         same = torch.rand(b, generator=generator) < recipe.same_reference
-        batch["reference"] = torch.where(same[:, None, None, None], batch["target"], batch["reference"])
+        batch["reference"] = torch.where(
+            same[:, None, None, None], batch["target"], batch["reference"]
+        )
     if recipe.monotonic_weight > 0 and n > 1:
         lo = torch.randint(0, n - 1, (b,), generator=generator)
         hi = lo + 1 + (torch.rand(b, generator=generator) * (n - 1 - lo)).long()
         batch["ref_dark"], batch["ref_bright"] = ladders[third, lo], ladders[third, hi]
     return batch
+
+
+def init_curve(model: Any, gamma: float, steps: int, generator: Any) -> float:
+    """Fit ``model.corrector``'s ``h`` (per channel) to ``x ** gamma`` on random RGB values
+    (Adam, ``steps`` steps of 4096 values): a cheap warm start that keeps UEC from the
+    "blend towards grey" minimum. Returns the final MSE."""
+    import torch
+
+    corrector = model.corrector
+    optimizer = torch.optim.Adam(corrector.parameters(), lr=1e-2)
+    mse = torch.tensor(math.nan)
+    for _ in range(steps):
+        x = torch.rand(1, 3, 4096, 1, generator=generator)
+        mse = ((corrector(x, torch.ones(1, 1)) - x**gamma) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        mse.backward()
+        optimizer.step()
+    return float(mse.detach())
 
 
 def train_uec(
@@ -438,6 +468,8 @@ def train_uec(
         monotonic_weight=recipe.monotonic_weight,
     )
     ladders = _ladder_tensor(sequences, recipe.train_size)
+    if recipe.curve_init_gamma is not None:
+        init_curve(model, recipe.curve_init_gamma, recipe.curve_init_steps, generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     floor = recipe.final_lr_fraction
 
@@ -492,12 +524,16 @@ class ProtocolResult:
         methods = {}
         for name in self.scores:
             overall = self.summary(name)
+            folds = [self.summary(name, f) for f in range(len(self.folds))]
             methods[name] = {
                 "psnr": overall[0],
                 "ssim": overall[1],
-                "folds": [dict(zip(("psnr", "ssim"), self.summary(name, f))) for f in range(len(self.folds))],
-                "items": [dict(zip(("scene", "input_index", "psnr", "ssim"), r)) for r in self.scores[name]],
-            }  # fmt: skip
+                "folds": [{"psnr": p, "ssim": s} for p, s in folds],
+                "items": [
+                    {"scene": r[0], "input_index": r[1], "psnr": r[2], "ssim": r[3]}
+                    for r in self.scores[name]
+                ],
+            }
         return {
             "protocol": "sice-7ev",
             "scenes": self.scenes,
@@ -525,7 +561,9 @@ def run_protocol(
     items = build_items(sequences)
     for name, method in methods.items():
         scores = score_method(method, items)
-        result.scores[name] = [(i.scene, i.input_index, p, s) for i, (p, s) in zip(items, scores, strict=True)]
+        result.scores[name] = [
+            (i.scene, i.input_index, p, s) for i, (p, s) in zip(items, scores, strict=True)
+        ]
     if not train:
         return result
     recipe = recipe or UECRecipe()

@@ -123,7 +123,7 @@ def test_readers_wait_for_a_running_build(root: Path, tmp_path: Path) -> None:
             build_report(root, progress=False)
     assert not (tmp_path / "out").exists() and not (root / "report").exists()
     # once the build is gone (lock released), both run
-    assert export_dataset(root, tmp_path / "out", "msec", progress=False).ok
+    assert export_dataset(root, tmp_path / "out", "sequences", progress=False).ok
 
 
 # --------------------------------------------------------------------------- validate

@@ -53,7 +53,11 @@ def build_sequences(
             rgb = srgb_encode(np.clip(radiance * 2.0**ev, 0, 1))
             cv2.imwrite(str(scene / f"{k + 1}.png"), np.rint(rgb * 255).astype(np.uint8)[..., ::-1])
     out = folder / "seq"
-    summary = build_dataset([source], out, BuildConfig(), progress=False, durable=False)
+    from expokit.curation.splits import SplitSpec
+
+    # Every scene in train: with 3 scenes the default fractions would give each split one.
+    config = BuildConfig(splits=SplitSpec(fractions=(("train", 1.0),)))
+    summary = build_dataset([source], out, config, progress=False, durable=False)
     assert summary.ok, summary.failures
     return out
 

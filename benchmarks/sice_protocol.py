@@ -1,0 +1,73 @@
+"""The SICE protocol table: reference methods and a UEC trained per fold (docs/models.md).
+
+Run from the repository root::
+
+    python benchmarks/sice_protocol.py                      # 2 folds, 10 minutes per fold
+    python benchmarks/sice_protocol.py --minutes 2 --json out.json
+    python benchmarks/sice_protocol.py --no-train           # reference methods only
+
+Reads ``../shared/data/exposure/sice_7ev_sequences`` (or ``--data``); prints a message and
+exits 0 when it is absent. Prints method, PSNR/SSIM per fold and overall, with the anchors
+beside, and writes the per-item scores, training stats and recipe as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "exposure" / "sice_7ev_sequences"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per fold")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per fold")
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-train", action="store_true", help="reference methods only")
+    parser.add_argument("--json", type=Path, default=Path("sice_protocol.json"))
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"skipped: SICE sequences not found at {args.data}")
+        return 0
+
+    from expokit.models import protocol as P  # noqa: N812
+
+    sequences = P.load_sequences(args.data)
+    recipe = replace(
+        P.UECRecipe(), max_seconds=args.minutes * 60, threads=args.threads, seed=args.seed
+    )
+    if args.steps is not None:
+        recipe = replace(recipe, steps=args.steps)
+    result = P.run_protocol(
+        sequences, recipe, folds=args.folds, methods=P.all_methods(),
+        train=not args.no_train, log=lambda line: print(line, flush=True),
+    )  # fmt: skip
+    folds = len(result.folds)
+    head = f"{'method':<58}" + "".join(f"{'fold ' + str(f):>15}" for f in range(folds))
+    print(head + f"{'overall':>15}{'anchor':>15}")
+    for name in result.scores:
+        label = P.all_methods().get(name)
+        text = label.label if label else f"uec (ours, {recipe.steps} steps max)"
+        cells = [result.summary(name, f) for f in range(folds)] + [result.summary(name)]
+        anchor = P.ANCHORS.get(name)
+        row = f"{text:<58}" + "".join(f"{p:>8.2f} {s:.3f}" for p, s in cells)
+        row += f"{anchor[0]:>8.2f} {anchor[1]:.3f}" if anchor else f"{'':>15}"
+        print(row)
+    rp, rs = P.ANCHORS["uec_released"]
+    pad = 15 * (folds + 1)
+    print(f"{'released UEC (MSEC-trained, anchor only)':<58}{'':>{pad}}{rp:>8.2f} {rs:.3f}")
+    args.json.write_text(json.dumps(result.to_json(), indent=1))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

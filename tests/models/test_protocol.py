@@ -1,0 +1,122 @@
+"""The SICE protocol: loading order, items, folds, reference methods, a short UEC run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from expokit.models import protocol as P  # noqa: N812
+from tests.conftest import shared_path
+
+
+def _write_sequences(root: Path, scenes: int = 3, exposures: int = 7, size: int = 24) -> None:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for s in range(scenes):
+        folder = root / f"seq_{s}"
+        folder.mkdir(parents=True)
+        base = rng.uniform(0.05, 1.0, (size, size, 3))
+        for e in range(exposures):
+            # file names whose string order differs from their numeric order (9 < 10)
+            value = np.clip(base * 2.0 ** (e - exposures // 2) * 0.4, 0, 1)
+            rgb = np.round(value * 255).astype(np.uint8)
+            cv2.imwrite(str(folder / f"{8 + e}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def test_natural_order_and_resize(tmp_path: Path) -> None:
+    _write_sequences(tmp_path)
+    seqs = P.load_sequences(tmp_path, size=16)
+    assert [s.name for s in seqs] == ["seq_0", "seq_1", "seq_2"]
+    assert seqs[0].files == tuple(f"{8 + e}.png" for e in range(7))
+    assert seqs[0].images.shape == (7, 16, 16, 3) and seqs[0].images.dtype == np.uint8
+    means = seqs[0].images.reshape(7, -1).mean(axis=1)
+    assert np.all(np.diff(means) > 0)  # darkest first
+
+
+def test_wrong_exposure_count_names_folder(tmp_path: Path) -> None:
+    _write_sequences(tmp_path, exposures=6)
+    with pytest.raises(P.ProtocolError, match=r"seq_0.*expected 7"):
+        P.load_sequences(tmp_path)
+
+
+def test_items_reference_is_next_scene_middle(tmp_path: Path) -> None:
+    _write_sequences(tmp_path)
+    seqs = P.load_sequences(tmp_path, size=16)
+    items = P.build_items(seqs)
+    assert len(items) == 12
+    assert [i.input_index for i in items[:4]] == [0, 1, 5, 6]
+    last = next(i for i in items if i.scene == 2)
+    assert np.array_equal(last.reference, seqs[0].images[3])  # cyclic
+    assert np.array_equal(items[0].target, seqs[0].images[3])
+    assert np.array_equal(items[0].reference, seqs[1].images[3])
+
+
+def test_scene_folds_are_disjoint() -> None:
+    folds = P.scene_folds(22, 2)
+    assert [len(f) for f in folds] == [11, 11]
+    assert sorted(folds[0] + folds[1]) == list(range(22)) and not set(folds[0]) & set(folds[1])
+    with pytest.raises(P.ProtocolError):
+        P.scene_folds(3, 4)
+
+
+def test_reference_methods_on_synthetic() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.01, 0.3, (16, 16, 3))  # target stays below 1: no clipping
+    target = np.clip(1.7 * x**0.6, 0, 1)
+    out = P.oracle_gain_gamma(x, x, target)
+    assert np.abs(out - target).max() < 1e-3  # the curve family holds the truth
+    a, g = P.fit_gain_gamma_unclipped(x, target)
+    assert a == pytest.approx(1.7, rel=1e-3) and g == pytest.approx(0.6, rel=1e-3)
+    ref = np.full((8, 8, 3), 0.4)
+    gained = P.gain_to_reference(x, ref, target)
+    assert gained.mean() == pytest.approx(0.4, rel=0.05)
+    assert P.gain_to_reference(np.zeros_like(x), ref, target).max() == 0
+
+
+def test_recipe_validation() -> None:
+    with pytest.raises(P.ProtocolError, match="batch"):
+        P.UECRecipe(batch=0)
+    with pytest.raises(P.ProtocolError, match="same_reference"):
+        P.UECRecipe(same_reference=2.0)
+
+
+def test_short_training_end_to_end_synthetic(tmp_path: Path) -> None:
+    _write_sequences(tmp_path, scenes=4)
+    seqs = P.load_sequences(tmp_path, size=32)
+    recipe = P.UECRecipe(steps=3, batch=2, train_size=32, feature_size=16, pixel_samples=64)
+    result = P.run_protocol(seqs, recipe, folds=2)
+    assert [t["steps"] for t in result.training] == [3, 3]
+    assert len(result.scores["uec"]) == 16
+    assert all(math.isfinite(p) and math.isfinite(s) for _, _, p, s in result.scores["uec"])
+    data = result.to_json()
+    assert set(data["methods"]) == {"identity", "gain_to_reference", "oracle_gain_gamma", "uec"}
+    # the peeking oracle beats doing nothing on an exposure ladder
+    assert result.summary("oracle_gain_gamma")[0] > result.summary("identity")[0]
+
+
+@pytest.fixture(scope="module")
+def sice() -> list[P.SceneSequence]:
+    return P.load_sequences(shared_path("exposure", "sice_7ev_sequences"))
+
+
+def test_reference_methods_reproduce_anchors(sice: list[P.SceneSequence]) -> None:
+    assert len(sice) == 22
+    result = P.run_protocol(sice, train=False)
+    for name in ("identity", "gain_to_reference", "oracle_gain_gamma"):
+        psnr, ssim = result.summary(name)
+        anchor_psnr, anchor_ssim = P.ANCHORS[name]
+        assert psnr == pytest.approx(anchor_psnr, abs=0.15), name
+        assert ssim == pytest.approx(anchor_ssim, abs=0.01), name
+
+
+def test_short_uec_training_on_shared_scenes(sice: list[P.SceneSequence]) -> None:
+    few = sice[:4]
+    recipe = P.UECRecipe(steps=5, batch=4, pixel_samples=256)
+    model, stats = P.train_uec(few[2:], recipe)
+    assert stats.steps == 5 and math.isfinite(stats.final_loss)
+    scores = P.score_model(model, P.build_items(few, [0, 1]))
+    assert len(scores) == 8 and all(math.isfinite(p) for p, _ in scores)
