@@ -111,7 +111,7 @@ def test_resume_is_exact_warns_on_change_and_refuses_a_used_folder(
     # Further, with a changed learning rate: a warning naming it, and the new rate used.
     longer = config.replace(steps=6, lr=0.003)
     with pytest.warns(
-        TrainWarning, match=r"resuming step 4 with a changed config: lr: 0.002 -> 0.003"
+        TrainWarning, match=r"resuming step 4 with a changed config: lr: 0.01 -> 0.003"
     ):
         summary = train(longer, resume=True, progress=False, echo=lambda _: None)
     assert (summary.start_step, summary.step) == (4, 6)
@@ -192,7 +192,7 @@ def test_config_file_types_recipes_and_precedence(tmp_path: Path) -> None:
     config = resolve_config(None, config_file=file, overrides={"steps": 7, "seed": None})
     assert config.steps == 7 and config.lr == 1.0 and isinstance(config.lr, float)
     assert config.crop is None and config.resize == RECIPES["uec"].resize
-    assert config.model_config == {"feature_size": 64}
+    assert config.model_config == {"feature_size": 64, "pixel_samples": 1024}  # merged
     # Tables merge into the recipe's: the pair weights stay, cache is overridden.
     assert config.data_options["cache"] is False and "pair_weights" in config.data_options
     file.write_text('[train]\nmodel = "uec"\nsteps = "many"\n')
