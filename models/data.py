@@ -55,22 +55,29 @@ class DataError(ExpokitError):
 # --------------------------------------------------------------------------- files
 
 
+def _decode(file: Path, what: str, undecodable: str) -> Array:
+    """``file`` decoded by OpenCV unchanged (depth and channels kept); :class:`DataError`
+    naming the file when it cannot be read (``cannot read <what>``) or decoded."""
+    import cv2
+
+    try:
+        data = np.frombuffer(file.read_bytes(), np.uint8)
+    except OSError as exc:
+        raise DataError(f"{file}: cannot read {what}: {exc.strerror or exc}") from None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{file}: {undecodable}")
+    return np.asarray(image)
+
+
 def read_rgb(path: str | Path) -> Array:
     """An image file as ``(H, W, 3)`` RGB in its own dtype (uint8, uint16 or float32).
 
     Grey images are repeated to three channels and an alpha channel is dropped; OpenCV's
     BGR order is turned into RGB. Raises :class:`DataError` naming the file.
     """
-    import cv2
-
     file = Path(path)
-    try:
-        data = np.frombuffer(file.read_bytes(), np.uint8)
-    except OSError as exc:
-        raise DataError(f"{file}: cannot read image: {exc.strerror or exc}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{file}: not a readable image (OpenCV could not decode it)")
+    image = _decode(file, "image", "not a readable image (OpenCV could not decode it)")
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     if image.shape[2] == 4:
@@ -84,16 +91,7 @@ def read_rgb(path: str | Path) -> Array:
 
 def read_mask(path: str | Path) -> Array:
     """A valid-region mask file as ``(H, W)`` uint8 in ``{0, 1}`` (first channel, >= half)."""
-    import cv2
-
-    file = Path(path)
-    try:
-        data = np.frombuffer(file.read_bytes(), np.uint8)
-    except OSError as exc:
-        raise DataError(f"{file}: cannot read mask: {exc.strerror or exc}") from None
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise DataError(f"{file}: not a readable mask image")
+    mask = _decode(Path(path), "mask", "not a readable mask image")
     if mask.ndim == 3:
         mask = mask[..., 0]
     full = 1.0 if mask.dtype.kind == "f" else float(np.iinfo(str(mask.dtype)).max)
