@@ -198,7 +198,7 @@ def time_fast_uec(
     ``grid_sample`` LUT (``models.uec.apply_lut``, bake excluded) on the same image."""
     import torch
 
-    from expokit.models.infer import fast_uec, uec_lambdas
+    from expokit.models.infer import fast_uec, uec_correction
     from expokit.models.uec import apply_lut, bake_lut
 
     lut_s, lut_cpu, _ = best_time(
@@ -206,7 +206,7 @@ def time_fast_uec(
     )
     image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
-        lut = bake_lut(model, uec_lambdas(model, rgb, ref_thumb), args.lut_size)
+        lut = bake_lut(model, uec_correction(model, rgb, ref_thumb), args.lut_size)
         grid_s, _, _ = best_time(lambda: apply_lut(lut, image), 1)
     return lut_s, lut_cpu, grid_s
 

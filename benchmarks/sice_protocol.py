@@ -2,13 +2,15 @@
 
 Run from the repository root::
 
-    python benchmarks/sice_protocol.py                      # 2 folds, 10 minutes per fold
+    python benchmarks/sice_protocol.py                      # 2 folds, uec's default recipe
     python benchmarks/sice_protocol.py --minutes 2 --json out.json
     python benchmarks/sice_protocol.py --no-train           # reference methods only
 
 Reads ``../shared/data/exposure/sice_7ev_sequences`` (or ``--data``); prints a message and
-exits 0 when it is absent. Prints method, PSNR/SSIM per fold and overall, with the anchors
-beside, and writes the per-item scores, training stats and recipe as JSON.
+exits 0 when it is absent. Each fold is trained as a user would (``curate build`` with the
+fold as split lists, then ``expokit train --model uec`` with the default recipe) in
+``--work`` (a temporary folder by default). Prints method, PSNR/SSIM per fold and overall,
+with the anchors beside, and writes the per-item scores, training stats and recipe as JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per fold")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per fold")
+    parser.add_argument("--steps", type=int, default=None, help="steps per fold [recipe]")
     parser.add_argument("--folds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=None, help="fold datasets and runs")
     parser.add_argument("--no-train", action="store_true", help="reference methods only")
     parser.add_argument("--json", type=Path, default=Path("sice_protocol.json"))
     args = parser.parse_args(argv)
@@ -41,21 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     from expokit.models import protocol as P  # noqa: N812
 
     sequences = P.load_sequences(args.data)
-    recipe = replace(
-        P.UECRecipe(), max_seconds=args.minutes * 60, threads=args.threads, seed=args.seed
-    )
+    overrides = {"max_minutes": args.minutes, "seed": args.seed}
     if args.steps is not None:
-        recipe = replace(recipe, steps=args.steps)
-    result = P.run_protocol(
-        sequences, recipe, folds=args.folds, methods=P.all_methods(),
-        train=not args.no_train, log=lambda line: print(line, flush=True),
-    )  # fmt: skip
+        overrides["steps"] = args.steps
+    with tempfile.TemporaryDirectory(prefix="sice-protocol-") as temp:
+        result = P.run_protocol(
+            sequences, args.folds, P.all_methods(),
+            source=None if args.no_train else args.data, work=args.work or Path(temp),
+            overrides=overrides, log=lambda line: print(line, flush=True),
+        )  # fmt: skip
     folds = len(result.folds)
     head = f"{'method':<58}" + "".join(f"{'fold ' + str(f):>15}" for f in range(folds))
     print(head + f"{'overall':>15}{'anchor':>15}")
     for name in result.scores:
         label = P.all_methods().get(name)
-        text = label.label if label else f"uec (ours, {recipe.steps} steps max)"
+        text = label.label if label else f"uec (ours, {result.recipe.get('steps')} steps max)"
         cells = [result.summary(name, f) for f in range(folds)] + [result.summary(name)]
         anchor = P.ANCHORS.get(name)
         row = f"{text:<58}" + "".join(f"{p:>8.2f} {s:.3f}" for p, s in cells)

@@ -23,6 +23,7 @@ import math
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,6 +315,203 @@ def decode_frame_series(path: str | Path) -> tuple[np.ndarray, np.ndarray, str |
         times = _fill_missing_times(times)
     problem = _ffmpeg_error_line(stderr) if code != 0 else None
     return times, means, problem
+
+
+_OUTPUT_SIZE_RE = re.compile(r"Output #0.*?Stream #0:0\S*: Video:[^\n]*?, (\d+)x(\d+)", re.S)
+
+
+class FrameReader:
+    """Full-size decoded frames of one movie: frame ``i`` is the ``i``-th frame that
+    :func:`decode_frame_series` (and so ``sync.json``'s frame map) counts.
+
+    One ffmpeg process (the imageio-ffmpeg binary) decodes the first video track with
+    ``-fps_mode passthrough`` (no frame dropped or duplicated to fit a nominal rate) into a
+    raw ``rgb24``/``bgr24`` pipe, exactly as the timing decode does, so container headers
+    (AVI frame counts, nominal rates) never decide what "frame i" is. Access is sequential:
+    asking for a later frame reads forward, an earlier one re-opens the movie (skipping the
+    frames before it inside ffmpeg with ``select``, which counts the same decoded frames).
+
+    Parameters
+    ----------
+    path
+        Movie file.
+    channels
+        ``"rgb"`` (default) or ``"bgr"`` (OpenCV order) for the returned ``(H, W, 3)`` uint8.
+
+    The reader is a context manager; :meth:`close` ends the ffmpeg process.
+
+    Raises
+    ------
+    MediaError
+        (an :class:`~expokit.core.errors.InputFileError`) naming the file: missing, empty,
+        no frame decodes, or a frame index the movie does not have.
+    """
+
+    def __init__(self, path: str | Path, *, channels: str = "rgb") -> None:
+        if channels not in ("rgb", "bgr"):
+            raise ValueError(f"channels must be 'rgb' or 'bgr', got {channels!r}")
+        self.path = Path(path)
+        self.channels = channels
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._errors: Any = None
+        self._next = 0
+        self._last: tuple[int, np.ndarray] | None = None
+        self._shape: tuple[int, int] | None = None
+        self._times: np.ndarray | None = None
+        self._start = 0
+        self._frame_shape = (0, 0, 3)
+
+    # -- metadata
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the decoded frames (after ffmpeg's rotation metadata)."""
+        if self._shape is None:
+            _check_file(self.path)
+            _, _, err = run_ffmpeg([
+                "-hide_banner", "-nostdin", "-i", str(self.path), "-map", "0:v:0",
+                "-an", "-sn", "-dn", "-fps_mode", "passthrough", "-frames:v", "1",
+                "-vf", f"format={self.channels}24", "-f", "null", "-",
+            ])  # fmt: skip
+            stderr = err.decode("utf-8", "replace")
+            match = _OUTPUT_SIZE_RE.search(stderr)
+            if match is None:
+                raise MediaDecodeError(
+                    self.path, f"no video frame decodes (ffmpeg: {_ffmpeg_error_line(stderr)})"
+                )
+            self._shape = (int(match.group(2)), int(match.group(1)))
+        return self._shape
+
+    def count(self) -> int:
+        """Frames that decode: the count :func:`decode_frame_series` gives (one decode pass)."""
+        return int(self.times().size)
+
+    def times(self) -> np.ndarray:
+        """Presentation time of each frame, seconds from the container start (as sync has them)."""
+        if self._times is None:
+            _check_file(self.path)
+            self._times, _, _ = decode_frame_series(self.path)
+        return self._times
+
+    # -- pixels
+
+    def frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` (0-based, decode order), ``(H, W, 3)`` uint8 in :attr:`channels` order.
+
+        Raises
+        ------
+        MediaError
+            The movie has no frame ``index`` (the message says how many decode).
+        """
+        if index < 0:
+            raise ValueError(f"frame index must be >= 0, got {index}")
+        if self._last is not None and self._last[0] == index:
+            return self._last[1]
+        if self._proc is None or index < self._next:
+            self._open(index)
+        image = None
+        while self._next <= index:
+            image = self._read_one()
+            if image is None:
+                self._missing(index)
+            self._next += 1
+        assert image is not None
+        self._last = (index, image)
+        return image
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Every frame from frame 0, in decode order (one sequential pass)."""
+        self._open(0)
+        while True:
+            image = self._read_one()
+            if image is None:
+                return
+            self._next += 1
+            yield image
+
+    @property
+    def problem(self) -> str | None:
+        """ffmpeg's last error line from the current or last decode, if it printed one."""
+        if self._errors is None:
+            return None
+        self._errors.seek(0)
+        text = self._errors.read().decode("utf-8", "replace")
+        return _ffmpeg_error_line(text) if text.strip() else None
+
+    def close(self) -> None:
+        """End the ffmpeg process (a later :meth:`frame` re-opens the movie)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.stdout is not None:
+                proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self._last = None
+        self._next = 0
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.__exit__()
+
+    # -- internals
+
+    def _open(self, start: int) -> None:
+        height, width = self.shape
+        self.close()
+        if self._errors is not None:
+            self._errors.close()
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the reader)
+        skip = ["-vf", f"select=gte(n\\,{start})"] if start > 0 else []
+        args = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-i", str(self.path), "-map", "0:v:0", "-an", "-sn", "-dn",
+            "-fps_mode", "passthrough", *skip,
+            "-f", "rawvideo", "-pix_fmt", f"{self.channels}24", "-",
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._errors
+        )
+        self._start = self._next = start
+        self._frame_shape = (height, width, 3)
+
+    def _read_one(self) -> np.ndarray | None:
+        """The next frame from the pipe, or ``None`` at the end of the stream."""
+        assert self._proc is not None and self._proc.stdout is not None
+        pipe: Any = self._proc.stdout  # a BufferedReader (typed IO[bytes], which lacks readinto)
+        image = np.empty(self._frame_shape, dtype=np.uint8)
+        view = image.data.cast("B")
+        filled = 0
+        while filled < len(view):
+            got = pipe.readinto(view[filled:])
+            if not got:
+                return None
+            filled += got
+        return image
+
+    def _missing(self, index: int) -> None:
+        exact = self._next > self._start or self._start == 0  # else opened past the end
+        decoded = self._next if exact else self.count()
+        problem = self.problem
+        self.close()
+        if decoded == 0:
+            raise MediaDecodeError(
+                self.path, f"no video frame decodes (ffmpeg: {problem or 'no output'})"
+            )
+        raise MediaError(
+            self.path,
+            f"decodes only {decoded} frames; frame {index} was requested"
+            + (f" (ffmpeg: {problem})" if problem else ""),
+        )
 
 
 def _fill_missing_times(times: np.ndarray) -> np.ndarray:

@@ -14,9 +14,9 @@
 
 Fast UEC
 --------
-Once UEC's ``lambda`` values for an image are known (they come from thumbnails), its whole
-correction is a fixed RGB -> RGB map. :func:`fast_uec` bakes it into a ``S^3`` lookup table
-(:func:`expokit.models.uec.bake_lut`) and applies it to 8-bit pixels with exact trilinear
+Once UEC's starting gain and ``lambda`` values for an image are known (they come from
+thumbnails), its whole correction is a fixed RGB -> RGB map. :func:`fast_uec` bakes it into
+a ``S^3`` lookup table (:func:`expokit.models.uec.bake_lut`) and applies it to 8-bit pixels with exact trilinear
 interpolation by one OpenCV ``remap``: the table is linearly resampled along R to all 256
 values (so R needs no interpolation), laid out as an image whose rows are ``(R, B node)`` and
 whose columns are G nodes; a pixel's G and B then become the remap's fractional x and y and
@@ -47,8 +47,9 @@ from expokit.models.base import ModelError
 if TYPE_CHECKING:
     import torch
 
+    from expokit.calibration.video_io import FrameReader
     from expokit.models.base import Baseline
-    from expokit.models.uec import UEC
+    from expokit.models.uec import UEC, UECCorrection
 
 U8Image = npt.NDArray[np.uint8]
 
@@ -339,15 +340,15 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def uec_lambdas(
+def uec_correction(
     model: UEC, rgb: npt.NDArray[Any], reference_thumb: torch.Tensor
-) -> list[torch.Tensor]:
-    """UEC's ``lambda`` values ``(1, 1)`` for ``rgb`` ``(H, W, 3)`` towards a reference
-    given as its thumbnail (:func:`thumbnail_u8`)."""
+) -> UECCorrection:
+    """UEC's starting gain and ``lambda`` values (each ``(1, 1)``) for ``rgb`` ``(H, W, 3)``
+    towards a reference given as its thumbnail (:func:`thumbnail_u8`)."""
     import torch
 
     with torch.no_grad():
-        return model.lambdas(thumbnail_u8(rgb, model.feature_size), reference_thumb)
+        return model.correction(thumbnail_u8(rgb, model.feature_size), reference_thumb)
 
 
 def fast_uec(
@@ -362,8 +363,7 @@ def fast_uec(
     from expokit.models.uec import bake_lut
 
     with single_torch_thread():
-        lambdas = uec_lambdas(model, rgb, reference_thumb)
-        lut = bake_lut(model, lambdas, lut_size)
+        lut = bake_lut(model, uec_correction(model, rgb, reference_thumb), lut_size)
     return apply_lut_u8(lut, rgb)
 
 
@@ -567,25 +567,16 @@ def probe_video(path: Path) -> VideoInfo:
     return VideoInfo(int(size.group(1)), int(size.group(2)), rate, seconds, audio)
 
 
-def read_frames(path: Path, info: VideoInfo, errors: IO[bytes]) -> Iterator[U8Image]:
-    """Decode every frame of ``path`` as ``(H, W, 3)`` uint8 RGB (no drops, no duplicates)."""
-    cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
-        "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
-    ]  # fmt: skip
-    frame_bytes = info.width * info.height * 3
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors) as proc:
-        assert proc.stdout is not None
-        try:
-            while True:
-                data = proc.stdout.read(frame_bytes)
-                if len(data) < frame_bytes:
-                    break
-                yield np.frombuffer(data, np.uint8).reshape(info.height, info.width, 3)
-        finally:
-            proc.stdout.close()
-            proc.kill()
-            proc.wait()
+def read_frames(path: Path) -> FrameReader:
+    """Every frame of ``path`` as ``(H, W, 3)`` uint8 RGB, iterated in decode order.
+
+    The reader is :class:`expokit.calibration.video_io.FrameReader`: ffmpeg's passthrough
+    decode (no frame dropped or duplicated), the same frames ``calibrate sync`` counts and
+    ``curate build`` reads, so frame ``i`` means one thing in every stage.
+    """
+    from expokit.calibration.video_io import FrameReader
+
+    return FrameReader(path, channels="rgb")
 
 
 def correct_video(
@@ -609,8 +600,10 @@ def correct_video(
     from expokit.core.atomic import atomic_path
 
     info = probe_video(path)
+    frames = read_frames(path)
+    height, width = frames.shape  # decoded size (the header's may predate rotation)
     notes: list[str] = []
-    even = info.width % 2 == 0 and info.height % 2 == 0
+    even = width % 2 == 0 and height % 2 == 0
     pix_fmt = "yuv420p" if even else "yuv444p"
     if not even:
         notes.append("odd frame size: encoded as yuv444p (4:2:0 needs even sides)")
@@ -621,14 +614,10 @@ def correct_video(
         if not copy:
             notes.append(f"audio {info.audio_codec} re-encoded to AAC (MP4 cannot hold it)")
     written = 0
-    with (
-        atomic_path(out) as tmp,
-        tempfile.TemporaryFile() as dec_err,
-        tempfile.TemporaryFile() as enc_err,
-    ):
+    with atomic_path(out) as tmp, frames, tempfile.TemporaryFile() as enc_err:
         encode = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{info.width}x{info.height}",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
             "-r", info.fps, "-i", "-", "-i", str(path), "-map", "0:v:0", *audio,
             "-c:v", "libx264", "-preset", enhancer.config.preset, "-crf", str(enhancer.config.crf),
             "-pix_fmt", pix_fmt, "-movflags", "+faststart", "-f", "mp4", str(tmp),
@@ -640,7 +629,7 @@ def correct_video(
                 disable=not progress or None,
             )  # fmt: skip
             try:
-                for frame, window in _windows(read_frames(path, info, dec_err), enhancer):
+                for frame, window in _windows(frames, enhancer):
                     enc.stdin.write(enhancer(frame, window).tobytes())
                     written += 1
                     bar.update()
@@ -652,7 +641,9 @@ def correct_video(
                     enc.stdin.close()
             code = enc.wait()
         if written == 0:
-            raise InputError(path, f"no video frame decodes ({_tail(dec_err)})")
+            raise InputError(
+                path, f"no video frame decodes (ffmpeg: {frames.problem or 'said nothing'})"
+            )
         if code != 0:
             raise InputError(path, f"H.264 encoding failed ({_tail(enc_err)})")
     return written, notes

@@ -20,18 +20,18 @@ measured with: identity; one global gain giving the input the reference's mean (
 values); an *oracle* gain + gamma ``clip(a * x ** g)`` fitted to the target by unclipped
 least squares (peeking: an upper bound, never a method).
 
-:func:`train_uec` is a small in-memory training loop for :class:`~expokit.models.uec.UEC`
-with a :class:`UECRecipe` (the recipe measured in ``docs/models.md``); :func:`run_protocol`
-runs the whole cross-validation and returns a :class:`ProtocolResult`.
+:func:`train_fold` trains a model for one fold the way a user does (``curate build`` with
+the fold as split lists, then ``expokit train`` with the model's default recipe), so the
+table measures the shipped recipe; :func:`run_protocol` runs the whole cross-validation and
+returns a :class:`ProtocolResult`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -329,173 +329,61 @@ def score_model(
     return scores
 
 
-# -- UEC training ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class UECRecipe:
-    """How :func:`train_uec` trains a UEC on exposure ladders (measured in docs/models.md).
-
-    Pair sampling: each batch item takes a scene, an input exposure uniformly from the
-    whole ladder (extremes included), the scene's **middle** exposure as target and the
-    middle exposure of *another* training scene as reference (the test situation); with
-    probability ``same_reference`` the reference is the target itself (UEC's own pairs).
-    ``ref_dark``/``ref_bright`` for the monotonicity term are two different exposures of a
-    third scene.
-    """
-
-    steps: int = 1500
-    max_seconds: float = 600.0
-    batch: int = 16
-    lr: float = 1e-2
-    final_lr_fraction: float = 0.05
-    #: Training images are these thumbnails (pixels are sampled from them too).
-    train_size: int = 64
-    feature_size: int = 32
-    pixel_samples: int = 1024
-    monotonic_weight: float = 1.0
-    same_reference: float = 0.25
-    #: Before training, fit the corrector's ``h`` to ``x ** curve_init_gamma`` (a
-    #: brightening curve, so ``lambda > 0`` brightens and ``< 0`` darkens); None: off.
-    curve_init_gamma: float | None = None
-    curve_init_steps: int = 200
-    seed: int = 0
-    threads: int | None = 2
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch", "train_size", "feature_size", "pixel_samples"):
-            if getattr(self, name) < 1:
-                raise ProtocolError(f"UECRecipe.{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and self.max_seconds > 0):
-            raise ProtocolError("UECRecipe.lr and max_seconds must be > 0")
-        if not 0 <= self.same_reference <= 1:
-            raise ProtocolError(
-                f"UECRecipe.same_reference must be in [0, 1]: {self.same_reference}"
-            )
-
-
+# -- training through ``expokit train`` ----------------------------------------------------------
 @dataclass
 class TrainStats:
+    """How one fold's model was trained: steps, wall seconds, mean loss of the last steps."""
+
     steps: int
     seconds: float
     final_loss: float
-    losses: list[float] = field(default_factory=list)
 
     @property
     def steps_per_second(self) -> float:
         return self.steps / self.seconds if self.seconds > 0 else math.nan
 
 
-def _ladder_tensor(sequences: Sequence[SceneSequence], size: int) -> Any:
-    """``(S, N, 3, size, size)`` float tensor of every exposure (antialiased bilinear)."""
-    import torch
-    import torch.nn.functional as F  # noqa: N812
+def train_fold(
+    source: str | Path,
+    train_scenes: Sequence[str],
+    test_scenes: Sequence[str],
+    work: str | Path,
+    *,
+    model: str = "uec",
+    overrides: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> tuple[Any, TrainStats, Path]:
+    """Train ``model`` for one fold exactly as a user would: ``curate build`` of ``source``
+    (a folder of scene folders) into ``work/data`` with the fold's scenes as the train and
+    test splits, then ``expokit train`` with the model's default recipe (plus
+    ``overrides``: ``steps``, ``max_minutes``, ``seed``, ...) into ``work/run``.
 
-    stack = torch.from_numpy(np.stack([s.images for s in sequences])).float() / 255
-    s, n, h, w, c = stack.shape
-    flat = stack.reshape(s * n, h, w, c).permute(0, 3, 1, 2)
-    if (h, w) != (size, size):
-        flat = F.interpolate(flat, size=(size, size), mode="bilinear", antialias=True)
-    return flat.reshape(s, n, c, size, size).contiguous()
+    Returns the trained model (eval mode), its :class:`TrainStats` and the run folder.
+    """
+    import pandas as pd
 
+    from expokit.curation.build import build_dataset
+    from expokit.curation.build_config import BuildConfig
+    from expokit.curation.splits import SplitSpec
+    from expokit.models.checkpoint import load_model
+    from expokit.models.train import resolve_config, train
 
-def sample_batch(
-    ladders: Any, recipe: UECRecipe, generator: Any
-) -> dict[str, Any]:  # fmt: skip
-    """One training batch (see :class:`UECRecipe`) from ``(S, N, 3, h, w)`` ladders."""
-    import torch
-
-    s, n = ladders.shape[:2]
-    b = recipe.batch
-    mid = target_index(n)
-    scene = torch.randint(0, s, (b,), generator=generator)
-    other = (scene + torch.randint(1, s, (b,), generator=generator)) % s if s > 1 else scene
-    third = (scene + torch.randint(1, s, (b,), generator=generator)) % s if s > 1 else scene
-    inp = torch.randint(0, n, (b,), generator=generator)
-    batch = {
-        "input": ladders[scene, inp],
-        "target": ladders[scene, mid],
-        "reference": ladders[other, mid],
-    }
-    if recipe.same_reference > 0:
-        same = torch.rand(b, generator=generator) < recipe.same_reference
-        batch["reference"] = torch.where(
-            same[:, None, None, None], batch["target"], batch["reference"]
-        )
-    if recipe.monotonic_weight > 0 and n > 1:
-        lo = torch.randint(0, n - 1, (b,), generator=generator)
-        hi = lo + 1 + (torch.rand(b, generator=generator) * (n - 1 - lo)).long()
-        batch["ref_dark"], batch["ref_bright"] = ladders[third, lo], ladders[third, hi]
-    return batch
-
-
-def init_curve(model: Any, gamma: float, steps: int, generator: Any) -> float:
-    """Fit ``model.corrector``'s ``h`` (per channel) to ``x ** gamma`` on random RGB values
-    (Adam, ``steps`` steps of 4096 values): a cheap warm start that keeps UEC from the
-    "blend towards grey" minimum. Returns the final MSE."""
-    import torch
-
-    corrector = model.corrector
-    optimizer = torch.optim.Adam(corrector.parameters(), lr=1e-2)
-    mse = torch.tensor(math.nan)
-    for _ in range(steps):
-        x = torch.rand(1, 3, 4096, 1, generator=generator)
-        mse = ((corrector(x, torch.ones(1, 1)) - x**gamma) ** 2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        mse.backward()
-        optimizer.step()
-    return float(mse.detach())
-
-
-def train_uec(
-    sequences: Sequence[SceneSequence],
-    recipe: UECRecipe | None = None,
-    progress: Callable[[int, float], None] | None = None,
-) -> tuple[Any, TrainStats]:
-    """A UEC (19,388 parameters) trained on ``sequences`` with ``recipe``: Adam, cosine
-    learning-rate decay to ``final_lr_fraction``, stopping at ``recipe.steps`` or after
-    ``recipe.max_seconds`` (whichever first). Returns the model (eval mode) and stats."""
-    import torch
-
-    from expokit.models.uec import UEC
-
-    recipe = recipe or UECRecipe()
-    if recipe.threads:
-        torch.set_num_threads(recipe.threads)
-    torch.manual_seed(recipe.seed)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    model = UEC(
-        feature_size=recipe.feature_size,
-        pixel_samples=recipe.pixel_samples,
-        monotonic_weight=recipe.monotonic_weight,
+    work = Path(work)
+    data, run = work / "data", work / "run"
+    lists = {"train": tuple(train_scenes), "test": tuple(test_scenes)}
+    config = BuildConfig(kind="sequences", splits=SplitSpec(lists=lists))
+    summary = build_dataset([source], data, config, progress=progress)
+    if not summary.ok:
+        raise ProtocolError(f"{source}: the fold's dataset did not build cleanly ({data})")
+    train_config = resolve_config(
+        model, overrides={"data": str(data), "out": str(run), **(overrides or {})}
     )
-    ladders = _ladder_tensor(sequences, recipe.train_size)
-    if recipe.curve_init_gamma is not None:
-        init_curve(model, recipe.curve_init_gamma, recipe.curve_init_steps, generator)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    floor = recipe.final_lr_fraction
-
-    def lr_at(step: int) -> float:
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step / recipe.steps, 1.0)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    model.train()
-    start = time.perf_counter()
-    losses: list[float] = []
-    step = 0
-    while step < recipe.steps and time.perf_counter() - start < recipe.max_seconds:
-        batch = sample_batch(ladders, recipe, generator)
-        loss, _ = model.training_loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-        step += 1
-        if progress is not None:
-            progress(step, losses[-1])
-    seconds = time.perf_counter() - start
-    model.eval()
-    final = float(np.mean(losses[-50:])) if losses else math.nan
-    return model, TrainStats(step, seconds, final, losses)
+    result = train(train_config, progress=progress, echo=lambda _line: None)
+    trained, _ = load_model(run, expect=model)
+    log = pd.read_csv(run / "log.csv")
+    final = float(log["loss"].tail(2).mean()) if len(log) else math.nan
+    steps = result.step - result.start_step
+    return trained.eval(), TrainStats(steps, result.seconds, final), run
 
 
 # -- the whole protocol ------------------------------------------------------------------------
@@ -547,14 +435,18 @@ class ProtocolResult:
 
 def run_protocol(
     sequences: Sequence[SceneSequence],
-    recipe: UECRecipe | None = None,
     folds: int = 2,
     methods: dict[str, ProtocolMethod] | None = None,
-    train: bool = True,
+    *,
+    source: str | Path | None = None,
+    work: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ProtocolResult:
-    """Reference methods on every item and (``train``) a UEC per fold, trained on the other
-    folds' scenes and scored on the fold's own (scene-disjoint cross-validation)."""
+    """Reference methods on every item and, given ``source`` (the folder ``sequences`` were
+    loaded from) and ``work`` (a folder for the fold datasets and runs), a UEC per fold
+    trained with :func:`train_fold` on the other folds' scenes and scored on the fold's
+    own (scene-disjoint cross-validation)."""
     methods = PROTOCOL_METHODS if methods is None else methods
     split = scene_folds(len(sequences), folds)
     result = ProtocolResult([s.name for s in sequences], split)
@@ -564,21 +456,26 @@ def run_protocol(
         result.scores[name] = [
             (i.scene, i.input_index, p, s) for i, (p, s) in zip(items, scores, strict=True)
         ]
-    if not train:
+    if source is None or work is None:
         return result
-    recipe = recipe or UECRecipe()
-    result.recipe = asdict(recipe)
+    from expokit.models.train import recipe
+
+    result.recipe = {**recipe("uec").to_dict(), **(overrides or {})}
     result.scores["uec"] = []
+    names = [s.name for s in sequences]
     for f, test_scenes in enumerate(split):
         train_scenes = [s for s in range(len(sequences)) if s not in set(test_scenes)]
-        model, stats = train_uec([sequences[s] for s in train_scenes], recipe)
+        model, stats, run = train_fold(
+            source, [names[s] for s in train_scenes], [names[s] for s in test_scenes],
+            Path(work) / f"fold{f}", overrides=overrides,
+        )  # fmt: skip
         test_items = build_items(sequences, test_scenes)
         scores = score_model(model, test_items)
         result.scores["uec"].extend(
             (i.scene, i.input_index, p, s) for i, (p, s) in zip(test_items, scores, strict=True)
         )
         info = {
-            "fold": f, "train_scenes": train_scenes, "test_scenes": test_scenes,
+            "fold": f, "train_scenes": train_scenes, "test_scenes": test_scenes, "run": str(run),
             "steps": stats.steps, "seconds": stats.seconds,
             "steps_per_second": stats.steps_per_second, "final_loss": stats.final_loss,
             "psnr": float(np.mean([p for p, _ in scores])),

@@ -222,9 +222,9 @@ def _check_type(key: str, value: Any, hint: Any, prefix: str) -> Any:
 #: ``expokit train --model NAME`` starts from ``RECIPES[NAME]``; a TOML file and the
 #: command-line flags override it.
 RECIPES: dict[str, TrainConfig] = {
-    # The recipe measured by benchmarks/sice_protocol.py (models.protocol.UECRecipe; its
-    # 25 % same-scene references aside): 64 px images, 32 px thumbnails for the features,
-    # 1024 sampled pixels, batch 16, lr 1e-2 cosine to 5 %. Scores in docs/models.md.
+    # The recipe measured on the SICE protocol (docs/models.md, benchmarks/sice_protocol.py):
+    # 64 px images, 32 px thumbnails for the features, 1024 sampled pixels, batch 16,
+    # lr 1e-2 cosine to 5 %, the model's default starting gain.
     "uec": TrainConfig(
         model="uec",
         steps=1500,

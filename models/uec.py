@@ -28,7 +28,7 @@ R. Cui, Y. Lu, Y. Wang et al., "Unsupervised Exposure Correction", ECCV 2024.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
@@ -82,6 +82,36 @@ class UECCorrector(nn.Module):
         return (lam * h + (1 - lam) * x).clamp(0, 1)
 
 
+#: Rec. 709 luma weights on encoded RGB, as :func:`expokit.models.reference.gain_to_reference`.
+LUMA_RGB = (0.2126, 0.7152, 0.0722)
+#: The starting gain is kept within ``[1 / MAX_START_GAIN, MAX_START_GAIN]``.
+MAX_START_GAIN = 64.0
+
+
+class UECCorrection(NamedTuple):
+    """What corrects one batch of images: the starting ``gain`` ``(B, 1)`` (ones when the
+    model starts from the input itself) and the ``lambdas`` ``(B, 1)`` of each iteration."""
+
+    gain: torch.Tensor
+    lambdas: list[torch.Tensor]
+
+
+def start_gain(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Global gain ``(B, 1)`` that gives ``image`` the mean Rec. 709 luma of ``reference``
+    (both ``(B, 3, h, w)`` encoded RGB in ``[0, 1]``, usually thumbnails); no gradient."""
+    weights = torch.tensor(LUMA_RGB, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    with torch.no_grad():
+        mine = (image * weights).sum(1).mean(dim=(1, 2)).clamp_min(1e-4)
+        theirs = (reference * weights).sum(1).mean(dim=(1, 2))
+        gain = (theirs / mine).clamp(1 / MAX_START_GAIN, MAX_START_GAIN)
+    return gain.view(-1, 1)
+
+
+def apply_gain(pixels: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """``clamp(pixels * gain, 0, 1)`` with ``gain`` ``(B, 1)`` broadcast over ``(B, 3, ...)``."""
+    return (pixels * gain.view(-1, *([1] * (pixels.dim() - 1)))).clamp(0, 1)
+
+
 def thumbnail(image: torch.Tensor, size: int) -> torch.Tensor:
     """``image`` resized (bilinear, antialiased) so its shorter side is ``size``."""
     h, w = image.shape[-2:]
@@ -126,11 +156,16 @@ class UEC(Baseline):
         Pixels per image the training loss is computed on.
     monotonic_weight
         Weight of the monotonicity term.
+    start
+        ``"gain"`` (default): the iterations start from the input times the global gain that
+        gives it the reference's mean luma (no parameters; see ``docs/models.md`` for why);
+        ``"input"``: they start from the input itself, as in the paper.
     """
 
     name = "uec"
     data_kind = "sequence"
     needs_reference = True
+    STARTS = ("gain", "input")
 
     def __init__(
         self,
@@ -141,11 +176,16 @@ class UEC(Baseline):
         feature_size: int = 128,
         pixel_samples: int = 4096,
         monotonic_weight: float = 1.0,
+        start: str = "gain",
     ) -> None:
+        if start not in self.STARTS:
+            from expokit.models.base import ModelError
+
+            raise ModelError(f"uec: start must be one of {', '.join(self.STARTS)}, got {start!r}")
         super().__init__(
             encode_channels=encode_channels, corrector_width=corrector_width,
             predictor_hidden=predictor_hidden, iterations=iterations, feature_size=feature_size,
-            pixel_samples=pixel_samples, monotonic_weight=monotonic_weight,
+            pixel_samples=pixel_samples, monotonic_weight=monotonic_weight, start=start,
         )  # fmt: skip
         self.encoder = UECEncoder(encode_channels)
         self.predictor = UECPredictor(3 * encode_channels, predictor_hidden)
@@ -154,23 +194,32 @@ class UEC(Baseline):
         self.feature_size = feature_size
         self.pixel_samples = pixel_samples
         self.monotonic_weight = monotonic_weight
+        self.start = start
 
     # -- the functional steps --------------------------------------------------------------
-    def lambdas(self, image: torch.Tensor, reference: torch.Tensor) -> list[torch.Tensor]:
-        """The ``iterations`` lambda values ``(B, 1)`` that correct ``image`` towards
-        ``reference`` (both ``(B, 3, H, W)``; only thumbnails are encoded)."""
+    def correction(self, image: torch.Tensor, reference: torch.Tensor) -> UECCorrection:
+        """The starting gain and the ``iterations`` lambda values that correct ``image``
+        towards ``reference`` (both ``(B, 3, H, W)`` in ``[0, 1]``; only thumbnails are
+        encoded, so any size works)."""
         thumb = thumbnail(image, self.feature_size)
-        ref_features = self.encoder(thumbnail(reference, self.feature_size))
+        ref_thumb = thumbnail(reference, self.feature_size)
+        if self.start == "gain":
+            gain = start_gain(thumb, ref_thumb)
+            thumb = apply_gain(thumb, gain)
+        else:
+            gain = torch.ones(image.shape[0], 1, dtype=image.dtype, device=image.device)
+        ref_features = self.encoder(ref_thumb)
         values = []
         for _ in range(self.iterations):
             lam = self.predictor(self.encoder(thumb), ref_features)
             thumb = self.corrector(thumb, lam)
             values.append(lam)
-        return values
+        return UECCorrection(gain, values)
 
-    def apply_lambdas(self, pixels: torch.Tensor, lambdas: list[torch.Tensor]) -> torch.Tensor:
-        """Apply the corrections with known ``lambdas`` to ``(B, 3, ...)`` pixels."""
-        for lam in lambdas:
+    def apply_correction(self, pixels: torch.Tensor, correction: UECCorrection) -> torch.Tensor:
+        """Apply a known :class:`UECCorrection` to ``(B, 3, ...)`` pixels in ``[0, 1]``."""
+        pixels = apply_gain(pixels, correction.gain)
+        for lam in correction.lambdas:
             pixels = self.corrector(pixels, lam)
         return pixels
 
@@ -184,7 +233,7 @@ class UEC(Baseline):
         check_image(reference, "reference")
         if reference.shape[0] == 1 and image.shape[0] > 1:
             reference = reference.expand(image.shape[0], -1, -1, -1)
-        return self.apply_lambdas(image, self.lambdas(image, reference))
+        return self.apply_correction(image, self.correction(image, reference))
 
     # -- training --------------------------------------------------------------------------
     def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -198,36 +247,52 @@ class UEC(Baseline):
         """
         require(batch, "input", "target", "reference", model=self.name)
         image, target = batch["input"], batch["target"]
-        lambdas = self.lambdas(image, batch["reference"])
+        correction = self.correction(image, batch["reference"])
         (pix_in, pix_target), weights = sample_pixels(
             [image, target], batch.get("mask"), self.pixel_samples, None
         )
-        out = self.apply_lambdas(pix_in, lambdas)
+        out = self.apply_correction(pix_in, correction)
         mse = ((out - pix_target) ** 2 * weights).sum() / (weights.sum() * 3).clamp_min(1)
         parts: dict[str, Any] = {"mse": float(mse.detach())}
         loss = mse
         if "ref_dark" in batch and "ref_bright" in batch and self.monotonic_weight > 0:
-            features = self.encoder(thumbnail(image, self.feature_size))
-            dark_ref, bright_ref = (
-                self.encoder(thumbnail(batch[key], self.feature_size))
-                for key in ("ref_dark", "ref_bright")
+            thumb = thumbnail(image, self.feature_size)
+            dark_thumb, bright_thumb = (
+                thumbnail(batch[key], self.feature_size) for key in ("ref_dark", "ref_bright")
             )
-            dark = self.corrector(pix_in, self.predictor(features, dark_ref))
-            bright = self.corrector(pix_in, self.predictor(features, bright_ref))
+            if self.start == "gain":
+                # Both start from the input with the gain towards their own reference, so
+                # the term checks the whole first step, gain included.
+                dark_gain = start_gain(thumb, dark_thumb)
+                bright_gain = start_gain(thumb, bright_thumb)
+            else:
+                dark_gain = bright_gain = torch.ones(image.shape[0], 1, dtype=image.dtype)
+            dark = self._first_step(thumb, pix_in, dark_gain, dark_thumb)
+            bright = self._first_step(thumb, pix_in, bright_gain, bright_thumb)
             monotonic = F.relu(dark - bright).mean()
             loss = loss + self.monotonic_weight * monotonic
             parts["monotonic"] = float(monotonic.detach())
         return loss, parts
 
+    def _first_step(
+        self, thumb: torch.Tensor, pixels: torch.Tensor, gain: torch.Tensor, ref_thumb: torch.Tensor
+    ) -> torch.Tensor:
+        """The first iteration's output on ``pixels`` for input thumbnail ``thumb`` with
+        starting ``gain`` towards ``ref_thumb`` (the monotonicity term's unit)."""
+        lam = self.predictor(self.encoder(apply_gain(thumb, gain)), self.encoder(ref_thumb))
+        return self.corrector(apply_gain(pixels, gain), lam)
 
-def bake_lut(model: UEC, lambdas: list[torch.Tensor], size: int = 33) -> torch.Tensor:
-    """The whole correction for fixed ``lambdas`` (one image) as a ``(3, size, size, size)``
-    RGB lookup table indexed ``[channel, b, g, r]`` over ``[0, 1]^3``."""
+
+def bake_lut(model: UEC, correction: UECCorrection, size: int = 33) -> torch.Tensor:
+    """The whole correction of one image (``correction`` of batch size 1, or its first item)
+    as a ``(3, size, size, size)`` RGB lookup table indexed ``[channel, b, g, r]`` over
+    ``[0, 1]^3``."""
     axis = torch.linspace(0, 1, size)
     b, g, r = torch.meshgrid(axis, axis, axis, indexing="ij")
     grid = torch.stack([r, g, b]).reshape(1, 3, -1, 1)
     with torch.no_grad():
-        out = model.apply_lambdas(grid, [lam[:1] for lam in lambdas])
+        first = UECCorrection(correction.gain[:1], [lam[:1] for lam in correction.lambdas])
+        out = model.apply_correction(grid, first)
     return out.reshape(3, size, size, size)
 
 

@@ -48,8 +48,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def identity_uec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A UEC checkpoint whose lambda is always 0: its output is its input."""
-    model = UEC(feature_size=16)
+    """A UEC checkpoint whose lambda is always 0 and that starts from the input itself:
+    its output is its input."""
+    model = UEC(feature_size=16, start="input")
     with torch.no_grad():
         model.predictor.fc4.weight.zero_()
         model.predictor.fc4.bias.zero_()

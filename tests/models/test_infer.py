@@ -31,7 +31,7 @@ from expokit.models.infer import (  # noqa: E402
     run_tiled,
     thumbnail_u8,
     to_rgb,
-    uec_lambdas,
+    uec_correction,
 )
 from expokit.models.uec import UEC, apply_lut, bake_lut  # noqa: E402
 
@@ -68,16 +68,16 @@ def test_lut_path_agrees_with_the_network(uec: UEC, size: int) -> None:
     rgb = np.random.default_rng(size).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     reference = smooth_image(40, 40, 1)
     ref_thumb = thumbnail_u8(reference, uec.feature_size)
-    lambdas = uec_lambdas(uec, rgb, ref_thumb)
+    correction = uec_correction(uec, rgb, ref_thumb)
     image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
-        network = uec.apply_lambdas(image, lambdas)[0].permute(1, 2, 0).numpy()
+        network = uec.apply_correction(image, correction)[0].permute(1, 2, 0).numpy()
     assert psnr(network, image[0].permute(1, 2, 0).numpy()) < 40  # the correction does something
     fast = fast_uec(uec, rgb, ref_thumb, size)
     assert fast.dtype == np.uint8 and fast.shape == rgb.shape
     assert psnr(fast / 255.0, network) > 45
     # and the float grid_sample LUT agrees with the 8-bit remap one
-    lut = bake_lut(uec, lambdas, size)
+    lut = bake_lut(uec, correction, size)
     grid = apply_lut(lut, image)[0].permute(1, 2, 0).numpy()
     assert psnr(apply_lut_u8(lut, rgb) / 255.0, grid) > 50
 

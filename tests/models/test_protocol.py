@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from expokit.curation.dataset import load_dataset
 from expokit.models import protocol as P  # noqa: N812
 from tests.conftest import shared_path
 
@@ -77,19 +79,23 @@ def test_reference_methods_on_synthetic() -> None:
     assert P.gain_to_reference(np.zeros_like(x), ref, target).max() == 0
 
 
-def test_recipe_validation() -> None:
-    with pytest.raises(P.ProtocolError, match="batch"):
-        P.UECRecipe(batch=0)
-    with pytest.raises(P.ProtocolError, match="same_reference"):
-        P.UECRecipe(same_reference=2.0)
-
-
 def test_short_training_end_to_end_synthetic(tmp_path: Path) -> None:
-    _write_sequences(tmp_path, scenes=4)
-    seqs = P.load_sequences(tmp_path, size=32)
-    recipe = P.UECRecipe(steps=3, batch=2, train_size=32, feature_size=16, pixel_samples=64)
-    result = P.run_protocol(seqs, recipe, folds=2)
+    source = tmp_path / "sequences"
+    _write_sequences(source, scenes=4, size=48)
+    seqs = P.load_sequences(source, size=32)
+    result = P.run_protocol(
+        seqs, 2, source=source, work=tmp_path / "work",
+        overrides={"steps": 3, "batch_size": 2, "ckpt_every": 3},
+    )  # fmt: skip
     assert [t["steps"] for t in result.training] == [3, 3]
+    # each fold was trained by `expokit train` on a dataset `curate build` made of the
+    # other fold's scenes only
+    for info in result.training:
+        config = json.loads((Path(info["run"]) / "config.json").read_text())["config"]
+        assert config["model"] == "uec" and config["steps"] == 3
+        dataset = load_dataset(Path(info["run"]).parent / "data")
+        train_scenes = set(dataset.manifest.loc[dataset.manifest["split"] == "train", "scene_id"])
+        assert train_scenes == {f"seq_{s}" for s in info["train_scenes"]}
     assert len(result.scores["uec"]) == 16
     assert all(math.isfinite(p) and math.isfinite(s) for _, _, p, s in result.scores["uec"])
     data = result.to_json()
@@ -105,18 +111,9 @@ def sice() -> list[P.SceneSequence]:
 
 def test_reference_methods_reproduce_anchors(sice: list[P.SceneSequence]) -> None:
     assert len(sice) == 22
-    result = P.run_protocol(sice, train=False)
+    result = P.run_protocol(sice)
     for name in ("identity", "gain_to_reference", "oracle_gain_gamma"):
         psnr, ssim = result.summary(name)
         anchor_psnr, anchor_ssim = P.ANCHORS[name]
         assert psnr == pytest.approx(anchor_psnr, abs=0.15), name
         assert ssim == pytest.approx(anchor_ssim, abs=0.01), name
-
-
-def test_short_uec_training_on_shared_scenes(sice: list[P.SceneSequence]) -> None:
-    few = sice[:4]
-    recipe = P.UECRecipe(steps=5, batch=4, pixel_samples=256)
-    model, stats = P.train_uec(few[2:], recipe)
-    assert stats.steps == 5 and math.isfinite(stats.final_loss)
-    scores = P.score_model(model, P.build_items(few, [0, 1]))
-    assert len(scores) == 8 and all(math.isfinite(p) for p, _ in scores)

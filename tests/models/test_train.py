@@ -65,6 +65,23 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
+def test_tensorboard_events_hold_the_logged_loss(seq: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    said: list[str] = []
+    train(tiny(seq, run, tensorboard=True), progress=False, echo=said.append)
+    assert any("TensorBoard events in" in line for line in said)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    logged = {int(row["step"]): float(row["loss"]) for row in _log(run)}
+    scalars = {e.step: e.value for e in events.Scalars("train/loss")}
+    assert set(scalars) == set(logged)
+    for step, loss in logged.items():
+        assert scalars[step] == pytest.approx(loss, rel=1e-4)
+
+
 def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = tiny(seq, run)
