@@ -16,13 +16,14 @@ Fast UEC
 --------
 Once UEC's starting gain and ``lambda`` values for an image are known (they come from
 thumbnails), its whole correction is a fixed RGB -> RGB map. :func:`fast_uec` bakes it into
-a ``S^3`` lookup table (:func:`expokit.models.uec.bake_lut`) and applies it to 8-bit pixels with exact trilinear
-interpolation by one OpenCV ``remap``: the table is linearly resampled along R to all 256
-values (so R needs no interpolation), laid out as an image whose rows are ``(R, B node)`` and
-whose columns are G nodes; a pixel's G and B then become the remap's fractional x and y and
-its R an integer row offset. ``remap`` keeps 5 fractional bits (1/32 of a grid step) and the
-table is stored as 8-bit, which costs about 1 dB against the float network output at
-~57-58 dB (see ``docs/models.md``; uint8 rounding of the network output alone is ~59 dB).
+a ``S^3`` lookup table (:func:`expokit.models.uec.bake_lut`) and applies it to 8-bit pixels
+with exact trilinear interpolation by one OpenCV ``remap``: the table is linearly resampled
+along R to all 256 values (so R needs no interpolation), laid out as an image whose rows are
+``(R, B node)`` and whose columns are G nodes; a pixel's G and B then become the remap's
+fractional x and y and its R an integer row offset. ``remap`` keeps 5 fractional bits (1/32
+of a grid step) and the table is stored as 8-bit, which costs about 1 dB against the float
+network output at ~57-58 dB (see ``docs/models.md``; uint8 rounding of the network output
+alone is ~59 dB).
 """
 
 from __future__ import annotations
