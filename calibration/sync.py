@@ -595,7 +595,12 @@ def estimate_drift(
     span = max(w.t_a_s for w in good) - min(w.t_a_s for w in good)
     if len(good) < 2 or span < config.drift_min_span_s:
         top = max(good, key=lambda w: w.correlation)
-        return DriftFit(top.offset_s, 0.0, False, windows)
+        note = (
+            f"drift not estimated: the usable audio windows span {span:.1f} s, under "
+            f"drift_min_span_s {config.drift_min_span_s:g} s; assumed 0 ppm (an unknown "
+            f"drift of d ppm moves frames t s apart by d * t us)"
+        )
+        return DriftFit(top.offset_s, 0.0, False, windows, note=note)
     t = np.array([w.t_a_s for w in good])
     off = np.array([w.offset_s for w in good])
     weight = np.array([w.correlation for w in good])

@@ -17,11 +17,14 @@ Layouts
     identical sorted lists of zero-padded frame names, because DIME pairs frames by sorted
     position and asserts equal counts. Clips need at least :data:`DIME_MIN_FRAMES` frames.
     DIME has no validation folder: the ``val`` split is skipped unless ``dime_val="test"``.
-    Frames are written as 8-bit PNG (DIME's loaders read 8-bit images).
+    Frames are written as 8-bit PNG (DIME's loaders read 8-bit images). The finished tree is
+    checked against VECNet's data code (:func:`check_dime_peers`); a test split of exactly 10
+    clips is an error (VECNet's ``test.py`` divides by ``clips - 10``).
 ``sequences``
     ``<split>/<scene>/<rank>_<token>[_target].<ext>``: one folder per scene (per clip frame for
     video) with its distinct exposures sorted by EV (the target file marked ``_target``),
-    copied byte for byte; ``sequences.csv`` lists them with EV, role and source.
+    copied byte for byte; ``sequences.csv`` lists them with EV, role and source. Scenes whose
+    EVs are ranks (``ev_basis: rank``) need ``rank_map`` (as for ``msec``).
 
 Every source file is read once (through a path that must stay inside the dataset: an image
 symlinked out of it is refused), its SHA-256 checked against the manifest, then copied or
@@ -95,6 +98,8 @@ DEFAULT_EV_TOLERANCE = 0.25
 RANK_MAPS: dict[str, dict[int, str]] = {
     "nearest5": {-2: "N1.5", -1: "N1", 0: "0", 1: "P1", 2: "P1.5"},
 }
+#: Layouts whose file names carry EV tokens, so rank EVs need ``--rank-map`` there.
+RANK_MAP_LAYOUTS = ("msec", "sequences")
 
 _JPEG_SUFFIXES = {".jpg", ".jpeg"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
@@ -748,6 +753,196 @@ def check_msec_peers(out: str | Path) -> list[str]:
     return problems
 
 
+# --------------------------------------------------------------------------- dime peer check
+
+#: Frame suffixes VECNet's ``read_img2`` decodes (``data/util.py``: ``.npy`` via ``np.load``,
+#: ``.png``/``.jpg`` via ``cv2.imread``; anything else leaves ``img`` unbound and crashes).
+DIME_READABLE_SUFFIXES = (".png", ".jpg", ".npy")
+#: Test clip ids VECNet's ``test.py`` hard-codes as over-exposed (line 53); it divides the
+#: "under" sums by ``len(test clips) - len(this list)`` (lines 110-111).
+VECNET_OVER_CLIPS = ("091", "110", "111", "112", "113", "114", "116", "117", "118", "119")
+DIME_SPLITS = ("train", "test")
+_DIME_CLIP = re.compile(r"\d{3,}")
+_DIME_FRAME = re.compile(r"\d+")
+
+
+def _vecnet_glob(folder: Path) -> list[Path]:
+    """VECNet's ``glob_file_list``: ``sorted(glob.glob(os.path.join(root, '*')))`` (names
+    starting with ``.`` are not matched)."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=str)
+
+
+def _frame_size(path: Path) -> tuple[int, ...] | None:
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return tuple(int(v) for v in array.shape[:2][::-1])
+    return _image_size(path)
+
+
+def _dime_split_problems(
+    split_dir: Path, split: str, suffixes: tuple[str, ...]
+) -> tuple[list[str], int]:
+    """Problems of one ``np/<split>`` folder and its number of (LQ, GT) clip pairs."""
+    problems: list[str] = []
+    where = f"np/{split}"
+    lq_root, gt_root = split_dir / "LQ", split_dir / "GT"
+    for sub in (lq_root, gt_root):
+        if not sub.is_dir():
+            problems.append(f"{where}/{sub.name}/ is missing (VECNet reads LQ and GT side by side)")
+    if problems:
+        return problems, 0
+    lq_clips, gt_clips = _vecnet_glob(lq_root), _vecnet_glob(gt_root)
+    for side, entries in (("LQ", lq_clips), ("GT", gt_clips)):
+        for entry in entries:
+            if not entry.is_dir():
+                problems.append(
+                    f"{where}/{side}/{entry.name}: a stray file; VECNet takes every entry of "
+                    f"{side}/ as a clip folder"
+                )
+            elif not _DIME_CLIP.fullmatch(entry.name):
+                problems.append(
+                    f"{where}/{side}/{entry.name}: clip folders are zero-padded numbers (%03d)"
+                )
+    lq_names = [p.name for p in lq_clips if p.is_dir()]
+    gt_names = [p.name for p in gt_clips if p.is_dir()]
+    if lq_names != gt_names:
+        only_lq = sorted(set(lq_names) - set(gt_names))
+        only_gt = sorted(set(gt_names) - set(lq_names))
+        problems.append(
+            f"{where}: LQ and GT clip folders differ (only in LQ: {', '.join(only_lq) or '-'}; "
+            f"only in GT: {', '.join(only_gt) or '-'}); VECNet pairs them by sorted position"
+        )
+    for clip in sorted(set(lq_names) & set(gt_names)):
+        lq_frames = _vecnet_glob(lq_root / clip)
+        gt_frames = _vecnet_glob(gt_root / clip)
+        clip_where = f"{where}/{{LQ,GT}}/{clip}"
+        bad = False
+        for side, frames in (("LQ", lq_frames), ("GT", gt_frames)):
+            for frame in frames:
+                if not frame.is_file() or frame.suffix not in suffixes:
+                    bad = True
+                    problems.append(
+                        f"{where}/{side}/{clip}/{frame.name}: a stray entry; frames are "
+                        f"{'/'.join(suffixes)} files (VECNet reads every entry as a frame and "
+                        "fails on anything it cannot decode)"
+                    )
+        lq = [p.name for p in lq_frames]
+        gt = [p.name for p in gt_frames]
+        if lq != gt:
+            problems.append(
+                f"{clip_where}: LQ ({len(lq)} frames) and GT ({len(gt)}) hold different frame "
+                f"names (first difference: "
+                f"{next((a, b) for a, b in itertools.zip_longest(lq, gt) if a != b)}); VECNet "
+                "pairs frames by sorted position"
+            )
+            bad = True
+        stems = [name.rsplit(".", 1)[0] for name in lq]
+        if not all(_DIME_FRAME.fullmatch(s) for s in stems) or len({len(s) for s in stems}) > 1:
+            problems.append(
+                f"{clip_where}: frame names are not zero-padded numbers of one width, so "
+                "their sorted order need not be frame order"
+            )
+        if min(len(lq), len(gt)) < DIME_MIN_FRAMES:
+            problems.append(
+                f"{clip_where}: {min(len(lq), len(gt))} frame(s); VECNet needs >= "
+                f"{DIME_MIN_FRAMES} (5-frame windows, padding new_info reads index 4)"
+            )
+            bad = True
+        if bad:
+            continue
+        sizes: dict[tuple[int, ...] | None, list[str]] = defaultdict(list)
+        for side, frames in (("LQ", lq_frames), ("GT", gt_frames)):
+            for frame in frames:
+                sizes[_frame_size(frame)].append(f"{side}/{frame.name}")
+        if None in sizes:
+            problems.append(f"{clip_where}: unreadable frame(s) {', '.join(sizes[None][:3])}")
+        elif len(sizes) > 1:
+            shown = "; ".join(
+                f"{'x'.join(map(str, size))}: {len(files)} ({files[0]})"
+                for size, files in sizes.items()
+                if size is not None
+            )
+            problems.append(
+                f"{clip_where}: frames differ in size ({shown}); LQ and GT frames of a clip "
+                "must all have one size"
+            )
+    return problems, len(set(lq_names) & set(gt_names))
+
+
+def check_dime_peers(
+    out: str | Path, *, suffixes: tuple[str, ...] = (".png",)
+) -> tuple[list[str], list[str]]:
+    """Problems VECNet's own data code would hit in the DIME export at ``out``.
+
+    Returns ``(errors, warnings)``. The rules are those of VECNet's code
+    (github.com/kravrolens/VECNet, ``data/VEC_dataset.py``, ``data/util.py``, ``test.py``):
+
+    * clip folders ``np/{train,test}/{LQ,GT}/<%03d>/`` are listed with
+      ``sorted(glob(root/'*'))`` and paired with ``zip`` by sorted position, so LQ and GT hold
+      the same clip names and nothing else (a stray file becomes a "clip");
+    * the frames of a clip are paired by sorted position too, and VECNet asserts equal
+      counts: LQ and GT hold identical, zero-padded frame names, each a frame file
+      (``suffixes``: PNG for expokit's export; VECNet reads ``.png``, ``.jpg``, ``.npy``);
+    * at least :data:`DIME_MIN_FRAMES` frames per clip (``N_frames: 5`` with
+      ``padding: new_info`` reads frame index 4 for the first frame of a clip);
+    * one frame size per clip, LQ and GT alike;
+    * the test split must not hold exactly 10 clips: ``test.py`` divides the per-clip
+      "under" averages by ``len(clips) - 10`` (lines 110-111; ten hard-coded over-exposed ids
+      on line 53).
+
+    Warnings: a split folder absent (``test.py`` then divides by zero clips, line 106), fewer
+    than 10 test clips (a negative divisor: meaningless "under" scores), test clips whose
+    numbers VECNet's ``test.py`` counts as over-exposed (:data:`VECNET_OVER_CLIPS`).
+    """
+    root = Path(out)
+    errors: list[str] = []
+    warnings: list[str] = []
+    counts: dict[str, int] = {}
+    for split in DIME_SPLITS:
+        split_dir = root / "np" / split
+        if not split_dir.is_dir():
+            warnings.append(
+                f"np/{split}/ is missing: VECNet's "
+                + (
+                    "train.py has nothing to train on"
+                    if split == "train"
+                    else "test.py then divides by zero test clips (test.py line 106) and "
+                    "train.py validates on np/test"
+                )
+            )
+            continue
+        problems, counts[split] = _dime_split_problems(split_dir, split, suffixes)
+        errors += problems
+    tests = counts.get("test")
+    if tests == len(VECNET_OVER_CLIPS):
+        errors.append(
+            f"np/test holds exactly {tests} clips: VECNet's test.py divides the under-exposure "
+            f"averages by (number of test clips - {len(VECNET_OVER_CLIPS)}) (test.py lines "
+            "110-111), a division by zero; move a clip between splits or add one"
+        )
+    elif tests is not None and tests < len(VECNET_OVER_CLIPS):
+        warnings.append(
+            f"np/test holds {tests} clip(s): VECNet's test.py divides the under-exposure "
+            f"averages by ({tests} - {len(VECNET_OVER_CLIPS)}) (lines 110-111), so its "
+            "PSNR-under/SSIM-under are meaningless (its overall PSNR/SSIM are fine)"
+        )
+    if tests:
+        over = sorted(
+            p.name for p in _vecnet_glob(root / "np/test/GT") if p.name in VECNET_OVER_CLIPS
+        )
+        if over:
+            warnings.append(
+                f"np/test clips {', '.join(over)} are on VECNet's hard-coded over-exposed list "
+                "(test.py line 53): its PSNR-over/SSIM-over count them as over-exposed"
+            )
+    return errors, warnings
+
+
 # --------------------------------------------------------------------------- dime
 
 
@@ -866,6 +1061,13 @@ def _dime(dataset: Dataset, writer: _Writer, dime_val: str, progress: bool) -> N
     )
 
 
+def _rank_token(relative: float, rank_map: str) -> str | None:
+    """The ``rank_map`` token of a rank difference to the target (None: not mapped)."""
+    if abs(relative - round(relative)) > 1e-6:
+        return None
+    return RANK_MAPS[rank_map].get(round(relative))
+
+
 def _csv(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
@@ -879,13 +1081,19 @@ class _Exposure:
     sha256: str | None
     roles: set[str] = field(default_factory=set)
     pair_ids: list[str] = field(default_factory=list)
+    #: The file-name token when it is not ``ev_token(ev)`` (a rank mapped by ``--rank-map``).
+    token: str | None = None
 
 
-def _sequences(dataset: Dataset, writer: _Writer, progress: bool) -> None:
+def _sequences(
+    dataset: Dataset, writer: _Writer, progress: bool, rank_map: str | None = None
+) -> None:
     from tqdm import tqdm
 
     rows = _records(dataset)
     summary = writer.summary
+    ranked = set(rank_scenes(dataset)) if rank_map is not None else set()
+    unmapped: set[str] = set()
     # (split, scene, clip, frame) -> file -> exposure; a file used by several rows once.
     groups: dict[tuple[Any, ...], dict[str, _Exposure]] = defaultdict(dict)
     refused: set[str] = set()
@@ -899,13 +1107,33 @@ def _sequences(dataset: Dataset, writer: _Writer, progress: bool) -> None:
             refused.add(str(row["pair_id"]))
             continue
         key = (split, str(row["scene_id"]), row["clip_id"], _frame_of(row))
+        by_rank = str(row["scene_id"]) in ranked
         for role in ("input", "target"):
             path = row[f"{role}_path"]
             if path is None:
                 continue
             ev = row[f"{role}_ev"]
+            token = None
+            if by_rank:
+                # The rank difference to the target, named only through the explicit map.
+                relative = 0.0 if role == "target" else _relative_ev(row)
+                token = None if relative is None else _rank_token(relative, str(rank_map))
+                if token is None:
+                    summary.issues.append(
+                        ExportIssue(
+                            "skipped",
+                            "rank-not-mapped",
+                            f"{role} is rank {relative if relative is not None else 'NA'} "
+                            f"from the target; --rank-map {rank_map} maps only ranks -2..+2",
+                            row["pair_id"],
+                            path,
+                        )
+                    )
+                    unmapped.add(str(row["pair_id"]))
+                    continue
             entry = groups[key].setdefault(
-                path, _Exposure(None if ev is None else float(ev), row[f"{role}_sha256"])
+                path,
+                _Exposure(None if ev is None else float(ev), row[f"{role}_sha256"], token=token),
             )
             entry.roles.add(role)
             entry.pair_ids.append(str(row["pair_id"]))
@@ -928,7 +1156,7 @@ def _sequences(dataset: Dataset, writer: _Writer, progress: bool) -> None:
         width = max(2, len(str(len(exposures))))
         exported = 0
         for rank, (path, exposure) in enumerate(exposures, start=1):
-            token = ev_token(exposure.ev) if exposure.ev is not None else "NA"
+            token = exposure.token or (ev_token(exposure.ev) if exposure.ev is not None else "NA")
             # The target keeps a "_target" mark: it may be another camera's frame at an EV
             # an input also has, and a person browsing the folder should see which it is.
             mark = "_target" if "target" in exposure.roles else ""
@@ -947,9 +1175,17 @@ def _sequences(dataset: Dataset, writer: _Writer, progress: bool) -> None:
                 f"{_csv(' '.join(exposure.pair_ids))},{_csv(path)}"
             )
         summary.groups_exported += bool(exported)
-    failed |= refused
+    failed |= refused | unmapped
     summary.rows_exported = sum(1 for row in rows if str(row["pair_id"]) not in failed)
     writer.write_text("sequences.csv", "\n".join(lines) + "\n")
+    if ranked:
+        mapping = ", ".join(f"rank {r:+d} -> {t}" for r, t in RANK_MAPS[str(rank_map)].items())
+        summary.notes.append(
+            f"rank EVs mapped with --rank-map {rank_map} for {len(ranked)} scene(s) whose "
+            f"exposures have no measured EV (ev_basis: rank): {mapping}, rank 0 = the target; "
+            "the tokens in their file names name exposure order, not measured EV steps (the "
+            "ev column of sequences.csv holds the rank); other ranks skipped"
+        )
     summary.notes.append(
         "one folder per scene (per clip frame for video) under its split; files "
         "<rank>_<EV token>[_target].<ext> sorted by EV, copied unchanged; sequences.csv maps "
@@ -1175,9 +1411,10 @@ def export_dataset(
         progress journal is always fsynced, and ``export.json`` (always durable) is written
         last as the record of a complete export.
     rank_map
-        ``msec``: how scenes whose EVs are ranks (:func:`rank_scenes`) become tokens; one of
-        :data:`RANK_MAPS` (``"nearest5"``). Without it such a dataset is refused. The mapping
-        is written in ``export.json`` (``options.rank_map``) and the card.
+        ``msec`` and ``sequences``: how scenes whose EVs are ranks (:func:`rank_scenes`)
+        become tokens; one of :data:`RANK_MAPS` (``"nearest5"``; other ranks are skipped).
+        Without it such a dataset is refused. The mapping is written in ``export.json``
+        (``options.rank_map``) and the card.
     allow_partial
         ``msec``: a scene lacking one of the five inputs is still not written, but is a
         skipped item, not an error (``summary.ok`` stays True).
@@ -1205,7 +1442,7 @@ def export_dataset(
     if not isinstance(root, Dataset):
         check_not_being_written(Path(root), "exporting it")
     dataset = root if isinstance(root, Dataset) else load_dataset(root)
-    if layout == "msec" and rank_map is None:
+    if layout in RANK_MAP_LAYOUTS and rank_map is None:
         ranked = rank_scenes(dataset)
         if ranked:
             # A rank is exposure order, not EV: turning it into N1/P1 silently would lie.
@@ -1214,9 +1451,10 @@ def export_dataset(
             )
             raise ExportError(
                 f"{dataset.root}: {len(ranked)} scene(s) have EVs that are exposure ranks, not "
-                f"measurements (ev_basis: rank; no EXIF exposure times): {shown}. MSEC tokens "
-                "name EV steps; map ranks explicitly with --rank-map nearest5 (the five "
-                "exposures nearest the target by rank -> N1.5 N1 0 P1 P1.5)"
+                f"measurements (ev_basis: rank; no EXIF exposure times): {shown}. The "
+                f"{layout} layout names files by EV tokens, which name EV steps; map ranks "
+                "explicitly with --rank-map nearest5 (the five exposures nearest the target "
+                "by rank -> N1.5 N1 0 P1 P1.5)"
             )
     from expokit.curation.validate import check_split_disjoint
 
@@ -1279,7 +1517,7 @@ def _export_locked(
         elif layout == "dime":
             _dime(dataset, writer, dime_val, progress)
         else:
-            _sequences(dataset, writer, progress)
+            _sequences(dataset, writer, progress, rank_map)
 
         from expokit.curation.card import render_card
 
@@ -1295,8 +1533,13 @@ def _export_locked(
             ExportIssue("error", "peer-convention", problem)
             for problem in check_msec_peers(out_dir)
         ]
+    elif layout == "dime":
+        # What VECNet's data code will see, stray files of others included.
+        errors, warnings = check_dime_peers(out_dir)
+        summary.issues += [ExportIssue("error", "peer-convention", p) for p in errors]
+        summary.notes += [f"warning: {w}" for w in warnings]
     mapping = None
-    if layout == "msec" and rank_map is not None:
+    if layout in RANK_MAP_LAYOUTS and rank_map is not None:
         mapping = {
             "name": rank_map,
             "ranks": {f"{r:+d}": t for r, t in RANK_MAPS[rank_map].items()},

@@ -658,22 +658,41 @@ def validate_dataset(
 
 
 def is_export_folder(folder: str | Path) -> bool:
-    """True when ``folder`` is an expokit export (``export.json``, no dataset ``info.json``)."""
+    """True when ``folder`` is an expokit export (``export.json``, no dataset ``info.json``)
+    or a bare DIME tree (:func:`is_dime_tree`, e.g. the published DIME download)."""
     from expokit.curation.export import EXPORT_RECORD
 
     root = Path(folder)
-    return (root / EXPORT_RECORD).is_file() and not (root / INFO_FILE).exists()
+    if (root / INFO_FILE).exists():
+        return False
+    return (root / EXPORT_RECORD).is_file() or is_dime_tree(root)
+
+
+def is_dime_tree(folder: str | Path) -> bool:
+    """True when ``folder`` holds ``np/train/LQ`` or ``np/test/LQ`` (a DIME/VECNet layout)."""
+    root = Path(folder)
+    return any((root / "np" / split / "LQ").is_dir() for split in ("train", "test"))
 
 
 def validate_export(folder: str | Path, *, check_hashes: bool = True) -> ValidationReport:
     """Check an export folder: every file ``export.json`` lists exists (with its SHA-256),
     and an ``msec`` export follows the peers' loader rules
-    (:func:`~expokit.curation.export.check_msec_peers`)."""
+    (:func:`~expokit.curation.export.check_msec_peers`), a ``dime`` export VECNet's
+    (:func:`~expokit.curation.export.check_dime_peers`). A DIME tree without
+    ``export.json`` (not made by expokit) gets VECNet's rules only, with every frame type
+    VECNet reads (``.png``, ``.jpg``, ``.npy``)."""
     from expokit.core.hashing import sha256_file
-    from expokit.curation.export import EXPORT_RECORD, check_msec_peers
+    from expokit.curation.export import (
+        DIME_READABLE_SUFFIXES,
+        EXPORT_RECORD,
+        check_msec_peers,
+    )
 
     root = Path(folder)
     report = ValidationReport(root)
+    if not (root / EXPORT_RECORD).exists() and is_dime_tree(root):
+        report.problems += _dime_problems(root, DIME_READABLE_SUFFIXES)
+        return report
     try:
         record = json.loads((root / EXPORT_RECORD).read_text(encoding="utf-8"))
         files = record["files"]
@@ -700,7 +719,18 @@ def validate_export(folder: str | Path, *, check_hashes: bool = True) -> Validat
     report.rows = int((record.get("counts") or {}).get("rows_exported") or 0)
     if layout == "msec":
         report.problems += [Problem("peer-convention", p) for p in check_msec_peers(root)]
+    elif layout == "dime":
+        report.problems += _dime_problems(root, (".png",))
     return report
+
+
+def _dime_problems(root: Path, suffixes: tuple[str, ...]) -> list[Problem]:
+    from expokit.curation.export import check_dime_peers
+
+    errors, warnings = check_dime_peers(root, suffixes=suffixes)
+    return [Problem("peer-convention", p) for p in errors] + [
+        Problem("peer-convention", w, severity="warning") for w in warnings
+    ]
 
 
 def format_problems(problems: Iterable[Problem], limit: int | None = None) -> list[str]:

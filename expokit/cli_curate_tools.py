@@ -108,7 +108,7 @@ def report_command(
     "--rank-map",
     type=click.Choice(["nearest5"]),
     default=None,
-    help="msec: map exposure ranks (sequences without EXIF, ev_basis: rank) to tokens: "
+    help="msec, sequences: map exposure ranks (no EXIF, ev_basis: rank) to tokens: "
     "nearest5 = the five exposures nearest the target by rank -> N1.5 N1 0 P1 P1.5. "
     "Without it such a dataset is refused.",
 )
