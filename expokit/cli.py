@@ -22,6 +22,7 @@ from expokit.cli_curate_build import register as register_build
 from expokit.cli_curate_tools import register as register_tools
 from expokit.cli_eval import eval_command
 from expokit.cli_infer import infer
+from expokit.cli_simulate import simulate_command
 from expokit.cli_train import train
 from expokit.core.errors import ExpokitError
 from expokit.core.parallel import EXECUTORS
@@ -252,6 +253,7 @@ register_tools(curate)
 cli.add_command(infer)
 cli.add_command(eval_command)
 cli.add_command(train)
+cli.add_command(simulate_command)
 
 
 def main() -> None:

@@ -1566,7 +1566,7 @@ def _write_record(
 
     record = {
         "layout": summary.layout,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "expokit_version": __version__,
         "dataset": {
             "root": str(dataset.root.resolve()),

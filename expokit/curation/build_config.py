@@ -15,12 +15,11 @@ import dataclasses
 import json
 import math
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from expokit.calibration.homography import ECC_MOTIONS
 from expokit.core.errors import ExpokitError

@@ -996,7 +996,7 @@ def _context(
     return {
         "name": str(dataset.info.get("name") or dataset.root.name),
         "root": str(dataset.root),
-        "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "version": __version__,
         "total": counts[-1],
         "counts": counts,

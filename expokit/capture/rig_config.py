@@ -32,11 +32,10 @@ import dataclasses
 import math
 import re
 import string
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from expokit.capture.aliases import GENERIC_SETTINGS
 from expokit.capture.exposure import f_number, iso_value, shutter_seconds

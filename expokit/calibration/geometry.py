@@ -1310,7 +1310,7 @@ def _calibrate_into(
         board=board,
         config=config.to_dict(),
         software=_software(),
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     maps = None if ref_intr is None and test_intr is None else warp_maps(calib)
     _, valid = warp_test_to_reference(

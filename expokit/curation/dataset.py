@@ -200,7 +200,7 @@ def new_info(**fields: Any) -> dict[str, Any]:
             "libraw_version": ".".join(map(str, rawpy.libraw_version)),
             "rawpy_version": rawpy.__version__,
             "opencv_version": cv2.__version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "sources": [],
         },
     }

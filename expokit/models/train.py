@@ -29,6 +29,7 @@ import random
 import re
 import sys
 import time
+import tomllib
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_type_hints
 
 import numpy as np
-import tomllib
 import torch
 from torch import nn
 
@@ -708,7 +708,7 @@ def train(
                     "world_size": world.size,
                     "device": str(device),
                     "resumed_from": start if checkpoint is not None else None,
-                    "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                     "expokit_version": __version__,
                     "torch_version": torch.__version__,
                 },

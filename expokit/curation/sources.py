@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from expokit.calibration.video_io import FrameReader as VideoFrameReader
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.curation.build_config import BuildConfig
 
@@ -1071,64 +1072,17 @@ class LoadedImage:
     metadata: dict[str, float | None] = field(default_factory=dict)
 
 
-class FrameReader:
-    """Forward reader of one movie's decoded frames (reopens to go back).
+class FrameReader(VideoFrameReader):
+    """Forward reader of one movie's decoded frames as ``(H, W, 3)`` BGR uint8.
 
-    Frame ``i`` is the ``i``-th frame OpenCV decodes, the order ``sync.json`` counts in.
+    Frame ``i`` is the ``i``-th frame ffmpeg decodes with ``-fps_mode passthrough``: the
+    decoder :func:`expokit.calibration.video_io.decode_frame_series` uses, so the frame
+    numbers of ``sync.json``'s frame map and the pixels read here are the same frames
+    (:class:`expokit.calibration.video_io.FrameReader`, in OpenCV's channel order).
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._capture: Any = None
-        self._next = 0
-        self._last: tuple[int, npt.NDArray[Any]] | None = None
-
-    def _open(self) -> None:
-        import cv2
-
-        self.close()
-        if not Path(self.path).is_file():
-            raise InputFileError(self.path, "no such movie file")
-        self._capture = cv2.VideoCapture(self.path)
-        if not self._capture.isOpened():
-            raise InputFileError(self.path, "not a readable movie (OpenCV could not open it)")
-        self._next = 0
-
-    def frame(self, index: int) -> npt.NDArray[Any]:
-        """The ``index``-th decoded frame, ``(H, W, 3)`` BGR uint8."""
-        if self._last is not None and self._last[0] == index:
-            return self._last[1]
-        if self._capture is None or index < self._next:
-            self._open()
-        while self._next < index:
-            if not self._capture.grab():
-                raise InputFileError(
-                    self.path, f"decodes only {self._next} frames; frame {index} was requested"
-                )
-            self._next += 1
-        ok, image = self._capture.read()
-        if not ok or image is None:
-            raise InputFileError(
-                self.path, f"decodes only {self._next} frames; frame {index} was requested"
-            )
-        self._next += 1
-        self._last = (index, np.asarray(image))
-        return self._last[1]
-
-    def count(self) -> int:
-        """Frames that decode (reads the whole movie)."""
-        self._open()
-        total = 0
-        while self._capture.grab():
-            total += 1
-        self.close()
-        return total
-
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
-        self._last = None
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, channels="bgr")
 
 
 def as_bgr(image: npt.NDArray[Any], path: str) -> npt.NDArray[Any]:

@@ -51,7 +51,7 @@ class Journal:
             entry = {
                 "seq": self._seq,
                 "event": event,
-                "t_wall": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
+                "t_wall": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
                 "t_mono": time.monotonic(),
                 **fields,
             }

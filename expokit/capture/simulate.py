@@ -1,0 +1,773 @@
+"""The rig simulator (``expokit simulate``): what a beam-splitter rig records, answer known.
+
+A scene (:mod:`expokit.capture.footage`: a movie, a folder of frames, a still, or our own
+``generated`` footage) is recorded by two simulated bodies, and the result is written as a
+capture session in exactly the form ``expokit capture`` writes (``rig.json``,
+``journal.jsonl``, ``files/`` named by the rig's template, root marker kind ``session``)
+plus ``truth.json`` (what every calibration stage should recover) and ``calibration/``
+(a ChArUco board seen by both cameras, as a lab shoots before recording).
+
+Physics, in linear light (sRGB sources are decoded to linear first):
+
+* the reference camera is exposed at EV 0 through the splitter's transmitted beam; the test
+  camera at ``ev_offset`` through the reflected beam, ``splitter_ratio`` = transmitted /
+  reflected light. On unclipped pixels ``reference = test * photometric_gain`` with
+  ``photometric_gain = splitter_ratio * 2 ** -ev_offset`` (truth.json);
+* each sensor clips at its white level and adds shot noise (``full_well_e`` electrons at
+  white) and read noise (``read_noise_e``), seeded per camera;
+* the test camera sees the scene through a small misregistration homography (a few px
+  shift, < 1 deg rotation, ~1 % scale) and through the splitter's mirror (a horizontal
+  flip). ``truth.json["homography"]`` maps *unflipped* test pixels (``Flip.apply`` of the
+  raw test image) to reference pixels, full resolution: the convention of
+  ``rig_calibration.json``, so the two compare directly;
+* each body starts recording at its own scene time and runs on its own clock (ppm error):
+  body ``c`` records, at its own time ``t``, the scene at ``start_c + t / (1 + ppm_c 1e-6)``,
+  for video frames *and* audio samples (the scene's sound resampled on the body's clock,
+  with the body's own gain and noise). In ``sync.json``'s convention (A = reference file,
+  B = test file) ``offset_s = (start_ref - start_test) * (1 + ppm_test 1e-6)`` and
+  ``drift_ppm = ((1 + ppm_test 1e-6) / (1 + ppm_ref 1e-6) - 1) 1e6`` are exactly the
+  configured values;
+* movies are H.264 (yuv420p) + AAC in MP4, by the imageio-ffmpeg binary; stills and the
+  board are 16-bit PNG (sRGB-encoded). Stills and video frames share the sensor size.
+
+Everything random comes from ``seed``: the same config writes the same pixels and truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import subprocess
+import tempfile
+import time
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from expokit.capture.footage import (
+    SCENE_AUDIO_RATE,
+    Footage,
+    generated_footage,
+    linear_to_srgb,
+    load_footage,
+    source_size,
+)
+from expokit.core.errors import ExpokitError, OutputError
+
+#: Version of the ``truth.json`` layout.
+SIMULATION_FORMAT_VERSION = 1
+TRUTH_FILE = "truth.json"
+CALIBRATION_DIR = "calibration"
+#: Largest |ev_offset| the simulated sensor can record usefully (beyond it the test camera
+#: is black or white).
+MAX_EV_OFFSET = 8.0
+#: Largest |drift_ppm| accepted (quartz clocks of cameras are within ~100 ppm).
+MAX_DRIFT_PPM = 1000.0
+#: Defaults of the ``generated`` source.
+GENERATED_SIZE = (320, 240)
+GENERATED_SECONDS = 10.0
+#: Least recording (camera seconds) both bodies must share.
+MIN_RECORDING_S = 1.0
+#: Reference settings written into rig.json (the test shutter follows ev_offset).
+REFERENCE_SHUTTER = "1/125"
+BOARD: dict[str, Any] = {"kind": "charuco", "columns": 7, "rows": 5, "square_size": 0.04,
+         "marker_size": 0.028, "dictionary": "DICT_6X6_250"}  # fmt: skip
+
+Image = npt.NDArray[np.float32]
+
+
+class SimulationError(ExpokitError):
+    """The simulation cannot run as configured; the message names the setting or file."""
+
+
+@dataclass(frozen=True)
+class SensorModel:
+    """Noise of one simulated sensor: shot noise of ``full_well_e`` electrons at white and
+    Gaussian read noise; variance of a linear value ``x`` in [0, 1] is
+    ``x / full_well_e + (read_noise_e / full_well_e) ** 2``."""
+
+    full_well_e: float = 6000.0
+    read_noise_e: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.full_well_e) and self.full_well_e >= 10):
+            raise SimulationError(f"full_well_e must be >= 10, got {self.full_well_e}")
+        if not (math.isfinite(self.read_noise_e) and self.read_noise_e >= 0):
+            raise SimulationError(f"read_noise_e must be >= 0, got {self.read_noise_e}")
+
+
+def _setting(name: str, option: str) -> str:
+    return f"{name} ({option})" if option else name
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Every parameter of ``expokit simulate``; owns the defaults and their validation.
+
+    Attributes
+    ----------
+    source
+        A movie, a folder of frames, an image file, or ``"generated"``.
+    ev_offset
+        Test exposure relative to the reference (EV), within +-:data:`MAX_EV_OFFSET`.
+    offset_s, drift_ppm
+        Start offset and relative clock drift in ``sync.json``'s convention (A =
+        reference file, B = test file); ``|drift_ppm| <= MAX_DRIFT_PPM``.
+    seed
+        Everything random (homography, noise, clocks, gains, generated footage).
+    seconds
+        Length of the recordings (camera seconds); default: generated 10 s, else as much
+        as the source allows.
+    size
+        ``(width, height)`` of both sensors; default: generated 320x240, else the source's.
+    fps
+        Frame rate of generated footage and of a folder of frames (a movie keeps its own).
+    splitter_ratio
+        Transmitted (reference) / reflected (test) light of the beam splitter.
+    still_pairs
+        Still pairs of the scene shot besides the movie.
+    """
+
+    source: str = "generated"
+    ev_offset: float = -2.0
+    offset_s: float = 0.37
+    drift_ppm: float = 120.0
+    seed: int = 0
+    seconds: float | None = None
+    size: tuple[int, int] | None = None
+    fps: float = 24.0
+    splitter_ratio: float = 1.0
+    still_pairs: int = 3
+    reference_sensor: SensorModel = field(default_factory=SensorModel)
+    test_sensor: SensorModel = field(default_factory=SensorModel)
+    audio_rate: int = 48000
+    crf: int = 16
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.ev_offset) or abs(self.ev_offset) > MAX_EV_OFFSET:
+            raise SimulationError(
+                f"{_setting('ev_offset', '--ev-offset')} = {self.ev_offset:g} is beyond the "
+                f"simulated sensor's range of +-{MAX_EV_OFFSET:g} EV"
+            )
+        if not math.isfinite(self.drift_ppm) or abs(self.drift_ppm) > MAX_DRIFT_PPM:
+            raise SimulationError(
+                f"{_setting('drift_ppm', '--drift-ppm')} = {self.drift_ppm:g}: camera clocks "
+                f"drift by at most +-{MAX_DRIFT_PPM:g} ppm"
+            )
+        if not math.isfinite(self.offset_s) or abs(self.offset_s) > 60:
+            raise SimulationError(
+                f"{_setting('offset_s', '--offset-s')} = {self.offset_s:g} must be within +-60 s"
+            )
+        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise SimulationError(f"{_setting('seconds', '--seconds')} must be > 0")
+        if self.size is not None:
+            w, h = self.size
+            if w < 64 or h < 64 or w > 8192 or h > 8192:
+                raise SimulationError(
+                    f"{_setting('size', '--size')} {w}x{h}: each side must be 64-8192 px"
+                )
+            if w % 2 or h % 2:
+                raise SimulationError(
+                    f"{_setting('size', '--size')} {w}x{h}: sides must be even (H.264 4:2:0)"
+                )
+        if not (math.isfinite(self.fps) and 1 <= self.fps <= 240):
+            raise SimulationError(f"fps = {self.fps:g} must be within 1-240")
+        if not (math.isfinite(self.splitter_ratio) and 0.1 <= self.splitter_ratio <= 10):
+            raise SimulationError(f"splitter_ratio = {self.splitter_ratio:g} must be within 0.1-10")
+        if self.still_pairs < 0 or self.still_pairs > 100:
+            raise SimulationError(f"still_pairs = {self.still_pairs} must be within 0-100")
+        if not 8000 <= self.audio_rate <= 96000:
+            raise SimulationError(f"audio_rate = {self.audio_rate} must be 8000-96000 Hz")
+        if not 0 <= self.crf <= 51:
+            raise SimulationError(f"crf = {self.crf} must be 0-51")
+        if not self.source:
+            raise SimulationError(
+                "source is empty: give a movie, a folder, an image or 'generated'"
+            )
+
+    @property
+    def generated(self) -> bool:
+        return self.source == "generated"
+
+    @property
+    def photometric_gain(self) -> float:
+        """Reference / test in linear light on unclipped pixels."""
+        return float(self.splitter_ratio * 2.0**-self.ev_offset)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["size"] = list(self.size) if self.size else None
+        return data
+
+
+@dataclass(frozen=True)
+class Body:
+    """One simulated camera: when it starts, its clock error, its sound and its sensor."""
+
+    role: str
+    start_s: float
+    clock_ppm: float
+    gain: float
+    audio_gain: float
+    audio_noise: float
+    sensor: SensorModel
+    flip: bool
+    view: npt.NDArray[np.float64]  # sensor pixel -> canvas pixel
+
+    @property
+    def rate(self) -> float:
+        return 1.0 + self.clock_ppm * 1e-6
+
+    def scene_time(self, t: npt.NDArray[np.float64] | float) -> Any:
+        """Scene time at which this body's clock reads ``t`` (s since it started)."""
+        return self.start_s + np.asarray(t, np.float64) / self.rate
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_s": self.start_s,
+            "clock_ppm": self.clock_ppm,
+            "exposure_gain": self.gain,
+            "audio_gain": self.audio_gain,
+            "audio_noise_rms": self.audio_noise,
+            "sensor": asdict(self.sensor),
+            "mirrored": self.flip,
+        }
+
+
+@dataclass
+class SimulationResult:
+    """What :func:`simulate` wrote."""
+
+    root: Path
+    truth: dict[str, Any]
+    files: dict[str, str]
+
+    @property
+    def truth_path(self) -> Path:
+        return self.root / TRUTH_FILE
+
+
+# --------------------------------------------------------------------------- physics
+
+
+def misregistration(rng: np.random.Generator, size: tuple[int, int]) -> npt.NDArray[np.float64]:
+    """A small random test -> reference homography about the image centre: 1.5-4 px shift,
+    0.2-0.9 deg rotation, 0.4-1.4 % scale, a trace of perspective."""
+    w, h = size
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    angle = math.radians(rng.uniform(0.2, 0.9) * rng.choice([-1, 1]))
+    scale = 1.0 + rng.uniform(0.004, 0.014) * rng.choice([-1, 1])
+    shift_len = rng.uniform(1.5, 4.0)
+    direction = rng.uniform(0, 2 * math.pi)
+    tx, ty = shift_len * math.cos(direction), shift_len * math.sin(direction)
+    c, s = scale * math.cos(angle), scale * math.sin(angle)
+    to_centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1.0]])
+    back = np.array([[1, 0, cx + tx], [0, 1, cy + ty], [0, 0, 1.0]])
+    similarity = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+    persp = np.eye(3)
+    persp[2, :2] = rng.uniform(-1, 1, 2) * 3e-6
+    hm = back @ similarity @ persp @ to_centre
+    return np.asarray(hm / hm[2, 2], np.float64)
+
+
+def expose(
+    scene: Image,
+    body: Body,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+) -> Image:
+    """What ``body``'s sensor records of the linear ``scene`` canvas: linear [0, 1],
+    ``(H, W, 3)``, clipped, with shot and read noise, mirrored for the test camera."""
+    import cv2
+
+    image = cv2.warpPerspective(
+        scene, body.view, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT,
+    )  # fmt: skip
+    well = body.sensor.full_well_e
+    electrons = np.maximum(image * (body.gain * well), 0.0)
+    sigma = np.sqrt(electrons + body.sensor.read_noise_e**2)
+    noisy = electrons + rng.standard_normal(electrons.shape, np.float32) * sigma
+    out = np.clip(noisy / well, 0.0, 1.0).astype(np.float32)
+    return np.ascontiguousarray(out[:, ::-1]) if body.flip else out
+
+
+def to_uint(linear: Image, bits: int) -> npt.NDArray[Any]:
+    top = (1 << bits) - 1
+    values = np.round(linear_to_srgb(linear) * top)
+    return values.astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def record_audio(
+    scene_audio: npt.NDArray[np.float32],
+    body: Body,
+    seconds: float,
+    rate: int,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float32]:
+    """``seconds`` of ``body``'s microphone at ``rate`` on its own clock."""
+    count = round(seconds * rate)
+    tau = body.scene_time(np.arange(count, dtype=np.float64) / rate)
+    grid = np.arange(scene_audio.size, dtype=np.float64) / SCENE_AUDIO_RATE
+    sound = np.interp(tau, grid, scene_audio.astype(np.float64), left=0.0, right=0.0)
+    noisy = body.audio_gain * sound + rng.normal(0, body.audio_noise, count)
+    return np.clip(noisy, -1, 1).astype(np.float32)
+
+
+def render_board(canvas: tuple[int, int]) -> Image:
+    """Linear radiance of the ChArUco board :data:`BOARD` on a grey wall, ``canvas`` size."""
+    import cv2
+
+    width, height = canvas
+    dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, BOARD["dictionary"]))
+    board = cv2.aruco.CharucoBoard(
+        (BOARD["columns"], BOARD["rows"]), BOARD["square_size"], BOARD["marker_size"], dictionary
+    )
+    board_h = int(0.8 * height)
+    board_w = int(board_h * BOARD["columns"] / BOARD["rows"])
+    if board_w > 0.85 * width:
+        board_w = int(0.85 * width)
+        board_h = int(board_w * BOARD["rows"] / BOARD["columns"])
+    image = board.generateImage((board_w * 4, board_h * 4), marginSize=0)
+    image = cv2.resize(image, (board_w, board_h), interpolation=cv2.INTER_AREA)
+    wall = np.full((height, width), 0.18, np.float32)
+    y0, x0 = (height - board_h) // 2, (width - board_w) // 2
+    wall[y0 : y0 + board_h, x0 : x0 + board_w] = 0.03 + 0.77 * (image.astype(np.float32) / 255)
+    return np.repeat(wall[:, :, None], 3, axis=2)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _rate_text(fps: float) -> str:
+    frac = Fraction(fps).limit_denominator(1001)
+    return f"{frac.numerator}/{frac.denominator}"
+
+
+def _write_wav(path: Path, samples: npt.NDArray[np.float32], rate: int) -> None:
+    pcm = np.round(np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(pcm.tobytes())
+
+
+def encode_movie(
+    target: Path,
+    frames: Iterator[npt.NDArray[np.uint8]],
+    size: tuple[int, int],
+    fps: float,
+    audio: npt.NDArray[np.float32] | None,
+    audio_rate: int,
+    crf: int,
+) -> None:
+    """H.264 (yuv420p) + AAC MP4 of RGB ``frames`` and mono ``audio`` (bit-exact flags, one
+    thread: the same input gives the same bytes)."""
+    from expokit.calibration.video_io import ffmpeg_exe
+
+    width, height = size
+    with tempfile.TemporaryDirectory(prefix="expokit-sim-") as tmp:
+        args = [
+            ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-s", f"{width}x{height}", "-framerate", _rate_text(fps), "-i", "-",
+        ]  # fmt: skip
+        if audio is not None:
+            wav = Path(tmp) / "audio.wav"
+            _write_wav(wav, audio, audio_rate)
+            args += ["-i", str(wav), "-map", "0:v", "-map", "1:a"]
+        args += [
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+            "-threads", "1", "-fflags", "+bitexact", "-flags", "+bitexact",
+            "-map_metadata", "-1",
+        ]  # fmt: skip
+        if audio is not None:
+            args += ["-c:a", "aac", "-b:a", "192k", "-ar", str(audio_rate), "-ac", "1"]
+        args += ["-f", "mp4", str(target)]
+        log = Path(tmp) / "ffmpeg.log"
+        with log.open("wb") as err:
+            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=err)
+            assert proc.stdin is not None
+            try:
+                for frame in frames:
+                    proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            except BrokenPipeError:
+                pass
+            finally:
+                proc.stdin.close()
+                code = proc.wait()
+        if code != 0:
+            lines = log.read_text(errors="replace").strip().splitlines()
+            raise OutputError(
+                f"{target}: ffmpeg could not encode the movie: {lines[-1] if lines else code}"
+            )
+
+
+def write_png16(path: Path, linear: Image) -> None:
+    import cv2
+
+    from expokit.core.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), to_uint(linear, 16)[:, :, ::-1]):
+            raise OutputError(f"{path}: could not write the PNG")
+
+
+# --------------------------------------------------------------------------- session
+
+
+def _prepare_out(out: Path) -> None:
+    from expokit.core.paths import check_name
+
+    check_name(out.name, "session folder name", where="--out")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise OutputError(
+            f"--out {out} is not empty; a session folder is never reused (choose a new one)"
+        )
+
+
+def _rig_config(out: Path, ev_offset: float, seed: int) -> Any:
+    from expokit.capture.backends.fake import SHUTTER_CHOICES
+    from expokit.capture.exposure import nearest_shutter, shutter_seconds
+    from expokit.capture.rig_config import RigConfig, RoleConfig
+
+    test_shutter, _ = nearest_shutter(
+        shutter_seconds(REFERENCE_SHUTTER) * 2.0**ev_offset, SHUTTER_CHOICES
+    )
+    serials = {"reference": f"SIMREF{seed:04d}", "test": f"SIMTEST{seed:04d}"}
+    return RigConfig(
+        roles={
+            "reference": RoleConfig(
+                serials["reference"],
+                {"shutter": REFERENCE_SHUTTER, "aperture": "8", "iso": "100"},
+            ),
+            "test": RoleConfig(
+                serials["test"], {"shutter": test_shutter, "aperture": "8", "iso": "100"}
+            ),
+        },
+        backend="fake",
+        output_root=out.resolve().parent,
+        ev_offset=ev_offset,
+        fake={
+            "cameras": [
+                {"serial": serial, "model": f"Simulated body ({role})"}
+                for role, serial in serials.items()
+            ]
+        },
+    )
+
+
+def _camera_settings(generic: dict[str, str]) -> dict[str, str]:
+    names = {"shutter": "shutterspeed", "aperture": "f-number", "iso": "iso"}
+    return {names.get(k, k): v for k, v in generic.items()}
+
+
+def _role_plans(rig: Any) -> dict[str, dict[str, Any]]:
+    plans = {}
+    for role, role_config in rig.roles.items():
+        generic = dict(role_config.settings)
+        ev = 0.0 if role == "reference" else rig.ev_offset
+        plans[role] = {
+            "ev": round(ev, 4),
+            "generic": generic,
+            "settings": _camera_settings(generic),
+        }
+    return plans
+
+
+def _make_bodies(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    margin: int,
+) -> tuple[Body, Body, npt.NDArray[np.float64]]:
+    h_true = misregistration(rng, size)
+    crop = np.array([[1, 0, margin], [0, 1, margin], [0, 0, 1.0]])
+    ref_ppm = float(rng.uniform(-20, 20))
+    test_rate = (1 + ref_ppm * 1e-6) * (1 + config.drift_ppm * 1e-6)
+    test_ppm = (test_rate - 1) * 1e6
+    # offset_s = (start_ref - start_test) * test_rate; the later body starts at scene 0.
+    delta = config.offset_s / test_rate
+    start_ref, start_test = max(delta, 0.0), max(-delta, 0.0)
+    reference = Body(
+        "reference", start_ref, ref_ppm, 1.0, float(rng.uniform(0.6, 1.0)),
+        float(rng.uniform(0.0015, 0.003)), config.reference_sensor, False, crop,
+    )  # fmt: skip
+    test = Body(
+        "test", start_test, test_ppm, 2.0**config.ev_offset / config.splitter_ratio,
+        float(rng.uniform(0.4, 0.8)), float(rng.uniform(0.0015, 0.003)), config.test_sensor,
+        True, crop @ h_true,
+    )  # fmt: skip
+    return reference, test, h_true
+
+
+def _footage(
+    config: SimulationConfig, canvas: tuple[int, int], seconds_needed: float | None
+) -> Footage:
+    if config.generated:
+        assert seconds_needed is not None
+        return generated_footage(canvas, seconds_needed, config.fps, config.seed)
+    return load_footage(Path(config.source), canvas, config.fps, seconds_needed)
+
+
+def _recording_seconds(config: SimulationConfig, footage: Footage, bodies: list[Body]) -> float:
+    """Camera seconds both bodies record: as asked, or what the source allows."""
+    available = min((footage.duration_s - b.start_s) * b.rate for b in bodies)
+    available -= 1.0 / footage.fps  # the last frame must still be inside the source
+    wanted = config.seconds if config.seconds is not None else available
+    if config.generated and config.seconds is None:
+        wanted = GENERATED_SECONDS
+    if available < MIN_RECORDING_S or wanted > available + 1e-9:
+        raise SimulationError(
+            f"{config.source}: {footage.duration_s:.2f} s of footage leave "
+            f"{max(available, 0):.2f} s of recording with offset_s (--offset-s) "
+            f"{config.offset_s:g}; need "
+            + (f"{wanted:g} s (--seconds)" if config.seconds is not None else
+               f"at least {MIN_RECORDING_S:g} s")
+        )  # fmt: skip
+    return float(wanted)
+
+
+def simulate(
+    config: SimulationConfig,
+    out: str | Path,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> SimulationResult:
+    """Simulate a beam-splitter rig recording ``config.source``; write the session at ``out``.
+
+    Raises
+    ------
+    SimulationError
+        A setting the simulation cannot honour (the message names it).
+    FootageError
+        A missing or unusable source (no frames, mixed frame sizes, RAW, unreadable).
+    OutputError
+        ``out`` exists and is not an empty folder, or cannot be written.
+    """
+    from tqdm import tqdm
+
+    from expokit.capture.journal import Journal
+    from expokit.capture.session import CONFIG_FILE, JOURNAL_FILE, Session
+    from expokit.core.atomic import atomic_path, atomic_write_json
+    from expokit.core.hashing import sha256_file
+    from expokit.core.lock import RootLock
+    from expokit.core.roots import claim_root
+
+    say = log or (lambda _: None)
+    out = Path(out)
+    _prepare_out(out)
+    if config.generated:
+        native = config.size or GENERATED_SIZE
+    else:
+        native = config.size or source_size(Path(config.source))
+    size = (native[0] - native[0] % 2, native[1] - native[1] % 2)
+    margin = max(8, round(0.04 * max(size)))
+    canvas = (size[0] + 2 * margin, size[1] + 2 * margin)
+    rng = np.random.default_rng([config.seed, 11])
+    reference, test, h_true = _make_bodies(config, rng, size, margin)
+    bodies = [reference, test]
+    lead = max(b.start_s for b in bodies)
+    if config.generated:
+        seconds = config.seconds or GENERATED_SECONDS
+        footage = _footage(config, canvas, lead + seconds * 1.001 + 2.0 / config.fps + 0.1)
+    else:
+        wanted = None if config.seconds is None else lead + config.seconds * 1.001 + 1.0
+        footage = _footage(config, canvas, wanted)
+    video = not footage.is_still
+    seconds = _recording_seconds(config, footage, bodies) if video else 0.0
+    fps = footage.fps if video else 0.0
+    say(f"source      {footage.kind} {footage.source}, {size[0]}x{size[1]}"
+        + (f", {fps:.3f} fps, {seconds:.2f} s" if video else " (still)"))  # fmt: skip
+
+    rig = _rig_config(out, config.ev_offset, config.seed)
+    claim_root(out, "session", what="simulated session folder (--out)")
+    lock = RootLock(out, "expokit simulate").acquire()
+    journal = Journal(out / JOURNAL_FILE)
+    session = Session(out, rig, journal, lock)
+    files: dict[str, str] = {}
+    bodies_info: dict[str, dict[str, Any]] = {}
+    try:
+        session.files_dir.mkdir(exist_ok=True)
+        atomic_write_json(out / CONFIG_FILE, rig.to_dict())
+        journal.append("session_started", session=out.name, rig=rig.to_dict(), simulated=True)
+        roles = _role_plans(rig)
+        for role in ("reference", "test"):
+            journal.append(
+                "settings_applied", index=1, role=role, settings=roles[role]["settings"],
+                mismatches=[],
+            )  # fmt: skip
+        host_t0 = time.monotonic()
+        noise_rngs = {
+            b.role: np.random.default_rng([config.seed, 23, i]) for i, b in enumerate(bodies)
+        }
+        audio_rngs = {
+            b.role: np.random.default_rng([config.seed, 29, i]) for i, b in enumerate(bodies)
+        }
+        if video:
+            (plan,) = session.plan("video", [roles], seconds=round(seconds, 6))
+            frame_count = math.floor(seconds * fps + 1e-9)
+            for body in bodies:
+                name = session.filename(plan, body.role, ".mp4")
+                target = session.file_path(name)
+                journal.append(
+                    "triggered", index=plan.index, role=body.role,
+                    t_before=host_t0 + body.start_s, t_after=host_t0 + body.start_s,
+                    attempt=1, movie="start", simulated=True,
+                )  # fmt: skip
+                audio = None
+                if footage.audio is not None:
+                    audio = record_audio(
+                        footage.audio, body, seconds, config.audio_rate, audio_rngs[body.role]
+                    )
+                frames = _movie_frames(
+                    footage, body, size, fps, frame_count, noise_rngs[body.role],
+                    tqdm(total=frame_count, desc=f"simulate {body.role}", unit="frame",
+                         disable=not progress or None),
+                )  # fmt: skip
+                with atomic_path(target) as tmp:
+                    encode_movie(tmp, frames, size, fps, audio, config.audio_rate, config.crf)
+                _journal_download(journal, plan.index, body.role, target)
+                files[f"video_{body.role}"] = f"files/{name}"
+                bodies_info[body.role] = {
+                    **body.to_dict(),
+                    "frames": frame_count,
+                    "audio_samples": None if audio is None else int(audio.size),
+                }
+            journal.append("shot_done", index=plan.index)
+        # Still pairs of the scene, both cameras at the same scene instant.
+        still_times = _still_times(config, footage, bodies, seconds) if video else [0.0]
+        plans = session.plan("pair", [roles] * len(still_times))
+        for plan, scene_t in zip(plans, still_times, strict=True):
+            scene = footage.frame_at(scene_t)
+            for body in bodies:
+                name = session.filename(plan, body.role, ".png")
+                target = session.file_path(name)
+                write_png16(target, expose(scene, body, size, noise_rngs[body.role]))
+                journal.append(
+                    "triggered", index=plan.index, role=body.role, t_before=host_t0 + scene_t,
+                    t_after=host_t0 + scene_t, attempt=1, trigger="simulated",
+                )  # fmt: skip
+                _journal_download(journal, plan.index, body.role, target)
+                files[f"still_{plan.index:04d}_{body.role}"] = f"files/{name}"
+            journal.append("shot_done", index=plan.index, scene_time_s=scene_t)
+        # The calibration board, shot before recording (not part of the dataset shots).
+        board = render_board(canvas)
+        for body in bodies:
+            target = out / CALIBRATION_DIR / f"board_{body.role}.png"
+            write_png16(target, expose(board, body, size, noise_rngs[body.role]))
+            files[f"board_{body.role}"] = f"{CALIBRATION_DIR}/{target.name}"
+        journal.append(
+            "command_finished", kind="simulate", shots_done=len(plans) + int(video),
+            shots_failed=[],
+        )  # fmt: skip
+        truth = _truth(config, footage, size, h_true, bodies, bodies_info, seconds, fps, files)
+        truth["sha256"] = {key: sha256_file(out / path) for key, path in sorted(files.items())}
+        atomic_write_json(out / TRUTH_FILE, truth)
+    finally:
+        session.close()
+    return SimulationResult(out, truth, files)
+
+
+def _movie_frames(
+    footage: Footage,
+    body: Body,
+    size: tuple[int, int],
+    fps: float,
+    count: int,
+    rng: np.random.Generator,
+    bar: Any,
+) -> Iterator[npt.NDArray[np.uint8]]:
+    with contextlib.closing(bar):
+        for k in range(count):
+            scene = footage.frame_at(float(body.scene_time(k / fps)))
+            yield to_uint(expose(scene, body, size, rng), 8)
+            bar.update(1)
+
+
+def _still_times(
+    config: SimulationConfig, footage: Footage, bodies: list[Body], seconds: float
+) -> list[float]:
+    start = max(b.start_s for b in bodies)
+    end = min(float(b.scene_time(seconds)) for b in bodies)
+    count = config.still_pairs
+    return [round(start + (end - start) * (i + 0.5) / count, 6) for i in range(count)]
+
+
+def _journal_download(journal: Any, index: int, role: str, target: Path) -> None:
+    from expokit.core.hashing import sha256_file
+
+    journal.append(
+        "downloaded", index=index, role=role, file=target.name, size=target.stat().st_size,
+        sha256=sha256_file(target), camera_file=f"/simulated/{target.name}", attempts=1,
+        synchronized=True,
+    )  # fmt: skip
+
+
+def _truth(
+    config: SimulationConfig,
+    footage: Footage,
+    size: tuple[int, int],
+    h_true: npt.NDArray[np.float64],
+    bodies: list[Body],
+    bodies_info: dict[str, dict[str, Any]],
+    seconds: float,
+    fps: float,
+    files: dict[str, str],
+) -> dict[str, Any]:
+    from expokit import __version__
+    from expokit.calibration.sync import CONVENTION
+
+    reference, test = bodies
+    offset = (reference.start_s - test.start_s) * test.rate
+    drift = (test.rate / reference.rate - 1.0) * 1e6
+    return {
+        "format_version": SIMULATION_FORMAT_VERSION,
+        "kind": "expokit rig simulation",
+        "expokit_version": __version__,
+        "seed": config.seed,
+        "source": footage.describe(),
+        "config": config.to_dict(),
+        "image_size": list(size),
+        "flip": "horizontal",
+        "homography": [[float(v) for v in row] for row in h_true],
+        "homography_convention": (
+            "test -> reference, full-resolution pixels, applied AFTER undoing the flip "
+            "(to Flip.apply of the raw test image); the convention of rig_calibration.json"
+        ),
+        "ev_offset": config.ev_offset,
+        "splitter_ratio": config.splitter_ratio,
+        "photometric_gain": config.photometric_gain,
+        "photometric_gain_convention": "reference = test * gain in linear light, unclipped",
+        "offset_s": offset,
+        "drift_ppm": drift,
+        "sync_convention": CONVENTION,
+        "sync_a": files.get("video_reference"),
+        "sync_b": files.get("video_test"),
+        "fps": fps,
+        "seconds": seconds,
+        "audio": footage.audio is not None,
+        "audio_rate": config.audio_rate if footage.audio is not None else None,
+        "noise": {
+            "model": "variance(x) = x / full_well_e + (read_noise_e / full_well_e)^2, "
+            "x linear in [0, 1], clipped at 1",
+            "reference": asdict(config.reference_sensor),
+            "test": asdict(config.test_sensor),
+        },
+        "bodies": {b.role: bodies_info.get(b.role, b.to_dict()) for b in bodies},
+        "board": dict(BOARD),
+        "files": dict(sorted(files.items())),
+        "encoding": {
+            "video": f"H.264 yuv420p MP4, crf {config.crf}",
+            "audio": "AAC mono",
+            "stills": "16-bit PNG, sRGB-encoded",
+        },
+    }
