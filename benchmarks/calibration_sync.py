@@ -90,7 +90,7 @@ def program(seconds: float, seed: int = 0) -> np.ndarray:
 
 def encode(path: Path, samples: np.ndarray, declared_rate: int = RATE) -> None:
     """AAC-encode mono float32 ``samples`` read as ``declared_rate`` Hz, output 48 kHz."""
-    from expokit.calibration.video_io import ffmpeg_exe
+    from expokit.core.video_io import ffmpeg_exe
 
     subprocess.run(
         [
@@ -158,7 +158,7 @@ def timed(func: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 def run_case(a_path: Path, case: dict[str, Any], repeat: int, duration_s: float) -> None:
     from expokit.calibration.sync import SyncConfig, audio_offset, synchronize
-    from expokit.calibration.video_io import decode_audio
+    from expokit.core.video_io import decode_audio
 
     config = SyncConfig()
     b_path = case["b"]

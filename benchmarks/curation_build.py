@@ -55,8 +55,8 @@ def make_synthetic(folder: Path, scenes: int, size: int = 512) -> Path:
     import cv2
     import numpy as np
 
-    from expokit.curation.synthetic import demo_scene
-    from expokit.curation.transfer import srgb_encode
+    from expokit.core.synthetic import demo_scene
+    from expokit.core.transfer import srgb_encode
 
     for index in range(scenes):
         scene = demo_scene("texture", size, size, seed=index)[..., ::-1] * 0.5

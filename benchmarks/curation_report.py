@@ -32,7 +32,7 @@ EVS = (-1.5, -1.0, 0.0, 1.0, 1.5)
 
 
 def _render(radiance: np.ndarray, ev: float) -> np.ndarray:
-    from expokit.curation.transfer import srgb_encode
+    from expokit.core.transfer import srgb_encode
 
     return np.asarray(np.round(srgb_encode(radiance * 2.0**ev) * 255), dtype=np.uint8)
 

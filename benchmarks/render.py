@@ -35,7 +35,7 @@ breakdown
     parameters, the rest of ``decode_raw`` (EXIF, sanity checks), LUT build and LUT
     application per EV, JPEG encoding per EV, file writes, and the SHA-256 of the RAW.
 LUT variants
-    The LUT step as shipped (:func:`expokit.curation.transfer.apply_luts`: 64-row bands cast
+    The LUT step as shipped (:func:`expokit.core.transfer.apply_luts`: 64-row bands cast
     to indices once, every EV applied per band, on threads) against the naive per-EV
     ``np.take`` on the negative-stride BGR view and two intermediate variants, all checked
     byte-identical; with the totals they would give.
@@ -177,6 +177,7 @@ def decode_parts_once(path: Path) -> dict[str, float]:
     import rawpy
 
     from expokit.core.hashing import sha256_file
+    from expokit.core.transfer import exposure_lut
     from expokit.curation.raw_decode import (
         _check_raw_data,
         _check_render,
@@ -184,7 +185,6 @@ def decode_parts_once(path: Path) -> dict[str, float]:
         libraw_params,
         read_metadata,
     )
-    from expokit.curation.transfer import exposure_lut
 
     marks = [time.perf_counter()]
     with rawpy.imread(str(path)) as raw:
@@ -236,7 +236,7 @@ def _lut_variant_fns(
     """Ways to map ``(H, W, 3)`` 16-bit BGR through every EV's LUT; the naive one first.
 
     One-off copies (contiguous BGR, ``intp`` indices) are inside the timed call."""
-    from expokit.curation.transfer import apply_lut, apply_luts
+    from expokit.core.transfer import apply_lut, apply_luts
 
     del pool  # apply_luts manages its own threads
 
@@ -264,8 +264,8 @@ def _lut_variant_fns(
 
 def lut_variants(files: Sequence[Path], repeat: int) -> dict[str, dict[str, float]]:
     """Median seconds of each LUT variant for all MSEC EVs, per file (checked byte-identical)."""
+    from expokit.core.transfer import exposure_lut
     from expokit.curation.raw_decode import decode_raw
-    from expokit.curation.transfer import exposure_lut
 
     threads = os.cpu_count() or 1
     luts = [exposure_lut(2.0**ev, 8, "srgb") for ev in MSEC_EVS]

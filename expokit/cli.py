@@ -161,7 +161,7 @@ def _run_render(
     executor: str,
     no_progress: bool,
 ) -> None:
-    from expokit.curation.ev import parse_ev_list
+    from expokit.core.ev import parse_ev_list
     from expokit.curation.render import render_batch
     from expokit.curation.render_config import MeterSpec, RenderConfig
 

@@ -97,7 +97,7 @@ def run_calibration(reference_jpg: Path, out: Path) -> bool:
 
     from expokit.calibration.geometry import calibrate_geometry
     from expokit.calibration.homography import homography_grid_error
-    from expokit.curation.transfer import srgb_decode, srgb_encode
+    from expokit.core.transfer import srgb_decode, srgb_encode
 
     reference = read_image(reference_jpg)
     height, width = reference.shape[:2]

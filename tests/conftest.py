@@ -27,7 +27,7 @@ def shared_raw_dir() -> Path:
 @pytest.fixture
 def chart_dng(tmp_path: Path) -> Path:
     """A 14-bit synthetic Bayer DNG of the colour chart with known radiance."""
-    from expokit.curation.synthetic import demo_scene, write_dng
+    from expokit.core.synthetic import demo_scene, write_dng
 
     path = tmp_path / "raws" / "chart.dng"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,7 @@ def chart_dng(tmp_path: Path) -> Path:
 @pytest.fixture
 def small_raw_dir(tmp_path: Path) -> Path:
     """Three small synthetic DNGs (different scenes and CFA patterns) in one folder."""
-    from expokit.curation.synthetic import demo_scene, write_dng
+    from expokit.core.synthetic import demo_scene, write_dng
 
     folder = tmp_path / "small_raws"
     folder.mkdir()

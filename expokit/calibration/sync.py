@@ -57,7 +57,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from expokit.calibration.video_io import (
+from expokit.core.atomic import atomic_path, atomic_write_json, ensure_writable_dir
+from expokit.core.errors import ExpokitError, InputFileError, OutputError
+from expokit.core.hashing import sha256_file
+from expokit.core.paths import check_output_file
+from expokit.core.versioned import read_versioned_json
+from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
+from expokit.core.video_io import (
     MediaError,
     MediaInfo,
     NoAudioError,
@@ -66,22 +72,12 @@ from expokit.calibration.video_io import (
     ffmpeg_exe,
     probe_media,
 )
-from expokit.core.atomic import atomic_path, atomic_write_json, ensure_writable_dir
-from expokit.core.errors import ExpokitError, InputFileError, OutputError
-from expokit.core.hashing import sha256_file
-from expokit.core.paths import check_output_file
-from expokit.core.versioned import read_versioned_json
 
 #: Version of the ``sync.json`` layout; bump on incompatible changes.
 SYNC_FORMAT_VERSION = 1
 
 METHODS: tuple[str, ...] = ("auto", "audio", "brightness")
 
-CONVENTION = (
-    "offset_s = t_B - t_A: an event at t seconds from the start of A happens at "
-    "t + offset_s + drift_ppm * 1e-6 * t seconds from the start of B; offset_s > 0 means B "
-    "started recording earlier (apply cuts offset_s seconds from the start of B)"
-)
 
 
 class SyncError(ExpokitError):

@@ -18,7 +18,7 @@ def shuffled_audio(
     Pieces are shuffled rather than looped so the result is not periodic: a looped clip
     correlates with itself one loop later and no offset would be unambiguous.
     """
-    from expokit.calibration.video_io import decode_audio
+    from expokit.core.video_io import decode_audio
 
     pool = []
     for source in sources:

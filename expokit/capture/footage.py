@@ -294,7 +294,7 @@ def _natural_key(name: str) -> list[Any]:
 
 
 def _probe_video(path: Path) -> Any:
-    from expokit.calibration.video_io import MediaError, probe_media
+    from expokit.core.video_io import MediaError, probe_media
 
     try:
         info = probe_media(path)
@@ -330,7 +330,7 @@ def load_footage(
         raise FootageError(source, "has no video frames (nothing decoded)")
     audio = None
     if info.has_audio:
-        from expokit.calibration.video_io import decode_audio
+        from expokit.core.video_io import decode_audio
 
         audio = decode_audio(source, SCENE_AUDIO_RATE).astype(np.float32)
         if not np.any(np.abs(audio) > 1e-4):
@@ -341,7 +341,7 @@ def load_footage(
 def _decode_frames(
     source: Path, canvas: tuple[int, int], max_seconds: float | None
 ) -> list[npt.NDArray[np.uint8]]:
-    from expokit.calibration.video_io import ffmpeg_exe
+    from expokit.core.video_io import ffmpeg_exe
 
     width, height = canvas
     args = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(source)]

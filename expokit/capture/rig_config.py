@@ -22,6 +22,21 @@ Example (``expokit capture`` reads it with ``--rig rig.toml``)::
     serial = "3054321"
     settings = { aperture = "8", iso = "100", image_format = "RAW" }  # shutter from ev_offset
 
+A ``fake`` rig may serve simulated footage (:mod:`expokit.capture.simulate`): ``capture
+video`` then returns the simulated movies of both bodies, ``capture pair`` stills of the
+scene and ``capture calibration`` stills of a ChArUco board, and each session gets a
+``truth.json``. The test camera's EV offset is the rig's ``ev_offset``::
+
+    [fake]
+    source = "generated"                # or a movie, a folder of frames, an image
+    cameras = [{ serial = "3012345" }, { serial = "3054321" }]
+
+    [fake.simulation]                   # any field of SimulationConfig (defaults there)
+    offset_s = 0.37                     # sync.json convention
+    drift_ppm = 120.0
+    seed = 0
+    size = [320, 240]
+
 Roles are bound to **serial numbers**: USB ports change on re-plug and two identical bodies
 swap. Setting names are generic (see :mod:`expokit.capture.aliases`) or the camera's own.
 """
@@ -40,8 +55,8 @@ from typing import Any
 from expokit.capture.aliases import GENERIC_SETTINGS
 from expokit.capture.exposure import f_number, iso_value, shutter_seconds
 from expokit.core.errors import ExpokitError
+from expokit.core.ev import ev_token
 from expokit.core.paths import is_safe_name
-from expokit.curation.ev import ev_token
 
 ROLES: tuple[str, ...] = ("reference", "test")
 TRIGGER_MODES: tuple[str, ...] = ("threaded", "sequential")
@@ -223,6 +238,10 @@ class RigConfig:
             if role not in ROLES:
                 raise ValueError(f"bracket_roles: unknown role {role!r}")
         check_filename_template(self.filename_template, self._template_samples())
+        if self.fake.get("source") is not None or self.fake.get("simulation") is not None:
+            if self.backend != "fake":
+                raise ValueError("fake.source / fake.simulation: only a fake backend simulates")
+            self.simulation()  # checks every key of [fake.simulation]
         for role_config in self.roles.values():
             for key in role_config.settings:
                 if (
@@ -245,10 +264,33 @@ class RigConfig:
                 "serial": self.roles[role].serial,
             }
             for role in ROLES
-            for kind, ext in (("pair", ".nef"), ("bracket", ".cr2"), ("video", ".mov"))
+            for kind, ext in (
+                ("pair", ".nef"),
+                ("bracket", ".cr2"),
+                ("video", ".mov"),
+                ("calibration", ".png"),
+            )
             for index in (1, 99999)
             for ev in sorted(evs)
         ]
+
+    def simulation(self, seconds: float | None = None) -> Any:
+        """The :class:`~expokit.capture.simulate.SimulationConfig` of a fake rig whose
+        ``[fake]`` table names a ``source`` (``None`` without one); ``seconds``: the movie
+        length (``capture video --seconds``).
+
+        Raises
+        ------
+        ValueError
+            Naming the key (``fake.source``, ``fake.simulation.<key>``) and the problem.
+        """
+        source = self.fake.get("source")
+        table = self.fake.get("simulation")
+        if source is None:
+            if table is not None:
+                raise ValueError("fake.simulation needs fake.source (a movie, ... or 'generated')")
+            return None
+        return simulation_config(source, table or {}, self.ev_offset, seconds)
 
     @property
     def serials(self) -> dict[str, str]:
@@ -286,10 +328,95 @@ class RigConfig:
         for key in ("bracket", "bracket_roles"):
             if key in values:
                 values[key] = tuple(values[key])
+        fake = values.get("fake")
+        if isinstance(fake, dict) and isinstance(fake.get("source"), str):
+            src = fake["source"]
+            if src != "generated" and source is not None and not Path(src).is_absolute():
+                values["fake"] = {**fake, "source": str(source.parent / Path(src).expanduser())}
         stored_source = values.pop("source", None)
         if source is None and stored_source:
             source = Path(stored_source)
         return cls(roles=roles, source=source, **values)
+
+
+_INT_KEYS = frozenset({"seed", "audio_rate", "crf"})
+
+
+def simulation_config(
+    source: Any, table: Any, ev_offset: float, seconds: float | None = None
+) -> Any:
+    """``[fake] source`` and ``[fake.simulation]`` as a ``SimulationConfig``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``fake.source`` or ``fake.simulation.<key>`` and the problem.
+    """
+    from expokit.capture.simulate import SIMULATION_KEYS, SensorModel, SimulationConfig
+    from expokit.core.errors import ExpokitError
+
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(
+            f"fake.source = {source!r}: give 'generated' or the path of a movie, a folder "
+            "of frames or an image"
+        )
+    if source != "generated" and not Path(source).exists():
+        raise ValueError(f"fake.source = {source!r}: no such file or folder")
+    if not isinstance(table, dict):
+        raise ValueError("fake.simulation must be a table")
+    unknown = sorted(set(table) - set(SIMULATION_KEYS))
+    if unknown:
+        raise ValueError(
+            f"fake.simulation: unknown keys {', '.join(unknown)} "
+            f"(known: {', '.join(SIMULATION_KEYS)}; seconds and pairs come from the command)"
+        )
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"fake.simulation.{key}"
+        if key in ("reference_sensor", "test_sensor"):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where} must be a table (full_well_e, read_noise_e)")
+            try:
+                values[key] = SensorModel(**value)
+            except TypeError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+            except ExpokitError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        elif key == "size":
+            if (
+                not isinstance(value, list)
+                or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ):
+                raise ValueError(f"{where} = {value!r} must be [width, height] in pixels")
+            values[key] = (value[0], value[1])
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where} = {value!r} must be a number")
+        elif key in _INT_KEYS and not isinstance(value, int):
+            raise ValueError(f"{where} = {value!r} must be an integer")
+        else:
+            values[key] = value
+    if "ev_offset" in values and values["ev_offset"] != ev_offset:
+        raise ValueError(
+            f"fake.simulation.ev_offset = {values['ev_offset']:g} differs from the rig's "
+            f"ev_offset = {ev_offset:g} (the test camera's settings and file names follow "
+            "ev_offset); set ev_offset only"
+        )
+    values["ev_offset"] = ev_offset
+    for key in values:  # each key alone first, so the error names the one at fault
+        try:
+            SimulationConfig(source=source, **{key: values[key]})
+        except ExpokitError as exc:
+            text = str(exc)
+            option = f"{key} (--{key.replace('_', '-')})"
+            name = "ev_offset" if key == "ev_offset" else f"fake.simulation.{key}"
+            raise ValueError(
+                text.replace(option, name) if option in text else f"{name}: {text}"
+            ) from None
+    try:
+        return SimulationConfig(source=source, seconds=seconds, still_pairs=0, **values)
+    except ExpokitError as exc:
+        raise ValueError(f"fake.simulation: {exc}") from None
 
 
 def load_rig_config(path: str | Path) -> RigConfig:

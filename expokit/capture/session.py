@@ -35,11 +35,15 @@ from expokit.capture.journal import Journal, read_journal
 from expokit.capture.rig_config import RigConfig
 from expokit.core.atomic import atomic_write_json, ensure_writable_dir, remove_stale_temp_files
 from expokit.core.errors import ExpokitError, OutputError
+from expokit.core.ev import ev_token
 from expokit.core.lock import RootLock
 from expokit.core.paths import check_name, resolve_inside
 from expokit.core.roots import claim_root
-from expokit.curation.ev import ev_token
 
+#: Shot kinds a session plans. ``calibration``: stills shot for ``expokit calibrate
+#: geometry`` (a board or the scene seen by both cameras), never dataset pairs.
+SHOT_KINDS: tuple[str, ...] = ("pair", "bracket", "video", "calibration")
+CALIBRATION_KIND = "calibration"
 CONFIG_FILE = "rig.json"
 JOURNAL_FILE = "journal.jsonl"
 FILES_DIR = "files"
@@ -200,6 +204,8 @@ class Session:
         self, kind: str, role_plans: list[dict[str, dict[str, Any]]], seconds: float | None = None
     ) -> list[ShotPlan]:
         """Journal new shots with consecutive indices after the last planned one."""
+        if kind not in SHOT_KINDS:
+            raise ExpokitError(f"unknown shot kind {kind!r} (kinds: {', '.join(SHOT_KINDS)})")
         start = self.state().next_index
         plans = []
         for offset, roles in enumerate(role_plans):

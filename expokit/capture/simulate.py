@@ -4,8 +4,16 @@ A scene (:mod:`expokit.capture.footage`: a movie, a folder of frames, a still, o
 ``generated`` footage) is recorded by two simulated bodies, and the result is written as a
 capture session in exactly the form ``expokit capture`` writes (``rig.json``,
 ``journal.jsonl``, ``files/`` named by the rig's template, root marker kind ``session``)
-plus ``truth.json`` (what every calibration stage should recover) and ``calibration/``
-(a ChArUco board seen by both cameras, as a lab shoots before recording).
+plus ``truth.json`` (what every calibration stage should recover). The calibration stills
+(a ChArUco board seen by both cameras, as a lab shoots before recording) are journaled as
+a shot of kind ``calibration`` (``curate build`` skips that kind; pass its two files to
+``expokit calibrate geometry``; ``truth.json["files"]`` names them ``board_reference`` and
+``board_test``).
+
+The same physics (:class:`RigSimulation`, one call per shot) is served by the fake capture
+backend when a rig config's ``[fake]`` table names a ``source``: ``expokit capture
+video/pair/calibration`` on such a rig then writes these files through the normal capture
+code (download, journal, template names) and a ``truth.json`` into the session.
 
 Physics, in linear light (sRGB sources are decoded to linear first):
 
@@ -42,7 +50,7 @@ import tempfile
 import time
 import wave
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -58,12 +66,18 @@ from expokit.capture.footage import (
     load_footage,
     source_size,
 )
+from expokit.capture.session import CALIBRATION_KIND
 from expokit.core.errors import ExpokitError, OutputError
 
 #: Version of the ``truth.json`` layout.
 SIMULATION_FORMAT_VERSION = 1
 TRUTH_FILE = "truth.json"
-CALIBRATION_DIR = "calibration"
+#: Keys of a rig config's ``[fake.simulation]`` table (fields of :class:`SimulationConfig`;
+#: ``seconds`` and ``still_pairs`` come from the capture command instead).
+SIMULATION_KEYS: tuple[str, ...] = (
+    "ev_offset", "offset_s", "drift_ppm", "seed", "size", "fps", "splitter_ratio",
+    "audio_rate", "crf", "reference_sensor", "test_sensor",
+)  # fmt: skip
 #: Largest |ev_offset| the simulated sensor can record usefully (beyond it the test camera
 #: is black or white).
 MAX_EV_OFFSET = 8.0
@@ -370,7 +384,7 @@ def encode_movie(
 ) -> None:
     """H.264 (yuv420p) + AAC MP4 of RGB ``frames`` and mono ``audio`` (bit-exact flags, one
     thread: the same input gives the same bytes)."""
-    from expokit.calibration.video_io import ffmpeg_exe
+    from expokit.core.video_io import ffmpeg_exe
 
     width, height = size
     with tempfile.TemporaryDirectory(prefix="expokit-sim-") as tmp:
@@ -409,14 +423,200 @@ def encode_movie(
             )
 
 
-def write_png16(path: Path, linear: Image) -> None:
+def png16_bytes(linear: Image) -> bytes:
+    """A 16-bit sRGB-encoded PNG of the linear RGB ``linear`` (what a simulated still is)."""
     import cv2
 
+    ok, encoded = cv2.imencode(".png", to_uint(linear, 16)[:, :, ::-1])
+    if not ok:
+        raise OutputError("could not encode a simulated still as PNG")
+    return bytes(encoded.tobytes())
+
+
+def write_png16(path: Path, linear: Image) -> None:
     from expokit.core.atomic import atomic_path
 
+    data = png16_bytes(linear)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), to_uint(linear, 16)[:, :, ::-1]):
-            raise OutputError(f"{path}: could not write the PNG")
+        tmp.write_bytes(data)
+
+
+# --------------------------------------------------------------------------- one rig
+
+
+@dataclass
+class RigSimulation:
+    """One simulated rig recording one scene: the only implementation of the physics.
+
+    Made once per session by :meth:`create` (bodies, misregistration, clocks, scene, all
+    from ``config.seed``); then each shot is one call: :meth:`movie` (one body's movie),
+    :meth:`still` (one body's still of the scene at a scene time), :meth:`board` (one
+    body's still of the ChArUco board). Both ``expokit simulate`` and the fake capture
+    backend (a fake rig whose ``[fake]`` table names a ``source``) shoot through it.
+    Per-body noise generators advance with every shot of that body, so a session is
+    deterministic per seed and shot order.
+    """
+
+    config: SimulationConfig
+    size: tuple[int, int]
+    canvas: tuple[int, int]
+    bodies: dict[str, Body]
+    homography: npt.NDArray[np.float64]
+    footage: Footage
+    seconds: float
+    noise_rngs: dict[str, np.random.Generator]
+    audio_rngs: dict[str, np.random.Generator]
+    _board: Image | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, config: SimulationConfig) -> RigSimulation:
+        """Bodies and scene for ``config``; ``config.seconds`` is the movie length.
+
+        Raises
+        ------
+        SimulationError, FootageError
+            As :func:`simulate`.
+        """
+        if config.generated:
+            native = config.size or GENERATED_SIZE
+        else:
+            native = config.size or source_size(Path(config.source))
+        size = (native[0] - native[0] % 2, native[1] - native[1] % 2)
+        margin = max(8, round(0.04 * max(size)))
+        canvas = (size[0] + 2 * margin, size[1] + 2 * margin)
+        rng = np.random.default_rng([config.seed, 11])
+        reference, test, h_true = _make_bodies(config, rng, size, margin)
+        bodies = [reference, test]
+        lead = max(b.start_s for b in bodies)
+        if config.generated:
+            seconds = config.seconds or GENERATED_SECONDS
+            footage = _footage(config, canvas, lead + seconds * 1.001 + 2.0 / config.fps + 0.1)
+        else:
+            wanted = None if config.seconds is None else lead + config.seconds * 1.001 + 1.0
+            footage = _footage(config, canvas, wanted)
+        seconds = 0.0 if footage.is_still else _recording_seconds(config, footage, bodies)
+        return cls(
+            config, size, canvas, {b.role: b for b in bodies}, h_true, footage, seconds,
+            {b.role: np.random.default_rng([config.seed, 23, i]) for i, b in enumerate(bodies)},
+            {b.role: np.random.default_rng([config.seed, 29, i]) for i, b in enumerate(bodies)},
+        )  # fmt: skip
+
+    @property
+    def video(self) -> bool:
+        return not self.footage.is_still
+
+    @property
+    def fps(self) -> float:
+        return self.footage.fps if self.video else 0.0
+
+    @property
+    def frame_count(self) -> int:
+        return math.floor(self.seconds * self.fps + 1e-9) if self.video else 0
+
+    def describe(self) -> str:
+        w, h = self.size
+        text = f"source      {self.footage.kind} {self.footage.source}, {w}x{h}"
+        if self.video:
+            return text + f", {self.fps:.3f} fps, {self.seconds:.2f} s"
+        return text + " (still)"
+
+    def still(self, role: str, scene_t: float) -> Image:
+        """``role``'s still of the scene at scene time ``scene_t`` (linear, as recorded)."""
+        body = self.bodies[role]
+        return expose(self.footage.frame_at(scene_t), body, self.size, self.noise_rngs[role])
+
+    def board(self, role: str) -> Image:
+        """``role``'s still of the ChArUco board :data:`BOARD` (linear, as recorded)."""
+        if self._board is None:
+            self._board = render_board(self.canvas)
+        return expose(self._board, self.bodies[role], self.size, self.noise_rngs[role])
+
+    def still_times(self, count: int) -> list[float]:
+        """Scene times of ``count`` still pairs spread over what both bodies record."""
+        if not self.video:
+            return [0.0] * count
+        return _still_times(count, list(self.bodies.values()), self.seconds)
+
+    def still_time(self, shot: int) -> float:
+        """Scene time of the ``shot``-th still (0-based) when the count is not known ahead
+        (the fake backend): a low-discrepancy walk over what both bodies record."""
+        if not self.video:
+            return 0.0
+        start = max(b.start_s for b in self.bodies.values())
+        end = min(float(b.scene_time(self.seconds)) for b in self.bodies.values())
+        fraction = ((shot + 0.5) * 0.6180339887498949) % 1.0
+        return round(start + (end - start) * fraction, 6)
+
+    def movie(self, role: str, target: Path, progress: bool = False) -> dict[str, Any]:
+        """Encode ``role``'s movie (:attr:`seconds` on its own clock, with its sound) to
+        ``target``; returns the body's entry of ``truth.json["bodies"]``."""
+        from tqdm import tqdm
+
+        body = self.bodies[role]
+        audio = None
+        if self.footage.audio is not None:
+            audio = record_audio(
+                self.footage.audio, body, self.seconds, self.config.audio_rate,
+                self.audio_rngs[role],
+            )  # fmt: skip
+        count = self.frame_count
+        frames = _movie_frames(
+            self.footage, body, self.size, self.fps, count, self.noise_rngs[role],
+            tqdm(total=count, desc=f"simulate {role}", unit="frame",
+                 disable=not progress or None),
+        )  # fmt: skip
+        encode_movie(target, frames, self.size, self.fps, audio, self.config.audio_rate,
+                     self.config.crf)  # fmt: skip
+        return {
+            **body.to_dict(),
+            "frames": count,
+            "audio_samples": None if audio is None else int(audio.size),
+        }
+
+    def truth(
+        self, files: dict[str, str], bodies_info: dict[str, dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """``truth.json`` for a session holding ``files`` (key -> path in the session)."""
+        return _truth(
+            self.config, self.footage, self.size, self.homography,
+            [self.bodies["reference"], self.bodies["test"]], bodies_info or {},
+            self.seconds if files.get("video_reference") else 0.0,
+            self.fps, files,
+        )  # fmt: skip
+
+
+def write_truth(root: Path, truth: dict[str, Any]) -> dict[str, Any]:
+    """Add the files' SHA-256 to ``truth`` and write ``root/truth.json`` atomically."""
+    from expokit.core.atomic import atomic_write_json
+    from expokit.core.hashing import sha256_file
+
+    truth["sha256"] = {
+        key: sha256_file(root / path) for key, path in sorted(truth["files"].items())
+    }
+    atomic_write_json(root / TRUTH_FILE, truth)
+    return truth
+
+
+def truth_file_keys(events: list[dict[str, Any]]) -> dict[str, str]:
+    """``truth.json["files"]`` of a session from its journal events: ``board_<role>`` (the
+    first calibration shot), ``calibration_<index>_<role>``, ``video_<role>`` (the first
+    video shot) and ``still_<index>_<role>``, each ``files/<name>``."""
+    kinds = {int(e["index"]): str(e["kind"]) for e in events if e["event"] == "planned"}
+    files: dict[str, str] = {}
+    for event in events:
+        if event["event"] != "downloaded":
+            continue
+        index, role = int(event["index"]), str(event["role"])
+        path = f"files/{event['file']}"
+        kind = kinds.get(index)
+        if kind == CALIBRATION_KIND:
+            files.setdefault(f"board_{role}", path)
+            files[f"calibration_{index:04d}_{role}"] = path
+        elif kind == "video":
+            files.setdefault(f"video_{role}", path)
+        elif kind is not None:
+            files[f"still_{index:04d}_{role}"] = path
+    return files
 
 
 # --------------------------------------------------------------------------- session
@@ -434,15 +634,36 @@ def _prepare_out(out: Path) -> None:
         )
 
 
-def _rig_config(out: Path, ev_offset: float, seed: int) -> Any:
+def fake_table(config: SimulationConfig, serials: dict[str, str]) -> dict[str, Any]:
+    """The rig config's ``[fake]`` table of a rig that records ``config`` (rig.json of a
+    simulated session: ``expokit capture`` on it shoots the same simulation)."""
+    simulation: dict[str, Any] = {
+        key: getattr(config, key) for key in SIMULATION_KEYS if key != "ev_offset"
+    }
+    simulation["size"] = list(config.size) if config.size else None
+    simulation = {k: v for k, v in simulation.items() if v is not None}
+    for key in ("reference_sensor", "test_sensor"):
+        simulation[key] = asdict(getattr(config, key))
+    return {
+        "cameras": [
+            {"serial": serial, "model": f"Simulated body ({role})"}
+            for role, serial in serials.items()
+        ],
+        "source": config.source,
+        "simulation": simulation,
+    }
+
+
+def _rig_config(out: Path, config: SimulationConfig) -> Any:
     from expokit.capture.backends.fake import SHUTTER_CHOICES
     from expokit.capture.exposure import nearest_shutter, shutter_seconds
     from expokit.capture.rig_config import RigConfig, RoleConfig
 
     test_shutter, _ = nearest_shutter(
-        shutter_seconds(REFERENCE_SHUTTER) * 2.0**ev_offset, SHUTTER_CHOICES
+        shutter_seconds(REFERENCE_SHUTTER) * 2.0**config.ev_offset, SHUTTER_CHOICES
     )
-    serials = {"reference": f"SIMREF{seed:04d}", "test": f"SIMTEST{seed:04d}"}
+    serials = {"reference": f"SIMREF{config.seed:04d}", "test": f"SIMTEST{config.seed:04d}"}
+    source = config.source if config.generated else str(Path(config.source).resolve())
     return RigConfig(
         roles={
             "reference": RoleConfig(
@@ -455,13 +676,8 @@ def _rig_config(out: Path, ev_offset: float, seed: int) -> Any:
         },
         backend="fake",
         output_root=out.resolve().parent,
-        ev_offset=ev_offset,
-        fake={
-            "cameras": [
-                {"serial": serial, "model": f"Simulated body ({role})"}
-                for role, serial in serials.items()
-            ]
-        },
+        ev_offset=config.ev_offset,
+        fake=fake_table(replace(config, source=source), serials),
     )
 
 
@@ -544,6 +760,12 @@ def simulate(
 ) -> SimulationResult:
     """Simulate a beam-splitter rig recording ``config.source``; write the session at ``out``.
 
+    The session holds, in this order: shot 1 of kind ``calibration`` (the ChArUco board
+    seen by both cameras, as a lab shoots before recording), shot 2 of kind ``video``
+    (unless the source is a still) and ``config.still_pairs`` shots of kind ``pair``;
+    every file is journaled and named by the rig's template, as ``expokit capture``
+    writes them. The physics is :class:`RigSimulation`'s, shared with the fake backend.
+
     Raises
     ------
     SimulationError
@@ -553,125 +775,83 @@ def simulate(
     OutputError
         ``out`` exists and is not an empty folder, or cannot be written.
     """
-    from tqdm import tqdm
-
     from expokit.capture.journal import Journal
     from expokit.capture.session import CONFIG_FILE, JOURNAL_FILE, Session
     from expokit.core.atomic import atomic_path, atomic_write_json
-    from expokit.core.hashing import sha256_file
     from expokit.core.lock import RootLock
     from expokit.core.roots import claim_root
 
     say = log or (lambda _: None)
     out = Path(out)
     _prepare_out(out)
-    if config.generated:
-        native = config.size or GENERATED_SIZE
-    else:
-        native = config.size or source_size(Path(config.source))
-    size = (native[0] - native[0] % 2, native[1] - native[1] % 2)
-    margin = max(8, round(0.04 * max(size)))
-    canvas = (size[0] + 2 * margin, size[1] + 2 * margin)
-    rng = np.random.default_rng([config.seed, 11])
-    reference, test, h_true = _make_bodies(config, rng, size, margin)
-    bodies = [reference, test]
-    lead = max(b.start_s for b in bodies)
-    if config.generated:
-        seconds = config.seconds or GENERATED_SECONDS
-        footage = _footage(config, canvas, lead + seconds * 1.001 + 2.0 / config.fps + 0.1)
-    else:
-        wanted = None if config.seconds is None else lead + config.seconds * 1.001 + 1.0
-        footage = _footage(config, canvas, wanted)
-    video = not footage.is_still
-    seconds = _recording_seconds(config, footage, bodies) if video else 0.0
-    fps = footage.fps if video else 0.0
-    say(f"source      {footage.kind} {footage.source}, {size[0]}x{size[1]}"
-        + (f", {fps:.3f} fps, {seconds:.2f} s" if video else " (still)"))  # fmt: skip
+    sim = RigSimulation.create(config)
+    say(sim.describe())
 
-    rig = _rig_config(out, config.ev_offset, config.seed)
+    rig = _rig_config(out, config)
     claim_root(out, "session", what="simulated session folder (--out)")
     lock = RootLock(out, "expokit simulate").acquire()
     journal = Journal(out / JOURNAL_FILE)
     session = Session(out, rig, journal, lock)
     files: dict[str, str] = {}
     bodies_info: dict[str, dict[str, Any]] = {}
+    order = ("reference", "test")
     try:
         session.files_dir.mkdir(exist_ok=True)
         atomic_write_json(out / CONFIG_FILE, rig.to_dict())
         journal.append("session_started", session=out.name, rig=rig.to_dict(), simulated=True)
         roles = _role_plans(rig)
-        for role in ("reference", "test"):
+        for role in order:
             journal.append(
                 "settings_applied", index=1, role=role, settings=roles[role]["settings"],
                 mismatches=[],
             )  # fmt: skip
         host_t0 = time.monotonic()
-        noise_rngs = {
-            b.role: np.random.default_rng([config.seed, 23, i]) for i, b in enumerate(bodies)
-        }
-        audio_rngs = {
-            b.role: np.random.default_rng([config.seed, 29, i]) for i, b in enumerate(bodies)
-        }
-        if video:
-            (plan,) = session.plan("video", [roles], seconds=round(seconds, 6))
-            frame_count = math.floor(seconds * fps + 1e-9)
-            for body in bodies:
-                name = session.filename(plan, body.role, ".mp4")
+
+        def still_shot(plan: Any, role: str, image: Image, scene_t: float) -> str:
+            name = session.filename(plan, role, ".png")
+            target = session.file_path(name)
+            write_png16(target, image)
+            journal.append(
+                "triggered", index=plan.index, role=role, t_before=host_t0 + scene_t,
+                t_after=host_t0 + scene_t, attempt=1, trigger="simulated",
+            )  # fmt: skip
+            _journal_download(journal, plan.index, role, target)
+            return f"files/{name}"
+
+        # The calibration board, shot before recording (not a dataset shot).
+        (calibration,) = session.plan(CALIBRATION_KIND, [roles])
+        for role in order:
+            files[f"board_{role}"] = still_shot(calibration, role, sim.board(role), 0.0)
+        journal.append("shot_done", index=calibration.index)
+        if sim.video:
+            (plan,) = session.plan("video", [roles], seconds=round(sim.seconds, 6))
+            for role in order:
+                body = sim.bodies[role]
+                name = session.filename(plan, role, ".mp4")
                 target = session.file_path(name)
                 journal.append(
-                    "triggered", index=plan.index, role=body.role,
+                    "triggered", index=plan.index, role=role,
                     t_before=host_t0 + body.start_s, t_after=host_t0 + body.start_s,
                     attempt=1, movie="start", simulated=True,
                 )  # fmt: skip
-                audio = None
-                if footage.audio is not None:
-                    audio = record_audio(
-                        footage.audio, body, seconds, config.audio_rate, audio_rngs[body.role]
-                    )
-                frames = _movie_frames(
-                    footage, body, size, fps, frame_count, noise_rngs[body.role],
-                    tqdm(total=frame_count, desc=f"simulate {body.role}", unit="frame",
-                         disable=not progress or None),
-                )  # fmt: skip
                 with atomic_path(target) as tmp:
-                    encode_movie(tmp, frames, size, fps, audio, config.audio_rate, config.crf)
-                _journal_download(journal, plan.index, body.role, target)
-                files[f"video_{body.role}"] = f"files/{name}"
-                bodies_info[body.role] = {
-                    **body.to_dict(),
-                    "frames": frame_count,
-                    "audio_samples": None if audio is None else int(audio.size),
-                }
+                    bodies_info[role] = sim.movie(role, tmp, progress)
+                _journal_download(journal, plan.index, role, target)
+                files[f"video_{role}"] = f"files/{name}"
             journal.append("shot_done", index=plan.index)
         # Still pairs of the scene, both cameras at the same scene instant.
-        still_times = _still_times(config, footage, bodies, seconds) if video else [0.0]
+        still_times = sim.still_times(config.still_pairs) if sim.video else [0.0]
         plans = session.plan("pair", [roles] * len(still_times))
         for plan, scene_t in zip(plans, still_times, strict=True):
-            scene = footage.frame_at(scene_t)
-            for body in bodies:
-                name = session.filename(plan, body.role, ".png")
-                target = session.file_path(name)
-                write_png16(target, expose(scene, body, size, noise_rngs[body.role]))
-                journal.append(
-                    "triggered", index=plan.index, role=body.role, t_before=host_t0 + scene_t,
-                    t_after=host_t0 + scene_t, attempt=1, trigger="simulated",
-                )  # fmt: skip
-                _journal_download(journal, plan.index, body.role, target)
-                files[f"still_{plan.index:04d}_{body.role}"] = f"files/{name}"
+            for role in order:
+                key = f"still_{plan.index:04d}_{role}"
+                files[key] = still_shot(plan, role, sim.still(role, scene_t), scene_t)
             journal.append("shot_done", index=plan.index, scene_time_s=scene_t)
-        # The calibration board, shot before recording (not part of the dataset shots).
-        board = render_board(canvas)
-        for body in bodies:
-            target = out / CALIBRATION_DIR / f"board_{body.role}.png"
-            write_png16(target, expose(board, body, size, noise_rngs[body.role]))
-            files[f"board_{body.role}"] = f"{CALIBRATION_DIR}/{target.name}"
         journal.append(
-            "command_finished", kind="simulate", shots_done=len(plans) + int(video),
+            "command_finished", kind="simulate", shots_done=len(plans) + 1 + int(sim.video),
             shots_failed=[],
         )  # fmt: skip
-        truth = _truth(config, footage, size, h_true, bodies, bodies_info, seconds, fps, files)
-        truth["sha256"] = {key: sha256_file(out / path) for key, path in sorted(files.items())}
-        atomic_write_json(out / TRUTH_FILE, truth)
+        truth = write_truth(out, sim.truth(files, bodies_info))
     finally:
         session.close()
     return SimulationResult(out, truth, files)
@@ -693,12 +873,9 @@ def _movie_frames(
             bar.update(1)
 
 
-def _still_times(
-    config: SimulationConfig, footage: Footage, bodies: list[Body], seconds: float
-) -> list[float]:
+def _still_times(count: int, bodies: list[Body], seconds: float) -> list[float]:
     start = max(b.start_s for b in bodies)
     end = min(float(b.scene_time(seconds)) for b in bodies)
-    count = config.still_pairs
     return [round(start + (end - start) * (i + 0.5) / count, 6) for i in range(count)]
 
 
@@ -724,7 +901,7 @@ def _truth(
     files: dict[str, str],
 ) -> dict[str, Any]:
     from expokit import __version__
-    from expokit.calibration.sync import CONVENTION
+    from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
 
     reference, test = bodies
     offset = (reference.start_s - test.start_s) * test.rate

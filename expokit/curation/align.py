@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from expokit.curation.transfer import srgb_decode, srgb_encode
+from expokit.core.transfer import srgb_decode, srgb_encode
 
 if TYPE_CHECKING:
     from expokit.calibration.geometry import RigCalibration

@@ -69,6 +69,7 @@ from expokit.core.atomic import (
     remove_stale_temp_files,
 )
 from expokit.core.errors import ExpokitError, OutputError
+from expokit.core.ev import MSEC_LADDER, ev_token
 from expokit.core.hashing import sha256_bytes, sha256_file
 from expokit.core.lock import RootLock
 from expokit.core.paths import (
@@ -81,7 +82,6 @@ from expokit.core.paths import (
 )
 from expokit.core.roots import STATE_DIR, claim_root
 from expokit.curation.dataset import Dataset, check_not_being_written, load_dataset
-from expokit.curation.ev import MSEC_LADDER, ev_token
 
 LAYOUTS: tuple[str, ...] = ("msec", "dime", "sequences")
 MSEC_SPLIT_FOLDERS = {"train": "training", "val": "validation", "test": "testing"}
@@ -450,7 +450,7 @@ def _msec(
 ) -> None:
     from tqdm import tqdm
 
-    from expokit.curation.ev import parse_ev_token
+    from expokit.core.ev import parse_ev_token
 
     rows = _records(dataset)
     summary = writer.summary

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from expokit.core.errors import ExpokitError
-from expokit.curation.ev import ev_token
+from expokit.core.ev import ev_token
 from expokit.curation.render_config import OutputFormat
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")

@@ -50,17 +50,17 @@ from expokit.core.atomic import (
     remove_stale_temp_files,
 )
 from expokit.core.errors import ExpokitError, InputFileError, OutputError
+from expokit.core.ev import ev_token
 from expokit.core.hashing import sha256_bytes, sha256_file
 from expokit.core.lock import RootLock
 from expokit.core.parallel import map_unordered, native_threads
 from expokit.core.paths import PathEscapeError, check_name, resolve_inside
 from expokit.core.roots import claim_root
-from expokit.curation.ev import ev_token
+from expokit.core.transfer import apply_luts, exposure_lut
 from expokit.curation.layout import assign_names, gt_relpath, output_relpath
 from expokit.curation.manifest import write_manifest
 from expokit.curation.raw_decode import RAW_EXTENSIONS, DecodedRaw, decode_raw, library_versions
 from expokit.curation.render_config import MeterSpec, OutputFormat, RenderConfig
-from expokit.curation.transfer import apply_luts, exposure_lut
 
 MANIFEST_FILE = "manifest.parquet"
 PARAMS_FILE = "render_params.json"

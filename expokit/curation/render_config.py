@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-from expokit.curation.ev import MSEC_LADDER, ev_token, validate_ladder
-from expokit.curation.transfer import Transfer
+from expokit.core.ev import MSEC_LADDER, ev_token, validate_ladder
+from expokit.core.transfer import Transfer
 
 #: Bump when the render code changes output bytes for the same parameters.
 RENDER_ALGORITHM_VERSION = 1

@@ -111,14 +111,14 @@ class ReportError(ExpokitError):
 
 
 def _srgb_decode_lut() -> npt.NDArray[np.float64]:
-    from expokit.curation.transfer import srgb_decode
+    from expokit.core.transfer import srgb_decode
 
     return srgb_decode(np.arange(256) / 255.0)
 
 
 def gain_lut(gain: float) -> npt.NDArray[np.uint8]:
     """8-bit sRGB -> 8-bit sRGB lookup table multiplying linear light by ``gain``."""
-    from expokit.curation.transfer import srgb_encode
+    from expokit.core.transfer import srgb_encode
 
     linear = _srgb_decode_lut() * gain
     return np.asarray(np.round(srgb_encode(linear) * 255.0), dtype=np.uint8)

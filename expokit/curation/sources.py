@@ -49,8 +49,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from expokit.calibration.video_io import FrameReader as VideoFrameReader
 from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.video_io import FrameReader as VideoFrameReader
 from expokit.curation.build_config import BuildConfig
 
 #: Image files a sequence or MSEC folder may hold (any case).
@@ -414,7 +414,7 @@ def _sequence_scene(
             exposure_time_s=m.get("exposure_time_s"), iso=m.get("iso"), f_number=m.get("f_number"),
         )  # fmt: skip
 
-    from expokit.curation.ev import ev_token
+    from expokit.core.ev import ev_token
 
     target = ref(rank, "ev")
     pairs = tuple(
@@ -661,7 +661,7 @@ def discover_msec(folder: Path) -> Discovery:
     name ``a0964-20061224_140610__E6B7217``, EV -1.5). ``target_ev`` is left null: the GT is
     an expert retouch, not an exposure.
     """
-    from expokit.curation.ev import parse_ev_token
+    from expokit.core.ev import parse_ev_token
 
     roots = _msec_roots(folder)
     if not roots:
@@ -721,7 +721,7 @@ def discover_msec(folder: Path) -> Discovery:
 def discover_render(folder: Path, config: BuildConfig) -> Discovery:
     """One scene per rendered RAW (render manifest ``name``): target = the render at
     ``config.target_ev``, inputs = every other EV, all in one output format."""
-    from expokit.curation.ev import ev_token
+    from expokit.core.ev import ev_token
     from expokit.curation.manifest import read_manifest
 
     manifest_path = folder / "manifest.parquet"
@@ -989,6 +989,8 @@ def _session_scenes(
     still: list[tuple[int, PairSpec | str]] = []
     scenes: list[SceneSpec] = []
     for index in sorted(plans):
+        if plans[index].get("kind") == "calibration":
+            continue  # calibration stills (a board) are for `calibrate geometry`, not pairs
         target, test = ref(index, "reference"), ref(index, "test")
         problem = target if isinstance(target, str) else test if isinstance(test, str) else None
         if plans[index].get("kind") == "video":
@@ -1076,9 +1078,9 @@ class FrameReader(VideoFrameReader):
     """Forward reader of one movie's decoded frames as ``(H, W, 3)`` BGR uint8.
 
     Frame ``i`` is the ``i``-th frame ffmpeg decodes with ``-fps_mode passthrough``: the
-    decoder :func:`expokit.calibration.video_io.decode_frame_series` uses, so the frame
+    decoder :func:`expokit.core.video_io.decode_frame_series` uses, so the frame
     numbers of ``sync.json``'s frame map and the pixels read here are the same frames
-    (:class:`expokit.calibration.video_io.FrameReader`, in OpenCV's channel order).
+    (:class:`expokit.core.video_io.FrameReader`, in OpenCV's channel order).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -1200,8 +1202,8 @@ def read_complete_image(path: Path) -> npt.NDArray[Any]:
 
 
 def _load_raw(path: Path, meta: dict[str, float | None]) -> LoadedImage:
+    from expokit.core.transfer import apply_luts, exposure_lut
     from expokit.curation.raw_decode import decode_raw
-    from expokit.curation.transfer import apply_luts, exposure_lut
 
     decoded = decode_raw(path)
     # As shot (gain 1), sRGB-encoded 16-bit, BGR: the same encoding `expokit render` writes.

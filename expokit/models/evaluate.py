@@ -285,7 +285,7 @@ def warping_error(
 
 def linear_mean_luminance(image: F64, mask: Mask | None = None) -> float:
     """Mean Rec. 709 luminance of ``image`` (sRGB-encoded RGB) in linear light."""
-    from expokit.curation.transfer import srgb_decode
+    from expokit.core.transfer import srgb_decode
     from expokit.models.reference import LUMA_RGB
 
     lum = srgb_decode(np.clip(image, 0.0, 1.0)) @ LUMA_RGB

@@ -48,7 +48,7 @@ from expokit.models.base import ModelError
 if TYPE_CHECKING:
     import torch
 
-    from expokit.calibration.video_io import FrameReader
+    from expokit.core.video_io import FrameReader
     from expokit.models.base import Baseline
     from expokit.models.uec import UEC, UECCorrection
 
@@ -571,11 +571,11 @@ def probe_video(path: Path) -> VideoInfo:
 def read_frames(path: Path) -> FrameReader:
     """Every frame of ``path`` as ``(H, W, 3)`` uint8 RGB, iterated in decode order.
 
-    The reader is :class:`expokit.calibration.video_io.FrameReader`: ffmpeg's passthrough
+    The reader is :class:`expokit.core.video_io.FrameReader`: ffmpeg's passthrough
     decode (no frame dropped or duplicated), the same frames ``calibrate sync`` counts and
     ``curate build`` reads, so frame ``i`` means one thing in every stage.
     """
-    from expokit.calibration.video_io import FrameReader
+    from expokit.core.video_io import FrameReader
 
     return FrameReader(path, channels="rgb")
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from expokit.calibration.sync import frame_map
-from expokit.calibration.video_io import (
+from expokit.core.errors import InputFileError
+from expokit.core.video_io import (
     FrameReader,
     MediaDecodeError,
     MediaError,
@@ -23,7 +24,6 @@ from expokit.calibration.video_io import (
     ffmpeg_exe,
     probe_media,
 )
-from expokit.core.errors import InputFileError
 from tests.conftest import shared_path
 
 FRAMES = 20

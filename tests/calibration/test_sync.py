@@ -25,7 +25,9 @@ from expokit.calibration.sync import (
     write_sync_json,
     xcorr,
 )
-from expokit.calibration.video_io import (
+from expokit.core.atomic import TEMP_PREFIX
+from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.video_io import (
     EmptyMediaError,
     MediaDecodeError,
     MediaError,
@@ -35,8 +37,6 @@ from expokit.calibration.video_io import (
     ffmpeg_exe,
     probe_media,
 )
-from expokit.core.atomic import TEMP_PREFIX
-from expokit.core.errors import ExpokitError, InputFileError
 from tests.conftest import shared_path
 
 AVBS = ("video", "audio_offset_avbs")

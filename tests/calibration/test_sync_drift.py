@@ -16,7 +16,7 @@ from expokit.calibration.sync import (
     synchronize,
 )
 from expokit.calibration.synthetic import shuffled_audio
-from expokit.calibration.video_io import ffmpeg_exe
+from expokit.core.video_io import ffmpeg_exe
 from tests.conftest import shared_path
 
 RATE = 48000

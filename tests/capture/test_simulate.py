@@ -238,7 +238,7 @@ def test_missing_source(tmp_path: Path) -> None:
 
 
 def test_video_without_frames(tmp_path: Path) -> None:
-    from expokit.calibration.video_io import ffmpeg_exe
+    from expokit.core.video_io import ffmpeg_exe
 
     audio_only = tmp_path / "sound.m4a"
     subprocess.run(

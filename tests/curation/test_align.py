@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from expokit.calibration.geometry import RigCalibration
+from expokit.core.synthetic import demo_scene
+from expokit.core.transfer import srgb_encode
 from expokit.curation.align import (
     AlignmentError,
     align_pair,
@@ -21,8 +23,6 @@ from expokit.curation.align import (
     to_linear,
     valid_rectangle,
 )
-from expokit.curation.synthetic import demo_scene
-from expokit.curation.transfer import srgb_encode
 from tests.conftest import shared_path
 
 LEVELS = (2, 253)

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from expokit.calibration.sync import SyncResult, frame_map, write_sync_json
-from expokit.calibration.video_io import probe_media
 from expokit.capture.commands import shoot
 from expokit.capture.rig_config import RigConfig, load_rig_config
+from expokit.core.synthetic import demo_scene
+from expokit.core.transfer import srgb_encode
+from expokit.core.video_io import probe_media
 from expokit.curation.align import from_linear, to_linear
 from expokit.curation.build import build_dataset
 from expokit.curation.build_config import BuildConfig
 from expokit.curation.dataset import load_dataset
 from expokit.curation.sources import SourceError, detect_kind
-from expokit.curation.synthetic import demo_scene
-from expokit.curation.transfer import srgb_encode
 from tests.capture.conftest import write_rig
 
 SIZE = (240, 160)  # width, height of the simulated stills

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from expokit.core.ev import parse_ev_token
 from expokit.curation.align import from_linear, to_linear
 from expokit.curation.build import build_dataset
 from expokit.curation.build_config import BuildConfig
 from expokit.curation.dataset import load_dataset
-from expokit.curation.ev import parse_ev_token
 from expokit.curation.sources import SourceError, detect_kind, discover_msec
 from tests.conftest import shared_path
 

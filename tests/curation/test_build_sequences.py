@@ -181,8 +181,8 @@ def _jpeg_with_exposure(path: Path, level: float, exposure: float) -> None:
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational
 
-    from expokit.curation.synthetic import demo_scene
-    from expokit.curation.transfer import srgb_encode
+    from expokit.core.synthetic import demo_scene
+    from expokit.core.transfer import srgb_encode
 
     rgb = np.rint(srgb_encode(demo_scene("texture", 96, 128, seed=1) * level) * 255)
     image = Image.fromarray(rgb.astype(np.uint8))

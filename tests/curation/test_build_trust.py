@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 from expokit.core.atomic import TEMP_PREFIX
 from expokit.core.errors import ExpokitError
 from expokit.core.lock import RootInUseError, RootLock
+from expokit.core.synthetic import demo_scene
 from expokit.curation.build import (
     FAULT_KILL_SCENE_ENV,
     RECORDS_DIR,
@@ -31,7 +32,6 @@ from expokit.curation.build import (
 from expokit.curation.build_config import BuildConfig
 from expokit.curation.dataset import load_dataset
 from expokit.curation.splits import SplitError, SplitSpec, load_split_lists, parse_fractions
-from expokit.curation.synthetic import demo_scene
 from tests.curation.conftest_tools import render
 
 CONFIG = BuildConfig(max_side=64)

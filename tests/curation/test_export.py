@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 from expokit.cli_curate_tools import register
 from expokit.core.atomic import TEMP_PREFIX
+from expokit.core.ev import parse_ev_token
 from expokit.core.hashing import sha256_file
 from expokit.curation.dataset import MANIFEST_FILE, load_dataset
-from expokit.curation.ev import parse_ev_token
 from expokit.curation.export import (
     DIME_MIN_FRAMES,
     ExportError,

@@ -36,8 +36,8 @@ def _jpeg(
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational
 
-    from expokit.curation.synthetic import demo_scene
-    from expokit.curation.transfer import srgb_encode
+    from expokit.core.synthetic import demo_scene
+    from expokit.core.transfer import srgb_encode
 
     linear = np.clip(demo_scene("texture", 48, 64, seed=seed) * 0.3 * 2.0**stops, 0, 1)
     image = Image.fromarray(np.rint(srgb_encode(linear) * 255).astype(np.uint8))

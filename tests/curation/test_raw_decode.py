@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from expokit.core.errors import InputFileError
+from expokit.core.synthetic import chart_patches, demo_scene, write_dng
 from expokit.curation.raw_decode import decode_raw
-from expokit.curation.synthetic import chart_patches, demo_scene, write_dng
 from tests.conftest import shared_path
 
 H, W = 212, 318

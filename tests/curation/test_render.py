@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from expokit.core.errors import ExpokitError, InputFileError, OutputError
+from expokit.core.ev import MSEC_LADDER
 from expokit.core.hashing import sha256_file
 from expokit.core.images import read_image
-from expokit.curation.ev import MSEC_LADDER
+from expokit.core.synthetic import chart_patches
 from expokit.curation.raw_decode import decode_raw
 from expokit.curation.render import (
     RECORDS_DIR,
@@ -23,7 +24,6 @@ from expokit.curation.render import (
     render_batch,
 )
 from expokit.curation.render_config import MeterSpec, OutputFormat, RenderConfig
-from expokit.curation.synthetic import chart_patches
 from tests.conftest import shared_path
 
 LINEAR = RenderConfig(formats=(OutputFormat.TIFF16_LINEAR,))
@@ -71,7 +71,7 @@ def test_srgb_outputs_are_the_transfer_of_linear(chart_dng: Path, tmp_path: Path
     summary = render_batch([chart_dng], tmp_path / "o", config, progress=False)
     srgb = read_image(summary.out_dir / "chart/chart_0.srgb16.png") / 65535.0
     lin = read_image(summary.out_dir / "chart/chart_0.lin16.png") / 65535.0
-    from expokit.curation.transfer import srgb_encode
+    from expokit.core.transfer import srgb_encode
 
     np.testing.assert_allclose(srgb, srgb_encode(lin), atol=1.5 / 65535)
 

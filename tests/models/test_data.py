@@ -39,10 +39,10 @@ def build_sequences(
     folder: Path, scenes: int = 3, evs: tuple[int, ...] = (-2, -1, 0, 1, 2)
 ) -> Path:
     """A sequences dataset built by `curate build` from synthetic exposure folders."""
+    from expokit.core.synthetic import demo_scene
+    from expokit.core.transfer import srgb_encode
     from expokit.curation.build import build_dataset
     from expokit.curation.build_config import BuildConfig
-    from expokit.curation.synthetic import demo_scene
-    from expokit.curation.transfer import srgb_encode
 
     source = folder / "src"
     for s, name in enumerate(("window", "texture", "gradient", "texture")[:scenes]):

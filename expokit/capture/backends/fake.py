@@ -9,6 +9,13 @@ real images/RAWs, or, without one, writes small synthetic DNGs/JPEGs whose EXIF 
 exposure actually applied, so EXIF checks are exercised. Latency and jitter are slept in
 :meth:`FakeCamera.trigger` (``time.sleep`` releases the GIL like python-gphoto2 does).
 
+Simulated footage: :func:`attach_simulation` (done by ``expokit capture`` when the rig
+config's ``[fake]`` table names a ``source``) binds bodies to the roles of one
+:class:`~expokit.capture.simulate.RigSimulation`; those bodies then serve its physics
+instead of the synthetic chart: a shot is a 16-bit PNG still of the scene (or of the
+ChArUco board when the simulation's subject is ``board``), a movie is the simulated H.264 +
+AAC MP4 of the body's own start time, clock and sound.
+
 Faults (:class:`FakeFaults`): busy (-110) and I/O (-7) errors for the next N operations,
 a disconnect after N triggers (the body comes back on another port after a delay), a USB
 claim failure on connect (-53), and settings that are accepted but silently not applied.
@@ -151,6 +158,7 @@ class _Bus:
         self.bodies: dict[str, _Body] = {}
         self.ports = itertools.count(1)
         self.lock = threading.Lock()
+        self.simulation: _Simulation | None = None
 
     def next_port(self) -> str:
         return f"usb:fake,{next(self.ports):03d}"
@@ -158,6 +166,7 @@ class _Bus:
     def configure(self, specs: list[FakeCameraSpec]) -> None:
         with self.lock:
             self.bodies = {spec.serial: _Body(spec, self.next_port()) for spec in specs}
+            self.simulation = None
 
     def plugged(self) -> list[_Body]:
         for body in self.bodies.values():
@@ -165,7 +174,51 @@ class _Bus:
         return [b for b in self.bodies.values() if b.plugged]
 
 
+@dataclass
+class _Simulation:
+    """A simulation served by some bodies of the bus (see :func:`attach_simulation`)."""
+
+    rig: Any  # expokit.capture.simulate.RigSimulation
+    roles: dict[str, str]  # serial -> role
+    subject: str = "scene"
+    movies: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> truth entry
+
+    def role_of(self, body: _Body) -> str | None:
+        return self.roles.get(body.spec.serial)
+
+
 _BUS = _Bus()
+SIMULATION_SUBJECTS = ("scene", "board")
+
+
+def attach_simulation(rig: Any, roles: dict[str, str], subject: str = "scene") -> None:
+    """Make the bodies with the serials of ``roles`` (serial -> ``reference``/``test``)
+    serve ``rig`` (a :class:`~expokit.capture.simulate.RigSimulation`): stills of the
+    ``subject`` (``scene`` or ``board``) and its movies. Reconfiguring the bus detaches it.
+    """
+    if subject not in SIMULATION_SUBJECTS:
+        raise ValueError(f"subject must be one of {SIMULATION_SUBJECTS}, got {subject!r}")
+    missing = sorted(set(roles) - set(_BUS.bodies))
+    if missing:
+        raise CameraNotFound(f"no fake body with serial {', '.join(missing)} to simulate")
+    _BUS.simulation = _Simulation(rig, dict(roles), subject)
+
+
+def detach_simulation() -> None:
+    _BUS.simulation = None
+
+
+def simulated_movies() -> dict[str, dict[str, Any]]:
+    """``truth.json["bodies"]`` entries of the movies the attached simulation made."""
+    return dict(_BUS.simulation.movies) if _BUS.simulation is not None else {}
+
+
+def _simulated_role(body: _Body) -> tuple[_Simulation, str] | None:
+    simulation = _BUS.simulation
+    if simulation is None:
+        return None
+    role = simulation.role_of(body)
+    return None if role is None else (simulation, role)
 
 
 def configure_bus(specs: list[FakeCameraSpec] | list[dict[str, Any]]) -> None:
@@ -334,9 +387,14 @@ class FakeCamera(Camera):
         body.movie_started = None
         setting = self._movie_setting(body)
         self.set_setting(setting, "None" if setting == "movierecordtarget" else "0")
+        simulated = _simulated_role(body)
         with body.lock:
-            file = CameraFile("/store_00010001/DCIM/100FAKE", f"MOV_{next(body.counter):04d}.avi")
-            body.files[file.path] = _make_movie(seconds, body.spec.image_size)
+            ext = ".avi" if simulated is None else ".MP4"
+            file = CameraFile("/store_00010001/DCIM/100FAKE", f"MOV_{next(body.counter):04d}{ext}")
+            if simulated is None:
+                body.files[file.path] = _make_movie(seconds, body.spec.image_size)
+            else:
+                body.files[file.path] = _simulated_movie(*simulated)
         self._events.append(CameraEvent("file_added", file))
 
     def camera_time(self) -> dt.datetime | None:
@@ -348,6 +406,9 @@ class FakeCamera(Camera):
         """Bytes of the next shot and its extension; EXIF carries the *applied* exposure."""
         fmt_name = "imageformat" if body.spec.vendor == "canon" else "imagequality"
         raw = body.applied.get(fmt_name, "RAW").startswith("RAW")
+        simulated = _simulated_role(body)
+        if simulated is not None:
+            return _simulated_still(body, *simulated), ".PNG"
         if body.sources:
             source = body.sources[next(body.source_cycle) % len(body.sources)]
             return source.read_bytes(), source.suffix.upper()
@@ -371,7 +432,7 @@ def _shutter_seconds(text: str) -> float:
 def _scene(body: _Body, exposure: float, f_number: float, iso: int) -> Any:
     import numpy as np
 
-    from expokit.curation.synthetic import demo_scene
+    from expokit.core.synthetic import demo_scene
 
     height, width = body.spec.image_size
     # Brightness follows the exposure actually applied (reference: 1/125 s, f/8, ISO 100).
@@ -389,7 +450,7 @@ def _shot_seed(body: _Body, shot: int) -> int:
 
 
 def _synthetic_dng(body: _Body, exposure: float, f_number: float, iso: int, shot: int) -> bytes:
-    from expokit.curation.synthetic import write_dng
+    from expokit.core.synthetic import write_dng
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "shot.dng"
@@ -406,7 +467,7 @@ def _synthetic_jpeg(body: _Body, exposure: float, f_number: float, iso: int, sho
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational
 
-    from expokit.curation.transfer import srgb_encode
+    from expokit.core.transfer import srgb_encode
 
     linear = _scene(body, exposure, f_number, iso)
     noise = np.random.default_rng(_shot_seed(body, shot)).normal(
@@ -440,4 +501,25 @@ def _make_movie(seconds: float, size: tuple[int, int]) -> bytes:
             level = 240 if index == 0 else 40 + (index * 7) % 60
             writer.write(np.full((height, width, 3), level, np.uint8))
         writer.release()
+        return path.read_bytes()
+
+
+def _simulated_still(body: _Body, simulation: _Simulation, role: str) -> bytes:
+    """The next still of a simulated body: the board, or the scene at the scene time of
+    this body's next shot (both bodies of a pair count shots alike, so they agree)."""
+    from expokit.capture.simulate import png16_bytes
+
+    rig = simulation.rig
+    shot = next(body.shots)
+    if simulation.subject == "board":
+        return png16_bytes(rig.board(role))
+    return png16_bytes(rig.still(role, rig.still_time(shot)))
+
+
+def _simulated_movie(simulation: _Simulation, role: str) -> bytes:
+    """The simulated movie of ``role``: the simulation's length (``capture video
+    --seconds``), not the wall time between start and stop."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "movie.mp4"
+        simulation.movies[role] = simulation.rig.movie(role, path)
         return path.read_bytes()

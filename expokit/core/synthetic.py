@@ -857,7 +857,7 @@ def write_demo_set(
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        print("usage: python -m expokit.curation.synthetic OUT_DIR", file=sys.stderr)
+        print("usage: python -m expokit.core.synthetic OUT_DIR", file=sys.stderr)
         sys.exit(2)
     for written in write_demo_set(sys.argv[1]):
         print(written)

@@ -1,6 +1,6 @@
 import pytest
 
-from expokit.curation.ev import MSEC_LADDER, ev_token, parse_ev_list, parse_ev_token
+from expokit.core.ev import MSEC_LADDER, ev_token, parse_ev_list, parse_ev_token
 
 
 def test_msec_tokens_exact() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from expokit.core.hashing import sha256_file
-from expokit.curation.synthetic import DEMO_SCENES, demo_scene, write_demo_set, write_dng
+from expokit.core.synthetic import DEMO_SCENES, demo_scene, write_demo_set, write_dng
 from expokit.demo import demo_raw_dir
 
 

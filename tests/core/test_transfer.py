@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from expokit.curation.transfer import apply_lut, exposure_lut, srgb_decode, srgb_encode
+from expokit.core.transfer import apply_lut, exposure_lut, srgb_decode, srgb_encode
 
 
 def test_srgb_reference_values() -> None:
@@ -53,7 +53,7 @@ def test_apply_lut_needs_uint16() -> None:
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_apply_luts_matches_apply_lut_byte_for_byte(threads: int) -> None:
-    from expokit.curation.transfer import apply_luts
+    from expokit.core.transfer import apply_luts
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 65536, (131, 37, 3), dtype=np.uint16)
