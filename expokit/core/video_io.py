@@ -32,6 +32,13 @@ import numpy as np
 
 from expokit.core.errors import InputFileError
 
+#: How ``sync.json`` states a temporal offset and drift (``A``, ``B``: the two files).
+SYNC_CONVENTION = (
+    "offset_s = t_B - t_A: an event at t seconds from the start of A happens at "
+    "t + offset_s + drift_ppm * 1e-6 * t seconds from the start of B; offset_s > 0 means B "
+    "started recording earlier (apply cuts offset_s seconds from the start of B)"
+)
+
 #: Side of the area-averaged gray thumbnail decoded per frame (its mean is the frame mean).
 THUMB_SIDE = 8
 
