@@ -160,6 +160,24 @@ def capture_pair(rig_path: Path, count: int, session_name: str | None, no_progre
     _shoot(rig_path, "pair", no_progress, count=count, session_name=session_name)
 
 
+@capture.command("calibration")
+@_rig_option
+@click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True)
+@_session_option
+@_progress_option
+def capture_calibration(
+    rig_path: Path, count: int, session_name: str | None, no_progress: bool
+) -> None:
+    """Fire COUNT synchronized calibration pairs (a board or the scene seen by both).
+
+    They are journaled as shots of kind `calibration`: `curate build` never makes dataset
+    pairs of them; pass the two files to `expokit calibrate geometry REFERENCE TEST`. A
+    fake rig whose [fake] table names a source serves a ChArUco board (7x5, square 0.04,
+    marker 0.028, DICT_6X6_250).
+    """
+    _shoot(rig_path, "calibration", no_progress, count=count, session_name=session_name)
+
+
 @capture.command("bracket")
 @_rig_option
 @click.option("--roles", default=None, help="Comma-separated roles to bracket (default: rig's).")

@@ -7,12 +7,13 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from expokit.capture.backends.base import CameraError, UsbClaimError
 from expokit.capture.factory import list_cameras
-from expokit.capture.rig_config import ROLES, RigConfig
+from expokit.capture.rig_config import ROLES, RigConfig, RigConfigError
 from expokit.capture.runner import Rig, RunReport, Shooter
-from expokit.capture.session import Session, ShotPlan
+from expokit.capture.session import CALIBRATION_KIND, JOURNAL_FILE, SHOT_KINDS, Session, ShotPlan
 from expokit.core.atomic import ensure_writable_dir
 from expokit.core.errors import ExpokitError
 from expokit.core.paths import check_name
@@ -131,28 +132,36 @@ def shoot(
     session_name: str | None = None,
     progress: bool = True,
 ) -> tuple[Session, RunReport]:
-    """Create a session and shoot ``kind`` (``pair``, ``bracket`` or ``video``).
+    """Create a session and shoot ``kind`` (``pair``, ``bracket``, ``video`` or
+    ``calibration``: ``count`` pairs journaled as calibration stills, which ``curate build``
+    skips and ``calibrate geometry`` takes).
 
-    The session folder is created (and locked) only after the name, the output root and
-    the cameras are checked; it stays locked until the command ends.
+    The session folder is created (and locked) only after the name, the output root, the
+    cameras and (on a fake rig with a ``source``) the simulation are checked; it stays
+    locked until the command ends. A simulated session also gets a ``truth.json``.
     """
     if session_name:  # before touching any camera or folder
         check_name(session_name, "session name", where="--session")
+    if kind not in SHOT_KINDS:
+        raise ExpokitError(f"unknown shot kind {kind!r} (kinds: {', '.join(SHOT_KINDS)})")
     ensure_writable_dir(config.output_root)
+    simulation = _simulation(config, seconds if kind == "video" else None)
     with Rig(config) as rig:
         rig.preflight()
+        _attach(config, simulation, [kind])
         session = Session.create(config, session_name, purpose=f"expokit capture {kind}")
         try:
             shooter = Shooter(rig, session, progress=progress)
             plans: list[ShotPlan]
             if kind == "pair":
                 plans = shooter.plan_pairs(count)
+            elif kind == CALIBRATION_KIND:
+                pair = {r: shooter.role_plan(r, *rig.base_settings(r)) for r in ROLES}
+                plans = session.plan(CALIBRATION_KIND, [pair] * count)
             elif kind == "bracket":
                 plans = shooter.plan_bracket(roles or config.bracket_roles)
-            elif kind == "video":
-                plans = shooter.plan_video(seconds)
             else:
-                raise ExpokitError(f"unknown shot kind {kind!r}")
+                plans = shooter.plan_video(seconds)
             report = shooter.run(plans)
             session.journal.append(
                 "command_finished",
@@ -160,9 +169,51 @@ def shoot(
                 shots_done=report.shots_done,
                 shots_failed=report.shots_failed,
             )
+            if simulation is not None:
+                _write_truth(session, simulation)
         finally:
             session.close()
     return session, report
+
+
+def _simulation(config: RigConfig, seconds: float | None) -> Any:
+    """The :class:`~expokit.capture.simulate.RigSimulation` of a fake rig with a
+    ``source`` (``None`` otherwise), made before any folder exists so a bad source or an
+    impossible setting fails first."""
+    if config.backend != "fake":
+        return None
+    try:
+        sim_config = config.simulation(seconds)
+    except ValueError as exc:
+        where = f"{config.source}: " if config.source else ""
+        raise RigConfigError(f"{where}{exc}") from None
+    if sim_config is None:
+        return None
+    from expokit.capture.simulate import RigSimulation
+
+    return RigSimulation.create(sim_config)
+
+
+def _attach(config: RigConfig, simulation: Any, kinds: list[str]) -> None:
+    """Let the rig's fake bodies serve ``simulation``: the board for calibration shots."""
+    if simulation is None:
+        return
+    from expokit.capture.backends.fake import attach_simulation
+
+    subject = "board" if kinds and all(k == CALIBRATION_KIND for k in kinds) else "scene"
+    attach_simulation(simulation, {c.serial: r for r, c in config.roles.items()}, subject)
+
+
+def _write_truth(session: Session, simulation: Any) -> None:
+    from expokit.capture.backends.fake import simulated_movies
+    from expokit.capture.journal import read_journal
+    from expokit.capture.simulate import truth_file_keys, write_truth
+
+    events, _ = read_journal(session.root / JOURNAL_FILE)
+    files = truth_file_keys(events)
+    truth = simulation.truth(files, simulated_movies())
+    truth["capture"] = "expokit capture on a fake rig with a source (simulated footage)"
+    write_truth(session.root, truth)
 
 
 def resume(session_dir: str | Path, progress: bool = True) -> tuple[Session, RunReport]:
@@ -176,7 +227,10 @@ def resume(session_dir: str | Path, progress: bool = True) -> tuple[Session, Run
     session = Session.open(session_dir, purpose="expokit capture resume")
     try:
         pending = session.state().pending
+        videos = [p.seconds for p in pending if p.kind == "video"]
+        simulation = _simulation(session.config, float(videos[0] or 1.0) if videos else None)
         with Rig(session.config) as rig:
+            _attach(session.config, simulation, [p.kind for p in pending])
             shooter = Shooter(rig, session, progress=progress)
             report = shooter.run(pending)
         session.journal.append(
@@ -185,6 +239,8 @@ def resume(session_dir: str | Path, progress: bool = True) -> tuple[Session, Run
             shots_done=report.shots_done,
             shots_failed=report.shots_failed,
         )
+        if simulation is not None:
+            _write_truth(session, simulation)
     finally:
         session.close()
     return session, report

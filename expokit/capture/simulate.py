@@ -760,9 +760,9 @@ def simulate(
 ) -> SimulationResult:
     """Simulate a beam-splitter rig recording ``config.source``; write the session at ``out``.
 
-    The session holds, in this order: shot 1 of kind ``calibration`` (the ChArUco board
-    seen by both cameras, as a lab shoots before recording), shot 2 of kind ``video``
-    (unless the source is a still) and ``config.still_pairs`` shots of kind ``pair``;
+    The session holds, in this order: shot 1 of kind ``video`` (unless the source is a
+    still), ``config.still_pairs`` shots of kind ``pair`` and one shot of kind
+    ``calibration`` (the ChArUco board seen by both cameras, as a lab shoots it);
     every file is journaled and named by the rig's template, as ``expokit capture``
     writes them. The physics is :class:`RigSimulation`'s, shared with the fake backend.
 
@@ -818,11 +818,6 @@ def simulate(
             _journal_download(journal, plan.index, role, target)
             return f"files/{name}"
 
-        # The calibration board, shot before recording (not a dataset shot).
-        (calibration,) = session.plan(CALIBRATION_KIND, [roles])
-        for role in order:
-            files[f"board_{role}"] = still_shot(calibration, role, sim.board(role), 0.0)
-        journal.append("shot_done", index=calibration.index)
         if sim.video:
             (plan,) = session.plan("video", [roles], seconds=round(sim.seconds, 6))
             for role in order:
@@ -847,6 +842,12 @@ def simulate(
                 key = f"still_{plan.index:04d}_{role}"
                 files[key] = still_shot(plan, role, sim.still(role, scene_t), scene_t)
             journal.append("shot_done", index=plan.index, scene_time_s=scene_t)
+        # The calibration board (a lab shoots it before recording; journaled last so the
+        # dataset shots keep their indices): a calibration shot, never a dataset pair.
+        (calibration,) = session.plan(CALIBRATION_KIND, [roles])
+        for role in order:
+            files[f"board_{role}"] = still_shot(calibration, role, sim.board(role), 0.0)
+        journal.append("shot_done", index=calibration.index)
         journal.append(
             "command_finished", kind="simulate", shots_done=len(plans) + 1 + int(sim.video),
             shots_failed=[],

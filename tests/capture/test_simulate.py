@@ -52,12 +52,20 @@ def test_session_is_what_capture_writes(session: tuple[Path, dict]) -> None:
     events, torn = read_journal(root / "journal.jsonl")
     assert torn == 0
     planned = {e["index"]: e for e in events if e["event"] == "planned"}
-    assert [p["kind"] for p in planned.values()] == ["video", "pair", "pair"]
+    # The board is journaled as a calibration shot (curate build skips that kind).
+    assert [p["kind"] for p in planned.values()] == ["video", "pair", "pair", "calibration"]
     downloaded = {(e["index"], e["role"]): e["file"] for e in events if e["event"] == "downloaded"}
+    assert downloaded[(4, "reference")] == "gen_0004_reference_0.png"
+    assert truth["files"]["board_test"] == "files/gen_0004_test_N2.png"
     assert downloaded[(1, "reference")] == "gen_0001_reference_0.mp4"  # rig's template
     assert downloaded[(1, "test")] == "gen_0001_test_N2.mp4"
-    assert len(downloaded) == 6 and all((root / "files" / f).is_file() for f in downloaded.values())
-    assert {e["index"] for e in events if e["event"] == "shot_done"} == {1, 2, 3}
+    assert len(downloaded) == 8 and all((root / "files" / f).is_file() for f in downloaded.values())
+    assert {e["index"] for e in events if e["event"] == "shot_done"} == {1, 2, 3, 4}
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
+        "files", "journal.jsonl", "rig.json", "truth.json"
+    ]  # fmt: skip
+    # rig.json is a fake rig naming the source: `expokit capture` on it simulates again.
+    assert config.fake["source"] == "generated" and config.simulation() is not None
     assert truth["offset_s"] == pytest.approx(-0.53, abs=1e-12)
     assert truth["photometric_gain"] == pytest.approx(4.0)
     for key, path in truth["files"].items():
@@ -138,6 +146,8 @@ def test_curate_discovers_the_video_session(session: tuple[Path, dict], tmp_path
     assert len(video[0].pairs) > 100  # 6 s at 24 fps, minus the 0.53 s offset
     stills = [s for s in found.scenes if not s.video]
     assert stills and all(s.problem is None for s in stills)
+    inputs = {Path(p.input.path).name for s in stills for p in s.pairs}
+    assert inputs and not inputs & {Path(truth["files"]["board_test"]).name}  # board skipped
 
 
 def test_deterministic_per_seed(tmp_path: Path) -> None:
@@ -176,17 +186,18 @@ def test_physics_exposure_and_flip(session: tuple[Path, dict]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="calibrate sync does not estimate 150 ppm drift yet (issue 11, sync section)",
-    strict=False,
-)
-def test_audio_sync_recovers_drift(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_drift_on_a_short_clip_is_not_estimated_and_says_so(tmp_path: Path) -> None:
+    """Under SyncConfig.drift_min_span_s (30 s) of audio, drift is not estimated: sync must
+    say so, never report a silent 0 ppm (long clips: tests/test_simulation_chain.py)."""
     config = SimulationConfig(drift_ppm=150.0, offset_s=0.37, seconds=20.0, size=(128, 96),
                               still_pairs=0)  # fmt: skip
     truth = simulate(config, tmp_path / "drift").truth
     result = synchronize(tmp_path / "drift" / truth["sync_a"], tmp_path / "drift" / truth["sync_b"])
-    assert abs(result.offset_s - truth["offset_s"]) < 1e-3
-    assert abs(result.drift_ppm - truth["drift_ppm"]) < 2.0
+    assert not result.drift_estimated
+    assert any("drift not estimated" in w for w in result.warnings), result.warnings
+    # the offset still holds near the start of the overlap (150 ppm x 20 s = 3 ms at the end)
+    assert abs(result.offset_s - truth["offset_s"]) < 3e-3
 
 
 @pytest.mark.slow
