@@ -96,7 +96,7 @@ def shared_raw_dir() -> Path:
 
 def default_inputs() -> tuple[list[Path], str]:
     """Real RAWs from the shared data (not ``invalid/``), else the shipped synthetic DNGs."""
-    from expokit.curation.raw_decode import RAW_EXTENSIONS
+    from expokit.curation.rendering.raw_decode import RAW_EXTENSIONS
 
     shared = shared_raw_dir()
     if shared.is_dir():
@@ -146,9 +146,9 @@ def plain_once(path: Path) -> float:
 
 def expokit_once(path: Path, out: Path) -> dict[str, float]:
     """``decode_raw`` + ``render_arrays`` (timed per yielded EV) + ``encode_image`` + write."""
-    from expokit.curation.raw_decode import decode_raw
-    from expokit.curation.render import encode_image, render_arrays
-    from expokit.curation.render_config import RenderConfig
+    from expokit.curation.rendering.config import RenderConfig
+    from expokit.curation.rendering.raw_decode import decode_raw
+    from expokit.curation.rendering.render import encode_image, render_arrays
 
     config = RenderConfig()
     t0 = time.perf_counter()
@@ -178,7 +178,7 @@ def decode_parts_once(path: Path) -> dict[str, float]:
 
     from expokit.core.hashing import sha256_file
     from expokit.core.transfer import exposure_lut
-    from expokit.curation.raw_decode import (
+    from expokit.curation.rendering.raw_decode import (
         _check_raw_data,
         _check_render,
         choose_white_balance,
@@ -212,8 +212,8 @@ def decode_parts_once(path: Path) -> dict[str, float]:
 
 
 def batch_once(path: Path, out: Path, durable: bool) -> float:
-    from expokit.curation.render import render_batch
-    from expokit.curation.render_config import RenderConfig
+    from expokit.curation.rendering.config import RenderConfig
+    from expokit.curation.rendering.render import render_batch
 
     t0 = time.perf_counter()
     summary = render_batch([path], out, RenderConfig(), progress=False, durable=durable)
@@ -265,7 +265,7 @@ def _lut_variant_fns(
 def lut_variants(files: Sequence[Path], repeat: int) -> dict[str, dict[str, float]]:
     """Median seconds of each LUT variant for all MSEC EVs, per file (checked byte-identical)."""
     from expokit.core.transfer import exposure_lut
-    from expokit.curation.raw_decode import decode_raw
+    from expokit.curation.rendering.raw_decode import decode_raw
 
     threads = os.cpu_count() or 1
     luts = [exposure_lut(2.0**ev, 8, "srgb") for ev in MSEC_EVS]
@@ -294,9 +294,9 @@ def lut_variants(files: Sequence[Path], repeat: int) -> dict[str, dict[str, floa
 
 
 def _import_render_module(_: int) -> float:
-    """Seconds a fresh pool worker spends importing ``expokit.curation.render``."""
+    """Seconds a fresh pool worker spends importing ``expokit.curation.rendering.render``."""
     t0 = time.perf_counter()
-    import expokit.curation.render  # noqa: F401
+    import expokit.curation.rendering.render  # noqa: F401
 
     return time.perf_counter() - t0
 
@@ -304,8 +304,8 @@ def _import_render_module(_: int) -> float:
 def child_main(spec: dict[str, Any]) -> None:
     """In a fresh interpreter: time ``render_batch`` over a folder; print JSON on stdout."""
     from expokit.core.parallel import map_unordered
-    from expokit.curation.render import render_batch
-    from expokit.curation.render_config import RenderConfig
+    from expokit.curation.rendering.config import RenderConfig
+    from expokit.curation.rendering.render import render_batch
 
     workers = int(spec["workers"])
     batch, scratch = Path(spec["batch"]), Path(spec["scratch"])
@@ -396,7 +396,7 @@ def machine_facts() -> list[str]:
     import cv2
     import rawpy
 
-    from expokit.curation.raw_decode import library_versions
+    from expokit.curation.rendering.raw_decode import library_versions
 
     versions = library_versions()
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
@@ -490,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("no RAW files to benchmark", file=sys.stderr)
         return 2
 
-    from expokit.curation.raw_decode import decode_raw
+    from expokit.curation.rendering.raw_decode import decode_raw
 
     print("expokit render benchmark")
     print("=" * 24)
@@ -690,7 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if res["pool_start"]:
                     note = (
                         f"  (pool start {res['pool_start']:.2f} s; importing "
-                        f"expokit.curation.render in a worker {res['worker_import']:.2f} s)"
+                        "expokit.curation.rendering.render in a worker "
+                        f"{res['worker_import']:.2f} s)"
                     )
                 runs_s = ", ".join(f"{t:.2f}" for t in res["times"])
                 print(f"  {label:<44} {fmt_s(results[label])} s  [{runs_s}]{note}")

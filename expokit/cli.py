@@ -17,16 +17,15 @@ import click
 from expokit import __version__
 from expokit.cli_calibrate import calibrate
 from expokit.cli_capture import capture
-from expokit.cli_common import fail
+from expokit.cli_common import reports_errors
 from expokit.cli_curate_build import register as register_build
 from expokit.cli_curate_tools import register as register_tools
 from expokit.cli_eval import eval_command
 from expokit.cli_infer import infer
 from expokit.cli_simulate import simulate_command
 from expokit.cli_train import train
-from expokit.core.errors import ExpokitError
 from expokit.core.parallel import EXECUTORS
-from expokit.curation.render_config import LAYOUTS, WB_POLICIES, OutputFormat
+from expokit.curation.rendering.config import LAYOUTS, WB_POLICIES, OutputFormat
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +35,7 @@ def cli() -> None:
 
 
 @cli.command()
+@reports_errors
 def info() -> None:
     """Print versions of Python, numpy, rawpy/LibRaw, OpenCV, gphoto2, torch and ffmpeg."""
     from expokit.info import collect_versions
@@ -162,8 +162,8 @@ def _run_render(
     no_progress: bool,
 ) -> None:
     from expokit.core.ev import parse_ev_list
-    from expokit.curation.render import render_batch
-    from expokit.curation.render_config import MeterSpec, RenderConfig
+    from expokit.curation.rendering.config import MeterSpec, RenderConfig
+    from expokit.curation.rendering.render import render_batch
 
     try:
         config = RenderConfig(
@@ -180,18 +180,14 @@ def _run_render(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    try:
-        summary = render_batch(
-            inputs,
-            out_dir,
-            config,
-            workers=workers,
-            executor=executor,
-            progress=not no_progress,
-        )
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    summary = render_batch(
+        inputs,
+        out_dir,
+        config,
+        workers=workers,
+        executor=executor,
+        progress=not no_progress,
+    )
     for text, problem in summary.report():
         click.secho(text, fg="red" if problem else None, err=problem)
     if not summary.ok:
@@ -200,6 +196,7 @@ def _run_render(
 
 @cli.command()
 @_render_options
+@reports_errors
 def render(**kwargs: Any) -> None:
     """Render RAW files (or folders of them) to multi-EV image sets with a manifest.
 
@@ -217,6 +214,7 @@ def curate() -> None:
 
 @curate.command("render")
 @_render_options
+@reports_errors
 def curate_render(**kwargs: Any) -> None:
     """Same as `expokit render`."""
     _run_render(**kwargs)
@@ -230,19 +228,19 @@ def curate_render(**kwargs: Any) -> None:
     type=click.Path(path_type=Path),
     default=Path("demo_out"),
     show_default=True,
-    help="Where the demo writes its outputs.",
+    help="Where the demo writes its outputs (a new or empty folder).",
 )
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True)
-def demo(out_dir: Path, workers: int) -> None:
-    """Run the end-to-end demo on the data shipped with expokit."""
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@reports_errors
+def demo(out_dir: Path, workers: int, no_progress: bool) -> None:
+    """Run the whole job on generated data: a simulated two-camera rig, calibration against
+    the known answer, renders, datasets and exports, short training runs and evaluation;
+    ends with the path of one HTML page that links everything."""
     from expokit.demo import run_demo
 
-    try:
-        ok = run_demo(out_dir, workers=workers)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
-    if not ok:
+    result = run_demo(out_dir, workers=workers, progress=not no_progress)
+    if not result.ok:
         sys.exit(1)
 
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli_common import fail
-from expokit.core.errors import ExpokitError
+from expokit.cli_common import fail, reports_errors
 
 
 @click.group()
@@ -73,6 +72,7 @@ def calibrate() -> None:
 )
 @click.option("--no-qa", is_flag=True, help="Do not write the QA PNGs.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every decision (flip, fits, ECC).")
+@reports_errors
 def calibrate_geometry_cmd(
     reference: str,
     test: str,
@@ -138,18 +138,11 @@ def calibrate_geometry_cmd(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    except ExpokitError as exc:
-        fail(str(exc))
+    refs, tests = resolve_images(reference), resolve_images(test)
+    if len(refs) != len(tests):
+        fail(f"{len(refs)} reference images but {len(tests)} test images ({reference}, {test})")
         return
-    try:
-        refs, tests = resolve_images(reference), resolve_images(test)
-        if len(refs) != len(tests):
-            fail(f"{len(refs)} reference images but {len(tests)} test images ({reference}, {test})")
-            return
-        calib = calibrate_geometry(refs, tests, out_dir, board, config)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    calib = calibrate_geometry(refs, tests, out_dir, board, config)
     scores = ", ".join(f"{k} {v:g}" for k, v in calib.mirror.scores.items())
     click.echo(f"pairs       {len(calib.pairs)}")
     evidence = f"by {calib.mirror.method}" + (f"; {scores}" if scores else "")
@@ -221,6 +214,7 @@ def calibrate_geometry_cmd(
     default=None,
     help="Refuse results below it [0.25]; 0 accepts anything (with a warning).",
 )
+@reports_errors
 def calibrate_sync(
     a: Path,
     b: Path,
@@ -241,11 +235,13 @@ def calibrate_sync(
         SyncConfig,
         apply_sync,
         apply_targets,
-        check_sync_json_target,
         describe_result,
         drift_warning,
-        recorded_outputs,
         synchronize,
+    )
+    from expokit.calibration.sync_record import (
+        check_sync_json_target,
+        recorded_outputs,
         write_sync_json,
     )
 
@@ -258,21 +254,17 @@ def calibrate_sync(
         config = SyncConfig(**overrides)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    try:
-        # Every output is checked before the (slow) sync and before anything is written:
-        # never an input video, a file of an expokit folder, or a file expokit did not write.
-        check_sync_json_target(out_path, [a, b])
-        recorded = recorded_outputs(out_path)  # read before sync.json is replaced
-        result = synchronize(a, b, config)
-        if apply_dir is not None:
-            apply_targets(result, apply_dir, recorded)
-        write_sync_json(result, out_path)
-        outputs = apply_sync(result, apply_dir, recorded) if apply_dir is not None else []
-        if outputs:  # recorded, so that a re-run may replace exactly these copies
-            write_sync_json(result, out_path, applied=outputs)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    # Every output is checked before the (slow) sync and before anything is written:
+    # never an input video, a file of an expokit folder, or a file expokit did not write.
+    check_sync_json_target(out_path, [a, b])
+    recorded = recorded_outputs(out_path)  # read before sync.json is replaced
+    result = synchronize(a, b, config)
+    if apply_dir is not None:
+        apply_targets(result, apply_dir, recorded)
+    write_sync_json(result, out_path)
+    outputs = apply_sync(result, apply_dir, recorded) if apply_dir is not None else []
+    if outputs:  # recorded, so that a re-run may replace exactly these copies
+        write_sync_json(result, out_path, applied=outputs)
     for line in describe_result(result):
         click.secho(line, fg="yellow" if line.startswith("warning") else None)
     click.echo(f"wrote {out_path}")
@@ -302,6 +294,7 @@ def calibrate_sync(
     help="Also write the pairing as JSON here.",
 )
 @click.option("--strict", is_flag=True, help="Exit 1 when a shot is unmatched, missing or flagged.")
+@reports_errors
 def calibrate_pair_stills(
     session: Path, tolerance: float, no_exif: bool, out_path: Path | None, strict: bool
 ) -> None:
@@ -331,9 +324,6 @@ def calibrate_pair_stills(
             atomic_write_json(out_path, pairing.to_dict())
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
     for line in pairing.describe():
         click.echo(line)
     if out_path is not None:

@@ -8,17 +8,13 @@ from typing import Any
 
 import click
 
-from expokit.cli_common import fail
-from expokit.core.errors import ExpokitError
+from expokit.cli_common import reports_errors
 
 
 def _load_rig(path: Path) -> Any:
     from expokit.capture.rig_config import load_rig_config
 
-    try:
-        return load_rig_config(path)
-    except ExpokitError as exc:
-        fail(str(exc))
+    return load_rig_config(path)
 
 
 _rig_option = click.option(
@@ -53,21 +49,18 @@ def capture() -> None:
     default=None,
     help="Take the backend (and fake cameras) from a rig config.",
 )
+@reports_errors
 def capture_list(backend: str, rig_path: Path | None) -> None:
     """List connected cameras: model, port, serial number."""
     from expokit.capture.factory import list_cameras
 
-    try:
-        if rig_path is not None:
-            from expokit.capture.runner import Rig
+    if rig_path is not None:
+        from expokit.capture.runner import Rig
 
-            config = _load_rig(rig_path)
-            Rig(config)  # configures fake cameras from the rig file
-            backend = config.backend
-        cameras = list_cameras(backend)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+        config = _load_rig(rig_path)
+        Rig(config)  # configures fake cameras from the rig file
+        backend = config.backend
+    cameras = list_cameras(backend)
     if not cameras:
         click.echo("no cameras found")
     for info in cameras:
@@ -76,6 +69,7 @@ def capture_list(backend: str, rig_path: Path | None) -> None:
 
 @capture.command("doctor")
 @_rig_option
+@reports_errors
 def capture_doctor(rig_path: Path) -> None:
     """Preflight checks: libgphoto2, cameras, roles, settings round trip, disk, clocks."""
     from expokit.capture.commands import doctor
@@ -91,15 +85,12 @@ def capture_doctor(rig_path: Path) -> None:
 
 @capture.command("apply")
 @_rig_option
+@reports_errors
 def capture_apply(rig_path: Path) -> None:
     """Apply each role's settings, read them back and report mismatches."""
     from expokit.capture.commands import apply_settings
 
-    try:
-        result = apply_settings(_load_rig(rig_path))
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    result = apply_settings(_load_rig(rig_path))
     bad = False
     for role, mismatches in result.items():
         if not mismatches:
@@ -142,11 +133,7 @@ def _shoot(rig_path: Path, kind: str, no_progress: bool, **kwargs: Any) -> None:
     from expokit.capture.commands import shoot
 
     config = _load_rig(rig_path)
-    try:
-        session, report = shoot(config, kind, progress=not no_progress, **kwargs)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    session, report = shoot(config, kind, progress=not no_progress, **kwargs)
     _print_report(session.root, report)
 
 
@@ -155,6 +142,7 @@ def _shoot(rig_path: Path, kind: str, no_progress: bool, **kwargs: Any) -> None:
 @click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True)
 @_session_option
 @_progress_option
+@reports_errors
 def capture_pair(rig_path: Path, count: int, session_name: str | None, no_progress: bool) -> None:
     """Fire COUNT synchronized pairs (reference + test exposure)."""
     _shoot(rig_path, "pair", no_progress, count=count, session_name=session_name)
@@ -165,6 +153,7 @@ def capture_pair(rig_path: Path, count: int, session_name: str | None, no_progre
 @click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True)
 @_session_option
 @_progress_option
+@reports_errors
 def capture_calibration(
     rig_path: Path, count: int, session_name: str | None, no_progress: bool
 ) -> None:
@@ -183,6 +172,7 @@ def capture_calibration(
 @click.option("--roles", default=None, help="Comma-separated roles to bracket (default: rig's).")
 @_session_option
 @_progress_option
+@reports_errors
 def capture_bracket(
     rig_path: Path, roles: str | None, session_name: str | None, no_progress: bool
 ) -> None:
@@ -204,6 +194,7 @@ def capture_bracket(
 @click.option("--seconds", type=click.FloatRange(min=0.1), required=True)
 @_session_option
 @_progress_option
+@reports_errors
 def capture_video(
     rig_path: Path, seconds: float, session_name: str | None, no_progress: bool
 ) -> None:
@@ -214,13 +205,10 @@ def capture_video(
 @capture.command("resume")
 @click.argument("session_dir", type=click.Path(path_type=Path))
 @_progress_option
+@reports_errors
 def capture_resume(session_dir: Path, no_progress: bool) -> None:
     """Finish the planned shots of an interrupted session (nothing renumbered or repeated)."""
     from expokit.capture.commands import resume
 
-    try:
-        session, report = resume(session_dir, progress=not no_progress)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    session, report = resume(session_dir, progress=not no_progress)
     _print_report(session.root, report)

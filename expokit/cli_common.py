@@ -2,13 +2,66 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, ParamSpec, TypeVar
 
 import click
+
+from expokit.core.errors import ExpokitError, is_disk_full
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: ``errno`` values of a file that may not be written or read (reported without a traceback).
+_DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 def fail(message: str) -> NoReturn:
     """Print ``error: <message>`` in red on stderr and exit with status 1."""
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(1)
+
+
+def describe_os_error(exc: OSError) -> str | None:
+    """One-line message for a full disk or a permission problem, naming the file.
+
+    ``None`` for any other ``OSError`` (a bug or an unexpected condition: it keeps its
+    traceback).
+    """
+    name = exc.filename if exc.filename is not None else "a file"
+    if is_disk_full(exc):
+        return f"disk full (or quota exceeded) while writing {name}"
+    if exc.errno == errno.EROFS:
+        return f"cannot write {name}: read-only file system"
+    if isinstance(exc, PermissionError) or exc.errno in _DENIED_ERRNOS:
+        return f"{name}: permission denied"
+    return None
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a click command so that expected failures end it with one red line.
+
+    :class:`~expokit.core.errors.ExpokitError` (and an ``OSError`` of a full disk or a
+    denied permission, see :func:`describe_os_error`) becomes ``error: <message>`` on
+    stderr and exit status 1, without a traceback. Whatever the command printed before
+    the failure stays printed. Put it directly above the function, below the click
+    decorators.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ExpokitError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            message = describe_os_error(exc)
+            if message is None:
+                raise
+            fail(message)
+
+    wrapper.reports_errors = True  # type: ignore[attr-defined]  # checked by the tests
+    return wrapper

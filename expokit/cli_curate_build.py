@@ -12,8 +12,7 @@ from typing import Any
 
 import click
 
-from expokit.cli_common import fail
-from expokit.core.errors import ExpokitError
+from expokit.cli_common import reports_errors
 from expokit.core.parallel import EXECUTORS
 
 # Kept literal (checked against build_config in tests) so `expokit --help` imports nothing heavy.
@@ -134,21 +133,18 @@ def _run_build(ctx: click.Context, options: dict[str, Any]) -> None:
         config = config_from_options(ctx, options)
     except (BuildConfigError, SplitError) as exc:
         raise click.BadParameter(str(exc)) from None
-    try:
-        summary = build_dataset(
-            options["sources"],
-            options["out_dir"],
-            config,
-            rig_calibration=options["rig_calibration"],
-            sync_files=options["sync"],
-            workers=options["workers"],
-            executor=options["executor"],
-            progress=not options["no_progress"],
-            csv=options["csv"],
-            remove_scenes=options["remove_scene"],
-        )
-    except ExpokitError as exc:
-        fail(str(exc))
+    summary = build_dataset(
+        options["sources"],
+        options["out_dir"],
+        config,
+        rig_calibration=options["rig_calibration"],
+        sync_files=options["sync"],
+        workers=options["workers"],
+        executor=options["executor"],
+        progress=not options["no_progress"],
+        csv=options["csv"],
+        remove_scenes=options["remove_scene"],
+    )
     for text, problem in summary.report():
         click.secho(text, fg="red" if problem else None, err=problem)
     if not summary.ok:
@@ -251,6 +247,7 @@ def register(group: click.Group) -> None:
     @group.command("build")
     @_options
     @click.pass_context
+    @reports_errors
     def build(ctx: click.Context, **options: Any) -> None:
         """Build a paired dataset (format v1) from capture sessions, renders or collections.
 

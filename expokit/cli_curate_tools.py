@@ -14,8 +14,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_common import fail
-from expokit.core.errors import ExpokitError
+from expokit.cli_common import reports_errors
 from expokit.core.paths import check_output_file
 
 _EXPORT_LAYOUTS = ("msec", "dime", "sequences")
@@ -47,6 +46,7 @@ _progress_option = click.option("--no-progress", is_flag=True, help="Hide the pr
 )
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True)
 @_progress_option
+@reports_errors
 def report_command(
     root: Path,
     out_dir: Path | None,
@@ -58,18 +58,14 @@ def report_command(
     """Write the HTML QA report of the dataset at ROOT (open index.html in a browser)."""
     from expokit.curation.report import build_report
 
-    try:
-        index = build_report(
-            root,
-            out_dir,
-            max_thumbnails=max_thumbnails,
-            per_page=per_page,
-            workers=workers,
-            progress=not no_progress,
-        )
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    index = build_report(
+        root,
+        out_dir,
+        max_thumbnails=max_thumbnails,
+        per_page=per_page,
+        workers=workers,
+        progress=not no_progress,
+    )
     click.echo(f"report: {index}")
 
 
@@ -119,6 +115,7 @@ def report_command(
     "export exits 0.",
 )
 @_progress_option
+@reports_errors
 def export_command(
     root: Path,
     layout: str,
@@ -137,21 +134,17 @@ def export_command(
     """
     from expokit.curation.export import export_dataset
 
-    try:
-        summary = export_dataset(
-            root,
-            out_dir,
-            layout,
-            jpeg_quality=jpeg_quality,
-            dime_val=dime_val,
-            ev_tolerance=ev_tolerance,
-            progress=not no_progress,
-            rank_map=rank_map,
-            allow_partial=allow_partial,
-        )
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    summary = export_dataset(
+        root,
+        out_dir,
+        layout,
+        jpeg_quality=jpeg_quality,
+        dime_val=dime_val,
+        ev_tolerance=ev_tolerance,
+        progress=not no_progress,
+        rank_map=rank_map,
+        allow_partial=allow_partial,
+    )
     for issue in summary.errors:
         click.secho(str(issue), fg="red", err=True)
     for kept in summary.kept:
@@ -196,6 +189,7 @@ def export_command(
     help="Also write every problem to this JSON file.",
 )
 @_progress_option
+@reports_errors
 def validate_command(
     root: Path,
     no_hashes: bool,
@@ -216,15 +210,12 @@ def validate_command(
 
     if json_path is not None:
         # Checked before the (long) validation: the report may replace only an earlier one.
-        try:
-            check_output_file(
-                json_path,
-                inputs=(root / MANIFEST_FILE, root / INFO_FILE),
-                what="--json file",
-                is_own_output=_is_validate_report,
-            )
-        except ExpokitError as exc:
-            fail(str(exc))
+        check_output_file(
+            json_path,
+            inputs=(root / MANIFEST_FILE, root / INFO_FILE),
+            what="--json file",
+            is_own_output=_is_validate_report,
+        )
     if is_export_folder(root):
         report = validate_export(root, check_hashes=not no_hashes)
     else:
@@ -255,6 +246,7 @@ def validate_command(
     default=None,
     help="CSV file (default ROOT/manifest.csv).",
 )
+@reports_errors
 def csv_command(root: Path, out_path: Path | None) -> None:
     """Write the manifest of the dataset at ROOT as CSV.
 
@@ -270,49 +262,39 @@ def csv_command(root: Path, out_path: Path | None) -> None:
     )
 
     target = out_path if out_path is not None else root / "manifest.csv"
-    try:
-        check_output_file(
-            target,
-            inputs=(root / MANIFEST_FILE, root / INFO_FILE),
-            what="--out file",
-            is_own_output=is_manifest_csv,
-        )
-        dataset = load_dataset(root)
-        path = export_csv(dataset, target)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    check_output_file(
+        target,
+        inputs=(root / MANIFEST_FILE, root / INFO_FILE),
+        what="--out file",
+        is_own_output=is_manifest_csv,
+    )
+    dataset = load_dataset(root)
+    path = export_csv(dataset, target)
     click.echo(f"csv: {path} ({len(dataset.manifest)} rows)")
 
 
 @click.command("card")
 @_root_argument
+@reports_errors
 def card_command(root: Path) -> None:
     """(Re)write the dataset card ROOT/README.md from info.json and the manifest."""
     from expokit.core.lock import RootLock
     from expokit.curation.card import write_card
 
-    try:
-        # README.md is the dataset's file: not while a build rewrites the dataset.
-        with RootLock(root, "expokit curate card"):
-            path = write_card(root)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    # README.md is the dataset's file: not while a build rewrites the dataset.
+    with RootLock(root, "expokit curate card"):
+        path = write_card(root)
     click.echo(f"card: {path}")
 
 
 @click.command("upgrade")
 @_root_argument
+@reports_errors
 def upgrade_command(root: Path) -> None:
     """Convert the dataset at ROOT to the current format version (in place)."""
     from expokit.curation.upgrade import upgrade_dataset
 
-    try:
-        steps = upgrade_dataset(root)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    steps = upgrade_dataset(root)
     for step in steps:
         click.echo(step)
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_common import fail
-from expokit.core.errors import ExpokitError
+from expokit.cli_common import reports_errors
 
 
 @click.command("eval")
@@ -77,6 +76,7 @@ from expokit.core.errors import ExpokitError
     help="Torch device for the model: cpu, cuda, cuda:1, auto.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@reports_errors
 def eval_command(
     ckpt: Path | None,
     data: Path,
@@ -99,19 +99,16 @@ def eval_command(
 
     from expokit.models.evaluate import EvalConfig, evaluate, format_table
 
-    try:
-        config = EvalConfig(
-            splits=tuple(splits),
-            reference="other-scene" if reference == "other-scene" else "same",
-            resize=resize,
-            min_ev_error=min_ev_error,
-            references=not no_references,
-            device=device,
-        )
-        with tqdm(desc="eval", unit="pair", disable=no_progress or None) as bar:
-            result = evaluate(data, ckpt, config, out=out_dir, progress=bar.update)
-    except ExpokitError as exc:
-        fail(str(exc))
+    config = EvalConfig(
+        splits=tuple(splits),
+        reference="other-scene" if reference == "other-scene" else "same",
+        resize=resize,
+        min_ev_error=min_ev_error,
+        references=not no_references,
+        device=device,
+    )
+    with tqdm(desc="eval", unit="pair", disable=no_progress or None) as bar:
+        result = evaluate(data, ckpt, config, out=out_dir, progress=bar.update)
     click.echo(format_table(result.summary))
     if out_dir is not None:
         click.echo(f"wrote {out_dir}/summary.json and per-pair CSV")

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_common import fail
-from expokit.core.errors import ExpokitError
+from expokit.cli_common import reports_errors
 
 
 @click.command()
@@ -60,6 +59,7 @@ from expokit.core.errors import ExpokitError
     "--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="Video H.264 CRF."
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@reports_errors
 def infer(
     inputs: tuple[Path, ...],
     ckpt: Path,
@@ -82,27 +82,24 @@ def infer(
     from expokit.models.checkpoint import load_model
     from expokit.models.infer import InferConfig, infer_paths
 
-    try:
-        config = InferConfig(
-            lut_size=lut_size,
-            fast_uec=not no_lut,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            crf=crf,
-            device=device,
-        )
-        model, meta = load_model(ckpt)
-        click.echo(f"model {meta['model']} (step {meta.get('step')}) from {meta['path']}", err=True)
-        results = infer_paths(
-            model,
-            inputs,
-            out_dir,
-            reference=reference,
-            config=config,
-            progress=not no_progress,
-        )
-    except ExpokitError as exc:
-        fail(str(exc))
+    config = InferConfig(
+        lut_size=lut_size,
+        fast_uec=not no_lut,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        crf=crf,
+        device=device,
+    )
+    model, meta = load_model(ckpt)
+    click.echo(f"model {meta['model']} (step {meta.get('step')}) from {meta['path']}", err=True)
+    results = infer_paths(
+        model,
+        inputs,
+        out_dir,
+        reference=reference,
+        config=config,
+        progress=not no_progress,
+    )
     failed = 0
     for result in results:
         if result.ok:

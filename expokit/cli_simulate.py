@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_common import fail
-from expokit.core.errors import ExpokitError
+from expokit.cli_common import reports_errors
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -81,6 +80,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 )
 @click.option("--still-pairs", type=click.IntRange(0, 100), default=3, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@reports_errors
 def simulate_command(
     source: str, out_dir: Path, ev_offset: float, offset_s: float, drift_ppm: float,
     seed: int, seconds: float | None, size_text: str | None, fps: float,
@@ -100,16 +100,12 @@ def simulate_command(
     """
     from expokit.capture.simulate import SimulationConfig, simulate
 
-    try:
-        config = SimulationConfig(
-            source=source, ev_offset=ev_offset, offset_s=offset_s, drift_ppm=drift_ppm,
-            seed=seed, seconds=seconds, size=_size(size_text), fps=fps,
-            splitter_ratio=splitter_ratio, still_pairs=still_pairs,
-        )  # fmt: skip
-        result = simulate(config, out_dir, progress=not no_progress, log=click.echo)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    config = SimulationConfig(
+        source=source, ev_offset=ev_offset, offset_s=offset_s, drift_ppm=drift_ppm,
+        seed=seed, seconds=seconds, size=_size(size_text), fps=fps,
+        splitter_ratio=splitter_ratio, still_pairs=still_pairs,
+    )  # fmt: skip
+    result = simulate(config, out_dir, progress=not no_progress, log=click.echo)
     truth = result.truth
     click.echo(f"flip        {truth['flip']}")
     click.echo(

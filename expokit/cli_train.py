@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli_common import fail
-from expokit.core.errors import ExpokitError
+from expokit.cli_common import reports_errors
 
 AMP_CHOICES = ("off", "bf16", "fp16")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -55,6 +54,7 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
     "--workers", "num_workers", type=click.IntRange(min=0), default=None, help="Loader workers."
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@reports_errors
 def train(
     model: str | None,
     data: Path | None,
@@ -98,14 +98,10 @@ def train(
         "crop": crop,
         "num_workers": num_workers,
     }
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            config = resolve_config(model, config_file=config_file, overrides=overrides)
-            summary = run_training(config, resume=resume, progress=not no_progress, echo=click.echo)
-    except ExpokitError as exc:
-        fail(str(exc))
-        return
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        config = resolve_config(model, config_file=config_file, overrides=overrides)
+        summary = run_training(config, resume=resume, progress=not no_progress, echo=click.echo)
     if summary.rank == 0:
         for line in summary.report():
             click.echo(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -118,10 +119,41 @@ def test_curate_render_alias(chart_dng: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_demo_runs_on_shipped_data(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo")])
-    assert result.exit_code == 0, result.output
-    assert "demo finished OK" in result.output
-    assert (tmp_path / "demo" / "msec" / "manifest.parquet").exists()
-    frame = pd.read_parquet(tmp_path / "demo" / "msec" / "manifest.parquet")
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """The README's main job, on small settings: every stage meets its known answer and one
+    HTML page links every output (the full-size run is `expokit demo`)."""
+    from expokit.demo import DemoConfig, run_demo
+
+    out = tmp_path / "demo"
+    small = DemoConfig(clip_seconds=3.0, fps=8.0, still_pairs=1, uec_steps=3, video_steps=2)
+    result = run_demo(out, progress=False, config=small)
+    assert result.ok, result.stages
+    assert [name for name, _, _ in result.stages] == [
+        "calibration",
+        "renders",
+        "curation",
+        "training",
+    ]
+    assert {c.stage for c in result.truth} >= {
+        "flip",
+        "homography grid error px",
+        "sync offset s (audio)",
+        "build residual px",
+    }
+    assert all(c.passed for c in result.truth)
+    page = (out / "index.html").read_text()
+    for link in result.links:  # every linked output exists
+        assert link[2].exists(), link
+    assert "all stages OK" in page and "rig_calibration.json" in page
+    assert (out / "exports" / "dime" / "np").is_dir()
+    assert (out / "exports" / "msec" / "training").is_dir() or (out / "exports" / "msec").is_dir()
+    frame = pd.read_parquet(out / "renders" / "msec" / "manifest.parquet")
     assert len(frame) == 4 * 5 + 4 and set(frame["status"]) == {"ok"}
+    assert json.loads((out / "demo.json").read_text())["ok"] is True
+
+
+def test_demo_refuses_a_folder_with_files(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "not empty" in result.output
+    assert (tmp_path / "keep.txt").read_text() == "mine"

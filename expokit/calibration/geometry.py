@@ -2,8 +2,13 @@
 
 :func:`calibrate_geometry` takes image pairs from the reference and the test camera (views
 of a calibration board, or of any textured scene) and writes ``rig_calibration.json`` plus QA
-images; :func:`load_rig_calibration` reads it back; :func:`warp_test_to_reference` applies it
-to a test image (what the curation stage does with every test frame).
+images; :func:`warp_test_to_reference` applies it to a test image (what the curation stage
+does with every test frame).
+
+This module holds the algorithm. The file format (:class:`RigCalibration`, its one reader
+:func:`~expokit.calibration.rig_calibration.read_rig_calibration` and one writer) lives in
+:mod:`~expokit.calibration.rig_calibration`; drawing, writing and cleaning up the QA images
+in :mod:`~expokit.calibration.geometry_qa`. Both are re-exported here for existing callers.
 
 Steps (each choice is logged and recorded in the JSON):
 
@@ -28,7 +33,6 @@ reference image is used as captured and the test image is resampled once.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import re
@@ -46,9 +50,18 @@ from expokit.calibration.boards import (
     detect_board,
     require_board,
 )
+from expokit.calibration.geometry_qa import (
+    QA_IMAGE_NAME,
+    pair_correlation,
+    previous_qa_images,
+    qa_frames,
+    remove_stale_qa_images,
+    render_qa_images,
+    write_qa_images,
+)
+from expokit.calibration.geometry_qa import QA_MAX_SIDE as QA_MAX_SIDE
 from expokit.calibration.homography import (
     DegenerateHomographyError,
-    EccResult,
     EccSettings,
     HomographyLimits,
     TooFewMatchesError,
@@ -68,7 +81,6 @@ from expokit.calibration.homography import (
     to_gray_float,
     to_uint8,
     transfer_rms,
-    white_point,
 )
 from expokit.calibration.intrinsics import (
     Intrinsics,
@@ -86,9 +98,18 @@ from expokit.calibration.mirror import (
     choose_flip,
     is_upright,
 )
+from expokit.calibration.rig_calibration import FORMAT_VERSION as FORMAT_VERSION
+from expokit.calibration.rig_calibration import (
+    RIG_CALIBRATION_NAME,
+    PairRecord,
+    RigCalibration,
+    read_rig_calibration,
+    write_rig_calibration,
+)
+from expokit.calibration.rig_calibration import (
+    RigCalibrationFormatError as RigCalibrationFormatError,
+)
 from expokit.core.errors import ExpokitError, InputFileError, OutputError
-from expokit.core.paths import PathEscapeError, resolve_inside
-from expokit.core.versioned import read_versioned_json
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +118,9 @@ F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
 Size = tuple[int, int]
 
-#: Version of ``rig_calibration.json``; bump when a field changes meaning.
-FORMAT_VERSION = 1
-RIG_CALIBRATION_NAME = "rig_calibration.json"
 FLIP_CHOICES: tuple[str, ...] = ("auto", *(f.value for f in FLIP_CANDIDATES))
-#: QA images and per-pair correlations are computed at most this large (longer side).
-QA_MAX_SIDE = 2000
 #: Gray levels (of 1) at or above this are clipped highlights: no gradient, excluded from ECC.
 CLIPPED = 0.995
-
-
-class RigCalibrationFormatError(InputFileError):
-    """``rig_calibration.json`` is missing fields, malformed, or of another format version."""
 
 
 @dataclass(frozen=True)
@@ -232,181 +244,10 @@ def _opt_dict(intr: Intrinsics | None) -> dict[str, Any] | None:
     return None if intr is None else intr.to_dict()
 
 
-@dataclass(frozen=True)
-class PairRecord:
-    """Provenance and per-pair evidence for one (reference, test) image pair."""
-
-    reference: str
-    reference_sha256: str
-    test: str
-    test_sha256: str
-    board_corners_reference: int | None = None
-    board_corners_test: int | None = None
-    correspondences: int = 0
-    inliers: int = 0
-    board_order: str | None = None
-    correlation: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RigCalibration:
-    """Geometry of a two-camera rig (the content of ``rig_calibration.json``).
-
-    Attributes
-    ----------
-    homography
-        ``(3, 3)`` float64, flipped + undistorted test pixels -> undistorted reference pixels,
-        ``H[2, 2] = 1``.
-    initial_homography
-        The board/feature estimate before ECC.
-    flip, mirror
-        The flip applied to raw test images and how it was decided.
-    method
-        Source of the initial homography: ``"charuco"``, ``"chessboard"`` or ``"features"``.
-    correspondences, inliers
-        Point correspondences used and homography inliers among them (all pairs).
-    reprojection_rms, initial_reprojection_rms
-        RMS transfer error (reference pixels) of the inlier correspondences under the final /
-        initial homography. It measures agreement with the board corners or features, not
-        accuracy: the initial fit minimises it, so ECC may raise it when the features are
-        biased (graf1 -> graf3, strong viewpoint change: 1.24 -> 2.44 px while the error
-        against the ground truth halves; the ground truth itself scores 3.5 px).
-    ecc
-        :meth:`EccResult.to_dict` (motion, correlations, every attempt) or ``None``.
-    valid_region
-        ``(x, y, width, height)``: the largest axis-aligned rectangle of the raw reference
-        frame fully covered by the warped test image.
-    reference_size, test_size
-        ``(width, height)`` of the raw images.
-    reference_intrinsics, test_intrinsics, stereo_rms
-        Optional camera models and the stereo RMS reprojection error (px).
-    board
-        The board spec, if any.
-    pairs
-        Per-pair inputs (paths, sha256) and evidence.
-    qa_images
-        File names of the QA images written next to the JSON.
-    """
-
-    homography: F64
-    initial_homography: F64
-    flip: Flip
-    mirror: MirrorDecision
-    method: str
-    correspondences: int
-    inliers: int
-    reprojection_rms: float
-    initial_reprojection_rms: float
-    ecc: dict[str, Any] | None
-    valid_region: tuple[int, int, int, int]
-    reference_size: Size
-    test_size: Size
-    reference_intrinsics: Intrinsics | None = None
-    test_intrinsics: Intrinsics | None = None
-    stereo_rms: float | None = None
-    board: BoardSpec | None = None
-    pairs: tuple[PairRecord, ...] = ()
-    qa_images: tuple[str, ...] = ()
-    config: dict[str, Any] = field(default_factory=dict)
-    software: dict[str, str] = field(default_factory=dict)
-    created_at: str = ""
-    format_version: int = FORMAT_VERSION
-
-    @property
-    def ecc_correlation(self) -> float | None:
-        return None if self.ecc is None else float(self.ecc["correlation"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": self.format_version,
-            "created_at": self.created_at,
-            "software": dict(self.software),
-            "flip": self.flip.value,
-            "mirror": self.mirror.to_dict(),
-            "method": self.method,
-            "homography": np.asarray(self.homography).tolist(),
-            "initial_homography": np.asarray(self.initial_homography).tolist(),
-            "correspondences": self.correspondences,
-            "inliers": self.inliers,
-            "reprojection_rms": self.reprojection_rms,
-            "initial_reprojection_rms": self.initial_reprojection_rms,
-            "ecc": self.ecc,
-            "valid_region": list(self.valid_region),
-            "reference_size": list(self.reference_size),
-            "test_size": list(self.test_size),
-            "reference_intrinsics": _opt_dict(self.reference_intrinsics),
-            "test_intrinsics": _opt_dict(self.test_intrinsics),
-            "stereo_rms": self.stereo_rms,
-            "board": None if self.board is None else self.board.to_dict(),
-            "pairs": [p.to_dict() for p in self.pairs],
-            "qa_images": list(self.qa_images),
-            "config": self.config,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RigCalibration:
-        """Inverse of :meth:`to_dict` (raises ``KeyError``/``ValueError``/``TypeError``)."""
-
-        def size(key: str) -> Size:
-            w, h = data[key]
-            return int(w), int(h)
-
-        def intr(key: str) -> Intrinsics | None:
-            return None if data.get(key) is None else Intrinsics.from_dict(data[key])
-
-        homography = np.asarray(data["homography"], np.float64)
-        if homography.shape != (3, 3) or not np.all(np.isfinite(homography)):
-            raise ValueError("homography must be a finite 3x3 matrix")
-        x, y, w, h = (int(v) for v in data["valid_region"])
-        return cls(
-            homography=homography,
-            initial_homography=np.asarray(data["initial_homography"], np.float64).reshape(3, 3),
-            flip=Flip(data["flip"]),
-            mirror=MirrorDecision.from_dict(data["mirror"]),
-            method=str(data["method"]),
-            correspondences=int(data["correspondences"]),
-            inliers=int(data["inliers"]),
-            reprojection_rms=float(data["reprojection_rms"]),
-            initial_reprojection_rms=float(data["initial_reprojection_rms"]),
-            ecc=data.get("ecc"),
-            valid_region=(x, y, w, h),
-            reference_size=size("reference_size"),
-            test_size=size("test_size"),
-            reference_intrinsics=intr("reference_intrinsics"),
-            test_intrinsics=intr("test_intrinsics"),
-            stereo_rms=None if data.get("stereo_rms") is None else float(data["stereo_rms"]),
-            board=None if data.get("board") is None else BoardSpec.from_dict(data["board"]),
-            pairs=tuple(PairRecord(**p) for p in data.get("pairs", [])),
-            qa_images=tuple(str(q) for q in data.get("qa_images", [])),
-            config=dict(data.get("config", {})),
-            software={str(k): str(v) for k, v in dict(data.get("software", {})).items()},
-            created_at=str(data.get("created_at", "")),
-            format_version=int(data["format_version"]),
-        )
-
-
 def load_rig_calibration(path: str | Path) -> RigCalibration:
-    """Read ``rig_calibration.json`` (or a folder holding it).
-
-    Raises
-    ------
-    RigCalibrationFormatError
-        Missing file, not JSON, a ``format_version`` other than :data:`FORMAT_VERSION` (the
-        message names the version found), or missing/invalid fields.
-    """
-    file = Path(path)
-    if file.is_dir():
-        file = file / RIG_CALIBRATION_NAME
-    data = read_versioned_json(
-        file, version=FORMAT_VERSION, kind="rig calibration", error=RigCalibrationFormatError
-    )
-    try:
-        return RigCalibration.from_dict(data)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise RigCalibrationFormatError(file, f"invalid rig calibration ({exc!r})") from exc
+    """Read ``rig_calibration.json`` (or a folder holding it): :func:`read_rig_calibration`,
+    kept under this name for existing callers."""
+    return read_rig_calibration(path)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -993,56 +834,6 @@ def _ecc_mask(pair: _Pair, h0: F64) -> U8:
     return np.asarray(mask, np.uint8)
 
 
-def _qa_images(
-    pair: _Pair,
-    calib: RigCalibration,
-    maps: tuple[F32, F32] | None,
-    out_dir: Path,
-    config: GeometryConfig,
-) -> tuple[list[str], float]:
-    """Checkerboard blend and difference in the raw reference frame; the pair's correlation."""
-    import cv2
-
-    from expokit.core.atomic import atomic_write_bytes
-
-    warped, valid = warp_test_to_reference(pair.test_gray, calib, maps=maps)
-    ref = pair.reference_gray
-    ref_small, _ = resize_to_max_side(ref, QA_MAX_SIDE)
-    size = image_size(ref_small)
-    test_small = np.asarray(cv2.resize(warped, size, interpolation=cv2.INTER_AREA), np.float32)
-    valid_small = np.asarray(
-        cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST), bool
-    )
-    matched = match_histogram(test_small, ref_small, valid_small, valid_small)
-    matched[~valid_small] = 0
-    mask = valid_small.astype(np.uint8) * 255
-    blurred_ref = cv2.GaussianBlur(ref_small, (5, 5), 0)
-    blurred_test = cv2.GaussianBlur(matched, (5, 5), 0)
-    correlation = (
-        float(cv2.computeECC(blurred_ref, blurred_test, mask))
-        if np.count_nonzero(mask) > 16
-        else float("nan")
-    )
-    if not config.qa_images:
-        return [], correlation
-    white = white_point(ref_small)
-    ref_u8, test_u8 = to_uint8(ref_small, white), to_uint8(matched, white)
-    ys, xs = np.indices(ref_u8.shape)
-    tiles = ((ys // config.qa_tile + xs // config.qa_tile) % 2).astype(bool)
-    checker = np.where(tiles & valid_small, test_u8, ref_u8)
-    diff = np.clip(np.abs(ref_u8.astype(np.int16) - test_u8.astype(np.int16)) * 4, 0, 255)
-    diff = np.where(valid_small, diff, 0).astype(np.uint8)
-    names = []
-    for kind, image in (("checkerboard", checker), ("difference", diff)):
-        name = f"rig_qa_{pair.index:02d}_{kind}.png"
-        ok, buffer = cv2.imencode(".png", image)
-        if not ok:
-            raise ExpokitError(f"could not encode QA image {name}")
-        atomic_write_bytes(out_dir / name, buffer.tobytes())
-        names.append(name)
-    return names, correlation
-
-
 def _software() -> dict[str, str]:
     import cv2
 
@@ -1120,10 +911,6 @@ def calibrate_geometry(
         return _calibrate_into(refs, tests, out, board, config)
 
 
-#: Names of the QA images calibrate_geometry writes (and may remove on a re-run).
-QA_IMAGE_NAME = re.compile(r"rig_qa_\d{2,}_(checkerboard|difference)\.png")
-
-
 def _check_inputs_not_outputs(out: Path, inputs: list[Path]) -> None:
     """Refuse when an input image is a file this calibration would overwrite or remove."""
     if not out.is_dir():
@@ -1140,33 +927,6 @@ def _check_inputs_not_outputs(out: Path, inputs: list[Path]) -> None:
             )
 
 
-def _previous_qa_images(out: Path) -> set[str]:
-    """QA image names recorded by an earlier run's rig_calibration.json in ``out`` (none when
-    missing or unreadable: then nothing is removed)."""
-    try:
-        data = json.loads((out / RIG_CALIBRATION_NAME).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return set()
-    names = data.get("qa_images") if isinstance(data, dict) else None
-    if not isinstance(names, list):
-        return set()
-    return {n for n in names if isinstance(n, str) and QA_IMAGE_NAME.fullmatch(n)}
-
-
-def _remove_stale_qa_images(out: Path, previous: set[str], current: list[str]) -> None:
-    """Delete QA images an earlier run wrote (listed in its record, named by our pattern)
-    that this run did not write: never another file, never through a symlink."""
-    for name in sorted(previous - set(current)):
-        path = out / name
-        if path.is_symlink() or not path.is_file():
-            continue
-        try:
-            resolve_inside(out, name, "QA image")
-        except PathEscapeError:
-            continue
-        path.unlink(missing_ok=True)
-
-
 def _calibrate_into(
     refs: list[Path],
     tests: list[Path],
@@ -1174,33 +934,139 @@ def _calibrate_into(
     board: BoardSpec | None,
     config: GeometryConfig,
 ) -> RigCalibration:
-    """The work of :func:`calibrate_geometry` once ``out`` is claimed and locked."""
-    from expokit.core.atomic import atomic_write_json
+    """The work of :func:`calibrate_geometry` once ``out`` is claimed and locked.
 
-    previous_qa = _previous_qa_images(out)
+    One step per call: estimate the geometry (no file written), measure each pair and write
+    its QA images, write ``rig_calibration.json``, then delete QA images of an earlier run
+    that this run did not write.
+    """
+    previous_qa = previous_qa_images(out)  # before the new record replaces the old one
+    calib, pairs, maps = _estimate(refs, tests, board, config)
+    records, qa_names = _pair_outputs(pairs, calib, maps, board, out, config)
+    calib = _replace(calib, pairs=tuple(records), qa_images=tuple(qa_names))
+    written = write_rig_calibration(calib, out)
+    remove_stale_qa_images(out, previous_qa, qa_names)  # an earlier run had more pairs
+    log.info(
+        "wrote %s (flip %s, method %s, ECC %s)",
+        written,
+        calib.flip.value,
+        calib.method,
+        "off" if calib.ecc is None else calib.ecc["motion"],
+    )
+    return calib
+
+
+@dataclass(frozen=True)
+class _InitialFit:
+    """The initial homography and the correspondences it was fitted to (internal).
+
+    ``test_points``/``reference_points`` are ``(N, 2)`` float64 pixels (flipped + undistorted
+    test, undistorted reference) of all pairs, concatenated; ``inliers`` is ``(N,)`` bool.
+    """
+
+    homography: F64
+    inliers: npt.NDArray[np.bool_]
+    test_points: F64
+    reference_points: F64
+    best_pair: _Pair
+
+    def rms(self, h: F64) -> float:
+        """RMS transfer error (reference px) of the inliers under ``h``."""
+        return transfer_rms(h, self.test_points[self.inliers], self.reference_points[self.inliers])
+
+
+def _estimate(
+    refs: list[Path], tests: list[Path], board: BoardSpec | None, config: GeometryConfig
+) -> tuple[RigCalibration, list[_Pair], tuple[F32, F32] | None]:
+    """Estimate the rig geometry from the image pairs; writes nothing.
+
+    Returns
+    -------
+    tuple
+        ``(calib, pairs, maps)``: the calibration with its valid region but no per-pair
+        records or QA image names yet; the working state of every pair; the remap maps of
+        :func:`warp_maps` (``None`` without intrinsics) to reuse for the QA warps.
+    """
     pairs = _read_pairs(refs, tests)
     ref_size = image_size(pairs[0].reference_gray)
     test_size = image_size(pairs[0].test_gray)
     log.info("%d pair(s): reference %dx%d, test %dx%d", len(pairs), *ref_size, *test_size)
 
     # 1. Board in the reference views, then the flip (which also finds it in the test views).
+    mirror, flip_matches = _detect_board_and_flip(pairs, board, config)
+    # 2. Intrinsics (optional) and working images.
+    ref_intr, test_intr = _intrinsics(pairs, board, config)
+    _prepare_work_images(pairs, mirror.flip, ref_intr, test_intr)
+    # 3. Correspondences and the initial homography.
+    cached: list[tuple[F32, F32]] = []
+    if flip_matches is not None and ref_intr is None and test_intr is None:
+        cached = flip_matches[mirror.flip]
+    method = _correspondences(pairs, board, ref_intr, test_intr, cached, config)
+    fit = _initial_homography(pairs, method, config)
+    # 4. ECC refinement.
+    h, ecc = _refine(pairs, fit, method, config)
+    calib = RigCalibration(
+        homography=h,
+        initial_homography=fit.homography,
+        flip=mirror.flip,
+        mirror=mirror,
+        method=method,
+        correspondences=len(fit.test_points),
+        inliers=int(fit.inliers.sum()),
+        reprojection_rms=fit.rms(h),
+        initial_reprojection_rms=fit.rms(fit.homography),
+        ecc=ecc,
+        valid_region=(0, 0, 0, 0),
+        reference_size=ref_size,
+        test_size=test_size,
+        reference_intrinsics=ref_intr,
+        test_intrinsics=test_intr,
+        stereo_rms=_stereo_rms(pairs, ref_intr, test_intr),
+        board=board,
+        config=config.to_dict(),
+        software=_software(),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    maps = None if ref_intr is None and test_intr is None else warp_maps(calib)
+    region = _valid_region(calib, pairs[0].test_gray.shape, maps, fit.best_pair)
+    return _replace(calib, valid_region=region), pairs, maps
+
+
+def _detect_board_and_flip(
+    pairs: list[_Pair], board: BoardSpec | None, config: GeometryConfig
+) -> tuple[MirrorDecision, dict[Flip, list[tuple[F32, F32]]] | None]:
+    """Detect the board in the reference views (fills ``reference_board``), then decide the
+    flip (fills ``test_board``); returns the decision and the feature matches per flip."""
     if board is not None:
         for pair in pairs:
             pair.reference_board = detect_board(
                 pair.reference_gray, board, config.min_board_corners
             )
         if not config.feature_fallback:
+            refs = [p.reference_path for p in pairs]
             require_board([p.reference_board for p in pairs], refs, board, "reference")
-    mirror, flip_matches = _decide_mirror(pairs, board, config)
-    flip = mirror.flip
+    return _decide_mirror(pairs, board, config)
 
-    # 2. Intrinsics (optional) and working images.
-    ref_intr, test_intr = _intrinsics(pairs, board, config)
-    _prepare_work_images(pairs, flip, ref_intr, test_intr)
 
-    # 3. Correspondences and the initial homography.
+def _correspondences(
+    pairs: list[_Pair],
+    board: BoardSpec | None,
+    ref_intr: Intrinsics | None,
+    test_intr: Intrinsics | None,
+    cached: list[tuple[F32, F32]],
+    config: GeometryConfig,
+) -> str:
+    """Fill every pair's ``test_points``/``reference_points`` from the board, else from SIFT
+    matches (``cached``: the mirror step's, reused when still valid).
+
+    Returns
+    -------
+    str
+        The method: ``board.kind`` (``"charuco"``/``"chessboard"``) or ``"features"``.
+    """
     method = "features"
     if board is not None:
+        tests = [p.test_path for p in pairs]
         _board_correspondences(pairs, board, ref_intr, test_intr, config)
         if any(len(p.test_points) for p in pairs):
             method = board.kind
@@ -1214,12 +1080,24 @@ def _calibrate_into(
         else:
             log.warning("board not seen in both images of any pair; using features")
     if method == "features":
-        cached: list[tuple[F32, F32]] = []
-        if flip_matches is not None and ref_intr is None and test_intr is None:
-            cached = flip_matches[flip]
         _feature_correspondences(pairs, cached, config)
     log.info("initial homography from %s", method)
+    return method
 
+
+def _initial_homography(pairs: list[_Pair], method: str, config: GeometryConfig) -> _InitialFit:
+    """Fit one homography (``USAC_MAGSAC``) to the correspondences of all pairs and check it;
+    sets every pair's ``inliers`` count.
+
+    Raises
+    ------
+    DegenerateHomographyError
+        Enough correspondences but no fit (collinear points, ...), or a degenerate fit.
+    TooFewMatchesError
+        Fewer inliers than ``config.min_inliers`` (features) or 4 (board corners).
+    """
+    ref_size = image_size(pairs[0].reference_gray)
+    test_size = image_size(pairs[0].test_gray)
     test_all = np.concatenate([p.test_points for p in pairs])
     ref_all = np.concatenate([p.reference_points for p in pairs])
     best_pair = max(pairs, key=lambda p: len(p.test_points))
@@ -1246,111 +1124,129 @@ def _calibrate_into(
         n = len(pair.test_points)
         pair.inliers = int(inliers[offset : offset + n].sum())
         offset += n
+    fit = _InitialFit(h0, np.asarray(inliers, bool), test_all, ref_all, best_pair)
     log.info(
         "initial homography: %d of %d correspondences are inliers, RMS %.3f px",
         int(inliers.sum()),
         len(test_all),
-        transfer_rms(h0, test_all[inliers], ref_all[inliers]),
+        fit.rms(h0),
     )
+    return fit
 
-    # 4. ECC refinement on the pair with the most inliers.
-    ecc_result: EccResult | None = None
-    ecc_decision: dict[str, Any] = {}
-    ecc_pair = best_pair
-    h = h0
-    if config.ecc is not None:
-        ecc_pair = max(pairs, key=lambda p: p.inliers)
-        assert ecc_pair.reference_work is not None and ecc_pair.test_work is not None
-        mask = _ecc_mask(ecc_pair, h0)
-        # Re-match exposure on the overlap only, now that the overlap is known.
-        ecc_pair_test = match_histogram(
-            ecc_pair.test_work,
-            ecc_pair.reference_work,
-            mask > 0,
-            _warp_mask(mask, h0, ref_size),
-        )
-        ecc_result = refine_ecc(
-            ecc_pair.reference_work, ecc_pair_test, h0, mask, config.ecc, config.limits
-        )
-        h_ecc = check_homography(
-            ecc_result.homography, test_size, ref_size, ecc_pair.label(), config.limits
-        )
-        log.info(
-            "ECC on pair %d: motion %s, correlation %.4f",
-            ecc_pair.index,
-            ecc_result.motion,
-            ecc_result.correlation,
-        )
-        h, ecc_decision = ecc_keep_decision(
-            h0, h_ecc, test_all[inliers], ref_all[inliers], method, config.ecc_board_tolerance_px
-        )
-        if not ecc_decision["kept"]:
-            log.warning("ECC refinement discarded: %s", ecc_decision["reason"])
 
-    # 5. Outputs.
-    calib = RigCalibration(
-        homography=h,
-        initial_homography=h0,
-        flip=flip,
-        mirror=mirror,
-        method=method,
-        correspondences=len(test_all),
-        inliers=int(inliers.sum()),
-        reprojection_rms=transfer_rms(h, test_all[inliers], ref_all[inliers]),
-        initial_reprojection_rms=transfer_rms(h0, test_all[inliers], ref_all[inliers]),
-        ecc=None
-        if ecc_result is None
-        else {**ecc_result.to_dict(), "pair": ecc_pair.index, **ecc_decision},
-        valid_region=(0, 0, 0, 0),
-        reference_size=ref_size,
-        test_size=test_size,
-        reference_intrinsics=ref_intr,
-        test_intrinsics=test_intr,
-        stereo_rms=_stereo_rms(pairs, ref_intr, test_intr),
-        board=board,
-        config=config.to_dict(),
-        software=_software(),
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+def _refine(
+    pairs: list[_Pair], fit: _InitialFit, method: str, config: GeometryConfig
+) -> tuple[F64, dict[str, Any] | None]:
+    """ECC refinement on the pair with the most inliers (``config.ecc``; ``None`` skips it).
+
+    Returns
+    -------
+    tuple
+        ``(H, ecc)``: the homography kept (``(3, 3)`` float64; the initial one when ECC is
+        off or discarded by :func:`ecc_keep_decision`) and the record stored as
+        :attr:`RigCalibration.ecc` (``None`` when ECC is off).
+    """
+    if config.ecc is None:
+        return fit.homography, None
+    ref_size = image_size(pairs[0].reference_gray)
+    test_size = image_size(pairs[0].test_gray)
+    h0 = fit.homography
+    ecc_pair = max(pairs, key=lambda p: p.inliers)
+    assert ecc_pair.reference_work is not None and ecc_pair.test_work is not None
+    mask = _ecc_mask(ecc_pair, h0)
+    # Re-match exposure on the overlap only, now that the overlap is known.
+    ecc_pair_test = match_histogram(
+        ecc_pair.test_work, ecc_pair.reference_work, mask > 0, _warp_mask(mask, h0, ref_size)
     )
-    maps = None if ref_intr is None and test_intr is None else warp_maps(calib)
-    _, valid = warp_test_to_reference(
-        np.zeros(pairs[0].test_gray.shape, np.uint8), calib, maps=maps
+    result = refine_ecc(ecc_pair.reference_work, ecc_pair_test, h0, mask, config.ecc, config.limits)
+    h_ecc = check_homography(
+        result.homography, test_size, ref_size, ecc_pair.label(), config.limits
     )
+    log.info(
+        "ECC on pair %d: motion %s, correlation %.4f",
+        ecc_pair.index,
+        result.motion,
+        result.correlation,
+    )
+    h, decision = ecc_keep_decision(
+        h0,
+        h_ecc,
+        fit.test_points[fit.inliers],
+        fit.reference_points[fit.inliers],
+        method,
+        config.ecc_board_tolerance_px,
+    )
+    if not decision["kept"]:
+        log.warning("ECC refinement discarded: %s", decision["reason"])
+    return h, {**result.to_dict(), "pair": ecc_pair.index, **decision}
+
+
+def _valid_region(
+    calib: RigCalibration,
+    test_shape: tuple[int, ...],
+    maps: tuple[F32, F32] | None,
+    best_pair: _Pair,
+) -> tuple[int, int, int, int]:
+    """``(x, y, width, height)`` in raw reference pixels: the largest rectangle the warped
+    test image (of ``test_shape``) covers.
+
+    Raises
+    ------
+    ExpokitError
+        The warped test image covers no rectangle of the reference image.
+    """
+    _, valid = warp_test_to_reference(np.zeros(test_shape, np.uint8), calib, maps=maps)
     region = largest_valid_rectangle(valid)
     if region[2] == 0 or region[3] == 0:
         raise ExpokitError(
             f"{best_pair.label()}: the warped test image covers no rectangle of the reference image"
         )
+    return region
+
+
+def _pair_outputs(
+    pairs: list[_Pair],
+    calib: RigCalibration,
+    maps: tuple[F32, F32] | None,
+    board: BoardSpec | None,
+    out: Path,
+    config: GeometryConfig,
+) -> tuple[list[PairRecord], list[str]]:
+    """Warp every pair with ``calib``, record its evidence and, when ``config.qa_images``,
+    write its QA images to ``out`` (one pair in memory at a time).
+
+    Returns
+    -------
+    tuple
+        ``(records, qa_names)``: one :class:`PairRecord` per pair, and the QA file names
+        written.
+    """
+    records: list[PairRecord] = []
     qa_names: list[str] = []
-    records = []
     for pair in pairs:
-        names, correlation = _qa_images(pair, calib, maps, out, config)
-        qa_names += names
-        records.append(
-            PairRecord(
-                reference=str(pair.reference_path),
-                reference_sha256=pair.reference_sha256,
-                test=str(pair.test_path),
-                test_sha256=pair.test_sha256,
-                board_corners_reference=None if board is None else _count(pair.reference_board),
-                board_corners_test=None if board is None else _count(pair.test_board),
-                correspondences=len(pair.test_points),
-                inliers=pair.inliers,
-                board_order=pair.board_order,
-                correlation=None if math.isnan(correlation) else correlation,
-            )
-        )
-    calib = _replace(calib, valid_region=region, pairs=tuple(records), qa_images=tuple(qa_names))
-    atomic_write_json(out / RIG_CALIBRATION_NAME, calib.to_dict())
-    _remove_stale_qa_images(out, previous_qa, qa_names)  # an earlier run had more pairs
-    log.info(
-        "wrote %s (flip %s, method %s, ECC %s)",
-        out / RIG_CALIBRATION_NAME,
-        flip.value,
-        method,
-        "off" if ecc_result is None else ecc_result.motion,
+        warped, valid = warp_test_to_reference(pair.test_gray, calib, maps=maps)
+        frames = qa_frames(pair.reference_gray, warped, valid)
+        records.append(_pair_record(pair, board, pair_correlation(frames)))
+        if config.qa_images:
+            images = render_qa_images(frames, config.qa_tile)
+            qa_names += write_qa_images(out, pair.index, images)
+    return records, qa_names
+
+
+def _pair_record(pair: _Pair, board: BoardSpec | None, correlation: float) -> PairRecord:
+    """The provenance and evidence of ``pair`` (``correlation`` NaN is recorded as ``None``)."""
+    return PairRecord(
+        reference=str(pair.reference_path),
+        reference_sha256=pair.reference_sha256,
+        test=str(pair.test_path),
+        test_sha256=pair.test_sha256,
+        board_corners_reference=None if board is None else _count(pair.reference_board),
+        board_corners_test=None if board is None else _count(pair.test_board),
+        correspondences=len(pair.test_points),
+        inliers=pair.inliers,
+        board_order=pair.board_order,
+        correlation=None if math.isnan(correlation) else correlation,
     )
-    return calib
 
 
 def ecc_keep_decision(

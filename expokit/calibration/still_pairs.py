@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expokit.capture.journal import read_journal
+from expokit.capture.journal import DownloadedEvent, PlannedEvent, TriggeredEvent, read_events
 from expokit.capture.session import FILES_DIR, JOURNAL_FILE
 from expokit.core.errors import InputFileError
 
@@ -145,29 +144,25 @@ def session_shots(session_dir: str | Path) -> list[Shot]:
     if not journal.is_file():
         raise SessionError(root, f"not a capture session (no {JOURNAL_FILE})")
     try:
-        events, _torn = read_journal(journal)
+        events, _torn = read_events(journal)
     except OSError as exc:
         raise SessionError(journal, f"cannot read the journal ({exc})") from None
-    video_plans = {
-        e.get("index") for e in events if e["event"] == "planned" and e.get("kind") == "video"
-    }
+    video_plans = {e.index for e in events if isinstance(e, PlannedEvent) and e.kind == "video"}
     last_trigger: dict[tuple[int, str], float | None] = {}
     shots: list[Shot] = []
     for event in events:
-        index, role = event.get("index"), event.get("role")
-        if not isinstance(index, int) or not isinstance(role, str) or index in video_plans:
-            continue
-        if event["event"] == "triggered" and "movie" not in event:
-            last_trigger[(index, role)] = _epoch(event.get("wall_before", event.get("t_wall")))
-        elif event["event"] == "downloaded":
-            name = str(event.get("file", ""))
+        if isinstance(event, TriggeredEvent) and event.movie is None:
+            if event.index not in video_plans:
+                wall = event.wall_before if event.wall_before is not None else event.t_wall
+                last_trigger[(event.index, event.role)] = _epoch(wall)
+        elif isinstance(event, DownloadedEvent) and event.index not in video_plans:
             shots.append(
                 Shot(
-                    role=role,
-                    index=index,
-                    file=name,
-                    host_time=last_trigger.get((index, role)),
-                    exists=bool(name) and (root / FILES_DIR / name).is_file(),
+                    role=event.role,
+                    index=event.index,
+                    file=event.file,
+                    host_time=last_trigger.get((event.index, event.role)),
+                    exists=(root / FILES_DIR / event.file).is_file(),
                 )
             )
     return shots
@@ -178,14 +173,9 @@ def session_shots(session_dir: str | Path) -> list[Shot]:
 
 def exif_datetime(path: str | Path) -> float | None:
     """EXIF ``DateTimeOriginal`` (+ sub-seconds) of an image as local-time epoch seconds."""
-    import exifread
+    from expokit.core.exif import read_exif_tags
 
-    logging.getLogger("exifread").setLevel(logging.ERROR)
-    try:
-        with Path(path).open("rb") as handle:
-            tags = exifread.process_file(handle, details=False)
-    except Exception:  # exifread raises many types on odd files: no EXIF then
-        return None
+    tags = read_exif_tags(path)
     value = tags.get("EXIF DateTimeOriginal") or tags.get("Image DateTime")
     if value is None:
         return None

@@ -6,12 +6,11 @@ journal flags such shots instead of letting them pass silently.
 
 from __future__ import annotations
 
-import io
-import logging
 import math
 from typing import Any
 
 from expokit.capture.exposure import f_number, iso_value, shutter_seconds
+from expokit.core.exif import read_exif_tags
 
 
 def _as_number(value: Any) -> float | None:
@@ -30,13 +29,7 @@ def _as_number(value: Any) -> float | None:
 
 def read_exposure(data: bytes) -> dict[str, float]:
     """``exposure_time_s``, ``f_number`` and ``iso`` from EXIF bytes (JPEG, TIFF-based RAW)."""
-    import exifread
-
-    logging.getLogger("exifread").setLevel(logging.ERROR)
-    try:
-        tags = exifread.process_file(io.BytesIO(data), details=False)
-    except Exception:  # exifread raises many types on odd containers; no EXIF then
-        return {}
+    tags = read_exif_tags(data)
     found: dict[str, float] = {}
     for key, out in (
         ("EXIF ExposureTime", "exposure_time_s"),

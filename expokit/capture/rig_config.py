@@ -62,6 +62,10 @@ ROLES: tuple[str, ...] = ("reference", "test")
 TRIGGER_MODES: tuple[str, ...] = ("threaded", "sequential")
 TEMPLATE_FIELDS = {"session", "index", "role", "ev_token", "ext", "kind", "serial"}
 REQUIRED_TEMPLATE_FIELDS = {"index", "role", "ev_token", "ext"}
+#: Most attempts a retry policy may make per camera action (more only prolongs a failure).
+MAX_ATTEMPTS = 100
+#: Longest pause between two attempts, in seconds (the exponential backoff stops growing).
+MAX_PAUSE_S = 600.0
 #: Largest width or precision in a template's format spec (a name is at most 128 characters).
 MAX_TEMPLATE_WIDTH = 128
 #: A session folder name as :meth:`expokit.capture.session.Session.create` makes one, for
@@ -164,18 +168,29 @@ class RetryPolicy:
     reconnect_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("retry.attempts must be >= 1")
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ValueError(f"retry.attempts = {self.attempts!r} must be an integer")
+        if not 1 <= self.attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"retry.attempts = {self.attempts} must be within 1..{MAX_ATTEMPTS}")
+        for name in ("backoff_s", "backoff_factor", "trigger_timeout_s", "reconnect_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"retry.{name} = {value!r} must be a number")
         for name in ("backoff_s", "trigger_timeout_s", "reconnect_timeout_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"retry.{name} must be a non-negative number, got {value}")
-        if self.backoff_factor < 1:
-            raise ValueError("retry.backoff_factor must be >= 1")
+        if not (math.isfinite(self.backoff_factor) and self.backoff_factor >= 1):
+            raise ValueError("retry.backoff_factor must be a finite number >= 1")
 
     def delays(self) -> list[float]:
-        """Pauses before attempts 2..N."""
-        return [self.backoff_s * self.backoff_factor**i for i in range(self.attempts - 1)]
+        """Pauses before attempts 2..N: ``backoff_s * backoff_factor**i``, each at most
+        :data:`MAX_PAUSE_S` seconds."""
+        pauses, pause = [], float(self.backoff_s)
+        for _ in range(self.attempts - 1):
+            pauses.append(min(pause, MAX_PAUSE_S))
+            pause = min(pause * self.backoff_factor, MAX_PAUSE_S)
+        return pauses
 
 
 @dataclass(frozen=True)
@@ -238,6 +253,7 @@ class RigConfig:
             if role not in ROLES:
                 raise ValueError(f"bracket_roles: unknown role {role!r}")
         check_filename_template(self.filename_template, self._template_samples())
+        self._check_fake_cameras()
         if self.fake.get("source") is not None or self.fake.get("simulation") is not None:
             if self.backend != "fake":
                 raise ValueError("fake.source / fake.simulation: only a fake backend simulates")
@@ -249,6 +265,24 @@ class RigConfig:
                     and not key.replace("-", "").replace("_", "").isalnum()
                 ):
                     raise ValueError(f"setting name {key!r} is not valid")
+
+    def _check_fake_cameras(self) -> None:
+        """``[fake] cameras``: a list of tables, each a valid fake body (serial, model, ...)."""
+        from expokit.capture.backends.fake import FakeCameraSpec
+
+        cameras = self.fake.get("cameras")
+        if cameras is None:
+            return
+        if not isinstance(cameras, list) or not all(isinstance(c, dict) for c in cameras):
+            raise ValueError(
+                f"fake.cameras = {cameras!r} must be a list of tables "
+                '([[fake.cameras]] with serial = "...", model = "...")'
+            )
+        for number, camera in enumerate(cameras, start=1):
+            try:
+                FakeCameraSpec.from_dict(camera)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"fake.cameras #{number}: {exc}") from None
 
     def _template_samples(self) -> list[dict[str, Any]]:
         """Plausible field values for rendering the template once per role, kind and EV."""
@@ -306,6 +340,17 @@ class RigConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path | None = None) -> RigConfig:
+        """A rig from its TOML tables or its ``rig.json``; every key is type-checked first.
+
+        Raises
+        ------
+        ValueError
+            Naming the key (``bracket``, ``roles.test.settings``, ``retry.attempts``, ...)
+            and what it must be.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"the rig config must be a table of keys, got {type(data).__name__}")
+        check_types(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -339,7 +384,76 @@ class RigConfig:
         return cls(roles=roles, source=source, **values)
 
 
-_INT_KEYS = frozenset({"seed", "audio_rate", "crf"})
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _table(value: object) -> bool:
+    return isinstance(value, dict)
+
+
+#: Type of each top-level key: (check, what it must be).
+_KEY_TYPES: dict[str, tuple[Any, str]] = {
+    "backend": (_text, 'text ("gphoto2" or "fake")'),
+    "output_root": (_text, "a folder path (text)"),
+    "ev_offset": (_number, "a number of EV (e.g. -2.0)"),
+    "bracket": (
+        lambda v: isinstance(v, list) and all(_number(x) for x in v),
+        "a list of EVs (e.g. [-2, -1, 0, 1, 2])",
+    ),
+    "bracket_roles": (
+        lambda v: isinstance(v, list) and all(_text(x) for x in v),
+        'a list of roles (e.g. ["test"])',
+    ),
+    "trigger_mode": (_text, 'text ("threaded" or "sequential")'),
+    "filename_template": (_text, "text (a format string)"),
+    "retry": (_table, "a table ([retry] attempts = ..., backoff_s = ...)"),
+    "exif_tolerance_ev": (_number, "a number of EV"),
+    "fake": (_table, "a table ([fake] cameras, source, simulation)"),
+    "roles": (_table, "a table ([roles.reference] and [roles.test])"),
+    "source": (lambda v: v is None or _text(v), "a file path (text)"),
+}
+
+
+def check_types(data: dict[str, Any]) -> None:
+    """Check the type of every known key of a rig config (top level, ``roles.<role>`` and
+    ``retry``), so a wrong type gets an error naming the key instead of a crash later.
+
+    Raises
+    ------
+    ValueError
+        ``<key> = <value> must be <what>``.
+    """
+    for key, (check, what) in _KEY_TYPES.items():
+        if key in data and not check(data[key]):
+            raise ValueError(f"{key} = {data[key]!r} must be {what}")
+    for role, table in data.get("roles", {}).items():
+        where = f"roles.{role}"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where} = {table!r} must be a table (serial, settings)")
+        serial = table.get("serial")
+        if "serial" in table and (isinstance(serial, bool) or not isinstance(serial, str | int)):
+            raise ValueError(f"{where}.serial = {serial!r} must be text (the body's serial number)")
+        settings = table.get("settings", {})
+        if not isinstance(settings, dict):
+            raise ValueError(
+                f'{where}.settings = {settings!r} must be a table (e.g. {{ iso = "100" }})'
+            )
+        for name, value in settings.items():
+            if not (_text(value) or _number(value)):
+                raise ValueError(f"{where}.settings.{name} = {value!r} must be text or a number")
+    for name, value in data.get("retry", {}).items():
+        if name == "attempts" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"retry.attempts = {value!r} must be an integer")
+        if not _number(value):
+            raise ValueError(f"retry.{name} = {value!r} must be a number")
+
+
+_INT_KEYS = frozenset({"seed", "scene_seed", "audio_rate", "crf"})
 
 
 def simulation_config(
@@ -429,12 +543,48 @@ def load_rig_config(path: str | Path) -> RigConfig:
     """
     file = Path(path)
     try:
-        data = tomllib.loads(file.read_text())
+        data = tomllib.loads(file.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise RigConfigError(f"{file}: no such rig config file") from None
+    except OSError as exc:
+        raise RigConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RigConfigError(
+            f"{file}: not UTF-8 text (byte {exc.start}: "
+            f"{exc.object[exc.start : exc.start + 1]!r}); TOML files must be UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise RigConfigError(f"{file}: not valid TOML: {exc}") from None
     try:
         return RigConfig.from_dict(data, source=file.resolve())
+    except ValueError as exc:
+        raise RigConfigError(f"{file}: {exc}") from None
+
+
+def read_rig_json(path: str | Path) -> RigConfig:
+    """Load the resolved rig config a session stored (``rig.json``), validated like a TOML.
+
+    Raises
+    ------
+    RigConfigError
+        Naming the file and the problem (unreadable, truncated JSON, not an object, bad key).
+    """
+    import json
+
+    file = Path(path)
+    try:
+        data = json.loads(file.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise RigConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RigConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:
+        raise RigConfigError(f"{file}: not valid JSON (truncated or damaged?): {exc}") from None
+    if not isinstance(data, dict):
+        raise RigConfigError(
+            f"{file}: must be a JSON object (the resolved rig config), got {type(data).__name__}"
+        )
+    try:
+        return RigConfig.from_dict(data)
     except ValueError as exc:
         raise RigConfigError(f"{file}: {exc}") from None

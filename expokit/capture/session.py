@@ -24,15 +24,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expokit.capture.journal import Journal, read_journal
-from expokit.capture.rig_config import RigConfig
+from expokit.capture.journal import (
+    DownloadedEvent,
+    Journal,
+    PlannedEvent,
+    ShotDoneEvent,
+    read_events,
+)
+from expokit.capture.rig_config import RigConfig, read_rig_json
 from expokit.core.atomic import atomic_write_json, ensure_writable_dir, remove_stale_temp_files
 from expokit.core.errors import ExpokitError, OutputError
 from expokit.core.ev import ev_token
@@ -72,7 +77,7 @@ class SessionState:
     """What the journal says has happened."""
 
     plans: dict[int, ShotPlan] = field(default_factory=dict)
-    downloaded: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    downloaded: dict[tuple[int, str], DownloadedEvent] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
     torn_lines: int = 0
 
@@ -163,6 +168,10 @@ class Session:
         ------
         RootInUseError
             Another process has the session open.
+        RigConfigError
+            ``rig.json`` is unreadable, truncated, not an object or has a bad key.
+        JournalError
+            A journal line lacks a field its event needs (naming the journal, line, field).
         PathEscapeError
             A journal line names a file outside the session's ``files/`` folder.
         """
@@ -173,10 +182,7 @@ class Session:
         claim_root(root, "session", what="session folder")  # adopts sessions made before markers
         lock = RootLock(root, purpose).acquire()
         try:
-            try:
-                config = RigConfig.from_dict(json.loads(config_file.read_text()))
-            except (OSError, ValueError, TypeError) as exc:
-                raise ExpokitError(f"{config_file}: not a usable rig config: {exc}") from None
+            config = read_rig_json(config_file)
             session = cls(root, config, Journal(root / JOURNAL_FILE), lock)
             removed = remove_stale_temp_files(root / FILES_DIR)
             session.journal.append("session_resumed", session=root.name, stale_temp_removed=removed)
@@ -187,17 +193,16 @@ class Session:
 
     def state(self) -> SessionState:
         """Replay the journal."""
-        events, torn = read_journal(self.root / JOURNAL_FILE)
+        events, torn = read_events(self.root / JOURNAL_FILE)
         state = SessionState(torn_lines=torn)
         for event in events:
-            kind = event["event"]
-            if kind == "planned":
-                plan = ShotPlan(event["index"], event["kind"], event["roles"], event.get("seconds"))
+            if isinstance(event, PlannedEvent):
+                plan = ShotPlan(event.index, event.kind, event.roles, event.seconds)
                 state.plans[plan.index] = plan
-            elif kind == "downloaded":
-                state.downloaded[(event["index"], event["role"])] = event
-            elif kind == "shot_done":
-                state.done.add(event["index"])
+            elif isinstance(event, DownloadedEvent):
+                state.downloaded[(event.index, event.role)] = event
+            elif isinstance(event, ShotDoneEvent):
+                state.done.add(event.index)
         return state
 
     def plan(

@@ -75,8 +75,8 @@ TRUTH_FILE = "truth.json"
 #: Keys of a rig config's ``[fake.simulation]`` table (fields of :class:`SimulationConfig`;
 #: ``seconds`` and ``still_pairs`` come from the capture command instead).
 SIMULATION_KEYS: tuple[str, ...] = (
-    "ev_offset", "offset_s", "drift_ppm", "seed", "size", "fps", "splitter_ratio",
-    "audio_rate", "crf", "reference_sensor", "test_sensor",
+    "ev_offset", "offset_s", "drift_ppm", "seed", "scene_seed", "size", "fps",
+    "splitter_ratio", "audio_rate", "crf", "reference_sensor", "test_sensor",
 )  # fmt: skip
 #: Largest |ev_offset| the simulated sensor can record usefully (beyond it the test camera
 #: is black or white).
@@ -135,6 +135,9 @@ class SimulationConfig:
         reference file, B = test file); ``|drift_ppm| <= MAX_DRIFT_PPM``.
     seed
         Everything random (homography, noise, clocks, gains, generated footage).
+    scene_seed
+        Seed of the generated footage alone (default: ``seed``): the same rig (``seed``)
+        filming another scene, e.g. a second clip of one session's rig.
     seconds
         Length of the recordings (camera seconds); default: generated 10 s, else as much
         as the source allows.
@@ -153,6 +156,7 @@ class SimulationConfig:
     offset_s: float = 0.37
     drift_ppm: float = 120.0
     seed: int = 0
+    scene_seed: int | None = None
     seconds: float | None = None
     size: tuple[int, int] | None = None
     fps: float = 24.0
@@ -730,7 +734,8 @@ def _footage(
 ) -> Footage:
     if config.generated:
         assert seconds_needed is not None
-        return generated_footage(canvas, seconds_needed, config.fps, config.seed)
+        scene = config.seed if config.scene_seed is None else config.scene_seed
+        return generated_footage(canvas, seconds_needed, config.fps, scene)
     return load_footage(Path(config.source), canvas, config.fps, seconds_needed)
 
 

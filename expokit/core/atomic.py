@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from expokit.core.errors import OutputError
+from expokit.core.errors import OutputError, is_disk_full
 
 TEMP_PREFIX = ".~expokit-"
 
@@ -33,7 +33,7 @@ def _fsync_dir(directory: Path) -> None:
 
 def describe_os_error(exc: OSError, path: Path) -> str:
     """One-line, user-facing description of a failed write to ``path``."""
-    if exc.errno == errno.ENOSPC:
+    if is_disk_full(exc):
         return f"disk full while writing {path}"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {path}: permission denied or read-only file system"

@@ -23,6 +23,11 @@ Transfer = Literal["srgb", "linear"]
 #: Number of codes of a 16-bit linear input (LibRaw's ``output_bps=16``).
 INPUT_CODES = 65536
 
+#: Rec. ITU-R BT.709 luma weights of linear (R, G, B): ``LUMA_RGB @ rgb`` is the relative
+#: luminance; reverse it (``LUMA_RGB[::-1]``) for OpenCV's BGR order. Read-only.
+LUMA_RGB: npt.NDArray[np.float64] = np.array([0.2126, 0.7152, 0.0722])
+LUMA_RGB.setflags(write=False)
+
 # IEC 61966-2-1 constants.
 _SRGB_LINEAR_BREAK = 0.0031308
 _SRGB_ENCODED_BREAK = 0.04045

@@ -6,15 +6,13 @@ transfer
     sRGB transfer function and exposure lookup tables (functional core, numpy).
 ev
     EV ladders and the file-name tokens peers' code parses (``N1.5 N1 0 P1 P1.5``).
-raw_decode
-    One LibRaw pass to linear 16-bit RGB with every parameter explicit; white balance,
-    metadata and sanity checks.
-render_config
-    :class:`RenderConfig`, the typed, validated, hashable set of render parameters.
+rendering
+    RAW rendering, the stage behind ``expokit render`` (a sub-package):
+    ``rendering.raw_decode`` (one LibRaw pass to linear 16-bit RGB, white balance, metadata,
+    sanity checks), ``rendering.config`` (:class:`RenderConfig`, the typed, validated, hashable
+    render parameters) and ``rendering.render`` (the per-RAW function and the batch driver).
 layout
     Output names and folders (``sequence`` and ``msec`` layouts).
-render
-    The per-RAW render function and the batch driver behind ``expokit render``.
 manifest
     The parquet manifest: columns, atomic writes, reading back.
 synthetic

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from expokit.core.transfer import srgb_decode, srgb_encode
+from expokit.core.transfer import LUMA_RGB, srgb_decode, srgb_encode
 
 if TYPE_CHECKING:
     from expokit.calibration.geometry import RigCalibration
@@ -36,7 +36,7 @@ F64 = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 
 #: Rec. 709 luminance weights in OpenCV's B, G, R order.
-LUMA_BGR = np.array([0.0722, 0.7152, 0.2126], np.float32)
+LUMA_BGR = LUMA_RGB[::-1].astype(np.float32)
 #: Fewer usable pixels than this and no gain is fitted (NaN).
 MIN_GAIN_PIXELS = 64
 #: Linear values are indexed at this many bits when re-encoding (error < 1 code of 16-bit).

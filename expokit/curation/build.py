@@ -70,11 +70,10 @@ import math
 import os
 import signal
 import time
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -82,7 +81,6 @@ import numpy.typing as npt
 from expokit import __version__
 from expokit.core.atomic import (
     atomic_write_bytes,
-    atomic_write_json,
     ensure_writable_dir,
     read_json_object,
     remove_stale_temp_files,
@@ -93,6 +91,18 @@ from expokit.core.lock import RootLock
 from expokit.core.parallel import WorkerDiedError, map_unordered, native_threads
 from expokit.core.paths import PathEscapeError, check_name, resolve_inside
 from expokit.core.roots import claim_root
+from expokit.core.runs import (
+    DISK_FULL,
+    RECORD_VERSION,
+    RECORDS_DIR,
+    RunSummary,
+    new_run_id,
+    output_error_kind,
+    recorded_names,
+    write_record,
+)
+from expokit.core.runs import read_record as _read_record
+from expokit.core.runs import record_path as _record_path
 from expokit.curation.build_config import BuildConfig
 from expokit.curation.sources import (
     FrameReader,
@@ -104,8 +114,10 @@ from expokit.curation.sources import (
     load_image,
 )
 
-RECORDS_DIR = ".expokit/records"
-RECORD_VERSION = 1
+if TYPE_CHECKING:
+    from expokit.calibration.geometry import RigCalibration
+    from expokit.curation.align import Aligned
+
 IMAGES_DIR = "images"
 #: Test fault hook: the scene whose build kills its own process (see the module docstring).
 FAULT_KILL_SCENE_ENV = "EXPOKIT_FAULT_KILL_SCENE"
@@ -125,17 +137,13 @@ def record_path(out_root: str | Path, scene_id: str) -> Path:
     PathEscapeError
         The records folder resolves outside ``out_root`` (a symlink leaves the root).
     """
-    name = check_name(scene_id, "scene id")
-    return resolve_inside(out_root, f"{RECORDS_DIR}/{name}.json", "completion record")
+    return _record_path(out_root, scene_id, "scene id", record_what="completion record")
 
 
 def read_record(out_root: str | Path, scene_id: str) -> dict[str, Any] | None:
     """The completion record of ``scene_id``, or ``None`` (missing, unreadable, or its path
     leaves the root: the scene is then built, and fails with a clear message)."""
-    try:
-        return read_json_object(record_path(out_root, scene_id))
-    except ExpokitError:  # UnsafeNameError, PathEscapeError
-        return None
+    return _read_record(out_root, scene_id, "scene id", record_what="completion record")
 
 
 def scene_key(spec: SceneSpec, input_sha256: dict[str, str], params_hash: str) -> str:
@@ -302,75 +310,210 @@ def _write(task: SceneTask, state: _SceneState, relpath: str, data: bytes) -> st
     return digest
 
 
-def process_pair(
-    task: SceneTask, pair: PairSpec, calibration: Any, state: _SceneState
-) -> dict[str, Any]:
-    """Align, measure and write one pair; return its manifest row (without flags/split).
+@dataclass(frozen=True)
+class MeasureContext:
+    """What measuring one alignment of a pair needs besides the alignment itself.
 
-    Private keys carry what assembly needs and are not written to the manifest:
-    ``_frame_w``/``_frame_h`` (the stored reference frame before any crop), ``_crop_x``/
-    ``_crop_y`` (where the crop sits in that frame), ``_target_luma`` (flicker) and
-    ``_exif_mismatch`` (the capture journal's EXIF check, for the ``exif_mismatch`` flag).
+    Attributes
+    ----------
+    target
+        ``(H, W, 3)`` target at source resolution, uint8 or uint16 (the harmonised bit
+        depth), in ``transfer`` encoding; the pixel grid every alignment resamples onto.
+    levels
+        ``(dark, bright)`` code levels (of the target's bit depth) outside which a pixel
+        counts as clipped.
+    transfer
+        ``"srgb"`` or ``"linear"``: encoding of ``target`` and of the aligned input.
+    max_side
+        Longest side (pixels) of the stored images, or ``None`` to keep the source size.
+    crop
+        Crop the stored images to the largest valid rectangle.
+    flow_max_side
+        Longest side (pixels) at which the DIS flow residual is measured.
+    """
 
-    ``valid_x/y/w/h`` are in pixels of the stored images: with ``crop`` the stored images
-    are the valid rectangle, so it is ``(0, 0, width, height)``.
+    target: npt.NDArray[Any]
+    levels: tuple[int, int]
+    transfer: str
+    max_side: int | None
+    crop: bool
+    flow_max_side: int
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """One alignment of a pair, downscaled, cropped and measured (what gets stored).
+
+    Attributes
+    ----------
+    aligned
+        The :class:`~expokit.curation.align.Aligned` alignment measured (its homography,
+        ECC result and whether the input was resampled).
+    input
+        ``(h, w, 3)`` aligned input as stored: downscaled and, with ``crop``, cropped; the
+        dtype of the harmonised pair (uint8 or uint16), not exposure-normalised.
+    target
+        ``(h, w, 3)`` target as stored, same shape and dtype as ``input``.
+    valid
+        ``(h, w)`` bool: True where the stored input holds scene pixels.
+    rect
+        ``(x, y, w, h)`` largest valid rectangle, in pixels of the downscaled frame
+        (before any crop).
+    frame
+        ``(height, width)`` of the downscaled frame before any crop (pixels).
+    gain
+        Linear-light gain ``target / input`` fitted on valid, unclipped pixels (NaN when
+        too few pixels are usable); stored, never applied to ``input``.
+    normalised
+        ``input`` with ``gain`` applied in linear light, re-encoded (same shape and dtype).
+    residual
+        DIS optical-flow residual between ``normalised`` and ``target`` inside ``valid``,
+        in pixels of the stored frame.
+    """
+
+    aligned: Aligned
+    input: npt.NDArray[Any]
+    target: npt.NDArray[Any]
+    valid: npt.NDArray[np.bool_]
+    rect: tuple[int, int, int, int]
+    frame: tuple[int, int]
+    gain: float
+    normalised: npt.NDArray[Any]
+    residual: float
+
+
+def measure_alignment(aligned: Aligned, context: MeasureContext) -> PairOutcome:
+    """Downscale, crop, fit the gain and measure the residual of one alignment.
+
+    Parameters
+    ----------
+    aligned
+        The input resampled onto the grid of ``context.target`` (``(H, W, 3)`` image and
+        ``(H, W)`` bool valid mask).
+    context
+        Target, clip levels, transfer and the size/crop parameters of the build.
+
+    Returns
+    -------
+    PairOutcome
+        The stored images (``(h, w, 3)``, the pair's dtype), their valid mask, the valid
+        rectangle and frame size before the crop, the gain and the flow residual (pixels).
+
+    Raises
+    ------
+    AlignmentError
+        No pixel of the downscaled input is valid.
     """
     from expokit.curation.align import (
-        align_pair,
-        bits_of,
         downscale,
         fit_gain,
         flow_residual,
         normalise_exposure,
         valid_rectangle,
     )
-    from expokit.curation.qa import mean_luminance, pair_figures
 
+    (a, b), valid, _ = downscale([aligned.image, context.target], aligned.valid, context.max_side)
+    rect = valid_rectangle(valid)
+    height, width = valid.shape
+    if context.crop:
+        x0, y0, w0, h0 = rect
+        a, b, valid = (m[y0 : y0 + h0, x0 : x0 + w0] for m in (a, b, valid))
+    gain = fit_gain(a, b, valid, context.levels, context.transfer)
+    normalised = normalise_exposure(a, gain, context.transfer)
+    residual = flow_residual(normalised, b, valid, context.levels, context.flow_max_side)
+    return PairOutcome(
+        aligned=aligned, input=a, target=b, valid=valid, rect=rect, frame=(height, width),
+        gain=gain, normalised=normalised, residual=residual,
+    )  # fmt: skip
+
+
+def choose_alignment(
+    inp: npt.NDArray[Any],
+    tgt: npt.NDArray[Any],
+    rig: RigCalibration | None,
+    context: MeasureContext,
+    config: BuildConfig,
+) -> PairOutcome:
+    """Align ``inp`` onto ``tgt`` (rig homography, then optionally ECC) and measure it.
+
+    With ``config.ecc_refine`` the ECC-refined alignment is kept only when its measured
+    flow residual is not worse than the plain one's (ECC can converge to a motion that
+    fits worse, e.g. on clipped, already aligned pairs); an identity ECC result keeps the
+    plain images and records the ECC figures.
+
+    Parameters
+    ----------
+    inp, tgt
+        ``(H, W, 3)`` input and target at one bit depth (uint8 or uint16) and transfer.
+    rig
+        The rig calibration of a capture pair (flip and homography), else ``None``.
+    context
+        What :func:`measure_alignment` needs (``context.target`` is ``tgt``).
+    config
+        The ECC parameters.
+
+    Raises
+    ------
+    AlignmentError
+        The pair cannot be aligned (size mismatch, no valid pixel).
+    """
+    from expokit.curation.align import align_pair
+
+    plain = measure_alignment(align_pair(inp, tgt, rig), context)
+    if not config.ecc_refine:
+        return plain
+    refined = align_pair(
+        inp, tgt, rig, ecc=True, ecc_max_side=config.ecc_max_side,
+        ecc_motions=config.ecc_motions, ecc_max_shift=config.ecc_max_shift,
+    )  # fmt: skip
+    if refined.ecc is None:
+        return plain
+    if refined.ecc.motion == "identity":
+        return replace(plain, aligned=refined)  # same images, ECC figures recorded
+    candidate = measure_alignment(refined, context)
+    return candidate if candidate.residual <= plain.residual else plain
+
+
+@dataclass(frozen=True)
+class PairFiles:
+    """Where one pair's images were written (paths relative to the dataset root)."""
+
+    input_path: str
+    input_sha256: str
+    target_path: str
+    target_sha256: str
+    mask_path: str | None
+
+
+def write_pair_images(
+    task: SceneTask, state: _SceneState, pair: PairSpec, outcome: PairOutcome, ext: str
+) -> PairFiles:
+    """Write the input, the target (once per scene when shared and uncropped) and, when
+    the input was resampled, the valid mask of one pair.
+
+    Parameters
+    ----------
+    outcome
+        The chosen alignment: ``input``/``target`` ``(h, w, 3)`` uint8 or uint16 are
+        encoded as ``ext``; ``valid`` ``(h, w)`` bool is written as an 8-bit PNG
+        (255 = valid).
+    ext
+        ``".png"`` or ``".jpg"``.
+
+    Raises
+    ------
+    OutputError
+        An image cannot be encoded or written (disk full included).
+    PathEscapeError
+        An output path resolves outside the dataset root.
+    """
     spec, config = task.spec, task.config
-    tgt = _load(pair.target, state, cache=spec.shared_target)
-    inp = _load(pair.input, state, cache=False)
-    a, b, transfer = _harmonise(inp, tgt)
-    bits = bits_of(b)
-    levels = config.clip_levels(bits)
-    rig = calibration if spec.source == "capture" else None
-    target_full = b
-
-    def measure(aligned: Any) -> tuple[Any, ...]:
-        """Downscale, crop, fit the gain and measure the residual of one alignment."""
-        (a2, b2), valid2, _ = downscale([aligned.image, target_full], aligned.valid,
-                                        config.max_side)  # fmt: skip
-        rect = valid_rectangle(valid2)
-        frame = valid2.shape
-        if config.crop:
-            x0, y0, w0, h0 = rect
-            a2, b2, valid2 = (m[y0 : y0 + h0, x0 : x0 + w0] for m in (a2, b2, valid2))
-        gain2 = fit_gain(a2, b2, valid2, levels, transfer)
-        normalised2 = normalise_exposure(a2, gain2, transfer)
-        residual2 = flow_residual(normalised2, b2, valid2, levels, config.flow_max_side)
-        return aligned, a2, b2, valid2, rect, frame, gain2, normalised2, residual2
-
-    plain = measure(align_pair(a, b, rig))
-    chosen = plain
-    if config.ecc_refine:
-        refined = align_pair(
-            a, b, rig, ecc=True, ecc_max_side=config.ecc_max_side,
-            ecc_motions=config.ecc_motions, ecc_max_shift=config.ecc_max_shift,
-        )  # fmt: skip
-        if refined.ecc is not None and refined.ecc.motion != "identity":
-            candidate = measure(refined)
-            # ECC can converge to a motion that fits worse (e.g. clipped, already aligned
-            # pairs): keep it only when the measured residual does not get worse.
-            if candidate[-1] <= plain[-1]:
-                chosen = candidate
-        elif refined.ecc is not None:
-            chosen = (refined, *plain[1:])  # identity: same images, ECC figures recorded
-    aligned, a, b, valid, (x, y, w, h), (frame_h, frame_w), gain, normalised, residual = chosen
-    figures = pair_figures(normalised, a, b, valid, levels)
-
-    ext = ".png" if bits == 16 or config.image_format == "png" else ".jpg"
+    _, _, w, h = outcome.rect
+    frame_h, frame_w = outcome.frame
     folder = f"{IMAGES_DIR}/{spec.scene_id}"
     input_rel = f"{folder}/{pair.stem}_input{ext}"
-    input_sha = _write(task, state, input_rel, _encode(np.ascontiguousarray(a), ext, config))
+    input_image = _encode(np.ascontiguousarray(outcome.input), ext, config)
+    input_sha = _write(task, state, input_rel, input_image)
     # The stored target is the same for every pair of the scene unless a crop cut it.
     full_target = not config.crop or (w, h) == (frame_w, frame_h)
     target_stem = spec.scene_id if spec.shared_target and full_target else pair.stem
@@ -378,18 +521,43 @@ def process_pair(
     if target_rel in state.outputs and target_stem != pair.stem:
         target_sha = state.outputs[target_rel]  # the shared target, written by an earlier pair
     else:
-        target_sha = _write(task, state, target_rel, _encode(np.ascontiguousarray(b), ext, config))
+        target_image = _encode(np.ascontiguousarray(outcome.target), ext, config)
+        target_sha = _write(task, state, target_rel, target_image)
     mask_rel = None
-    if aligned.resampled:
+    if outcome.aligned.resampled:
         mask_rel = f"{folder}/{pair.stem}_mask.png"
-        mask = np.ascontiguousarray(valid.astype(np.uint8) * 255)
+        mask = np.ascontiguousarray(outcome.valid.astype(np.uint8) * 255)
         _write(task, state, mask_rel, _encode(mask, ".png", config))
+    return PairFiles(input_rel, input_sha, target_rel, target_sha, mask_rel)
+
+
+def pair_row(
+    spec: SceneSpec,
+    pair: PairSpec,
+    inp: LoadedImage,
+    tgt: LoadedImage,
+    outcome: PairOutcome,
+    files: PairFiles,
+    figures: Mapping[str, Any],
+    target_luma: float,
+    crop: bool,
+) -> dict[str, Any]:
+    """The manifest row of one pair (without flags/split), private assembly keys included.
+
+    ``valid_x/y/w/h`` are in pixels of the stored images: with ``crop`` the stored images
+    are the valid rectangle, so it is ``(0, 0, width, height)``; ``_crop_x/_crop_y`` then
+    say where it sits in the downscaled frame ``_frame_w`` x ``_frame_h``. ``homography``
+    is the ``(3, 3)`` source-pixel homography as a JSON list of rows, or ``None``.
+    """
+    aligned = outcome.aligned
+    x, y, w, h = outcome.rect
+    frame_h, frame_w = outcome.frame
     homography = (
         None if aligned.homography is None else json.dumps(np.asarray(aligned.homography).tolist())
     )
     meta_in, meta_t = inp.metadata, tgt.metadata
-    crop_x, crop_y = (x, y) if config.crop else (0, 0)
-    if config.crop:
+    crop_x, crop_y = (x, y) if crop else (0, 0)
+    if crop:
         x, y = 0, 0  # the stored images start at the crop's corner
     exif_mismatch = "; ".join(
         text for text in (pair.input.exif_mismatch, pair.target.exif_mismatch) if text
@@ -410,19 +578,19 @@ def process_pair(
         "target_exposure_time_s": meta_t.get("exposure_time_s"),
         "target_iso": meta_t.get("iso"),
         "target_f_number": meta_t.get("f_number"),
-        "input_path": input_rel,
-        "target_path": target_rel,
-        "mask_path": mask_rel,
-        "input_sha256": input_sha,
-        "target_sha256": target_sha,
+        "input_path": files.input_path,
+        "target_path": files.target_path,
+        "mask_path": files.mask_path,
+        "input_sha256": files.input_sha256,
+        "target_sha256": files.target_sha256,
         "source_input": pair.input.label,
         "source_target": pair.target.label,
-        "width": int(b.shape[1]),
-        "height": int(b.shape[0]),
+        "width": int(outcome.target.shape[1]),
+        "height": int(outcome.target.shape[0]),
         "homography": homography,
         "ecc_correlation": None if aligned.ecc is None else float(aligned.ecc.correlation),
-        "alignment_residual_px": residual,
-        "photometric_gain": gain,
+        "alignment_residual_px": outcome.residual,
+        "photometric_gain": outcome.gain,
         "valid_x": x,
         "valid_y": y,
         "valid_w": w,
@@ -433,9 +601,54 @@ def process_pair(
         "_frame_h": frame_h,
         "_crop_x": crop_x,
         "_crop_y": crop_y,
-        "_target_luma": mean_luminance(b, valid, transfer),
+        "_target_luma": target_luma,
         "_exif_mismatch": exif_mismatch or None,
     }
+
+
+def process_pair(
+    task: SceneTask, pair: PairSpec, calibration: RigCalibration | None, state: _SceneState
+) -> dict[str, Any]:
+    """Align, measure and write one pair; return its manifest row (without flags/split).
+
+    Private keys carry what assembly needs and are not written to the manifest:
+    ``_frame_w``/``_frame_h`` (the stored reference frame before any crop), ``_crop_x``/
+    ``_crop_y`` (where the crop sits in that frame), ``_target_luma`` (flicker) and
+    ``_exif_mismatch`` (the capture journal's EXIF check, for the ``exif_mismatch`` flag).
+
+    ``valid_x/y/w/h`` are in pixels of the stored images: with ``crop`` the stored images
+    are the valid rectangle, so it is ``(0, 0, width, height)``.
+
+    Raises
+    ------
+    AlignmentError
+        The pair cannot be aligned (the caller names the scene and files).
+    InputFileError
+        An image cannot be read.
+    OutputError, PathEscapeError
+        An image cannot be written inside the dataset root.
+    """
+    from expokit.curation.align import bits_of
+    from expokit.curation.qa import mean_luminance, pair_figures
+
+    spec, config = task.spec, task.config
+    tgt = _load(pair.target, state, cache=spec.shared_target)
+    inp = _load(pair.input, state, cache=False)
+    a, b, transfer = _harmonise(inp, tgt)
+    bits = bits_of(b)
+    context = MeasureContext(
+        target=b, levels=config.clip_levels(bits), transfer=transfer,
+        max_side=config.max_side, crop=config.crop, flow_max_side=config.flow_max_side,
+    )  # fmt: skip
+    rig = calibration if spec.source == "capture" else None
+    outcome = choose_alignment(a, b, rig, context, config)
+    figures = pair_figures(
+        outcome.normalised, outcome.input, outcome.target, outcome.valid, context.levels
+    )
+    ext = ".png" if bits == 16 or config.image_format == "png" else ".jpg"
+    files = write_pair_images(task, state, pair, outcome, ext)
+    target_luma = mean_luminance(outcome.target, outcome.valid, transfer)
+    return pair_row(spec, pair, inp, tgt, outcome, files, figures, target_luma, config.crop)
 
 
 def _check_frame_counts(spec: SceneSpec) -> None:
@@ -461,9 +674,9 @@ def _process_scene(task: SceneTask, state: _SceneState) -> list[dict[str, Any]]:
         raise SceneError(spec.scene_id, f"{spec.source_root}: no pairs found for this scene")
     calibration = None
     if spec.source == "capture" and spec.calibration:
-        from expokit.calibration.geometry import load_rig_calibration
+        from expokit.calibration.rig_calibration import read_rig_calibration
 
-        calibration = load_rig_calibration(spec.calibration)
+        calibration = read_rig_calibration(spec.calibration)
     if spec.video:
         _check_frame_counts(spec)
     rows = []
@@ -543,7 +756,7 @@ def build_scene(task: SceneTask) -> dict[str, Any]:
     except InputFileError as exc:
         record.update(status="failed", error=f"scene {spec.scene_id}: {exc}", error_kind="input")
     except OutputError as exc:
-        kind = "disk_full" if "disk full" in str(exc) else "output"
+        kind = output_error_kind(exc)
         record.update(status="failed", error=f"scene {spec.scene_id}: {exc}", error_kind=kind)
     except PathEscapeError as exc:
         record.update(status="failed", error=f"scene {spec.scene_id}: {exc}", error_kind="output")
@@ -556,7 +769,7 @@ def build_scene(task: SceneTask) -> dict[str, Any]:
     if path is None:
         return record  # the record itself would leave the root: nothing is written
     try:
-        atomic_write_json(path, record, task.durable)
+        write_record(path, record, task.durable)
     except OutputError as exc:
         if record["status"] == "ok":
             record.update(
@@ -599,28 +812,23 @@ def _crashed_record(task: SceneTask, exc: BaseException) -> dict[str, Any]:
 # --------------------------------------------------------------------------- batch driver
 
 
-@dataclass
-class BuildSummary:
-    """What a build did, for the command line and for callers."""
+@dataclass(kw_only=True)
+class BuildSummary(RunSummary):
+    """What a build did, for the command line and for callers.
 
-    out_dir: Path
+    ``failures`` holds ``(scene_id, error)`` pairs.
+    """
+
     scenes: int = 0
     built: int = 0
-    skipped: int = 0
     kept: int = 0
     pairs: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
     removed: list[tuple[str, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     flag_counts: dict[str, int] = field(default_factory=dict)
     split_counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    aborted: str | None = None
     csv_path: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures and self.aborted is None
 
     def report(self) -> list[tuple[str, bool]]:
         """Lines for a person: ``(text, is_problem)``."""
@@ -641,10 +849,7 @@ class BuildSummary:
             lines.append((f"csv:      {self.csv_path}", False))
         lines += [(f"removed scene {s}: {n} file(s) deleted", False) for s, n in self.removed]
         lines += [(f"note: {note}", False) for note in self.notes]
-        lines += [(f"failed: {error}", True) for _, error in self.failures]
-        if self.aborted:
-            lines.append((f"aborted: {self.aborted}", True))
-        return lines
+        return lines + self.problem_lines()
 
 
 def discover_all(
@@ -713,10 +918,6 @@ def assemble_manifest(
     return manifest_frame(finished)
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-
-
 # --------------------------------------------------------------------------- existing dataset
 
 
@@ -763,15 +964,7 @@ def load_existing(out: Path) -> ExistingDataset:
 
 def recorded_scene_ids(out: Path) -> set[str]:
     """Scene ids that have a completion record in ``out`` (built or failed earlier)."""
-    from expokit.core.paths import is_safe_name
-
-    try:
-        folder = resolve_inside(out, RECORDS_DIR, "records folder")
-    except PathEscapeError:
-        return set()
-    if not folder.is_dir():
-        return set()
-    return {p.stem for p in folder.glob("*.json") if is_safe_name(p.stem)}
+    return recorded_names(out)
 
 
 def _files_root(paths: Sequence[str]) -> str | None:
@@ -1056,17 +1249,82 @@ def _build_locked(
     durable: bool,
     csv: bool,
 ) -> BuildSummary:
-    """:func:`build_dataset` once the root is claimed and locked."""
-    from expokit.curation.card import CARD_FILE, write_card
-    from expokit.curation.dataset import (
-        INFO_FILE,
-        MANIFEST_FILE,
-        export_csv,
-        load_dataset,
-        new_info,
-        write_dataset,
-    )
-    from expokit.curation.splits import assign_splits, check_disjoint
+    """:func:`build_dataset` once the root is claimed and locked.
+
+    Runs the steps in order: :func:`plan_build` (checks, kept scenes, splits: fails before
+    any work), :func:`plan_scenes`, :func:`run_scene_tasks`, :func:`merge_scene_rows`,
+    :func:`assemble_build_manifest`, :func:`build_info`, :func:`write_build_outputs`; the
+    summary reports what each did.
+    """
+    plan = plan_build(scenes, out, config, removing)
+    summary = BuildSummary(out_dir=out, scenes=len(scenes), kept=len(plan.kept))
+    summary.notes += [str(n) for entry in provenance for n in entry.get("notes") or []]
+    remove_stale_temp_files(out)  # under the lock: no other build's in-flight files
+    params_hash = config.params_hash()
+    run_id = new_run_id()
+    scene_plan = plan_scenes(scenes, out, config, params_hash, run_id, durable)
+    summary.skipped += len(scene_plan.done)
+    run = run_scene_tasks(scene_plan.tasks, workers=workers, executor=executor, progress=progress)
+    summary.built += run.built
+    summary.skipped += run.skipped
+    summary.aborted = run.aborted
+    records = {**scene_plan.done, **run.records}
+    merged = merge_scene_rows(scenes, records, plan, out)
+    summary.failures += merged.failures
+    summary.notes += merged.notes
+    manifest = assemble_build_manifest(merged.scene_rows, plan.splits, config)
+    counts = manifest_counts(manifest)
+    summary.pairs = counts.pairs
+    summary.split_counts = counts.split_counts
+    summary.flag_counts = counts.flag_counts
+    info = build_info(
+        plan, provenance, config, summary, params_hash=params_hash, run_id=run_id,
+        in_dataset=merged.scene_rows.keys(), removing=removing,
+    )  # fmt: skip
+    written = write_build_outputs(out, info, manifest, plan.existing, removing, csv=csv)
+    if written.error is not None:
+        summary.aborted = (summary.aborted or "") + f" dataset not written: {written.error}"
+    summary.csv_path = written.csv_path
+    summary.removed += written.removed
+    summary.notes += written.notes
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build keeps, removes and where every scene goes; decided before any work.
+
+    Attributes
+    ----------
+    existing
+        The dataset already in the root (empty when there is none).
+    kept
+        ``{scene_id: manifest rows}`` of the existing scenes neither re-built nor removed.
+    splits
+        ``{scene_id: split}`` of every scene built or kept.
+    """
+
+    existing: ExistingDataset
+    kept: dict[str, list[dict[str, Any]]]
+    splits: dict[str, str]
+
+
+def plan_build(
+    scenes: Sequence[SceneSpec], out: Path, config: BuildConfig, removing: Sequence[str]
+) -> BuildPlan:
+    """Check the request against the dataset in ``out`` and decide kept scenes and splits.
+
+    Raises
+    ------
+    ExpokitError
+        A scene to remove that the dataset does not hold, or that the sources still give;
+        a scene id the dataset holds from another source; a split spec that cannot place
+        every scene; a dataset file path that leaves the root through a link.
+    """
+    from expokit.curation.card import CARD_FILE
+    from expokit.curation.dataset import INFO_FILE, MANIFEST_FILE
+    from expokit.curation.splits import assign_splits
 
     existing = load_existing(out)
     current = {s.scene_id for s in scenes}
@@ -1085,54 +1343,150 @@ def _build_locked(
     check_scene_owners(scenes, existing, out)
     kept = {s: rows for s, rows in existing.rows.items() if s not in current and s not in removing}
     splits = assign_splits(
-        current, config.splits, kept={s: existing.splits[s] for s in kept}, removed=removing
+        current, config.splits, kept={s: existing.splits[s] for s in kept}, removed=list(removing)
     )  # fails before work
     for relpath in (MANIFEST_FILE, INFO_FILE, CARD_FILE, "manifest.csv", RECORDS_DIR, IMAGES_DIR):
         resolve_inside(out, relpath, "dataset file")  # no write may follow a link out
-    summary = BuildSummary(out_dir=out, scenes=len(scenes), kept=len(kept))
-    summary.notes += [str(n) for entry in provenance for n in entry.get("notes") or []]
-    remove_stale_temp_files(out)  # under the lock: no other build's in-flight files
-    params_hash = config.params_hash()
-    run_id = new_run_id()
-    records: dict[str, dict[str, Any]] = {}
+    return BuildPlan(existing=existing, kept=kept, splits=splits)
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    """Which scenes of the sources are built and which are already done.
+
+    Attributes
+    ----------
+    tasks
+        Scenes to build, biggest (most pairs) first, then by scene id.
+    done
+        ``{scene_id: completion record}`` of the scenes whose record proves them built
+        with the current parameters (skipped).
+    """
+
+    tasks: list[SceneTask]
+    done: dict[str, dict[str, Any]]
+
+
+def plan_scenes(
+    scenes: Sequence[SceneSpec],
+    out: Path,
+    config: BuildConfig,
+    params_hash: str,
+    run_id: str,
+    durable: bool,
+) -> ScenePlan:
+    """Split ``scenes`` into those to build and those already done (:func:`is_done`)."""
+    done: dict[str, dict[str, Any]] = {}
     tasks: list[SceneTask] = []
     for spec in scenes:
         previous = read_record(out, spec.scene_id)
         if previous is not None and is_done(spec, previous, params_hash, out):
-            records[spec.scene_id] = previous
-            summary.skipped += 1
+            done[spec.scene_id] = previous
         else:
             tasks.append(SceneTask(spec, str(out), config, params_hash, run_id, durable))
     # Biggest scenes first so a long one does not finish alone at the end of a parallel batch.
     tasks.sort(key=lambda t: (-len(t.spec.pairs), t.spec.scene_id))
+    return ScenePlan(tasks=tasks, done=done)
+
+
+@dataclass(frozen=True)
+class SceneRunOutcome:
+    """What running the scene tasks gave.
+
+    Attributes
+    ----------
+    records
+        ``{scene_id: completion record}`` of every scene that finished (ok or failed),
+        including crashed and dead workers; scenes not reached after a full disk are absent.
+    built, skipped
+        Scenes built, and scenes whose worker found them already done.
+    aborted
+        ``"stopped: <error>"`` when a full disk stopped the batch, else ``None``.
+    """
+
+    records: dict[str, dict[str, Any]]
+    built: int
+    skipped: int
+    aborted: str | None
+
+
+def run_scene_tasks(
+    tasks: Sequence[SceneTask], *, workers: int, executor: str, progress: bool
+) -> SceneRunOutcome:
+    """Run :func:`build_scene` on every task (in process, on a pool or on Ray).
+
+    A scene that fails is recorded and the batch goes on; a full disk stops it (the
+    scenes not yet finished are left out).
+    """
+    records: dict[str, dict[str, Any]] = {}
+    built = skipped = 0
+    aborted: str | None = None
     results = map_unordered(
-        build_scene, tasks, workers=workers, executor=executor, on_error=_crashed_record,
+        build_scene, list(tasks), workers=workers, executor=executor, on_error=_crashed_record,
         desc="build", unit="scene", progress=progress,
     )  # fmt: skip
     for _, record in results:
         records[record["scene_id"]] = record
         if record.get("status") != "ok":
-            if record.get("error_kind") == "disk_full":
-                summary.aborted = f"stopped: {record['error']}"
+            if record.get("error_kind") == DISK_FULL:
+                aborted = f"stopped: {record['error']}"
                 results.close()
                 break
             continue
         if record.get("skipped"):
-            summary.skipped += 1
+            skipped += 1
         else:
-            summary.built += 1
-    scene_rows, scene_inputs = kept_scene_rows(out, kept)
+            built += 1
+    return SceneRunOutcome(records=records, built=built, skipped=skipped, aborted=aborted)
+
+
+@dataclass(frozen=True)
+class MergedRows:
+    """The rows the new manifest holds, per scene, and what was refused.
+
+    Attributes
+    ----------
+    scene_rows
+        ``{scene_id: rows}`` of kept and built scenes (rows as in the completion records,
+        private assembly keys included; ``_keep_flags`` on rows kept without a record).
+    failures
+        ``(scene_id, error)`` of failed scenes and of scenes refused for duplicate
+        content, sorted.
+    notes
+        Lines for a person (a failed rebuild that keeps the earlier build).
+    """
+
+    scene_rows: dict[str, list[dict[str, Any]]]
+    failures: list[tuple[str, str]]
+    notes: list[str]
+
+
+def merge_scene_rows(
+    scenes: Sequence[SceneSpec],
+    records: Mapping[str, Mapping[str, Any]],
+    plan: BuildPlan,
+    out: Path,
+) -> MergedRows:
+    """Rows of the kept scenes and of the scenes just built or skipped.
+
+    A failed scene is a failure; its earlier build stays when its files are intact. A
+    scene holding an input with the same SHA-256 as an earlier scene's (kept scenes first)
+    is refused (:func:`find_duplicate_inputs`).
+    """
+    failures: list[tuple[str, str]] = []
+    notes: list[str] = []
+    scene_rows, scene_inputs = kept_scene_rows(out, plan.kept)
     for spec in sorted(scenes, key=lambda s: s.scene_id):
         found = records.get(spec.scene_id)
         if found is None:
             continue
         if found.get("status") != "ok":
-            summary.failures.append((spec.scene_id, str(found.get("error"))))
-            earlier_rows = existing.rows.get(spec.scene_id)
+            failures.append((spec.scene_id, str(found.get("error"))))
+            earlier_rows = plan.existing.rows.get(spec.scene_id)
             if earlier_rows and rows_intact(out, earlier_rows):
                 # A failed rebuild must not cost the scene its earlier, still intact build.
                 scene_rows[spec.scene_id] = [{**r, "_keep_flags": True} for r in earlier_rows]
-                summary.notes.append(
+                notes.append(
                     f"scene {spec.scene_id}: its rebuild failed; the dataset keeps its earlier "
                     "build (a re-run retries it)"
                 )
@@ -1142,20 +1496,79 @@ def _build_locked(
             *(found.get("inputs") or []),
             *(found.get("origins") or []),
         ]
-    order = [*sorted(kept), *sorted(s for s in scene_rows if s not in kept)]
+    order = [*sorted(plan.kept), *sorted(s for s in scene_rows if s not in plan.kept)]
     for scene, error in find_duplicate_inputs(scene_inputs, order).items():
         del scene_rows[scene]
-        summary.failures.append((scene, error))
-    summary.failures.sort()
+        failures.append((scene, error))
+    failures.sort()
+    return MergedRows(scene_rows=scene_rows, failures=failures, notes=notes)
+
+
+def assemble_build_manifest(
+    scene_rows: Mapping[str, Sequence[dict[str, Any]]], splits: dict[str, str], config: BuildConfig
+) -> Any:
+    """The manifest frame of ``scene_rows`` (scenes in id order; see
+    :func:`assemble_manifest`), checked to share no content across splits.
+
+    Raises
+    ------
+    ExpokitError
+        One file or scene in two splits (:func:`~expokit.curation.splits.check_disjoint`).
+    """
+    from expokit.curation.splits import check_disjoint
+
     rows = [row for scene in sorted(scene_rows) for row in scene_rows[scene]]
     manifest = assemble_manifest(rows, splits, config)
     check_disjoint(manifest)
-    summary.pairs = len(manifest)
-    summary.split_counts = {str(k): int(v) for k, v in manifest.groupby("split").size().items()}
+    return manifest
+
+
+@dataclass(frozen=True)
+class ManifestCounts:
+    """Pair counts of a manifest, for the summary: total, per split, per flag."""
+
+    pairs: int
+    split_counts: dict[str, int]
+    flag_counts: dict[str, int]
+
+
+def manifest_counts(manifest: Any) -> ManifestCounts:
+    """Pairs in ``manifest`` (a manifest frame), per split and per flag (a pair with two
+    flags counts under each; flags in order of first appearance)."""
+    flag_counts: dict[str, int] = {}
     for flags in manifest["flags"].dropna():
         for flag in filter(None, str(flags).split(",")):
-            summary.flag_counts[flag] = summary.flag_counts.get(flag, 0) + 1
-    in_dataset = {s: v for s, v in splits.items() if s in scene_rows}
+            flag_counts[flag] = flag_counts.get(flag, 0) + 1
+    return ManifestCounts(
+        pairs=len(manifest),
+        split_counts={str(k): int(v) for k, v in manifest.groupby("split").size().items()},
+        flag_counts=flag_counts,
+    )
+
+
+def build_info(
+    plan: BuildPlan,
+    provenance: Sequence[dict[str, Any]],
+    config: BuildConfig,
+    summary: BuildSummary,
+    *,
+    params_hash: str,
+    run_id: str,
+    in_dataset: Iterable[str],
+    removing: Sequence[str],
+) -> dict[str, Any]:
+    """The new ``meta/info.json``: the earlier one's human fields (name, licence, citation,
+    description) and creation time kept, provenance sources merged, this build described.
+
+    ``provenance`` entries get this build's ``build_params_hash`` and ``run_id`` (in place).
+    ``in_dataset`` holds the scene ids the manifest holds; ``summary`` gives the counts
+    and failures.
+    """
+    from expokit.curation.dataset import new_info
+
+    existing = plan.existing
+    present = set(in_dataset)
+    scene_splits = {s: v for s, v in plan.splits.items() if s in present}
     info = new_info(splits=config.splits.to_dict(), qa_thresholds=config.qa.to_dict())
     for key in ("name", "license", "citation", "description"):  # set by people: kept
         if key in existing.info:
@@ -1172,34 +1585,78 @@ def _build_locked(
         "run_id": run_id,
         "params_hash": params_hash,
         "config": config.to_dict(),
-        "scenes": len(in_dataset),
-        "scenes_from_sources": len(scenes),
+        "scenes": len(scene_splits),
+        "scenes_from_sources": summary.scenes,
         "built": summary.built,
         "skipped": summary.skipped,
         "kept": summary.kept,
-        "removed": removing,
+        "removed": list(removing),
         "failures": [{"scene_id": s, "error": e} for s, e in summary.failures],
         "scene_splits": {
-            split: sorted(s for s, v in in_dataset.items() if v == split)
-            for split in sorted(set(in_dataset.values()))
+            split: sorted(s for s, v in scene_splits.items() if v == split)
+            for split in sorted(set(scene_splits.values()))
         },
     }
     info["path_templates"] = {
         **info["path_templates"],
         "shared_target": "images/{scene_id}/{scene_id}_target{ext}",
     }
+    return info
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What writing the dataset files did.
+
+    Attributes
+    ----------
+    error
+        Why the dataset files were not (all) written, else ``None`` (then nothing was
+        removed).
+    csv_path
+        The ``manifest.csv`` written, if asked for.
+    removed
+        ``(scene_id, files deleted)`` of each removed scene.
+    notes
+        Files of removed scenes that were left, and why.
+    """
+
+    error: OutputError | None = None
+    csv_path: Path | None = None
+    removed: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def write_build_outputs(
+    out: Path,
+    info: dict[str, Any],
+    manifest: Any,
+    existing: ExistingDataset,
+    removing: Sequence[str],
+    *,
+    csv: bool,
+) -> WriteOutcome:
+    """Write ``manifest.parquet`` and ``meta/info.json``, the dataset card, optionally
+    ``manifest.csv``; then, only once the manifest no longer lists them, delete the files
+    of the removed scenes (:func:`remove_scene_files`).
+
+    An :class:`OutputError` (disk full included) is returned, not raised.
+    """
+    from expokit.curation.card import write_card
+    from expokit.curation.dataset import export_csv, load_dataset, write_dataset
+
+    csv_path: Path | None = None
     try:
         write_dataset(out, info, manifest)
         write_card(out)  # README.md: counts, EVs, QA summary, licence, citation
         if csv:
-            summary.csv_path = export_csv(load_dataset(out), out / "manifest.csv")
+            csv_path = export_csv(load_dataset(out), out / "manifest.csv")
     except OutputError as exc:
-        summary.aborted = (summary.aborted or "") + f" dataset not written: {exc}"
-    else:
-        # Only once the manifest no longer lists them may their files go.
-        for scene in removing:
-            deleted, notes = remove_scene_files(out, scene, existing.rows.get(scene, []))
-            summary.removed.append((scene, deleted))
-            summary.notes += notes
-    summary.seconds = time.perf_counter() - started
-    return summary
+        return WriteOutcome(error=exc)
+    removed: list[tuple[str, int]] = []
+    left: list[str] = []
+    for scene in removing:
+        deleted, notes = remove_scene_files(out, scene, existing.rows.get(scene, []))
+        removed.append((scene, deleted))
+        left += notes
+    return WriteOutcome(csv_path=csv_path, removed=removed, notes=left)

@@ -406,25 +406,70 @@ class BuildConfig:
         if "qa" in values and not isinstance(values["qa"], QaThresholds):
             values["qa"] = QaThresholds.from_dict(values["qa"])
         if "splits" in values and not isinstance(values["splits"], SplitSpec):
-            if not isinstance(values["splits"], Mapping):
-                raise BuildConfigError(
-                    f"build parameter splits: expected a table, got {values['splits']!r}"
-                )
-            spec = dict(values["splits"])
-            spec.pop("method", None)
-            spec.pop("unit", None)
-            spec.pop("rule", None)
-            source = spec.pop("source", None)
-            fractions = spec.get("fractions")
-            if isinstance(fractions, Mapping):
-                spec["fractions"] = tuple(fractions.items())
-            elif isinstance(fractions, list):
-                spec["fractions"] = tuple((str(n), float(f)) for n, f in fractions)
-            values["splits"] = SplitSpec(**spec, lists_source=source)
+            values["splits"] = split_spec_from_dict(values["splits"])
         try:
             return cls(**values)
         except TypeError as exc:
             raise BuildConfigError(f"invalid build parameters: {exc}") from None
+
+
+_SPLIT_KEYS = ("fractions", "salt", "lists", "default_split", "source", "method", "unit", "rule")
+
+
+def split_spec_from_dict(data: object) -> SplitSpec:
+    """The ``splits`` build parameter (as :meth:`SplitSpec.to_dict` writes it) as a spec.
+
+    Raises
+    ------
+    BuildConfigError
+        Not a table, an unknown key, or a value of the wrong type, naming the key.
+    """
+    if not isinstance(data, Mapping):
+        raise BuildConfigError(f"build parameter splits: expected a table, got {data!r}")
+    spec = dict(data)
+    unknown = sorted(set(spec) - set(_SPLIT_KEYS))
+    if unknown:
+        raise BuildConfigError(
+            f"build parameter splits: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"known: {', '.join(_SPLIT_KEYS)}"
+        )
+    for key in ("method", "unit", "rule"):  # descriptive, written by to_dict
+        spec.pop(key, None)
+    source = spec.pop("source", None)
+    fractions = spec.get("fractions")
+    if isinstance(fractions, Mapping):
+        items = list(fractions.items())
+    elif isinstance(fractions, list) and all(
+        isinstance(item, list | tuple) and len(item) == 2 for item in fractions
+    ):
+        items = [tuple(item) for item in fractions]
+    elif fractions is None and "fractions" not in spec:
+        items = None
+    else:
+        raise BuildConfigError(
+            "build parameter splits.fractions: expected a table {split: fraction} or a list "
+            f"of [split, fraction] pairs, got {fractions!r}"
+        )
+    if items is not None:
+        for name, value in items:
+            check_type(f"splits.fractions.{name}", value, "float")
+        spec["fractions"] = tuple((str(n), float(f)) for n, f in items)
+    for key, expected in (("salt", "str"), ("default_split", "str?"), ("source", "str?")):
+        if key in spec or (key == "source" and source is not None):
+            check_type(f"splits.{key}", source if key == "source" else spec[key], expected)
+    lists = spec.get("lists")
+    if lists is not None:
+        if not isinstance(lists, Mapping):
+            raise BuildConfigError(
+                f"build parameter splits.lists: expected a table {{split: [scene, ...]}}, "
+                f"got {lists!r}"
+            )
+        for name, scenes in lists.items():
+            check_type(f"splits.lists.{name}", scenes, "str-list")
+    try:
+        return SplitSpec(**spec, lists_source=source)
+    except (TypeError, ValueError) as exc:
+        raise BuildConfigError(f"build parameter splits: {exc}") from None
 
 
 def group_regex(pattern: str | None) -> re.Pattern[str]:

@@ -103,6 +103,198 @@ class DatasetError(ExpokitError):
     """A dataset root, info.json or manifest is not valid; the message says where."""
 
 
+# --------------------------------------------------------------------------- meta/info.json
+
+_JSON_TYPE_NAMES = {
+    dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+    int: "an integer", float: "a number", type(None): "null",
+}  # fmt: skip
+
+
+def _json_kind(value: object) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _info_field_error(info_path: Path, name: str, expected: str, value: object) -> DatasetError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return DatasetError(
+        f"{info_path}: field {name!r}: expected {expected}, got {_json_kind(value)} {shown}"
+    )
+
+
+def _optional_object(info_path: Path, data: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise _info_field_error(info_path, name, "an object", value)
+    return value
+
+
+def _optional_text(info_path: Path, data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise _info_field_error(info_path, name, "a string", value)
+    return value
+
+
+@dataclass(frozen=True)
+class InfoHeader:
+    """What every version of ``meta/info.json`` shares: the format name and its version."""
+
+    path: Path
+    format: str
+    format_version: int
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """``meta/info.json`` of a format-v1 dataset, checked field by field on load.
+
+    Built only by :func:`read_info` / :meth:`from_json`, which raise :class:`DatasetError`
+    naming the file and the field for any value of the wrong JSON type. ``raw`` is the
+    parsed object itself (unknown keys included), for code that passes it on unchanged.
+    """
+
+    path: Path
+    format: str
+    format_version: int
+    #: column name -> declared dtype (from ``schema.columns.<name>.dtype``; None if absent)
+    declared_dtypes: dict[str, str | None]
+    path_templates: dict[str, str]
+    splits: dict[str, Any] | None
+    qa_thresholds: dict[str, float | None]
+    provenance: dict[str, Any]
+    counts: dict[str, Any] | None
+    name: str | None
+    license: str | None
+    description: str | None
+    citation: str | dict[str, Any] | None
+    unknown_keys: tuple[str, ...]
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: object, info_path: Path) -> DatasetInfo:
+        """Check ``data`` (parsed JSON) as a format-v1 info.json; see :func:`read_info`."""
+        header = _info_header(data, info_path)
+        if header.format_version != FORMAT_VERSION:
+            raise _version_error(info_path, header.format_version)
+        assert isinstance(data, dict)
+        schema_block = _optional_object(info_path, data, "schema") or {}
+        columns = schema_block.get("columns")
+        if columns is None:
+            columns = {}
+        if not isinstance(columns, dict):
+            raise _info_field_error(info_path, "schema.columns", "an object", columns)
+        declared: dict[str, str | None] = {}
+        for column, spec in columns.items():
+            where = f"schema.columns.{column}"
+            if not isinstance(spec, dict):
+                raise _info_field_error(info_path, where, "an object", spec)
+            dtype = spec.get("dtype")
+            if dtype is not None and not isinstance(dtype, str):
+                raise _info_field_error(info_path, f"{where}.dtype", "a string", dtype)
+            declared[str(column)] = dtype
+        templates = _optional_object(info_path, data, "path_templates") or {}
+        for key, value in templates.items():
+            if not isinstance(value, str):
+                raise _info_field_error(info_path, f"path_templates.{key}", "a string", value)
+        thresholds = _optional_object(info_path, data, "qa_thresholds") or {}
+        for key, value in thresholds.items():
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not number:
+                raise _info_field_error(info_path, f"qa_thresholds.{key}", "a number", value)
+        citation = data.get("citation")
+        if citation is not None and not isinstance(citation, str | dict):
+            raise _info_field_error(info_path, "citation", "a string or an object", citation)
+        return cls(
+            path=info_path,
+            format=header.format,
+            format_version=header.format_version,
+            declared_dtypes=declared,
+            path_templates=dict(templates),
+            splits=_optional_object(info_path, data, "splits"),
+            qa_thresholds=dict(thresholds),
+            provenance=_optional_object(info_path, data, "provenance") or {},
+            counts=_optional_object(info_path, data, "counts"),
+            name=_optional_text(info_path, data, "name"),
+            license=_optional_text(info_path, data, "license"),
+            description=_optional_text(info_path, data, "description"),
+            citation=citation,
+            unknown_keys=tuple(sorted(set(data) - KNOWN_INFO_KEYS)),
+            raw=data,
+        )
+
+
+def _load_info_json(root: Path) -> tuple[Path, object]:
+    info_path = root / INFO_FILE
+    if not info_path.is_file():
+        raise DatasetError(f"{root}: not an expokit dataset (no {INFO_FILE})")
+    try:
+        return info_path, json.loads(info_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{info_path}: not UTF-8 text: {exc}") from None
+    except ValueError as exc:
+        raise DatasetError(f"{info_path}: not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise DatasetError(f"{info_path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _info_header(data: object, info_path: Path) -> InfoHeader:
+    if not isinstance(data, dict):
+        raise DatasetError(
+            f"{info_path}: expected a JSON object with 'format' and 'format_version', "
+            f"got {_json_kind(data)}"
+        )
+    found = data.get("format")
+    if found != FORMAT_NAME:
+        raise DatasetError(f"{info_path}: field 'format' is {found!r}, not {FORMAT_NAME!r}")
+    version = data.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise DatasetError(
+            f"{info_path}: field 'format_version': dataset format version {version!r} is not "
+            f"an integer (this expokit reads version {FORMAT_VERSION})"
+        )
+    return InfoHeader(info_path, FORMAT_NAME, version)
+
+
+def _version_error(info_path: Path, version: int) -> DatasetError:
+    if version < FORMAT_VERSION:
+        folder = info_path.parent.parent
+        hint = f"run `expokit curate upgrade {folder}` to convert it to v{FORMAT_VERSION}"
+    else:
+        hint = "upgrade expokit (pip install -U expokit) to read it"
+    return DatasetError(
+        f"{info_path}: dataset format version {version!r}; this expokit reads version "
+        f"{FORMAT_VERSION}: {hint}"
+    )
+
+
+def read_info_header(root: str | Path) -> InfoHeader:
+    """Format name and version of the dataset at ``root``, whatever its version.
+
+    Raises
+    ------
+    DatasetError
+        No info.json, not JSON, not an object, another format, or a version that is not an
+        integer: the message names the file and the field.
+    """
+    info_path, data = _load_info_json(Path(root))
+    return _info_header(data, info_path)
+
+
+def read_info(root: str | Path) -> DatasetInfo:
+    """The one reader of ``ROOT/meta/info.json``: parsed and checked field by field.
+
+    Raises
+    ------
+    DatasetError
+        As :func:`read_info_header`; a version other than :data:`FORMAT_VERSION` (naming
+        what to run); or a known field of the wrong type (naming the field).
+    """
+    info_path, data = _load_info_json(Path(root))
+    return DatasetInfo.from_json(data, info_path)
+
+
 @dataclass
 class Dataset:
     """A loaded dataset: its root, ``info`` (parsed info.json) and the manifest frame."""
@@ -113,6 +305,8 @@ class Dataset:
     #: SHA-256 of the manifest bytes that were parsed (None when built in memory), so a
     #: record of what was read stays true even if a build replaces the file meanwhile.
     manifest_sha256: str | None = None
+    #: The typed view of ``info`` (:func:`read_info`); None when built in memory.
+    meta: DatasetInfo | None = field(default=None, repr=False)
 
     def path(self, relative: str) -> Path:
         """Absolute path of a manifest path, resolved with symlinks followed.
@@ -148,6 +342,8 @@ def check_relative_path(value: str, *, row: str = "", column: str = "") -> str:
         raise DatasetError(f"path {value!r}{where} is absolute; manifest paths are relative")
     if ".." in pure.parts:
         raise DatasetError(f"path {value!r}{where} leaves the dataset root ('..')")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise DatasetError(f"path {value!r}{where} holds a NUL byte or another control character")
     return value
 
 
@@ -307,28 +503,12 @@ def load_dataset(root: str | Path) -> Dataset:
     import pandas as pd
 
     folder = Path(root)
-    info_path = folder / INFO_FILE
-    if not info_path.is_file():
-        raise DatasetError(f"{folder}: not an expokit dataset (no {INFO_FILE})")
-    try:
-        info = json.loads(info_path.read_text())
-    except ValueError as exc:
-        raise DatasetError(f"{info_path}: not valid JSON: {exc}") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
-        raise DatasetError(f"{info_path}: format is {info.get('format')!r}, not {FORMAT_NAME!r}")
-    version = info.get("format_version")
-    if version != FORMAT_VERSION:
-        if isinstance(version, int) and version < FORMAT_VERSION:
-            hint = f"run `expokit curate upgrade {folder}` to convert it to v{FORMAT_VERSION}"
-        else:
-            hint = "upgrade expokit (pip install -U expokit) to read it"
-        raise DatasetError(
-            f"{info_path}: dataset format version {version!r}; this expokit reads version "
-            f"{FORMAT_VERSION}: {hint}"
+    meta = read_info(folder)
+    info, info_path = meta.raw, meta.path
+    if meta.unknown_keys:
+        warnings.warn(
+            f"{info_path}: unknown keys ignored: {', '.join(meta.unknown_keys)}", stacklevel=2
         )
-    unknown = sorted(set(info) - KNOWN_INFO_KEYS)
-    if unknown:
-        warnings.warn(f"{info_path}: unknown keys ignored: {', '.join(unknown)}", stacklevel=2)
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.is_file():
         raise DatasetError(f"{folder}: no {MANIFEST_FILE}")
@@ -343,13 +523,13 @@ def load_dataset(root: str | Path) -> Dataset:
         frame = pd.read_parquet(io.BytesIO(manifest_bytes))
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise DatasetError(f"{manifest_path}: unreadable parquet: {exc}") from None
-    declared = info.get("schema", {}).get("columns", {})
+    declared = meta.declared_dtypes
     for name, (dtype, _, _) in MANIFEST_COLUMNS.items():
         if name not in frame.columns:
             raise DatasetError(f"{manifest_path}: missing column {name!r}")
-        if name in declared and declared[name].get("dtype") != dtype:
+        if name in declared and declared[name] != dtype:
             raise DatasetError(
-                f"{info_path}: column {name!r} declared {declared[name].get('dtype')!r}, "
+                f"{info_path}: column {name!r} declared {declared[name]!r}, "
                 f"format v{FORMAT_VERSION} says {dtype!r}"
             )
     extra = sorted(set(frame.columns) - set(MANIFEST_COLUMNS))
@@ -359,8 +539,11 @@ def load_dataset(root: str | Path) -> Dataset:
         typed = frame.astype({n: d for n, (d, _, _) in MANIFEST_COLUMNS.items()})
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"{manifest_path}: a column has the wrong type: {exc}") from None
-    validate_frame(typed)
-    return Dataset(folder, info, typed, sha256_bytes(manifest_bytes))
+    try:
+        validate_frame(typed)
+    except DatasetError as exc:
+        raise DatasetError(f"{manifest_path}: {exc}") from None
+    return Dataset(folder, info, typed, sha256_bytes(manifest_bytes), meta)
 
 
 def is_manifest_csv(path: str | Path) -> bool:

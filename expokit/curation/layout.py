@@ -24,7 +24,7 @@ from pathlib import Path
 
 from expokit.core.errors import ExpokitError
 from expokit.core.ev import ev_token
-from expokit.curation.render_config import OutputFormat
+from expokit.curation.rendering.config import OutputFormat
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 

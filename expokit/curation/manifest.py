@@ -67,12 +67,49 @@ def write_manifest(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> pd.Da
     return frame
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a render manifest and check its columns."""
+def _fits(value: object, dtype: str) -> bool:
     import pandas as pd
 
-    frame = pd.read_parquet(path)
+    try:
+        pd.Series([value], dtype=object).astype(pd.api.types.pandas_dtype(dtype))
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a render manifest and check its columns and numeric values.
+
+    Raises
+    ------
+    ValueError
+        Not parquet, a missing column, or a value that is not a number in a numeric column;
+        the message starts with ``path`` and names the row and the column.
+    OSError
+        The file cannot be read (message starts with ``path``).
+    """
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except OSError as exc:
+        raise OSError(f"{path}: cannot read: {exc}") from None
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise ValueError(f"{path}: unreadable parquet: {exc}") from None
     missing = [c for c in RENDER_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a render manifest, missing columns {missing}")
+    for column, (dtype, _) in RENDER_COLUMNS.items():
+        if dtype not in ("Float64", "Int64"):
+            continue
+        try:
+            frame[column].astype(pd.api.types.pandas_dtype(dtype))
+        except (TypeError, ValueError):
+            position, value = next(
+                (i, v) for i, v in enumerate(frame[column].tolist()) if not _fits(v, dtype)
+            )
+            raise ValueError(
+                f"{path}: row {position} ({frame['name'].iloc[position]!r}), column {column!r}: "
+                f"{value!r} is not a number (render manifests hold {dtype} there)"
+            ) from None
     return frame

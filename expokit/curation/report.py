@@ -45,6 +45,7 @@ from expokit.core.paths import (
     symlinks_leaving,
 )
 from expokit.core.roots import STATE_DIR
+from expokit.core.transfer import LUMA_RGB
 from expokit.curation.card import QA_METRICS, flag_counts, flag_list, split_counts
 from expokit.curation.dataset import Dataset, check_not_being_written, load_dataset
 
@@ -231,7 +232,8 @@ def difference_map(
     return heat
 
 
-_REC709_BGR = np.array([0.0722, 0.7152, 0.2126])
+#: Rec. 709 luma weights in OpenCV's B, G, R order.
+_REC709_BGR = LUMA_RGB[::-1]
 
 
 def _channel_histograms(

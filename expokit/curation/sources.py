@@ -44,7 +44,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +52,9 @@ import numpy.typing as npt
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.video_io import FrameReader as VideoFrameReader
 from expokit.curation.build_config import BuildConfig
+
+if TYPE_CHECKING:
+    from expokit.capture.journal import JournalEvent
 
 #: Image files a sequence or MSEC folder may hold (any case).
 IMAGE_SUFFIXES: frozenset[str] = frozenset(".png .jpg .jpeg .tif .tiff .bmp .webp".split())
@@ -435,17 +438,11 @@ _NOTE_SCENES = 8
 def read_capture_time(path: Path) -> float | None:
     """EXIF capture time of ``path`` in seconds (``DateTimeOriginal`` + ``SubSecTimeOriginal``,
     else ``DateTime``), on an arbitrary but common epoch; ``None`` without one."""
-    import io
-    import logging
     from datetime import datetime
 
-    import exifread
+    from expokit.core.exif import read_exif_tags
 
-    logging.getLogger("exifread").setLevel(logging.ERROR)
-    try:
-        tags = exifread.process_file(io.BytesIO(path.read_bytes()), details=False)
-    except Exception:  # exifread raises many types on odd containers; no EXIF then
-        return None
+    tags = read_exif_tags(path)
     for key, sub in (("EXIF DateTimeOriginal", "EXIF SubSecTimeOriginal"),
                      ("Image DateTime", "EXIF SubSecTime")):  # fmt: skip
         if key not in tags:
@@ -730,7 +727,7 @@ def discover_render(folder: Path, config: BuildConfig) -> Discovery:
     try:
         frame = read_manifest(manifest_path)
     except (ValueError, OSError) as exc:
-        raise SourceError(f"{manifest_path}: {exc}") from None
+        raise SourceError(str(exc)) from None  # the message starts with the path
     params: dict[str, Any] = {}
     try:
         params = json.loads((folder / "render_params.json").read_text())
@@ -797,7 +794,7 @@ def _num(value: Any) -> float | None:
 
 
 def _find_calibration(session: Path, given: str | Path | None) -> Path:
-    from expokit.calibration.geometry import RIG_CALIBRATION_NAME
+    from expokit.calibration.rig_calibration import RIG_CALIBRATION_NAME
 
     if given is not None:
         path = Path(given)
@@ -834,7 +831,7 @@ def video_frame_pairs(
     InputFileError
         Unreadable ``sync.json``, or one without a frame map (no video in it).
     """
-    from expokit.calibration.sync import load_sync_json
+    from expokit.calibration.sync_record import load_sync_json
 
     result = load_sync_json(sync_path)
     a, b = Path(result.media_a.path).name, Path(result.media_b.path).name
@@ -873,9 +870,12 @@ def discover_capture(
         raise SourceError(f"{folder}: no capture session (journal.jsonl)")
     scenes: list[SceneSpec] = []
     records = []
+    from expokit.capture.journal import read_events
+
     for session in sessions:
+        events, _ = read_events(session / "journal.jsonl")  # the journal first: it names shots
         calibration = _find_calibration(session, rig_calibration)
-        found = _session_scenes(session, folder, calibration, sync_files, config)
+        found = _session_scenes(session, events, folder, calibration, sync_files, config)
         scenes += found
         records.append(
             {
@@ -910,12 +910,12 @@ def _exif_mismatches(scenes: list[SceneSpec]) -> list[dict[str, Any]]:
     return found
 
 
-def _mismatch_text(role: str, check: dict[str, Any]) -> str | None:
+def _mismatch_text(role: str, ok: bool | None, mismatches: list[Any]) -> str | None:
     """One line naming each setting the camera did not apply (from a journal exif_check)."""
-    if check.get("ok") is not False:
+    if ok is not False:
         return None
     parts = []
-    for item in check.get("mismatches") or []:
+    for item in mismatches:
         if isinstance(item, dict):
             parts.append(
                 f"{item.get('setting')} requested {item.get('requested')}, EXIF "
@@ -942,29 +942,29 @@ def _with_exif_evs(test: ImageRef, target: ImageRef) -> tuple[ImageRef, ImageRef
 
 def _session_scenes(
     session: Path,
+    events: list[JournalEvent],
     root: Path,
     calibration: Path,
     sync_files: Sequence[str | Path],
     config: BuildConfig,
 ) -> list[SceneSpec]:
-    from expokit.capture.journal import read_journal
+    """Scenes of one session from its journal ``events`` (:func:`read_events`)."""
+    from expokit.capture.journal import DownloadedEvent, ExifCheckEvent, PlannedEvent
 
     journal = session / "journal.jsonl"
-    events, _ = read_journal(journal)
-    plans: dict[int, dict[str, Any]] = {}
+    plans: dict[int, PlannedEvent] = {}
     files: dict[tuple[int, str], str] = {}
-    exif: dict[tuple[int, str], dict[str, float]] = {}
+    exif: dict[tuple[int, str], dict[str, Any]] = {}
     mismatches: dict[tuple[int, str], str] = {}
     for event in events:
-        kind = event.get("event")
-        if kind == "planned":
-            plans[int(event["index"])] = event
-        elif kind == "downloaded":
-            files[(int(event["index"]), str(event["role"]))] = str(event["file"])
-        elif kind == "exif_check" and isinstance(event.get("exif"), dict):
-            key = (int(event["index"]), str(event["role"]))
-            exif[key] = event["exif"]
-            text = _mismatch_text(key[1], event)
+        if isinstance(event, PlannedEvent):
+            plans[event.index] = event
+        elif isinstance(event, DownloadedEvent):
+            files[(event.index, event.role)] = event.file
+        elif isinstance(event, ExifCheckEvent) and event.exif is not None:
+            key = (event.index, event.role)
+            exif[key] = event.exif
+            text = _mismatch_text(event.role, event.ok, event.mismatches)
             if text:
                 mismatches[key] = text
             else:
@@ -978,10 +978,11 @@ def _session_scenes(
         name = files.get((index, role))
         if name is None:
             return f"{journal}: shot {index} has no downloaded {role} file"
-        ev = plans.get(index, {}).get("roles", {}).get(role, {}).get("ev")
+        plan = plans.get(index)
+        ev = None if plan is None else plan.role_ev(role)
         meta = exif.get((index, role), {})
         return ImageRef(
-            _posix(session / "files" / name), role, None if ev is None else float(ev),
+            _posix(session / "files" / name), role, ev,
             exposure_time_s=meta.get("exposure_time_s"), iso=meta.get("iso"),
             f_number=meta.get("f_number"), exif_mismatch=mismatches.get((index, role)),
         )  # fmt: skip
@@ -989,11 +990,11 @@ def _session_scenes(
     still: list[tuple[int, PairSpec | str]] = []
     scenes: list[SceneSpec] = []
     for index in sorted(plans):
-        if plans[index].get("kind") == "calibration":
+        if plans[index].kind == "calibration":
             continue  # calibration stills (a board) are for `calibrate geometry`, not pairs
         target, test = ref(index, "reference"), ref(index, "test")
         problem = target if isinstance(target, str) else test if isinstance(test, str) else None
-        if plans[index].get("kind") == "video":
+        if plans[index].kind == "video":
             clip = f"{session_id}-{index:04d}"
             spec = replace(base, scene_id=clip, clip_id=clip, video=True)
             if problem is not None:
@@ -1116,7 +1117,7 @@ def load_image(ref: ImageRef, readers: dict[str, FrameReader] | None = None) -> 
     InputFileError
         Missing or undecodable file/frame, naming it.
     """
-    from expokit.curation.raw_decode import RAW_EXTENSIONS
+    from expokit.curation.rendering.raw_decode import RAW_EXTENSIONS
 
     meta: dict[str, float | None] = {
         "exposure_time_s": ref.exposure_time_s, "iso": ref.iso, "f_number": ref.f_number,
@@ -1186,7 +1187,7 @@ def read_complete_image(path: Path) -> npt.NDArray[Any]:
     InputFileError
         Missing, truncated or undecodable file, naming it.
     """
-    import cv2
+    from expokit.core.images import decode_image
 
     try:
         data = path.read_bytes()
@@ -1195,15 +1196,12 @@ def read_complete_image(path: Path) -> npt.NDArray[Any]:
     except OSError as exc:
         raise InputFileError(path, f"cannot read: {exc.strerror or exc}") from None
     check_complete(path, data)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise InputFileError(path, "not a readable image (OpenCV could not decode it)")
-    return np.asarray(image)
+    return decode_image(data, path)  # refuses oversized headers and OpenCV errors, naming path
 
 
 def _load_raw(path: Path, meta: dict[str, float | None]) -> LoadedImage:
     from expokit.core.transfer import apply_luts, exposure_lut
-    from expokit.curation.raw_decode import decode_raw
+    from expokit.curation.rendering.raw_decode import decode_raw
 
     decoded = decode_raw(path)
     # As shot (gain 1), sRGB-encoded 16-bit, BGR: the same encoding `expokit render` writes.

@@ -83,7 +83,9 @@ def load_truth(session_dir: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TruthError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(data, dict) or data.get("kind") != "expokit rig simulation":
+    if not isinstance(data, dict):
+        raise TruthError(f"{path}: must be a JSON object, got {type(data).__name__}")
+    if data.get("kind") != "expokit rig simulation":
         raise TruthError(f"{path}: not an expokit rig simulation truth file")
     if data.get("format_version") != 1:
         raise TruthError(f"{path}: format_version {data.get('format_version')!r} is not 1")
@@ -118,10 +120,10 @@ def format_checks(checks: Sequence[StageCheck]) -> str:
 
 
 def _geometry_checks(truth: dict[str, Any], calibration_json: Path) -> list[StageCheck]:
-    from expokit.calibration.geometry import load_rig_calibration
     from expokit.calibration.homography import homography_grid_error
+    from expokit.calibration.rig_calibration import read_rig_calibration
 
-    calib = load_rig_calibration(calibration_json)
+    calib = read_rig_calibration(calibration_json)
     size = (int(truth["image_size"][0]), int(truth["image_size"][1]))
     if tuple(calib.test_size) != size or tuple(calib.reference_size) != size:
         raise TruthError(
@@ -358,7 +360,7 @@ def compare_to_truth(
     TruthError
         No ``truth.json``, or an input that belongs to another session (named).
     """
-    from expokit.calibration.sync import load_sync_json
+    from expokit.calibration.sync_record import load_sync_json
 
     session = Path(session_dir)
     truth = load_truth(session)

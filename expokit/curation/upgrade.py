@@ -8,12 +8,11 @@ yet; the registry is where the v1 -> v2 converter will go when v2 exists.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from expokit.core.lock import RootLock
-from expokit.curation.dataset import FORMAT_VERSION, INFO_FILE, DatasetError
+from expokit.curation.dataset import FORMAT_VERSION, DatasetError, read_info, read_info_header
 
 #: version -> converter from that version to the next, rewriting the dataset in place.
 CONVERTERS: dict[int, Callable[[Path], None]] = {}
@@ -28,15 +27,8 @@ def upgrade_dataset(root: str | Path) -> list[str]:
         Not a dataset, a version newer than this expokit, or no converter for a step.
     """
     folder = Path(root)
-    info_path = folder / INFO_FILE
-    if not info_path.is_file():
-        raise DatasetError(f"{folder}: not an expokit dataset (no {INFO_FILE})")
-    try:
-        version = json.loads(info_path.read_text()).get("format_version")
-    except ValueError as exc:
-        raise DatasetError(f"{info_path}: not valid JSON: {exc}") from None
-    if not isinstance(version, int):
-        raise DatasetError(f"{info_path}: format_version is {version!r}, not an integer")
+    header = read_info_header(folder)  # format name and an integer version, or DatasetError
+    info_path, version = header.path, header.format_version
     if version > FORMAT_VERSION:
         raise DatasetError(
             f"{info_path}: format version {version} is newer than this expokit "
@@ -44,6 +36,7 @@ def upgrade_dataset(root: str | Path) -> list[str]:
         )
     steps: list[str] = []
     if version == FORMAT_VERSION:
+        read_info(folder)  # "already v1" only for an info.json that reads as v1
         return [f"{folder} is already format v{FORMAT_VERSION}; nothing to do"]
     # Converters rewrite the dataset in place: one writer at a time (builds lock it too).
     with RootLock(folder, "expokit curate upgrade"):

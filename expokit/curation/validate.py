@@ -26,15 +26,15 @@ import numpy as np
 from expokit.core.hashing import sha256_bytes
 from expokit.core.paths import PathEscapeError, resolve_inside
 from expokit.curation.dataset import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
     INFO_FILE,
     MANIFEST_COLUMNS,
     MANIFEST_FILE,
     PATH_COLUMNS,
     DatasetError,
+    DatasetInfo,
     check_relative_path,
     load_dataset,
+    read_info,
 )
 
 if TYPE_CHECKING:
@@ -108,49 +108,29 @@ class ValidationReport:
 # --------------------------------------------------------------------------- info + schema
 
 
-def _check_info(root: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
+def _check_info(root: Path) -> tuple[DatasetInfo | None, list[Problem]]:
     """info.json problems; ``None`` info when the manifest cannot be interpreted at all."""
-    info_path = root / INFO_FILE
     try:
-        info = json.loads(info_path.read_text()) if info_path.is_file() else None
-    except (ValueError, OSError):
-        info = None
-    fatal = (
-        not isinstance(info, dict)
-        or info.get("format") != FORMAT_NAME
-        or info.get("format_version") != FORMAT_VERSION
-    )
-    if fatal:
-        # load_dataset words these (version found, converter to run); reuse its message.
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                load_dataset(root)
-        except DatasetError as exc:
-            return None, [Problem("info", str(exc), file=INFO_FILE)]
-        return None, [Problem("info", "info.json is not a format v1 object", file=INFO_FILE)]
-    assert isinstance(info, dict)
+        info = read_info(root)
+    except DatasetError as exc:
+        return None, [Problem("info", str(exc), file=INFO_FILE)]
     problems: list[Problem] = []
-    from expokit.curation.dataset import KNOWN_INFO_KEYS
-
-    unknown = sorted(set(info) - KNOWN_INFO_KEYS)
-    if unknown:
+    if info.unknown_keys:
         problems.append(
             Problem(
                 "info-unknown-key",
-                f"unknown keys ignored: {', '.join(unknown)}",
+                f"unknown keys ignored: {', '.join(info.unknown_keys)}",
                 file=INFO_FILE,
                 severity="warning",
             )
         )
-    declared = (info.get("schema") or {}).get("columns") or {}
+    declared = info.declared_dtypes
     for name, (dtype, _, _) in MANIFEST_COLUMNS.items():
-        if name in declared and (declared[name] or {}).get("dtype") != dtype:
+        if name in declared and declared[name] != dtype:
             problems.append(
                 Problem(
                     "schema-dtype",
-                    f"column {name!r} declared "
-                    f"{(declared[name] or {}).get('dtype')!r}, format v1 says {dtype!r}",
+                    f"column {name!r} declared {declared[name]!r}, format v1 says {dtype!r}",
                     file=INFO_FILE,
                 )
             )
@@ -276,6 +256,36 @@ def _check_rows(frame: pd.DataFrame, names: list[str]) -> list[Problem]:
     return problems
 
 
+def homography_problem(value: object) -> str | None:
+    """Why a manifest ``homography`` cell is not a JSON 3x3 matrix of finite numbers, or None.
+
+    Python's ``json`` reads ``NaN`` and ``Infinity``, so a matrix holding them parses; it is
+    still refused here (a warp with it yields an empty or undefined image).
+    """
+    try:
+        matrix = np.asarray(json.loads(str(value)), dtype=np.float64)
+    except (ValueError, TypeError):
+        return f"homography {str(value)[:60]!r} is not a JSON array of numbers"
+    if matrix.shape != (3, 3):
+        return f"homography has shape {matrix.shape}, expected 3x3"
+    if not np.isfinite(matrix).all():
+        return "homography holds NaN or infinite values"
+    return None
+
+
+def _check_homographies(frame: pd.DataFrame, names: list[str]) -> list[Problem]:
+    import pandas as pd
+
+    problems = []
+    for position, value in enumerate(frame["homography"].tolist()):
+        if value is None or pd.isna(value):
+            continue  # no homography used (sources without one)
+        why = homography_problem(value)
+        if why is not None:
+            problems.append(Problem("bad-homography", why, names[position], MANIFEST_FILE))
+    return problems
+
+
 # --------------------------------------------------------------------------- cross-row
 
 
@@ -376,7 +386,8 @@ class _FileInfo:
 
 
 def _inspect(path: Path, decode: bool) -> _FileInfo:
-    import cv2
+    from expokit.core.errors import InputFileError
+    from expokit.core.images import decode_image
 
     try:
         data = path.read_bytes()
@@ -386,9 +397,10 @@ def _inspect(path: Path, decode: bool) -> _FileInfo:
         return _FileInfo(True, error=f"cannot read: {exc.strerror or exc}")
     info = _FileInfo(True, sha256=sha256_bytes(data))
     if decode:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            info.error = "not a readable image (OpenCV cannot decode it: corrupt or truncated)"
+        try:
+            image = decode_image(data, path)
+        except InputFileError as exc:
+            info.error = exc.problem
         else:
             info.shape, info.dtype = tuple(image.shape), str(image.dtype)
     return info
@@ -632,6 +644,7 @@ def validate_dataset(
     frame, problems = _check_schema(raw, names)
     report.problems += problems
     report.problems += _check_rows(frame, names)
+    report.problems += _check_homographies(frame, names)
     report.problems += _check_names(frame, names)
     report.problems += check_split_disjoint(frame)
     report.problems += check_clips(frame)

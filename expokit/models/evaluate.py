@@ -285,8 +285,7 @@ def warping_error(
 
 def linear_mean_luminance(image: F64, mask: Mask | None = None) -> float:
     """Mean Rec. 709 luminance of ``image`` (sRGB-encoded RGB) in linear light."""
-    from expokit.core.transfer import srgb_decode
-    from expokit.models.reference import LUMA_RGB
+    from expokit.core.transfer import LUMA_RGB, srgb_decode
 
     lum = srgb_decode(np.clip(image, 0.0, 1.0)) @ LUMA_RGB
     return float(lum[mask].mean() if mask is not None and mask.any() else lum.mean())

@@ -29,10 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.errors import ExpokitError
+from expokit.core.transfer import LUMA_RGB
 
 F64 = npt.NDArray[np.float64]
-#: Rec. 709 luma weights for RGB.
-LUMA_RGB = np.array([0.2126, 0.7152, 0.0722])
 #: Pixels at or beyond these encoded levels are left out of the oracle fit (clipped).
 FIT_LOW, FIT_HIGH = 1.0 / 255.0, 254.0 / 255.0
 

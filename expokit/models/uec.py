@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
+from expokit.core.transfer import LUMA_RGB as _LUMA_RGB
 from expokit.models.base import Baseline, Batch, check_image, require
 
 
@@ -83,7 +84,7 @@ class UECCorrector(nn.Module):
 
 
 #: Rec. 709 luma weights on encoded RGB, as :func:`expokit.models.reference.gain_to_reference`.
-LUMA_RGB = (0.2126, 0.7152, 0.0722)
+LUMA_RGB = tuple(float(w) for w in _LUMA_RGB)
 #: The starting gain is kept within ``[1 / MAX_START_GAIN, MAX_START_GAIN]``.
 MAX_START_GAIN = 64.0
 

@@ -48,23 +48,23 @@ def test_pairs_named_journaled_and_checked(rig_config: RigConfig) -> None:
 
 
 def test_threaded_trigger_is_synchronized_sequential_is_not(tmp_path: Path) -> None:
-    threaded = load_rig_config(
-        write_rig(tmp_path / "t", "threaded", latency=0.1)
-        if (tmp_path / "t").mkdir() is None
-        else None
-    )
+    (tmp_path / "t").mkdir()
+    threaded = load_rig_config(write_rig(tmp_path / "t", "threaded", latency=0.1))
     _, report = shoot(threaded, "pair", count=3, progress=False)
     assert max(report.skews_s) < 0.05  # released together by the barrier
     (tmp_path / "s").mkdir()
     sequential = load_rig_config(write_rig(tmp_path / "s", "sequential", latency=0.1))
     session, report = shoot(sequential, "pair", count=2, progress=False)
     assert not report.skews_s  # sequential shots are not counted as synchronized
-    starts = Counter()
-    for t in events(session, "triggered"):
-        starts[t["index"]] += 1
+    triggered = events(session, "triggered")
+    # Each of the 2 shots triggers both bodies exactly once.
+    assert Counter((t["index"], t["role"]) for t in triggered) == {
+        (i, r): 1 for i in (1, 2) for r in ("reference", "test")
+    }
     by_index: dict[int, list[float]] = {}
-    for t in events(session, "triggered"):
+    for t in triggered:
         by_index.setdefault(t["index"], []).append(t["t_before"])
+    assert sorted(by_index) == [1, 2]
     assert all(max(v) - min(v) >= 0.09 for v in by_index.values())  # one after the other
 
 

@@ -11,8 +11,8 @@ import pytest
 from expokit.curation.build import build_dataset
 from expokit.curation.build_config import BuildConfig
 from expokit.curation.dataset import load_dataset
-from expokit.curation.render import render_batch
-from expokit.curation.render_config import OutputFormat, RenderConfig
+from expokit.curation.rendering.config import OutputFormat, RenderConfig
+from expokit.curation.rendering.render import render_batch
 from expokit.curation.sources import detect_kind
 
 DEMO = Path(__file__).resolve().parents[2] / "curation" / "data" / "demo_raw"
@@ -84,8 +84,8 @@ def test_failed_raw_fails_its_scene(tmp_path: Path) -> None:
 
 def test_build_writes_the_dataset_card(tmp_path: Path) -> None:
     from expokit.curation.build import build_dataset
-    from expokit.curation.render import render_batch
-    from expokit.curation.render_config import RenderConfig
+    from expokit.curation.rendering.config import RenderConfig
+    from expokit.curation.rendering.render import render_batch
     from expokit.demo import demo_raw_dir
 
     renders = render_batch(

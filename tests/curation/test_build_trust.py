@@ -319,8 +319,8 @@ def test_scene_folder_linked_outside_is_not_written_through(
 
 
 def test_one_raw_rendered_under_two_names_is_refused(chart_dng: Path, tmp_path: Path) -> None:
-    from expokit.curation.render import render_batch
-    from expokit.curation.render_config import RenderConfig
+    from expokit.curation.rendering.config import RenderConfig
+    from expokit.curation.rendering.render import render_batch
 
     copy = chart_dng.with_name("chart_copy.dng")
     shutil.copy(chart_dng, copy)
@@ -374,8 +374,8 @@ def test_one_raw_rendered_twice_with_other_settings_is_refused(
     chart_dng: Path, tmp_path: Path
 ) -> None:
     """The renders differ byte for byte; the RAW they come from is the same file."""
-    from expokit.curation.render import render_batch
-    from expokit.curation.render_config import RenderConfig
+    from expokit.curation.rendering.config import RenderConfig
+    from expokit.curation.rendering.render import render_batch
 
     copy = chart_dng.with_name("other_name.dng")
     shutil.copy(chart_dng, copy)

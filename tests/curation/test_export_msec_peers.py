@@ -25,8 +25,8 @@ from expokit.curation.build import build_dataset
 from expokit.curation.build_config import BuildConfig
 from expokit.curation.dataset import MANIFEST_FILE, load_dataset
 from expokit.curation.export import ExportError, check_msec_peers, export_dataset
-from expokit.curation.render import render_batch
-from expokit.curation.render_config import RenderConfig
+from expokit.curation.rendering.config import RenderConfig
+from expokit.curation.rendering.render import render_batch
 from expokit.curation.splits import SplitSpec, assign_splits, hash_fraction, split_intervals
 from tests.curation.conftest_tools import MSEC_EVS, Spec, _radiance, make_dataset, render
 

@@ -4,7 +4,7 @@ import pytest
 
 from expokit.core.errors import ExpokitError
 from expokit.curation.layout import assign_names, gt_relpath, output_relpath
-from expokit.curation.render_config import OutputFormat
+from expokit.curation.rendering.config import OutputFormat
 
 
 def test_msec_names_have_one_underscore_with_unique_part_first() -> None:

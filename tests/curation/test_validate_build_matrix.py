@@ -20,8 +20,8 @@ from expokit.core.synthetic import demo_scene, write_dng
 from expokit.curation.build import build_dataset
 from expokit.curation.build_config import BuildConfig
 from expokit.curation.dataset import load_dataset
-from expokit.curation.render import render_batch
-from expokit.curation.render_config import RenderConfig
+from expokit.curation.rendering.config import RenderConfig
+from expokit.curation.rendering.render import render_batch
 from expokit.curation.validate import format_problems, validate_dataset
 from tests.capture.conftest import write_rig
 from tests.curation.conftest_tools import render

@@ -15,7 +15,6 @@ LibRaw API notes, "Output parameters" (``no_auto_bright``, ``adjust_maximum_thr`
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -193,14 +192,10 @@ def _describe_libraw_error(exc: Exception) -> str:
 
 
 def _camera_make_model(path: Path) -> tuple[str | None, str | None]:
-    import exifread
+    from expokit.core.exif import read_exif_tags
 
-    # exifread logs a warning for every tag it cannot parse in odd RAW containers.
-    logging.getLogger("exifread").setLevel(logging.ERROR)
-    try:
-        with path.open("rb") as handle:
-            tags = exifread.process_file(handle, details=False)
-    except Exception:
+    tags = read_exif_tags(path)
+    if not tags:
         return None, None
     make = str(tags["Image Make"]).strip() if "Image Make" in tags else None
     model = str(tags["Image Model"]).strip() if "Image Model" in tags else None

@@ -1,6 +1,6 @@
 import pytest
 
-from expokit.curation.render_config import MeterSpec, OutputFormat, RenderConfig
+from expokit.curation.rendering.config import MeterSpec, OutputFormat, RenderConfig
 
 
 def test_defaults_are_msec_ladder_jpeg() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +17,15 @@ from expokit.core.ev import MSEC_LADDER
 from expokit.core.hashing import sha256_file
 from expokit.core.images import read_image
 from expokit.core.synthetic import chart_patches
-from expokit.curation.raw_decode import decode_raw
-from expokit.curation.render import (
+from expokit.curation.rendering.config import MeterSpec, OutputFormat, RenderConfig
+from expokit.curation.rendering.raw_decode import decode_raw
+from expokit.curation.rendering.render import (
     RECORDS_DIR,
     discover_raw_files,
     meter_offset,
     render_arrays,
     render_batch,
 )
-from expokit.curation.render_config import MeterSpec, OutputFormat, RenderConfig
 from tests.conftest import shared_path
 
 LINEAR = RenderConfig(formats=(OutputFormat.TIFF16_LINEAR,))
@@ -203,7 +205,7 @@ def test_output_folder_is_a_file(chart_dng: Path, tmp_path: Path) -> None:
 def test_disk_full_stops_the_batch_with_a_clear_message(
     small_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import expokit.curation.render as render_module
+    import expokit.curation.rendering.render as render_module
 
     real_write = render_module.atomic_write_bytes
     calls = {"n": 0}
@@ -211,7 +213,8 @@ def test_disk_full_stops_the_batch_with_a_clear_message(
     def filling_disk(path: Path, data: bytes, durable: bool = True) -> None:
         calls["n"] += 1
         if calls["n"] > 7:
-            raise OutputError(f"disk full while writing {path}")
+            full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise OutputError(f"disk full while writing {path}") from full
         real_write(path, data, durable)
 
     monkeypatch.setattr(render_module, "atomic_write_bytes", filling_disk)

@@ -9,7 +9,7 @@ import pytest
 
 from expokit.core.errors import InputFileError
 from expokit.core.synthetic import chart_patches, demo_scene, write_dng
-from expokit.curation.raw_decode import decode_raw
+from expokit.curation.rendering.raw_decode import decode_raw
 from tests.conftest import shared_path
 
 H, W = 212, 318

@@ -31,10 +31,9 @@ import contextlib
 import math
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,6 @@ import numpy.typing as npt
 
 from expokit import __version__
 from expokit.core.atomic import (
-    TEMP_PREFIX,
     atomic_write_bytes,
     atomic_write_json,
     read_json_object,
@@ -56,20 +54,32 @@ from expokit.core.lock import RootLock
 from expokit.core.parallel import map_unordered, native_threads
 from expokit.core.paths import PathEscapeError, check_name, resolve_inside
 from expokit.core.roots import claim_root
-from expokit.core.transfer import apply_luts, exposure_lut
+from expokit.core.runs import (
+    DISK_FULL,
+    RECORD_VERSION,
+    RECORDS_DIR,
+    RUNS_DIR,
+    RunSummary,
+    new_run_id,
+    output_error_kind,
+    record_files,
+    utc_timestamp,
+    write_record,
+)
+from expokit.core.runs import record_path as _record_path
+from expokit.core.transfer import LUMA_RGB, apply_luts, exposure_lut
 from expokit.curation.layout import assign_names, gt_relpath, output_relpath
 from expokit.curation.manifest import write_manifest
-from expokit.curation.raw_decode import RAW_EXTENSIONS, DecodedRaw, decode_raw, library_versions
-from expokit.curation.render_config import MeterSpec, OutputFormat, RenderConfig
+from expokit.curation.rendering.config import MeterSpec, OutputFormat, RenderConfig
+from expokit.curation.rendering.raw_decode import (
+    RAW_EXTENSIONS,
+    DecodedRaw,
+    decode_raw,
+    library_versions,
+)
 
 MANIFEST_FILE = "manifest.parquet"
 PARAMS_FILE = "render_params.json"
-RUNS_DIR = "runs"
-RECORDS_DIR = ".expokit/records"
-RECORD_VERSION = 1
-
-# Rec. 709 / sRGB luminance weights (linear RGB -> Y).
-_LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
 # --------------------------------------------------------------------------- pure core
@@ -90,7 +100,7 @@ def meter_offset(linear: npt.NDArray[np.uint16], meter: MeterSpec) -> float:
     """
     step = max(1, min(linear.shape[:2]) // 512)
     sample = linear[::step, ::step].reshape(-1, 3).astype(np.float64) / 65535.0
-    luminance = sample @ _LUMA
+    luminance = sample @ LUMA_RGB  # linear RGB -> Y
     stat = float(np.median(luminance) if meter.statistic == "median" else np.mean(luminance))
     if not stat > 0:
         raise ValueError(f"cannot meter: the {meter.statistic} luminance at EV 0 is 0")
@@ -163,12 +173,7 @@ class RenderTask:
 
 def record_path(out_root: str | Path, name: str) -> Path:
     """Completion record of output ``name`` (a safe name) below ``out_root``."""
-    return resolve_inside(out_root, f"{RECORDS_DIR}/{check_name(name, 'output name')}.json")
-
-
-def record_files(records_dir: Path) -> list[Path]:
-    """Completion records in ``records_dir`` (not the temporary files of atomic writes)."""
-    return sorted(p for p in records_dir.glob("*.json") if not p.name.startswith(TEMP_PREFIX))
+    return _record_path(out_root, name, "output name")
 
 
 def _base_row(task: RenderTask, raw_sha: str | None) -> dict[str, Any]:
@@ -281,7 +286,7 @@ def render_raw(task: RenderTask) -> dict[str, Any]:
     except InputFileError as exc:
         record.update(status="failed", error=str(exc), error_kind="input")
     except (OutputError, PathEscapeError) as exc:
-        kind = "disk_full" if "disk full" in str(exc) else "output"
+        kind = output_error_kind(exc)
         record.update(status="failed", error=f"{raw_path}: {exc}", error_kind=kind)
     except OSError as exc:
         record.update(status="failed", error=f"{raw_path}: cannot read: {exc}", error_kind="input")
@@ -289,10 +294,10 @@ def render_raw(task: RenderTask) -> dict[str, Any]:
         failed_row = {**_base_row(task, raw_sha), "status": "failed", "error": record["error"]}
         record["rows"] = [failed_row]
     try:
-        atomic_write_json(record_path(out_root, task.name), record, task.durable)
+        write_record(record_path(out_root, task.name), record, task.durable)
     except (OutputError, PathEscapeError, OSError) as exc:
         if record["status"] == "ok":
-            kind = "disk_full" if "disk full" in str(exc) else "output"
+            kind = output_error_kind(exc)
             record.update(status="failed", error=f"{raw_path}: {exc}", error_kind=kind)
     return record
 
@@ -355,24 +360,19 @@ def discover_raw_files(inputs: Sequence[str | Path]) -> tuple[list[Path], int]:
     return sorted(found), ignored
 
 
-@dataclass
-class RenderSummary:
-    """What a batch did, for the command line and for callers."""
+@dataclass(kw_only=True)
+class RenderSummary(RunSummary):
+    """What a batch did, for the command line and for callers.
 
-    out_dir: Path
+    ``failures`` holds ``(raw_path, error)`` pairs.
+    """
+
     manifest_path: Path
     params_path: Path
     run_path: Path
     rendered: int = 0
-    skipped: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
     outputs: int = 0
     stale_temp_removed: int = 0
-    aborted: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures and self.aborted is None
 
     def report(self) -> list[tuple[str, bool]]:
         """Lines for a person: ``(text, is_problem)``; counts, where things are, failures."""
@@ -387,10 +387,7 @@ class RenderSummary:
             (f"params:   {self.params_path}", False),
             (f"run log:  {self.run_path}", False),
         ]
-        lines += [(f"failed: {error}", True) for _, error in self.failures]
-        if self.aborted:
-            lines.append((f"aborted: {self.aborted}", True))
-        return lines
+        return lines + self.problem_lines()
 
 
 def _is_complete(record: dict[str, Any] | None, raw: Path, params_hash: str, out: Path) -> bool:
@@ -430,10 +427,6 @@ def _check_params_compatible(out: Path, params_hash: str) -> None:
             f"{params_hash}; see {params_file}). Render into a new --out folder, or delete "
             "that one, so outputs of different parameters never mix."
         )
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
 def render_batch(
@@ -483,7 +476,34 @@ def _render_locked(
     progress: bool,
     durable: bool,
 ) -> RenderSummary:
-    """The body of :func:`render_batch`, run while ``out`` is locked."""
+    """The body of :func:`render_batch`, run while ``out`` is locked.
+
+    Parameters
+    ----------
+    files
+        Absolute RAW paths, sorted and unique (from :func:`discover_raw_files`).
+    out
+        The claimed, locked, resolved render folder.
+    config
+        Render parameters.
+    started
+        Start of the batch, seconds since the epoch (``time.time()``).
+    workers, executor, progress
+        Passed to :func:`expokit.core.parallel.map_unordered`.
+    durable
+        fsync every file written.
+
+    Returns
+    -------
+    RenderSummary
+        Counts, paths, failures and, for a full disk, why the batch stopped.
+
+    Raises
+    ------
+    ExpokitError
+        Before any RAW is rendered: other parameters than an earlier render into ``out``,
+        unsafe or clashing output names.
+    """
     summary = RenderSummary(
         out_dir=out,
         manifest_path=out / MANIFEST_FILE,
@@ -493,11 +513,53 @@ def _render_locked(
     summary.stale_temp_removed = remove_stale_temp_files(out)
     params_hash = config.params_hash()
     _check_params_compatible(out, params_hash)
+    names = _checked_names(files, out, config)
+    _write_params(summary.params_path, config, params_hash, durable)
+    run_id = new_run_id()
+    summary.run_path = out / RUNS_DIR / f"{run_id}.json"
+    tasks, summary.skipped = _plan_tasks(files, names, out, config, params_hash, run_id, durable)
+    run_info = _run_info(run_id, started, config, params_hash, files, tasks, workers, executor)
+    atomic_write_json(summary.run_path, run_info, durable)
+    _run_tasks(tasks, summary, workers, executor, progress)
+    rows = _manifest_rows(out / RECORDS_DIR)
+    summary.outputs = sum(1 for r in rows if r.get("status") == "ok")
+    try:
+        write_manifest(summary.manifest_path, rows)
+    except OutputError as exc:
+        summary.aborted = (summary.aborted or "") + f" manifest not written: {exc}"
+    _finish_run_info(summary, run_info, started, durable)
+    return summary
+
+
+def _checked_names(files: list[Path], out: Path, config: RenderConfig) -> dict[Path, str]:
+    """Output name of every RAW, checked safe and not used in ``out`` by another RAW.
+
+    Creates ``out/.expokit/records/`` on the way.
+
+    Parameters
+    ----------
+    files
+        Absolute RAW paths.
+    out
+        The render folder.
+    config
+        Render parameters; ``config.layout`` decides the names.
+
+    Returns
+    -------
+    dict
+        ``{raw_path: name}`` for every path of ``files``.
+
+    Raises
+    ------
+    ExpokitError
+        A name that is not a safe file name, or a name whose completion record in ``out``
+        belongs to another RAW file.
+    """
     names = assign_names(files, config.layout)
     for raw, name in names.items():  # layout names are sanitised; a name is never a path
         check_name(name, "output name", where=str(raw))
-    records_dir = out / RECORDS_DIR
-    records_dir.mkdir(parents=True, exist_ok=True)
+    (out / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
     for raw, name in names.items():
         previous = read_json_object(record_path(out, name))
         if previous and previous.get("raw_path") not in (None, str(raw)):
@@ -505,8 +567,25 @@ def _render_locked(
                 f"output name {name!r} for {raw} is already used in {out} by "
                 f"{previous.get('raw_path')}; render it into another --out folder"
             )
+    return names
+
+
+def _write_params(path: Path, config: RenderConfig, params_hash: str, durable: bool) -> None:
+    """Write ``render_params.json``: parameters, library versions and their hash.
+
+    Parameters
+    ----------
+    path
+        ``<out>/render_params.json``; replaced atomically.
+    config
+        Render parameters (stored as :meth:`RenderConfig.to_dict`).
+    params_hash
+        ``config.params_hash()``.
+    durable
+        fsync the file.
+    """
     atomic_write_json(
-        summary.params_path,
+        path,
         {
             "params_hash": params_hash,
             "config": config.to_dict(),
@@ -515,21 +594,83 @@ def _render_locked(
         },
         durable,
     )
-    run_id = new_run_id()
-    summary.run_path = out / RUNS_DIR / f"{run_id}.json"
+
+
+def _plan_tasks(
+    files: list[Path],
+    names: dict[Path, str],
+    out: Path,
+    config: RenderConfig,
+    params_hash: str,
+    run_id: str,
+    durable: bool,
+) -> tuple[list[RenderTask], int]:
+    """Tasks for the RAWs not yet rendered with ``params_hash``, largest file first.
+
+    Parameters
+    ----------
+    files
+        Absolute RAW paths.
+    names
+        Output name of every path of ``files`` (from :func:`_checked_names`).
+    out
+        The render folder.
+    config, params_hash, run_id, durable
+        Copied into every :class:`RenderTask`.
+
+    Returns
+    -------
+    tuple
+        ``(tasks, skipped)``: tasks sorted by RAW file size in bytes, descending (so a big
+        file does not finish alone at the end of a parallel batch), and how many RAWs
+        have a complete record (:func:`_is_complete`) and are skipped.
+    """
     tasks: list[RenderTask] = []
+    skipped = 0
     for raw in files:
         name = names[raw]
         if _is_complete(read_json_object(record_path(out, name)), raw, params_hash, out):
-            summary.skipped += 1
+            skipped += 1
             continue
         tasks.append(RenderTask(str(raw), name, str(out), config, params_hash, run_id, durable))
-    # Largest files first, so a big file does not finish alone at the end of a parallel batch.
     tasks.sort(key=lambda t: -Path(t.raw_path).stat().st_size)
-    run_info: dict[str, Any] = {
+    return tasks, skipped
+
+
+def _run_info(
+    run_id: str,
+    started: float,
+    config: RenderConfig,
+    params_hash: str,
+    files: list[Path],
+    tasks: list[RenderTask],
+    workers: int,
+    executor: str,
+) -> dict[str, Any]:
+    """The run sidecar ``runs/<run_id>.json`` as written when the run starts.
+
+    Parameters
+    ----------
+    run_id
+        From :func:`expokit.core.runs.new_run_id`.
+    started
+        Start of the batch, seconds since the epoch.
+    config, params_hash
+        Render parameters and their hash.
+    files
+        Every RAW of the batch; ``tasks`` those to render in this run.
+    workers, executor
+        How the tasks run.
+
+    Returns
+    -------
+    dict
+        JSON-ready sidecar with ``status="running"``; :func:`_finish_run_info` completes it.
+    """
+    return {
         "run_id": run_id,
         "status": "running",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "started": utc_timestamp(started),
         "command": sys.argv,
         "params_hash": params_hash,
         "config": config.to_dict(),
@@ -540,8 +681,29 @@ def _render_locked(
         "inputs": [str(f) for f in files],
         "to_render": [t.raw_path for t in tasks],
     }
-    atomic_write_json(summary.run_path, run_info, durable)
 
+
+def _run_tasks(
+    tasks: list[RenderTask],
+    summary: RenderSummary,
+    workers: int,
+    executor: str,
+    progress: bool,
+) -> None:
+    """Render ``tasks`` with :func:`render_raw`; count results into ``summary``.
+
+    A failed RAW is added to ``summary.failures`` and the batch goes on; a full disk sets
+    ``summary.aborted`` and stops the batch (tasks not started are not rendered).
+
+    Parameters
+    ----------
+    tasks
+        What to render.
+    summary
+        Updated in place: ``rendered``, ``failures``, ``aborted``.
+    workers, executor, progress
+        Passed to :func:`expokit.core.parallel.map_unordered`.
+    """
     results = map_unordered(
         render_raw,
         tasks,
@@ -556,11 +718,26 @@ def _render_locked(
             summary.rendered += 1
             continue
         summary.failures.append((record["raw_path"], record["error"]))
-        if record.get("error_kind") == "disk_full":
+        if record.get("error_kind") == DISK_FULL:
             summary.aborted = f"stopped: {record['error']}"
             results.close()
             break
 
+
+def _manifest_rows(records_dir: Path) -> list[dict[str, Any]]:
+    """Manifest rows of every completion record in ``records_dir``, in a stable order.
+
+    Parameters
+    ----------
+    records_dir
+        ``<out>/.expokit/records``; unreadable or empty records are left out.
+
+    Returns
+    -------
+    list of dict
+        Rows sorted by ``(name, role, ev, output_format)``, failed RAWs included (their one
+        row has ``status="failed"``).
+    """
     rows: list[dict[str, Any]] = []
     for path in record_files(records_dir):
         stored = read_json_object(path)
@@ -574,20 +751,38 @@ def _render_locked(
             r.get("output_format") or "",
         )
     )
-    summary.outputs = sum(1 for r in rows if r.get("status") == "ok")
-    try:
-        write_manifest(summary.manifest_path, rows)
-    except OutputError as exc:
-        summary.aborted = (summary.aborted or "") + f" manifest not written: {exc}"
+    return rows
+
+
+def _finish_run_info(
+    summary: RenderSummary, run_info: dict[str, Any], started: float, durable: bool
+) -> None:
+    """Complete the run sidecar from ``summary`` and write it to ``summary.run_path``.
+
+    Parameters
+    ----------
+    summary
+        The finished batch.
+    run_info
+        The sidecar from :func:`_run_info`; updated in place with the status (``ok``,
+        ``failed`` or ``aborted``), finish time, duration in seconds and counts.
+    started
+        Start of the batch, seconds since the epoch.
+    durable
+        fsync the file.
+
+    Notes
+    -----
+    A failed write (a full disk) is ignored: its message is already in the summary.
+    """
     run_info.update(
         status="aborted" if summary.aborted else ("failed" if summary.failures else "ok"),
-        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        finished=utc_timestamp(),
         seconds=round(time.time() - started, 3),
         rendered=summary.rendered,
         skipped=summary.skipped,
         failures=[{"raw_path": p, "error": e} for p, e in summary.failures],
         aborted=summary.aborted,
     )
-    with contextlib.suppress(OutputError):  # a disk-full message is already in the summary
+    with contextlib.suppress(OutputError):
         atomic_write_json(summary.run_path, run_info, durable)
-    return summary

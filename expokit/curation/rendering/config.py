@@ -173,7 +173,7 @@ class RenderConfig:
     def params_hash(self) -> str:
         """Hash of the parameters plus LibRaw/rawpy versions and the render algorithm version."""
         from expokit.core.hashing import stable_hash
-        from expokit.curation.raw_decode import library_versions
+        from expokit.curation.rendering.raw_decode import library_versions
 
         return stable_hash(
             {"config": self.to_dict(), "libs": library_versions(), "algo": RENDER_ALGORITHM_VERSION}

@@ -1,0 +1,545 @@
+"""JSON Schemas (draft 2020-12) of expokit's files, generated from their typed models.
+
+:func:`dataclass_schema` turns a dataclass into a schema from its type hints: ``int``,
+``float``, ``bool``, ``str``, ``None``, ``Path`` (a string), ``Literal``, ``X | None``,
+``tuple[...]``, ``list[...]``, ``dict[str, ...]``, NumPy arrays (nested lists), nested
+dataclasses (``$defs``), ``Enum`` (its values) and defaults. Field descriptions come from
+the class docstring's numpy-style ``Attributes`` or ``Parameters`` section
+(``name`` or ``name1, name2`` lines, description indented below).
+
+:data:`ENTRIES` lists each file kind expokit writes and reads back with its model as a lazy
+``"module:Class"`` string (``core`` imports no stage); :data:`SCHEMAS` is the
+``{kind: "module:Class"}`` view. An entry whose class does not exist (yet) is skipped with a
+note by :func:`generate_docs`, which renders ``docs/schemas/`` (``scripts/gen_schemas.py``
+writes it; ``tests/test_schemas.py`` checks it is up to date).
+
+:func:`validate` checks a JSON value against the subset of JSON Schema emitted here (for
+environments without the ``jsonschema`` package).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import inspect
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_DIR = "docs/schemas"
+REGENERATE = "python scripts/gen_schemas.py"
+
+JsonSchema = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- docstrings
+
+_SECTION = re.compile(r"^(Attributes|Parameters)\s*\n\s*-{3,}\s*$", re.MULTILINE)
+_NEXT_SECTION = re.compile(r"^\S[^\n]*\n\s*-{3,}\s*$", re.MULTILINE)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: description}`` from ``cls``'s ``Attributes``/``Parameters`` docstring section.
+
+    A line ``a, b`` documents both fields with the indented text below it.
+    """
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    match = _SECTION.search(doc)
+    if not match:
+        return {}
+    body = doc[match.end() :]
+    end = _NEXT_SECTION.search(body)
+    if end:
+        body = body[: end.start()]
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    text: list[str] = []
+
+    def flush() -> None:
+        if names:
+            description = " ".join(" ".join(text).split())
+            for name in names:
+                docs[name] = description
+
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            flush()
+            head = line.split(":", 1)[0]
+            names = [n.strip() for n in head.split(",") if n.strip().isidentifier()]
+            text = []
+        else:
+            text.append(line.strip())
+    flush()
+    return docs
+
+
+def _summary(cls: type) -> str | None:
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    # dataclasses give undocumented classes a signature docstring: "Name(a: int, ...)"
+    if not doc or doc.startswith(f"{cls.__name__}("):
+        return None
+    first = doc.split("\n\n", 1)[0]
+    return " ".join(first.split())
+
+
+# --------------------------------------------------------------------------- generator
+
+
+def _is_ndarray(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return getattr(origin, "__name__", "") == "ndarray" and getattr(
+        origin, "__module__", ""
+    ).startswith("numpy")
+
+
+def _jsonable(value: Any) -> tuple[bool, Any]:
+    """``(True, JSON value)`` for a default that has a JSON form, else ``(False, None)``."""
+    if value is None or isinstance(value, bool | int | str):
+        return True, value
+    if isinstance(value, float):
+        return (value == value and value not in (float("inf"), float("-inf"))), value
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value)
+    if isinstance(value, PurePath):
+        return True, str(value)
+    if isinstance(value, list | tuple):
+        items = [_jsonable(v) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if isinstance(value, dict):
+        pairs = [(str(k), _jsonable(v)) for k, v in value.items()]
+        return all(ok for _, (ok, _) in pairs), {k: v for k, (_, v) in pairs}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    return False, None
+
+
+class _Generator:
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.defs: dict[str, JsonSchema] = {}
+
+    def type_schema(self, tp: Any) -> JsonSchema:
+        if tp is Any or tp is object:
+            return {}
+        if tp is None or tp is type(None):
+            return {"type": "null"}
+        if tp is bool:
+            return {"type": "boolean"}
+        if tp is int:
+            return {"type": "integer"}
+        if tp is float:
+            return {"type": "number"}
+        if tp is str:
+            return {"type": "string"}
+        if isinstance(tp, type) and issubclass(tp, PurePath):
+            return {"type": "string"}
+        if isinstance(tp, typing.TypeVar):
+            return {}
+        if _is_ndarray(tp):
+            return {"type": "array", "description": "NumPy array as nested lists"}
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin is typing.Literal:
+            values = list(args)
+            return {"const": values[0]} if len(values) == 1 else {"enum": values}
+        if origin is typing.Union or origin is types.UnionType:
+            return self._union(args)
+        if origin is tuple:
+            if len(args) == 2 and args[1] is Ellipsis:
+                return {"type": "array", "items": self.type_schema(args[0])}
+            if not args:
+                return {"type": "array"}
+            return {
+                "type": "array",
+                "prefixItems": [self.type_schema(a) for a in args],
+                "minItems": len(args),
+                "maxItems": len(args),
+                "items": False,
+            }
+        if origin in (list, set, frozenset) or (
+            isinstance(origin, type) and issubclass(origin, Sequence) and origin is not str
+        ):
+            return {"type": "array", **({"items": self.type_schema(args[0])} if args else {})}
+        if origin is dict or (isinstance(origin, type) and issubclass(origin, Mapping)):
+            schema: JsonSchema = {"type": "object"}
+            if len(args) == 2:
+                schema["additionalProperties"] = self.type_schema(args[1])
+            return schema
+        if tp in (list, tuple):
+            return {"type": "array"}
+        if tp is dict:
+            return {"type": "object"}
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            return self._enum(tp)
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            name = tp.__name__
+            if name not in self.defs:
+                self.defs[name] = {}  # placeholder: recursion stops here
+                self.defs[name] = self.object_schema(tp)
+            return {"$ref": f"#/$defs/{name}"}
+        # A type with no JSON description here (a class with its own to_dict, ...).
+        return {"description": f"{getattr(tp, '__name__', tp)} (shape not described)"}
+
+    def _union(self, args: tuple[Any, ...]) -> JsonSchema:
+        parts = [self.type_schema(a) for a in args]
+        simple = [p for p in parts if set(p) == {"type"} and isinstance(p["type"], str)]
+        if len(simple) == len(parts):
+            return {"type": [p["type"] for p in parts]}
+        return {"anyOf": parts}
+
+    def _enum(self, tp: type[enum.Enum]) -> JsonSchema:
+        values = [member.value for member in tp]
+        schema: JsonSchema = {"enum": values}
+        if all(isinstance(v, str) for v in values):
+            schema = {"type": "string", "enum": values}
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            schema = {"type": "integer", "enum": values}
+        summary = _summary(tp)
+        if summary and not summary.startswith("An enumeration"):
+            schema["description"] = summary
+        return schema
+
+    def object_schema(self, cls: type, exclude: Sequence[str] = ()) -> JsonSchema:
+        hints = _type_hints(cls)
+        docs = field_docs(cls)
+        properties: dict[str, JsonSchema] = {}
+        required: list[str] = []
+        for f in dataclasses.fields(cls):
+            if f.name in exclude or not f.init:
+                continue
+            prop = dict(self.type_schema(hints.get(f.name, Any)))
+            if f.name in docs:
+                prop["description"] = docs[f.name]
+            if f.default is not dataclasses.MISSING:
+                ok, value = _jsonable(f.default)
+                if ok:
+                    prop["default"] = value
+            elif f.default_factory is not dataclasses.MISSING:
+                ok, value = _jsonable(f.default_factory())
+                if ok:
+                    prop["default"] = value
+            else:
+                required.append(f.name)
+            properties[f.name] = prop
+        schema: JsonSchema = {"type": "object"}
+        summary = _summary(cls)
+        if summary:
+            schema["description"] = summary
+        schema["properties"] = properties
+        if required:
+            schema["required"] = required
+        if self.strict:
+            schema["additionalProperties"] = False
+        return schema
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """Resolved annotations of ``cls``; one that cannot be resolved reads as ``Any``."""
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # a name imported only under TYPE_CHECKING, ...
+        pass
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        module = importlib.import_module(klass.__module__) if klass.__module__ else None
+        namespace = dict(vars(module)) if module else {}
+        for name, annotation in getattr(klass, "__annotations__", {}).items():
+            if isinstance(annotation, str):
+                try:
+                    annotation = eval(annotation, namespace)  # type hints of our own code
+                except Exception:
+                    annotation = Any
+            hints[name] = annotation
+    return hints
+
+
+def dataclass_schema(
+    cls: type,
+    *,
+    exclude: Sequence[str] = (),
+    strict: bool = True,
+    title: str | None = None,
+    schema_id: str | None = None,
+) -> JsonSchema:
+    """JSON Schema (draft 2020-12) of the JSON form of dataclass ``cls``.
+
+    Parameters
+    ----------
+    cls
+        A dataclass; nested dataclasses become ``$defs`` referenced by ``$ref``.
+    exclude
+        Fields of ``cls`` that are not in the file (in-memory only).
+    strict
+        ``additionalProperties: false`` on every object of a dataclass.
+    title, schema_id
+        ``title`` (default: the class name) and ``$id`` of the schema.
+    """
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    gen = _Generator(strict)
+    body = gen.object_schema(cls, exclude)
+    schema: JsonSchema = {"$schema": DRAFT}
+    if schema_id:
+        schema["$id"] = schema_id
+    schema["title"] = title or cls.__name__
+    schema.update(body)
+    if gen.defs:
+        schema["$defs"] = dict(sorted(gen.defs.items()))
+    return schema
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class SchemaEntry:
+    """One file kind expokit writes and reads back, and its typed model.
+
+    Attributes
+    ----------
+    kind
+        Short name; the schema is ``docs/schemas/<kind>.schema.json``.
+    file
+        Where the file lives (a path pattern).
+    model
+        ``"module:Class"`` of the model (imported only when a schema is generated).
+    writer, reader
+        The one function that writes / reads the file.
+    at
+        Key of the file's JSON object that holds the model (``None``: the whole file).
+    exclude
+        Model fields that are not in the file.
+    lines
+        JSON Lines file: the schema is that of one line.
+    strict
+        ``additionalProperties: false`` (``False``: the file may hold other keys).
+    """
+
+    kind: str
+    file: str
+    model: str
+    writer: str
+    reader: str
+    at: str | None = None
+    exclude: tuple[str, ...] = ()
+    lines: bool = False
+    strict: bool = True
+
+
+ENTRIES: dict[str, SchemaEntry] = {
+    e.kind: e
+    for e in (
+        SchemaEntry(
+            "rig",
+            "SESSION/rig.json",
+            "expokit.capture.rig_config:RigConfig",
+            "expokit.capture.session:Session (RigConfig.to_dict)",
+            "expokit.capture.rig_config:RigConfig.from_dict",
+        ),
+        SchemaEntry(
+            "journal_event",
+            "SESSION/journal.jsonl",
+            "expokit.capture.journal:JournalEvent",
+            "expokit.capture.journal:Journal.append",
+            "expokit.capture.journal:parse_event",
+            exclude=("line", "data"),
+            lines=True,
+            strict=False,
+        ),
+        SchemaEntry(
+            "rig_calibration",
+            "rig_calibration.json",
+            "expokit.calibration.rig_calibration:RigCalibration",
+            "expokit.calibration.rig_calibration:write_rig_calibration",
+            "expokit.calibration.rig_calibration:read_rig_calibration",
+        ),
+        SchemaEntry(
+            "render_params",
+            "RENDER_OUT/render_params.json",
+            "expokit.curation.rendering.config:RenderConfig",
+            "expokit.curation.rendering.render:render_batch",
+            "expokit.curation.sources (render source discovery)",
+            at="config",
+        ),
+        SchemaEntry(
+            "train_config",
+            "RUN/config.json",
+            "expokit.models.train:TrainConfig",
+            "expokit.models.train:train",
+            "expokit.models.train:TrainConfig (from_dict)",
+            at="config",
+        ),
+    )
+}
+
+#: ``{file kind: "module:Class"}`` of every registered model (lazy import strings).
+SCHEMAS: dict[str, str] = {kind: entry.model for kind, entry in ENTRIES.items()}
+
+#: File kinds of issue 12 with no typed model yet (listed in the docs).
+PENDING: dict[str, str] = {
+    "info": "meta/info.json: DatasetInfo is a parsed view (declared_dtypes, raw), not the "
+    "file's shape",
+    "sync": "sync.json: SyncResult's fields (media_a, ...) are not the file's keys (a, b, "
+    "convention, ...); SyncRecord in progress",
+    "completion_record": "completion records (expokit.core.runs): plain dicts",
+    "run_sidecar": "run sidecars RUNS/<run_id>.json: plain dicts",
+    "truth": "truth.json (expokit.capture.simulate): a plain dict",
+}
+
+
+def load_model(ref: str) -> type | None:
+    """The class named by ``"module:Class"``, or ``None`` when it does not exist (yet)."""
+    module_name, _, qualname = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)):
+        return None
+    return obj
+
+
+def entry_schema(entry: SchemaEntry) -> JsonSchema | None:
+    """Schema of a registered file kind; ``None`` when its model does not exist."""
+    cls = load_model(entry.model)
+    if cls is None:
+        return None
+    schema_id = f"{SCHEMA_DIR}/{entry.kind}.schema.json"
+    if entry.at is None:
+        return dataclass_schema(
+            cls, exclude=entry.exclude, strict=entry.strict, schema_id=schema_id, title=entry.file
+        )
+    inner = dataclass_schema(cls, exclude=entry.exclude, strict=entry.strict)
+    defs = inner.pop("$defs", {})
+    for key in ("$schema", "title"):
+        inner.pop(key, None)
+    defs[cls.__name__] = inner
+    return {
+        "$schema": DRAFT,
+        "$id": schema_id,
+        "title": entry.file,
+        "description": f"The file's '{entry.at}' object is a {cls.__name__}.",
+        "type": "object",
+        "properties": {entry.at: {"$ref": f"#/$defs/{cls.__name__}"}},
+        "required": [entry.at],
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def _dumps(schema: JsonSchema) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def generate_docs(entries: Mapping[str, SchemaEntry] | None = None) -> dict[str, str]:
+    """``{file name: text}`` of ``docs/schemas/``: one ``<kind>.schema.json`` per registered
+    model that exists, and ``README.md`` (file, writer, reader, model; skipped kinds)."""
+    entries = ENTRIES if entries is None else entries
+    out: dict[str, str] = {}
+    rows: list[str] = []
+    skipped: list[str] = []
+    for kind, entry in entries.items():
+        schema = entry_schema(entry)
+        if schema is None:
+            skipped.append(f"- `{kind}` ({entry.file}): model `{entry.model}` does not exist yet")
+            continue
+        name = f"{kind}.schema.json"
+        out[name] = _dumps(schema)
+        where = f" (key `{entry.at}`)" if entry.at else (" (one line)" if entry.lines else "")
+        rows.append(
+            f"| `{entry.file}`{where} | `{entry.writer}` | `{entry.reader}` | "
+            f"`{entry.model}` | [{name}]({name}) |"
+        )
+    lines = [
+        "# JSON Schemas of expokit's files",
+        "",
+        f"Generated by `{REGENERATE}` from the typed models (`expokit/core/schema.py`);",
+        "`tests/test_schemas.py` fails when these files are stale. Do not edit by hand.",
+        "",
+        "| File | Writer | Reader | Model | Schema |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+    pending = [f"- `{kind}`: {note}" for kind, note in PENDING.items()]
+    if skipped or pending:
+        lines += ["## Not described yet", "", *skipped, *pending, ""]
+    out["README.md"] = "\n".join(lines)
+    return out
+
+
+# --------------------------------------------------------------------------- validator
+
+_TYPES: dict[str, Any] = {
+    "null": lambda v: v is None,
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def validate(instance: Any, schema: JsonSchema, root: JsonSchema | None = None) -> list[str]:
+    """Problems of ``instance`` against ``schema`` (the subset emitted here), as
+    ``"<json path>: <problem>"`` lines; empty when it is valid."""
+    return _check(instance, schema, root or schema, "$")
+
+
+def _check(value: Any, schema: Any, root: JsonSchema, where: str) -> list[str]:
+    if schema is True or schema == {}:
+        return []
+    if schema is False:
+        return [f"{where}: not allowed"]
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/$defs/"):
+            return [f"{where}: unsupported $ref {ref!r}"]
+        return _check(value, root["$defs"][ref.split("/")[-1]], root, where)
+    problems: list[str] = []
+    if "type" in schema:
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_TYPES[n](value) for n in names):
+            return [f"{where}: {value!r:.60} is not of type {' or '.join(names)}"]
+    if "const" in schema and value != schema["const"]:
+        problems.append(f"{where}: {value!r:.60} is not {schema['const']!r}")
+    if "enum" in schema and value not in schema["enum"]:
+        problems.append(f"{where}: {value!r:.60} is not one of {schema['enum']!r}")
+    if "anyOf" in schema and all(_check(value, s, root, where) for s in schema["anyOf"]):
+        problems.append(f"{where}: {value!r:.60} matches none of anyOf")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                problems.append(f"{where}: required field {name!r} is missing")
+        extra = schema.get("additionalProperties", True)
+        for name, item in value.items():
+            if name in props:
+                problems += _check(item, props[name], root, f"{where}.{name}")
+            elif extra is False:
+                problems.append(f"{where}: unexpected field {name!r}")
+            else:
+                problems += _check(item, extra, root, f"{where}.{name}")
+    if isinstance(value, list):
+        prefix = schema.get("prefixItems", [])
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            problems.append(f"{where}: fewer than {schema['minItems']} items")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            problems.append(f"{where}: more than {schema['maxItems']} items")
+        for i, item in enumerate(value):
+            sub = prefix[i] if i < len(prefix) else schema.get("items", True)
+            problems += _check(item, sub, root, f"{where}[{i}]")
+    return problems
