@@ -15,18 +15,24 @@ this file is stale. Every command also answers `--help`.
 """
 
 
-def _walk(command: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
-    found = [(path, command)]
+def _walk(
+    command: click.Command, name: str, parent: click.Context | None = None
+) -> list[tuple[str, click.Command, click.Context]]:
+    """Every command below ``command`` with the context ``--help`` would give it: a child
+    context inherits its parent's settings (``-h``, widths), as on the command line."""
+    settings = {"max_content_width": 100, "terminal_width": 100} if parent is None else {}
+    context = click.Context(
+        command, info_name=name, parent=parent, **{**command.context_settings, **settings}
+    )
+    found = [(context.command_path, command, context)]
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            found += _walk(command.commands[name], [*path, name])
+        for child in sorted(command.commands):
+            found += _walk(command.commands[child], child, context)
     return found
 
 
-def command_help(command: click.Command, path: list[str]) -> str:
-    """``--help`` text of ``command`` as invoked by ``path`` (no terminal-width wrapping)."""
-    context = click.Context(command, info_name=" ".join(path), max_content_width=100,
-                            terminal_width=100)  # fmt: skip
+def command_help(command: click.Command, context: click.Context) -> str:
+    """``--help`` text of ``command`` in ``context`` (fixed 100-column layout)."""
     return command.get_help(context).rstrip()
 
 
@@ -37,8 +43,8 @@ def cli_reference(root: click.Command | None = None) -> str:
 
         root = cli
     parts = [HEADER]
-    for path, command in _walk(root, ["expokit"]):
+    for path, command, context in _walk(root, "expokit"):
         if command.hidden:
             continue
-        parts.append(f"## `{' '.join(path)}`\n\n```text\n{command_help(command, path)}\n```\n")
+        parts.append(f"## `{path}`\n\n```text\n{command_help(command, context)}\n```\n")
     return "\n".join(parts)
