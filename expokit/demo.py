@@ -409,6 +409,10 @@ def run_training(
         result.link("5. training", f"{name} run (config.json, log.csv, checkpoints)", run)
         result.link("5. training", f"{name} evaluation (pairs.csv, summary.json)",
                     out / "evaluation" / name)  # fmt: skip
+    click.echo(
+        "  (seconds of training on a handful of generated scenes: this shows the pipeline,"
+        " not the\n  models' quality; docs/models.md has the measured SICE protocol)"
+    )
     result.stage("training", ok, "uec and video trained; evaluation tables above")
 
 
