@@ -107,7 +107,8 @@ def calibrate_geometry_cmd(
     import logging
 
     from expokit.calibration.boards import BoardSpec
-    from expokit.calibration.geometry import GeometryConfig, calibrate_geometry, resolve_images
+    from expokit.calibration.geometry import GeometryConfig, calibrate_geometry
+    from expokit.calibration.geometry_io import resolve_images
     from expokit.calibration.homography import EccSettings
     from expokit.calibration.intrinsics import load_intrinsics
 

@@ -32,8 +32,18 @@ def _walk(
 
 
 def command_help(command: click.Command, context: click.Context) -> str:
-    """``--help`` text of ``command`` in ``context`` (fixed 100-column layout)."""
-    return command.get_help(context).rstrip()
+    """``--help`` text of ``command`` in ``context`` (fixed 100-column layout).
+
+    click caches a command's help option the first time any context asks for it (8.1.8+),
+    so a command invoked on its own earlier (e.g. by a test, without the root group's
+    ``-h``) would keep ``--help`` only; the cache is set aside while the text is made.
+    """
+    cached = getattr(command, "_help_option", None)
+    command._help_option = None
+    try:
+        return command.get_help(context).rstrip()
+    finally:
+        command._help_option = cached
 
 
 def cli_reference(root: click.Command | None = None) -> str:

@@ -6,12 +6,17 @@ longer registered are removed; tests/test_schemas.py fails when the folder is st
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from expokit.core.atomic import atomic_write_text
-from expokit.core.schema import generate_docs
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout that is not installed
+    sys.path.insert(0, str(ROOT))
 
-TARGET = Path(__file__).resolve().parents[1] / "docs" / "schemas"
+from expokit.core.atomic import atomic_write_text  # noqa: E402
+from expokit.core.schema import generate_docs  # noqa: E402
+
+TARGET = ROOT / "docs" / "schemas"
 
 if __name__ == "__main__":
     TARGET.mkdir(parents=True, exist_ok=True)

@@ -40,3 +40,21 @@ def test_the_check_catches_a_changed_option() -> None:
     before = cli_reference(tool)
     make.params[0].help = "How large."
     assert cli_reference(tool) != before and "How large." in cli_reference(tool)
+
+
+def test_reference_does_not_depend_on_earlier_invocations() -> None:
+    """A subcommand invoked on its own first (as tests do) caches a help option without the
+    root's "-h"; the reference must still come out the same (fresh process: order matters)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from click.testing import CliRunner\n"
+        "from expokit.cli import cli\n"
+        "from expokit.cli_reference import cli_reference\n"
+        "CliRunner().invoke(cli.commands['info'], ['--help'])\n"
+        "CliRunner().invoke(cli.commands['curate'].commands['validate'], ['--help'])\n"
+        "print(cli_reference(cli), end='')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == DOC.read_text(encoding="utf-8")

@@ -287,3 +287,68 @@ def test_registered_models_are_dataclasses() -> None:
     for entry in ENTRIES.values():
         cls = load_model(entry.model)
         assert cls is None or dataclasses.is_dataclass(cls)
+
+
+def test_truth_json_fits_its_schema(session: Path) -> None:
+    _check_file("truth", json.loads((session / "truth.json").read_text(encoding="utf-8")))
+
+
+def test_sync_json_fits_its_schema(tmp_path: Path) -> None:
+    from expokit.calibration.sync_record import write_sync_json
+    from tests.test_records_typed import _sync_result
+
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(b"video")
+    for applied in ([], [copy]):
+        path = write_sync_json(_sync_result(), tmp_path / "sync.json", applied=applied)
+        _check_file("sync", json.loads(path.read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.test_records_typed import tiny_build
+
+    return tiny_build(tmp_path_factory.mktemp("schemas_build"))
+
+
+def test_info_json_fits_its_schema(built: Path) -> None:
+    _check_file("info", json.loads((built / "meta" / "info.json").read_text(encoding="utf-8")))
+
+
+def test_build_record_fits_its_schema(built: Path) -> None:
+    from expokit.core.runs import RECORDS_DIR, record_files
+
+    files = record_files(built / RECORDS_DIR)
+    assert files
+    for path in files:
+        _check_file("build_record", json.loads(path.read_text(encoding="utf-8")))
+
+
+def test_render_record_and_run_sidecar_fit_their_schemas(tmp_path: Path) -> None:
+    from expokit.core.runs import RECORDS_DIR, RUNS_DIR, record_files
+    from tests.test_records_typed import tiny_render
+
+    out = tiny_render(tmp_path)
+    (record,) = record_files(out / RECORDS_DIR)
+    _check_file("render_record", json.loads(record.read_text(encoding="utf-8")))
+    (sidecar,) = sorted((out / RUNS_DIR).glob("*.json"))
+    _check_file("run_sidecar", json.loads(sidecar.read_text(encoding="utf-8")))
+
+
+def test_a_wrong_field_in_each_new_kind_is_caught(session: Path) -> None:
+    truth = json.loads((session / "truth.json").read_text(encoding="utf-8"))
+    schema = entry_schema(ENTRIES["truth"])
+    assert schema is not None
+    truth["photometric_gain"] = "4"
+    assert any("photometric_gain" in p for p in _problems(truth, schema))
+    sidecar_schema = entry_schema(ENTRIES["run_sidecar"])
+    assert sidecar_schema is not None
+    assert _problems({"run_id": "x"}, sidecar_schema)  # required fields missing
+
+
+def test_every_issue_12_kind_is_registered() -> None:
+    kinds = {"rig", "journal_event", "rig_calibration", "render_params", "train_config"}
+    kinds |= {"sync", "info", "truth", "render_record", "build_record", "run_sidecar"}
+    assert kinds <= set(ENTRIES)
+    for kind in kinds:
+        assert load_model(ENTRIES[kind].model) is not None, kind

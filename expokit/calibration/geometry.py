@@ -2,13 +2,22 @@
 
 :func:`calibrate_geometry` takes image pairs from the reference and the test camera (views
 of a calibration board, or of any textured scene) and writes ``rig_calibration.json`` plus QA
-images; :func:`warp_test_to_reference` applies it to a test image (what the curation stage
-does with every test frame).
+images; :func:`~expokit.calibration.warp.warp_test_to_reference` applies it to a test image
+(what the curation stage does with every test frame).
 
-This module holds the algorithm. The file format (:class:`RigCalibration`, its one reader
-:func:`~expokit.calibration.rig_calibration.read_rig_calibration` and one writer) lives in
-:mod:`~expokit.calibration.rig_calibration`; drawing, writing and cleaning up the QA images
-in :mod:`~expokit.calibration.geometry_qa`. Both are re-exported here for existing callers.
+This module holds the estimation algorithm. The rest lives apart:
+
+* :mod:`~expokit.calibration.geometry_io` - image input: resolving files, folders and globs,
+  reading the pairs (guarded reader, sizes, hashes), refusing inputs that are outputs;
+* :mod:`~expokit.calibration.warp` - applying a calibration: the warp, its remap tables and
+  the valid region;
+* :mod:`~expokit.calibration.rig_calibration` - the file format (:class:`RigCalibration`,
+  its one reader and one writer);
+* :mod:`~expokit.calibration.geometry_qa` - drawing, writing and cleaning up the QA images.
+
+``FORMAT_VERSION``, ``RigCalibration``, ``RigCalibrationFormatError``,
+``RIG_CALIBRATION_NAME``, ``QA_MAX_SIDE`` and ``load_rig_calibration`` stay importable from
+here (:data:`__all__`) for the many tests and scripts that use them.
 
 Steps (each choice is logged and recorded in the JSON):
 
@@ -25,9 +34,10 @@ Steps (each choice is logged and recorded in the JSON):
    (checkerboard blend and difference), ``rig_calibration.json`` (atomic writes).
 
 Frames: the homography maps the *flipped, undistorted* test image to the *undistorted*
-reference image. :func:`warp_test_to_reference` composes flip, test undistortion, homography
-and reference *re-distortion*, so its output lies on the raw reference pixel grid: the
-reference image is used as captured and the test image is resampled once.
+reference image. :func:`~expokit.calibration.warp.warp_test_to_reference` composes flip,
+test undistortion, homography and reference *re-distortion*, so its output lies on the raw
+reference pixel grid: the reference image is used as captured and the test image is
+resampled once.
 """
 
 from __future__ import annotations
@@ -35,7 +45,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +59,9 @@ from expokit.calibration.boards import (
     detect_board,
     require_board,
 )
+from expokit.calibration.geometry_io import check_inputs_not_outputs, read_image_pairs
 from expokit.calibration.geometry_qa import (
-    QA_IMAGE_NAME,
+    QA_MAX_SIDE,
     pair_correlation,
     previous_qa_images,
     qa_frames,
@@ -59,7 +69,6 @@ from expokit.calibration.geometry_qa import (
     render_qa_images,
     write_qa_images,
 )
-from expokit.calibration.geometry_qa import QA_MAX_SIDE as QA_MAX_SIDE
 from expokit.calibration.homography import (
     DegenerateHomographyError,
     EccSettings,
@@ -78,7 +87,6 @@ from expokit.calibration.homography import (
     refine_ecc,
     resize_to_max_side,
     scale_matrix,
-    to_gray_float,
     to_uint8,
     transfer_rms,
 )
@@ -86,7 +94,6 @@ from expokit.calibration.intrinsics import (
     Intrinsics,
     IntrinsicsError,
     calibrate_intrinsics,
-    distort_points,
     stereo_rms,
     undistort_image,
     undistort_points,
@@ -98,18 +105,31 @@ from expokit.calibration.mirror import (
     choose_flip,
     is_upright,
 )
-from expokit.calibration.rig_calibration import FORMAT_VERSION as FORMAT_VERSION
 from expokit.calibration.rig_calibration import (
+    FORMAT_VERSION,
     RIG_CALIBRATION_NAME,
     PairRecord,
     RigCalibration,
+    RigCalibrationFormatError,
     read_rig_calibration,
     write_rig_calibration,
 )
-from expokit.calibration.rig_calibration import (
-    RigCalibrationFormatError as RigCalibrationFormatError,
-)
-from expokit.core.errors import ExpokitError, InputFileError, OutputError
+from expokit.calibration.warp import valid_region, warp_maps, warp_test_to_reference
+from expokit.core.errors import ExpokitError
+
+__all__ = [
+    "FLIP_CHOICES",
+    "FORMAT_VERSION",
+    "QA_MAX_SIDE",
+    "RIG_CALIBRATION_NAME",
+    "GeometryConfig",
+    "RigCalibration",
+    "RigCalibrationFormatError",
+    "calibrate_geometry",
+    "correspondence_problem",
+    "ecc_keep_decision",
+    "load_rig_calibration",
+]
 
 log = logging.getLogger(__name__)
 
@@ -250,219 +270,6 @@ def load_rig_calibration(path: str | Path) -> RigCalibration:
     return read_rig_calibration(path)
 
 
-# --------------------------------------------------------------------------- inputs
-
-#: File endings :func:`resolve_images` picks from folders (any case).
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    ".png .jpg .jpeg .tif .tiff .bmp .webp .pgm .ppm .jp2".split()
-)
-
-
-def _natural_key(path: Path) -> list[Any]:
-    # left2 before left10: compare digit runs as numbers.
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
-def resolve_images(spec: str | Path) -> list[Path]:
-    """Image files named by a file, a folder or a glob pattern, in natural name order.
-
-    ``"ref.jpg"`` -> that file; ``"left/"`` -> every image in the folder (by ending, see
-    :data:`IMAGE_SUFFIXES`); ``"pairs/left0*.jpg"`` -> the matches. Natural order (``2``
-    before ``10``) is what pairs reference and test images by position.
-
-    Raises
-    ------
-    InputFileError
-        Nothing matches, or a folder holds no images.
-    """
-    text = str(spec)
-    path = Path(text)
-    if path.is_dir():
-        found = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        if not found:
-            raise InputFileError(path, "folder holds no images")
-        return sorted(found, key=_natural_key)
-    if any(ch in text for ch in "*?["):
-        anchor = Path(path.anchor) if path.is_absolute() else Path()
-        pattern = str(path.relative_to(anchor)) if path.is_absolute() else text
-        found = [p for p in anchor.glob(pattern) if p.is_file()]
-        if not found:
-            raise InputFileError(path, "no file matches this pattern")
-        return sorted(found, key=_natural_key)
-    return [path]  # a single file; read_image reports it if missing
-
-
-# --------------------------------------------------------------------------- warping
-
-
-def _reference_rays(calib: RigCalibration, rows: slice) -> F64:
-    """Undistorted reference coordinates of the raw reference pixels in ``rows``."""
-    w, _ = calib.reference_size
-    ys, xs = np.mgrid[rows, 0:w]
-    points = np.c_[xs.ravel(), ys.ravel()].astype(np.float64)
-    if calib.reference_intrinsics is not None:
-        points = undistort_points(points, calib.reference_intrinsics)
-    return points
-
-
-def warp_maps(calib: RigCalibration) -> tuple[F32, F32]:
-    """``cv2.remap`` maps from raw reference pixels to raw test pixels.
-
-    For every raw reference pixel: undistort (reference intrinsics), apply ``H^-1``, distort
-    (test intrinsics), undo the flip.
-
-    Returns
-    -------
-    tuple
-        ``(map_x, map_y)``, each ``(H_ref, W_ref)`` float32, raw test coordinates.
-    """
-    w, h = calib.reference_size
-    h_inv = np.linalg.inv(calib.homography)
-    flip = calib.flip.matrix(calib.test_size)
-    map_x = np.empty((h, w), np.float32)
-    map_y = np.empty((h, w), np.float32)
-    chunk = max(1, 2_000_000 // max(w, 1))  # bounded memory on 24 MP frames
-    for start in range(0, h, chunk):
-        rows = slice(start, min(h, start + chunk))
-        pts = _reference_rays(calib, rows)
-        homog = np.c_[pts, np.ones(len(pts))] @ h_inv.T
-        with np.errstate(divide="ignore", invalid="ignore"):
-            test_pts = homog[:, :2] / homog[:, 2:3]
-        bad = ~np.isfinite(test_pts).all(axis=1) | (homog[:, 2] <= 0)
-        test_pts[bad] = -1e6
-        if calib.test_intrinsics is not None:
-            test_pts[~bad] = distort_points(test_pts[~bad], calib.test_intrinsics)
-        raw = np.c_[test_pts, np.ones(len(test_pts))] @ flip.T
-        raw[bad] = -1e6
-        map_x[rows] = raw[:, 0].reshape(-1, w)
-        map_y[rows] = raw[:, 1].reshape(-1, w)
-    return map_x, map_y
-
-
-def warp_test_to_reference(
-    image: npt.NDArray[Any],
-    calib: RigCalibration,
-    interpolation: str = "linear",
-    maps: tuple[F32, F32] | None = None,
-) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
-    """Resample a raw test-camera image onto the raw reference pixel grid.
-
-    Applies the flip, the test undistortion, the homography and the reference distortion in
-    one resampling (see the module docstring).
-
-    Parameters
-    ----------
-    image
-        Raw test image, ``(H_t, W_t)`` or ``(H_t, W_t, C)``, any dtype OpenCV remaps (uint8,
-        uint16, float32), of size ``calib.test_size``.
-    calib
-        The rig calibration.
-    interpolation
-        ``"linear"``, ``"cubic"``, ``"lanczos"`` or ``"nearest"``.
-    maps
-        ``warp_maps(calib)``, to reuse across many images of a calibration with intrinsics
-        (computing them costs about as much as ten remaps). Ignored without intrinsics.
-
-    Returns
-    -------
-    tuple
-        ``(warped, valid)``: ``warped`` is ``(H_r, W_r[, C])`` with the input's dtype, 0
-        outside the test image; ``valid`` is ``(H_r, W_r)`` bool, True where every source
-        pixel of the interpolation lay inside the test image.
-
-    Raises
-    ------
-    ValueError
-        If the image size differs from ``calib.test_size``.
-    """
-    import cv2
-
-    if image_size(image) != calib.test_size:
-        raise ValueError(
-            f"test image is {image_size(image)[0]}x{image_size(image)[1]}, the calibration "
-            f"is for {calib.test_size[0]}x{calib.test_size[1]}"
-        )
-    modes = {
-        "linear": cv2.INTER_LINEAR,
-        "cubic": cv2.INTER_CUBIC,
-        "lanczos": cv2.INTER_LANCZOS4,
-        "nearest": cv2.INTER_NEAREST,
-    }
-    if interpolation not in modes:
-        raise ValueError(f"interpolation must be one of {', '.join(modes)}, got {interpolation!r}")
-    tw, th = calib.test_size
-    ones = np.full((th, tw), 255, np.uint8)
-    if calib.reference_intrinsics is None and calib.test_intrinsics is None:
-        # A pure projective map: warpPerspective is exact and several times faster than remap.
-        h_raw = calib.homography @ calib.flip.matrix(calib.test_size)
-        size = calib.reference_size
-        warped = cv2.warpPerspective(
-            image, h_raw, size, flags=modes[interpolation], borderMode=cv2.BORDER_CONSTANT
-        )
-        cover = cv2.warpPerspective(
-            ones, h_raw, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-        )
-    else:
-        map_x, map_y = maps if maps is not None else warp_maps(calib)
-        warped = cv2.remap(
-            image, map_x, map_y, modes[interpolation], borderMode=cv2.BORDER_CONSTANT
-        )
-        cover = cv2.remap(ones, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    # Linear interpolation of a 255 image is 255 only where all four neighbours are inside.
-    return np.asarray(warped), np.asarray(cover) == 255
-
-
-def largest_valid_rectangle(
-    valid: npt.NDArray[np.bool_], max_cells: int = 128
-) -> tuple[int, int, int, int]:
-    """Largest axis-aligned rectangle of ``valid`` pixels, ``(x, y, width, height)``.
-
-    Solved exactly on a grid of cells (at most ``max_cells`` per side) where a cell counts
-    only if all its pixels are valid, then each side is pushed outwards pixel by pixel while
-    the added row or column is still all valid. The result is always inside the valid region
-    and, for the convex regions a homography gives, within a pixel or two of the optimum.
-    ``(0, 0, 0, 0)`` when nothing is valid.
-    """
-    h, w = valid.shape
-    cell = max(1, math.ceil(max(h, w) / max_cells))
-    hc, wc = math.ceil(h / cell), math.ceil(w / cell)
-    padded = np.ones((hc * cell, wc * cell), bool)  # outside the image: clipped below
-    padded[:h, :w] = valid
-    cells = np.asarray(padded.reshape(hc, cell, wc, cell).all(axis=(1, 3)), bool)
-    best = (0, 0, 0, 0, 0)  # area, x, y, w, h in cells
-    heights = np.zeros(wc, np.int64)
-    for row in range(hc):
-        heights = np.where(cells[row], heights + 1, 0)
-        stack: list[int] = []  # largest rectangle in a histogram, O(wc) per row
-        for col in range(wc + 1):
-            current = int(heights[col]) if col < wc else 0
-            while stack and int(heights[stack[-1]]) >= current:
-                top = stack.pop()
-                height = int(heights[top])
-                left = stack[-1] + 1 if stack else 0
-                area = height * (col - left)
-                if area > best[0]:
-                    best = (area, left, row - height + 1, col - left, height)
-            stack.append(col)
-    if best[0] == 0:
-        return 0, 0, 0, 0
-    _, x, y, bw, bh = best
-    x0, y0 = x * cell, y * cell
-    x1, y1 = min(w, (x + bw) * cell), min(h, (y + bh) * cell)  # exclusive
-    grown = True
-    while grown:
-        grown = False
-        if x0 > 0 and valid[y0:y1, x0 - 1].all():
-            x0, grown = x0 - 1, True
-        if x1 < w and valid[y0:y1, x1].all():
-            x1, grown = x1 + 1, True
-        if y0 > 0 and valid[y0 - 1, x0:x1].all():
-            y0, grown = y0 - 1, True
-        if y1 < h and valid[y1, x0:x1].all():
-            y1, grown = y1 + 1, True
-    return x0, y0, x1 - x0, y1 - y0
-
-
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -494,28 +301,20 @@ class _Pair:
 
 
 def _read_pairs(reference_images: list[Path], test_images: list[Path]) -> list[_Pair]:
-    from expokit.core.hashing import sha256_file
-    from expokit.core.images import read_image
-
-    pairs = []
-    for i, (ref, tst) in enumerate(zip(reference_images, test_images, strict=True)):
-        ref_gray = to_gray_float(read_image(ref))
-        test_gray = to_gray_float(read_image(tst))
-        pairs.append(_Pair(i, ref, tst, ref_gray, test_gray, sha256_file(ref), sha256_file(tst)))
-    for role, attr, path_attr in (
-        ("reference", "reference_gray", "reference_path"),
-        ("test", "test_gray", "test_path"),
-    ):
-        first = image_size(getattr(pairs[0], attr))
-        for pair in pairs[1:]:
-            size = image_size(getattr(pair, attr))
-            if size != first:
-                raise InputFileError(
-                    getattr(pair, path_attr),
-                    f"{role} image is {size[0]}x{size[1]}, the first {role} image "
-                    f"({getattr(pairs[0], path_attr).name}) is {first[0]}x{first[1]}",
-                )
-    return pairs
+    """The pairs read by :func:`~expokit.calibration.geometry_io.read_image_pairs`, as
+    working state."""
+    return [
+        _Pair(
+            p.index,
+            p.reference_path,
+            p.test_path,
+            p.reference_gray,
+            p.test_gray,
+            p.reference_sha256,
+            p.test_sha256,
+        )
+        for p in read_image_pairs(reference_images, test_images)
+    ]
 
 
 def _feature_images(pair: _Pair, max_side: int | None) -> tuple[U8, U8, float, float]:
@@ -905,26 +704,10 @@ def calibrate_geometry(
             f"need the same number (>= 1) of reference and test images, got {len(refs)} "
             f"reference and {len(tests)} test"
         )
-    _check_inputs_not_outputs(Path(out_dir), [*refs, *tests])
+    check_inputs_not_outputs(Path(out_dir), [*refs, *tests])
     out = claim_root(out_dir, "calibration", what="calibration output folder (--out)")
     with RootLock(out, "expokit calibrate geometry"):
         return _calibrate_into(refs, tests, out, board, config)
-
-
-def _check_inputs_not_outputs(out: Path, inputs: list[Path]) -> None:
-    """Refuse when an input image is a file this calibration would overwrite or remove."""
-    if not out.is_dir():
-        return
-    base = out.resolve()
-    for image in inputs:
-        resolved = image.resolve()
-        if resolved.parent == base and (
-            resolved.name == RIG_CALIBRATION_NAME or QA_IMAGE_NAME.fullmatch(resolved.name)
-        ):
-            raise OutputError(
-                f"input {image} is {resolved.name} in the output folder {out}, which this "
-                "calibration writes; move the input or choose another --out"
-            )
 
 
 def _calibrate_into(
@@ -1195,8 +978,7 @@ def _valid_region(
     ExpokitError
         The warped test image covers no rectangle of the reference image.
     """
-    _, valid = warp_test_to_reference(np.zeros(test_shape, np.uint8), calib, maps=maps)
-    region = largest_valid_rectangle(valid)
+    region = valid_region(calib, test_shape, maps)
     if region[2] == 0 or region[3] == 0:
         raise ExpokitError(
             f"{best_pair.label()}: the warped test image covers no rectangle of the reference image"

@@ -85,7 +85,7 @@ def qa_frames(reference_gray: F32, warped_test: npt.NDArray[np.floating], valid:
         ``(H, W)`` float32 in ``[0, 1]``: the raw reference image.
     warped_test
         ``(H, W)`` float in ``[0, 1]``: the test image warped onto the raw reference grid
-        (:func:`~expokit.calibration.geometry.warp_test_to_reference`).
+        (:func:`~expokit.calibration.warp.warp_test_to_reference`).
     valid
         ``(H, W)`` bool: the warp's coverage mask.
 

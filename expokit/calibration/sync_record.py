@@ -1,8 +1,11 @@
-"""The ``sync.json`` record: one typed model (:class:`SyncResult`), one writer, one reader.
+"""The ``sync.json`` record: one file-shaped model (:class:`SyncFile`), one writer, one reader.
 
+:class:`SyncFile` mirrors the file key by key (its JSON Schema is
+``docs/schemas/sync.schema.json``); :class:`SyncResult` is the in-memory result.
 :func:`write_sync_json` writes a :class:`SyncResult` (plus the ``--apply`` copies made from
-it); :func:`read_sync_record` / :func:`load_sync_json` read it back and validate every
-field on load: a wrong type, a NaN, a frame map entry that is not a frame index, another
+it) through :meth:`SyncFile.from_result`; :func:`read_sync_record` / :func:`load_sync_json`
+read it back through :meth:`SyncFile.from_file` and validate every field on load: a wrong
+type, a NaN, a frame map entry that is not a frame index, an unknown key, another
 ``format_version`` or a document that is not a JSON object raises :class:`SyncFileError`
 naming the file and the field. The layout on disk (``format_version`` 1)::
 
@@ -25,15 +28,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from expokit.core.atomic import atomic_write_json
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.hashing import sha256_file
 from expokit.core.paths import check_output_file
+from expokit.core.schema import FieldError, from_json, to_json
 from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
 from expokit.core.video_io import MediaInfo
 
@@ -106,6 +111,8 @@ class SyncConfig:
         Stricter confidence floor for brightness results (few events, so chance peaks are
         higher: unrelated shared clips reach 0.24, a light switched 3 times 0.67).
     """
+
+    __json_extra__ = "ignore"  # keys of other versions are dropped on load
 
     method: str = "auto"
     sample_rate: int = 16000
@@ -247,39 +254,7 @@ class SyncResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``sync.json`` document (without ``applied_outputs``; see :func:`write_sync_json`)."""
-        from expokit import __version__
-
-        return {
-            "format_version": SYNC_FORMAT_VERSION,
-            "expokit_version": __version__,
-            "convention": CONVENTION,
-            "method": self.method,
-            "offset_s": self.offset_s,
-            "offset_frames": {"a": self.offset_frames_a, "b": self.offset_frames_b},
-            "drift_ppm": self.drift_ppm,
-            "drift_estimated": self.drift_estimated,
-            "drift_residual_rms_s": self.drift_residual_rms_s,
-            "confidence": self.confidence,
-            "peak_correlation": self.peak_correlation,
-            "second_peak_ratio": self.second_peak_ratio,
-            "rate_hz": self.rate_hz,
-            "windows": [dataclasses.asdict(w) for w in self.windows],
-            "brightness_events": None
-            if self.events_matched is None
-            else {"matched": self.events_matched, "in_overlap": self.events_in_overlap},
-            "a": self.media_a.to_dict(),
-            "b": self.media_b.to_dict(),
-            "frame_map": None
-            if self.frame_map is None
-            else {
-                "description": "b_index_for_a[i]: B frame shown at A frame i (null: none)",
-                "b_index_for_a": list(self.frame_map),
-            },
-            "warnings": list(self.warnings),
-            "attempts": list(self.attempts),
-            "config": self.config.to_dict(),
-            "elapsed_s": self.elapsed_s,
-        }
+        return SyncFile.from_result(self).to_file()
 
     @classmethod
     def from_dict(cls, data: object, source: str | Path = "sync.json") -> SyncResult:
@@ -318,6 +293,315 @@ class SyncRecord:
 
     result: SyncResult
     applied: Mapping[Path, str] = dataclasses.field(default_factory=dict)
+
+
+def _minimum(value: int | None, name: str, minimum: int) -> None:
+    if value is not None and value < minimum:
+        raise FieldError(name, f"expected an integer >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaFile:
+    """``a`` / ``b`` of ``sync.json``: a :class:`MediaInfo` summary (no per-frame arrays).
+
+    Attributes
+    ----------
+    path
+        The media file.
+    size_bytes
+        File size, bytes.
+    duration_s
+        Container duration, s (``null``: unknown).
+    start_s
+        Container start time, s.
+    has_video, has_audio
+        Which tracks the file has.
+    width, height
+        Frame size, pixels.
+    fps
+        Frame rate of the decoded timestamps (header rate if not decoded), Hz.
+    fps_container
+        Frame rate the header claims, Hz.
+    container_frames, decoded_frames
+        Frame count the header claims / frames that decode.
+    first_frame_s
+        Presentation time of the first decoded frame, s.
+    audio_rate
+        Audio sample rate, Hz.
+    """
+
+    path: str
+    size_bytes: int
+    duration_s: float | None = None
+    start_s: float
+    has_video: bool
+    has_audio: bool
+    video_codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    fps_container: float | None = None
+    container_frames: int | None = None
+    decoded_frames: int | None = None
+    first_frame_s: float | None = None
+    audio_codec: str | None = None
+    audio_rate: int | None = None
+    audio_channels: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("size_bytes", "container_frames", "decoded_frames"):
+            _minimum(getattr(self, name), name, 0)
+        for name in ("width", "height", "audio_rate"):
+            _minimum(getattr(self, name), name, 1)
+
+    @classmethod
+    def from_media(cls, media: MediaInfo) -> MediaFile:
+        data = media.to_dict()
+        return cls(**{**data, "warnings": tuple(data["warnings"])})
+
+    def to_media(self) -> MediaInfo:
+        return MediaInfo(
+            path=Path(self.path),
+            size_bytes=self.size_bytes,
+            duration_s=self.duration_s,
+            start_s=self.start_s,
+            has_video=self.has_video,
+            has_audio=self.has_audio,
+            video_codec=self.video_codec,
+            width=self.width,
+            height=self.height,
+            fps_container=self.fps_container,
+            container_frames=self.container_frames,
+            decoded_frames=self.decoded_frames,
+            audio_codec=self.audio_codec,
+            audio_rate=self.audio_rate,
+            audio_channels=self.audio_channels,
+            warnings=self.warnings,
+        )
+
+
+@dataclass(frozen=True)
+class OffsetFrames:
+    """``offset_s`` in frames of A and of B (``null`` without video)."""
+
+    a: float | None = None
+    b: float | None = None
+
+
+@dataclass(frozen=True)
+class BrightnessEvents:
+    """Brightness events that coincide in both clips, and those either clip has in the
+    overlap (brightness method only)."""
+
+    matched: int | None = None
+    in_overlap: int | None = None
+
+    def __post_init__(self) -> None:
+        _minimum(self.matched, "matched", 0)
+        _minimum(self.in_overlap, "in_overlap", 0)
+
+
+FRAME_MAP_DESCRIPTION = "b_index_for_a[i]: B frame shown at A frame i (null: none)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameMapFile:
+    """``frame_map`` of ``sync.json``.
+
+    Attributes
+    ----------
+    description
+        What the map means, in words.
+    b_index_for_a
+        Per decoded frame of A: the index (>= 0) of B's decoded frame shown at its time, or
+        ``null`` outside B.
+    """
+
+    description: str = FRAME_MAP_DESCRIPTION
+    b_index_for_a: list[int | None] = dataclasses.field(metadata={"checked_by_model": True})
+
+    def __post_init__(self) -> None:
+        entries: object = self.b_index_for_a
+        if not isinstance(entries, list):
+            raise FieldError("b_index_for_a", f"expected a JSON array, got {_kind(entries)}")
+        for i, item in enumerate(entries):
+            bad = isinstance(item, bool) or not isinstance(item, int) or item < 0
+            if item is not None and bad:
+                raise FieldError(
+                    f"b_index_for_a[{i}]",
+                    f"expected a B frame index (integer >= 0) or null, got {_kind(item)}",
+                )
+
+
+@dataclass(frozen=True)
+class AppliedOutput:
+    """An ``--apply`` copy written from the sync: its path and SHA-256."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncFile:
+    """A whole ``sync.json``, key by key as on disk (``format_version`` 1).
+
+    :func:`write_sync_json` writes one (:meth:`from_result`, :meth:`to_file`);
+    :func:`read_sync_record` reads one (:meth:`from_file`, :meth:`to_record`).
+
+    Attributes
+    ----------
+    format_version
+        :data:`SYNC_FORMAT_VERSION`.
+    expokit_version
+        Version that wrote the file.
+    convention
+        The sign convention, in words: ``offset_s = t_B - t_A`` (:data:`CONVENTION`).
+    method
+        ``"audio"`` or ``"brightness"``: the method that gave the offset.
+    offset_s
+        ``t_B - t_A``, seconds.
+    offset_frames
+        ``offset_s`` in frames of A and of B.
+    drift_ppm
+        Clock drift of B relative to A, ppm.
+    drift_estimated
+        The drift was measured (else it is 0 and a warning says why).
+    drift_residual_rms_s
+        RMS of the window offsets around the offset + drift line, s.
+    confidence
+        Reliability in ``[0, 1]``.
+    peak_correlation
+        Normalized correlation at the peak, ``[-1, 1]``.
+    second_peak_ratio
+        Next peak relative to the best, ``[0, 1]``.
+    rate_hz
+        Sample rate of the correlated signals, Hz.
+    windows
+        Fine audio windows: offset measured at ``t_a_s`` seconds of A.
+    brightness_events
+        Brightness events used (brightness method), or ``null``.
+    a, b
+        The two media files.
+    frame_map
+        B frame shown at each A frame, or ``null`` without video.
+    warnings
+        Things worth knowing about the result.
+    attempts
+        What was tried, in order.
+    config
+        Every parameter of the sync.
+    elapsed_s
+        Time the sync took, s.
+    applied_outputs
+        ``--apply`` copies written from it (absent when none).
+    """
+
+    format_version: int
+    expokit_version: str = ""
+    convention: str
+    method: Literal["audio", "brightness"]
+    offset_s: float
+    offset_frames: OffsetFrames | None = None
+    drift_ppm: float = 0.0
+    drift_estimated: bool = False
+    drift_residual_rms_s: float = 0.0
+    confidence: float
+    peak_correlation: float = 0.0
+    second_peak_ratio: float = 0.0
+    rate_hz: float = 0.0
+    windows: tuple[WindowOffset, ...] = ()
+    brightness_events: BrightnessEvents | None = None
+    a: MediaFile
+    b: MediaFile
+    frame_map: FrameMapFile | None = None
+    warnings: tuple[str, ...] = ()
+    attempts: tuple[str, ...] = ()
+    config: SyncConfig = dataclasses.field(default_factory=SyncConfig)
+    elapsed_s: float = 0.0
+    applied_outputs: tuple[AppliedOutput, ...] = dataclasses.field(
+        default=(), metadata={"omit_if_default": True}
+    )
+
+    @classmethod
+    def from_result(cls, result: SyncResult, applied: Sequence[Path] = ()) -> SyncFile:
+        """The file of ``result``; ``applied`` copies are hashed (SHA-256) and recorded."""
+        from expokit import __version__
+
+        events = None
+        if result.events_matched is not None:
+            events = BrightnessEvents(result.events_matched, result.events_in_overlap)
+        frame_map = None
+        if result.frame_map is not None:
+            frame_map = FrameMapFile(b_index_for_a=list(result.frame_map))
+        return cls(
+            format_version=SYNC_FORMAT_VERSION,
+            expokit_version=__version__,
+            convention=CONVENTION,
+            method=typing.cast(Literal["audio", "brightness"], result.method),
+            offset_s=result.offset_s,
+            offset_frames=OffsetFrames(result.offset_frames_a, result.offset_frames_b),
+            drift_ppm=result.drift_ppm,
+            drift_estimated=result.drift_estimated,
+            drift_residual_rms_s=result.drift_residual_rms_s,
+            confidence=result.confidence,
+            peak_correlation=result.peak_correlation,
+            second_peak_ratio=result.second_peak_ratio,
+            rate_hz=result.rate_hz,
+            windows=tuple(result.windows),
+            brightness_events=events,
+            a=MediaFile.from_media(result.media_a),
+            b=MediaFile.from_media(result.media_b),
+            frame_map=frame_map,
+            warnings=tuple(result.warnings),
+            attempts=tuple(result.attempts),
+            config=result.config,
+            elapsed_s=result.elapsed_s,
+            applied_outputs=tuple(AppliedOutput(str(p.resolve()), sha256_file(p)) for p in applied),
+        )
+
+    def to_file(self) -> dict[str, Any]:
+        """The JSON document (``applied_outputs`` only when there are copies)."""
+        document: dict[str, Any] = to_json(self)
+        return document
+
+    @classmethod
+    def from_file(cls, data: object, source: str | Path) -> SyncFile:
+        """Validate a decoded ``sync.json``, every field typed.
+
+        Raises
+        ------
+        SyncFileError
+            Naming ``source`` and the first field missing, unknown or of the wrong type.
+        """
+        return from_json(cls, data, Path(source), error=SyncFileError, kind="sync.json")
+
+    def to_record(self) -> SyncRecord:
+        """The :class:`SyncRecord` (result and resolved ``--apply`` copies) of the file."""
+        events = self.brightness_events
+        result = SyncResult(
+            media_a=self.a.to_media(),
+            media_b=self.b.to_media(),
+            method=self.method,
+            offset_s=self.offset_s,
+            confidence=self.confidence,
+            peak_correlation=self.peak_correlation,
+            rate_hz=self.rate_hz,
+            drift_ppm=self.drift_ppm,
+            drift_estimated=self.drift_estimated,
+            drift_residual_rms_s=self.drift_residual_rms_s,
+            second_peak_ratio=self.second_peak_ratio,
+            windows=self.windows,
+            events_matched=None if events is None else events.matched,
+            events_in_overlap=None if events is None else events.in_overlap,
+            frame_map=None if self.frame_map is None else tuple(self.frame_map.b_index_for_a),
+            warnings=self.warnings,
+            attempts=self.attempts,
+            config=self.config,
+            elapsed_s=self.elapsed_s,
+        )
+        applied = {Path(o.path).resolve(): o.sha256 for o in self.applied_outputs}
+        return SyncRecord(result, applied)
 
 
 class _Fields:
@@ -416,95 +700,6 @@ def _kind(value: object) -> str:
     return kind if isinstance(value, (dict, list)) or value is None else f"{kind} {shown[:40]}"
 
 
-def _media(fields: _Fields, key: str) -> MediaInfo:
-    """``a`` / ``b``: :class:`MediaInfo` summary (no per-frame arrays are stored)."""
-    m = fields.child(key, required=True)
-    assert m is not None
-    return MediaInfo(
-        path=Path(str(m.text("path", required=True))),
-        size_bytes=int(m.integer("size_bytes", required=True) or 0),
-        duration_s=m.number("duration_s", None, nullable=True),
-        start_s=m.number("start_s", required=True),
-        has_video=m.boolean("has_video", required=True),
-        has_audio=m.boolean("has_audio", required=True),
-        video_codec=m.text("video_codec"),
-        width=m.integer("width", minimum=1),
-        height=m.integer("height", minimum=1),
-        fps_container=m.number("fps_container", None, nullable=True),
-        container_frames=m.integer("container_frames"),
-        decoded_frames=m.integer("decoded_frames"),
-        audio_codec=m.text("audio_codec"),
-        audio_rate=m.integer("audio_rate", minimum=1),
-        audio_channels=m.text("audio_channels"),
-        warnings=m.texts("warnings"),
-    )
-
-
-def _config(fields: _Fields) -> SyncConfig:
-    """``config``: every :class:`SyncConfig` field typed like its default (unknown keys are
-    ignored, missing ones take the default); the config's own range checks apply too."""
-    c = fields.child("config")
-    if c is None:
-        return SyncConfig()
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(SyncConfig):
-        if f.name not in c.data:
-            continue
-        if f.name == "method":
-            values[f.name] = c.text(f.name, nullable=False)
-        elif f.name == "max_offset_s":
-            values[f.name] = c.number(f.name, None, nullable=True)
-        elif isinstance(f.default, int):
-            values[f.name] = c.integer(f.name, required=True, minimum=-(2**31))
-        else:
-            values[f.name] = c.number(f.name, required=True)
-    try:
-        return SyncConfig(**values)
-    except ValueError as exc:
-        raise fields.error("config", str(exc)) from None
-
-
-def _frame_map(fields: _Fields) -> tuple[int | None, ...] | None:
-    """``frame_map.b_index_for_a``: one B frame index (int >= 0) or null per A frame."""
-    f = fields.child("frame_map")
-    if f is None:
-        return None
-    entries = f.items("frame_map.b_index_for_a", f.get("b_index_for_a", None, required=True))
-    for i, item in enumerate(entries):
-        if item is not None and (isinstance(item, bool) or not isinstance(item, int) or item < 0):
-            raise fields.error(
-                f"frame_map.b_index_for_a[{i}]",
-                f"expected a B frame index (integer >= 0) or null, got {_kind(item)}",
-            )
-    return tuple(entries)
-
-
-def _windows(fields: _Fields) -> tuple[WindowOffset, ...]:
-    """``windows``: fine audio windows (``t_a_s`` s, ``offset_s`` s, ``correlation``)."""
-    out = []
-    for i, item in enumerate(fields.items("windows", fields.get("windows", [], required=False))):
-        w = _Fields(fields.source, item, f"windows[{i}]")
-        out.append(
-            WindowOffset(
-                t_a_s=w.number("t_a_s", required=True),
-                offset_s=w.number("offset_s", required=True),
-                correlation=w.number("correlation", required=True),
-            )
-        )
-    return tuple(out)
-
-
-def _applied(fields: _Fields) -> dict[Path, str]:
-    """``applied_outputs``: ``--apply`` copies, resolved path to sha256."""
-    recorded: dict[Path, str] = {}
-    items = fields.items(APPLIED_KEY, fields.get(APPLIED_KEY, [], required=False) or [])
-    for i, item in enumerate(items):
-        entry = _Fields(fields.source, item, f"{APPLIED_KEY}[{i}]")
-        path = entry.text("path", required=True)
-        recorded[Path(str(path)).resolve()] = str(entry.text("sha256", required=True))
-    return recorded
-
-
 def parse_sync_record(data: object, source: Path) -> SyncRecord:
     """Validate a decoded ``sync.json`` document and build its :class:`SyncRecord`.
 
@@ -537,29 +732,7 @@ def parse_sync_record(data: object, source: Path) -> SyncRecord:
     method = fields.text("method", required=True)
     if method not in RESULT_METHODS:
         raise fields.error("method", f"expected one of {', '.join(RESULT_METHODS)}, got {method!r}")
-    events = fields.child("brightness_events")
-    result = SyncResult(
-        media_a=_media(fields, "a"),
-        media_b=_media(fields, "b"),
-        method=method,
-        offset_s=fields.number("offset_s", required=True),
-        confidence=fields.number("confidence", required=True),
-        peak_correlation=fields.number("peak_correlation"),
-        rate_hz=fields.number("rate_hz"),
-        drift_ppm=fields.number("drift_ppm"),
-        drift_estimated=fields.boolean("drift_estimated"),
-        drift_residual_rms_s=fields.number("drift_residual_rms_s"),
-        second_peak_ratio=fields.number("second_peak_ratio"),
-        windows=_windows(fields),
-        events_matched=None if events is None else events.integer("matched"),
-        events_in_overlap=None if events is None else events.integer("in_overlap"),
-        frame_map=_frame_map(fields),
-        warnings=fields.texts("warnings"),
-        attempts=fields.texts("attempts"),
-        config=_config(fields),
-        elapsed_s=fields.number("elapsed_s"),
-    )
-    return SyncRecord(result, _applied(fields))
+    return SyncFile.from_file(data, source).to_record()
 
 
 def _read_json(path: Path) -> object:
@@ -641,11 +814,7 @@ def write_sync_json(result: SyncResult, path: str | Path, applied: Sequence[Path
     recorded so that a re-run may replace them (:func:`expokit.calibration.sync.apply_sync`).
     """
     target = Path(path)
-    document = result.to_dict()
-    if applied:
-        document[APPLIED_KEY] = [
-            {"path": str(p.resolve()), "sha256": sha256_file(p)} for p in applied
-        ]
+    document = SyncFile.from_result(result, applied).to_file()
     atomic_write_json(target, document)
     return target
 
@@ -656,8 +825,14 @@ __all__: Sequence[str] = (
     "METHODS",
     "RESULT_METHODS",
     "SYNC_FORMAT_VERSION",
+    "AppliedOutput",
+    "BrightnessEvents",
+    "FrameMapFile",
+    "MediaFile",
+    "OffsetFrames",
     "SyncConfig",
     "SyncError",
+    "SyncFile",
     "SyncFileError",
     "SyncRecord",
     "SyncResult",

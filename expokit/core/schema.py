@@ -27,16 +27,17 @@ import json
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, TypeVar
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = "docs/schemas"
 REGENERATE = "python scripts/gen_schemas.py"
 
 JsonSchema = dict[str, Any]
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- docstrings
@@ -237,7 +238,7 @@ class _Generator:
         schema["properties"] = properties
         if required:
             schema["required"] = required
-        if self.strict:
+        if self.strict and extra_keys(cls) == "forbid":
             schema["additionalProperties"] = False
         return schema
 
@@ -295,6 +296,220 @@ def dataclass_schema(
     if gen.defs:
         schema["$defs"] = dict(sorted(gen.defs.items()))
     return schema
+
+
+# --------------------------------------------------------------------------- typed loading
+
+#: Class attribute of a file model saying what :func:`from_json` does with keys it does not
+#: know: ``"forbid"`` (default: an error naming the key), ``"ignore"`` (dropped) or
+#: ``"allow"`` (dropped too, and the schema allows them).
+EXTRA_ATTR = "__json_extra__"
+
+
+def extra_keys(cls: type) -> str:
+    """``"forbid"``, ``"ignore"`` or ``"allow"``: ``cls``'s :data:`EXTRA_ATTR` policy."""
+    return str(getattr(cls, EXTRA_ATTR, "forbid"))
+
+
+class FieldError(Exception):
+    """A JSON value does not fit a model: ``field`` (a JSON path such as ``a.b[2]``) and
+    ``problem``. :func:`from_json` turns it into the caller's file error.
+
+    A model's ``__post_init__`` may raise it with a path relative to the model (``"x[3]"``);
+    the loader puts the model's own path in front."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"field {field!r}: {problem}")
+
+
+def describe(value: object) -> str:
+    """Short description of a JSON value for messages: its JSON type and a clipped repr."""
+    names = {dict: "a JSON object", list: "a JSON array", str: "a string", bool: "a boolean"}
+    kind = names.get(type(value), "null" if value is None else type(value).__name__)
+    if isinstance(value, dict | list) or value is None:
+        return kind
+    return f"{kind} {repr(value)[:40]}"
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None) or tp is None:
+        return "null"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if tp in names:
+        return names[tp]
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple) or tp in (list, tuple):
+        return "a JSON array"
+    if origin is dict or tp is dict or dataclasses.is_dataclass(tp):
+        return "a JSON object"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _load(tp: Any, value: Any, where: str) -> Any:
+    if tp is Any or tp is object or isinstance(tp, typing.TypeVar):
+        return value
+    if tp is None or tp is type(None):
+        if value is not None:
+            raise FieldError(where, f"expected null, got {describe(value)}")
+        return None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise FieldError(where, f"expected true or false, got {describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FieldError(where, f"expected an integer, got {describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise FieldError(where, f"expected a number, got {describe(value)}")
+        if not (value == value and value not in (float("inf"), float("-inf"))):
+            raise FieldError(where, f"expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str or (isinstance(tp, type) and issubclass(tp, PurePath)):
+        if not isinstance(value, str):
+            raise FieldError(where, f"expected a string, got {describe(value)}")
+        return value if tp is str else tp(value)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Literal:
+        if not any(type(value) is type(a) and value == a for a in args):
+            raise FieldError(where, f"expected {_type_name(tp)}, got {describe(value)}")
+        return value
+    if origin is typing.Union or origin is types.UnionType:
+        arms = [a for a in args if a is not type(None)]
+        if value is None and len(arms) < len(args):
+            return None
+        errors: list[FieldError] = []
+        for arm in arms:
+            try:
+                return _load(arm, value, where)
+            except FieldError as exc:
+                errors.append(exc)
+        deeper = [e for e in errors if e.field != where]
+        if len(errors) == 1 or deeper:
+            raise (deeper or errors)[0]
+        wanted = " or ".join(_type_name(a) for a in args)
+        raise FieldError(where, f"expected {wanted}, got {describe(value)}")
+    if origin in (list, tuple, set, frozenset) or tp in (list, tuple):
+        if not isinstance(value, list):
+            raise FieldError(where, f"expected a JSON array, got {describe(value)}")
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise FieldError(where, f"expected {len(args)} items, got {len(value)}")
+            pairs = enumerate(zip(args, value, strict=True))
+            return tuple(_load(a, v, f"{where}[{i}]") for i, (a, v) in pairs)
+        item = args[0] if args else Any
+        items = [_load(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple or tp is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise FieldError(where, f"expected a JSON object, got {describe(value)}")
+        item = args[1] if len(args) == 2 else Any
+        return {str(k): _load(item, v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _load_object(tp, value, where)
+    raise FieldError(where, f"no JSON reader for type {tp!r}")
+
+
+def _load_object(cls: type, value: Any, where: str) -> Any:
+    if not isinstance(value, dict):
+        raise FieldError(where or "top level", f"expected a JSON object, got {describe(value)}")
+    hints = _type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    prefix = f"{where}." if where else ""
+    if extra_keys(cls) == "forbid":
+        unknown = sorted(str(k) for k in value if k not in fields)
+        if unknown:
+            raise FieldError(prefix + unknown[0], "unknown field")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in value:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise FieldError(prefix + name, "missing")
+            continue
+        # metadata {"checked_by_model": True}: the model's __post_init__ checks the value
+        # (with its own message); the type hint still describes it in the schema.
+        hint = Any if f.metadata.get("checked_by_model") else hints.get(name, Any)
+        kwargs[name] = _load(hint, value[name], prefix + name)
+    try:
+        return cls(**kwargs)
+    except FieldError as exc:  # a model's own check naming a field of its own
+        raise FieldError(prefix + exc.field, exc.problem) from None
+    except (TypeError, ValueError) as exc:  # the model's own checks (__post_init__)
+        raise FieldError(where or "top level", str(exc)) from None
+
+
+def from_json(
+    cls: type[T],
+    data: object,
+    source: str | PurePath,
+    *,
+    error: Callable[[Path, str], Exception] | None = None,
+    kind: str | None = None,
+) -> T:
+    """Build dataclass ``cls`` from the JSON value ``data`` read from ``source``.
+
+    Every field is checked against its type hint (``int`` is never a ``bool``, ``float`` is
+    finite, ``Literal`` values match exactly, nested dataclasses, lists, tuples and
+    ``dict[str, X]`` recursively); a missing required field or (unless the class sets
+    ``__json_extra__``) an unknown one is an error too, as is a ``ValueError`` of the
+    model's own ``__post_init__``.
+
+    Parameters
+    ----------
+    cls
+        The file model.
+    data
+        The decoded JSON value.
+    source
+        The file, named in every error.
+    error
+        ``error(path, problem)`` makes the exception (default :class:`InputFileError`).
+    kind
+        What the file is (``"truth.json"``), put before the field in the message.
+
+    Raises
+    ------
+    Exception
+        ``error(source, "<kind> field '<json path>': <problem>")``.
+    """
+    from expokit.core.errors import InputFileError
+
+    make = error or InputFileError
+    try:
+        return typing.cast(T, _load_object(cls, data, ""))
+    except FieldError as exc:
+        head = f"{kind} " if kind else ""
+        raise make(Path(source), f"{head}{exc}") from None
+
+
+def to_json(obj: Any) -> Any:
+    """The JSON value of a file model (inverse of :func:`from_json`): dataclasses become
+    objects in field order (fields with ``metadata={"omit_if_default": True}`` left out at
+    their default), tuples lists, paths strings, enums their values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            omit = f.metadata.get("omit_if_default") and f.default is not dataclasses.MISSING
+            if omit and value == f.default:
+                continue
+            out[f.name] = to_json(value)
+        return out
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, PurePath):
+        return str(obj)
+    return obj
 
 
 # --------------------------------------------------------------------------- registry
@@ -378,6 +593,48 @@ ENTRIES: dict[str, SchemaEntry] = {
             "expokit.models.train:TrainConfig (from_dict)",
             at="config",
         ),
+        SchemaEntry(
+            "sync",
+            "sync.json",
+            "expokit.calibration.sync_record:SyncFile",
+            "expokit.calibration.sync_record:write_sync_json",
+            "expokit.calibration.sync_record:read_sync_record",
+        ),
+        SchemaEntry(
+            "info",
+            "DATASET/meta/info.json",
+            "expokit.curation.dataset:InfoFile",
+            "expokit.curation.dataset:write_dataset",
+            "expokit.curation.dataset:read_info",
+        ),
+        SchemaEntry(
+            "truth",
+            "SESSION/truth.json",
+            "expokit.capture.simulate:TruthFile",
+            "expokit.capture.simulate:write_truth",
+            "expokit.curation.truth:load_truth",
+        ),
+        SchemaEntry(
+            "render_record",
+            "RENDER_OUT/.expokit/records/<name>.json",
+            "expokit.core.runs:RenderRecord",
+            "expokit.core.runs:write_record (from expokit.curation.rendering.render:render_raw)",
+            "expokit.core.runs:read_record / load_record",
+        ),
+        SchemaEntry(
+            "build_record",
+            "DATASET/.expokit/records/<scene_id>.json",
+            "expokit.core.runs:BuildRecord",
+            "expokit.core.runs:write_record (from expokit.curation.build:build_scene)",
+            "expokit.core.runs:read_record / load_record",
+        ),
+        SchemaEntry(
+            "run_sidecar",
+            "RENDER_OUT/runs/<run_id>.json",
+            "expokit.core.runs:RunSidecar",
+            "expokit.core.runs:write_run_sidecar",
+            "expokit.core.runs:read_run_sidecar",
+        ),
     )
 }
 
@@ -385,15 +642,7 @@ ENTRIES: dict[str, SchemaEntry] = {
 SCHEMAS: dict[str, str] = {kind: entry.model for kind, entry in ENTRIES.items()}
 
 #: File kinds of issue 12 with no typed model yet (listed in the docs).
-PENDING: dict[str, str] = {
-    "info": "meta/info.json: DatasetInfo is a parsed view (declared_dtypes, raw), not the "
-    "file's shape",
-    "sync": "sync.json: SyncResult's fields (media_a, ...) are not the file's keys (a, b, "
-    "convention, ...); SyncRecord in progress",
-    "completion_record": "completion records (expokit.core.runs): plain dicts",
-    "run_sidecar": "run sidecars RUNS/<run_id>.json: plain dicts",
-    "truth": "truth.json (expokit.capture.simulate): a plain dict",
-}
+PENDING: dict[str, str] = {}
 
 
 def load_model(ref: str) -> type | None:

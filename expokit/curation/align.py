@@ -28,8 +28,8 @@ import numpy.typing as npt
 from expokit.core.transfer import LUMA_RGB, srgb_decode, srgb_encode
 
 if TYPE_CHECKING:
-    from expokit.calibration.geometry import RigCalibration
     from expokit.calibration.homography import EccResult
+    from expokit.calibration.rig_calibration import RigCalibration
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -341,7 +341,7 @@ def align_pair(
     """Put ``input_image`` on ``target``'s pixel grid.
 
     With a rig ``calibration`` the raw test image is flipped and warped by
-    :func:`~expokit.calibration.geometry.warp_test_to_reference`. With ``ecc`` a residual
+    :func:`~expokit.calibration.warp.warp_test_to_reference`. With ``ecc`` a residual
     homography is then estimated by ECC and composed with the rig mapping, so the raw input
     is still resampled only once (with intrinsics the remap tables are composed).
 
@@ -353,7 +353,7 @@ def align_pair(
     size = (int(target.shape[1]), int(target.shape[0]))
     in_size = (int(input_image.shape[1]), int(input_image.shape[0]))
     if calibration is not None:
-        from expokit.calibration.geometry import warp_test_to_reference
+        from expokit.calibration.warp import warp_test_to_reference
 
         if size != tuple(calibration.reference_size):
             raise AlignmentError(
@@ -385,7 +385,7 @@ def align_pair(
         return Aligned(image, valid, residual, result, True)
     composed = residual @ np.asarray(calibration.homography, np.float64)
     composed = composed / composed[2, 2]
-    from expokit.calibration.geometry import warp_maps, warp_test_to_reference
+    from expokit.calibration.warp import warp_maps, warp_test_to_reference
 
     if calibration.reference_intrinsics is None and calibration.test_intrinsics is None:
         image, valid = warp_test_to_reference(
@@ -444,7 +444,7 @@ def valid_rectangle(valid: Mask) -> tuple[int, int, int, int]:
     """
     if valid.all():
         return 0, 0, int(valid.shape[1]), int(valid.shape[0])
-    from expokit.calibration.geometry import largest_valid_rectangle
+    from expokit.calibration.warp import largest_valid_rectangle
 
     x, y, w, h = largest_valid_rectangle(valid)
     if w == 0 or h == 0:

@@ -115,7 +115,7 @@ from expokit.curation.sources import (
 )
 
 if TYPE_CHECKING:
-    from expokit.calibration.geometry import RigCalibration
+    from expokit.calibration.rig_calibration import RigCalibration
     from expokit.curation.align import Aligned
 
 IMAGES_DIR = "images"

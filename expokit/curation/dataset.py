@@ -115,28 +115,6 @@ def _json_kind(value: object) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _info_field_error(info_path: Path, name: str, expected: str, value: object) -> DatasetError:
-    shown = repr(value)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return DatasetError(
-        f"{info_path}: field {name!r}: expected {expected}, got {_json_kind(value)} {shown}"
-    )
-
-
-def _optional_object(info_path: Path, data: Mapping[str, Any], name: str) -> dict[str, Any] | None:
-    value = data.get(name)
-    if value is not None and not isinstance(value, dict):
-        raise _info_field_error(info_path, name, "an object", value)
-    return value
-
-
-def _optional_text(info_path: Path, data: Mapping[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if value is not None and not isinstance(value, str):
-        raise _info_field_error(info_path, name, "a string", value)
-    return value
-
-
 @dataclass(frozen=True)
 class InfoHeader:
     """What every version of ``meta/info.json`` shares: the format name and its version."""
@@ -144,6 +122,90 @@ class InfoHeader:
     path: Path
     format: str
     format_version: int
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One manifest column in ``schema.columns`` of ``meta/info.json``.
+
+    Attributes
+    ----------
+    dtype
+        pandas dtype (``string``, ``Int64``, ``Float64``).
+    unit
+        Unit of the values (empty when none).
+    meaning
+        What the column holds.
+    """
+
+    __json_extra__ = "allow"
+
+    dtype: str | None = None
+    unit: str | None = None
+    meaning: str | None = None
+
+
+@dataclass(frozen=True)
+class InfoSchema:
+    """The ``schema`` block of ``meta/info.json``.
+
+    Attributes
+    ----------
+    columns
+        Every manifest column with its dtype, unit and meaning.
+    """
+
+    __json_extra__ = "allow"
+
+    columns: dict[str, ColumnSpec] | None = None
+
+
+@dataclass(frozen=True)
+class InfoFile:
+    """``meta/info.json`` of a format-v1 dataset, exactly as on disk.
+
+    Written by :func:`write_dataset` (from :func:`new_info`), read by :func:`read_info`
+    (which validates through this model and builds :class:`DatasetInfo`). Keys not listed
+    are kept (a newer or hand-edited file may carry them).
+
+    Attributes
+    ----------
+    format
+        ``"expokit-dataset"``.
+    format_version
+        :data:`FORMAT_VERSION`.
+    schema
+        The manifest columns (:func:`schema`).
+    path_templates
+        ``{input, target, mask}`` path templates of the image files.
+    splits
+        How pairs were split into train/val/test (by scene).
+    qa_thresholds
+        QA thresholds used for the ``flags`` column (``null``: not checked).
+    provenance
+        Versions, creation time and sources the dataset was built from.
+    counts
+        ``pairs``, ``scenes`` and ``by_split`` counts (written by :func:`write_dataset`).
+    name, license, description
+        Dataset card fields.
+    citation
+        How to cite (text or a CFF-like object).
+    """
+
+    __json_extra__ = "allow"
+
+    format: str
+    format_version: int
+    schema: InfoSchema | None = None
+    path_templates: dict[str, str] | None = None
+    splits: dict[str, Any] | None = None
+    qa_thresholds: dict[str, float | None] | None = None
+    provenance: dict[str, Any] | None = None
+    counts: dict[str, Any] | None = None
+    name: str | None = None
+    license: str | None = None
+    description: str | None = None
+    citation: str | dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -179,47 +241,27 @@ class DatasetInfo:
         if header.format_version != FORMAT_VERSION:
             raise _version_error(info_path, header.format_version)
         assert isinstance(data, dict)
-        schema_block = _optional_object(info_path, data, "schema") or {}
-        columns = schema_block.get("columns")
-        if columns is None:
-            columns = {}
-        if not isinstance(columns, dict):
-            raise _info_field_error(info_path, "schema.columns", "an object", columns)
-        declared: dict[str, str | None] = {}
-        for column, spec in columns.items():
-            where = f"schema.columns.{column}"
-            if not isinstance(spec, dict):
-                raise _info_field_error(info_path, where, "an object", spec)
-            dtype = spec.get("dtype")
-            if dtype is not None and not isinstance(dtype, str):
-                raise _info_field_error(info_path, f"{where}.dtype", "a string", dtype)
-            declared[str(column)] = dtype
-        templates = _optional_object(info_path, data, "path_templates") or {}
-        for key, value in templates.items():
-            if not isinstance(value, str):
-                raise _info_field_error(info_path, f"path_templates.{key}", "a string", value)
-        thresholds = _optional_object(info_path, data, "qa_thresholds") or {}
-        for key, value in thresholds.items():
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if value is not None and not number:
-                raise _info_field_error(info_path, f"qa_thresholds.{key}", "a number", value)
-        citation = data.get("citation")
-        if citation is not None and not isinstance(citation, str | dict):
-            raise _info_field_error(info_path, "citation", "a string or an object", citation)
+        from expokit.core.schema import from_json
+
+        def error(path: Path, problem: str) -> DatasetError:
+            return DatasetError(f"{path}: {problem}")
+
+        info = from_json(InfoFile, data, info_path, error=error)
+        columns = (info.schema.columns if info.schema else None) or {}
         return cls(
             path=info_path,
             format=header.format,
             format_version=header.format_version,
-            declared_dtypes=declared,
-            path_templates=dict(templates),
-            splits=_optional_object(info_path, data, "splits"),
-            qa_thresholds=dict(thresholds),
-            provenance=_optional_object(info_path, data, "provenance") or {},
-            counts=_optional_object(info_path, data, "counts"),
-            name=_optional_text(info_path, data, "name"),
-            license=_optional_text(info_path, data, "license"),
-            description=_optional_text(info_path, data, "description"),
-            citation=citation,
+            declared_dtypes={str(k): spec.dtype for k, spec in columns.items()},
+            path_templates=dict(info.path_templates or {}),
+            splits=info.splits,
+            qa_thresholds=dict(info.qa_thresholds or {}),
+            provenance=info.provenance or {},
+            counts=info.counts,
+            name=info.name,
+            license=info.license,
+            description=info.description,
+            citation=info.citation,
             unknown_keys=tuple(sorted(set(data) - KNOWN_INFO_KEYS)),
             raw=data,
         )

@@ -72,7 +72,17 @@ class StageCheck:
 
 
 def load_truth(session_dir: str | Path) -> dict[str, Any]:
-    """``truth.json`` of a simulated session; :class:`TruthError` when absent or malformed."""
+    """``truth.json`` of a simulated session (the one reader), validated through
+    :class:`~expokit.capture.simulate.TruthFile`.
+
+    Raises
+    ------
+    TruthError
+        Absent, not JSON, not an object, another ``kind`` or ``format_version``, or a field
+        that is missing or of the wrong type (the message names the file and the field).
+    """
+    from expokit.capture.simulate import TRUTH_KIND, TruthFile
+
     path = Path(session_dir) / TRUTH_FILE
     if not path.is_file():
         raise TruthError(
@@ -85,14 +95,12 @@ def load_truth(session_dir: str | Path) -> dict[str, Any]:
         raise TruthError(f"{path}: unreadable ({exc})") from None
     if not isinstance(data, dict):
         raise TruthError(f"{path}: must be a JSON object, got {type(data).__name__}")
-    if data.get("kind") != "expokit rig simulation":
+    if data.get("kind") != TRUTH_KIND:
         raise TruthError(f"{path}: not an expokit rig simulation truth file")
-    if data.get("format_version") != 1:
+    if data.get("format_version") != 1 or isinstance(data.get("format_version"), bool):
         raise TruthError(f"{path}: format_version {data.get('format_version')!r} is not 1")
-    for key in ("flip", "homography", "image_size", "photometric_gain", "files"):
-        if key not in data:
-            raise TruthError(f"{path}: missing field {key!r}")
-    return data
+    model = TruthFile.from_json(data, path, lambda p, problem: TruthError(f"{p}: {problem}"))
+    return model.to_json()
 
 
 def _fmt(value: Any) -> str:

@@ -19,9 +19,7 @@ from expokit.calibration.geometry import (
     RigCalibration,
     RigCalibrationFormatError,
     calibrate_geometry,
-    largest_valid_rectangle,
     load_rig_calibration,
-    warp_test_to_reference,
 )
 from expokit.calibration.homography import (
     DegenerateHomographyError,
@@ -31,6 +29,7 @@ from expokit.calibration.homography import (
 )
 from expokit.calibration.intrinsics import Intrinsics, IntrinsicsError
 from expokit.calibration.mirror import Flip
+from expokit.calibration.warp import largest_valid_rectangle, warp_test_to_reference
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.hashing import sha256_file
 from tests.conftest import shared_path
@@ -392,7 +391,7 @@ def test_config_validation(kwargs: dict, match: str) -> None:
 
 
 def test_resolve_images(tmp_path: Path) -> None:
-    from expokit.calibration.geometry import resolve_images
+    from expokit.calibration.geometry_io import resolve_images
 
     for name in ("left10.jpg", "left2.jpg", "left1.JPG", "notes.txt"):
         (tmp_path / name).write_bytes(b"")

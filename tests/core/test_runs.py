@@ -45,7 +45,18 @@ def test_record_round_trip(tmp_path: Path) -> None:
     path = record_path(tmp_path, "scene_1", "scene id")
     assert path == tmp_path.resolve() / RECORDS_DIR / "scene_1.json"
     assert read_record(tmp_path, "scene_1", "scene id") is None  # not written yet
-    record = {"record_version": 1, "status": "ok", "rows": [{"a": 1}]}
+    record = {
+        "record_version": 1,
+        "scene_id": "scene_1",
+        "source": "render",
+        "source_root": "/r",
+        "status": "ok",
+        "error": None,
+        "error_kind": None,
+        "inputs": [],
+        "rows": [{"a": 1}],
+        "outputs": {},
+    }
     write_record(path, record, durable=False)
     assert read_record(tmp_path, "scene_1", "scene id") == record
     assert recorded_names(tmp_path) == {"scene_1"}

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from expokit.calibration.geometry import RigCalibration
+from expokit.calibration.rig_calibration import RigCalibration
 from expokit.core.synthetic import demo_scene
 from expokit.core.transfer import srgb_encode
 from expokit.curation.align import (

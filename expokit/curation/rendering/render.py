@@ -65,6 +65,7 @@ from expokit.core.runs import (
     record_files,
     utc_timestamp,
     write_record,
+    write_run_sidecar,
 )
 from expokit.core.runs import record_path as _record_path
 from expokit.core.transfer import LUMA_RGB, apply_luts, exposure_lut
@@ -519,7 +520,7 @@ def _render_locked(
     summary.run_path = out / RUNS_DIR / f"{run_id}.json"
     tasks, summary.skipped = _plan_tasks(files, names, out, config, params_hash, run_id, durable)
     run_info = _run_info(run_id, started, config, params_hash, files, tasks, workers, executor)
-    atomic_write_json(summary.run_path, run_info, durable)
+    write_run_sidecar(summary.run_path, run_info, durable)
     _run_tasks(tasks, summary, workers, executor, progress)
     rows = _manifest_rows(out / RECORDS_DIR)
     summary.outputs = sum(1 for r in rows if r.get("status") == "ok")
@@ -785,4 +786,4 @@ def _finish_run_info(
         aborted=summary.aborted,
     )
     with contextlib.suppress(OutputError):
-        atomic_write_json(summary.run_path, run_info, durable)
+        write_run_sidecar(summary.run_path, run_info, durable)
