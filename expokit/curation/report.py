@@ -606,6 +606,9 @@ class ClipSeries:
 
     @property
     def label(self) -> str:
+        """``scene / clip``, or the clip alone when it is its own scene (capture video)."""
+        if self.clip_id == self.scene_id:
+            return self.clip_id
         return f"{self.scene_id} / {self.clip_id}"
 
 
@@ -648,8 +651,8 @@ def clip_figures(clips: Sequence[ClipSeries], folder: Path) -> list[str]:
                 )
             title = clip.label
             if clip.flicker is not None:
-                title += f"  ·  flicker {clip.flicker:.3f}"
-            ax.set_title(title, fontsize=8, loc="left")
+                title += f"\nflicker {clip.flicker:.3f}"
+            ax.set_title(title, fontsize=7, loc="left", wrap=True)
             ax.set_xlabel("frame", fontsize=7)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel("luminance / mean", fontsize=7)
