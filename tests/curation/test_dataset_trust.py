@@ -47,13 +47,6 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def root(pristine: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "ds"
-    shutil.copytree(pristine, copy)
-    return copy
-
-
 def _cli(*args: str) -> tuple[int, str]:
     group = click.Group("curate")
     register(group)

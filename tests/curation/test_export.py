@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -57,13 +56,6 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     make_dataset(root, spec)
     return root
-
-
-@pytest.fixture
-def root(pristine: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "ds"
-    shutil.copytree(pristine, copy)
-    return copy
 
 
 def _cli(*args: str) -> tuple[int, str]:

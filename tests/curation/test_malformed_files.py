@@ -5,7 +5,6 @@ homographies, render manifests, build configs and images whose header claims a h
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -31,21 +30,6 @@ from expokit.curation.dataset import (
 from expokit.curation.manifest import manifest_frame, read_manifest
 from expokit.curation.upgrade import upgrade_dataset
 from expokit.curation.validate import homography_problem, validate_dataset
-from tests.curation.conftest_tools import make_dataset
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pristine") / "ds"
-    make_dataset(root)
-    return root
-
-
-@pytest.fixture
-def root(pristine: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "ds"
-    shutil.copytree(pristine, copy)
-    return copy
 
 
 def _invoke(*args: str) -> Result:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import click
@@ -18,20 +17,6 @@ from expokit.core.hashing import sha256_file
 from expokit.curation.dataset import INFO_FILE, MANIFEST_FILE
 from expokit.curation.validate import Problem, validate_dataset
 from tests.curation.conftest_tools import Spec, make_dataset
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("validate") / "ds"
-    make_dataset(root)
-    return root
-
-
-@pytest.fixture
-def root(pristine: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "ds"
-    shutil.copytree(pristine, copy)
-    return copy
 
 
 def _manifest(root: Path) -> pd.DataFrame:
