@@ -163,14 +163,7 @@ def shoot(
             else:
                 plans = shooter.plan_video(seconds)
             report = shooter.run(plans)
-            session.journal.append(
-                "command_finished",
-                kind=kind,
-                shots_done=report.shots_done,
-                shots_failed=report.shots_failed,
-            )
-            if simulation is not None:
-                _write_truth(session, simulation)
+            _finish(session, kind, report, simulation)
         finally:
             session.close()
     return session, report
@@ -204,6 +197,18 @@ def _attach(config: RigConfig, simulation: Any, kinds: list[str]) -> None:
     attach_simulation(simulation, {c.serial: r for r, c in config.roles.items()}, subject)
 
 
+def _finish(session: Session, kind: str, report: RunReport, simulation: Any) -> None:
+    """Journal the end of a command and, for a simulated rig, write the session's truth."""
+    session.journal.append(
+        "command_finished",
+        kind=kind,
+        shots_done=report.shots_done,
+        shots_failed=report.shots_failed,
+    )
+    if simulation is not None:
+        _write_truth(session, simulation)
+
+
 def _write_truth(session: Session, simulation: Any) -> None:
     from expokit.capture.backends.fake import simulated_movies
     from expokit.capture.journal import read_journal
@@ -233,14 +238,7 @@ def resume(session_dir: str | Path, progress: bool = True) -> tuple[Session, Run
             _attach(session.config, simulation, [p.kind for p in pending])
             shooter = Shooter(rig, session, progress=progress)
             report = shooter.run(pending)
-        session.journal.append(
-            "command_finished",
-            kind="resume",
-            shots_done=report.shots_done,
-            shots_failed=report.shots_failed,
-        )
-        if simulation is not None:
-            _write_truth(session, simulation)
+        _finish(session, "resume", report, simulation)
     finally:
         session.close()
     return session, report
