@@ -40,7 +40,11 @@ QA_OPTIONS: dict[str, str] = {
     "max_clipped_input": "max_clipped_input",
     "max_clipped_target": "max_clipped_target",
     "min_valid_fraction": "min_valid_fraction",
-    "max_flicker": "max_flicker",
+    "min_usable_fraction": "min_usable_fraction",
+    "max_gain_deviation": "max_gain_deviation_ev",
+    "max_gain_instability": "max_gain_instability_ev",
+    "max_target_flicker": "max_target_flicker",
+    "min_focus_ratio": "min_focus_ratio",
 }
 
 #: CLI option -> BuildConfig field (per-scene parameters).
@@ -227,8 +231,21 @@ def _options(func: Any) -> Any:
                      help="QA: clipped_target above this fraction."),
         click.option("--min-valid-fraction", type=float, default=None,
                      help="QA: small_valid_region below this fraction of the frame."),
-        click.option("--max-flicker", type=float, default=None,
-                     help="QA: flicker above this std/mean of a clip's luminance."),
+        click.option("--min-usable-fraction", type=float, default=None,
+                     help="QA: fit_unreliable below this fraction of valid pixels unclipped "
+                     "in both images (its fit is then not judged) [default: 0.2]."),
+        click.option("--max-gain-deviation", type=float, default=None,
+                     help="QA: gain_outlier when the gain departs from its group's median "
+                     "by more than this (EV) [default: 0.1]."),
+        click.option("--max-gain-instability", type=float, default=None,
+                     help="QA: gain_unstable when a clip's per-frame gain spreads more than "
+                     "this (EV) [default: 0.03]."),
+        click.option("--max-target-flicker", type=float, default=None,
+                     help="QA: target_flicker when a clip's detrended target brightness "
+                     "oscillates more than this fraction [default: 0.01]."),
+        click.option("--min-focus-ratio", type=float, default=None,
+                     help="QA: defocus when input/target sharpness is below this or above "
+                     "its inverse [default: 0.8]."),
         click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Parallel worker processes (spawn) or Ray CPUs."),
         click.option("--executor", type=click.Choice(EXECUTORS), default="local",
@@ -256,7 +273,8 @@ def register(group: click.Group) -> None:
         one folder of image files grouped by name pattern or EXIF brackets. EVs come from
         EXIF exposure times, else are ranks (ev_basis rank, recorded and reported). Pairs
         are aligned (rig homography, optional ECC), measured (gain, residual, PSNR/SSIM, clipping,
-        flicker), flagged and split by scene. Scenes already built with the same inputs and
+        focus; the gain against the rig's, its stability and the target's flicker per clip),
+        flagged (docs/qa.md) and split by scene. Scenes already built with the same inputs and
         parameters are skipped; failed scenes are listed and the exit status is 1.
 
         Building into an existing dataset is incremental: scenes of other sources are kept

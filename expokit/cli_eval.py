@@ -20,7 +20,8 @@ from expokit.cli_common import reports_errors
     type=click.Path(path_type=Path, exists=True),
     default=None,
     metavar="CKPT_OR_RUN",
-    help="Run folder (newest checkpoint), step folder or model.safetensors. "
+    help="Run folder (its best checkpoint, else newest step; RUN/checkpoints: newest step), "
+    "step folder or model.safetensors. "
     "Without it only the reference methods are scored.",
 )
 @click.option(
@@ -48,11 +49,29 @@ from expokit.cli_common import reports_errors
 )
 @click.option(
     "--reference",
-    type=click.Choice(["same", "other-scene"]),
+    type=click.Choice(["same", "other-scene", "train-scene"]),
     default="same",
     show_default=True,
-    help="Reference image: the pair's own target (exposure level) or the next scene's "
-    "target (SICE protocol).",
+    help="Reference image: the pair's own target (exposure level; methods and models that "
+    "use it peek), the next scene's target (SICE protocol) or a training-split scene's "
+    "target (for a split of one scene).",
+)
+@click.option(
+    "--train-split",
+    default="train",
+    show_default=True,
+    metavar="NAME",
+    help="Split whose mean target luminance the fair baseline 'gain to train mean' takes, "
+    "and train-scene references come from; skipped when absent or scored.",
+)
+@click.option(
+    "--save-images",
+    "images_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Write input | output | target PNGs of every scored pair and DIR/index.html with "
+    "the best and worst pairs (by model PSNR, else the best fair baseline's).",
 )
 @click.option(
     "--resize",
@@ -84,6 +103,8 @@ def eval_command(
     out_dir: Path | None,
     reference: str,
     resize: int | None,
+    train_split: str,
+    images_dir: Path | None,
     min_ev_error: float | None,
     no_references: bool,
     device: str,
@@ -92,23 +113,32 @@ def eval_command(
     """Score a checkpoint and the reference methods on a dataset split.
 
     PSNR/SSIM on uint8 RGB inside the valid mask, for all pairs and separately for under-
-    and over-exposed inputs; for video clips also E_warp and flicker. The oracle
-    gain+gamma row peeks at the target: an upper bound, not a method.
+    and over-exposed inputs; for video clips also E_warp and flicker. The peeks column
+    says which rows see the target under the reference mode (the oracle always; gain and
+    histogram to reference, and models that take a reference, under same). Each table
+    ends with "model vs best fair baseline: +x.xx dB (baseline)", BELOW when the model is
+    under it; splits under 20 pairs or of one scene get a warning. NaN or infinite weights
+    or outputs are an error.
     """
+    from typing import cast
+
     from tqdm import tqdm
 
-    from expokit.models.evaluate import EvalConfig, evaluate, format_table
+    from expokit.models.evaluate import EvalConfig, ReferenceMode, evaluate, format_table
 
     config = EvalConfig(
         splits=tuple(splits),
-        reference="other-scene" if reference == "other-scene" else "same",
+        reference=cast(ReferenceMode, reference),
         resize=resize,
         min_ev_error=min_ev_error,
         references=not no_references,
         device=device,
+        train_split=train_split,
     )
     with tqdm(desc="eval", unit="pair", disable=no_progress or None) as bar:
-        result = evaluate(data, ckpt, config, out=out_dir, progress=bar.update)
+        result = evaluate(data, ckpt, config, out=out_dir, progress=bar.update, images=images_dir)
     click.echo(format_table(result.summary))
     if out_dir is not None:
         click.echo(f"wrote {out_dir}/summary.json and per-pair CSV")
+    if images_dir is not None:
+        click.echo(f"wrote triptychs and {result.summary['images']}")

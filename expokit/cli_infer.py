@@ -16,7 +16,8 @@ from expokit.cli_common import reports_errors
     "--ckpt",
     required=True,
     type=click.Path(path_type=Path),
-    help="Checkpoint: a run folder (its newest step), a step folder or model.safetensors.",
+    help="Checkpoint: a run folder (its best checkpoint, else its newest step; RUN/checkpoints:"
+    " the newest step), a step folder or model.safetensors.",
 )
 @click.option(
     "--out",
@@ -77,10 +78,10 @@ def infer(
 
     Images become OUT/<stem>.png (8-bit RGB, same size); videos OUT/<stem>.mp4 (H.264,
     audio kept). A bad file is reported and the others go on; the exit status is 1 when
-    any input failed.
+    any input failed. A checkpoint with NaN or infinite weights, or a model output with
+    NaN or infinite values, is an error (never a written image).
     """
-    from expokit.models.checkpoint import load_model
-    from expokit.models.infer import InferConfig, infer_paths
+    from expokit.models.infer import InferConfig, infer_paths, load_checked_model
 
     config = InferConfig(
         lut_size=lut_size,
@@ -90,7 +91,7 @@ def infer(
         crf=crf,
         device=device,
     )
-    model, meta = load_model(ckpt)
+    model, meta = load_checked_model(ckpt)  # NaN/inf weights: refused, nothing written
     click.echo(f"model {meta['model']} (step {meta.get('step')}) from {meta['path']}", err=True)
     results = infer_paths(
         model,

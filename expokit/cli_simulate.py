@@ -4,10 +4,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from expokit.cli_common import reports_errors
+
+if TYPE_CHECKING:
+    from expokit.capture.defects import DefectSpec
+
+
+def _defects(texts: tuple[str, ...]) -> tuple[DefectSpec, ...]:
+    """``--defect`` texts parsed (a bad one is a usage error naming it)."""
+    from expokit.capture.defects import DefectError, parse_defect
+
+    try:
+        return tuple(parse_defect(text) for text in texts)
+    except DefectError as exc:
+        raise click.BadParameter(
+            str(exc).removeprefix("--defect "), param_hint="--defect"
+        ) from None
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -79,12 +95,34 @@ def _size(text: str | None) -> tuple[int, int] | None:
     help="Beam splitter transmitted (reference) / reflected (test) light.",
 )
 @click.option("--still-pairs", type=click.IntRange(0, 100), default=3, show_default=True)
+@click.option(
+    "--defect",
+    "defect_texts",
+    multiple=True,
+    metavar="KIND:MAGNITUDE[@WHERE]",
+    help="Inject a known QA defect (repeatable). KIND (unit): misregistration (px), "
+    "light_change (fraction), gain (EV), time_offset (s), flicker (fraction), "
+    "scene_flicker (fraction), clipping (EV), defocus (px), and the negative controls "
+    "light_ramp (EV/s), motion (px/s). WHERE: comma-separated test | reference (camera; "
+    "default test), stills | still=N[-M] (1-based still pairs) | video | frames=A-B "
+    "(0-based, inclusive); parameters hz=F, phase=DEG (flickers), angle=DEG "
+    "(misregistration), shape=gaussian|disc (defocus). No place: every still pair and "
+    "frame. E.g. gain:0.3@still=2, flicker:0.05@reference,video,hz=2.3. Recorded in "
+    "truth.json defects.",
+)
+@click.option(
+    "--steady-light",
+    is_flag=True,
+    help="Generated source without its light dims and flashes (claps stay: audio sync "
+    "works; brightness-only sync does not).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 @reports_errors
 def simulate_command(
     source: str, out_dir: Path, ev_offset: float, offset_s: float, drift_ppm: float,
     seed: int, seconds: float | None, size_text: str | None, fps: float,
-    splitter_ratio: float, still_pairs: int, no_progress: bool,
+    splitter_ratio: float, still_pairs: int, defect_texts: tuple[str, ...],
+    steady_light: bool, no_progress: bool,
 ) -> None:  # fmt: skip
     """Record SOURCE with a simulated two-camera beam-splitter rig; write a capture session.
 
@@ -92,11 +130,16 @@ def simulate_command(
     own moving textured scene with claps). The session (rig.json, journal.jsonl, files/)
     is what `expokit capture` writes, plus calibration/ (ChArUco board stills of both
     cameras) and truth.json (flip, homography, EV offset, photometric gain, sync offset
-    and drift, noise, seed) to check every stage against.
+    and drift, noise, seed) to check every stage against. --defect injects known QA
+    defects into chosen still pairs and frames (truth.json lists each: kind, magnitude,
+    camera, pairs, frames, files); docs/simulator.md describes them.
 
     \b
     expokit simulate generated --out sim/run1
     expokit simulate clip.mp4 --out sim/clip --size 640x360 --drift-ppm 150 --seed 3
+    expokit simulate generated --out sim/qa --still-pairs 8 --steady-light \\
+        --defect gain:0.3@still=2 --defect misregistration:2@still=5 \\
+        --defect scene_flicker:0.05@video
     """
     from expokit.capture.simulate import SimulationConfig, simulate
 
@@ -104,6 +147,7 @@ def simulate_command(
         source=source, ev_offset=ev_offset, offset_s=offset_s, drift_ppm=drift_ppm,
         seed=seed, seconds=seconds, size=_size(size_text), fps=fps,
         splitter_ratio=splitter_ratio, still_pairs=still_pairs,
+        defects=_defects(defect_texts), steady_light=steady_light,
     )  # fmt: skip
     result = simulate(config, out_dir, progress=not no_progress, log=click.echo)
     truth = result.truth
@@ -115,4 +159,6 @@ def simulate_command(
         f"sync        offset_s {truth['offset_s']:+.6f}, drift {truth['drift_ppm']:+.3f} ppm"
     )
     click.echo(f"files       {len(result.files)}")
+    if truth.get("defects"):
+        click.echo(f"defects     {len(truth['defects'])} injected (truth.json defects)")
     click.echo(f"wrote       {result.truth_path}")

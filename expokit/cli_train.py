@@ -40,6 +40,13 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
     help="Stop cleanly (with a checkpoint) after this many minutes.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@click.option(
+    "--val-every",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Validate (PSNR vs the fair baseline, best checkpoint) every N steps and at the "
+    "end; 0: off [recipe: 100].",
+)
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default=None, help="Mixed precision.")
 @click.option(
     "--device",
@@ -64,6 +71,7 @@ def train(
     steps: int | None,
     max_minutes: float | None,
     resume: bool,
+    val_every: int | None,
     amp: str | None,
     device: str | None,
     batch_size: int | None,
@@ -78,8 +86,12 @@ def train(
     The model's default recipe (expokit.models.train.RECIPES) is the starting point; a
     --config TOML file and the flags override it. The resolved config is saved in
     RUN/config.json, the loss in RUN/log.csv and checkpoints in RUN/checkpoints/step_*.
-    Run under `torchrun --nproc-per-node N -m expokit.cli train ...` for several
-    processes (gloo on CPU, nccl on CUDA).
+    Every --val-every steps the model is scored on the val split against the best
+    reference method that does not peek (log.csv val_* columns); the best step is kept in
+    RUN/checkpoints/best (what eval and infer load from RUN), and the end says whether the
+    model ever beat that baseline (RUN/validation.json). Run under
+    `torchrun --nproc-per-node N -m expokit.cli train ...` for several processes (gloo on
+    CPU, nccl on CUDA).
     """
     from expokit.models.train import resolve_config
     from expokit.models.train import train as run_training
@@ -90,6 +102,7 @@ def train(
         "split": split,
         "steps": steps,
         "max_minutes": max_minutes,
+        "val_every": val_every,
         "amp": amp,
         "device": device,
         "batch_size": batch_size,

@@ -10,7 +10,7 @@ Everything runs on data expokit ships or generates (no cameras, no downloads):
 4. curation: a rig dataset (stills + video frame pairs) and an MSEC dataset, QA report,
    splits, DIME and MSEC exports checked against the peers' loader rules, validate;
 5. a short training run of ``uec`` and of ``video`` and their evaluation tables against the
-   reference methods;
+   reference methods, each model with its verdict against the best fair baseline;
 
 and one HTML page (``OUT/index.html``) linking every output.
 """
@@ -110,6 +110,8 @@ class DemoResult:
     links: list[tuple[str, str, Path]] = field(default_factory=list)
     truth: list[Any] = field(default_factory=list)
     tables: dict[str, str] = field(default_factory=dict)
+    #: per model: its verdict against the best fair baseline (:func:`model_verdict`)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
     index: Path | None = None
 
     def stage(self, name: str, ok: bool, figure: str) -> None:
@@ -372,12 +374,43 @@ def run_datasets(
 
 
 # ----------------------------------------------------------------------------- stage 5
+def model_verdict(name: str, comparison: dict[str, Any], reference: str) -> dict[str, Any]:
+    """A model's state against the best fair baseline, from one split's ``comparison`` of an
+    evaluation summary: ``state`` ``ok`` (above it), ``BELOW`` (below or level with it) or
+    ``UNFAIR`` (the model peeked: no verdict), and the text the demo shows."""
+    delta = comparison.get("delta_psnr")
+    against = f"{comparison.get('baseline_label')}, reference {reference}"
+    if comparison.get("status") == "not-fair" or delta is None:
+        state, text = "UNFAIR", f"{name}: no fair comparison ({comparison.get('line')})"
+    elif comparison.get("status") == "above":
+        state, text = "ok", f"{name}: above fair baseline by {delta:.2f} dB ({against})"
+    elif comparison.get("status") == "level":
+        state, text = "BELOW", f"{name}: level with fair baseline, not above ({against})"
+    else:
+        state, text = "BELOW", f"{name}: below fair baseline by {-delta:.2f} dB ({against})"
+    return {"model": name, "state": state, "text": text, "delta_psnr": delta,
+            "baseline": comparison.get("baseline"), "reference": reference}  # fmt: skip
+
+
 def run_training(
     out: Path, rig_data: Path, msec_data: Path, config: DemoConfig, progress: bool,
     result: DemoResult,
 ) -> None:  # fmt: skip
-    """Short ``uec`` and ``video`` runs, evaluated against the reference methods."""
-    from expokit.models.evaluate import EvalConfig, evaluate, format_table, write_results
+    """Short ``uec`` and ``video`` runs, evaluated against the reference methods.
+
+    Each model is scored with a reference that is not the pair's own target (another test
+    scene, or a training scene when the test split has one scene), so the reference-taking
+    methods and ``uec`` do not peek, and gets a verdict against the best fair baseline. A
+    model below it is shown as ``BELOW``; it does not fail the demo (seconds of training show
+    the pipeline, not a model's quality), but the page and ``demo.json`` say so.
+    """
+    from expokit.models.evaluate import (
+        EvalConfig,
+        evaluate,
+        format_table,
+        reference_mode_for,
+        write_results,
+    )
     from expokit.models.train import recipe, train
 
     _title("5. Train uec (MSEC dataset) and video (rig dataset) briefly; evaluate")
@@ -397,7 +430,9 @@ def run_training(
         )  # fmt: skip
         click.echo(f"  {name}: {summary.report()[0]}")
         split = "test"
-        evaluation = evaluate(data, run, EvalConfig(splits=(split,)))
+        reference = reference_mode_for(data, split)
+        eval_config = EvalConfig(splits=(split,), reference=reference)
+        evaluation = evaluate(data, run, eval_config)
         write_results(out / "evaluation" / name, evaluation)
         table = format_table(evaluation.summary)
         result.tables[name] = table
@@ -406,6 +441,10 @@ def run_training(
         scores = evaluation.summary["splits"][split]
         model = next(k for k, v in evaluation.summary["methods"].items() if v["kind"] == "model")
         ok = ok and np.isfinite(scores[model]["all"]["psnr"])
+        verdict = model_verdict(name, evaluation.summary["comparison"][split], reference)
+        result.verdicts.append(verdict)
+        colour = {"ok": None, "BELOW": "yellow"}.get(verdict["state"], "red")
+        click.secho(f"  {verdict['state']:<5} {verdict['text']}", fg=colour)
         result.link("5. training", f"{name} run (config.json, log.csv, checkpoints)", run)
         result.link("5. training", f"{name} evaluation (pairs.csv, summary.json)",
                     out / "evaluation" / name)  # fmt: skip
@@ -413,7 +452,9 @@ def run_training(
         "  (seconds of training on a handful of generated scenes: this shows the pipeline,"
         " not the\n  models' quality; docs/models.md has the measured SICE protocol)"
     )
-    result.stage("training", ok, "uec and video trained; evaluation tables above")
+    states = ", ".join(f"{v['model']} {v['state']}" for v in result.verdicts)
+    result.stage("training", ok, f"uec and video trained and evaluated (against the best fair "
+                 f"baseline: {states}); tables above")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the page
@@ -446,6 +487,13 @@ def write_index(result: DemoResult) -> Path:
                      f"<td class='{'' if c.passed else 'bad'}'>{'PASS' if c.passed else 'FAIL'}"
                      "</td></tr>")  # fmt: skip
     parts.append("</table>")
+    if result.verdicts:
+        parts.append("<h2>Models against the best fair baseline</h2><table>")
+        for v in result.verdicts:
+            css = "" if v["state"] == "ok" else "bad"
+            parts.append(f"<tr><td class='{css}'>{html.escape(v['state'])}</td>"
+                         f"<td>{html.escape(v['text'])}</td></tr>")  # fmt: skip
+        parts.append("</table>")
     for name, table in result.tables.items():
         parts.append(f"<h2>Evaluation: {html.escape(name)}</h2><pre>{html.escape(table)}</pre>")
     section = None
@@ -487,7 +535,8 @@ def run_demo(
     result.index = write_index(result)
     (out / "demo.json").write_text(json.dumps(
         {"ok": result.ok, "seconds": time.perf_counter() - started,
-         "stages": [{"stage": n, "ok": k, "figure": f} for n, k, f in result.stages]},
+         "stages": [{"stage": n, "ok": k, "figure": f} for n, k, f in result.stages],
+         "models": result.verdicts},
         indent=1))  # fmt: skip
     elapsed = time.perf_counter() - started
     click.secho(f"demo finished {'OK' if result.ok else 'WITH PROBLEMS'} in {elapsed:.0f} s",

@@ -2,7 +2,8 @@
 
 :func:`resolve_images` turns a command-line argument (a file, a folder or a glob) into image
 paths in natural order; :func:`read_image_pairs` reads the reference/test pairs as grayscale
-through the guarded reader :func:`expokit.core.images.read_image` (a missing, unreadable or
+through the guarded reader :func:`expokit.core.images.read_image` (upright per the EXIF
+orientation, as ``curate build`` reads the same session's images; a missing, unreadable or
 implausibly large file is an :class:`~expokit.core.errors.InputFileError` naming it), hashes
 them for provenance and checks that each camera's images share one size;
 :func:`check_inputs_not_outputs` refuses inputs the calibration would overwrite.
@@ -99,7 +100,8 @@ class GrayPair:
         The files read.
     reference_gray, test_gray
         ``(H, W)`` float32 grayscale in ``[0, 1]`` (raw frame: neither flipped nor
-        undistorted; see :func:`~expokit.calibration.homography.to_gray_float`).
+        undistorted, but upright per its EXIF orientation; see
+        :func:`~expokit.calibration.homography.to_gray_float`).
     reference_sha256, test_sha256
         SHA-256 of the files (hex), for the record's provenance.
     """

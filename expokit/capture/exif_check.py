@@ -59,6 +59,8 @@ def check_exposure(data: bytes, requested: dict[str, str], tolerance_ev: float) 
         ``{"ok": bool | None, "exif": {...}, "mismatches": [...], "unchecked": [...]}``;
         ``ok`` is ``None`` when nothing could be compared (no EXIF, or auto settings).
     """
+    if not (math.isfinite(tolerance_ev) and tolerance_ev >= 0):  # nan/inf would pass all
+        raise ValueError(f"tolerance_ev = {tolerance_ev!r} must be a finite number of EV >= 0")
     exif = read_exposure(data)
     parsers = {
         "shutter": ("exposure_time_s", shutter_seconds, 1.0),

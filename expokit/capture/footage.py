@@ -230,11 +230,14 @@ def _resize(image: npt.NDArray[np.uint8], canvas: tuple[int, int]) -> npt.NDArra
 
 
 def _read_rgb(path: Path) -> npt.NDArray[np.uint8]:
-    import cv2
+    """A still or frame file as ``(H, W, 3)`` uint8 RGB, upright per its EXIF orientation
+    (the shared reader :func:`expokit.core.images.read_image`, 8-bit colour)."""
+    from expokit.core.images import read_image
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FootageError(path, "not a readable image")
+    try:
+        image = read_image(path, unchanged=False)
+    except InputFileError as exc:
+        raise FootageError(path, exc.problem) from None
     return np.ascontiguousarray(image[:, :, ::-1])
 
 

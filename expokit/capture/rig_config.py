@@ -249,6 +249,9 @@ class RigConfig:
             raise ValueError(f"ev_offset must be within +-10 EV, got {self.ev_offset}")
         if not self.bracket or len(set(self.bracket)) != len(self.bracket):
             raise ValueError("bracket must be a non-empty list of distinct EVs")
+        if not all(math.isfinite(ev) for ev in self.bracket):
+            raise ValueError(f"bracket = {list(self.bracket)} must hold finite EVs")
+        check_exif_tolerance(self.exif_tolerance_ev)
         for role in self.bracket_roles:
             if role not in ROLES:
                 raise ValueError(f"bracket_roles: unknown role {role!r}")
@@ -382,6 +385,27 @@ class RigConfig:
         if source is None and stored_source:
             source = Path(stored_source)
         return cls(roles=roles, source=source, **values)
+
+
+def check_exif_tolerance(value: object) -> None:
+    """Refuse an EXIF tolerance that would switch the EXIF check off or make it meaningless.
+
+    ``error_ev > nan`` and ``error_ev > inf`` are always false, so a NaN or infinite
+    tolerance (both valid TOML, and ``NaN``/``Infinity`` are accepted by Python's JSON
+    reader) would silently pass every shot; a negative one flags every shot.
+
+    Raises
+    ------
+    ValueError
+        ``exif_tolerance_ev = <value> must be ...``, naming the field.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"exif_tolerance_ev = {value!r} must be a number of EV")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"exif_tolerance_ev = {value!r} must be a finite number of EV >= 0 "
+            "(nan or inf would switch the EXIF check off; e.g. 0.34)"
+        )
 
 
 def _number(value: object) -> bool:

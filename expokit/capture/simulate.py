@@ -37,6 +37,8 @@ Physics, in linear light (sRGB sources are decoded to linear first):
   configured values;
 * movies are H.264 (yuv420p) + AAC in MP4, by the imageio-ffmpeg binary; stills and the
   board are 16-bit PNG (sRGB-encoded). Stills and video frames share the sensor size.
+* ``config.defects`` (:mod:`expokit.capture.defects`) inject known QA faults into chosen
+  still pairs and movie frames (never the board), recorded in ``truth.json["defects"]``.
 
 Everything random comes from ``seed``: the same config writes the same pixels and truth.
 """
@@ -58,9 +60,11 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from expokit.capture.defects import DefectPlan, DefectRecord, DefectSpec, Shot, as_specs
 from expokit.capture.footage import (
     SCENE_AUDIO_RATE,
     Footage,
+    GeneratedScene,
     generated_footage,
     linear_to_srgb,
     load_footage,
@@ -149,6 +153,14 @@ class SimulationConfig:
         Transmitted (reference) / reflected (test) light of the beam splitter.
     still_pairs
         Still pairs of the scene shot besides the movie.
+    defects
+        Known QA defects to inject into chosen still pairs and movie frames
+        (:mod:`expokit.capture.defects`; ``--defect`` texts are parsed), recorded in
+        ``truth.json["defects"]``. Not part of a rig's ``[fake.simulation]`` table.
+    steady_light
+        Generated footage without its light dims and flashes (its claps stay, so audio
+        sync still works): a scene whose light changes only by the injected defects (QA
+        benchmarks). Brightness-only sync needs those events; generated source only.
     """
 
     source: str = "generated"
@@ -166,8 +178,16 @@ class SimulationConfig:
     test_sensor: SensorModel = field(default_factory=SensorModel)
     audio_rate: int = 48000
     crf: int = 16
+    defects: tuple[DefectSpec, ...] = ()
+    steady_light: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "defects", as_specs(self.defects))
+        if self.steady_light and not self.generated:
+            raise SimulationError(
+                f"{_setting('steady_light', '--steady-light')} applies to the generated "
+                f"source only; {self.source} has the light it was filmed with"
+            )
         if not math.isfinite(self.ev_offset) or abs(self.ev_offset) > MAX_EV_OFFSET:
             raise SimulationError(
                 f"{_setting('ev_offset', '--ev-offset')} = {self.ev_offset:g} is beyond the "
@@ -221,6 +241,11 @@ class SimulationConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["size"] = list(self.size) if self.size else None
+        data["defects"] = [d.to_dict() for d in self.defects]
+        # A session without defects or steady light has the truth.json it always had.
+        for key in ("defects", "steady_light"):
+            if not data[key]:
+                del data[key]
         return data
 
 
@@ -470,6 +495,7 @@ class RigSimulation:
     seconds: float
     noise_rngs: dict[str, np.random.Generator]
     audio_rngs: dict[str, np.random.Generator]
+    defects: DefectPlan = field(default_factory=DefectPlan)
     _board: Image | None = field(default=None, repr=False)
 
     @classmethod
@@ -499,11 +525,17 @@ class RigSimulation:
             wanted = None if config.seconds is None else lead + config.seconds * 1.001 + 1.0
             footage = _footage(config, canvas, wanted)
         seconds = 0.0 if footage.is_still else _recording_seconds(config, footage, bodies)
-        return cls(
+        sim = cls(
             config, size, canvas, {b.role: b for b in bodies}, h_true, footage, seconds,
             {b.role: np.random.default_rng([config.seed, 23, i]) for i, b in enumerate(bodies)},
             {b.role: np.random.default_rng([config.seed, 29, i]) for i, b in enumerate(bodies)},
         )  # fmt: skip
+        if config.defects:
+            sim.defects = DefectPlan.create(
+                config.defects, config.seed, sim.bodies, sim.session_still_times(),
+                sim.frame_count, sim.fps, canvas,
+            )  # fmt: skip
+        return sim
 
     @property
     def video(self) -> bool:
@@ -524,16 +556,27 @@ class RigSimulation:
             return text + f", {self.fps:.3f} fps, {self.seconds:.2f} s"
         return text + " (still)"
 
-    def still(self, role: str, scene_t: float) -> Image:
-        """``role``'s still of the scene at scene time ``scene_t`` (linear, as recorded)."""
+    def still(self, role: str, scene_t: float, pair: int | None = None) -> Image:
+        """``role``'s still of the scene at scene time ``scene_t`` (linear, as recorded);
+        ``pair`` (1-based still pair number) applies the defects of that pair."""
         body = self.bodies[role]
-        return expose(self.footage.frame_at(scene_t), body, self.size, self.noise_rngs[role])
+        if pair is None:
+            scene = self.footage.frame_at(scene_t)
+        else:
+            scene, body = self.defects.apply(
+                role, Shot("still", pair), scene_t, scene_t, self.footage.frame_at, body
+            )
+        return expose(scene, body, self.size, self.noise_rngs[role])
 
     def board(self, role: str) -> Image:
         """``role``'s still of the ChArUco board :data:`BOARD` (linear, as recorded)."""
         if self._board is None:
             self._board = render_board(self.canvas)
         return expose(self._board, self.bodies[role], self.size, self.noise_rngs[role])
+
+    def session_still_times(self) -> list[float]:
+        """Scene times of the still pairs :func:`simulate` shoots (one of a still source)."""
+        return self.still_times(self.config.still_pairs) if self.video else [0.0]
 
     def still_times(self, count: int) -> list[float]:
         """Scene times of ``count`` still pairs spread over what both bodies record."""
@@ -567,7 +610,7 @@ class RigSimulation:
         frames = _movie_frames(
             self.footage, body, self.size, self.fps, count, self.noise_rngs[role],
             tqdm(total=count, desc=f"simulate {role}", unit="frame",
-                 disable=not progress or None),
+                 disable=not progress or None), self.defects,
         )  # fmt: skip
         encode_movie(target, frames, self.size, self.fps, audio, self.config.audio_rate,
                      self.config.crf)  # fmt: skip
@@ -581,12 +624,17 @@ class RigSimulation:
         self, files: dict[str, str], bodies_info: dict[str, dict[str, Any]] | None = None
     ) -> dict[str, Any]:
         """``truth.json`` for a session holding ``files`` (key -> path in the session)."""
-        return _truth(
+        from expokit.core.schema import to_json
+
+        truth = _truth(
             self.config, self.footage, self.size, self.homography,
             [self.bodies["reference"], self.bodies["test"]], bodies_info or {},
             self.seconds if files.get("video_reference") else 0.0,
             self.fps, files,
         )  # fmt: skip
+        if self.defects:
+            truth["defects"] = to_json(list(self.defects.records(files)))
+        return truth
 
 
 TRUTH_KIND = "expokit rig simulation"
@@ -655,6 +703,10 @@ class TruthFile:
     capture
         How the session was captured (``expokit capture`` on a fake rig); absent for
         ``expokit simulate``.
+    defects
+        Every injected QA defect (:class:`~expokit.capture.defects.DefectRecord`: kind,
+        magnitude and unit, camera, still pairs, frame ranges and files hit, resolved
+        parameters); absent for a clean session.
     """
 
     format_version: int
@@ -689,6 +741,7 @@ class TruthFile:
     encoding: dict[str, str]
     sha256: dict[str, str] = field(default_factory=dict)
     capture: str | None = field(default=None, metadata={"omit_if_default": True})
+    defects: tuple[DefectRecord, ...] = field(default=(), metadata={"omit_if_default": True})
 
     def __post_init__(self) -> None:
         if self.format_version != SIMULATION_FORMAT_VERSION:
@@ -871,7 +924,12 @@ def _footage(
     if config.generated:
         assert seconds_needed is not None
         scene = config.seed if config.scene_seed is None else config.scene_seed
-        return generated_footage(canvas, seconds_needed, config.fps, scene)
+        if not config.steady_light:
+            return generated_footage(canvas, seconds_needed, config.fps, scene)
+        generator = GeneratedScene(canvas, seconds_needed, scene)
+        generator.dims, generator.flashes = [], []  # the same scene, its light held still
+        return Footage("generated", "generated", canvas, config.fps, seconds_needed,
+                       generator.audio, _generator=generator)  # fmt: skip
     return load_footage(Path(config.source), canvas, config.fps, seconds_needed)
 
 
@@ -927,6 +985,8 @@ def simulate(
     _prepare_out(out)
     sim = RigSimulation.create(config)
     say(sim.describe())
+    for injection in sim.defects.injections:
+        say(f"defect      {injection.spec.text()}")
 
     rig = _rig_config(out, config)
     claim_root(out, "session", what="simulated session folder (--out)")
@@ -976,12 +1036,13 @@ def simulate(
                 files[f"video_{role}"] = f"files/{name}"
             journal.append("shot_done", index=plan.index)
         # Still pairs of the scene, both cameras at the same scene instant.
-        still_times = sim.still_times(config.still_pairs) if sim.video else [0.0]
+        still_times = sim.session_still_times()
         plans = session.plan("pair", [roles] * len(still_times))
-        for plan, scene_t in zip(plans, still_times, strict=True):
+        for number, (plan, scene_t) in enumerate(zip(plans, still_times, strict=True), 1):
             for role in order:
                 key = f"still_{plan.index:04d}_{role}"
-                files[key] = still_shot(plan, role, sim.still(role, scene_t), scene_t)
+                image = sim.still(role, scene_t, pair=number)
+                files[key] = still_shot(plan, role, image, scene_t)
             journal.append("shot_done", index=plan.index, scene_time_s=scene_t)
         # The calibration board (a lab shoots it before recording; journaled last so the
         # dataset shots keep their indices): a calibration shot, never a dataset pair.
@@ -1007,11 +1068,15 @@ def _movie_frames(
     count: int,
     rng: np.random.Generator,
     bar: Any,
+    defects: DefectPlan,
 ) -> Iterator[npt.NDArray[np.uint8]]:
     with contextlib.closing(bar):
         for k in range(count):
-            scene = footage.frame_at(float(body.scene_time(k / fps)))
-            yield to_uint(expose(scene, body, size, rng), 8)
+            scene_t = float(body.scene_time(k / fps))
+            scene, seen_by = defects.apply(
+                body.role, Shot("frame", k), scene_t, k / fps, footage.frame_at, body
+            )
+            yield to_uint(expose(scene, seen_by, size, rng), 8)
             bar.update(1)
 
 

@@ -1,14 +1,28 @@
 """Image file reading with clear errors (OpenCV returns ``None`` or raises ``cv2.error``).
 
-:func:`decode_image` is the one guarded decoder: it reads the size a PNG or JPEG header
-claims before decoding and refuses images over :data:`MAX_IMAGE_PIXELS` (a 40-byte file may
-claim 50000x50000 pixels, i.e. 7.5 GB once decoded), and turns every OpenCV failure into an
-:class:`~expokit.core.errors.InputFileError` naming the file.
+:func:`decode_oriented` is the one guarded decoder (:func:`decode_image`, :func:`read_image`
+and :func:`read_oriented` wrap it) behind every reader of images that come from outside:
+``curate build`` sources, ``calibrate geometry``, the dataset loaders, the evaluation
+protocol, simulator stills, ``infer`` and ``validate``. It reads the size a PNG or JPEG
+header claims before decoding and refuses images over :data:`MAX_IMAGE_PIXELS` (a 40-byte
+file may claim 50000x50000 pixels, i.e. 7.5 GB once decoded), turns every OpenCV failure
+into an :class:`~expokit.core.errors.InputFileError` naming the file, and returns the image
+**upright**: the EXIF Orientation tag (0x0112, values 1-8, mirrored ones included) of a
+JPEG, PNG, TIFF or WebP is applied whatever the bit depth or channel count.
+
+OpenCV alone is inconsistent here: ``IMREAD_COLOR`` applies the tag of a JPEG/PNG/WebP,
+``IMREAD_UNCHANGED`` (16-bit, alpha) ignores it, and its TIFF decoder applies it under
+every flag. So the decoder asks OpenCV to ignore the tag and applies it itself, except
+for TIFF where it checks once (:func:`_opencv_orients_tiff`) whether OpenCV already did.
+The applied transform is a pure permutation of pixels (16-bit images and masks stay
+bit-exact); files without the tag (everything expokit writes) pay only a header walk.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.errors import InputFileError
+from expokit.core.exif import read_orientation
 
 #: Largest image accepted, in pixels (width x height): 2**28, e.g. 16384 x 16384. Camera
 #: images are at most ~100 Mpx; OpenCV's own limit (2**30) is reached only after allocating.
@@ -58,8 +73,120 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def decode_image(data: bytes, path: str | Path, unchanged: bool = True) -> npt.NDArray[Any]:
-    """Decode an image file's bytes with OpenCV (BGR order; 16-bit kept when ``unchanged``).
+#: What each EXIF orientation does to the stored image to show it upright.
+_ORIENTATION_TEXT = {
+    2: "mirrored per EXIF orientation 2 (left-right)",
+    3: "rotated per EXIF orientation 3 (180 degrees)",
+    4: "mirrored per EXIF orientation 4 (top-bottom)",
+    5: "rotated per EXIF orientation 5 (transposed: 90 degrees clockwise, mirrored left-right)",
+    6: "rotated per EXIF orientation 6 (90 degrees clockwise)",
+    7: "rotated per EXIF orientation 7 (transverse: 90 degrees clockwise, mirrored top-bottom)",
+    8: "rotated per EXIF orientation 8 (90 degrees counter-clockwise)",
+}
+_TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
+#: Sample types OpenCV's flip/rotate handle (anything else goes through numpy).
+_CV_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+@dataclass(frozen=True)
+class OrientedImage:
+    """A decoded image, upright, and the EXIF orientation applied to get there.
+
+    Attributes
+    ----------
+    pixels
+        ``(H, W)`` or ``(H, W, C)`` in OpenCV's channel order (BGR/BGRA), uint8, uint16 or
+        float32, upright (``H``/``W`` are the displayed height and width).
+    orientation
+        The EXIF orientation of the file (1..8); 1 when it has none (stored upright).
+    """
+
+    pixels: npt.NDArray[Any]
+    orientation: int = 1
+
+    @property
+    def note(self) -> str | None:
+        """What the orientation did, for users (``"rotated per EXIF orientation 6 (...)"``),
+        or None when the file was stored upright."""
+        return orientation_note(self.orientation)
+
+
+def orientation_note(orientation: int) -> str | None:
+    """``"rotated per EXIF orientation 6 (90 degrees clockwise)"`` and the like; None for 1."""
+    return _ORIENTATION_TEXT.get(orientation)
+
+
+def apply_orientation(image: npt.NDArray[Any], orientation: int) -> npt.NDArray[Any]:
+    """The stored pixels ``image`` turned upright for EXIF ``orientation`` (1..8).
+
+    Parameters
+    ----------
+    image
+        ``(H, W)`` or ``(H, W, C)``, any dtype, as stored in the file (row 0 = first row).
+    orientation
+        EXIF Orientation: 1 as stored, 2 mirror left-right, 3 rotate 180, 4 mirror
+        top-bottom, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90
+        counter-clockwise (the same transforms as Pillow's ``ImageOps.exif_transpose``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same dtype and channels, ``(W, H, ...)`` for 5-8; a permutation of the input's
+        pixels (no resampling). ``image`` itself for 1 or any value outside 2..8.
+    """
+    if orientation not in _ORIENTATION_TEXT:
+        return image
+    if image.dtype in _CV_DTYPES and (image.ndim == 2 or 2 <= image.shape[2] <= 4):
+        import cv2
+
+        # OpenCV's flip/transpose/rotate are 3-5x faster than numpy's strided copies.
+        if orientation in (2, 4):
+            return np.asarray(cv2.flip(image, 1 if orientation == 2 else 0))
+        if orientation in (3, 6, 8):
+            codes = {
+                3: cv2.ROTATE_180,
+                6: cv2.ROTATE_90_CLOCKWISE,
+                8: cv2.ROTATE_90_COUNTERCLOCKWISE,
+            }
+            return np.asarray(cv2.rotate(image, codes[orientation]))
+        transposed = cv2.transpose(image)
+        return np.asarray(transposed if orientation == 5 else cv2.flip(transposed, -1))
+    a = image if orientation <= 4 else image.swapaxes(0, 1)
+    flip_rows = orientation in (3, 4, 7, 8)
+    flip_cols = orientation in (2, 3, 6, 7)
+    if flip_rows:
+        a = a[::-1]
+    if flip_cols:
+        a = a[:, ::-1]
+    return np.ascontiguousarray(a)
+
+
+def _tiny_tiff(orientation: int) -> bytes:
+    """A 2x1 8-bit grey TIFF (pixels 0, 255) with an Orientation tag: the probe below."""
+    entries = [
+        (256, 3, 2), (257, 3, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1),
+        (273, 4, 8 + 2 + 12 * 10 + 4), (274, 3, orientation), (277, 3, 1), (278, 3, 1),
+        (279, 4, 2),
+    ]  # fmt: skip
+    ifd = struct.pack("<H", len(entries))
+    for code, kind, value in entries:
+        packed = struct.pack("<H", value) + b"\x00\x00" if kind == 3 else struct.pack("<I", value)
+        ifd += struct.pack("<HHI", code, kind, 1) + packed
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + b"\x00\xff"
+
+
+@functools.cache
+def _opencv_orients_tiff(flag: int) -> bool:
+    """Whether OpenCV's TIFF decoder already applies the Orientation tag under ``flag``
+    (it does in OpenCV 4.x/5.x whatever the flag; checked once on a tiny mirrored TIFF)."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(_tiny_tiff(2), np.uint8), flag)
+    return image is not None and int(np.asarray(image).reshape(-1)[0]) == 255
+
+
+def decode_oriented(data: bytes, path: str | Path, unchanged: bool = True) -> OrientedImage:
+    """Decode an image file's bytes with OpenCV and turn it upright per its EXIF orientation.
 
     Parameters
     ----------
@@ -72,8 +199,9 @@ def decode_image(data: bytes, path: str | Path, unchanged: bool = True) -> npt.N
 
     Returns
     -------
-    numpy.ndarray
-        ``(H, W)`` or ``(H, W, C)``, uint8 or uint16 (float32 for some TIFF/EXR).
+    OrientedImage
+        ``pixels``: ``(H, W)`` or ``(H, W, C)``, uint8 or uint16 (float32 for some
+        TIFF/EXR), BGR order, upright; ``orientation``: the EXIF value applied (1: none).
 
     Raises
     ------
@@ -90,7 +218,8 @@ def decode_image(data: bytes, path: str | Path, unchanged: bool = True) -> npt.N
             f"image header claims {size[0]}x{size[1]} pixels, more than the "
             f"{MAX_IMAGE_PIXELS} expokit reads (a damaged or hostile file?)",
         )
-    flag = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR
+    # OpenCV applies the tag only for some flags and formats; ask it not to, apply it here.
+    flag = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     except cv2.error as exc:
@@ -98,11 +227,32 @@ def decode_image(data: bytes, path: str | Path, unchanged: bool = True) -> npt.N
         raise InputFileError(path, f"not a readable image (OpenCV: {detail})") from None
     if image is None:
         raise InputFileError(path, "not a readable image (OpenCV could not decode it)")
-    return np.asarray(image)
+    pixels = np.asarray(image)
+    orientation = read_orientation(data)
+    if orientation != 1 and not (data[:4] in _TIFF_HEADERS and _opencv_orients_tiff(flag)):
+        pixels = apply_orientation(pixels, orientation)
+    return OrientedImage(pixels, orientation)
 
 
-def read_image(path: str | Path, unchanged: bool = True) -> npt.NDArray[Any]:
-    """Read an image file with :func:`decode_image` (BGR; 16-bit kept when ``unchanged``).
+def decode_image(data: bytes, path: str | Path, unchanged: bool = True) -> npt.NDArray[Any]:
+    """The pixels of :func:`decode_oriented` (BGR, upright; 16-bit kept when ``unchanged``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)``, uint8 or uint16 (float32 for some TIFF/EXR), upright
+        per the file's EXIF orientation.
+
+    Raises
+    ------
+    InputFileError
+        As :func:`decode_oriented`.
+    """
+    return decode_oriented(data, path, unchanged).pixels
+
+
+def read_oriented(path: str | Path, unchanged: bool = True) -> OrientedImage:
+    """Read an image file with :func:`decode_oriented` (pixels upright, orientation applied).
 
     Raises
     ------
@@ -116,4 +266,16 @@ def read_image(path: str | Path, unchanged: bool = True) -> npt.NDArray[Any]:
         data = file.read_bytes()
     except OSError as exc:
         raise InputFileError(file, f"cannot read: {exc.strerror or exc}") from None
-    return decode_image(data, file, unchanged)
+    return decode_oriented(data, file, unchanged)
+
+
+def read_image(path: str | Path, unchanged: bool = True) -> npt.NDArray[Any]:
+    """Read an image file with :func:`decode_oriented` (BGR, upright; 16-bit kept when
+    ``unchanged``).
+
+    Raises
+    ------
+    InputFileError
+        If the file is missing, unreadable, too large or cannot be decoded.
+    """
+    return read_oriented(path, unchanged).pixels

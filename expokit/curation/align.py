@@ -165,6 +165,50 @@ def normalise_exposure(
     )
 
 
+def match_tones(
+    input_image: npt.NDArray[Any],
+    target: npt.NDArray[Any],
+    region: Mask,
+) -> npt.NDArray[Any]:
+    """The input with one monotonic curve per channel that gives it the target's tones.
+
+    Each channel's code values are mapped so that their distribution over ``region`` (the
+    pixels valid and unclipped in both images) matches the target's (CDF matching, the
+    curve interpolated between quantiles). A linear gain is the special case of linear
+    data; a camera's tone curve (an ISP's exposure sequence) is not linear, and comparing
+    after a gain alone judges that curve, not the pair's alignment or sharpness. The curve
+    is global, so it cannot hide a misregistration. Returns ``input_image`` unchanged when
+    ``region`` holds fewer than :data:`MIN_GAIN_PIXELS` pixels.
+
+    Parameters
+    ----------
+    input_image, target
+        ``(H, W, 3)`` (or ``(H, W)``) uint8 or uint16, same shape and dtype.
+    region
+        ``(H, W)`` bool.
+    """
+    if int(np.count_nonzero(region)) < MIN_GAIN_PIXELS:
+        return input_image.copy()
+    levels = 256 if input_image.dtype == np.uint8 else 65536
+    quantiles = np.linspace(0.0, 1.0, 257)
+    out = np.empty_like(input_image)
+    channels = input_image.shape[2] if input_image.ndim == 3 else 1
+    for c in range(channels):
+        src = input_image[..., c] if input_image.ndim == 3 else input_image
+        dst = target[..., c] if target.ndim == 3 else target
+        src_q = np.quantile(src[region], quantiles)
+        dst_q = np.quantile(dst[region], quantiles)
+        # np.interp needs increasing x: keep the first quantile of each repeated value.
+        src_q, first = np.unique(src_q, return_index=True)
+        lut = np.interp(np.arange(levels), src_q, dst_q[first])
+        mapped = np.round(lut).astype(input_image.dtype)[src]
+        if input_image.ndim == 3:
+            out[..., c] = mapped
+        else:
+            out = mapped
+    return out
+
+
 # --------------------------------------------------------------------------- residual
 
 

@@ -14,8 +14,9 @@ Per pair (see :mod:`expokit.curation.align` and :mod:`expokit.curation.qa`)
    by ECC (any source) and compose, so the raw input is resampled once;
 3. downscale (``max_side``), find the largest valid rectangle, crop to it (``crop``);
 4. fit the linear gain ``target / input`` on valid, unclipped pixels (stored, not applied);
-5. QA: PSNR/SSIM of the gain-normalised input vs the target inside the valid mask, the DIS
-   flow residual, clipping fractions; per video clip, flicker;
+5. QA: PSNR/SSIM of the tone-matched input vs the target on valid, unclipped pixels, the DIS
+   flow residual, clipping fractions, usable fraction, focus ratio; over pairs the gain
+   against its group, per video clip the gain's stability and the target's flicker;
 6. write input, target (once per scene when it is shared and uncropped) and, when the input
    was resampled, the valid mask (8-bit PNG, 255 = valid).
 
@@ -365,7 +366,9 @@ class PairOutcome:
         Linear-light gain ``target / input`` fitted on valid, unclipped pixels (NaN when
         too few pixels are usable); stored, never applied to ``input``.
     normalised
-        ``input`` with ``gain`` applied in linear light, re-encoded (same shape and dtype).
+        ``input`` with ``gain`` applied in linear light, then tone-matched to ``target``
+        (:func:`~expokit.curation.align.match_tones`): what the QA figures compare (same
+        shape and dtype).
     residual
         DIS optical-flow residual between ``normalised`` and ``target`` inside ``valid``,
         in pixels of the stored frame.
@@ -408,7 +411,9 @@ def measure_alignment(aligned: Aligned, context: MeasureContext) -> PairOutcome:
         downscale,
         fit_gain,
         flow_residual,
+        match_tones,
         normalise_exposure,
+        usable,
         valid_rectangle,
     )
 
@@ -419,7 +424,12 @@ def measure_alignment(aligned: Aligned, context: MeasureContext) -> PairOutcome:
         x0, y0, w0, h0 = rect
         a, b, valid = (m[y0 : y0 + h0, x0 : x0 + w0] for m in (a, b, valid))
     gain = fit_gain(a, b, valid, context.levels, context.transfer)
-    normalised = normalise_exposure(a, gain, context.transfer)
+    # QA compares tones matched by a monotonic curve fitted where both are unclipped (the
+    # gain alone would judge a camera's tone curve); the gain is still what is stored.
+    normalised = match_tones(
+        normalise_exposure(a, gain, context.transfer), b,
+        valid & usable(a, *context.levels) & usable(b, *context.levels),
+    )  # fmt: skip
     residual = flow_residual(normalised, b, valid, context.levels, context.flow_max_side)
     return PairOutcome(
         aligned=aligned, input=a, target=b, valid=valid, rect=rect, frame=(height, width),
@@ -539,7 +549,6 @@ def pair_row(
     outcome: PairOutcome,
     files: PairFiles,
     figures: Mapping[str, Any],
-    target_luma: float,
     crop: bool,
 ) -> dict[str, Any]:
     """The manifest row of one pair (without flags/split), private assembly keys included.
@@ -572,6 +581,7 @@ def pair_row(
         "target_role": pair.target.role,
         "input_ev": pair.input.ev,
         "target_ev": pair.target.ev,
+        "ev_basis": spec.ev_basis,
         "input_exposure_time_s": meta_in.get("exposure_time_s"),
         "input_iso": meta_in.get("iso"),
         "input_f_number": meta_in.get("f_number"),
@@ -596,12 +606,10 @@ def pair_row(
         "valid_w": w,
         "valid_h": h,
         **figures,
-        "flicker": None,
         "_frame_w": frame_w,
         "_frame_h": frame_h,
         "_crop_x": crop_x,
         "_crop_y": crop_y,
-        "_target_luma": target_luma,
         "_exif_mismatch": exif_mismatch or None,
     }
 
@@ -613,7 +621,7 @@ def process_pair(
 
     Private keys carry what assembly needs and are not written to the manifest:
     ``_frame_w``/``_frame_h`` (the stored reference frame before any crop), ``_crop_x``/
-    ``_crop_y`` (where the crop sits in that frame), ``_target_luma`` (flicker) and
+    ``_crop_y`` (where the crop sits in that frame) and
     ``_exif_mismatch`` (the capture journal's EXIF check, for the ``exif_mismatch`` flag).
 
     ``valid_x/y/w/h`` are in pixels of the stored images: with ``crop`` the stored images
@@ -629,7 +637,7 @@ def process_pair(
         An image cannot be written inside the dataset root.
     """
     from expokit.curation.align import bits_of
-    from expokit.curation.qa import mean_luminance, pair_figures
+    from expokit.curation.qa import pair_figures
 
     spec, config = task.spec, task.config
     tgt = _load(pair.target, state, cache=spec.shared_target)
@@ -643,12 +651,12 @@ def process_pair(
     rig = calibration if spec.source == "capture" else None
     outcome = choose_alignment(a, b, rig, context, config)
     figures = pair_figures(
-        outcome.normalised, outcome.input, outcome.target, outcome.valid, context.levels
-    )
+        outcome.normalised, outcome.input, outcome.target, outcome.valid, context.levels,
+        transfer,
+    )  # fmt: skip
     ext = ".png" if bits == 16 or config.image_format == "png" else ".jpg"
     files = write_pair_images(task, state, pair, outcome, ext)
-    target_luma = mean_luminance(outcome.target, outcome.valid, transfer)
-    return pair_row(spec, pair, inp, tgt, outcome, files, figures, target_luma, config.crop)
+    return pair_row(spec, pair, inp, tgt, outcome, files, figures, config.crop)
 
 
 def _check_frame_counts(spec: SceneSpec) -> None:
@@ -665,7 +673,6 @@ def _check_frame_counts(spec: SceneSpec) -> None:
 
 def _process_scene(task: SceneTask, state: _SceneState) -> list[dict[str, Any]]:
     from expokit.curation.align import AlignmentError
-    from expokit.curation.qa import flicker
 
     spec = task.spec
     if spec.problem:
@@ -687,10 +694,6 @@ def _process_scene(task: SceneTask, state: _SceneState) -> list[dict[str, Any]]:
             raise SceneError(
                 spec.scene_id, f"{pair.input.label} vs {pair.target.label}: {exc}"
             ) from None
-    if spec.video:
-        value = flicker([r["_target_luma"] for r in rows])
-        for row in rows:
-            row["flicker"] = value
     return rows
 
 
@@ -893,14 +896,19 @@ def discover_all(
 def assemble_manifest(
     rows: list[dict[str, Any]], splits: dict[str, str], config: BuildConfig
 ) -> Any:
-    """Manifest frame from scene rows: flags from ``config.qa``, split by scene, sorted.
+    """Manifest frame from scene rows: the figures over pairs (gain groups, clips) and the
+    flags from ``config.qa``, split by scene, sorted.
 
-    Rows carrying ``_keep_flags`` (kept from an earlier manifest without a usable record,
-    so without the frame size the flags need) keep their flags.
+    Figures over pairs are computed from every row given (earlier scenes included), so a
+    new scene is judged against the same rig. Rows carrying ``_keep_flags`` (kept from an
+    earlier manifest without a usable record, so without the frame size the flags need)
+    keep their flags.
     """
     from expokit.curation.dataset import manifest_frame
-    from expokit.curation.qa import flags_for
+    from expokit.curation.qa import flags_for, group_figures
 
+    rows = [dict(row) for row in rows]
+    group_figures(rows, config.qa)
     finished: list[Mapping[str, Any]] = []
     for row in rows:
         frame_area = float(row.get("_frame_w") or 0) * float(row.get("_frame_h") or 0)
@@ -908,12 +916,12 @@ def assemble_manifest(
             float(row["valid_w"]) * float(row["valid_h"]) / frame_area if frame_area > 0 else None
         )
         flags = (
-            str(row.get("flags") or "")
+            str(row.get("qa_flags") or "")
             if row.get("_keep_flags")
             else ",".join(flags_for(row, config.qa, fraction))
         )
         clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        finished.append({**clean, "flags": flags, "split": splits[row["scene_id"]]})
+        finished.append({**clean, "qa_flags": flags, "split": splits[row["scene_id"]]})
     finished.sort(key=lambda r: str(r["pair_id"]))
     return manifest_frame(finished)
 
@@ -1536,7 +1544,7 @@ def manifest_counts(manifest: Any) -> ManifestCounts:
     """Pairs in ``manifest`` (a manifest frame), per split and per flag (a pair with two
     flags counts under each; flags in order of first appearance)."""
     flag_counts: dict[str, int] = {}
-    for flags in manifest["flags"].dropna():
+    for flags in manifest["qa_flags"].dropna():
         for flag in filter(None, str(flags).split(",")):
             flag_counts[flag] = flag_counts.get(flag, 0) + 1
     return ManifestCounts(

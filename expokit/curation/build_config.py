@@ -27,7 +27,7 @@ from expokit.curation.splits import SplitSpec
 
 #: Version of the per-pair algorithm; bump when a change alters outputs or metrics.
 #: 2: ``valid_x/y`` in stored pixels (0 when cropped), capture EVs from EXIF.
-BUILD_ALGORITHM_VERSION = 2
+BUILD_ALGORITHM_VERSION = 3
 
 SOURCE_KINDS: tuple[str, ...] = ("capture", "render", "sequences", "msec", "flat")
 KIND_CHOICES: tuple[str, ...] = ("auto", *SOURCE_KINDS)
@@ -44,19 +44,28 @@ DEFAULT_GROUP_PATTERN = r"(?P<scene>.+)_(?P<tag>[^_]+)\.\w+"
 #: already part of its record key).
 DISCOVERY_FIELDS: tuple[str, ...] = ("group_by", "group_pattern", "bracket_gap_s")
 
-#: Every QA flag, in the order they appear in the ``flags`` column.
+#: Every QA flag, in the order they appear in the ``qa_flags`` column (docs/qa.md defines
+#: each one: its figure, rule, default threshold and what it is for).
 QA_FLAGS: tuple[str, ...] = (
+    "fit_unreliable",
     "low_psnr",
     "low_ssim",
     "misaligned",
     "low_ecc",
     "gain_unfit",
+    "gain_outlier",
+    "gain_unstable",
+    "target_flicker",
+    "defocus",
     "clipped_input",
     "clipped_target",
     "small_valid_region",
-    "flicker",
     "exif_mismatch",
 )
+
+#: Flags that judge the pair's fit (the normalised input against the target): not raised
+#: on a ``fit_unreliable`` pair, whose gain, PSNR/SSIM and residual mean nothing.
+FIT_FLAGS: tuple[str, ...] = ("low_psnr", "low_ssim", "misaligned", "gain_outlier", "defocus")
 
 #: The type each :class:`BuildConfig` field takes, checked by :func:`check_type`:
 #: ``bool``, ``int``, ``float`` (an int is accepted and converted), ``str``, ``str-list``
@@ -173,8 +182,22 @@ class QaThresholds:
     min_valid_fraction
         ``small_valid_region`` when the valid rectangle covers less than this fraction of the
         reference frame.
-    max_flicker
-        ``flicker`` above this std/mean of the clip's target mean luminance.
+    min_usable_fraction
+        ``fit_unreliable`` when fewer than this fraction of the valid pixels are unclipped in
+        both images (the gain, PSNR/SSIM and residual are then not judged).
+    max_gain_deviation_ev
+        ``gain_outlier`` when ``|gain_deviation_ev|`` (the pair's gain against the robust
+        median of its group, EV) exceeds this, and exceeds the group's own spread
+        (:data:`expokit.curation.qa.GAIN_SPREAD_FACTOR` robust standard deviations).
+    max_gain_instability_ev
+        ``gain_unstable`` (every pair of a clip) when the robust spread of the clip's
+        per-frame ``log2`` gains exceeds this (EV).
+    max_target_flicker
+        ``target_flicker`` (every pair of a clip) when the detrended frame-to-frame
+        oscillation of the target's mean luminance exceeds this fraction of its mean.
+    min_focus_ratio
+        ``defocus`` when ``focus_ratio`` (input sharpness / target sharpness) is below this
+        or above its inverse (one camera softer than the other).
     """
 
     min_psnr_db: float = 18.0
@@ -184,7 +207,11 @@ class QaThresholds:
     max_clipped_input: float = 0.25
     max_clipped_target: float = 0.1
     min_valid_fraction: float = 0.5
-    max_flicker: float = 0.02
+    min_usable_fraction: float = 0.2
+    max_gain_deviation_ev: float = 0.1
+    max_gain_instability_ev: float = 0.03
+    max_target_flicker: float = 0.01
+    min_focus_ratio: float = 0.8
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -193,10 +220,18 @@ class QaThresholds:
         for name in ("min_ssim", "min_ecc_correlation"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise BuildConfigError(f"QA threshold {name} must be in [-1, 1]")
-        for name in ("max_clipped_input", "max_clipped_target", "min_valid_fraction"):
+        fractions = (
+            "max_clipped_input", "max_clipped_target", "min_valid_fraction",
+            "min_usable_fraction", "min_focus_ratio",
+        )  # fmt: skip
+        for name in fractions:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise BuildConfigError(f"QA threshold {name} is a fraction in [0, 1]")
-        for name in ("max_residual_px", "max_flicker"):
+        limits = (
+            "max_residual_px", "max_gain_deviation_ev", "max_gain_instability_ev",
+            "max_target_flicker",
+        )  # fmt: skip
+        for name in limits:
             if getattr(self, name) < 0:
                 raise BuildConfigError(f"QA threshold {name} must be >= 0")
 
@@ -211,6 +246,13 @@ class QaThresholds:
             )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
+        if "max_flicker" in unknown:
+            raise BuildConfigError(
+                "QA threshold max_flicker no longer exists: it measured the target's own "
+                "brightness, so content and steady light changes read as flicker; use "
+                "max_target_flicker (a detrended oscillation of the target) and "
+                "max_gain_instability_ev (the pair's ratio over time), see docs/qa.md"
+            )
         if unknown:
             raise BuildConfigError(
                 f"unknown QA threshold(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from expokit.core.atomic import atomic_write_text
 from expokit.curation.dataset import FORMAT_VERSION, MANIFEST_COLUMNS, Dataset, load_dataset
+from expokit.curation.qa import flag_list
+from expokit.curation.selection import selection_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,8 +35,15 @@ QA_METRICS: dict[str, str] = {
     "clipped_bright_input": "clipped bright, input (fraction)",
     "clipped_dark_target": "clipped dark, target (fraction)",
     "clipped_bright_target": "clipped bright, target (fraction)",
-    "flicker": "flicker per clip (std/mean of luminance)",
+    "usable_fraction": "usable fraction (unclipped in both)",
+    "focus_ratio": "focus ratio input/target",
+    "gain_deviation_ev": "gain vs its group's median (EV)",
+    "gain_instability_ev": "gain instability per clip (EV)",
+    "target_flicker": "target flicker per clip (detrended)",
 }
+
+#: Figures with one value per clip, repeated on its rows (summarised once per clip).
+CLIP_METRICS: tuple[str, ...] = ("gain_instability_ev", "target_flicker")
 
 _LAYOUT_HELP = {
     "msec": (
@@ -54,13 +63,6 @@ _LAYOUT_HELP = {
         "each file."
     ),
 }
-
-
-def flag_list(value: Any) -> list[str]:
-    """The flags of a manifest ``flags`` cell (comma-separated; empty or null = passed)."""
-    if value is None or not isinstance(value, str):
-        return []
-    return [f.strip() for f in value.split(",") if f.strip()]
 
 
 def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
@@ -105,7 +107,7 @@ def split_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
     splits = sorted(frame["split"].fillna("(none)").astype(str).unique(), key=_split_order)
     for split in [*splits, "total"]:
         part = frame if split == "total" else frame[frame["split"].fillna("(none)") == split]
-        flagged = int(sum(bool(flag_list(v)) for v in part["flags"].tolist()))
+        flagged = int(sum(bool(flag_list(v)) for v in part["qa_flags"].tolist()))
         clips = part.dropna(subset=["clip_id"])[["scene_id", "clip_id"]].drop_duplicates()
         rows.append(
             {
@@ -128,7 +130,7 @@ def _split_order(name: str) -> tuple[int, str]:
 def flag_counts(frame: pd.DataFrame) -> dict[str, int]:
     """How many pairs carry each flag, most frequent first."""
     counts: dict[str, int] = {}
-    for value in frame["flags"].tolist():
+    for value in frame["qa_flags"].tolist():
         for flag in flag_list(value):
             counts[flag] = counts.get(flag, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -166,17 +168,48 @@ def cameras(info: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def ev_distribution(frame: pd.DataFrame) -> list[tuple[str, int]]:
-    """(EV of input relative to target, pairs), rounded to 0.01 EV; nulls as ``–``."""
+def uses_ranks(frame: pd.DataFrame) -> bool:
+    """True when some pair's EVs are exposure ranks (``ev_basis == "rank"``), not EVs."""
+    return "ev_basis" in frame.columns and bool((frame["ev_basis"] == "rank").fillna(False).any())
+
+
+def exposure_axis_label(frame: pd.DataFrame) -> str:
+    """The name of the input-vs-target exposure axis: EVs, or ranks when they are ranks."""
+    if uses_ranks(frame):
+        return "exposure rank (input − target; not EV)"
+    return "input EV − target EV"
+
+
+def ev_distribution(frame: pd.DataFrame) -> list[tuple[str, int, str]]:
+    """(input exposure relative to target, pairs, measured EV), rounded to 0.01.
+
+    The first value is the EV difference, or the rank difference for ``ev_basis: rank``
+    rows; the measured EV is ``-log2`` of the pairs' median photometric gain (target /
+    input, linear light), what the exposures really differ by. Nulls as ``–``.
+    """
+    import math
+
     import pandas as pd
 
     relative = (frame["input_ev"] - frame["target_ev"]).astype("Float64")
-    counts: dict[float | None, int] = {}
+    gains: dict[float | None, list[float]] = {}
+    for value, gain in zip(relative.tolist(), frame["photometric_gain"].tolist(), strict=True):
+        key: float | None = None if pd.isna(value) else round(float(value), 2) + 0.0
+        bucket = gains.setdefault(key, [])
+        if not pd.isna(gain) and float(gain) > 0:
+            bucket.append(float(gain))
+    ordered = sorted(gains, key=lambda k: (k is None, k or 0.0))
+    counts: dict[float | None, int] = dict.fromkeys(ordered, 0)
     for value in relative.tolist():
-        key = None if pd.isna(value) else round(float(value), 2) + 0.0
-        counts[key] = counts.get(key, 0) + 1
-    ordered = sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0.0))
-    return [("–" if k is None else "0" if k == 0 else f"{k:+g}", v) for k, v in ordered]
+        counts[None if pd.isna(value) else round(float(value), 2) + 0.0] += 1
+    out = []
+    for key in ordered:
+        values = sorted(gains[key])
+        measured = f"{-math.log2(values[len(values) // 2]):+.2f}" if values else "–"  # median gain
+        out.append(
+            ("–" if key is None else "0" if key == 0 else f"{key:+g}", counts[key], measured)
+        )
+    return out
 
 
 def metric_summary(frame: pd.DataFrame) -> list[tuple[str, str, str, str, str, int]]:
@@ -186,7 +219,7 @@ def metric_summary(frame: pd.DataFrame) -> list[tuple[str, str, str, str, str, i
     rows = []
     for column, label in QA_METRICS.items():
         series = frame[column]
-        if column == "flicker":  # one value per clip, repeated on its rows
+        if column in CLIP_METRICS:  # one value per clip, repeated on its rows
             series = frame.dropna(subset=["clip_id"]).drop_duplicates(["scene_id", "clip_id"])[
                 column
             ]
@@ -283,13 +316,24 @@ def render_card(dataset: Dataset, export: Mapping[str, Any] | None = None) -> st
     names = cameras(info)
     out += [f"- {n}" for n in names] if names else ["Not recorded in `meta/info.json`."]
 
-    out += ["", "## Exposure (EV) distribution", ""]
+    ranks = uses_ranks(frame)
+    out += ["", "## Exposure rank distribution" if ranks else "## Exposure (EV) distribution", ""]
+    if ranks:
+        out += [
+            "Some scenes have no EXIF exposure times: their exposures are **ranks** (positions "
+            "in the sequence), not EVs. The measured EV column is what the images really "
+            "differ by (the median fitted gain).",
+            "",
+        ]
     distribution = ev_distribution(frame)
-    peak = max((n for _, n in distribution), default=1)
+    peak = max((n for _, n, _ in distribution), default=1)
     out.append(
         _table(
-            ("input EV − target EV", "pairs", ""),
-            ((ev, n, "█" * max(1, round(20 * n / peak))) for ev, n in distribution),
+            (exposure_axis_label(frame), "pairs", "measured EV (median gain)", ""),
+            (
+                (ev, n, measured, "█" * max(1, round(20 * n / peak)))
+                for ev, n, measured in distribution
+            ),
         )
     )
 
@@ -299,7 +343,14 @@ def render_card(dataset: Dataset, export: Mapping[str, Any] | None = None) -> st
     out += [""]
     if flags:
         out.append(_table(("flag", "pairs"), flags.items()))
-        out += ["", "Flagged pairs are kept and marked, never dropped."]
+        out += [
+            "",
+            "Flagged pairs are kept and marked, never dropped; the flags are defined in "
+            "expokit's docs/qa.md. `curate export`, `train`, `eval` and the PyTorch datasets "
+            "choose pairs the same way:",
+            "",
+            _table(("option", "keeps", "pairs"), selection_counts(frame)),
+        ]
     else:
         out.append("No pair is flagged.")
     thresholds = info.get("qa_thresholds")

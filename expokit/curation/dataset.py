@@ -1,4 +1,4 @@
-"""Dataset format v1: ``meta/info.json`` + ``manifest.parquet`` under one root folder.
+"""Dataset format v2: ``meta/info.json`` + ``manifest.parquet`` under one root folder.
 
 Layout::
 
@@ -32,7 +32,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FORMAT_NAME = "expokit-dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Older versions :func:`load_dataset` still reads (converted in memory, with a warning;
+#: ``expokit curate upgrade`` rewrites them).
+READABLE_VERSIONS = (1, 2)
 INFO_FILE = "meta/info.json"
 MANIFEST_FILE = "manifest.parquet"
 IMAGES_DIR = "images"
@@ -48,6 +51,12 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str, str]] = {
     "target_role": ("string", "", "role of the target image"),
     "input_ev": ("Float64", "EV", "input exposure relative to the scene's reference exposure"),
     "target_ev": ("Float64", "EV", "target exposure relative to the scene's reference"),
+    "ev_basis": (
+        "string",
+        "",
+        "ev: input_ev/target_ev are EVs (EXIF, render, capture plan); rank: exposure ranks "
+        "of a sequence without EXIF (positions, not measured EVs)",
+    ),
     "input_exposure_time_s": ("Float64", "s", "exposure time of the input (metadata)"),
     "input_iso": ("Float64", "ISO", "ISO of the input (metadata)"),
     "input_f_number": ("Float64", "f-number", "aperture of the input (metadata)"),
@@ -71,14 +80,44 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str, str]] = {
     "valid_y": ("Int64", "px", "valid rectangle in the stored image: top (0 if cropped)"),
     "valid_w": ("Int64", "px", "valid-region rectangle: width"),
     "valid_h": ("Int64", "px", "valid-region rectangle: height"),
-    "psnr_db": ("Float64", "dB", "PSNR after exposure normalisation, inside the valid mask"),
-    "ssim": ("Float64", "", "SSIM after exposure normalisation, inside the valid mask"),
+    "psnr_db": (
+        "Float64", "dB", "PSNR after exposure and tone normalisation, valid unclipped pixels",
+    ),
+    "ssim": (
+        "Float64", "", "SSIM after exposure and tone normalisation, valid unclipped pixels",
+    ),
     "clipped_dark_input": ("Float64", "fraction", "input pixels at or below the dark clip level"),
     "clipped_bright_input": ("Float64", "fraction", "input pixels at or above the bright clip"),
     "clipped_dark_target": ("Float64", "fraction", "target pixels at or below the dark clip"),
     "clipped_bright_target": ("Float64", "fraction", "target pixels at or above the bright clip"),
-    "flicker": ("Float64", "", "per clip: std/mean of the target's mean luminance over time"),
-    "flags": ("string", "", "comma-separated QA flags (empty = passed); rows are never dropped"),
+    "usable_fraction": (
+        "Float64",
+        "fraction",
+        "valid pixels unclipped in both images (what the gain is fitted on)",
+    ),
+    "focus_ratio": ("Float64", "", "sharpness of the normalised input / sharpness of the target"),
+    "target_luma": ("Float64", "", "mean linear Rec. 709 luminance of the target (valid pixels)"),
+    "gain_deviation_ev": (
+        "Float64",
+        "EV",
+        "log2 of the gain over the robust median gain of its group (same clip or source, "
+        "same exposure offset); null when not judged",
+    ),
+    "gain_instability_ev": (
+        "Float64",
+        "EV",
+        "per clip: robust spread of log2(photometric_gain) over the frames",
+    ),
+    "target_flicker": (
+        "Float64",
+        "",
+        "per clip: detrended frame-to-frame oscillation of target_luma, relative to its mean",
+    ),
+    "qa_flags": (
+        "string",
+        "",
+        "comma-separated QA flags (empty = passed); rows are never dropped",
+    ),
     "split": ("string", "", "train | val | test (or a custom split name)"),
 }
 
@@ -162,7 +201,7 @@ class InfoSchema:
 
 @dataclass(frozen=True)
 class InfoFile:
-    """``meta/info.json`` of a format-v1 dataset, exactly as on disk.
+    """``meta/info.json`` of a format-v2 dataset (v1 reads the same), exactly as on disk.
 
     Written by :func:`write_dataset` (from :func:`new_info`), read by :func:`read_info`
     (which validates through this model and builds :class:`DatasetInfo`). Keys not listed
@@ -181,7 +220,7 @@ class InfoFile:
     splits
         How pairs were split into train/val/test (by scene).
     qa_thresholds
-        QA thresholds used for the ``flags`` column (``null``: not checked).
+        QA thresholds used for the ``qa_flags`` column (``null``: not checked).
     provenance
         Versions, creation time and sources the dataset was built from.
     counts
@@ -210,7 +249,8 @@ class InfoFile:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """``meta/info.json`` of a format-v1 dataset, checked field by field on load.
+    """``meta/info.json`` of a dataset (format v2, or v1 still readable), checked field by
+    field on load.
 
     Built only by :func:`read_info` / :meth:`from_json`, which raise :class:`DatasetError`
     naming the file and the field for any value of the wrong JSON type. ``raw`` is the
@@ -236,9 +276,9 @@ class DatasetInfo:
 
     @classmethod
     def from_json(cls, data: object, info_path: Path) -> DatasetInfo:
-        """Check ``data`` (parsed JSON) as a format-v1 info.json; see :func:`read_info`."""
+        """Check ``data`` (parsed JSON) as an info.json; see :func:`read_info`."""
         header = _info_header(data, info_path)
-        if header.format_version != FORMAT_VERSION:
+        if header.format_version not in READABLE_VERSIONS:
             raise _version_error(info_path, header.format_version)
         assert isinstance(data, dict)
         from expokit.core.schema import from_json
@@ -566,6 +606,15 @@ def load_dataset(root: str | Path) -> Dataset:
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise DatasetError(f"{manifest_path}: unreadable parquet: {exc}") from None
     declared = meta.declared_dtypes
+    if meta.format_version == 1:
+        warnings.warn(
+            f"{info_path}: dataset format v1, read as v{FORMAT_VERSION} in memory (the "
+            f"'flags' column is now 'qa_flags'; the v1 'flicker' figure is dropped and the "
+            f"new QA figures are null); run `expokit curate upgrade {folder}` to convert it",
+            stacklevel=2,
+        )
+        frame = frame_from_v1(frame, info)
+        declared = {k: v for k, v in declared.items() if k in MANIFEST_COLUMNS}
     for name, (dtype, _, _) in MANIFEST_COLUMNS.items():
         if name not in frame.columns:
             raise DatasetError(f"{manifest_path}: missing column {name!r}")
@@ -586,6 +635,58 @@ def load_dataset(root: str | Path) -> Dataset:
     except DatasetError as exc:
         raise DatasetError(f"{manifest_path}: {exc}") from None
     return Dataset(folder, info, typed, sha256_bytes(manifest_bytes), meta)
+
+
+#: Columns format v2 added; a v1 manifest converted in memory has them null (``ev_basis``
+#: is derived, see :func:`frame_from_v1`).
+V2_NEW_COLUMNS = (
+    "ev_basis", "usable_fraction", "focus_ratio", "target_luma", "gain_deviation_ev",
+    "gain_instability_ev", "target_flicker", "qa_flags",
+)  # fmt: skip
+
+
+def _ranked_sources(info: Mapping[str, Any]) -> bool:
+    sources = (info.get("provenance") or {}).get("sources") or []
+    return any(
+        isinstance(entry, Mapping) and "rank" in (entry.get("ev_basis") or []) for entry in sources
+    )
+
+
+def frame_from_v1(frame: pd.DataFrame, info: Mapping[str, Any]) -> pd.DataFrame:
+    """A v1 manifest frame as v2 columns (in memory; nothing is written).
+
+    ``flags`` becomes ``qa_flags`` without v1's ``flicker`` flag (it measured the target's
+    own brightness, see docs/qa.md); the ``flicker`` figure is dropped; ``ev_basis`` is
+    ``rank`` for sequence and flat rows without EXIF exposure times when the provenance says
+    a source had rank EVs, else ``ev``; the other new figures are null until
+    ``expokit curate upgrade`` measures them.
+    """
+    import pandas as pd
+
+    out = frame.copy()
+    if "flags" in out.columns:
+        out["qa_flags"] = [
+            ",".join(f for f in str(v).split(",") if f and f != "flicker")
+            if isinstance(v, str)
+            else v
+            for v in out["flags"].tolist()
+        ]
+        out = out.drop(columns=["flags"])
+    out = out.drop(columns=[c for c in ("flicker",) if c in out.columns])
+    ranked = _ranked_sources(info)
+    basis = []
+    for source, time in zip(
+        out.get("source", pd.Series([None] * len(out))).tolist(),
+        out.get("input_exposure_time_s", pd.Series([None] * len(out))).tolist(),
+        strict=True,
+    ):
+        no_exif = time is None or (not isinstance(time, str) and bool(pd.isna(time)))
+        basis.append("rank" if ranked and source in ("sequences", "flat") and no_exif else "ev")
+    out["ev_basis"] = basis
+    for column in V2_NEW_COLUMNS:
+        if column not in out.columns:
+            out[column] = None
+    return out
 
 
 def is_manifest_csv(path: str | Path) -> bool:

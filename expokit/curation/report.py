@@ -46,8 +46,18 @@ from expokit.core.paths import (
 )
 from expokit.core.roots import STATE_DIR
 from expokit.core.transfer import LUMA_RGB
-from expokit.curation.card import QA_METRICS, flag_counts, flag_list, split_counts
+from expokit.curation.card import (
+    CLIP_METRICS,
+    QA_METRICS,
+    ev_distribution,
+    exposure_axis_label,
+    flag_counts,
+    split_counts,
+    uses_ranks,
+)
 from expokit.curation.dataset import Dataset, check_not_being_written, load_dataset
+from expokit.curation.qa import flag_list
+from expokit.curation.selection import selection_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,7 +88,10 @@ THRESHOLD_KEYS: dict[str, tuple[str, str]] = {
     "clipped_bright_input": ("max_clipped_input", "max"),
     "clipped_dark_target": ("max_clipped_target", "max"),
     "clipped_bright_target": ("max_clipped_target", "max"),
-    "flicker": ("max_flicker", "max"),
+    "usable_fraction": ("min_usable_fraction", "min"),
+    "focus_ratio": ("min_focus_ratio", "min"),
+    "gain_instability_ev": ("max_gain_instability_ev", "max"),
+    "target_flicker": ("max_target_flicker", "max"),
 }
 
 #: Table columns: (manifest column or derived key, header, kind, format)
@@ -100,8 +113,10 @@ TABLE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("clipped_bright_input", "bright in", "num", "%"),
     ("clipped_dark_target", "dark tgt", "num", "%"),
     ("clipped_bright_target", "bright tgt", "num", "%"),
-    ("flags", "flags", "text", ""),
+    ("qa_flags", "flags", "text", ""),
 )
+#: Headers of the exposure columns when some EVs are exposure ranks (``ev_basis: rank``).
+RANK_HEADERS = {"input_ev": "rank in", "target_ev": "rank tgt", "relative_ev": "Δrank"}
 
 
 class ReportError(ExpokitError):
@@ -360,7 +375,7 @@ def select_thumbnails(frame: pd.DataFrame, limit: int) -> list[int]:
     if limit <= 0:
         return []
     order = _worst_first(frame)
-    flagged = [p for p in order if flag_list(frame["flags"].iloc[p])]
+    flagged = [p for p in order if flag_list(frame["qa_flags"].iloc[p])]
     chosen = set(flagged[: limit // 2])
     rest = [p for p in range(count) if p not in chosen]
     step = len(rest) / max(1, limit - len(chosen))
@@ -370,7 +385,7 @@ def select_thumbnails(frame: pd.DataFrame, limit: int) -> list[int]:
 
 def _worst_first(frame: pd.DataFrame) -> list[int]:
     """Row positions: flagged first, then by PSNR ascending (unknown PSNR last), then id."""
-    flagged = [bool(flag_list(v)) for v in frame["flags"].tolist()]
+    flagged = [bool(flag_list(v)) for v in frame["qa_flags"].tolist()]
     psnr = [math.inf if v is None or _nan(v) else float(v) for v in _values(frame["psnr_db"])]
     ids = frame["pair_id"].astype(str).tolist()
     return sorted(range(len(frame)), key=lambda p: (not flagged[p], psnr[p], ids[p]))
@@ -466,7 +481,7 @@ def histogram_figure(
     Returns the string ``"empty"`` and writes nothing when the metric has no finite values.
     """
     data = frame
-    if metric == "flicker":  # one value per clip, repeated on its rows
+    if metric in CLIP_METRICS:  # one value per clip, repeated on its rows
         data = frame.dropna(subset=["clip_id"]).drop_duplicates(["scene_id", "clip_id"])
     values = data[metric].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     splits = data["split"].fillna("(none)").astype(str).to_numpy()
@@ -543,7 +558,7 @@ def histogram_figure(
             fontsize=7,
         )
     ax.set_xlabel(label.replace("(fraction)", "(%)") if percent else label, fontsize=8)
-    ax.set_ylabel("clips" if metric == "flicker" else "pairs", fontsize=8)
+    ax.set_ylabel("clips" if metric in CLIP_METRICS else "pairs", fontsize=8)
     _style(ax)
     _margins(figure)
     _save(figure, path)
@@ -551,9 +566,18 @@ def histogram_figure(
 
 
 def ev_figure(frame: pd.DataFrame, path: Path) -> bool:
-    """Bars of input EV relative to the target and of absolute input EV, stacked by split."""
+    """Bars of input EV relative to the target and of absolute input EV, stacked by split.
+
+    When some EVs are exposure ranks the axes say so, and each relative bar is labelled
+    with the measured EV (``-log2`` of the median fitted gain) beside its rank.
+    """
     relative = (frame["input_ev"] - frame["target_ev"]).astype("Float64")
-    panels = [("input EV − target EV", relative), ("input EV", frame["input_ev"])]
+    ranks = uses_ranks(frame)
+    panels = [
+        (exposure_axis_label(frame), relative),
+        ("input exposure rank" if ranks else "input EV", frame["input_ev"]),
+    ]
+    measured = {key: ev for key, _, ev in ev_distribution(frame)}
     if all(series.isna().all() for _, series in panels):
         return False
     splits = frame["split"].fillna("(none)").astype(str)
@@ -581,7 +605,10 @@ def ev_figure(frame: pd.DataFrame, path: Path) -> bool:
             )
             bottom += counts
         step = max(1, len(keys) // 12)
-        ax.set_xticks(positions[::step], [f"{k:+g}" if k else "0" for k in keys][::step])
+        names = [f"{k:+g}" if k else "0" for k in keys]
+        if ranks and index == 0:  # the measured EV under each rank difference
+            names = [f"{n}\n{measured.get(n, '–')} EV" for n in names]
+        ax.set_xticks(positions[::step], names[::step])
         ax.set_xlabel(label, fontsize=8)
         ax.set_ylabel("pairs", fontsize=8)
         _style(ax)
@@ -602,7 +629,8 @@ class ClipSeries:
     input_gain: list[float]
     input_raw: list[float]
     flagged: list[bool]
-    flicker: float | None
+    target_flicker: float | None
+    gain_instability_ev: float | None
 
     @property
     def label(self) -> str:
@@ -650,8 +678,13 @@ def clip_figures(clips: Sequence[ClipSeries], folder: Path) -> list[str]:
                     label="flagged",
                 )
             title = clip.label
-            if clip.flicker is not None:
-                title += f"\nflicker {clip.flicker:.3f}"
+            figures = []
+            if clip.target_flicker is not None:
+                figures.append(f"target flicker {clip.target_flicker:.3f}")
+            if clip.gain_instability_ev is not None:
+                figures.append(f"gain spread {clip.gain_instability_ev:.3f} EV")
+            if figures:
+                title += "\n" + ", ".join(figures)
             ax.set_title(title, fontsize=7, loc="left", wrap=True)
             ax.set_xlabel("frame", fontsize=7)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -832,7 +865,9 @@ def _build_locked(
     tasks = _image_tasks(dataset, rows, set(select_thumbnails(frame, max_thumbnails)), folder)
     visuals, figures = _images_and_histograms(dataset, frame, tasks, folder, workers, progress)
     clips = _clip_series(rows, visuals)
-    shown_clips = sorted(clips, key=lambda c: -(c.flicker or 0.0))[:MAX_CLIP_PLOTS]
+    shown_clips = sorted(
+        clips, key=lambda c: -max(c.target_flicker or 0.0, c.gain_instability_ev or 0.0)
+    )[:MAX_CLIP_PLOTS]
     shown_clips.sort(key=lambda c: (c.scene_id, c.clip_id))
     clip_pngs = clip_figures(shown_clips, folder)
 
@@ -874,7 +909,7 @@ def _report_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     for row in rows:
         known = row["input_ev"] is not None and row["target_ev"] is not None
         row["relative_ev"] = float(row["input_ev"]) - float(row["target_ev"]) if known else None
-        row["flag_list"] = flag_list(row["flags"])
+        row["flag_list"] = flag_list(row["qa_flags"])
     return rows
 
 
@@ -1010,7 +1045,13 @@ def _context(
         "median_psnr": _median(values["psnr_db"]),
         "median_ssim": _median(values["ssim"]),
         "figures": figures,
-        "columns": TABLE_COLUMNS,
+        "columns": [
+            (key, RANK_HEADERS.get(key, header) if uses_ranks(frame) else header, kind, fmt)
+            for key, header, kind, fmt in TABLE_COLUMNS
+        ],
+        "selections": selection_counts(frame),
+        "exposure_label": exposure_axis_label(frame),
+        "ranks": uses_ranks(frame),
         "rows": rows,
         "problems": sum(1 for r in rows if r["problem"]),
         "diff_scale": DIFF_SCALE,
@@ -1018,6 +1059,12 @@ def _context(
         "thresholds": dataset.info.get("qa_thresholds") or {},
         "license": dataset.info.get("license"),
     }
+
+
+def _optional(value: Any) -> float | None:
+    return (
+        None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    )
 
 
 def _median(values: npt.NDArray[Any]) -> str:
@@ -1038,7 +1085,7 @@ def _clip_series(rows: list[dict[str, Any]], visuals: dict[int, _Visual]) -> lis
         if len(members) < 2:
             continue
         members.sort(key=lambda p: int(rows[p]["frame_index"]))
-        flicker_values = [rows[p]["flicker"] for p in members if rows[p]["flicker"] is not None]
+        first = rows[members[0]]
         series.append(
             ClipSeries(
                 scene_id=scene,
@@ -1049,7 +1096,8 @@ def _clip_series(rows: list[dict[str, Any]], visuals: dict[int, _Visual]) -> lis
                 input_gain=[float(visuals[p].lum_input_gain or 0.0) for p in members],
                 input_raw=[float(visuals[p].lum_input or 0.0) for p in members],
                 flagged=[bool(rows[p]["flag_list"]) for p in members],
-                flicker=float(flicker_values[0]) if flicker_values else None,
+                target_flicker=_optional(first.get("target_flicker")),
+                gain_instability_ev=_optional(first.get("gain_instability_ev")),
             )
         )
     return series

@@ -150,7 +150,10 @@ class SceneSpec:
     shared_target
         All pairs share one target image (written once unless alignment crops it).
     video
-        The pairs are frames of a clip (flicker is measured over them).
+        The pairs are frames of a clip (the clip figures are measured over them).
+    ev_basis
+        ``"ev"``: the pairs' EVs are exposure values (EXIF, a render, a capture plan);
+        ``"rank"``: positions in an exposure order without EXIF (not measured EVs).
     problem
         Why the scene cannot be built (found during discovery), naming the file.
     origins
@@ -170,6 +173,7 @@ class SceneSpec:
     video: bool = False
     problem: str | None = None
     origins: tuple[tuple[str, str], ...] = ()
+    ev_basis: str = "ev"
 
     def input_files(self) -> list[str]:
         """Every file the scene's outputs depend on (sorted, unique)."""
@@ -346,7 +350,7 @@ def discover_sequences(folder: Path, config: BuildConfig) -> Discovery:
         key=lambda p: _natural_key(p.name),
     )
     scenes: list[SceneSpec] = []
-    bases: set[str] = set()
+    bases: dict[str, str] = {}
     for scene_dir in scene_dirs:
         files = _images_in(scene_dir)
         if not files:
@@ -354,10 +358,28 @@ def discover_sequences(folder: Path, config: BuildConfig) -> Discovery:
         spec, basis = _sequence_scene(scene_dir, files, folder, config)
         scenes.append(spec)
         if basis:
-            bases.add(basis)
+            bases[spec.scene_id] = basis
     if not scenes:
         raise SourceError(f"{folder}: no scene folders with images (sequences source)")
-    return Discovery(scenes, {"ev_basis": sorted(bases), "order": config.sequence_order})
+    provenance: dict[str, Any] = {
+        "ev_basis": sorted(set(bases.values())),
+        "order": config.sequence_order,
+    }
+    ranked = sorted(s for s, b in bases.items() if b == "rank")
+    if ranked:
+        provenance["rank_scenes"] = ranked
+        provenance["notes"] = [_rank_note(folder, ranked, len(bases))]
+    return Discovery(scenes, provenance)
+
+
+def _rank_note(folder: Path, ranked: list[str], total: int) -> str:
+    """The one line a build prints when EVs are exposure ranks, not measurements."""
+    shown = ", ".join(ranked[:_NOTE_SCENES]) + (", ..." if len(ranked) > _NOTE_SCENES else "")
+    return (
+        f"{folder}: {len(ranked)} of {total} scene(s) have no EXIF exposure times ({shown}); "
+        "their input_ev are exposure ranks (ev_basis: rank), not measured EVs: the report, "
+        "card and exports say 'exposure rank' and show the measured gain per rank"
+    )
 
 
 def _sequence_scene(
@@ -425,7 +447,7 @@ def _sequence_scene(
         for pos in range(n)
         if pos != rank
     )
-    return replace(base, pairs=pairs), basis
+    return replace(base, pairs=pairs, ev_basis="rank" if basis == "rank" else "ev"), basis
 
 
 # --------------------------------------------------------------------------- flat
@@ -632,11 +654,9 @@ def discover_flat(folder: Path, config: BuildConfig) -> Discovery:
     else:
         provenance["bracket_gap_s"] = config.bracket_gap_s if config.group_by == "time" else None
     if ranked:
-        shown = ", ".join(ranked[:_NOTE_SCENES]) + (", ..." if len(ranked) > _NOTE_SCENES else "")
         provenance["notes"] = [
-            f"{folder}: {len(ranked)} of {len(bases)} scene(s) have no EXIF exposure times "
-            f"({shown}); their input_ev are exposure ranks (ev_basis: rank), not measured EVs: "
-            "an under/over pair gets rank +-1 whatever its real gap (MEFB pairs are often "
+            _rank_note(folder, ranked, len(bases))
+            + " (an under/over pair gets rank +-1 whatever its real gap; MEFB pairs are often "
             "5-8 EV apart)"
         ]
     return Discovery(scenes, provenance)
@@ -1180,7 +1200,9 @@ def check_complete(path: Path, data: bytes) -> None:
 
 
 def read_complete_image(path: Path) -> npt.NDArray[Any]:
-    """Read an image file with OpenCV after :func:`check_complete` (16-bit kept).
+    """Read an image file with OpenCV after :func:`check_complete` (16-bit kept), upright
+    per its EXIF orientation (:func:`expokit.core.images.decode_image`), so a portrait
+    JPEG stored landscape with Orientation 6 gives portrait pairs, as its RAW would.
 
     Raises
     ------

@@ -17,14 +17,21 @@ demo prints it). The tolerances are those of issue 11:
 * ``photometric gain``: the median over pairs of the median linear ratio target / input on
   pixels below clipping (and above the dark floor) in both, within 2 % of
   ``truth.json["photometric_gain"]`` (``splitter_ratio * 2 ** -ev_offset``).
+
+The QA flags against injected defects (``expokit simulate --defect``,
+``truth.json["defects"]``): :func:`rows_against_truth` maps every manifest row of a dataset
+built from simulated sessions back to the defects in its two exposures (:class:`RowTruth`);
+:func:`expected_flags` says which flag each defect should raise; :func:`detection_counts`
+and :func:`false_positive_counts` turn rows into detection and false-positive counts
+(``benchmarks/qa_flags.py`` prints them).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +418,317 @@ def compare_to_truth(
     if dataset_root is not None:
         checks += _dataset_checks(truth, Path(dataset_root), session)
     return checks
+
+
+# --------------------------------------------------------------------------- injected defects
+
+#: The flag each injected defect kind should raise (``None``: depends on the camera, see
+#: :func:`expected_flags`; empty: a negative control, nothing should be raised).
+DEFECT_FLAGS: dict[str, tuple[str, ...] | None] = {
+    "misregistration": ("misaligned",),
+    "light_change": ("gain_outlier",),
+    "gain": ("gain_outlier",),
+    "time_offset": ("misaligned",),
+    "flicker": None,
+    "scene_flicker": ("target_flicker",),
+    "clipping": None,
+    "defocus": ("defocus",),
+    "light_ramp": (),
+    "motion": (),
+}
+#: Flags a clip figure raises on every pair of a video clip.
+CLIP_FLAGS: tuple[str, ...] = ("gain_unstable", "target_flicker")
+#: The manifest's flags column: ``qa_flags`` (dataset format v2), ``flags`` (v1).
+FLAG_COLUMNS: tuple[str, ...] = ("qa_flags", "flags")
+
+
+def expected_flags(defect: Mapping[str, Any]) -> tuple[str, ...]:
+    """The QA flags a ``truth.json["defects"]`` entry should raise on the pairs it is in.
+
+    The input of a rig pair is the test camera, the target the reference: ``clipping`` of
+    the test camera is ``clipped_input``, of the reference ``clipped_target``; camera
+    ``flicker`` makes the pair's gain unstable, and in the reference camera the target's
+    brightness oscillate too. Controls (``light_ramp``, ``motion``) expect nothing.
+
+    Raises
+    ------
+    TruthError
+        An unknown defect kind.
+    """
+    kind = str(defect.get("kind"))
+    if kind not in DEFECT_FLAGS:
+        raise TruthError(f"unknown defect kind {kind!r} in truth.json (known: "
+                         f"{', '.join(DEFECT_FLAGS)})")  # fmt: skip
+    fixed = DEFECT_FLAGS[kind]
+    if fixed is not None:
+        return fixed
+    reference = defect.get("camera") == "reference"
+    if kind == "clipping":
+        return ("clipped_target",) if reference else ("clipped_input",)
+    return ("gain_unstable", "target_flicker") if reference else ("gain_unstable",)
+
+
+def flag_column(manifest: Any) -> str:
+    """Name of ``manifest``'s flags column (:data:`FLAG_COLUMNS`; raises when neither)."""
+    for name in FLAG_COLUMNS:
+        if name in manifest.columns:
+            return name
+    raise TruthError(f"the manifest has no flags column ({' or '.join(FLAG_COLUMNS)})")
+
+
+def split_flags(value: Any) -> tuple[str, ...]:
+    """The flags of one flags cell (comma-separated; empty or null: none)."""
+    if not isinstance(value, str):
+        return ()
+    return tuple(f.strip() for f in value.split(",") if f.strip())
+
+
+@dataclass(frozen=True)
+class RowTruth:
+    """One manifest row of a simulated session and the defects injected into its exposures.
+
+    Attributes
+    ----------
+    pair_id
+        The manifest row.
+    session
+        The simulated session the pair comes from.
+    clip
+        ``"<session>/stills"`` or ``"<session>/video"``: the group a clip figure (or a
+        still set's gain median) is computed over.
+    still
+        1-based still pair number (``None`` for a video pair).
+    frames
+        ``{"reference": i, "test": j}``: the movie frames of a video pair (``None`` for a
+        still pair).
+    defects
+        The ``truth.json["defects"]`` entries in this pair's two exposures.
+    clip_defects
+        For a video pair, every defect in any frame of its clip (a clip flag is raised on
+        every pair of the clip); empty for still pairs.
+    flags
+        The row's QA flags, as the manifest has them.
+    figures
+        The row's manifest values, by column (every QA figure among them).
+    """
+
+    pair_id: str
+    session: Path
+    clip: str
+    still: int | None
+    frames: dict[str, int] | None
+    defects: tuple[dict[str, Any], ...]
+    clip_defects: tuple[dict[str, Any], ...]
+    flags: tuple[str, ...]
+    figures: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def clean(self) -> bool:
+        """No defect in this pair, nor (video) in its clip: any flag is a false positive."""
+        return not self.defects and not self.clip_defects
+
+    def expected(self) -> tuple[str, ...]:
+        """Flags the defects in this pair (and, for clip flags, in its clip) should raise."""
+        out = {f for d in self.defects for f in expected_flags(d)}
+        out |= {f for d in self.clip_defects for f in expected_flags(d) if f in CLIP_FLAGS}
+        return tuple(sorted(out))
+
+
+def _label_path(label: Any) -> tuple[Path, int | None]:
+    path, sep, frame = str(label).partition("#frame=")
+    return Path(path), (int(frame) if sep and frame.isdigit() else None)
+
+
+@dataclass(frozen=True)
+class _SessionIndex:
+    root: Path
+    truth: dict[str, Any]
+    keys: dict[str, str]  # resolved file path -> truth.json files key
+    still_numbers: dict[int, int]  # shot index -> still pair number
+
+
+def _index_session(session: Path) -> _SessionIndex:
+    truth = load_truth(session)
+    keys = {str((session / path).resolve()): key for key, path in truth["files"].items()}
+    shots = sorted({int(k.split("_")[1]) for k in truth["files"] if k.startswith("still_")})
+    return _SessionIndex(session, truth, keys, {s: n for n, s in enumerate(shots, 1)})
+
+
+def _find(indexes: Sequence[_SessionIndex], path: Path) -> tuple[_SessionIndex, str] | None:
+    resolved = str(path.resolve())
+    for index in indexes:
+        if resolved in index.keys:
+            return index, index.keys[resolved]
+    # A label relative to another working directory: the session file of that name.
+    named = [(i, k) for i in indexes for p, k in i.keys.items() if Path(p).name == path.name]
+    return named[0] if len(named) == 1 else None
+
+
+def _in_frames(defect: Mapping[str, Any], frames: Mapping[str, int]) -> bool:
+    spans = defect.get("frames") or {}
+    return any(
+        role in spans and int(spans[role][0]) <= index <= int(spans[role][1])
+        for role, index in frames.items()
+    )
+
+
+def rows_against_truth(dataset_root: str | Path, sessions: Iterable[str | Path]) -> list[RowTruth]:
+    """Every manifest row of ``dataset_root`` that comes from one of the simulated
+    ``sessions``, with the defects injected into its two exposures.
+
+    A still pair is matched by its files (``truth.json["files"]``), a video pair by its
+    movies and the two frame numbers of its ``source_input`` / ``source_target`` labels
+    (``path#frame=N``). Rows from other sources are left out.
+
+    Raises
+    ------
+    TruthError
+        A session without ``truth.json``, a dataset without a flags column, or no row of
+        the dataset from any of the sessions.
+    """
+    from expokit.curation.dataset import load_dataset
+
+    indexes = [_index_session(Path(s)) for s in sessions]
+    manifest = load_dataset(dataset_root).manifest
+    column = flag_column(manifest)
+    rows: list[RowTruth] = []
+    for raw in manifest.to_dict("records"):
+        record = {str(k): v for k, v in raw.items()}
+        found = []
+        for label in (record["source_input"], record["source_target"]):
+            path, frame = _label_path(label)
+            hit = _find(indexes, path)
+            if hit is not None:
+                found.append((hit[0], hit[1], frame))
+        if len(found) != 2 or found[0][0] is not found[1][0]:
+            continue
+        index = found[0][0]
+        defects: tuple[dict[str, Any], ...] = tuple(index.truth.get("defects") or ())
+        roles = {key.rsplit("_", 1)[-1]: frame for _, key, frame in found}
+        if all(key.startswith("video_") for _, key, _ in found):
+            frames = {role: int(frame) for role, frame in roles.items() if frame is not None}
+            if set(frames) != {"reference", "test"}:
+                continue
+            hit_by = tuple(d for d in defects if _in_frames(d, frames))
+            on_clip = tuple(d for d in defects if d.get("frames"))
+            rows.append(RowTruth(str(record["pair_id"]), index.root, f"{index.root}/video",
+                                 None, frames, hit_by, on_clip, split_flags(record[column]),
+                                 record))  # fmt: skip
+        elif all(key.startswith("still_") for _, key, _ in found):
+            shot = int(found[0][1].split("_")[1])
+            hit_by = tuple(d for d in defects if shot in (d.get("still_shots") or ()))
+            rows.append(RowTruth(str(record["pair_id"]), index.root, f"{index.root}/stills",
+                                 index.still_numbers.get(shot), None, hit_by, (),
+                                 split_flags(record[column]), record))  # fmt: skip
+    if not rows:
+        names = ", ".join(str(i.root) for i in indexes)
+        raise TruthError(f"{dataset_root}: no pair of the dataset comes from {names}")
+    return rows
+
+
+@dataclass(frozen=True)
+class DetectionCount:
+    """Pairs injected with one defect kind at one magnitude, and how many its flag caught.
+
+    ``clips`` counts distinct clips (a clip flag is one decision per clip)."""
+
+    kind: str
+    camera: str | None
+    magnitude: float
+    unit: str
+    flag: str
+    injected: int
+    detected: int
+    clips: int
+
+    @property
+    def rate(self) -> float:
+        return self.detected / self.injected if self.injected else math.nan
+
+
+def detection_counts(rows: Iterable[RowTruth]) -> list[DetectionCount]:
+    """Per (kind, camera, magnitude, expected flag): pairs injected and pairs flagged.
+
+    A pair with several defects counts for each. For a clip flag (:data:`CLIP_FLAGS`) the
+    pairs are those of the clips the defect is in (one decision per clip, repeated on each
+    of its pairs). Controls expect no flag and so appear in :func:`false_positive_counts`
+    only (:func:`control_counts`).
+    """
+    tally: dict[tuple[str, str | None, float, str, str], list[Any]] = {}
+    for row in rows:
+        seen: set[int] = set()
+        for defect in (*row.defects, *row.clip_defects):
+            if id(defect) in seen:
+                continue
+            seen.add(id(defect))
+            in_pair = any(defect is d for d in row.defects)
+            for flag in expected_flags(defect):
+                if not in_pair and flag not in CLIP_FLAGS:
+                    continue
+                key = (str(defect["kind"]), defect.get("camera"), float(defect["magnitude"]),
+                       str(defect["unit"]), flag)  # fmt: skip
+                entry = tally.setdefault(key, [0, 0, set()])
+                entry[0] += 1
+                entry[1] += flag in row.flags
+                entry[2].add(row.clip)
+    ordered = sorted(tally.items(), key=_count_order)
+    return [DetectionCount(k, c, m, u, f, n, d, len(clips))
+            for (k, c, m, u, f), (n, d, clips) in ordered]  # fmt: skip
+
+
+def _count_order(item: tuple[tuple[str, str | None, float, str, str], Any]) -> tuple[Any, ...]:
+    kind, camera, magnitude, unit, flag = item[0]
+    return (kind, camera or "", flag, magnitude, unit)
+
+
+@dataclass(frozen=True)
+class FalsePositiveCount:
+    """Clean pairs (no defect in them or their clip) and how many carry any flag.
+
+    ``by_flag`` counts each flag on clean pairs; ``ignored`` flags are not counted as
+    false positives (facts such as ``clipped_input`` on a real scene)."""
+
+    pairs: int
+    flagged: int
+    by_flag: dict[str, int]
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def rate(self) -> float:
+        return self.flagged / self.pairs if self.pairs else math.nan
+
+
+def false_positive_counts(
+    rows: Iterable[RowTruth], ignore: Iterable[str] = ()
+) -> FalsePositiveCount:
+    """Flags on clean pairs (:attr:`RowTruth.clean`), ``ignore`` left out."""
+    skip = tuple(ignore)
+    pairs = flagged = 0
+    by_flag: dict[str, int] = {}
+    for row in rows:
+        if not row.clean:
+            continue
+        pairs += 1
+        raised = [f for f in row.flags if f not in skip]
+        flagged += bool(raised)
+        for flag in raised:
+            by_flag[flag] = by_flag.get(flag, 0) + 1
+    return FalsePositiveCount(pairs, flagged, dict(sorted(by_flag.items())), skip)
+
+
+def control_counts(rows: Iterable[RowTruth], ignore: Iterable[str] = ()) -> FalsePositiveCount:
+    """Flags on pairs whose only defects are negative controls (``light_ramp``,
+    ``motion``): each one is a false positive the control provoked."""
+    skip = tuple(ignore)
+    pairs = flagged = 0
+    by_flag: dict[str, int] = {}
+    for row in rows:
+        defects = (*row.defects, *row.clip_defects)
+        if not defects or not all(d.get("control") for d in defects):
+            continue
+        pairs += 1
+        raised = [f for f in row.flags if f not in skip]
+        flagged += bool(raised)
+        for flag in raised:
+            by_flag[flag] = by_flag.get(flag, 0) + 1
+    return FalsePositiveCount(pairs, flagged, dict(sorted(by_flag.items())), skip)

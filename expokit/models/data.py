@@ -18,7 +18,8 @@ an item is the same in any worker process and after a resume. Indices at or abov
 ``len(dataset)`` are *draws*: ``index % len`` is the item and the whole index seeds its
 augmentation (:class:`TrainSampler` yields such draws, one per sample ever drawn).
 
-Files are read with OpenCV (BGR, 8 or 16 bit) and converted to RGB float; no torchvision.
+Files are read with OpenCV through :func:`expokit.core.images.decode_image` (BGR, 8 or 16
+bit, upright per EXIF orientation) and converted to RGB float; no torchvision.
 """
 
 from __future__ import annotations
@@ -55,29 +56,34 @@ class DataError(ExpokitError):
 # --------------------------------------------------------------------------- files
 
 
-def _decode(file: Path, what: str, undecodable: str) -> Array:
-    """``file`` decoded by OpenCV unchanged (depth and channels kept); :class:`DataError`
-    naming the file when it cannot be read (``cannot read <what>``) or decoded."""
-    import cv2
+def _decode(file: Path, what: str) -> Array:
+    """``file`` decoded unchanged (depth and channels kept) and upright per its EXIF
+    orientation, through the shared reader :func:`expokit.core.images.decode_image`;
+    :class:`DataError` naming the file when it cannot be read (``cannot read <what>``) or
+    decoded (the decoder's reason, ``not a readable image ...``)."""
+    from expokit.core.errors import InputFileError
+    from expokit.core.images import decode_image
 
     try:
-        data = np.frombuffer(file.read_bytes(), np.uint8)
+        data = file.read_bytes()
     except OSError as exc:
         raise DataError(f"{file}: cannot read {what}: {exc.strerror or exc}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{file}: {undecodable}")
-    return np.asarray(image)
+    try:
+        return decode_image(data, file)
+    except InputFileError as exc:
+        where = f"{file}: " if what == "image" else f"{file}: {what}: "
+        raise DataError(where + exc.problem) from None
 
 
 def read_rgb(path: str | Path) -> Array:
     """An image file as ``(H, W, 3)`` RGB in its own dtype (uint8, uint16 or float32).
 
-    Grey images are repeated to three channels and an alpha channel is dropped; OpenCV's
-    BGR order is turned into RGB. Raises :class:`DataError` naming the file.
+    Upright per the file's EXIF orientation (images a build wrote carry none); grey images
+    are repeated to three channels and an alpha channel is dropped; OpenCV's BGR order is
+    turned into RGB. Raises :class:`DataError` naming the file.
     """
     file = Path(path)
-    image = _decode(file, "image", "not a readable image (OpenCV could not decode it)")
+    image = _decode(file, "image")
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     if image.shape[2] == 4:
@@ -90,8 +96,9 @@ def read_rgb(path: str | Path) -> Array:
 
 
 def read_mask(path: str | Path) -> Array:
-    """A valid-region mask file as ``(H, W)`` uint8 in ``{0, 1}`` (first channel, >= half)."""
-    mask = _decode(Path(path), "mask", "not a readable mask image")
+    """A valid-region mask file as ``(H, W)`` uint8 in ``{0, 1}`` (first channel, >= half;
+    upright per its EXIF orientation, like :func:`read_rgb`)."""
+    mask = _decode(Path(path), "mask")
     if mask.ndim == 3:
         mask = mask[..., 0]
     full = 1.0 if mask.dtype.kind == "f" else float(np.iinfo(str(mask.dtype)).max)

@@ -4,8 +4,9 @@
 (full resolution, or ``resize`` x ``resize``; no crops) with:
 
 * the model of the checkpoint (optional), and the reference methods of
-  :mod:`expokit.models.reference` (identity, gain and histogram match to the reference, and
-  the *peeking* oracle gain+gamma), all in one table;
+  :mod:`expokit.models.reference` (identity, the fair gains to mid-grey and to the training
+  split's mean target luminance, gain and histogram match to the reference, and the oracle
+  gain+gamma), all in one table;
 * PSNR and SSIM from :mod:`expokit.curation.metrics` on **uint8 RGB** (outputs rounded to
   8 bits, targets of 16-bit datasets too), no border crop, inside the pair's valid mask
   (``docs/metrics.md``); means over pairs for all rows, for under-exposed inputs
@@ -26,10 +27,30 @@ What the *reference* image is (``EvalConfig.reference``):
 * ``other-scene``: the target of the *next* scene of the split (scene ids sorted, cyclic;
   for clips, the middle frame of that scene's first clip): the SICE protocol of the UEC
   paper, where the reference is the middle exposure of another scene.
+* ``train-scene``: the same choice of image, from the scenes of the *training* split
+  (``EvalConfig.train_split``; scored scene ``i`` of the sorted list takes training scene
+  ``i`` modulo their number, never itself): a fair reference for a split of a single scene,
+  where ``other-scene`` has no other scene to take.
+
+Who *peeks* (sees the scored target), per reference mode: the oracle always; gain and
+histogram match to the reference, and a model that takes a reference image
+(``Baseline.needs_reference``: ``uec``), under ``same`` only; identity and the gains to a
+fixed level never. Every table has a ``peeks`` column and ``summary.json`` a ``peeking``
+flag per method, both for the chosen mode.
+
+The verdict: each split's table ends with the line ``model vs best fair baseline: +x.xx dB
+(<baseline>)``, the best fair baseline being the non-peeking reference method with the
+highest mean PSNR; a model below it is reported as ``BELOW``, a model that peeks is not
+compared as if fair (``summary.json``: ``comparison``). A split with fewer than
+:data:`MIN_PAIRS` pairs or fewer than :data:`MIN_SCENES` scenes gets a warning
+(``summary.json``: ``split_size``). Non-finite weights, model outputs or method outputs are
+an :class:`EvalError` / ``CheckpointError``, never a score.
 
 Results: ``pairs.csv`` (one row per pair and method), ``clips.csv`` (one row per clip and
 method, video only) and ``summary.json``, written atomically into an output folder claimed
-as an ``evaluation`` root.
+as an ``evaluation`` root; with ``images=DIR`` also input / output / target triptychs of
+every scored pair and ``DIR/index.html`` showing the best and worst pairs
+(:func:`write_images`).
 """
 
 from __future__ import annotations
@@ -53,11 +74,12 @@ if TYPE_CHECKING:
 
     from expokit.curation.dataset import Dataset
     from expokit.models.base import Baseline
+    from expokit.models.reference import ReferenceMethod
 
 F64 = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
-ReferenceMode = Literal["same", "other-scene"]
-REFERENCE_MODES: tuple[str, ...] = ("same", "other-scene")
+ReferenceMode = Literal["same", "other-scene", "train-scene"]
+REFERENCE_MODES: tuple[str, ...] = ("same", "other-scene", "train-scene")
 EVAL_FORMAT = "expokit-evaluation"
 EVAL_VERSION = 1
 #: PSNR values above this (identical images: inf) count as this in means.
@@ -66,6 +88,18 @@ PAIRS_FILE = "pairs.csv"
 CLIPS_FILE = "clips.csv"
 SUMMARY_FILE = "summary.json"
 GROUPS = ("all", "under", "over")
+#: A split with fewer pairs, or fewer scenes, is too small for its means to say much.
+MIN_PAIRS = 20
+MIN_SCENES = 2
+#: Target images (distinct files, evenly spaced) the training-split level is measured on.
+TRAIN_LEVEL_TARGETS = 64
+#: Below this PSNR difference (dB) a model is "level" with the fair baseline.
+LEVEL_DB = 0.005
+IMAGES_PAGE = "index.html"
+#: Longest side of one triptych panel (larger pairs are area-downscaled for the page).
+PANEL_MAX = 512
+#: Pairs shown as the best and as the worst on the images page.
+SHOWN_PAIRS = 6
 #: Split name meaning every row of the dataset (unless it has a split of that name).
 ALL_SPLITS = "all"
 PAIR_COLUMNS = (
@@ -91,7 +125,7 @@ class EvalConfig:
     splits
         Split names to score, one table each; ``all``: every row as one split.
     reference
-        ``same`` or ``other-scene`` (module docstring).
+        ``same``, ``other-scene`` or ``train-scene`` (module docstring).
     resize
         Resize inputs, targets, references and masks to ``resize x resize`` (bilinear with
         antialiasing, rounded back to the file's bit depth; masks nearest) before anything
@@ -103,6 +137,10 @@ class EvalConfig:
         Evaluate the reference methods too.
     device
         Torch device for the model (``cpu``, ``cuda``, ``auto``).
+    train_split
+        Split whose mean target luminance the fair baseline "global gain to
+        <train_split>-split mean" takes (``None``: no such baseline). Left out, with a note in
+        ``summary.json``, when the dataset lacks the split or it is one of the scored ones.
     """
 
     splits: tuple[str, ...] = ("test",)
@@ -111,6 +149,7 @@ class EvalConfig:
     min_ev_error: float | None = None
     references: bool = True
     device: str = "cpu"
+    train_split: str | None = "train"
 
     def __post_init__(self) -> None:
         if not self.splits or any(not isinstance(s, str) or not s for s in self.splits):
@@ -123,6 +162,10 @@ class EvalConfig:
             raise EvalError(f"resize: {self.resize} is not a size in 16..16384 px")
         if self.min_ev_error is not None and not self.min_ev_error >= 0:
             raise EvalError(f"min_ev_error: {self.min_ev_error} must be >= 0")
+        if self.train_split is not None and (
+            not isinstance(self.train_split, str) or not self.train_split
+        ):
+            raise EvalError(f"train_split: give a split name or None, got {self.train_split!r}")
 
 
 @dataclass
@@ -347,6 +390,24 @@ def _is_clip(rows: pd.DataFrame) -> pd.Series:
     return rows["clip_id"].notna() & rows["frame_index"].notna()
 
 
+def _scene_targets(rows: pd.DataFrame) -> dict[str, str]:
+    """scene -> the target path that stands for it as a reference: the middle frame of its
+    first clip (clip ids sorted), else the target of its first pair (pair ids sorted)."""
+    chosen: dict[str, str] = {}
+    clip = _is_clip(rows)
+    scene_ids = rows["scene_id"].astype(str)
+    for scene in sorted(set(scene_ids)):
+        mine = rows[scene_ids == scene]
+        video = mine[clip[mine.index]]
+        if not video.empty:
+            first = sorted(str(c) for c in video["clip_id"].unique())[0]
+            frames = video[video["clip_id"].astype(str) == first].sort_values("frame_index")
+            chosen[scene] = str(frames.iloc[len(frames) // 2]["target_path"])
+        else:
+            chosen[scene] = str(mine.sort_values("pair_id").iloc[0]["target_path"])
+    return chosen
+
+
 # --------------------------------------------------------------------------- methods
 
 
@@ -355,7 +416,11 @@ class _Method:
     name: str
     label: str
     kind: str  # "model" | "reference"
+    #: Whether it sees the scored target under the chosen reference mode, and why.
     peeking: bool
+    why: str | None = None
+    uses_reference: bool = False
+    reference: ReferenceMethod | None = None
 
 
 class _ModelRunner:
@@ -407,6 +472,7 @@ class _Scorer:
         runner: _ModelRunner | None,
         methods: list[_Method],
         progress: Callable[[int], object] | None,
+        saver: _TriptychSaver | None = None,
     ) -> None:
         self.dataset = dataset
         self.config = config
@@ -414,7 +480,11 @@ class _Scorer:
         self.runner = runner
         self.methods = methods
         self.progress = progress
+        self.saver = saver
         self._ref_cache: dict[str, F64] = {}
+        #: split -> (record, references) of every scored pair, kept only when triptychs of a
+        #: reference method must be drawn after scoring (which one is known only then)
+        self.scored: dict[str, list[tuple[dict[str, Any], dict[str, tuple[str, str]]]]] = {}
 
     # references --------------------------------------------------------------------------
     def _scene_reference_rel(self, rows: pd.DataFrame) -> dict[str, tuple[str, str]]:
@@ -425,21 +495,35 @@ class _Scorer:
                 f"{self.dataset.root}: --reference other-scene needs at least two scenes in the "
                 f"split, found {len(scenes)} ({', '.join(scenes)})"
             )
-        chosen: dict[str, str] = {}
-        clip = _is_clip(rows)
-        for scene in scenes:
-            mine = rows[rows["scene_id"] == scene]
-            video = mine[clip[mine.index]]
-            if not video.empty:
-                first = sorted(str(c) for c in video["clip_id"].unique())[0]
-                frames = video[video["clip_id"] == first].sort_values("frame_index")
-                chosen[scene] = str(frames.iloc[len(frames) // 2]["target_path"])
-            else:
-                chosen[scene] = str(mine.sort_values("pair_id").iloc[0]["target_path"])
+        chosen = _scene_targets(rows)
         return {
             s: (scenes[(i + 1) % len(scenes)], chosen[scenes[(i + 1) % len(scenes)]])
             for i, s in enumerate(scenes)
         }
+
+    def _train_reference_rel(self, rows: pd.DataFrame) -> dict[str, tuple[str, str]]:
+        """scene -> (training scene, target path of its reference image): scored scene ``i``
+        (sorted) takes training scene ``i`` modulo their number, skipping itself."""
+        split = self.config.train_split
+        if split is None or split in self.config.splits or ALL_SPLITS in self.config.splits:
+            raise EvalError(
+                "--reference train-scene needs a training split that is not scored "
+                f"(train split {split!r}, scored {', '.join(self.config.splits)})"
+            )
+        train = _select(self.dataset, split, None)
+        chosen = _scene_targets(train)
+        candidates = sorted(chosen)
+        out: dict[str, tuple[str, str]] = {}
+        for i, scene in enumerate(sorted(str(s) for s in rows["scene_id"].unique())):
+            others = [c for c in candidates if c != scene]
+            if not others:
+                raise EvalError(
+                    f"{self.dataset.root}: --reference train-scene: split {split!r} has no "
+                    f"scene other than {scene!r}"
+                )
+            pick = others[i % len(others)]
+            out[scene] = (pick, chosen[pick])
+        return out
 
     def _reference(self, rel: str) -> F64:
         if rel not in self._ref_cache:
@@ -455,15 +539,33 @@ class _Scorer:
                 f"{self.dataset.root}: model {self.runner.model.name!r} restores video frames, "
                 f"but split {split!r} has no clip rows (rows with clip_id and frame_index)"
             )
-        references = (
-            self._scene_reference_rel(rows) if self.config.reference == "other-scene" else {}
-        )
+        references: dict[str, tuple[str, str]] = {}
+        if self.config.reference == "other-scene":
+            references = self._scene_reference_rel(rows)
+        elif self.config.reference == "train-scene":
+            references = self._train_reference_rel(rows)
         from expokit.models.data import find_clips
 
         for record in rows[~clip].sort_values("pair_id").to_dict("records"):
             self._still(split, {str(k): v for k, v in record.items()}, references, result)
         for found in find_clips(rows[clip]):
             self._clip(split, found.rows, references, result)
+
+    def _keep(
+        self, split: str, record: dict[str, Any], references: dict[str, tuple[str, str]]
+    ) -> None:
+        if self.saver is not None and self.runner is None:
+            self.scored.setdefault(split, []).append((record, references))
+
+    def draw_reference(self, split: str, method: _Method) -> None:
+        """Triptychs of ``method`` (a reference method) on every scored pair of ``split``:
+        reference methods restore one image at a time, so no frame window is needed."""
+        assert self.saver is not None and method.reference is not None
+        for record, references in self.scored.get(split, []):
+            image, target, mask = self._load_pair(record)
+            reference, _ = self._reference_for(record, target, references)
+            output = method.reference.run(image, reference, target, mask)
+            self.saver.write(split, str(record["pair_id"]), image, output, target)
 
     def _reference_for(
         self, record: dict[str, Any], target: F64, references: dict[str, tuple[str, str]]
@@ -485,15 +587,15 @@ class _Scorer:
                 assert self.runner is not None
                 outputs[method.name] = self.runner.run(window, reference)
             else:
-                outputs[method.name] = REFERENCE_METHODS[method.name].run(
-                    image, reference, target, mask
-                )
+                run = method.reference or REFERENCE_METHODS[method.name]
+                outputs[method.name] = run.run(image, reference, target, mask)
         return outputs
 
     def _score(
         self,
         split: str,
         record: dict[str, Any],
+        image: F64,
         outputs: dict[str, F64],
         target: F64,
         mask: Mask | None,
@@ -502,6 +604,20 @@ class _Scorer:
     ) -> None:
         from expokit.curation.metrics import psnr, ssim
 
+        labels = {m.name: m.label for m in self.methods}
+        for name, output in outputs.items():
+            # uint8 conversion would turn NaN into black pixels and give a finite score
+            if not np.isfinite(output).all():
+                bad = int((~np.isfinite(output)).sum())
+                raise EvalError(
+                    f"pair {record['pair_id']} ({self.dataset.path(str(record['input_path']))}): "
+                    f"{labels.get(name, name)} produced {bad} NaN or infinite values; "
+                    "refusing to score it"
+                )
+        if self.saver is not None and self.saver.method in outputs:
+            self.saver.write(
+                split, str(record["pair_id"]), image, outputs[self.saver.method], target
+            )
         t8 = to_uint8(target)
         input_ev, target_ev = _float(record.get("input_ev")), _float(record.get("target_ev"))
         for name, output in outputs.items():
@@ -551,7 +667,8 @@ class _Scorer:
         reference, ref_name = self._reference_for(record, target, references)
         size = self.runner.frames if self.runner is not None else 1
         outputs = self._outputs([image] * size, reference, target, mask)
-        self._score(split, record, outputs, target, mask, ref_name, result)
+        self._score(split, record, image, outputs, target, mask, ref_name, result)
+        self._keep(split, record, references)
 
     def _clip(
         self,
@@ -577,7 +694,8 @@ class _Scorer:
             window = [cache[i][0] for i in _window(range(len(records)), t, size)]
             reference, ref_name = self._reference_for(record, target, references)
             outputs = self._outputs(window, reference, target, mask)
-            self._score(split, record, outputs, target, mask, ref_name, result)
+            self._score(split, record, cache[t][0], outputs, target, mask, ref_name, result)
+            self._keep(split, record, references)
             for name, output in outputs.items():
                 means[name].append(linear_mean_luminance(output, mask))
             means["target"].append(linear_mean_luminance(target, mask))
@@ -651,22 +769,174 @@ def summarise(
 
 
 def _methods(
-    model: Baseline | None, meta: dict[str, Any] | None, references: bool
+    model: Baseline | None,
+    meta: dict[str, Any] | None,
+    references: bool,
+    mode: str = "same",
+    train_method: ReferenceMethod | None = None,
 ) -> list[_Method]:
+    """The table's rows, each with whether it peeks under reference ``mode`` (and why)."""
     from expokit.models.reference import REFERENCE_METHODS
 
     methods: list[_Method] = []
     if model is not None:
         step = (meta or {}).get("step")
         label = f"{model.name} (step {step})" if step is not None else model.name
-        methods.append(_Method(model.name, label, "model", False))
+        peeks = bool(model.needs_reference) and mode == "same"
+        why = "it is given the target as its reference (--reference same)" if peeks else None
+        methods.append(_Method(model.name, label, "model", peeks, why, bool(model.needs_reference)))
     if references:
+        table = list(REFERENCE_METHODS.values())
+        if train_method is not None:  # after the other fixed-level gain
+            at = [m.name for m in table].index("gain_to_mid_grey") + 1
+            table.insert(at, train_method)
         methods += [
-            _Method(m.name, m.label, "reference", m.peeking) for m in REFERENCE_METHODS.values()
+            _Method(
+                m.name,
+                m.label,
+                "reference",
+                m.peeks(mode),
+                m.peeks_why(mode),
+                m.uses_reference,
+                m,
+            )
+            for m in table
         ]
     if not methods:
         raise EvalError("nothing to evaluate: give a checkpoint or keep the reference methods")
     return methods
+
+
+def train_level(
+    dataset: Dataset, config: EvalConfig, reader: _Reader | None = None
+) -> tuple[dict[str, Any], ReferenceMethod | None]:
+    """The training split's mean target luminance, for the fair baseline "global gain to
+    <split>-split mean", and that method (``None`` with the reason when there is none).
+
+    The level is the mean over up to :data:`TRAIN_LEVEL_TARGETS` distinct target images of
+    ``config.train_split`` (evenly spaced in path order) of their mean encoded Rec. 709
+    luminance, the measure :func:`~expokit.models.reference.gain_to_reference` matches. It
+    is never measured on a scored split.
+    """
+    from expokit.models.reference import mean_luminance, train_level_method
+
+    split = config.train_split
+    info: dict[str, Any] = {"method": "gain_to_train_mean", "split": split}
+    if split is None:
+        return {**info, "off": "no training split given"}, None
+    present = set(dataset.manifest["split"].dropna().astype(str))
+    scored_everything = ALL_SPLITS in config.splits and ALL_SPLITS not in present
+    if split in config.splits or scored_everything:
+        return {**info, "off": f"split {split!r} is scored itself: its level would peek"}, None
+    if split not in present:
+        return {**info, "off": f"the dataset has no split {split!r}"}, None
+    rows = _select(dataset, split, None)
+    paths = sorted({str(p) for p in rows["target_path"].dropna()})
+    if not paths:
+        return {**info, "off": f"split {split!r} has no target image"}, None
+    step = max(1, math.ceil(len(paths) / TRAIN_LEVEL_TARGETS))
+    chosen = paths[::step][:TRAIN_LEVEL_TARGETS]
+    reader = reader or _Reader(dataset, config.resize)
+    level = float(np.mean([mean_luminance(reader.image(rel)) for rel in chosen]))
+    info.update(level=level, targets=len(chosen), of_targets=len(paths))
+    if not 0 < level <= 1:
+        return {**info, "off": f"split {split!r}: its targets are black"}, None
+    return info, train_level_method(level, split)
+
+
+def split_size(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``{split: {pairs, scenes, too_small, warning}}``: the small-split rule (fewer than
+    :data:`MIN_PAIRS` pairs or fewer than :data:`MIN_SCENES` scenes is too small)."""
+    out: dict[str, Any] = {}
+    for split in dict.fromkeys(p["split"] for p in pairs):
+        mine = [p for p in pairs if p["split"] == split]
+        count = len({p["pair_id"] for p in mine})
+        scenes = len({p["scene_id"] for p in mine})
+        small = count < MIN_PAIRS or scenes < MIN_SCENES
+        warning = (
+            f"WARNING: split {split!r} is too small to mean much: {count} pairs from "
+            f"{scenes} scene{'s' if scenes != 1 else ''} (rule: at least {MIN_PAIRS} pairs "
+            f"and {MIN_SCENES} scenes)"
+            if small
+            else None
+        )
+        out[split] = {"pairs": count, "scenes": scenes, "too_small": small, "warning": warning,
+                      "rule": {"min_pairs": MIN_PAIRS, "min_scenes": MIN_SCENES}}  # fmt: skip
+    return out
+
+
+def best_fair_baseline(table: dict[str, Any], methods: dict[str, Any]) -> str | None:
+    """The non-peeking reference method with the highest mean PSNR (all pairs) in one
+    split's ``table``; ties go to the first in table order; ``None`` when there is none."""
+    best: str | None = None
+    for name, entry in table.items():
+        info = methods.get(name, {})
+        score = entry.get("all", {}).get("psnr")
+        if info.get("kind") != "reference" or info.get("peeking") or score is None:
+            continue
+        if best is None or score > table[best]["all"]["psnr"]:
+            best = name
+    return best
+
+
+def compare(summary: dict[str, Any]) -> dict[str, Any]:
+    """``{split: verdict}``: the model against the best fair baseline (PSNR and SSIM means
+    over all pairs). ``status``: ``above``, ``level`` (within :data:`LEVEL_DB`), ``below``,
+    ``not-fair`` (the model peeks), ``no-model`` or ``no-baseline``; ``line`` is the text
+    every table ends with."""
+    methods = summary["methods"]
+    model = next((n for n, m in methods.items() if m["kind"] == "model"), None)
+    out: dict[str, Any] = {}
+    for split, table in summary["splits"].items():
+        baseline = best_fair_baseline(table, methods)
+        entry: dict[str, Any] = {
+            "model": model,
+            "baseline": baseline,
+            "baseline_label": None if baseline is None else methods[baseline]["label"],
+            "baseline_psnr": None if baseline is None else table[baseline]["all"]["psnr"],
+            "baseline_ssim": None if baseline is None else table[baseline]["all"]["ssim"],
+            "model_psnr": None if model is None else table[model]["all"]["psnr"],
+            "model_ssim": None if model is None else table[model]["all"]["ssim"],
+            "model_peeks": None if model is None else bool(methods[model]["peeking"]),
+            "delta_psnr": None,
+            "delta_ssim": None,
+        }
+        entry.update(_verdict(entry, methods))
+        out[split] = entry
+    return out
+
+
+def _verdict(entry: dict[str, Any], methods: dict[str, Any]) -> dict[str, Any]:
+    head = "model vs best fair baseline:"
+    label = entry["baseline_label"]
+    if entry["baseline"] is None:
+        return {"status": "no-baseline", "line": f"{head} none (no fair reference method was "
+                "scored: drop --no-references)"}  # fmt: skip
+    if entry["model"] is None:
+        return {"status": "no-model", "line": f"{head} no model scored; best fair baseline "
+                f"{label} {entry['baseline_psnr']:.2f} dB"}  # fmt: skip
+    if entry["model_psnr"] is None:
+        return {"status": "no-model", "line": f"{head} the model has no score"}
+    delta = entry["model_psnr"] - entry["baseline_psnr"]
+    dssim = (
+        None
+        if entry["model_ssim"] is None or entry["baseline_ssim"] is None
+        else entry["model_ssim"] - entry["baseline_ssim"]
+    )
+    text = f"{head} {delta:+.2f} dB ({label})"
+    if dssim is not None:
+        text += f", SSIM {dssim:+.3f}"
+    found: dict[str, Any] = {"delta_psnr": delta, "delta_ssim": dssim}
+    if entry["model_peeks"]:
+        model = methods[entry["model"]]
+        return {**found, "status": "not-fair", "line": f"{text}: NOT A FAIR COMPARISON, "
+                f"{model['label']} peeks ({model.get('why') or 'it sees the target'}); "
+                "score it with --reference other-scene or train-scene"}  # fmt: skip
+    if abs(delta) < LEVEL_DB:
+        return {**found, "status": "level", "line": f"{text}: LEVEL (not above the baseline)"}
+    if delta < 0:
+        return {**found, "status": "below", "line": f"{text}: BELOW the fair baseline"}
+    return {**found, "status": "above", "line": f"{text}: above the fair baseline"}
 
 
 def evaluate(
@@ -677,34 +947,49 @@ def evaluate(
     out: str | Path | None = None,
     progress: Callable[[int], object] | None = None,
     model: Baseline | None = None,
+    images: str | Path | None = None,
 ) -> EvalResult:
     """Score the checkpoint ``ckpt`` (a run, step folder or weights file; or an in-memory
-    ``model``) and the reference methods on dataset ``data``; write the results to ``out``.
+    ``model``) and the reference methods on dataset ``data``; write the results to ``out``
+    and, with ``images``, triptychs and a page of the best and worst pairs there
+    (:func:`write_images`).
 
     Raises
     ------
     EvalError
         A split the dataset lacks, no pair left, a video model on a dataset without clips,
-        ``other-scene`` references with a single scene.
+        ``other-scene`` references with a single scene, a method output with NaN or
+        infinite values.
     CheckpointError, DatasetError, DataError, OutputError
-        From loading the checkpoint, the dataset or its images, or claiming ``out``.
+        From loading the checkpoint (NaN or infinite weights included), the dataset or
+        its images, or claiming ``out`` / ``images``.
     """
     from expokit.curation.dataset import load_dataset
-    from expokit.models.checkpoint import load_model
+    from expokit.models.infer import check_finite_weights, load_checked_model
 
     config = config or EvalConfig()
     dataset = load_dataset(data)
     meta: dict[str, Any] | None = None
     if model is None and ckpt is not None:
-        model, meta = load_model(ckpt)
-    methods = _methods(model, meta, config.references)
-    if out is not None:  # refuse a bad output folder before the (long) scoring
-        from expokit.core.roots import claim_root
+        model, meta = load_checked_model(ckpt)
+    elif model is not None:
+        check_finite_weights(model, f"model {model.name!r}")
+    reader = _Reader(dataset, config.resize)
+    level_info, train_method = (
+        train_level(dataset, config, reader) if config.references else ({}, None)
+    )
+    methods = _methods(model, meta, config.references, config.reference, train_method)
+    from expokit.core.roots import claim_root
 
+    if out is not None:  # refuse a bad output folder before the (long) scoring
         claim_root(out, "evaluation")
+    saver = None
+    if images is not None:
+        shown = next((m.name for m in methods if m.kind == "model"), None)
+        saver = _TriptychSaver(claim_root(images, "evaluation", what="images folder"), shown)
     runner = _ModelRunner(model, config.device) if model is not None else None
     result = EvalResult()
-    scorer = _Scorer(dataset, config, runner, methods, progress)
+    scorer = _Scorer(dataset, config, runner, methods, progress, saver)
     for split in config.splits:
         scorer.split(split, result)
     result.summary = {
@@ -719,16 +1004,85 @@ def evaluate(
             f"mask; PSNR capped at {PSNR_CAP} dB in means; under: input_ev < target_ev, "
             "over: input_ev > target_ev; ewarp: mean squared RGB error in [0,1] of outputs "
             "warped with DIS flow of the targets, occlusions masked; flicker: std/mean of the "
-            "mean linear luminance over a clip"
+            "mean linear luminance over a clip; peeking: the method sees the scored target "
+            "under this reference mode; best fair baseline: the non-peeking reference method "
+            f"with the highest mean PSNR; too small: < {MIN_PAIRS} pairs or < {MIN_SCENES} "
+            "scenes"
         ),
         "methods": {
-            m.name: {"label": m.label, "kind": m.kind, "peeking": m.peeking} for m in methods
+            m.name: {
+                "label": m.label,
+                "kind": m.kind,
+                "peeking": m.peeking,
+                "why": m.why,
+                "uses_reference": m.uses_reference,
+            }
+            for m in methods
+        },
+        "fair_baselines": {
+            "methods": [m.name for m in methods if m.kind == "reference" and not m.peeking],
+            "train_level": level_info or None,
         },
         "splits": summarise(result.pairs, result.clips, [m.name for m in methods]),
+        "split_size": split_size(result.pairs),
     }
+    result.summary["comparison"] = compare(result.summary)
+    if saver is not None:
+        for split, verdict in result.summary["comparison"].items():
+            if saver.method is not None:
+                saver.shown[split] = saver.method
+            elif verdict["baseline"] is not None:  # reference-only: the best fair baseline
+                method = next(m for m in methods if m.name == verdict["baseline"])
+                saver.shown[split] = method.name
+                scorer.draw_reference(split, method)
+        result.summary["images"] = str(write_images(saver, result))
     if out is not None:
         write_results(out, result)
     return result
+
+
+def reference_targets(
+    data: str | Path, split: str, config: EvalConfig | None = None
+) -> dict[str, tuple[str, str]]:
+    """``{scene: (reference scene, reference target path relative to the dataset)}``: the
+    reference :func:`evaluate` gives every pair of ``split`` under ``config.reference``
+    (``same``: each scene's own pairs' targets, so ``{}``)."""
+    from expokit.curation.dataset import load_dataset
+
+    config = config or EvalConfig(splits=(split,))
+    dataset = load_dataset(data)
+    scorer = _Scorer(dataset, config, None, [], None)
+    rows = _select(dataset, split, config.min_ev_error)
+    if config.reference == "other-scene":
+        return scorer._scene_reference_rel(rows)
+    if config.reference == "train-scene":
+        return scorer._train_reference_rel(rows)
+    return {}
+
+
+def method_from_summary(summary: dict[str, Any], name: str) -> ReferenceMethod:
+    """The reference method ``name`` of an evaluation ``summary``, rebuilt to run again
+    (the training-split gain from the level recorded in ``fair_baselines``)."""
+    from expokit.models.reference import REFERENCE_METHODS, train_level_method
+
+    if name in REFERENCE_METHODS:
+        return REFERENCE_METHODS[name]
+    level = (summary.get("fair_baselines") or {}).get("train_level") or {}
+    if name == "gain_to_train_mean" and level.get("level") is not None:
+        return train_level_method(float(level["level"]), str(level["split"]))
+    raise EvalError(f"no reference method {name!r} in this evaluation")
+
+
+def reference_mode_for(
+    data: str | Path, split: str, config: EvalConfig | None = None
+) -> ReferenceMode:
+    """A reference mode under which no reference-taking method sees the target of
+    ``split``: ``other-scene`` when it has two scenes or more, else ``train-scene``."""
+    from expokit.curation.dataset import load_dataset
+
+    config = config or EvalConfig(splits=(split,))
+    rows = _select(load_dataset(data), split, config.min_ev_error)
+    return "other-scene" if rows["scene_id"].astype(str).nunique() >= 2 else "train-scene"
 
 
 def _checkpoint_summary(meta: dict[str, Any]) -> dict[str, Any]:
@@ -778,12 +1132,16 @@ def _cell(value: float | None, digits: int, scale: float = 1.0) -> str:
 
 def format_table(summary: dict[str, Any]) -> str:
     """Markdown tables, one per split: PSNR/SSIM for all, under- and over-exposed inputs,
-    and for video E_warp (x1000) and flicker; peeking methods are labelled."""
+    and for video E_warp (x1000) and flicker; a ``peeks`` column (whether the method sees
+    the target under the reference mode used); a warning line for a split too small to
+    mean much; and last, the verdict line ``model vs best fair baseline: ...``."""
     lines: list[str] = []
     methods = summary["methods"]
+    sizes = summary.get("split_size", {})
+    verdicts = summary.get("comparison") or compare(summary)
     for split, table in summary["splits"].items():
         video = any("video" in entry for entry in table.values())
-        head = ["method"]
+        head = ["method", "peeks"]
         for group in GROUPS:
             head += [f"PSNR {group}", f"SSIM {group}"]
         if video:
@@ -792,11 +1150,15 @@ def format_table(summary: dict[str, Any]) -> str:
         lines.append(
             f"split {split}: "
             + ", ".join(f"{g} {counts.get(g, {}).get('pairs', 0)} pairs" for g in GROUPS)
+            + f" (reference: {summary.get('config', {}).get('reference', 'same')})"
         )
+        warning = sizes.get(split, {}).get("warning")
+        if warning:
+            lines.append(warning)
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for name, entry in table.items():
-            cells = [methods[name]["label"]]
+            cells = [methods[name]["label"], "yes" if methods[name].get("peeking") else "no"]
             for group in GROUPS:
                 cells += [_cell(entry[group]["psnr"], 2), _cell(entry[group]["ssim"], 3)]
             if video:
@@ -809,5 +1171,152 @@ def format_table(summary: dict[str, Any]) -> str:
                 f"targets themselves: E_warp x1e3 {_cell(own.get('ewarp_target'), 3, 1000.0)}, "
                 f"flicker {_cell(own.get('flicker_target'), 4)}"
             )
+        if split in verdicts:
+            lines.append(verdicts[split]["line"])
         lines.append("")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def triptych(image: F64, output: F64, target: F64) -> npt.NDArray[np.uint8]:
+    """Input, output and target side by side: uint8 RGB ``(h, 3 w, 3)``, each panel the
+    pair's scored size, area-downscaled so its longer side is at most :data:`PANEL_MAX`."""
+    import cv2
+
+    panels = [to_uint8(x) for x in (image, output, target)]
+    h, w = panels[0].shape[:2]
+    scale = PANEL_MAX / max(h, w)
+    if scale < 1:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        panels = [
+            np.asarray(cv2.resize(x, size, interpolation=cv2.INTER_AREA), np.uint8) for x in panels
+        ]
+    return np.ascontiguousarray(np.concatenate(panels, axis=1), dtype=np.uint8)
+
+
+class _TriptychSaver:
+    """Writes one triptych PNG per scored pair of the shown method into ``folder``."""
+
+    def __init__(self, folder: Path, method: str | None) -> None:
+        self.folder = folder
+        #: the model's name, or None: the best fair baseline of each split, drawn after scoring
+        self.method = method
+        self.shown: dict[str, str] = {}
+        self.files: dict[str, dict[str, str]] = {}  # split -> pair id -> path in folder
+
+    def write(self, split: str, pair_id: str, image: F64, output: F64, target: F64) -> None:
+        import cv2
+
+        from expokit.core.atomic import atomic_write_bytes
+        from expokit.core.paths import safe_component
+
+        names = self.files.setdefault(split, {})
+        # the index keeps names unique; "+" stays readable (EV tokens: ev+1.0 vs ev-1.0)
+        rel = names.get(pair_id) or (
+            f"{safe_component(split, 'split')}/{len(names):04d}-"
+            f"{safe_component(pair_id.replace('+', 'plus'))}.png"
+        )
+        rgb = triptych(image, output, target)
+        ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise EvalError(f"{self.folder / rel}: could not encode the triptych PNG")
+        atomic_write_bytes(self.folder / rel, data.tobytes())
+        names[pair_id] = rel
+
+
+def _card(p: dict[str, Any], files: dict[str, str], fair: dict[str, float]) -> str:
+    """One pair on the images page: its triptych (linked) and its scores."""
+    import html
+
+    rel = files.get(p["pair_id"])
+    ev = p["input_ev"]
+    text = (
+        f"{p['pair_id']} ({p['exposure']}, input EV {ev:+g}): "
+        f"{min(p['psnr'], PSNR_CAP):.2f} dB, SSIM {_cell(p['ssim'], 3)}"
+    )
+    if p["pair_id"] in fair:
+        text += f"; best fair baseline {min(fair[p['pair_id']], PSNR_CAP):.2f} dB"
+    src = html.escape(rel) if rel else ""
+    image = f"<a href='{src}'><img src='{src}' alt='input, output, target'></a>" if rel else ""
+    return f"<figure>{image}<figcaption>{html.escape(text)}</figcaption></figure>"
+
+
+def write_images(saver: _TriptychSaver, result: EvalResult) -> Path:
+    """``index.html`` in the images folder: per split the verdict, the table, and the
+    :data:`SHOWN_PAIRS` best and worst pairs by the shown method's PSNR (the model's; for
+    reference-only evaluations the best fair baseline's), then every pair. Self-contained:
+    inline style, links relative to the page. Returns the page's path."""
+    import html
+
+    from expokit.core.atomic import atomic_write_text
+
+    summary = result.summary
+    methods = summary["methods"]
+    esc = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>expokit eval: best and worst pairs</title>",
+        "<style>body{font:14px sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "img{max-width:100%;image-rendering:pixelated}figure{margin:1em 0}"
+        "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}"
+        ".below{color:#b00}.warn{color:#a60}pre{background:#f6f6f6;padding:.5em}</style>",
+        "</head><body><h1>expokit eval: best and worst pairs</h1>",
+        f"<p>dataset <code>{esc(str(summary['dataset']))}</code>",
+    ]
+    ckpt = summary.get("checkpoint")
+    if ckpt:
+        parts.append(f"; checkpoint <code>{esc(str(ckpt.get('path')))}</code>")
+    parts.append(
+        f"; reference <code>{esc(str(summary['config']['reference']))}</code>. Each image: "
+        "input | output | target.</p>"
+    )
+    tables = format_table(summary).split("\n\n")
+    for index, split in enumerate(summary["splits"]):
+        verdict = summary["comparison"][split]
+        shown = saver.shown.get(split)
+        files = saver.files.get(split, {})
+        status = verdict["status"]
+        css = "below" if status in ("below", "level", "not-fair") else ""
+        parts.append(
+            f"<h2>split {esc(split)}</h2><p class='{css}'><b>{esc(verdict['line'])}</b></p>"
+        )
+        warning = summary["split_size"].get(split, {}).get("warning")
+        if warning:
+            parts.append(f"<p class='warn'>{esc(warning)}</p>")
+        parts.append(f"<pre>{esc(tables[index] if index < len(tables) else '')}</pre>")
+        if shown is None:
+            parts.append("<p>no method to show (no model and no fair baseline)</p>")
+            continue
+        fair = verdict["baseline"] if shown != verdict["baseline"] else None
+        scores = {p["pair_id"]: p for p in result.pairs
+                  if p["split"] == split and p["method"] == shown}  # fmt: skip
+        fair_scores = {p["pair_id"]: p["psnr"] for p in result.pairs
+                       if p["split"] == split and p["method"] == fair}  # fmt: skip
+        ranked = sorted(scores.values(), key=lambda p: (-min(p["psnr"], PSNR_CAP), p["pair_id"]))
+        best = ranked[: min(SHOWN_PAIRS, (len(ranked) + 1) // 2)]
+        worst = ranked[::-1][: min(SHOWN_PAIRS, len(ranked) - len(best))]
+        about = f"shown: {methods[shown]['label']}"
+        if fair:
+            about += f"; beside it the best fair baseline, {methods[fair]['label']}"
+        parts.append(f"<p>{esc(about)}</p>")
+
+        for title, chosen in (("best", best), ("worst", worst)):
+            parts.append(f"<h3>{title} {len(chosen)} by PSNR</h3>")
+            parts.extend(_card(p, files, fair_scores) for p in chosen)
+        parts.append("<h3>all pairs</h3><table><tr><th>pair</th><th>PSNR</th><th>SSIM</th>"
+                     + ("<th>fair baseline PSNR</th>" if fair else "") + "</tr>")  # fmt: skip
+        for p in ranked:
+            rel = files.get(p["pair_id"])
+            name = f"<a href='{esc(rel)}'>{esc(p['pair_id'])}</a>" if rel else esc(p["pair_id"])
+            row = f"<tr><td>{name}</td><td>{min(p['psnr'], PSNR_CAP):.2f}</td>"
+            row += f"<td>{_cell(p['ssim'], 3)}</td>"
+            if fair:
+                row += f"<td>{_cell(fair_scores.get(p['pair_id']), 2)}</td>"
+            parts.append(row + "</tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    page = saver.folder / IMAGES_PAGE
+    atomic_write_text(page, "\n".join(parts) + "\n")
+    return page

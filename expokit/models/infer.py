@@ -151,11 +151,13 @@ def to_rgb(image: npt.NDArray[Any], path: str | Path) -> tuple[npt.NDArray[Any],
 
 
 def read_rgb(path: str | Path) -> tuple[npt.NDArray[Any], list[str]]:
-    """Read an image file as ``(H, W, 3)`` RGB uint8/uint16 plus notes (see :func:`to_rgb`)."""
-    from expokit.core.images import read_image
+    """Read an image file as ``(H, W, 3)`` RGB uint8/uint16 plus notes (see :func:`to_rgb`),
+    upright per its EXIF orientation (noted: ``rotated per EXIF orientation 6 (...)``)."""
+    from expokit.core.images import read_oriented
 
-    raw = read_image(path, unchanged=True)
-    return to_rgb(raw, path)
+    decoded = read_oriented(path, unchanged=True)
+    rgb, notes = to_rgb(decoded.pixels, path)
+    return rgb, ([decoded.note] if decoded.note else []) + notes
 
 
 def write_png(path: Path, rgb: U8Image) -> None:
@@ -192,6 +194,54 @@ def to_u8(tensor: torch.Tensor) -> U8Image:
         raise ModelError("the model produced NaN or infinite values")
     out = tensor[0].clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)
     return np.ascontiguousarray(out.permute(1, 2, 0).cpu().numpy())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def nonfinite_weights(model: Baseline) -> list[str]:
+    """Names of the floating-point tensors of ``model``'s state (parameters and buffers)
+    that hold NaN or infinite values, in state-dict order."""
+    import torch
+
+    return [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+
+
+def check_finite_weights(model: Baseline, source: str | Path) -> None:
+    """Refuse a model whose weights hold NaN or infinite values.
+
+    Such a model turns every pixel into NaN, which 8-bit conversion would write as black;
+    ``source`` (the weights file, or a description of an in-memory model) names it.
+
+    Raises
+    ------
+    CheckpointError
+        Some weight tensor is not finite (the first few are named).
+    """
+    from expokit.models.checkpoint import CheckpointError
+
+    bad = nonfinite_weights(model)
+    if bad:
+        total = sum(1 for t in model.state_dict().values() if t.is_floating_point())
+        shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise CheckpointError(
+            f"{source}: weights hold NaN or infinite values in {len(bad)} of {total} tensors "
+            f"({shown}); the checkpoint is unusable (training diverged?): use an earlier step"
+        )
+
+
+def load_checked_model(path: str | Path, **options: Any) -> tuple[Baseline, dict[str, Any]]:
+    """:func:`expokit.models.checkpoint.load_model` (``options`` passed on), then
+    :func:`check_finite_weights` naming the checkpoint's weights file."""
+    from expokit.models.checkpoint import WEIGHTS_FILE, load_model
+
+    model, meta = load_model(path, **options)
+    check_finite_weights(model, Path(str(meta["path"])) / WEIGHTS_FILE)
+    return model, meta
 
 
 # ----------------------------------------------------------------------------- fast UEC
@@ -359,7 +409,9 @@ def fast_uec(
 
     The torch work here is small (thumbnails, a ``lut_size^3`` bake) and runs on one thread:
     OpenMP's barriers cost more than they save at this size, up to 10x more when other
-    processes share the cores. The per-pixel remap uses OpenCV's own threads.
+    processes share the cores. The per-pixel remap uses OpenCV's own threads. A table with
+    NaN or infinite values is a :class:`ModelError` (:func:`~expokit.models.uec.bake_lut`),
+    never a black image.
     """
     from expokit.models.uec import bake_lut
 
@@ -452,6 +504,13 @@ class Enhancer:
         ``(H, W, 3)`` RGB reference image; required when ``model.needs_reference``.
     config
         :class:`InferConfig`.
+
+    Raises
+    ------
+    CheckpointError
+        The model's weights hold NaN or infinite values (:func:`check_finite_weights`).
+    InferenceError
+        A model that needs a reference got none.
     """
 
     def __init__(
@@ -461,6 +520,8 @@ class Enhancer:
         config: InferConfig | None = None,
     ) -> None:
         self.config = config or InferConfig()
+        # before anything is written: NaN weights would give all-black outputs
+        check_finite_weights(model, f"model {model.name!r}")
         self.fast = model.name == "uec" and self.config.fast_uec
         # the LUT path is CPU work (a thumbnail, a small bake, an OpenCV remap)
         self.device = pick_device("cpu" if self.fast else self.config.device)

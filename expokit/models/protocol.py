@@ -87,12 +87,17 @@ def resize(image: U8, size: int) -> U8:
 
 
 def read_rgb(path: Path) -> U8:
-    """An image file as ``(H, W, 3)`` ``uint8`` RGB (:class:`ProtocolError` when unreadable)."""
+    """An image file as ``(H, W, 3)`` ``uint8`` RGB, upright per its EXIF orientation
+    (through :func:`expokit.core.images.read_image`; :class:`ProtocolError` when unreadable)."""
     import cv2
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ProtocolError(f"{path}: cannot be read as an image")
+    from expokit.core.errors import InputFileError
+    from expokit.core.images import read_image
+
+    try:
+        bgr = read_image(path, unchanged=False)
+    except InputFileError as exc:
+        raise ProtocolError(f"{path}: cannot be read as an image ({exc.problem})") from None
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 

@@ -6,6 +6,10 @@ see them); masks are boolean ``(H, W)``, True where the pair is valid (statistic
 those pixels; every pixel is corrected). Results are ``float64`` ``(H, W, 3)`` in ``[0, 1]``.
 
 * :func:`identity`: the input unchanged (the "do nothing" floor).
+* :func:`gain_to_level`: one global gain that gives the input a fixed mean luminance: mid-grey
+  (:data:`MID_GREY`, the sRGB encoding of 18 % grey) or the mean target luminance of the
+  *training* split (:func:`train_level_method`). They never look at the pair's reference or
+  target, so they are fair whatever the reference is: the baselines a model must beat.
 * :func:`gain_to_reference`: one global gain that gives the input the reference's mean
   luminance (Rec. 709 weights on the encoded values), clipped to ``[0, 1]``.
 * :func:`histogram_match`: per-channel CDF matching of the input to the reference.
@@ -17,6 +21,12 @@ What "the reference" is (chosen by ``expokit eval --reference``): ``same`` uses 
 own target image (only its exposure level matters to these methods: datasets without a
 separate reference exposure); ``other-scene`` uses the target of the next scene in sorted
 order (cyclic), the SICE protocol of the UEC paper (the middle exposure of another scene).
+
+Peeking: a method *peeks* when it sees the scored target. The oracle always does
+(:attr:`ReferenceMethod.peeking`); a method that uses the reference
+(:attr:`ReferenceMethod.uses_reference`: gain and histogram match to the reference) peeks
+under ``same``, where the reference *is* the target, and not under ``other-scene``
+(:meth:`ReferenceMethod.peeks`).
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from expokit.core.errors import ExpokitError
 from expokit.core.transfer import LUMA_RGB
 
 F64 = npt.NDArray[np.float64]
+#: Mean encoded luminance of "mid-grey": the sRGB encoding of 18 % linear reflectance.
+MID_GREY = 0.4614
 #: Pixels at or beyond these encoded levels are left out of the oracle fit (clipped).
 FIT_LOW, FIT_HIGH = 1.0 / 255.0, 254.0 / 255.0
 
@@ -89,6 +101,22 @@ def gain_to_reference(
     if mine <= 0:
         return x.copy()
     return np.clip(x * (theirs / mine), 0.0, 1.0)
+
+
+def gain_to_level(image: npt.ArrayLike, level: float, mask: npt.ArrayLike | None = None) -> F64:
+    """``clip(image * k)`` with ``k`` = ``level`` / mean luminance of ``image``.
+
+    ``level`` is a mean encoded Rec. 709 luminance in ``(0, 1]`` fixed before scoring (never
+    taken from the pair's target); the input's mean is taken inside ``mask``. An all-black
+    input (mean 0) is returned unchanged.
+    """
+    if not (math.isfinite(level) and 0 < level <= 1):
+        raise ReferenceMethodError(f"gain_to_level: level {level!r} is not in (0, 1]")
+    x = _image(image, "input")
+    mine = float((x[_mask(mask, x.shape)] @ LUMA_RGB).mean())
+    if mine <= 0:
+        return x.copy()
+    return np.clip(x * (level / mine), 0.0, 1.0)
 
 
 def _match_channel(
@@ -213,13 +241,40 @@ def oracle_gain_gamma(
 
 @dataclass(frozen=True)
 class ReferenceMethod:
-    """One reference method as evaluation runs it."""
+    """One reference method as evaluation runs it: ``run(image, reference, target, mask)``."""
 
     name: str
     label: str
-    #: Whether the method looks at the target (labelled "peeking" everywhere).
+    #: Whether the method always looks at the target (the oracle; labelled "peeking").
     peeking: bool
     run: Callable[[F64, F64, F64, npt.NDArray[np.bool_] | None], F64]
+    #: Whether it uses the reference image (so it peeks when the reference is the target).
+    uses_reference: bool = False
+
+    def peeks(self, reference_mode: str) -> bool:
+        """Whether the method sees the scored target under ``reference_mode``
+        (``same``: the reference is the target; ``other-scene``: another scene's target)."""
+        return self.peeking or (self.uses_reference and reference_mode == "same")
+
+    def peeks_why(self, reference_mode: str) -> str | None:
+        """Why the method sees the target under ``reference_mode`` (None: it does not)."""
+        if self.peeking:
+            return "fitted to the target"
+        if self.peeks(reference_mode):
+            return "its reference is the target (--reference same)"
+        return None
+
+
+def train_level_method(level: float, split: str) -> ReferenceMethod:
+    """The fair baseline "global gain to the mean target luminance of split ``split``":
+    :func:`gain_to_level` with ``level`` measured on target images of that (training)
+    split, never on the scored one (see :func:`expokit.models.evaluate.train_level`)."""
+    return ReferenceMethod(
+        "gain_to_train_mean",
+        f"global gain to {split}-split mean ({level:.3f})",
+        False,
+        lambda x, r, t, m: gain_to_level(x, level, m),
+    )
 
 
 #: name -> method, in table order; ``run(image, reference, target, mask)``.
@@ -228,16 +283,24 @@ REFERENCE_METHODS: dict[str, ReferenceMethod] = {
     for m in (
         ReferenceMethod("identity", "identity", False, lambda x, r, t, m: identity(x)),
         ReferenceMethod(
+            "gain_to_mid_grey",
+            f"global gain to mid-grey ({MID_GREY:.3f})",
+            False,
+            lambda x, r, t, m: gain_to_level(x, MID_GREY, m),
+        ),
+        ReferenceMethod(
             "gain_to_reference",
             "global gain to reference",
             False,
             lambda x, r, t, m: gain_to_reference(x, r, m),
+            uses_reference=True,
         ),
         ReferenceMethod(
             "histogram_match",
             "histogram match to reference",
             False,
             lambda x, r, t, m: histogram_match(x, r, m),
+            uses_reference=True,
         ),
         ReferenceMethod(
             "oracle_gain_gamma",

@@ -3,7 +3,8 @@
 ``train(TrainConfig(...))`` trains ``config.model`` on the ``config.split`` rows of the dataset
 ``config.data`` and writes the run folder ``config.out`` (layout in
 :mod:`expokit.models.checkpoint`): ``config.json`` (resolved config), ``log.csv``,
-``checkpoints/step_*`` (safetensors weights + training state), optionally TensorBoard events.
+``checkpoints/step_*`` (safetensors weights + training state), ``checkpoints/best``,
+``validation.json``, optionally TensorBoard events.
 
 * One loss per step from ``model.training_loss(batch)``; AdamW, warm-up then cosine decay.
 * Checkpoints every ``ckpt_every`` steps, at the end and when ``max_minutes`` runs out; the
@@ -12,6 +13,11 @@
   stream too: :class:`~expokit.models.data.TrainSampler` restarts at the saved draw).
 * A NaN/inf loss or a NaN in a batch stops training with a :class:`TrainError` naming the
   step; nothing is written for that step.
+* Validation every ``val_every`` steps and at the end (:class:`_Validator`): val PSNR as
+  ``expokit eval --reference other-scene`` computes it, next to the best fair baseline's;
+  ``log.csv`` ``val_*`` columns, ``checkpoints/best`` (the highest val PSNR, kept across
+  resume), ``validation.json`` with the line saying whether the model ever beat the
+  baseline (:class:`ValidationSummary`).
 * Under ``torchrun --nproc-per-node N`` it runs DistributedDataParallel (gloo on CPU, nccl on
   CUDA); each rank draws its own share of the batches; only rank 0 writes files.
 * Recipes: :data:`RECIPES` holds each model's default :class:`TrainConfig`.
@@ -37,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_type_hints
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -46,21 +53,29 @@ from expokit.models.checkpoint import (
     STATE_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    best_dir,
     newest_step_dir,
     read_meta,
     save_checkpoint,
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from expokit.models.base import Baseline
+    from expokit.models.reference import ReferenceMethod
 
 AMP_MODES = ("off", "bf16", "fp16")
 SCHEDULES = ("cosine", "constant")
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.csv"
 #: Config keys that may change on ``--resume`` without a warning (they steer the run, not
-#: what is learnt).
-_RUN_CONTROL = "steps max_minutes num_workers log_every ckpt_every device tensorboard threads"
+#: what is learnt; validation does not touch the weights or RNGs, and a best checkpoint
+#: validated another way is dropped on resume, with a line saying so).
+_RUN_CONTROL = (
+    "steps max_minutes num_workers log_every ckpt_every device tensorboard threads "
+    "val_every val_split val_pairs val_size"
+)
 RUN_CONTROL_KEYS = frozenset(_RUN_CONTROL.split())
 
 
@@ -112,6 +127,14 @@ class TrainConfig:
     tensorboard: bool = True
     #: CPU threads torch may use per process (0: torch's default)
     threads: int = 0
+    #: validate every this many steps and at the end (0: off); see :class:`_Validator`
+    val_every: int = 100
+    #: the split validated on (a missing one is reported once; training goes on)
+    val_split: str = "val"
+    #: at most this many val pairs, spread evenly over the split's sorted pair ids
+    val_pairs: int = 16
+    #: val images are resized to ``val_size x val_size`` (as ``expokit eval --resize``)
+    val_size: int = 64
     model_config: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
 
@@ -141,6 +164,10 @@ class TrainConfig:
         need(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
         need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         need(self.ckpt_every >= 1, f"ckpt_every must be >= 1, got {self.ckpt_every}")
+        need(self.val_every >= 0, f"val_every must be >= 0 (0: off), got {self.val_every}")
+        need(bool(self.val_split), "val_split must name a split")
+        need(self.val_pairs >= 1, f"val_pairs must be >= 1, got {self.val_pairs}")
+        need(16 <= self.val_size <= 16384, f"val_size must be in 16..16384, got {self.val_size}")
         need(
             self.max_minutes is None or self.max_minutes > 0,
             f"max_minutes must be > 0, got {self.max_minutes}",
@@ -461,33 +488,48 @@ class TrainSummary:
     world_size: int = 1
     rank: int = 0
     checksum: float = 0.0
+    #: what validation found (``off`` says why there was none)
+    validation: ValidationSummary | None = None
 
     def report(self) -> list[str]:
         loss = "n/a" if self.last_loss is None else f"{self.last_loss:.5g}"
         why = "" if self.stopped == "done" else " (time limit reached)"
-        return [
+        lines = [
             f"trained {self.model} ({self.parameters:,} parameters) from step "
             f"{self.start_step} to {self.step} of {self.steps}{why} in {self.seconds:.1f} s"
             f" on {self.world_size} process(es); last loss {loss}",
             f"checkpoint: {self.checkpoint}",
         ]
+        val = self.validation
+        if val is not None and val.best_checkpoint is not None and val.best_psnr is not None:
+            lines.append(
+                f"best checkpoint: {val.best_checkpoint} (step {val.best_step}, val PSNR "
+                f"{val.best_psnr:.2f} dB)"
+            )
+        verdict = None if val is None else val.verdict()
+        if verdict is not None:
+            lines.append(verdict)
+        return lines
 
 
 class _CsvLog:
-    """``RUN/log.csv``: one row per ``log_every`` steps; rows past ``start`` dropped."""
+    """``RUN/log.csv``: one row per ``log_every`` steps (and per validation); rows past
+    ``start`` dropped. A row with a new column (the val ones) rewrites the file with it, so
+    every row keeps every column (empty where a row has no value)."""
 
     def __init__(self, path: Path, start: int) -> None:
         self.path = path
         self.columns: list[str] | None = None
+        self.rows: list[dict[str, Any]] = []
         if path.is_file():
             with path.open(newline="", encoding="utf-8") as handle:
                 reader = csv.DictReader(handle)
                 self.columns = list(reader.fieldnames or []) or None
-                rows = [
+                self.rows = [
                     r for r in reader if r.get("step", "").isdigit() and int(r["step"]) <= start
                 ]
             if self.columns:
-                self._write(rows, "w")
+                self._write(self.rows, "w")
             else:
                 path.unlink()
 
@@ -500,9 +542,11 @@ class _CsvLog:
             writer.writerows(rows)
 
     def add(self, row: dict[str, Any]) -> None:
-        if self.columns is None:
-            self.columns = list(row)
-            self._write([row], "w")
+        self.rows.append(row)
+        new = [k for k in row if k not in (self.columns or [])]
+        if self.columns is None or new:
+            self.columns = [*(self.columns or []), *new]
+            self._write(self.rows, "w")
         else:
             self._write([row], "a")
 
@@ -516,6 +560,331 @@ def _tensorboard(run: Path, enabled: bool, echo: Callable[[str], None]) -> Any:
         return None
     echo(f"TensorBoard events in {run / 'tensorboard'}")
     return SummaryWriter(str(run / "tensorboard"))
+
+
+# --------------------------------------------------------------------------- validation
+
+#: log.csv columns of a validation row.
+VAL_COLUMNS = ("val_psnr", "val_baseline_psnr", "val_baseline")
+#: What validation found, written at the end of every run (``RUN/validation.json``).
+VALIDATION_FILE = "validation.json"
+
+
+@dataclass
+class ValidationSummary:
+    """The val split, its fair baseline and the best checkpoint of a run.
+
+    ``baseline`` is the best non-peeking reference method of
+    :mod:`expokit.models.reference` on the val pairs (PSNR means in dB); ``off`` says why
+    there was no validation (then the other fields are empty).
+    """
+
+    split: str
+    every: int
+    pairs: int = 0
+    baseline: str | None = None
+    baseline_psnr: float | None = None
+    baseline_scores: dict[str, float] = field(default_factory=dict)
+    best_step: int | None = None
+    best_psnr: float | None = None
+    best_checkpoint: Path | None = None
+    off: str | None = None
+
+    @property
+    def margin(self) -> float | None:
+        """Best val PSNR minus the fair baseline's (dB), or None."""
+        if self.best_psnr is None or self.baseline_psnr is None:
+            return None
+        return self.best_psnr - self.baseline_psnr
+
+    @property
+    def beat_baseline(self) -> bool | None:
+        margin = self.margin
+        return (
+            None if self.off is not None or self.baseline is None else bool(margin and margin > 0)
+        )
+
+    def verdict(self) -> str | None:
+        """One plain line: did the model ever beat the fair baseline on val (None: off)?"""
+        if self.off is not None or self.baseline is None or self.baseline_psnr is None:
+            return None
+        against = f"{self.baseline.replace('_', ' ')} {self.baseline_psnr:.2f} dB"
+        if self.best_psnr is None:
+            return (
+                f"model never beat the fair baseline on {self.split}: no finite val PSNR vs "
+                f"{against}"
+            )
+        best = f"best {self.best_psnr:.2f} dB at step {self.best_step} vs {against}"
+        margin = self.best_psnr - self.baseline_psnr
+        if margin > 0:
+            return f"model beat the fair baseline on {self.split} by {margin:.2f} dB: {best}"
+        return f"model never beat the fair baseline on {self.split}: {best}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self),
+            "best_checkpoint": None if self.best_checkpoint is None else str(self.best_checkpoint),
+            "margin_db": self.margin,
+            "beat_baseline": self.beat_baseline,
+            "verdict": self.verdict(),
+        }
+
+
+@dataclass
+class _ValItem:
+    """One val pair at ``val_size``: the model's input frames (the pair's input, or the clip
+    window centred on it), another scene's reference, the target (float and uint8), mask."""
+
+    pair_id: str
+    window: list[npt.NDArray[np.float64]]
+    reference: npt.NDArray[np.float64]
+    target: npt.NDArray[np.float64]
+    target8: npt.NDArray[np.uint8]
+    mask: npt.NDArray[np.bool_] | None
+
+
+def _capped_mean(values: list[float]) -> float:
+    """Mean PSNR as ``expokit eval`` takes it: NaN skipped, capped at ``PSNR_CAP``."""
+    from expokit.models.evaluate import PSNR_CAP
+
+    kept = [min(v, PSNR_CAP) for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
+class _Validator:
+    """Rank 0's validation set: up to ``val_pairs`` pairs of ``val_split``, loaded once at
+    ``val_size x val_size``, scored as ``expokit eval --reference other-scene --resize
+    val_size`` scores them.
+
+    * Images: float RGB in ``[0, 1]`` resized like ``expokit eval`` (antialiased bilinear,
+      rounded to the file's bit depth; masks nearest); PSNR
+      (:func:`expokit.curation.metrics.psnr`) on uint8 RGB inside the mask, means capped at
+      ``PSNR_CAP``.
+    * References follow eval's other-scene rule (never the pair's own target): the target of
+      the next scene of the split (sorted, cyclic), the middle frame of that scene's first
+      clip for video. Models and reference methods get the same one.
+    * The fair baseline is the best of the reference methods that do not peek under the
+      other-scene rule (:mod:`expokit.models.reference`), with eval's "global gain to the
+      training split's mean" (:func:`expokit.models.evaluate.train_level`) when the training
+      split is not the val one. It does not change while training: it is scored once here.
+    """
+
+    def __init__(
+        self, split: str, items: list[_ValItem], frames: int, methods: list[ReferenceMethod]
+    ) -> None:
+        from expokit.curation.metrics import psnr
+
+        self.split = split
+        self.items = items
+        self.frames = frames
+        self.baseline_scores: dict[str, float] = {}
+        for method in methods:
+            values = []
+            for item in items:
+                image = item.window[len(item.window) // 2]
+                out = method.run(image, item.reference, item.target, item.mask)
+                values.append(psnr(_uint8(out), item.target8, 255.0, item.mask))
+            self.baseline_scores[method.name] = _capped_mean(values)
+        # the best one; NaN never wins, ties go to the first in table order
+        finite = {k: v for k, v in self.baseline_scores.items() if not math.isnan(v)}
+        self.baseline = max(finite, key=finite.__getitem__) if finite else "identity"
+        self.baseline_psnr = self.baseline_scores[self.baseline]
+
+    @classmethod
+    def prepare(cls, config: TrainConfig, frames: int) -> _Validator | str:
+        """The validator of ``config``, or the reason there is none (a split the dataset
+        lacks, one with fewer than two scenes)."""
+        import pandas as pd
+
+        from expokit.curation.dataset import load_dataset
+        from expokit.models.data import DataError, find_clips, select_rows
+        from expokit.models.evaluate import EvalConfig, train_level
+        from expokit.models.reference import REFERENCE_METHODS
+
+        dataset = load_dataset(config.data)
+        try:
+            rows = select_rows(dataset, config.val_split)
+        except DataError as exc:
+            return str(exc)
+        scene_ids = rows["scene_id"].astype(str)
+        scenes = sorted(set(scene_ids))
+        if len(scenes) < 2:
+            return (
+                f"{dataset.root}: split {config.val_split!r} has {len(scenes)} scene "
+                f"({', '.join(scenes)}); validation takes references from another scene and "
+                "needs at least two"
+            )
+        clip = rows["clip_id"].notna() & rows["frame_index"].notna()
+        where: dict[str, tuple[list[dict[str, Any]], int]] = {}
+        for found in find_clips(rows[clip]):
+            for t, record in enumerate(found.rows):
+                where[str(record["pair_id"])] = (found.rows, t)
+        reference_of = _other_scene_references(rows, scene_ids, clip)
+
+        ordered = rows.sort_values("pair_id").to_dict("records")
+        count = min(config.val_pairs, len(ordered))
+        picks = sorted({int(i) for i in np.linspace(0, len(ordered) - 1, count).round()})
+        size = config.val_size
+        cache: dict[str, npt.NDArray[np.float64]] = {}
+
+        def image(rel: str) -> npt.NDArray[np.float64]:
+            if rel not in cache:
+                cache[rel] = _val_image(dataset.path(rel), size)
+            return cache[rel]
+
+        items: list[_ValItem] = []
+        half = frames // 2
+        for index in picks:
+            record = {str(k): v for k, v in ordered[index].items()}
+            pair_id = str(record["pair_id"])
+            target = image(str(record["target_path"]))
+            mask_rel = record.get("mask_path")
+            mask = None
+            if isinstance(mask_rel, str) and not pd.isna(mask_rel):
+                mask = _val_mask(dataset.path(mask_rel), size)
+            if pair_id in where and frames > 1:
+                clip_rows, t = where[pair_id]
+                last = len(clip_rows) - 1
+                window = [
+                    image(str(clip_rows[min(max(i, 0), last)]["input_path"]))
+                    for i in range(t - half, t + half + 1)
+                ]
+            else:
+                window = [image(str(record["input_path"]))] * frames
+            reference = image(reference_of[str(record["scene_id"])])
+            items.append(_ValItem(pair_id, window, reference, target, _uint8(target), mask))
+        methods = [m for m in REFERENCE_METHODS.values() if not m.peeks("other-scene")]
+        level = EvalConfig(
+            splits=(config.val_split,), reference="other-scene", resize=size,
+            train_split=config.split,
+        )  # fmt: skip
+        _, train_mean = train_level(dataset, level)
+        methods += [train_mean] if train_mean is not None else []
+        return cls(config.val_split, items, frames, methods)
+
+    def score(self, model: Baseline, device: torch.device) -> float:
+        """Mean val PSNR of ``model`` (put in eval mode by the caller; no gradients)."""
+        from expokit.curation.metrics import psnr
+
+        def tensor(image: npt.NDArray[np.float64]) -> torch.Tensor:
+            array = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+            return torch.from_numpy(array).to(device)
+
+        values = []
+        with torch.no_grad():
+            for item in self.items:
+                if self.frames > 1:
+                    x = torch.stack([tensor(i) for i in item.window])[None]
+                else:
+                    x = tensor(item.window[0])[None]
+                ref = tensor(item.reference)[None] if model.needs_reference else None
+                out = model.enhance(x, ref)[0].float().cpu().numpy().transpose(1, 2, 0)
+                values.append(
+                    psnr(_uint8(np.asarray(out, np.float64)), item.target8, 255.0, item.mask)
+                )
+        return _capped_mean(values)
+
+
+def _other_scene_references(
+    rows: pd.DataFrame, scene_ids: pd.Series, clip: pd.Series
+) -> dict[str, str]:
+    """scene -> target path of its reference: eval's other-scene rule (the next scene in
+    sorted order, cyclic; its first pair's target, or the middle frame of its first clip)."""
+    scenes = sorted(set(scene_ids))
+    chosen: dict[str, str] = {}
+    for scene in scenes:
+        mine = rows[scene_ids == scene]
+        video = mine[clip[mine.index]]
+        if not video.empty:
+            first = sorted(str(c) for c in video["clip_id"].unique())[0]
+            frames = video[video["clip_id"].astype(str) == first].sort_values("frame_index")
+            chosen[scene] = str(frames.iloc[len(frames) // 2]["target_path"])
+        else:
+            chosen[scene] = str(mine.sort_values("pair_id").iloc[0]["target_path"])
+    return {s: chosen[scenes[(i + 1) % len(scenes)]] for i, s in enumerate(scenes)}
+
+
+def _uint8(image: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+    from expokit.models.evaluate import to_uint8  # what eval's metrics compare
+
+    return to_uint8(image)
+
+
+def _val_image(path: Path, size: int) -> npt.NDArray[np.float64]:
+    """``(size, size, 3)`` float64 RGB in ``[0, 1]``, read and resized as ``expokit eval``
+    reads images (its reader is private)."""
+    from expokit.models.data import read_rgb
+    from expokit.models.evaluate import resize_image
+
+    raw = read_rgb(path)
+    levels = 65535.0 if raw.dtype == np.uint16 else 255.0
+    image = np.asarray(raw, np.float64) / (levels if raw.dtype.kind == "u" else 1.0)
+    return resize_image(np.clip(image, 0.0, 1.0), size, levels)
+
+
+def _val_mask(path: Path, size: int) -> npt.NDArray[np.bool_]:
+    import cv2
+
+    from expokit.models.data import read_mask
+
+    mask = cv2.resize(read_mask(path), (size, size), interpolation=cv2.INTER_NEAREST)
+    return np.asarray(mask, bool)
+
+
+def _validate(validator: _Validator, model: Baseline, device: torch.device) -> float:
+    """Val PSNR of ``model``; its train/eval mode and every RNG are as before afterwards,
+    so validating does not change what is learnt (or an exact resume)."""
+    state = rng_state()
+    was_training = model.training
+    model.eval()
+    try:
+        return validator.score(model, device)
+    finally:
+        model.train(was_training)
+        set_rng_state(state)
+
+
+def _restore_best(
+    run: Path, resumed: bool, start: int, config: TrainConfig, pairs: int
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Rank 0: the best so far of a resumed run (``{"step", "psnr", "path"}``) and a line
+    to say, keeping ``best/`` only when it was validated the same way at or before ``start``
+    (a best from past the resume point belongs to steps about to be redone)."""
+    from expokit.models.checkpoint import find_best, remove_best
+
+    found = find_best(run)
+    if found is None:
+        return None, None
+    try:
+        meta = read_meta(found)
+    except CheckpointError:
+        meta = {}
+    step, score = meta.get("step"), meta.get("val_psnr")
+    same = (meta.get("val_split"), meta.get("val_pairs"), meta.get("val_size")) == (
+        config.val_split, pairs, config.val_size,
+    )  # fmt: skip
+    if (
+        resumed
+        and isinstance(step, int)
+        and step <= start
+        and same
+        and isinstance(score, int | float)
+        and math.isfinite(score)
+    ):
+        return (
+            {"step": step, "psnr": float(score), "path": str(found)},
+            f"best so far: step {step}, val PSNR {score:.2f} dB ({found})",
+        )
+    remove_best(run)
+    if not resumed:
+        return None, None
+    if not same:
+        why = "was validated with other val_split/val_pairs/val_size"
+    elif isinstance(step, int) and step > start:
+        why = f"is from step {step}, past the resume point {start}"
+    else:
+        why = "has no usable val PSNR in its meta.json"
+    return None, f"{found}: the best checkpoint {why}; dropped (validation finds the best again)"
 
 
 def _check_batch(batch: Batch, step: int, dataset: Any) -> None:
@@ -643,12 +1012,20 @@ def train(
             flip=config.flip, seed=config.seed, **options,
         )  # fmt: skip
 
-        # Rank 0 claims the run folder; everybody learns where to start (or why not).
+        # Rank 0 claims the run folder and prepares validation; everybody learns where to
+        # start (or why not), whether there is validation and the best so far.
         setup: dict[str, Any] = {"error": None, "start": 0, "checkpoint": None}
+        validator: _Validator | None = None
+        notes: list[str] = []
         if world.main:
             try:
                 lock, newest, setup["start"] = _prepare_run(config, resume)
                 setup["checkpoint"] = None if newest is None else str(newest)
+                validator, setup["validation"], setup["best"], note = _setup_validation(
+                    config, frames if kind == "clip" and isinstance(frames, int) else 1,
+                    newest is not None, setup["start"],
+                )  # fmt: skip
+                notes += [note] if note else []
             except ExpokitError as exc:
                 _broadcast(world, {"error": str(exc)})
                 raise
@@ -657,6 +1034,8 @@ def train(
             raise TrainError(setup["error"])
         start: int = setup["start"]
         run = Path(config.out)
+        validation = ValidationSummary(**setup["validation"])
+        best: dict[str, Any] | None = setup["best"]
 
         checkpoint = Path(setup["checkpoint"]) if setup["checkpoint"] else None
         if world.main:
@@ -669,6 +1048,16 @@ def train(
                 say(f"resuming from {checkpoint} (step {start})")
             elif resume:
                 say(f"no checkpoint in {run} yet: starting at step 0")
+            if validation.off is not None and config.val_every:
+                say(f"no validation: {validation.off}; training goes on without a val score")
+            elif validation.off is None:
+                say(
+                    f"validating every {config.val_every} steps on {validation.pairs} pairs of "
+                    f"split {validation.split!r} at {config.val_size} px; fair baseline "
+                    f"{validation.baseline} {validation.baseline_psnr:.2f} dB"
+                )
+            for note in notes:
+                say(note)
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -780,18 +1169,34 @@ def train(
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.4g}", refresh=False)
                 time_up = flags[2] > 0
+                last_step = step == config.steps or bool(time_up)
+                val: float | None = None
+                if validation.off is None and (step % config.val_every == 0 or last_step):
+                    val = _val_step(validator, model, device, world, step)
+                    if not math.isnan(val) and (best is None or val > best["psnr"]):
+                        best = {"step": step, "psnr": val, "path": None}
+                        if world.main:
+                            best["path"] = str(
+                                _save_best(model, run, step, config, world, validation, val)
+                            )
                 if log is not None and (
-                    step % config.log_every == 0 or step == config.steps or time_up
+                    step % config.log_every == 0 or last_step or val is not None
                 ):
                     row: dict[str, Any] = {"step": step}
                     row.update({k: f"{np.mean(v):.6g}" for k, v in window.items()})
                     row["lr"] = f"{lr:.6g}"
                     row["seconds"] = f"{elapsed_before + time.monotonic() - began:.2f}"
+                    if val is not None:
+                        figures = (f"{val:.10g}", f"{validation.baseline_psnr:.10g}")
+                        row.update(zip(VAL_COLUMNS, (*figures, validation.baseline), strict=True))
                     log.add(row)
                     if board is not None:
                         for key, values in window.items():
                             board.add_scalar(f"train/{key}", float(np.mean(values)), step)
                         board.add_scalar("train/lr", lr, step)
+                        if val is not None:
+                            board.add_scalar("val/psnr", val, step)
+                            board.add_scalar("val/baseline_psnr", validation.baseline_psnr, step)
                     window = {}
                 if step % config.ckpt_every == 0 or step == config.steps or time_up:
                     saved = _save(
@@ -808,18 +1213,26 @@ def train(
             if board is not None:
                 board.close()
             del batches
+        if best is not None:
+            validation.best_step, validation.best_psnr = int(best["step"]), float(best["psnr"])
+            validation.best_checkpoint = best_dir(run)
+        if world.main:
+            from expokit.core.atomic import atomic_write_json
+
+            atomic_write_json(run / VALIDATION_FILE, _json_safe(validation.to_json()))
         summary = TrainSummary(
             run=run, model=config.model, parameters=n_params, start_step=start, step=step,
             steps=config.steps, stopped=stopped, last_loss=last_loss,
             checkpoint=saved,
             seconds=time.monotonic() - began, world_size=world.size, rank=world.rank,
-            checksum=weights_checksum(model),
+            checksum=weights_checksum(model), validation=validation,
         )  # fmt: skip
         if world.distributed:
-            # One line per rank: every rank trained the same steps to the same weights.
+            # One line per rank: every rank trained the same steps to the same weights and
+            # agrees on the best step.
             print(
                 f"rank {world.rank}/{world.size} (pid {os.getpid()}): step {step}, weights "
-                f"checksum {summary.checksum!r}",
+                f"checksum {summary.checksum!r} (best step {validation.best_step})",
                 flush=True,
             )
         return summary
@@ -831,6 +1244,79 @@ def train(
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def _setup_validation(
+    config: TrainConfig, frames: int, resumed: bool, start: int
+) -> tuple[_Validator | None, dict[str, Any], dict[str, Any] | None, str | None]:
+    """Rank 0: the validator (or None), the :class:`ValidationSummary` fields every rank
+    gets, the best so far and a line about it."""
+    from expokit.models.checkpoint import remove_best
+
+    fields: dict[str, Any] = {"split": config.val_split, "every": config.val_every}
+    run = Path(config.out)
+    if not resumed:
+        remove_best(run)  # a fresh run's best is its own
+    if config.val_every == 0:
+        return None, {**fields, "off": "val_every = 0"}, None, None
+    prepared = _Validator.prepare(config, frames)
+    if isinstance(prepared, str):
+        return None, {**fields, "off": prepared}, None, None
+    fields.update(
+        pairs=len(prepared.items), baseline=prepared.baseline,
+        baseline_psnr=prepared.baseline_psnr, baseline_scores=prepared.baseline_scores,
+    )  # fmt: skip
+    best, note = _restore_best(run, resumed, start, config, len(prepared.items))
+    return prepared, fields, best, note
+
+
+def _val_step(
+    validator: _Validator | None, model: Baseline, device: torch.device, world: World, step: int
+) -> float:
+    """Rank 0 validates; every rank gets its val PSNR (or its error)."""
+    result: dict[str, Any] = {"psnr": math.nan, "error": None}
+    if world.main:
+        assert validator is not None
+        try:
+            result["psnr"] = _validate(validator, model, device)
+        except ExpokitError as exc:
+            result["error"] = str(exc)
+    result = _broadcast(world, result)
+    if result["error"]:
+        raise TrainError(f"validation at step {step} failed: {result['error']}")
+    return float(result["psnr"])
+
+
+def _save_best(
+    model: Baseline,
+    run: Path,
+    step: int,
+    config: TrainConfig,
+    world: World,
+    validation: ValidationSummary,
+    psnr: float,
+) -> Path:
+    from expokit.models.checkpoint import save_best
+
+    return save_best(
+        model, run, step,
+        extra_meta={
+            "train_config": config.to_dict(), "world_size": world.size, "val_psnr": psnr,
+            "val_baseline": validation.baseline, "val_baseline_psnr": validation.baseline_psnr,
+            "val_split": validation.split, "val_pairs": validation.pairs,
+            "val_size": config.val_size,
+        },
+    )  # fmt: skip
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def step_folder(run: Path, step: int) -> Path:

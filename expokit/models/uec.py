@@ -287,13 +287,24 @@ class UEC(Baseline):
 def bake_lut(model: UEC, correction: UECCorrection, size: int = 33) -> torch.Tensor:
     """The whole correction of one image (``correction`` of batch size 1, or its first item)
     as a ``(3, size, size, size)`` RGB lookup table indexed ``[channel, b, g, r]`` over
-    ``[0, 1]^3``."""
+    ``[0, 1]^3``.
+
+    Raises
+    ------
+    ModelError
+        The table holds NaN or infinite values (NaN weights or lambdas): stored as 8 bits it
+        would map every pixel to black.
+    """
     axis = torch.linspace(0, 1, size)
     b, g, r = torch.meshgrid(axis, axis, axis, indexing="ij")
     grid = torch.stack([r, g, b]).reshape(1, 3, -1, 1)
     with torch.no_grad():
         first = UECCorrection(correction.gain[:1], [lam[:1] for lam in correction.lambdas])
         out = model.apply_correction(grid, first)
+    if not bool(torch.isfinite(out).all()):
+        from expokit.models.base import ModelError
+
+        raise ModelError("uec: the baked 3D LUT holds NaN or infinite values (from the model)")
     return out.reshape(3, size, size, size)
 
 

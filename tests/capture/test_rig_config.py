@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
-from expokit.capture.rig_config import RigConfigError, load_rig_config
+from expokit.capture.rig_config import RigConfig, RigConfigError, load_rig_config, read_rig_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,3 +56,70 @@ def test_bad_configs_name_file_and_problem(
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(RigConfigError, match="no such rig config file"):
         load_rig_config(tmp_path / "nope.toml")
+
+
+# ------------------------------------------------------------------- exif_tolerance_ev
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "+nan", "-0.5"])
+def test_non_finite_or_negative_exif_tolerance_is_refused(rig_file: Path, value: str) -> None:
+    """``error_ev > nan`` is never true: a NaN or infinite tolerance (valid TOML) would
+    switch the EXIF check off, so a shutter the camera ignored would pass unflagged."""
+    rig_file.write_text(f"exif_tolerance_ev = {value}\n" + rig_file.read_text())
+    with pytest.raises(RigConfigError) as info:
+        load_rig_config(rig_file)
+    message = str(info.value)
+    assert message.startswith(f"{rig_file}: exif_tolerance_ev = ")
+    assert "must be a finite number of EV >= 0" in message
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "0.5", "2"])
+def test_finite_non_negative_exif_tolerance_is_kept(rig_file: Path, value: str) -> None:
+    rig_file.write_text(f"exif_tolerance_ev = {value}\n" + rig_file.read_text())
+    assert load_rig_config(rig_file).exif_tolerance_ev == float(value)
+
+
+def test_exif_tolerance_is_checked_without_the_toml_parser(rig_config: RigConfig) -> None:
+    """Constructing or replacing the dataclass, and a session's rig.json (Python's JSON
+    reader accepts NaN and Infinity), go through the same rule."""
+    import dataclasses
+
+    assert rig_config.exif_tolerance_ev == 0.34  # the default
+    for bad in (math.nan, math.inf, -0.01):
+        with pytest.raises(ValueError, match=r"exif_tolerance_ev = .* must be a finite number"):
+            RigConfig(roles=rig_config.roles, backend="fake", exif_tolerance_ev=bad)
+        with pytest.raises(ValueError, match="exif_tolerance_ev"):
+            dataclasses.replace(rig_config, exif_tolerance_ev=bad)
+    with pytest.raises(ValueError, match="exif_tolerance_ev = True must be a number of EV"):
+        dataclasses.replace(rig_config, exif_tolerance_ev=True)
+    assert dataclasses.replace(rig_config, exif_tolerance_ev=0.0).exif_tolerance_ev == 0.0
+
+
+def test_rig_json_with_nan_tolerance_names_the_file(rig_config: RigConfig, tmp_path: Path) -> None:
+    import json
+
+    data = rig_config.to_dict()
+    data["exif_tolerance_ev"] = math.nan
+    path = tmp_path / "rig.json"
+    path.write_text(json.dumps(data))  # writes the bare token NaN, which json.loads reads
+    assert "NaN" in path.read_text()
+    with pytest.raises(RigConfigError) as info:
+        read_rig_json(path)
+    assert str(info.value).startswith(f"{path}: exif_tolerance_ev = nan must be a finite")
+
+
+def test_check_exposure_refuses_a_tolerance_that_passes_everything() -> None:
+    from expokit.capture.exif_check import check_exposure
+
+    for bad in (math.nan, math.inf, -1.0):
+        with pytest.raises(ValueError, match=r"tolerance_ev = .* must be a finite number"):
+            check_exposure(b"", {"shutter": "1/125"}, bad)
+    assert check_exposure(b"", {"shutter": "1/125"}, 0.34)["ok"] is None  # no EXIF: unchecked
+
+
+def test_non_finite_bracket_names_the_field(rig_file: Path) -> None:
+    text = rig_file.read_text()
+    rig_file.write_text(text.replace("bracket = [-1, 0, 1]", "bracket = [nan, 0]"))
+    with pytest.raises(RigConfigError) as info:
+        load_rig_config(rig_file)
+    assert str(info.value) == f"{rig_file}: bracket = [nan, 0] must hold finite EVs"

@@ -147,7 +147,7 @@ def _row(
         "clipped_bright_input": float(rng.uniform(0, 0.2)),
         "clipped_dark_target": float(rng.uniform(0, 0.05)),
         "clipped_bright_target": float(rng.uniform(0, 0.05)),
-        "flags": ",".join(
+        "qa_flags": ",".join(
             flag
             for flag, bad in (("low_psnr", psnr < 22), ("misaligned", bool(spec.shifts.get(scene))))
             if bad
@@ -203,7 +203,7 @@ def make_dataset(root: Path, spec: Spec | None = None) -> Dataset:
                     ev,
                     0.0,
                     None,
-                    {"clip_id": clip, "frame_index": frame, "flicker": 0.02},
+                    {"clip_id": clip, "frame_index": frame, "target_flicker": 0.002, "gain_instability_ev": 0.004},
                     seed * 1000 + frame,
                 )
             )

@@ -51,7 +51,7 @@ def test_ignored_shutter_gets_the_evs_the_camera_did_and_a_flag(tmp_path: Path) 
     # The test body was asked for 1/500 s (-2 EV) but stayed at 1/125 s: EV 0, as EXIF says.
     assert (frame["input_ev"] == 0.0).all() and (frame["target_ev"] == 0.0).all()
     assert frame["input_exposure_time_s"].tolist() == pytest.approx([1 / 125] * 3)
-    assert frame["flags"].str.split(",").apply(lambda f: "exif_mismatch" in f).all()
+    assert frame["qa_flags"].str.split(",").apply(lambda f: "exif_mismatch" in f).all()
     # The measured gain agrees with the EXIF EVs, not with the plan (which predicts 4).
     assert frame["photometric_gain"].astype(float).tolist() == pytest.approx([1.0] * 3, rel=0.1)
     # What was requested stays visible in info.json.
@@ -69,7 +69,7 @@ def test_applied_settings_keep_their_evs_and_raise_no_flag(tmp_path: Path) -> No
     assert summary.ok, summary.failures
     frame = load_dataset(tmp_path / "ds").manifest
     assert (frame["input_ev"] == -2.0).all()
-    assert not frame["flags"].str.contains("exif_mismatch").any()
+    assert not frame["qa_flags"].str.contains("exif_mismatch").any()
     assert frame["photometric_gain"].astype(float).tolist() == pytest.approx([4.0] * 3, rel=0.1)
     info = load_dataset(tmp_path / "ds").info
     assert info["provenance"]["sources"][0]["sessions"][0]["exif_mismatches"] == []
@@ -91,7 +91,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"ecc_motions": "affine"}, r"ecc_motions: expected a list of strings"),
     ({"render_format": 16}, r"render_format: expected a string or null"),
     ({"qa": {"min_psnr_db": "20"}}, r"QA threshold min_psnr_db: expected a number, got '20'"),
-    ({"qa": {"max_flicker": False}}, r"max_flicker: expected a number, got False"),
+    ({"qa": {"max_target_flicker": False}}, r"max_target_flicker: expected a number, got False"),
     ({"qa": 3}, r"qa: expected a table"),
 ]
 

@@ -81,7 +81,7 @@ def test_manifest_counts_per_split_and_flag() -> None:
     manifest = pd.DataFrame(
         {
             "split": ["train", "train", "val", "test"],
-            "flags": ["low_psnr,misaligned", "", None, "misaligned"],
+            "qa_flags": ["low_psnr,misaligned", "", None, "misaligned"],
         }
     )
     counts = manifest_counts(manifest)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from expokit.cli_curate_tools import register
 from expokit.curation.card import cameras, column_table, render_card, write_card
-from expokit.curation.dataset import INFO_FILE, MANIFEST_COLUMNS, load_dataset
+from expokit.curation.dataset import FORMAT_VERSION, INFO_FILE, MANIFEST_COLUMNS, load_dataset
 from tests.curation.conftest_tools import Spec, make_dataset
 
 
@@ -97,7 +97,7 @@ def test_cli_card_and_csv(root: Path, tmp_path: Path) -> None:
     assert header == list(MANIFEST_COLUMNS)
     assert len(out.read_text().splitlines()) == 35
     info = json.loads((root / INFO_FILE).read_text())
-    assert info["format_version"] == 1
+    assert info["format_version"] == FORMAT_VERSION == 2
 
 
 def test_column_table_has_every_column() -> None:

@@ -27,7 +27,7 @@ def _tiny(root: Path) -> Path:
         "input_path": "images/s/a.png",
         "target_path": "images/s/b.png",
         "split": "train",
-        "flags": "",
+        "qa_flags": "",
     }
     write_dataset(root, new_info(), [row])  # type: ignore[arg-type]
     return root
@@ -51,7 +51,7 @@ def test_older_version_names_version_and_converter(tmp_path: Path) -> None:
 def test_newer_version_asks_to_upgrade_expokit(tmp_path: Path) -> None:
     root = _tiny(tmp_path / "d")
     _set_version(root, FORMAT_VERSION + 1)
-    with pytest.raises(DatasetError, match=r"version 2.*upgrade expokit"):
+    with pytest.raises(DatasetError, match=r"version 3.*upgrade expokit"):
         load_dataset(root)
     with pytest.raises(DatasetError, match="newer than this expokit"):
         upgrade_dataset(root)
@@ -61,14 +61,16 @@ def test_upgrade_runs_registered_converters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = _tiny(tmp_path / "d")
-    assert "already format v1" in upgrade_dataset(root)[0]
+    assert "already format v2" in upgrade_dataset(root)[0]
     _set_version(root, 0)
 
-    def v0_to_v1(folder: Path) -> None:
-        _set_version(folder, 1)
+    def v0_to_v2(folder: Path) -> None:
+        _set_version(folder, 2)
 
-    monkeypatch.setitem(CONVERTERS, 0, v0_to_v1)
-    assert upgrade_dataset(root) == ["converted v0 -> v1"]
+    # A registered converter runs; the ladder stops at the current version.
+    monkeypatch.setitem(CONVERTERS, 0, v0_to_v2)
+    monkeypatch.setitem(CONVERTERS, 1, lambda folder: None)
+    assert upgrade_dataset(root)[0] == "converted v0 -> v1"
     assert len(load_dataset(root).manifest) == 1
 
 

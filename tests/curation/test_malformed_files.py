@@ -142,13 +142,13 @@ def test_upgrade_does_not_call_another_format_already_v1(root: Path) -> None:
     assert "already" not in result.output and "already" not in line
 
 
-def test_upgrade_still_says_already_v1_for_a_good_dataset(root: Path) -> None:
-    assert upgrade_dataset(root) == [f"{root} is already format v1; nothing to do"]
+def test_upgrade_says_already_current_for_a_good_dataset(root: Path) -> None:
+    assert upgrade_dataset(root) == [f"{root} is already format v2; nothing to do"]
 
 
 def test_valid_info_reads_typed(root: Path) -> None:
     info = read_info(root)
-    assert (info.format, info.format_version) == ("expokit-dataset", 1)
+    assert (info.format, info.format_version) == ("expokit-dataset", 2)
     assert info.declared_dtypes["input_ev"] == "Float64"
     assert info.path_templates["input"].startswith("images/")
     assert info.unknown_keys == () and info.raw == _info(root)
@@ -160,7 +160,7 @@ def test_info_version_ladder_keeps_its_hints(root: Path) -> None:
     _rewrite_info(root, {**_info(root), "format_version": 0})
     with pytest.raises(DatasetError, match="expokit curate upgrade"):
         read_info(root)
-    _rewrite_info(root, {**_info(root), "format_version": 2})
+    _rewrite_info(root, {**_info(root), "format_version": 3})
     with pytest.raises(DatasetError, match="upgrade expokit"):
         read_info(root)
 

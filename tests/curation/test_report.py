@@ -209,7 +209,7 @@ def test_select_thumbnails_prefers_flagged_rows(dataset_root: Path) -> None:
     from expokit.curation.dataset import load_dataset
 
     frame = load_dataset(dataset_root).manifest
-    flagged = [i for i, f in enumerate(frame["flags"]) if f]
+    flagged = [i for i, f in enumerate(frame["qa_flags"]) if f]
     assert len(flagged) > 5
     chosen = select_thumbnails(frame, 10)
     assert len(chosen) == 10 and chosen == sorted(set(chosen))

@@ -181,7 +181,7 @@ def test_missing_column_and_unknown_column(root: Path) -> None:
 
 @pytest.mark.parametrize(
     ("version", "expected"),
-    [(0, "expokit curate upgrade"), (2, "upgrade expokit"), ("one", "version 'one'")],
+    [(0, "expokit curate upgrade"), (3, "upgrade expokit"), ("one", "version 'one'")],
 )
 def test_unknown_format_version(root: Path, version: object, expected: str) -> None:
     info_path = root / INFO_FILE

@@ -1,9 +1,11 @@
-"""models/checkpoint.py: round trip, rejected checkpoints, run folder -> newest step."""
+"""models/checkpoint.py: round trip, rejected checkpoints, run folder -> best checkpoint or
+newest step, the best folder's swap."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,11 +14,16 @@ pytest.importorskip("safetensors")
 
 from expokit.models.base import ModelError  # noqa: E402
 from expokit.models.checkpoint import (  # noqa: E402
+    BEST_OLD_DIR,
     META_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    best_dir,
+    find_best,
     load_model,
+    remove_best,
     resolve_checkpoint,
+    save_best,
     save_checkpoint,
     step_dir,
 )
@@ -113,3 +120,62 @@ def test_weights_that_do_not_fit_the_config_are_rejected(tmp_path: Path) -> None
     _edit_meta(folder, model_config={**small_uec().config, "corrector_width": 16})
     with pytest.raises(CheckpointError, match="do not fit model 'uec'"):
         load_model(folder)
+
+
+def _first_weight(folder: Path) -> Any:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / WEIGHTS_FILE))
+    return weights[sorted(weights)[0]]
+
+
+def test_run_folder_means_its_best_and_the_checkpoints_folder_its_newest_step(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    early, late = small_uec(), small_uec()
+    with torch.no_grad():
+        for p in late.parameters():
+            p.add_(1.0)
+    save_checkpoint(early, run, 1)
+    save_checkpoint(late, run, 2)
+    assert find_best(run) is None and resolve_checkpoint(run) == step_dir(run, 2)
+    best = save_best(early, run, 1, extra_meta={"val_psnr": 21.5})
+    assert best == best_dir(run) == resolve_checkpoint(run) == find_best(run)
+    model, meta = load_model(run)
+    assert (meta["step"], meta["checkpoint"], meta["val_psnr"]) == (1, "best", 21.5)
+    assert meta["path"] == str(best)
+    assert torch.equal(_first_weight_of(model), _first_weight_of(early))
+    # The explicit ways to the last step: prefer="last", or the checkpoints folder itself.
+    assert resolve_checkpoint(run, prefer="last") == step_dir(run, 2)
+    assert resolve_checkpoint(run / "checkpoints") == step_dir(run, 2)
+    assert load_model(run / "checkpoints")[1]["step"] == 2
+    assert resolve_checkpoint(best) == best  # the best folder as a checkpoint folder
+    remove_best(run)
+    assert find_best(run) is None and resolve_checkpoint(run) == step_dir(run, 2)
+
+
+def test_best_is_replaced_whole_and_a_killed_swap_leaves_the_old_one(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first, second = small_uec(), small_uec()
+    with torch.no_grad():
+        for p in second.parameters():
+            p.add_(0.5)
+    save_best(first, run, 3)
+    save_best(second, run, 7)
+    assert load_model(run)[1]["step"] == 7
+    assert torch.equal(_first_weight(best_dir(run)), _first_weight_of(second))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best"]
+    # Killed between the two renames: only the previous best, under its swap name.
+    old = run / "checkpoints" / BEST_OLD_DIR
+    best_dir(run).rename(old)
+    (run / "checkpoints" / ".~expokit-1-abc-best").mkdir()  # a half-written new one
+    assert find_best(run) == old and load_model(run)[1]["step"] == 7
+    save_best(first, run, 9)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best"]
+    assert load_model(run)[1]["step"] == 9
+
+
+def _first_weight_of(model: Any) -> Any:
+    state = model.state_dict()
+    return state[sorted(state)[0]]

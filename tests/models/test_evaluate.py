@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,10 @@ from expokit.models.uec import UEC
 from expokit.models.video import VideoNet
 from tests.curation.conftest_tools import Spec, make_dataset
 
-REFERENCES = ["identity", "gain_to_reference", "histogram_match", "oracle_gain_gamma"]
+REFERENCES = [
+    "identity", "gain_to_mid_grey", "gain_to_train_mean", "gain_to_reference", "histogram_match",
+    "oracle_gain_gamma",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +89,11 @@ def test_references_only_scores_every_pair_and_groups(root: Path) -> None:
     assert test["gain_to_reference"]["all"]["psnr"] > test["identity"]["all"]["psnr"]
     assert test["oracle_gain_gamma"]["all"]["psnr"] > test["gain_to_reference"]["all"]["psnr"]
     assert result.summary["methods"]["oracle_gain_gamma"]["peeking"] is True
+    # ... because under `same` they see the target: labelled so
+    methods = result.summary["methods"]
+    assert {n for n, m in methods.items() if m["peeking"]} == {
+        "gain_to_reference", "histogram_match", "oracle_gain_gamma",
+    }  # fmt: skip
 
 
 def test_identity_like_uec_checkpoint_matches_identity(root: Path, identity_uec: Path) -> None:
@@ -152,8 +161,14 @@ def test_files_are_written(root: Path, tmp_path: Path) -> None:
     assert summary["format"] == "expokit-evaluation" and summary["checkpoint"] is None
     with (out / "pairs.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 40 and {r["method"] for r in rows} == set(REFERENCES)
-    assert (out / "clips.csv").read_text().count("\n") == 1 + 4
+    assert len(rows) == 10 * len(REFERENCES) and {r["method"] for r in rows} == set(REFERENCES)
+    assert summary["comparison"]["test"]["status"] == "no-model"
+    assert summary["split_size"]["test"] == {
+        "pairs": 10, "scenes": 2, "too_small": True,
+        "warning": summary["split_size"]["test"]["warning"],
+        "rule": {"min_pairs": 20, "min_scenes": 2},
+    }  # fmt: skip
+    assert (out / "clips.csv").read_text().count("\n") == 1 + len(REFERENCES)
     evaluate(root, out=out)  # an evaluation folder is reused
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
@@ -187,7 +202,8 @@ def test_cli_eval(root: Path, identity_uec: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "oracle gain+gamma fitted to target (peeking)" in result.output
-    assert "| uec (step 7) |" in result.output
+    assert "| uec (step 7) | yes |" in result.output  # it is given the target as reference
+    assert "NOT A FAIR COMPARISON" in result.output
     assert (out / "summary.json").is_file()
     bad = runner.invoke(cli, ["eval", "--data", str(root), "--split", "nope", "--no-progress"])
     assert bad.exit_code == 1 and "error:" in bad.output and "nope" in bad.output
@@ -195,3 +211,251 @@ def test_cli_eval(root: Path, identity_uec: Path, tmp_path: Path) -> None:
 
 def test_uint8_conversion_rounds_and_clips() -> None:
     assert to_uint8(np.array([[[-0.1, 0.5, 1.2]]])).tolist() == [[[0, 128, 255]]]
+
+
+# --------------------------------------------------------------------------- peeking, verdicts
+
+
+def _last_line(table: str) -> str:
+    return [line for line in table.splitlines() if line.strip()][-1]
+
+
+def test_who_peeks_depends_on_the_reference_mode(root: Path, identity_uec: Path) -> None:
+    """Under `same` gain/histogram to reference and uec see the target; under other-scene
+    they do not; the oracle always does; the fixed-level gains and identity never."""
+    fair_always = {"identity", "gain_to_mid_grey", "gain_to_train_mean"}
+    for mode, peeking in (
+        ("same", {"uec", "gain_to_reference", "histogram_match", "oracle_gain_gamma"}),
+        ("other-scene", {"oracle_gain_gamma"}),
+        ("train-scene", {"oracle_gain_gamma"}),
+    ):
+        result = evaluate(root, identity_uec, EvalConfig(reference=mode))  # type: ignore[arg-type]
+        methods = result.summary["methods"]
+        assert {n for n, m in methods.items() if m["peeking"]} == peeking, mode
+        assert not fair_always & peeking
+        assert result.summary["fair_baselines"]["methods"] == [
+            n for n in REFERENCES if n not in peeking
+        ]
+        table = format_table(result.summary)
+        for name, info in methods.items():
+            assert f"| {info['label']} | {'yes' if name in peeking else 'no'} |" in table
+
+
+def test_video_model_does_not_peek_under_same(root: Path, tmp_path: Path) -> None:
+    save_checkpoint(VideoNet(frames=3), tmp_path / "run", 1)
+    result = evaluate(root, tmp_path / "run")
+    assert result.summary["methods"]["video"]["peeking"] is False
+    assert result.summary["comparison"]["test"]["status"] in ("above", "below", "level")
+
+
+def test_verdict_names_the_best_fair_baseline_and_says_below(
+    root: Path, identity_uec: Path
+) -> None:
+    """An identity-like uec scores what identity scores; on this ladder the gain to
+    mid-grey does better, so the model is BELOW it by the difference of the two means."""
+    result = evaluate(root, identity_uec, EvalConfig(reference="other-scene"))
+    summary = result.summary
+    table = summary["splits"]["test"]
+    fair = [n for n, m in summary["methods"].items() if m["kind"] == "reference"
+            and not m["peeking"]]  # fmt: skip
+    best = max(fair, key=lambda n: table[n]["all"]["psnr"])
+    verdict = summary["comparison"]["test"]
+    assert verdict["baseline"] == best and verdict["model"] == "uec"
+    delta = table["uec"]["all"]["psnr"] - table[best]["all"]["psnr"]
+    assert delta < 0 and verdict["delta_psnr"] == pytest.approx(delta)
+    assert verdict["delta_ssim"] == pytest.approx(
+        table["uec"]["all"]["ssim"] - table[best]["all"]["ssim"]
+    )
+    assert verdict["status"] == "below"
+    line = _last_line(format_table(summary))
+    label = summary["methods"][best]["label"]
+    assert line.startswith(f"model vs best fair baseline: {delta:+.2f} dB ({label})")
+    assert "BELOW" in line and line == verdict["line"]
+
+
+def test_a_peeking_model_is_not_compared_as_fair(root: Path, identity_uec: Path) -> None:
+    result = evaluate(root, identity_uec)  # reference same: uec is given the target
+    verdict = result.summary["comparison"]["test"]
+    assert verdict["model_peeks"] is True and verdict["status"] == "not-fair"
+    assert "NOT A FAIR COMPARISON" in _last_line(format_table(result.summary))
+    # the best fair baseline under `same` is never a reference-taking method
+    assert verdict["baseline"] in {"identity", "gain_to_mid_grey", "gain_to_train_mean"}
+
+
+def test_train_level_is_measured_on_the_training_split_only(root: Path) -> None:
+    from expokit.curation.dataset import load_dataset
+    from expokit.models.data import read_rgb
+    from expokit.models.reference import mean_luminance
+
+    dataset = load_dataset(root)
+    train = dataset.manifest[dataset.manifest["split"] == "train"]
+    targets = sorted(set(train["target_path"]))
+    want = np.mean([mean_luminance(read_rgb(dataset.path(t)) / 255.0) for t in targets])
+    result = evaluate(root)
+    level = result.summary["fair_baselines"]["train_level"]
+    assert level["level"] == pytest.approx(want, rel=1e-9) and level["split"] == "train"
+    assert level["targets"] == len(targets)
+    # the training split has one target, the train-scene reference: both gains agree
+    scene = evaluate(root, config=EvalConfig(reference="train-scene"))
+    gain, mean = _by(scene.pairs, "gain_to_reference"), _by(scene.pairs, "gain_to_train_mean")
+    for pair_id, row in gain.items():
+        assert mean[pair_id]["psnr"] == pytest.approx(row["psnr"])
+    assert {p["reference"] for p in scene.pairs} == {"beach_01"}
+    # scoring the training split itself: no level from it, and no train-scene reference
+    own = evaluate(root, config=EvalConfig(splits=("train",)))
+    assert "gain_to_train_mean" not in own.summary["methods"]
+    assert "scored itself" in own.summary["fair_baselines"]["train_level"]["off"]
+    with pytest.raises(EvalError, match="train-scene needs a training split"):
+        evaluate(root, config=EvalConfig(splits=("train",), reference="train-scene"))
+
+
+def test_small_splits_get_a_warning(root: Path) -> None:
+    result = evaluate(root, config=EvalConfig(splits=("test", "val", "all")))
+    sizes = result.summary["split_size"]
+    assert (sizes["test"]["pairs"], sizes["test"]["scenes"], sizes["test"]["too_small"]) == (
+        10, 2, True,
+    )  # fmt: skip
+    assert (sizes["val"]["pairs"], sizes["val"]["scenes"], sizes["val"]["too_small"]) == (
+        5, 1, True,
+    )  # fmt: skip
+    # every row: 3 still scenes x 5 EVs + a 5-frame clip = 20 pairs from 4 scenes
+    assert (sizes["all"]["pairs"], sizes["all"]["scenes"], sizes["all"]["too_small"]) == (
+        20, 4, False,
+    )  # fmt: skip
+    tables = format_table(result.summary).split("\n\n")
+    assert "WARNING: split 'test' is too small" in tables[0] and "10 pairs" in tables[0]
+    assert "WARNING: split 'val' is too small" in tables[1] and "1 scene " in tables[1]
+    assert "WARNING" not in tables[2]
+    for table in tables:
+        assert _last_line(table).startswith("model vs best fair baseline:")
+
+
+# --------------------------------------------------------------------------- non-finite
+
+
+def _nan_uec(tmp_path: Path) -> Path:
+    model = UEC(feature_size=16)
+    with torch.no_grad():
+        model.corrector.conv3.weight[0, 0] = float("nan")
+    return save_checkpoint(model, tmp_path / "nan_run", 5)
+
+
+def test_nan_weights_are_refused_naming_the_file(root: Path, tmp_path: Path) -> None:
+    from expokit.models.checkpoint import CheckpointError
+
+    folder = _nan_uec(tmp_path)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*NaN or infinite") as info:
+        evaluate(root, tmp_path / "nan_run")
+    assert str(folder / "model.safetensors") in str(info.value)
+    assert "corrector.conv3.weight" in str(info.value)
+    out = tmp_path / "out"
+    bad = CliRunner().invoke(
+        cli, ["eval", "--ckpt", str(tmp_path / "nan_run"), "--data", str(root), "--out",
+              str(out), "--no-progress"],
+    )  # fmt: skip
+    assert bad.exit_code == 1 and "model.safetensors" in bad.output and "NaN" in bad.output
+    assert not (out / "summary.json").exists()
+
+
+class _NaNModel(torch.nn.Module):
+    """Finite weights, NaN output: what eval must refuse to score."""
+
+    name = "nanout"
+    data_kind = "paired"
+    needs_reference = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def enhance(self, image: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        return image * self.scale * float("nan")
+
+
+def test_nan_model_output_is_an_error_not_a_score(root: Path) -> None:
+    with pytest.raises(EvalError, match="NaN or infinite values; refusing to score"):
+        evaluate(root, model=_NaNModel(), config=EvalConfig(splits=("val",)))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- --save-images
+
+
+def _links(page: Path) -> list[str]:
+    import re
+
+    return re.findall(r"(?:href|src)='([^']+)'", page.read_text())
+
+
+def test_save_images_writes_triptychs_and_a_page(
+    root: Path, identity_uec: Path, tmp_path: Path
+) -> None:
+    import cv2
+
+    from expokit.curation.dataset import load_dataset
+    from expokit.models.data import read_rgb
+
+    folder = tmp_path / "images"
+    result = evaluate(root, identity_uec, EvalConfig(reference="other-scene"), images=folder)
+    pngs = sorted(folder.glob("test/*.png"))
+    assert len(pngs) == 10  # one per scored pair
+    dataset = load_dataset(root)
+    row = dataset.manifest.set_index("pair_id").loc["lab.x/ev-1.5"]
+    x, t = read_rgb(dataset.path(row["input_path"])), read_rgb(dataset.path(row["target_path"]))
+    (one,) = [p for p in pngs if p.name.endswith("lab.x-ev-1.5.png")]
+    image = cv2.imread(str(one))[..., ::-1]
+    assert image.shape == (48, 3 * 64, 3)
+    # input | output (identity-like uec: the input) | target
+    assert np.array_equal(image[:, :64], x) and np.array_equal(image[:, 128:], t)
+    assert np.abs(image[:, 64:128].astype(int) - x).max() <= 1
+    page = folder / "index.html"
+    assert result.summary["images"] == str(page)
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text
+    links = _links(page)
+    assert links and all((folder / link).is_file() for link in links)
+    assert all(not link.startswith("/") for link in links)
+    assert result.summary["comparison"]["test"]["line"] in text
+    # the best pair by model PSNR comes first: the EV 0 pair (identical images)
+    first = re.search(r"<figure><a href='([^']+)'", text)
+    assert first is not None and first.group(1).endswith("lab.x-evplus0.0.png")
+
+
+def test_reference_only_images_show_the_best_fair_baseline(root: Path, tmp_path: Path) -> None:
+    import cv2
+
+    from expokit.curation.dataset import load_dataset
+    from expokit.models.data import read_rgb
+    from expokit.models.evaluate import method_from_summary
+
+    folder = tmp_path / "refimages"
+    result = evaluate(root, config=EvalConfig(splits=("val",)), images=folder)
+    best = result.summary["comparison"]["val"]["baseline"]
+    method = method_from_summary(result.summary, best)
+    dataset = load_dataset(root)
+    row = dataset.manifest.set_index("pair_id").loc["kitchen/ev-1.0"]
+    x = read_rgb(dataset.path(row["input_path"])) / 255.0
+    t = read_rgb(dataset.path(row["target_path"])) / 255.0
+    from expokit.models.data import read_mask
+
+    mask = read_mask(dataset.path(row["mask_path"])).astype(bool)
+    want = to_uint8(method.run(x, t, t, mask))
+    (one,) = folder.glob("val/*kitchen-ev-1.0.png")
+    image = cv2.imread(str(one))[..., ::-1]
+    assert image.shape == (48, 192, 3) and np.array_equal(image[:, 64:128], want)
+    assert len(list(folder.glob("val/*.png"))) == 5
+    assert all((folder / link).is_file() for link in _links(folder / "index.html"))
+
+
+def test_cli_eval_save_images_and_train_scene(
+    root: Path, identity_uec: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cli_images"
+    result = CliRunner().invoke(
+        cli,
+        ["eval", "--ckpt", str(identity_uec), "--data", str(root), "--reference", "train-scene",
+         "--save-images", str(out), "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "| uec (step 7) | no |" in result.output
+    assert "BELOW the fair baseline" in result.output
+    assert (out / "index.html").is_file() and len(list(out.glob("test/*.png"))) == 10

@@ -268,6 +268,62 @@ def test_cli_errors(tmp_path: Path, uec_run: Path) -> None:
     assert into_inputs.exit_code == 1 and "not empty" in into_inputs.output
 
 
+@pytest.mark.parametrize("lut", [True, False], ids=["lut", "network"])
+def test_nan_weights_are_refused_and_nothing_is_written(
+    tmp_path: Path, uec: UEC, lut: bool
+) -> None:
+    """A checkpoint with a NaN weight gave an all-black image with exit 0 on the LUT path;
+    now both paths stop before writing, naming the weights file."""
+    broken = UEC(feature_size=32)
+    broken.load_state_dict(uec.state_dict())
+    with torch.no_grad():
+        broken.corrector.conv2.weight[3, 5] = float("nan")
+    folder = save_checkpoint(broken, tmp_path / "nan_run", 4)
+    image = write_bgr(tmp_path / "in" / "x.png", smooth_image(16, 16, 1))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        ["infer", "--ckpt", str(tmp_path / "nan_run"), str(image), "--out", str(out),
+         "--ref", str(image), "--no-progress", *([] if lut else ["--no-lut"])],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert str(folder / "model.safetensors") in result.output
+    assert "NaN or infinite" in result.output and "corrector.conv2.weight" in result.output
+    assert not out.exists()  # refused at load: no folder claimed, no black image
+
+
+def test_nan_model_outputs_are_errors_on_both_paths(tmp_path: Path, uec: UEC) -> None:
+    """Finite weights whose output overflows to NaN (lambda = inf): the LUT path refuses the
+    baked table, the network path the output, and ``infer_paths`` writes no image."""
+    from expokit.models.checkpoint import CheckpointError
+
+    overflow = UEC(feature_size=32)
+    overflow.load_state_dict(uec.state_dict())
+    with torch.no_grad():
+        # finite weights: every tanh feature is tanh(1), and 16 of them times 3e38 overflow
+        overflow.predictor.fc3.weight.zero_()
+        overflow.predictor.fc3.bias.fill_(1.0)
+        overflow.predictor.fc4.weight.fill_(3e38)
+    rgb = smooth_image(20, 24, 1)
+    ref = smooth_image(16, 16, 0)
+    with pytest.raises(ModelError, match="LUT holds NaN"):
+        fast_uec(overflow, rgb, thumbnail_u8(ref, overflow.feature_size))
+    with pytest.raises(ModelError, match="LUT holds NaN"):
+        Enhancer(overflow, ref, InferConfig(device="cpu"))(rgb)
+    with pytest.raises(ModelError, match="NaN"):
+        Enhancer(overflow, ref, InferConfig(device="cpu", fast_uec=False))(rgb)
+    image = write_bgr(tmp_path / "in" / "x.png", rgb)
+    results = infer_paths(overflow, [image], tmp_path / "out", reference=image, progress=False)
+    assert not results[0].ok and "NaN" in str(results[0].error)
+    assert not (tmp_path / "out" / "x.png").exists()
+    # an in-memory model with NaN weights is refused before anything is claimed or written
+    with torch.no_grad():
+        overflow.predictor.fc4.weight.fill_(float("nan"))
+    with pytest.raises(CheckpointError, match=r"predictor\.fc4\.weight"):
+        infer_paths(overflow, [image], tmp_path / "out2", reference=image, progress=False)
+    assert not (tmp_path / "out2").exists()
+
+
 def test_output_over_an_input_is_refused(tmp_path: Path, uec: UEC) -> None:
     out = tmp_path / "out"
     out.mkdir()

@@ -121,3 +121,46 @@ def test_bad_masks_are_refused() -> None:
         gain_to_reference(x, x, np.ones((4, 4), bool))
     with pytest.raises(ReferenceMethodError, match="differ in shape"):
         fit_gain_gamma(x, _image(11, (9, 8)))
+
+
+def test_gain_to_level_gives_the_level() -> None:
+    from expokit.models.reference import MID_GREY, gain_to_level
+
+    x = _image(12, (16, 16), high=0.3)
+    out = gain_to_level(x, MID_GREY)
+    assert mean_luminance(out) == pytest.approx(MID_GREY, rel=1e-9)  # nothing clips
+    assert np.allclose(out, x * MID_GREY / mean_luminance(x))
+    mask = np.zeros((16, 16), bool)
+    mask[4:, :] = True
+    assert mean_luminance(gain_to_level(x, 0.2, mask), mask) == pytest.approx(0.2)
+    assert np.array_equal(gain_to_level(np.zeros((4, 4, 3)), 0.5), np.zeros((4, 4, 3)))
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ReferenceMethodError, match="not in"):
+            gain_to_level(x, bad)
+
+
+def test_mid_grey_is_the_srgb_encoding_of_18_percent() -> None:
+    from expokit.core.transfer import srgb_encode
+    from expokit.models.reference import MID_GREY
+
+    assert float(srgb_encode(0.18)) == pytest.approx(MID_GREY, abs=1e-4)
+
+
+def test_who_peeks_per_reference_mode() -> None:
+    from expokit.models.reference import train_level_method
+
+    peeks = {
+        mode: {n for n, m in REFERENCE_METHODS.items() if m.peeks(mode)}
+        for mode in ("same", "other-scene", "train-scene")
+    }
+    assert peeks["same"] == {"gain_to_reference", "histogram_match", "oracle_gain_gamma"}
+    assert peeks["other-scene"] == peeks["train-scene"] == {"oracle_gain_gamma"}
+    assert REFERENCE_METHODS["gain_to_reference"].peeks_why("same") is not None
+    assert REFERENCE_METHODS["gain_to_reference"].peeks_why("other-scene") is None
+    assert REFERENCE_METHODS["identity"].peeks_why("same") is None
+    method = train_level_method(0.3, "train")
+    assert not method.peeks("same") and "train" in method.label
+    x, t = _image(13), _image(14)
+    # it ignores the reference and the target: only the level counts
+    assert np.array_equal(method.run(x, t, t, None), method.run(x, x, x, None))
+    assert mean_luminance(method.run(x / 4, t, t, None)) == pytest.approx(0.3)

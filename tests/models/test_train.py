@@ -65,21 +65,30 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
-def test_tensorboard_events_hold_the_logged_loss(seq: Path, tmp_path: Path) -> None:
+def test_tensorboard_events_hold_the_logged_loss_and_val_scores(seq: Path, tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
     said: list[str] = []
-    train(tiny(seq, run, tensorboard=True), progress=False, echo=said.append)
+    # seq has no val split: validate on its three train scenes (the events are the point)
+    config = tiny(seq, run, tensorboard=True, val_every=3, val_split="train", val_size=32)
+    train(config, progress=False, echo=said.append)
     assert any("TensorBoard events in" in line for line in said)
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
-    logged = {int(row["step"]): float(row["loss"]) for row in _log(run)}
+    rows = _log(run)
+    logged = {int(row["step"]): float(row["loss"]) for row in rows}
+    assert sorted(logged) == [2, 3, 4]  # log_every 2, val_every 3, the end
     scalars = {e.step: e.value for e in events.Scalars("train/loss")}
     assert set(scalars) == set(logged)
     for step, loss in logged.items():
         assert scalars[step] == pytest.approx(loss, rel=1e-4)
+    for tag, column in (("val/psnr", "val_psnr"), ("val/baseline_psnr", "val_baseline_psnr")):
+        values = {int(r["step"]): float(r[column]) for r in rows if r[column]}
+        assert sorted(values) == [3, 4] and all(math.isfinite(v) for v in values.values())
+        board = {e.step: e.value for e in events.Scalars(tag)}
+        assert board == pytest.approx(values, rel=1e-6)
 
 
 def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Path) -> None:
@@ -227,6 +236,12 @@ def test_config_file_types_recipes_and_precedence(tmp_path: Path) -> None:
         TrainConfig(model="uec", amp="fp8")
     with pytest.raises(TrainError, match="data_options: set crop as top-level"):
         TrainConfig(model="uec", data_options={"crop": 3})
+    file.write_text('val_every = 0\nval_split = "test"\n')
+    config = resolve_config("uec", config_file=file, overrides={"val_every": 7})
+    assert (config.val_every, config.val_split) == (7, "test")
+    file.write_text("val_every = -2\n")
+    with pytest.raises(TrainError, match=r"val_every must be >= 0 \(0: off\), got -2"):
+        resolve_config("uec", config_file=file)
 
 
 def test_train_command(seq: Path, tmp_path: Path) -> None:
@@ -240,10 +255,12 @@ def test_train_command(seq: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "--model", "uec", "--data", str(seq), "--out", str(run)]
     args += ["--config", str(file), "--steps", "2", "--no-progress"]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, [*args, "--val-every", "0"])
     assert result.exit_code == 0, result.output
     assert "19,388 trainable parameters" in result.output
     assert f"checkpoint: {step_dir(run, 2)}" in result.output
+    assert json.loads((run / "config.json").read_text())["config"]["val_every"] == 0
+    assert "no validation" not in result.output  # switched off: nothing to report
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and "error:" in again.output and "--resume" in again.output
     bad = CliRunner().invoke(cli, [*args[:5], "--out", str(tmp_path / "x"), "--split", "nope"])
@@ -255,6 +272,7 @@ def test_two_processes_under_torchrun(seq: Path, tmp_path: Path) -> None:
     file = tmp_path / "t.toml"
     file.write_text(
         "resize = 32\nbatch_size = 2\nlog_every = 2\nckpt_every = 2\ntensorboard = false\n"
+        'val_every = 1\nval_split = "train"\nval_size = 32\n'
         "[model_config]\nfeature_size = 32\npixel_samples = 128\n"
     )
     run = tmp_path / "run"
@@ -269,39 +287,57 @@ def test_two_processes_under_torchrun(seq: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     ranks = dict(
-        (int(m[1]), (int(m[2]), int(m[3]), m[4]))
+        (int(m[1]), (int(m[2]), int(m[3]), m[4], int(m[5])))
         for m in re.finditer(
-            r"rank (\d)/2 \(pid (\d+)\): step (\d+), weights checksum (\S+)", done.stdout
+            r"rank (\d)/2 \(pid (\d+)\): step (\d+), weights checksum (\S+) \(best step (\d+)\)",
+            done.stdout,
         )
     )
     assert set(ranks) == {0, 1}, done.stdout
-    (pid0, step0, sum0), (pid1, step1, sum1) = ranks[0], ranks[1]
+    (pid0, step0, sum0, best0), (pid1, step1, sum1, best1) = ranks[0], ranks[1]
     assert step0 == step1 == 4 and sum0 == sum1  # both trained, in step, to the same weights
+    # Rank 0 validated; both agree on the best, which is the highest logged val PSNR.
+    scores = {int(r["step"]): float(r["val_psnr"]) for r in _log(run) if r["val_psnr"]}
+    assert sorted(scores) == [1, 2, 3, 4]
+    assert best0 == best1 == max(scores, key=lambda s: (scores[s], -s))
+    assert json.loads((run / "checkpoints" / "best" / "meta.json").read_text())["step"] == best0
     assert "2 process(es)" in done.stdout and "checkpoint:" in done.stdout
     # Only rank 0 wrote: it held the run's lock; the checkpoint is rank 0's and carries the
     # RNG states of both ranks.
     holder = lock_holder(run)
     assert holder is not None and holder["pid"] == pid0 != pid1
-    model, meta = load_model(run)
+    model, meta = load_model(run, prefer="last")
     assert meta["world_size"] == 2 and repr(weights_checksum(model)) == sum0
     state = torch.load(step_dir(run, 4) / "training_state.pt", weights_only=True)
     assert len(state["rng"]) == 2 and state["world_size"] == 2
-    assert [int(r["step"]) for r in _log(run)] == [2, 4]
+    assert [int(r["step"]) for r in _log(run)] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("name", ["zerodce", "recnet", "video"])
 def test_the_loop_is_generic_over_baselines(name: str, tmp_path: Path) -> None:
+    from expokit.models.evaluate import EvalConfig, evaluate
     from tests.curation.conftest_tools import make_dataset
 
     make_dataset(tmp_path / "ds")  # still pairs and clips, with masks
+    # Validated on every train pair (two still scenes and a clip scene: its windows too).
     config = recipe(name).replace(
         data=str(tmp_path / "ds"), out=str(tmp_path / "run"), steps=2, batch_size=2, crop=32,
-        log_every=1, threads=1, tensorboard=False,
+        log_every=1, threads=1, tensorboard=False, val_every=1, val_split="train",
+        val_pairs=1000, val_size=32,
     )  # fmt: skip
     summary = train(config, progress=False, echo=lambda _: None)
     assert summary.step == 2 and summary.last_loss is not None and math.isfinite(summary.last_loss)
-    model, meta = load_model(run := tmp_path / "run")
+    model, meta = load_model(run := tmp_path / "run", prefer="last")
     assert model.name == name and meta["step"] == 2 and len(_log(run)) == 2
+    scores = {int(r["step"]): float(r["val_psnr"]) for r in _log(run)}
+    assert all(math.isfinite(v) for v in scores.values())
+    val = summary.validation
+    assert val is not None and val.best_step == max(scores, key=lambda s: (scores[s], -s))
+    scored = evaluate(
+        tmp_path / "ds", run, EvalConfig(splits=("train",), reference="other-scene", resize=32)
+    ).summary["splits"]["train"]
+    assert scored[name]["all"]["pairs"] == val.pairs
+    assert scored[name]["all"]["psnr"] == pytest.approx(scores[val.best_step], abs=1e-6)
     if name == "video":  # the clip window follows the model's frames
         with pytest.raises(TrainError, match="num_frames = 5 but model 'video' is configured"):
             train(
