@@ -65,3 +65,18 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     wrapper.reports_errors = True  # type: ignore[attr-defined]  # checked by the tests
     return wrapper
+
+
+def selection_options(command: Callable[P, R]) -> Callable[P, R]:
+    """``--exclude-flags FLAG,...`` and ``--passed-only``: which pairs a command uses by their
+    QA flags (:class:`expokit.curation.selection.PairSelection`), the same for ``curate
+    export``, ``train`` and ``eval``."""
+    command = click.option(
+        "--passed-only", is_flag=True, help="Use only pairs with no QA flag (docs/qa.md)."
+    )(command)
+    return click.option(
+        "--exclude-flags",
+        default=None,
+        metavar="FLAG,...",
+        help="Leave out pairs carrying any of these QA flags (docs/qa.md) [default: none].",
+    )(command)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_common import reports_errors
+from expokit.cli_common import reports_errors, selection_options
 from expokit.core.paths import check_output_file
 
 _EXPORT_LAYOUTS = ("msec", "dime", "sequences")
@@ -114,6 +114,7 @@ def report_command(
     help="msec: scenes lacking one of the five inputs are still left out and named, but the "
     "export exits 0.",
 )
+@selection_options
 @_progress_option
 @reports_errors
 def export_command(
@@ -125,6 +126,8 @@ def export_command(
     ev_tolerance: float,
     rank_map: str | None,
     allow_partial: bool,
+    exclude_flags: str | None,
+    passed_only: bool,
     no_progress: bool,
 ) -> None:
     """Export the dataset at ROOT to a folder layout peers' code reads.
@@ -133,6 +136,7 @@ def export_command(
     against the peers' loader rules and exits 1 on any problem.
     """
     from expokit.curation.export import export_dataset
+    from expokit.curation.selection import PairSelection
 
     summary = export_dataset(
         root,
@@ -144,6 +148,7 @@ def export_command(
         progress=not no_progress,
         rank_map=rank_map,
         allow_partial=allow_partial,
+        selection=PairSelection.parse(exclude_flags, passed_only),
     )
     for issue in summary.errors:
         click.secho(str(issue), fg="red", err=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli_common import reports_errors
+from expokit.cli_common import reports_errors, selection_options
 
 AMP_CHOICES = ("off", "bf16", "fp16")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -60,6 +60,7 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
 @click.option(
     "--workers", "num_workers", type=click.IntRange(min=0), default=None, help="Loader workers."
 )
+@selection_options
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @reports_errors
 def train(
@@ -79,6 +80,8 @@ def train(
     seed: int | None,
     crop: int | None,
     num_workers: int | None,
+    exclude_flags: str | None,
+    passed_only: bool,
     no_progress: bool,
 ) -> None:
     """Train a baseline on a dataset and write checkpoints to a run folder.
@@ -114,6 +117,9 @@ def train(
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         config = resolve_config(model, config_file=config_file, overrides=overrides)
+        if exclude_flags is not None or passed_only:
+            chosen = {"exclude_flags": exclude_flags, "passed_only": passed_only}
+            config = config.replace(data_options={**config.data_options, **chosen})
         summary = run_training(config, resume=resume, progress=not no_progress, echo=click.echo)
     if summary.rank == 0:
         for line in summary.report():

@@ -56,6 +56,7 @@ public names are importable from here too.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -107,6 +108,7 @@ from expokit.curation.export_peers import (
     check_dime_peers,
     check_msec_peers,
 )
+from expokit.curation.selection import PairSelection
 
 __all__ = [
     "CARD_FILE",
@@ -342,6 +344,7 @@ def export_dataset(
     durable: bool = False,
     rank_map: str | None = None,
     allow_partial: bool = False,
+    selection: PairSelection | None = None,
 ) -> ExportSummary:
     """Export a dataset to ``out`` in ``layout`` (``msec``, ``dime`` or ``sequences``).
 
@@ -380,6 +383,11 @@ def export_dataset(
     allow_partial
         ``msec``: a scene lacking one of the five inputs is still not written, but is a
         skipped item, not an error (``summary.ok`` stays True).
+    selection
+        Export only the pairs this QA-flag selection keeps (``--passed-only`` /
+        ``--exclude-flags``, the rule ``train`` and ``eval`` use); recorded in
+        ``export.json`` (``options.selection``) and the card. A layout that needs whole
+        scenes (``msec``'s five inputs) then reports the scenes the selection broke.
 
     Returns
     -------
@@ -398,11 +406,25 @@ def export_dataset(
         check_not_being_written(Path(root), "exporting it")
     dataset = root if isinstance(root, Dataset) else load_dataset(root)
     _check_dataset(dataset, layout, rank_map)
+    chosen = selection or PairSelection()
+    rows_total = len(dataset.manifest)
+    if not chosen.everything:
+        kept = chosen.apply(dataset.manifest)
+        if kept.empty:
+            raise ExportError(
+                f"{dataset.root}: {chosen.describe()} keeps none of its {rows_total} pairs"
+            )
+        dataset = dataclasses.replace(dataset, manifest=kept.reset_index(drop=True))
     out_dir = Path(out)
     _check_out(out_dir, dataset.root)
     with RootLock(out_dir, "expokit curate export"):
         ours = _earlier_files(out_dir)
-        summary = ExportSummary(layout=layout, out=out_dir, rows_total=len(dataset.manifest))
+        summary = ExportSummary(layout=layout, out=out_dir, rows_total=rows_total)
+        if not chosen.everything:
+            summary.notes.append(
+                f"pairs chosen by QA flags: {chosen.describe()}, {len(dataset.manifest)} of "
+                f"{rows_total} pairs"
+            )
         _write_layout(
             dataset,
             summary,
@@ -421,8 +443,9 @@ def export_dataset(
             _CHECKS[layout](out_dir, summary)
         mapping = _rank_map_record(dataset, layout, rank_map)
         _write_record(
-            dataset, summary, jpeg_quality, dime_val, ev_tolerance, mapping, allow_partial
-        )
+            dataset, summary, jpeg_quality, dime_val, ev_tolerance, mapping, allow_partial,
+            chosen,
+        )  # fmt: skip
         # export.json now records every file; the journal's work is done.
         (out_dir / PROGRESS_JOURNAL).unlink(missing_ok=True)
         return summary
@@ -540,6 +563,7 @@ def _write_record(
     ev_tolerance: float,
     rank_map: dict[str, Any] | None = None,
     allow_partial: bool = False,
+    selection: PairSelection | None = None,
 ) -> None:
     from expokit import __version__
     from expokit.curation.dataset import MANIFEST_FILE
@@ -561,6 +585,7 @@ def _write_record(
             "ev_tolerance": ev_tolerance,
             "rank_map": rank_map,
             "allow_partial": allow_partial,
+            "selection": (selection or PairSelection()).to_dict(),
         },
         "counts": {
             "rows_total": summary.rows_total,

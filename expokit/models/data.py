@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from expokit.curation.dataset import Dataset
+    from expokit.curation.selection import PairSelection
 
 Array = npt.NDArray[Any]
 Item = dict[str, torch.Tensor]
@@ -290,12 +291,31 @@ def _ev(value: Any) -> float:
     return float("nan") if text is None else float(value)
 
 
-def select_rows(
-    dataset: Dataset, split: str | None, scenes: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """The manifest rows of ``split`` (``None``: every row), optionally only ``scenes``.
+def pair_selection(
+    exclude_flags: str | Sequence[str] | None = None, passed_only: bool = False
+) -> PairSelection:
+    """The :class:`~expokit.curation.selection.PairSelection` of the loaders' options, or a
+    :class:`DataError` naming the bad flag."""
+    from expokit.curation.selection import PairSelection, SelectionError
 
-    Raises :class:`DataError` for a split or scene the dataset lacks, listing those present.
+    try:
+        return PairSelection.parse(exclude_flags, passed_only)
+    except SelectionError as exc:
+        raise DataError(str(exc)) from None
+
+
+def select_rows(
+    dataset: Dataset,
+    split: str | None,
+    scenes: Sequence[str] | None = None,
+    selection: PairSelection | None = None,
+) -> pd.DataFrame:
+    """The manifest rows of ``split`` (``None``: every row), optionally only ``scenes``, and
+    only the pairs ``selection`` keeps by their QA flags (the rule ``curate export`` and
+    ``eval`` use too).
+
+    Raises :class:`DataError` for a split or scene the dataset lacks, listing those present,
+    or a selection that keeps no row.
     """
     frame = dataset.manifest
     if split is not None:
@@ -319,6 +339,14 @@ def select_rows(
         frame = frame[frame["scene_id"].astype(str).isin(wanted)]
     if frame.empty:
         raise DataError(f"{dataset.root}: no rows in split {split!r}")
+    if selection is not None and not selection.everything:
+        kept = selection.apply(frame)
+        if kept.empty:
+            raise DataError(
+                f"{dataset.root}: {selection.describe()} keeps none of the {len(frame)} pairs "
+                f"of split {split!r}; loosen --exclude-flags/--passed-only"
+            )
+        frame = kept
     return frame.reset_index(drop=True)
 
 
@@ -348,6 +376,8 @@ class _Base(TorchDataset[Item]):
         seed: int = 0,
         scenes: Sequence[str] | None = None,
         model: str | None = None,
+        exclude_flags: str | Sequence[str] | None = None,
+        passed_only: bool = False,
     ) -> None:
         from expokit.curation.dataset import load_dataset
 
@@ -359,7 +389,8 @@ class _Base(TorchDataset[Item]):
             raise DataError(f"seed: expected an integer, got {seed!r}")
         self.seed = seed
         self.model = model
-        self.rows = select_rows(self.dataset, split, scenes)
+        self.selection = pair_selection(exclude_flags, passed_only)
+        self.rows = select_rows(self.dataset, split, scenes, self.selection)
         self.store = _ImageStore(self.dataset, self.options)
 
     def _needs(self, what: str) -> str:
@@ -389,7 +420,9 @@ class PairedDataset(_Base):
 
     Items: ``input``, ``target`` ``(3, H, W)``; ``mask`` ``(1, H, W)`` from ``mask_path``
     (ones when null); ``input_ev``, ``target_ev``; ``index``. Keyword options as
-    :class:`ImageOptions` plus ``seed``, ``scenes`` (only these scene ids).
+    :class:`ImageOptions` plus ``seed``, ``scenes`` (only these scene ids),
+    ``exclude_flags`` / ``passed_only`` (pairs chosen by their QA flags, as ``curate export``
+    and ``eval`` choose them; see docs/qa.md).
     """
 
     kind = "paired"

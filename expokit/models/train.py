@@ -697,13 +697,18 @@ class _Validator:
         import pandas as pd
 
         from expokit.curation.dataset import load_dataset
-        from expokit.models.data import DataError, find_clips, select_rows
+        from expokit.models.data import DataError, find_clips, pair_selection, select_rows
         from expokit.models.evaluate import EvalConfig, train_level
         from expokit.models.reference import REFERENCE_METHODS
 
         dataset = load_dataset(config.data)
         try:
-            rows = select_rows(dataset, config.val_split)
+            # Validated on the pairs the run trains on: the same QA-flag selection.
+            options = config.data_options
+            selection = pair_selection(
+                options.get("exclude_flags"), bool(options.get("passed_only", False))
+            )
+            rows = select_rows(dataset, config.val_split, selection=selection)
         except DataError as exc:
             return str(exc)
         scene_ids = rows["scene_id"].astype(str)
@@ -1041,7 +1046,9 @@ def train(
         if world.main:
             say(
                 f"model {config.model} ({kind} data): {n_params:,} trainable parameters; "
-                f"{len(dataset)} training items in split {config.split!r}; device {device}"
+                f"{len(dataset)} training items in split {config.split!r}"
+                + ("" if dataset.selection.everything else f" ({dataset.selection.describe()})")
+                + f"; device {device}"
                 + (f" x {world.size} processes" if world.distributed else "")
             )
             if checkpoint is not None:

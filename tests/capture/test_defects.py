@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,13 +42,14 @@ from expokit.curation.truth import load_truth
 
 #: Sensors with (nearly) no noise: pixel ratios and shifts are then exact.
 QUIET = SensorModel(full_well_e=1e9, read_noise_e=0.0)
-SMALL = {"size": (128, 96), "seconds": 1.5, "fps": 12.0, "offset_s": 0.25, "drift_ppm": 0.0}
+SMALL: dict[str, Any] = {"size": (128, 96), "seconds": 1.5, "fps": 12.0, "offset_s": 0.25,
+                         "drift_ppm": 0.0}  # fmt: skip
 
 
 def _sim(*defects: str, **changes: object) -> RigSimulation:
     settings = {**SMALL, "still_pairs": 3, "reference_sensor": QUIET, "test_sensor": QUIET,
                 "steady_light": True, **changes}  # fmt: skip
-    return RigSimulation.create(SimulationConfig(defects=defects, **settings))  # type: ignore[arg-type]
+    return RigSimulation.create(SimulationConfig(defects=defects, **settings))
 
 
 def _shot(sim: RigSimulation, role: str, pair: int | None = 1) -> np.ndarray:
@@ -132,13 +134,13 @@ def test_spec_checks_its_own_fields() -> None:
     with pytest.raises(DefectError, match="magnitude must be a finite number"):
         DefectSpec("gain", math.inf)
     with pytest.raises(DefectError, match="magnitude must be a finite number"):
-        DefectSpec("gain", True)  # type: ignore[arg-type]
+        DefectSpec("gain", True)
     with pytest.raises(DefectError, match="hits no still pair and no frame"):
         DefectSpec("gain", 0.1, stills=None, frames=None)
     with pytest.raises(DefectError, match="camera must be reference or test"):
-        DefectSpec("gain", 0.1, camera="left")  # type: ignore[arg-type]
+        DefectSpec("gain", 0.1, camera="left")
     with pytest.raises(DefectError, match="expected DefectSpec or --defect text"):
-        SimulationConfig(defects=(3,))  # type: ignore[arg-type]
+        SimulationConfig(defects=(3,))
 
 
 def test_session_refuses_what_it_does_not_have(tmp_path: Path) -> None:
@@ -271,9 +273,9 @@ def test_movie_flicker_and_board_untouched(tmp_path: Path) -> None:
     """End to end through H.264: the reference movie's brightness follows the flicker,
     the test movie and the board stills are those of a clean session, byte for byte."""
     config = {**SMALL, "still_pairs": 1, "steady_light": True}
-    clean = simulate(SimulationConfig(**config), tmp_path / "clean").truth  # type: ignore[arg-type]
+    clean = simulate(SimulationConfig(**config), tmp_path / "clean").truth
     hit = simulate(
-        SimulationConfig(**config, defects=("flicker:0.15@reference,video,hz=2.3,phase=0",)),  # type: ignore[arg-type]
+        SimulationConfig(**config, defects=("flicker:0.15@reference,video,hz=2.3,phase=0",)),
         tmp_path / "hit",
     ).truth
     for key in ("video_test", "board_reference", "board_test", "still_0002_reference"):
@@ -318,7 +320,7 @@ def test_truth_records_every_injection(tmp_path: Path) -> None:
         "gain:0.3@still=2", "misregistration:2@reference,still=1,still=3,angle=45",
         "scene_flicker:0.05@frames=4-9", "flicker:0.04@video", "light_ramp:0.2",
     )  # fmt: skip
-    config = SimulationConfig(**SMALL, still_pairs=3, defects=defects)  # type: ignore[arg-type]
+    config = SimulationConfig(**SMALL, still_pairs=3, defects=defects)
     out = tmp_path / "sim"
     truth = simulate(config, out).truth
     assert truth == load_truth(out)  # the reader validates it field by field
@@ -352,7 +354,7 @@ def test_truth_records_every_injection(tmp_path: Path) -> None:
 
 def test_clean_shots_are_byte_identical_and_seeded(tmp_path: Path) -> None:
     def run(name: str, *defects: str, seed: int = 0) -> dict:
-        config = SimulationConfig(**SMALL, still_pairs=3, seed=seed, defects=defects)  # type: ignore[arg-type]
+        config = SimulationConfig(**SMALL, still_pairs=3, seed=seed, defects=defects)
         return simulate(config, tmp_path / name).truth
 
     clean = run("clean")

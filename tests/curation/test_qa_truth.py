@@ -37,19 +37,19 @@ from expokit.curation.truth import (
 SIZE = (160, 120)
 FPS = 12.0
 SEED = 0
-RIG = {"size": SIZE, "fps": FPS, "offset_s": 0.25, "drift_ppm": 0.0, "seed": SEED,
+RIG: dict[str, Any] = {"size": SIZE, "fps": FPS, "offset_s": 0.25, "drift_ppm": 0.0, "seed": SEED,
        "steady_light": True}  # fmt: skip
 
 
-def _pan_speed() -> float:
-    """px/s of the generated scene's background pan for SEED (what a time offset shows)."""
+def _offset_s(scene_seed: int) -> float:
+    """A time offset that moves the generated scene's panning background (the seed's
+    ``pan``, px/s) by 3 px, three times the residual threshold."""
     margin = max(8, round(0.04 * max(SIZE)))
-    scene = GeneratedScene((SIZE[0] + 2 * margin, SIZE[1] + 2 * margin), 3.0, SEED)
-    return float(math.hypot(*scene.pan))
+    scene = GeneratedScene((SIZE[0] + 2 * margin, SIZE[1] + 2 * margin), 3.0, scene_seed)
+    return round(min(2.0, 3.0 / float(math.hypot(*scene.pan))), 3)
 
 
-#: A time offset that moves the panning background by 3 px (3x the residual threshold).
-OFFSET_S = round(min(2.0, 3.0 / _pan_speed()), 3)
+OFFSET_S = _offset_s(SEED)
 
 #: Still pair -> defect at a clear magnitude, and the flag it must raise.
 STILL_DEFECTS: dict[int, tuple[str, str]] = {
@@ -64,12 +64,13 @@ STILL_DEFECTS: dict[int, tuple[str, str]] = {
 }
 STILL_PAIRS = 12
 
-#: Clip sessions: name -> (defects, flags every pair of the clip must carry).
+#: Clip sessions (each its own scene of the same rig: curation refuses one capture under
+#: two names): name -> (defects, flags every pair of the clip must carry).
 CLIPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "flicker_test": (("flicker:0.1@video",), ("gain_unstable",)),
     "flicker_reference": (("flicker:0.1@reference,video",), ("gain_unstable", "target_flicker")),
     "scene_flicker": (("scene_flicker:0.1@video",), ("target_flicker",)),
-    "time_offset": ((f"time_offset:{OFFSET_S}@video",), ("misaligned",)),
+    "time_offset": ((f"time_offset:{_offset_s(SEED + 4)}@video",), ("misaligned",)),
     "light_ramp": (("light_ramp:0.3@video",), ()),
     "motion": (("motion:60@video",), ()),
     "frame_ranges": (("gain:0.5@frames=6-9", "misregistration:3@frames=14-17"), ()),
@@ -108,7 +109,7 @@ def _build(base: Path, sessions: dict[str, SimulationConfig]) -> tuple[Path, lis
 def still_rows(tmp_path_factory: pytest.TempPathFactory) -> list[RowTruth]:
     """One session: 12 still pairs, 8 of them with one defect each; a clean 2 s movie."""
     defects = tuple(_place(text, still) for still, (text, _) in STILL_DEFECTS.items())
-    config = SimulationConfig(**RIG, seconds=2.0, still_pairs=STILL_PAIRS, defects=defects)  # type: ignore[arg-type]
+    config = SimulationConfig(**RIG, seconds=2.0, still_pairs=STILL_PAIRS, defects=defects)
     dataset, roots = _build(tmp_path_factory.mktemp("qa_stills"), {"stills": config})
     return rows_against_truth(dataset, roots)
 
@@ -117,8 +118,10 @@ def still_rows(tmp_path_factory: pytest.TempPathFactory) -> list[RowTruth]:
 def clip_rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[RowTruth]]:
     """One 2 s clip per entry of :data:`CLIPS` (and one still pair each), one dataset."""
     sessions = {
-        name: SimulationConfig(**RIG, seconds=2.0, still_pairs=1, defects=defects)  # type: ignore[arg-type]
-        for name, (defects, _) in CLIPS.items()
+        name: SimulationConfig(
+            **RIG, scene_seed=SEED + 1 + index, seconds=2.0, still_pairs=1, defects=defects
+        )
+        for index, (name, (defects, _)) in enumerate(CLIPS.items())
     }
     dataset, roots = _build(tmp_path_factory.mktemp("qa_clips"), sessions)
     rows = rows_against_truth(dataset, roots)
@@ -153,7 +156,7 @@ def test_every_row_is_mapped_to_its_defects(still_rows: list[RowTruth]) -> None:
     video = [r for r in still_rows if r.frames]
     assert len(video) >= 18 and all(r.clean for r in video)
     # The test body starts 3 frames later: reference frame i shows what test frame i+3 does.
-    assert {r.frames["test"] - r.frames["reference"] for r in video} == {3}  # type: ignore[index]
+    assert {r.frames["test"] - r.frames["reference"] for r in video} == {3}
 
 
 def test_frame_ranges_map_to_rows(clip_rows: dict[str, list[RowTruth]]) -> None:
@@ -161,8 +164,8 @@ def test_frame_ranges_map_to_rows(clip_rows: dict[str, list[RowTruth]]) -> None:
     gain = [r for r in rows if any(d["kind"] == "gain" for d in r.defects)]
     shifted = [r for r in rows if any(d["kind"] == "misregistration" for d in r.defects)]
     # Test-camera defects on test frames 6-9 and 14-17: rows whose test frame is in range.
-    assert sorted(r.frames["test"] for r in gain) == [6, 7, 8, 9]  # type: ignore[index]
-    assert sorted(r.frames["test"] for r in shifted) == [14, 15, 16, 17]  # type: ignore[index]
+    assert sorted(r.frames["test"] for r in gain) == [6, 7, 8, 9]
+    assert sorted(r.frames["test"] for r in shifted) == [14, 15, 16, 17]
     assert all(len(r.clip_defects) == 2 and not r.clean for r in rows)
 
 
