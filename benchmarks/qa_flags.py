@@ -1,0 +1,593 @@
+"""QA flags against injected truth: detection rate per flag and false positives (issue 18).
+
+Run from the repository root::
+
+    python benchmarks/qa_flags.py                    # real clips in ../shared/data, + SICE
+    python benchmarks/qa_flags.py --quick            # one clip, 3 magnitudes, 6 SICE scenes
+    python benchmarks/qa_flags.py --source generated --json qa_flags.json
+    python benchmarks/qa_flags.py --no-sice --workers 1
+
+What is measured
+----------------
+detection
+    The rig simulator (``expokit simulate``) records real footage (``cockatoo.mp4``,
+    ``Megamind.avi``, ``realshort.mp4`` from ``../shared/data/video`` or
+    ``$EXPOKIT_SHARED_DATA/video``; ``generated`` with steady light when absent or with
+    ``--source generated``) with known defects injected at a sweep of magnitudes around
+    each flag's threshold (:data:`SWEEPS`); each session goes through the user's chain
+    (``calibrate geometry`` on its board stills, ``calibrate sync``, ``curate build``) and
+    :func:`expokit.curation.truth.rows_against_truth` maps every manifest row back to its
+    defects. A still session carries the six pair defects (misregistration, gain,
+    light_change, defocus, clipping, time_offset) at one level, each on 2 of 24 still
+    pairs (one per camera), the other 12 clean; a clip session one clip defect (camera
+    flicker in the test camera, scene flicker) over the whole movie. The detection rate is
+    the share of injected pairs carrying the defect's flag
+    (:func:`expokit.curation.truth.expected_flags`); for a clip flag, one decision per
+    clip. Where a defect's magnitude maps to its flag's figure (misregistration px =
+    residual, gain EV = deviation, light_change ``log2(1 + x)``, flicker amplitude =
+    robust spread / 1.05 of a sampled sinusoid) the sweep is in multiples of that
+    *threshold magnitude* and the headline pools the levels >= 1.5x; elsewhere (defocus,
+    clipping, time offset: content decides the figure) the sweep is in the defect's units
+    and the headline pools the levels marked clear.
+false positives
+    Clean pairs (no defect in them or in their clip: the clean still pairs of every
+    session and a clean clip per source): the share carrying any flag. The negative
+    controls (a steady light ramp, a textured object crossing the scene) are counted
+    apart: any flag on their pairs is a false positive they provoked.
+SICE
+    The real tripod multi-exposure sequences (``exposure/sice_7ev_sequences``, built with
+    ``curate build --kind sequences``): registered, so any ``misaligned``, ``low_psnr``,
+    ``low_ssim`` or ``gain_outlier`` is a false positive; clipping flags are facts, listed
+    only.
+
+Goal the QA thresholds are tuned to: >= 95 % detected, <= 2 % false positives. About 4
+minutes on a 2-core machine with the defaults (2 workers), 1 minute with ``--quick``.
+Heavy libraries are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EXPOKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+VIDEO = SHARED / "video"
+SICE = SHARED / "exposure" / "sice_7ev_sequences"
+#: Real clips (in this order); a clip absent from the shared data is skipped.
+REAL_CLIPS = ("cockatoo.mp4", "Megamind.avi", "realshort.mp4")
+#: Longer side of the simulated sensors (px); the board is found from about 256x192.
+LONG_SIDE = 256
+#: Frame rate of generated footage.
+GENERATED_FPS = 12.0
+#: The test body starts this many frames after the reference (a whole number of frames:
+#: paired frames show the same scene instant, so only the injected defects differ).
+OFFSET_FRAMES = 3
+STILL_PAIRS = 24
+CLIP_SECONDS = 3.0
+#: Levels (multiples of the threshold magnitude) of the sweeps that have one.
+LEVELS = (0.5, 1.0, 1.5, 2.0, 4.0)
+QUICK_LEVELS = (0.5, 1.0, 2.0)
+#: Levels at or above this multiple of the threshold magnitude make the headline.
+CLEAR = 1.5
+#: Robust spread (1.4826 MAD) of a sinusoid sampled at many phases, per unit amplitude.
+SINE_SPREAD = 1.4826 * math.sqrt(0.5)
+#: Flags that are a false positive on the registered SICE sequences.
+SICE_FALSE = ("misaligned", "low_psnr", "low_ssim", "gain_outlier")
+#: Figures kept with each row (for the JSON and for reading a miss).
+FIGURES = (
+    "alignment_residual_px", "photometric_gain", "gain_deviation_ev", "gain_instability_ev",
+    "target_flicker", "focus_ratio", "psnr_db", "ssim", "clipped_bright_input",
+    "clipped_bright_target", "usable_fraction",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The magnitudes one defect kind is injected at.
+
+    ``threshold`` is the magnitude whose ideal figure equals the flag's threshold and
+    ``levels`` multiply it; without one (``None``) ``levels`` are magnitudes in
+    ``unit`` (``frames``: of the source's frame rate) and ``clear`` lists those that make
+    the headline."""
+
+    kind: str
+    flag: str
+    unit: str
+    threshold: float | None
+    levels: tuple[float, ...]
+    clear: tuple[float, ...] = ()
+    clip: bool = False
+
+    def magnitude(self, level: float, fps: float) -> float:
+        if self.threshold is not None:
+            return round(level * self.threshold, 6)
+        return round(level / fps, 6) if self.unit == "frames" else level
+
+    def is_clear(self, level: float) -> bool:
+        return level >= CLEAR if self.threshold is not None else level in self.clear
+
+    def label(self, level: float) -> str:
+        if self.threshold is not None:
+            return f"{level:g}x ({self.magnitude(level, 1.0):.4g})"
+        return f"{level:g} {self.unit}"
+
+
+def thresholds() -> dict[str, float]:
+    """The build's default QA thresholds (names of :class:`QaThresholds`)."""
+    from expokit.curation.build_config import QaThresholds
+
+    return {k: float(v) for k, v in QaThresholds().to_dict().items()}
+
+
+def sweeps(qa: dict[str, float], quick: bool) -> list[Sweep]:
+    levels = QUICK_LEVELS if quick else LEVELS
+    gain_ev = qa.get("max_gain_deviation_ev", 0.1)
+
+    def pick(values: tuple[float, ...], keep: tuple[float, ...]) -> tuple[float, ...]:
+        return keep if quick else values
+
+    return [
+        Sweep("misregistration", "misaligned", "px", qa.get("max_residual_px", 1.0), levels),
+        Sweep("gain", "gain_outlier", "EV", gain_ev, levels),
+        Sweep("light_change", "gain_outlier", "fraction", 2.0**gain_ev - 1.0, levels),
+        Sweep("defocus", "defocus", "px", None, pick((0.5, 1.0, 2.0, 3.0, 5.0), (1.0, 3.0, 5.0)),
+              clear=(3.0, 5.0)),
+        Sweep("clipping", "clipped_*", "EV", None, pick((1.0, 2.0, 3.0, 4.0, 6.0), (1.0, 3.0, 6.0)),
+              clear=(4.0, 6.0)),
+        Sweep("time_offset", "misaligned", "frames", None,
+              pick((0.5, 1.0, 2.0, 4.0, 8.0), (1.0, 4.0, 8.0)), clear=(4.0, 8.0)),
+        Sweep("flicker", "gain_unstable", "fraction",
+              qa.get("max_gain_instability_ev", 0.03) * math.log(2) / SINE_SPREAD, levels,
+              clip=True),
+        Sweep("scene_flicker", "target_flicker", "fraction",
+              qa.get("max_target_flicker", 0.01) / SINE_SPREAD, levels, clip=True),
+    ]  # fmt: skip
+
+
+#: Negative controls: (kind, magnitude; motion in frame widths per second).
+CONTROLS = (("light_ramp", 0.1), ("light_ramp", 0.3), ("motion", 0.25), ("motion", 0.5))
+
+
+@dataclass(frozen=True)
+class Source:
+    label: str
+    source: str
+    size: tuple[int, int]
+    fps: float
+    seconds_available: float
+
+
+@dataclass(frozen=True)
+class Job:
+    """One simulated session: its config and what each of its defects is (kind -> level)."""
+
+    source: Source
+    name: str
+    seed: int
+    seconds: float
+    still_pairs: int
+    defects: tuple[str, ...]
+    levels: dict[str, float]
+
+
+@dataclass
+class SessionResult:
+    job: Job
+    rows: list[dict[str, Any]]
+    sync: str
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class Tally:
+    injected: int = 0
+    detected: int = 0
+    by_source: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, source: str, hit: bool) -> None:
+        self.injected += 1
+        self.detected += hit
+        entry = self.by_source.setdefault(source, [0, 0])
+        entry[0] += 1
+        entry[1] += hit
+
+
+def _even(value: float) -> int:
+    return max(64, round(value / 2) * 2)
+
+
+def sources(choice: str | None) -> list[Source]:
+    """The footage: the real clips present (or the one asked), else generated."""
+    from expokit.core.video_io import probe_media
+
+    found: list[Source] = []
+    names = REAL_CLIPS if choice in (None, "real") else (() if choice == "generated" else (choice,))
+    for name in names:
+        path = Path(name) if Path(name).is_file() else VIDEO / name
+        if not path.is_file():
+            continue
+        media = probe_media(path)
+        scale = LONG_SIDE / max(media.width, media.height)
+        size = (_even(media.width * scale), _even(media.height * scale))
+        found.append(Source(path.stem, str(path), size, float(media.fps or 24.0),
+                            float(media.duration_s or 0.0)))  # fmt: skip
+    if not found:
+        found.append(Source("generated", "generated", (256, 192), GENERATED_FPS, math.inf))
+    return found
+
+
+def _place(text: str, still: int) -> str:
+    return f"{text},still={still}" if "@" in text else f"{text}@still={still}"
+
+
+def plan_jobs(footage: list[Source], all_sweeps: list[Sweep], quick: bool) -> list[Job]:
+    """Sessions per source: one still session per level, one clip per (clip kind, level),
+    the controls, a clean clip."""
+    jobs: list[Job] = []
+    seed = 100
+    pairs = [s for s in all_sweeps if not s.clip]
+    clips = [s for s in all_sweeps if s.clip]
+    for src in footage:
+        # Leave room for the offset and the longest time offset.
+        room = src.seconds_available - (OFFSET_FRAMES + 10) / src.fps - 0.2
+        clip_s = max(1.0, min(CLIP_SECONDS, room))
+        still_s = max(1.0, min(1.5, room))
+        for index in range(len(pairs[0].levels)):
+            defects, levels = [], {}
+            for slot, sweep in enumerate(pairs):
+                level = sweep.levels[index]
+                magnitude = sweep.magnitude(level, src.fps)
+                levels[sweep.kind] = level
+                for camera, still in (("test", 2 + 4 * slot), ("reference", 4 + 4 * slot)):
+                    defects.append(_place(f"{sweep.kind}:{magnitude:g}@{camera}", still))
+            seed += 1
+            jobs.append(Job(src, f"stills{index}", seed, still_s, STILL_PAIRS, tuple(defects),
+                            levels))  # fmt: skip
+        for sweep in clips:
+            for level in sweep.levels:
+                seed += 1
+                text = f"{sweep.kind}:{sweep.magnitude(level, src.fps):g}@video"
+                jobs.append(Job(src, f"{sweep.kind}{level:g}", seed, clip_s, 1, (text,),
+                                {sweep.kind: level}))  # fmt: skip
+        for kind, amount in CONTROLS[::2] if quick else CONTROLS:
+            magnitude = amount * src.size[0] if kind == "motion" else amount
+            seed += 1
+            jobs.append(Job(src, f"{kind}{amount:g}", seed, clip_s, 1,
+                            (f"{kind}:{magnitude:g}@video",), {kind: amount}))  # fmt: skip
+        seed += 1
+        jobs.append(Job(src, "clean", seed, clip_s, 1, (), {}))
+    return jobs
+
+
+def _calibrate(session: Path, truth: dict[str, Any], out: Path) -> Path:
+    from expokit.calibration.boards import BoardNotFoundError, BoardSpec
+    from expokit.calibration.geometry import calibrate_geometry
+
+    board = BoardSpec(kind="charuco", columns=7, rows=5, square_size=0.04, marker_size=0.028)
+    refs = [session / truth["files"]["board_reference"]]
+    tests = [session / truth["files"]["board_test"]]
+    try:
+        calibrate_geometry(refs, tests, out, board)
+    except BoardNotFoundError:  # a small sensor: the board's features instead
+        calibrate_geometry(refs, tests, out)
+    return out / "rig_calibration.json"
+
+
+def _sync(session: Path, truth: dict[str, Any], out: Path) -> tuple[Path, str]:
+    """``sync.json`` of the session's movies; when the estimate misses the true offset by
+    more than a quarter frame (brightness on silent footage), the true offset instead: the
+    benchmark is about the QA flags, not the sync."""
+    from dataclasses import replace
+
+    from expokit.calibration.sync import SyncError, frame_map, synchronize, write_sync_json
+
+    a, b = session / truth["sync_a"], session / truth["sync_b"]
+    fps = float(truth["fps"])
+    try:
+        result = synchronize(a, b)
+        error = abs(result.offset_s - truth["offset_s"]) * fps
+        note = f"{result.method} ({error:.2f} frame off)"
+    except SyncError as exc:
+        from expokit.calibration.sync import SyncConfig
+
+        result = synchronize(a, b, SyncConfig(method="brightness", min_confidence=0.0,
+                                              min_peak_correlation=0.0))  # fmt: skip
+        error, note = math.inf, f"refused ({type(exc).__name__})"
+    if error > 0.25:
+        mapping = frame_map(result.media_a.frame_times, result.media_b.frame_times,
+                            float(truth["offset_s"]), 0.0)  # fmt: skip
+        result = replace(result, offset_s=float(truth["offset_s"]), drift_ppm=0.0,
+                         drift_estimated=False, frame_map=mapping)  # fmt: skip
+        note += ", true offset used"
+    return write_sync_json(result, out), note
+
+
+def run_job(job: Job, work: str) -> SessionResult:
+    """Simulate, calibrate, sync and build one session; its rows against the truth."""
+    from expokit.capture.simulate import SimulationConfig, simulate
+    from expokit.curation.build import build_dataset
+    from expokit.curation.build_config import BuildConfig
+    from expokit.curation.truth import rows_against_truth
+
+    started = time.perf_counter()
+    src = job.source
+    with tempfile.TemporaryDirectory(dir=work, prefix=f"{src.label}-{job.name}-") as tmp:
+        base = Path(tmp)
+        try:
+            config = SimulationConfig(
+                source=src.source, size=src.size, fps=src.fps, seconds=job.seconds,
+                offset_s=round(OFFSET_FRAMES / src.fps, 9), drift_ppm=0.0, seed=job.seed,
+                still_pairs=job.still_pairs, defects=job.defects,
+                steady_light=src.source == "generated",
+                scene_seed=job.seed if src.source == "generated" else None,
+            )  # fmt: skip
+            session = base / job.name
+            truth = simulate(config, session).truth
+            calibration = _calibrate(session, truth, base / "rig")
+            sync_json, note = _sync(session, truth, base / "sync.json")
+            summary = build_dataset([session], base / "ds", BuildConfig(),
+                                    rig_calibration=calibration, sync_files=[sync_json],
+                                    workers=1, progress=False)  # fmt: skip
+            if not summary.ok:
+                problems = [text for text, bad in summary.report() if bad]
+                raise RuntimeError("; ".join(problems) or "build failed")
+            rows = rows_against_truth(base / "ds", [session])
+        except Exception as exc:  # one failed session must not end the benchmark
+            return SessionResult(job, [], "", time.perf_counter() - started,
+                                 f"{type(exc).__name__}: {exc}")  # fmt: skip
+    kept = [
+        {
+            "pair_id": r.pair_id, "clip": r.clip, "still": r.still, "frames": r.frames,
+            "video": r.frames is not None, "flags": list(r.flags),
+            "defects": [{k: d[k] for k in ("id", "kind", "magnitude", "unit", "camera",
+                                           "control")} for d in r.defects],
+            "clip_defects": [{k: d[k] for k in ("id", "kind", "magnitude", "unit", "camera",
+                                                "control")} for d in r.clip_defects],
+            "figures": {k: _plain(r.figures.get(k)) for k in FIGURES},
+        }
+        for r in rows
+    ]  # fmt: skip
+    return SessionResult(job, kept, note, time.perf_counter() - started)
+
+
+def _plain(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# --------------------------------------------------------------------------- tallies
+
+
+def tally_detection(
+    results: list[SessionResult], all_sweeps: list[Sweep]
+) -> dict[tuple[str, float], Tally]:
+    """``(kind, level) -> Tally``: pairs (clip flags: clips) injected and flagged."""
+    from expokit.curation.truth import CLIP_FLAGS, expected_flags
+
+    by_kind = {s.kind: s for s in all_sweeps}
+    out: dict[tuple[str, float], Tally] = {}
+    for result in results:
+        seen_clips: set[tuple[str, int]] = set()
+        for row in result.rows:
+            for defect in row["defects"] + [d for d in row["clip_defects"]
+                                            if d not in row["defects"]]:  # fmt: skip
+                sweep = by_kind.get(defect["kind"])
+                if sweep is None:
+                    continue
+                in_pair = defect in row["defects"]
+                flags = expected_flags(defect)
+                if sweep.clip:
+                    key = (row["clip"], defect["id"])
+                    if key in seen_clips:
+                        continue
+                    seen_clips.add(key)
+                elif not in_pair:
+                    continue
+                hit = any(f in row["flags"] for f in flags if sweep.clip == (f in CLIP_FLAGS))
+                level = result.job.levels[defect["kind"]]
+                out.setdefault((defect["kind"], level), Tally()).add(result.job.source.label, hit)
+    return out
+
+
+def tally_clean(
+    results: list[SessionResult], *, controls: bool = False
+) -> tuple[int, int, dict[str, int], dict[str, list[int]]]:
+    """Clean pairs (or, with ``controls``, pairs of the negative controls): count, flagged,
+    per flag, per source ``[pairs, flagged]``."""
+    pairs = flagged = 0
+    by_flag: dict[str, int] = {}
+    by_source: dict[str, list[int]] = {}
+    for result in results:
+        for row in result.rows:
+            defects = row["defects"] + row["clip_defects"]
+            if controls:
+                if not defects or not all(d["control"] for d in defects):
+                    continue
+            elif defects:
+                continue
+            pairs += 1
+            flagged += bool(row["flags"])
+            entry = by_source.setdefault(result.job.source.label, [0, 0])
+            entry[0] += 1
+            entry[1] += bool(row["flags"])
+            for flag in row["flags"]:
+                by_flag[flag] = by_flag.get(flag, 0) + 1
+    return pairs, flagged, dict(sorted(by_flag.items())), by_source
+
+
+def _pct(num: int, den: int) -> str:
+    return f"{100.0 * num / den:5.1f} %" if den else "    - "
+
+
+# --------------------------------------------------------------------------- SICE
+
+
+def sice_false_positives(scenes: int | None, workers: int, work: str) -> dict[str, Any] | None:
+    """Flags on the real SICE sequences (``curate build --kind sequences``)."""
+    if not SICE.is_dir():
+        return None
+    from expokit.curation.build import build_dataset
+    from expokit.curation.build_config import BuildConfig
+    from expokit.curation.dataset import load_dataset
+    from expokit.curation.truth import flag_column, split_flags
+
+    folders = sorted(p for p in SICE.iterdir() if p.is_dir())[: scenes or None]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=work, prefix="sice-") as tmp:
+        source = Path(tmp) / "sice"
+        source.mkdir()
+        for folder in folders:  # links: the chosen scenes only, nothing copied
+            (source / folder.name).symlink_to(folder, target_is_directory=True)
+        build_dataset([source], Path(tmp) / "ds", BuildConfig(kind="sequences"),
+                      workers=workers, progress=False)  # fmt: skip
+        manifest = load_dataset(Path(tmp) / "ds").manifest
+        flags = [split_flags(v) for v in manifest[flag_column(manifest)]]
+    by_flag: dict[str, int] = {}
+    for row in flags:
+        for flag in row:
+            by_flag[flag] = by_flag.get(flag, 0) + 1
+    false = sum(any(f in SICE_FALSE for f in row) for row in flags)
+    return {"scenes": len(folders), "pairs": len(flags), "false_positive_pairs": false,
+            "false_positive_flags": list(SICE_FALSE), "by_flag": dict(sorted(by_flag.items())),
+            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one clip, 3 levels, 6 SICE scenes")
+    parser.add_argument(
+        "--source", default=None, help="generated, real (default: the shared clips), or a movie"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="sessions built in parallel")
+    parser.add_argument("--no-sice", action="store_true", help="skip the SICE sequences")
+    parser.add_argument("--sice-scenes", type=int, default=None, help="first N SICE scenes")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder [temporary]")
+    args = parser.parse_args(argv)
+
+    import numpy
+
+    started = time.perf_counter()
+    qa = thresholds()
+    all_sweeps = sweeps(qa, args.quick)
+    footage = sources(args.source)
+    if args.quick:
+        footage = footage[:1]
+    jobs = plan_jobs(footage, all_sweeps, args.quick)
+    print(f"python {platform.python_version()}, numpy {numpy.__version__}, "
+          f"{os.cpu_count()} CPUs, {args.workers} worker(s)")  # fmt: skip
+    print("footage: " + ", ".join(f"{s.label} {s.size[0]}x{s.size[1]} {s.fps:g} fps"
+                                  for s in footage))  # fmt: skip
+    print(f"{len(jobs)} sessions; thresholds: "
+          + ", ".join(f"{k} {v:g}" for k, v in qa.items()))  # fmt: skip
+    work_parent = args.work or Path(tempfile.gettempdir())
+    work_parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_parent, prefix="qa-flags-") as work:
+        results: list[SessionResult] = []
+        with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+            futures = [pool.submit(run_job, job, work) for job in jobs]
+            for future in concurrent.futures.as_completed(futures):
+                result = future.result()
+                results.append(result)
+                if result.error:
+                    print(f"  FAILED {result.job.source.label}/{result.job.name}: {result.error}")
+        sims_s = time.perf_counter() - started
+        sice = None
+        if not args.no_sice:
+            sice = sice_false_positives(6 if args.quick else args.sice_scenes, args.workers, work)
+    results.sort(key=lambda r: (r.job.source.label, r.job.name))
+    for label in sorted({r.job.source.label for r in results}):
+        notes = sorted({r.sync for r in results if r.job.source.label == label and r.sync})
+        print(f"sync {label}: {'; '.join(notes)}")
+
+    detection = tally_detection(results, all_sweeps)
+    print("\ndetection: pairs (clip flags: clips) injected with the defect carrying its flag")
+    print(f"{'kind':16s} {'flag':15s} {'level':>20s} {'detected':>10s} {'rate':>8s}   per source")
+    headline: dict[str, list[int]] = {}
+    records = []
+    for sweep in all_sweeps:
+        for level in sweep.levels:
+            t = detection.get((sweep.kind, level))
+            if t is None:
+                continue
+            mark = "*" if sweep.is_clear(level) else " "
+            per = "  ".join(f"{s} {d}/{n}" for s, (n, d) in sorted(t.by_source.items()))
+            rate = _pct(t.detected, t.injected)
+            print(f"{sweep.kind:16s} {sweep.flag:15s} {sweep.label(level):>19s}{mark} "
+                  f"{t.detected:4d}/{t.injected:<5d} {rate}   {per}")  # fmt: skip
+            if sweep.is_clear(level):
+                entry = headline.setdefault(sweep.kind, [0, 0])
+                entry[0] += t.injected
+                entry[1] += t.detected
+            records.append({"kind": sweep.kind, "flag": sweep.flag, "level": level,
+                            "unit": sweep.unit, "threshold_magnitude": sweep.threshold,
+                            "clear": sweep.is_clear(level), "injected": t.injected,
+                            "detected": t.detected, "by_source": t.by_source})  # fmt: skip
+    print("  (* clear: >= 1.5x the threshold magnitude, or the levels marked clear)")
+    print("\nheadline: detected at clear magnitudes (goal >= 95 %)")
+    for kind, (n, d) in headline.items():
+        flag = next(s.flag for s in all_sweeps if s.kind == kind)
+        print(f"  {kind:16s} {flag:15s} {d:4d}/{n:<5d} {_pct(d, n)}")
+
+    pairs, flagged, by_flag, per_source = tally_clean(results)
+    print(f"\nfalse positives on clean simulated pairs (goal <= 2 %): {flagged}/{pairs} "
+          f"{_pct(flagged, pairs)}")  # fmt: skip
+    for label, (n, f) in sorted(per_source.items()):
+        print(f"  {label:16s} {f:4d}/{n:<5d} {_pct(f, n)}")
+    print("  by flag: " + (", ".join(f"{k} {v}" for k, v in by_flag.items()) or "none"))
+    c_pairs, c_flagged, c_by_flag, _ = tally_clean(results, controls=True)
+    print(f"negative controls (light ramp, moving object): {c_flagged}/{c_pairs} flagged "
+          f"{_pct(c_flagged, c_pairs)}; "
+          + (", ".join(f"{k} {v}" for k, v in c_by_flag.items()) or "no flag"))  # fmt: skip
+    if sice is not None:
+        print(f"\nSICE sequences ({sice['scenes']} scenes, {sice['pairs']} pairs, "
+              f"{sice['seconds']} s): false positives ({', '.join(SICE_FALSE)}) "
+              f"{sice['false_positive_pairs']}/{sice['pairs']} "
+              f"{_pct(sice['false_positive_pairs'], sice['pairs'])}")  # fmt: skip
+        print("  every flag: " + (", ".join(f"{k} {v}" for k, v in sice["by_flag"].items())
+                                  or "none"))  # fmt: skip
+    elif not args.no_sice:
+        print(f"\nSICE sequences: skipped, not found at {SICE}")
+    elapsed = time.perf_counter() - started
+    print(f"\n{len(results)} sessions in {sims_s:.0f} s; total {elapsed:.0f} s")
+    if args.json:
+        document = {
+            "benchmark": "qa_flags", "quick": args.quick, "thresholds": qa,
+            "footage": [asdict(s) for s in footage],
+            "sweeps": [asdict(s) for s in all_sweeps], "detection": records,
+            "headline": {k: {"injected": n, "detected": d} for k, (n, d) in headline.items()},
+            "false_positives": {"pairs": pairs, "flagged": flagged, "by_flag": by_flag,
+                                "by_source": per_source},
+            "controls": {"pairs": c_pairs, "flagged": c_flagged, "by_flag": c_by_flag},
+            "sice": sice,
+            "sessions": [{"source": r.job.source.label, "name": r.job.name,
+                          "defects": list(r.job.defects), "sync": r.sync, "error": r.error,
+                          "seconds": round(r.seconds, 2), "rows": r.rows} for r in results],
+            "elapsed_s": round(elapsed, 1),
+        }  # fmt: skip
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=1, default=str), encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
