@@ -219,8 +219,9 @@ def sources(choice: str | None) -> list[Source]:
         if not path.is_file():
             continue
         media = probe_media(path)
-        scale = LONG_SIDE / max(media.width, media.height)
-        size = (_even(media.width * scale), _even(media.height * scale))
+        width, height = media.width or LONG_SIDE, media.height or LONG_SIDE
+        scale = LONG_SIDE / max(width, height)
+        size = (_even(width * scale), _even(height * scale))
         found.append(Source(path.stem, str(path), size, float(media.fps or 24.0),
                             float(media.duration_s or 0.0)))  # fmt: skip
     if not found:
@@ -232,14 +233,16 @@ def _place(text: str, still: int) -> str:
     return f"{text},still={still}" if "@" in text else f"{text}@still={still}"
 
 
-def plan_jobs(footage: list[Source], all_sweeps: list[Sweep], quick: bool) -> list[Job]:
-    """Sessions per source: one still session per level, one clip per (clip kind, level),
-    the controls, a clean clip."""
+def plan_jobs(
+    footage: list[Source], all_sweeps: list[Sweep], quick: bool, repeat: int = 1
+) -> list[Job]:
+    """Sessions per source (``repeat`` times, each with its own seeds): one still session
+    per level, one clip per (clip kind, level), the controls, a clean clip."""
     jobs: list[Job] = []
     seed = 100
     pairs = [s for s in all_sweeps if not s.clip]
     clips = [s for s in all_sweeps if s.clip]
-    for src in footage:
+    for src in [s for s in footage for _ in range(repeat)]:
         # Leave room for the offset and the longest time offset.
         room = src.seconds_available - (OFFSET_FRAMES + 10) / src.fps - 0.2
         clip_s = max(1.0, min(CLIP_SECONDS, room))
@@ -253,69 +256,88 @@ def plan_jobs(footage: list[Source], all_sweeps: list[Sweep], quick: bool) -> li
                 for camera, still in (("test", 2 + 4 * slot), ("reference", 4 + 4 * slot)):
                     defects.append(_place(f"{sweep.kind}:{magnitude:g}@{camera}", still))
             seed += 1
-            jobs.append(Job(src, f"stills{index}", seed, still_s, STILL_PAIRS, tuple(defects),
-                            levels))  # fmt: skip
+            name = f"stills{index}-{seed}"
+            jobs.append(Job(src, name, seed, still_s, STILL_PAIRS, tuple(defects), levels))
         for sweep in clips:
             for level in sweep.levels:
                 seed += 1
                 text = f"{sweep.kind}:{sweep.magnitude(level, src.fps):g}@video"
-                jobs.append(Job(src, f"{sweep.kind}{level:g}", seed, clip_s, 1, (text,),
+                jobs.append(Job(src, f"{sweep.kind}{level:g}-{seed}", seed, clip_s, 1, (text,),
                                 {sweep.kind: level}))  # fmt: skip
         for kind, amount in CONTROLS[::2] if quick else CONTROLS:
             magnitude = amount * src.size[0] if kind == "motion" else amount
             seed += 1
-            jobs.append(Job(src, f"{kind}{amount:g}", seed, clip_s, 1,
+            jobs.append(Job(src, f"{kind}{amount:g}-{seed}", seed, clip_s, 1,
                             (f"{kind}:{magnitude:g}@video",), {kind: amount}))  # fmt: skip
         seed += 1
-        jobs.append(Job(src, "clean", seed, clip_s, 1, (), {}))
+        jobs.append(Job(src, f"clean-{seed}", seed, clip_s, 1, (), {}))
     return jobs
 
 
 def _calibrate(session: Path, truth: dict[str, Any], out: Path) -> Path:
-    from expokit.calibration.boards import BoardNotFoundError, BoardSpec
+    """Geometry from the board stills (ChArUco), else (a small sensor: the board is not
+    found) from the features of the board stills or of still pair 1 (clean in every
+    session of this benchmark)."""
+    from expokit.calibration.boards import BoardSpec
     from expokit.calibration.geometry import calibrate_geometry
+    from expokit.core.errors import ExpokitError
 
+    files = truth["files"]
+    shot = min(int(k.split("_")[1]) for k in files if k.startswith("still_"))
     board = BoardSpec(kind="charuco", columns=7, rows=5, square_size=0.04, marker_size=0.028)
-    refs = [session / truth["files"]["board_reference"]]
-    tests = [session / truth["files"]["board_test"]]
-    try:
-        calibrate_geometry(refs, tests, out, board)
-    except BoardNotFoundError:  # a small sensor: the board's features instead
-        calibrate_geometry(refs, tests, out)
-    return out / "rig_calibration.json"
+    tries = [("board", board), ("board", None), (f"still_{shot:04d}", None)]
+    for attempt, (key, spec) in enumerate(tries):
+        target = out / str(attempt)
+        try:
+            calibrate_geometry([session / files[f"{key}_reference"]],
+                               [session / files[f"{key}_test"]], target, spec)  # fmt: skip
+        except ExpokitError:
+            if attempt == len(tries) - 1:
+                raise
+            continue
+        return target / "rig_calibration.json"
+    raise AssertionError("unreachable")
 
 
 def _sync(session: Path, truth: dict[str, Any], out: Path) -> tuple[Path, str]:
-    """``sync.json`` of the session's movies; when the estimate misses the true offset by
-    more than a quarter frame (brightness on silent footage), the true offset instead: the
-    benchmark is about the QA flags, not the sync."""
+    """``sync.json`` of the session's movies; when sync refuses (silent, flat footage) or
+    misses the true offset by more than a quarter frame, one made from the true offset:
+    the benchmark is about the QA flags, not the sync (the note says which)."""
     from dataclasses import replace
 
-    from expokit.calibration.sync import SyncError, frame_map, synchronize, write_sync_json
+    from expokit.calibration.sync import (
+        SyncError,
+        SyncResult,
+        frame_map,
+        synchronize,
+        write_sync_json,
+    )
+    from expokit.core.video_io import probe_media
 
     a, b = session / truth["sync_a"], session / truth["sync_b"]
     fps = float(truth["fps"])
+    offset = float(truth["offset_s"])
+    result: SyncResult | None
     try:
         result = synchronize(a, b)
-        error = abs(result.offset_s - truth["offset_s"]) * fps
+        error = abs(result.offset_s - offset) * fps
         note = f"{result.method} ({error:.2f} frame off)"
     except SyncError as exc:
-        from expokit.calibration.sync import SyncConfig
-
-        result = synchronize(a, b, SyncConfig(method="brightness", min_confidence=0.0,
-                                              min_peak_correlation=0.0))  # fmt: skip
-        error, note = math.inf, f"refused ({type(exc).__name__})"
+        result, error, note = None, math.inf, f"refused ({type(exc).__name__})"
+    if result is None:
+        media_a, media_b = probe_media(a), probe_media(b)
+        result = SyncResult(media_a, media_b, "brightness", offset, 1.0, 1.0, fps)
     if error > 0.25:
-        mapping = frame_map(result.media_a.frame_times, result.media_b.frame_times,
-                            float(truth["offset_s"]), 0.0)  # fmt: skip
-        result = replace(result, offset_s=float(truth["offset_s"]), drift_ppm=0.0,
-                         drift_estimated=False, frame_map=mapping)  # fmt: skip
+        mapping = frame_map(result.media_a.frame_times, result.media_b.frame_times, offset, 0.0)
+        result = replace(result, offset_s=offset, drift_ppm=0.0, drift_estimated=False,
+                         frame_map=tuple(mapping))  # fmt: skip
         note += ", true offset used"
     return write_sync_json(result, out), note
 
 
 def run_job(job: Job, work: str) -> SessionResult:
     """Simulate, calibrate, sync and build one session; its rows against the truth."""
+    from expokit.capture.defects import as_specs
     from expokit.capture.simulate import SimulationConfig, simulate
     from expokit.curation.build import build_dataset
     from expokit.curation.build_config import BuildConfig
@@ -329,7 +351,7 @@ def run_job(job: Job, work: str) -> SessionResult:
             config = SimulationConfig(
                 source=src.source, size=src.size, fps=src.fps, seconds=job.seconds,
                 offset_s=round(OFFSET_FRAMES / src.fps, 9), drift_ppm=0.0, seed=job.seed,
-                still_pairs=job.still_pairs, defects=job.defects,
+                still_pairs=job.still_pairs, defects=as_specs(job.defects),
                 steady_light=src.source == "generated",
                 scene_seed=job.seed if src.source == "generated" else None,
             )  # fmt: skip
@@ -477,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         "--source", default=None, help="generated, real (default: the shared clips), or a movie"
     )
     parser.add_argument("--workers", type=int, default=2, help="sessions built in parallel")
+    parser.add_argument("--repeat", type=int, default=1, help="every session N times (seeds)")
     parser.add_argument("--no-sice", action="store_true", help="skip the SICE sequences")
     parser.add_argument("--sice-scenes", type=int, default=None, help="first N SICE scenes")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -491,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     footage = sources(args.source)
     if args.quick:
         footage = footage[:1]
-    jobs = plan_jobs(footage, all_sweeps, args.quick)
+    jobs = plan_jobs(footage, all_sweeps, args.quick, max(1, args.repeat))
     print(f"python {platform.python_version()}, numpy {numpy.__version__}, "
           f"{os.cpu_count()} CPUs, {args.workers} worker(s)")  # fmt: skip
     print("footage: " + ", ".join(f"{s.label} {s.size[0]}x{s.size[1]} {s.fps:g} fps"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_common import reports_errors
+from expokit.cli_common import reports_errors, selection_options
 
 
 @click.command("eval")
@@ -94,6 +94,7 @@ from expokit.cli_common import reports_errors
     show_default=True,
     help="Torch device for the model: cpu, cuda, cuda:1, auto.",
 )
+@selection_options
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @reports_errors
 def eval_command(
@@ -108,6 +109,8 @@ def eval_command(
     min_ev_error: float | None,
     no_references: bool,
     device: str,
+    exclude_flags: str | None,
+    passed_only: bool,
     no_progress: bool,
 ) -> None:
     """Score a checkpoint and the reference methods on a dataset split.
@@ -124,6 +127,7 @@ def eval_command(
 
     from tqdm import tqdm
 
+    from expokit.curation.selection import PairSelection
     from expokit.models.evaluate import EvalConfig, ReferenceMode, evaluate, format_table
 
     config = EvalConfig(
@@ -134,6 +138,7 @@ def eval_command(
         references=not no_references,
         device=device,
         train_split=train_split,
+        selection=PairSelection.parse(exclude_flags, passed_only),
     )
     with tqdm(desc="eval", unit="pair", disable=no_progress or None) as bar:
         result = evaluate(data, ckpt, config, out=out_dir, progress=bar.update, images=images_dir)

@@ -67,6 +67,7 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.errors import ExpokitError
+from expokit.curation.selection import PairSelection
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,6 +138,9 @@ class EvalConfig:
         Evaluate the reference methods too.
     device
         Torch device for the model (``cpu``, ``cuda``, ``auto``).
+    selection
+        Score only the pairs this QA-flag selection keeps (``--exclude-flags`` /
+        ``--passed-only``, the rule ``curate export`` and ``train`` use).
     train_split
         Split whose mean target luminance the fair baseline "global gain to
         <train_split>-split mean" takes (``None``: no such baseline). Left out, with a note in
@@ -150,8 +154,11 @@ class EvalConfig:
     references: bool = True
     device: str = "cpu"
     train_split: str | None = "train"
+    selection: PairSelection = field(default_factory=PairSelection)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.selection, PairSelection):
+            raise EvalError(f"selection: expected a PairSelection, got {self.selection!r}")
         if not self.splits or any(not isinstance(s, str) or not s for s in self.splits):
             raise EvalError(f"splits: give one or more split names, got {self.splits!r}")
         if self.reference not in REFERENCE_MODES:
@@ -366,13 +373,18 @@ def exposure_group(input_ev: float, target_ev: float) -> str:
     return "over" if input_ev > target_ev else "same"
 
 
-def _select(dataset: Dataset, split: str, min_ev_error: float | None) -> pd.DataFrame:
+def _select(
+    dataset: Dataset,
+    split: str,
+    min_ev_error: float | None,
+    selection: PairSelection | None = None,
+) -> pd.DataFrame:
     from expokit.models.data import DataError, select_rows
 
     present = set(dataset.manifest["split"].dropna().astype(str))
     everything = split == ALL_SPLITS and ALL_SPLITS not in present
     try:
-        rows = select_rows(dataset, None if everything else split)
+        rows = select_rows(dataset, None if everything else split, selection=selection)
     except DataError as exc:
         raise EvalError(str(exc)) from None
     if min_ev_error is not None:
@@ -532,7 +544,7 @@ class _Scorer:
 
     # one split ---------------------------------------------------------------------------
     def split(self, split: str, result: EvalResult) -> None:
-        rows = _select(self.dataset, split, self.config.min_ev_error)
+        rows = _select(self.dataset, split, self.config.min_ev_error, self.config.selection)
         clip = _is_clip(rows)
         if self.runner is not None and self.runner.model.data_kind == "clip" and not clip.any():
             raise EvalError(
@@ -1052,7 +1064,7 @@ def reference_targets(
     config = config or EvalConfig(splits=(split,))
     dataset = load_dataset(data)
     scorer = _Scorer(dataset, config, None, [], None)
-    rows = _select(dataset, split, config.min_ev_error)
+    rows = _select(dataset, split, config.min_ev_error, config.selection)
     if config.reference == "other-scene":
         return scorer._scene_reference_rel(rows)
     if config.reference == "train-scene":
@@ -1081,7 +1093,7 @@ def reference_mode_for(
     from expokit.curation.dataset import load_dataset
 
     config = config or EvalConfig(splits=(split,))
-    rows = _select(load_dataset(data), split, config.min_ev_error)
+    rows = _select(load_dataset(data), split, config.min_ev_error, config.selection)
     return "other-scene" if rows["scene_id"].astype(str).nunique() >= 2 else "train-scene"
 
 
@@ -1130,6 +1142,16 @@ def _cell(value: float | None, digits: int, scale: float = 1.0) -> str:
     return "–" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _selection_note(summary: dict[str, Any]) -> str:
+    """``"; pairs chosen by QA flags: ..."`` when the evaluation used a selection."""
+    chosen = (summary.get("config") or {}).get("selection") or {}
+    try:
+        selection = PairSelection.from_dict(chosen) if chosen else PairSelection()
+    except ExpokitError:
+        return ""
+    return "" if selection.everything else f"; pairs chosen by QA flags: {selection.describe()}"
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """Markdown tables, one per split: PSNR/SSIM for all, under- and over-exposed inputs,
     and for video E_warp (x1000) and flicker; a ``peeks`` column (whether the method sees
@@ -1151,6 +1173,7 @@ def format_table(summary: dict[str, Any]) -> str:
             f"split {split}: "
             + ", ".join(f"{g} {counts.get(g, {}).get('pairs', 0)} pairs" for g in GROUPS)
             + f" (reference: {summary.get('config', {}).get('reference', 'same')})"
+            + _selection_note(summary)
         )
         warning = sizes.get(split, {}).get("warning")
         if warning:

@@ -108,3 +108,20 @@ def test_pytorch_datasets_take_the_same_selection(pristine: Path) -> None:
     assert len(passed) <= len(without) < len(every)
     with pytest.raises(DataError, match="unknown QA flag"):
         PairedDataset(pristine, "train", exclude_flags=["nope"])
+
+
+def test_eval_scores_only_the_selected_pairs(pristine: Path) -> None:
+    pytest.importorskip("torch")
+    from expokit.models.evaluate import EvalConfig, evaluate, format_table
+
+    frame = load_dataset(pristine).manifest
+    train = frame[frame["split"] == "train"]
+    kept = sum(1 for f in train["qa_flags"] if "low_psnr" not in flag_list(f))
+    assert 0 < kept < len(train)
+    config = EvalConfig(
+        splits=("train",), train_split=None, selection=PairSelection.parse("low_psnr")
+    )
+    result = evaluate(pristine, None, config)
+    assert len({r["pair_id"] for r in result.pairs}) == kept
+    assert "pairs chosen by QA flags: without flags low_psnr" in format_table(result.summary)
+    assert list(result.summary["config"]["selection"]["exclude_flags"]) == ["low_psnr"]
