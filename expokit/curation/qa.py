@@ -74,8 +74,8 @@ MIN_GAIN_GROUP = 3
 GAIN_SPREAD_FACTOR = 4.0
 #: Clip figures need this many frames.
 MIN_CLIP_FRAMES = 5
-#: Half-width (frames) of the moving average ``target_flicker`` detrends with: slower changes
-#: (a light ramp, a pan) are removed, a beat faster than about fps / 9 stays.
+#: Half-width (frames) of the moving median ``target_flicker`` detrends with: slower changes
+#: (a light ramp, a pan) and steps are removed, a beat faster than about fps / 4 stays.
 FLICKER_HALF_WINDOW = 4
 #: ``1.4826 * MAD`` estimates a standard deviation for Gaussian data.
 MAD_SCALE = 1.4826
@@ -257,11 +257,11 @@ def target_flicker(lumas: Sequence[float | None]) -> float | None:
     """Detrended oscillation of a clip's target brightness, relative to its mean.
 
     ``lumas`` are the target's mean linear luminance per frame, in frame order. A centred
-    moving average over ``2 * FLICKER_HALF_WINDOW + 1`` frames is the trend (a light ramp, a
-    pan); the result is the robust spread (:func:`robust_spread`) of what is left, over the
-    frames where the window fits, divided by the median. A step (a light switched, a cut)
-    disturbs only the frames around it and is ignored; a sinusoidal beat of relative
-    amplitude ``a`` faster than about fps / 9 gives about ``a``.
+    moving median over ``2 * FLICKER_HALF_WINDOW + 1`` frames is the trend (a light ramp, a
+    pan, a light switched on or off); the result is the robust spread (:func:`robust_spread`)
+    of what is left, over the frames where the window fits, divided by the median. Steps
+    leave nothing and isolated flashes are outliers the spread ignores; a sinusoidal beat of
+    relative amplitude ``a`` faster than about fps / 4 gives about ``a``.
 
     ``None`` with fewer than ``2 * FLICKER_HALF_WINDOW + 3`` finite frames or a
     non-positive mean.
@@ -270,10 +270,12 @@ def target_flicker(lumas: Sequence[float | None]) -> float | None:
     width = 2 * FLICKER_HALF_WINDOW + 1
     if values.size < width + 2 or not np.median(values) > 0:
         return None
-    trend = np.convolve(values, np.ones(width) / width, mode="valid")
+    # A moving median is the trend: it follows a ramp and keeps a step (a light switched, a
+    # cut) sharp, so neither leaves a residual; a one-frame flash leaves one outlier, which
+    # the robust spread ignores. An oscillation faster than the window is left whole.
+    windows = np.lib.stride_tricks.sliding_window_view(values, width)
+    trend = np.median(windows, axis=1)
     detail = values[FLICKER_HALF_WINDOW : values.size - FLICKER_HALF_WINDOW] - trend
-    # A robust spread: a light switched or a cut disturbs only the frames near the step,
-    # an oscillation every frame.
     return robust_spread(detail) / float(np.median(values))
 
 

@@ -217,3 +217,13 @@ def test_focus_ratio_sees_blur_not_noise_or_shift() -> None:
     assert focus_ratio(shifted, sharp, valid) == pytest.approx(1.0, abs=0.05)
     noisy = np.clip(sharp + rng.normal(0, 4, sharp.shape), 0, 255).astype(np.uint8)
     assert 0.8 < focus_ratio(noisy, sharp, valid) < 1.25
+
+
+def test_light_switched_and_flashes_seen_by_both_are_not_flicker() -> None:
+    # The demo's generated scene: the light steps down and up, and one-frame flashes.
+    lumas = [0.33] * 11 + [0.15] * 10 + [0.33] * 12 + [0.15] * 11
+    for flash in (5, 21, 38):
+        lumas[flash] = 0.57
+    assert target_flicker(lumas) == pytest.approx(0.0, abs=1e-3)
+    beat = [y * (1 + 0.03 * np.sin(2 * np.pi * 7.0 * i / 24.0)) for i, y in enumerate(lumas)]
+    assert target_flicker(beat) > QaThresholds().max_target_flicker
