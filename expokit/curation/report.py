@@ -582,7 +582,7 @@ def ev_figure(frame: pd.DataFrame, path: Path) -> bool:
         return False
     splits = frame["split"].fillna("(none)").astype(str)
     order = _split_order(sorted(set(splits.tolist())))
-    figure = _new_figure(7.4, 2.4)
+    figure = _new_figure(7.4, 2.8 if ranks else 2.4)
     for index, (label, series) in enumerate(panels):
         ax = figure.add_subplot(1, 2, index + 1)
         rounded = series.round(2)
@@ -607,12 +607,13 @@ def ev_figure(frame: pd.DataFrame, path: Path) -> bool:
         step = max(1, len(keys) // 12)
         names = [f"{k:+g}" if k else "0" for k in keys]
         if ranks and index == 0:  # the measured EV under each rank difference
-            names = [f"{n}\n{measured.get(n, '–')} EV" for n in names]
-        ax.set_xticks(positions[::step], names[::step])
+            names = [f"{n}\n({measured.get(n, '–')})" for n in names]
+            label += "\n(measured EV: median fitted gain)"
+        ax.set_xticks(positions[::step], names[::step], fontsize=7)
         ax.set_xlabel(label, fontsize=8)
         ax.set_ylabel("pairs", fontsize=8)
         _style(ax)
-    _margins(figure, wspace=0.25)
+    _margins(figure, wspace=0.25, bottom=0.75 if ranks else 0.42)
     _save(figure, path)
     return True
 
