@@ -24,16 +24,21 @@ detection
     the share of injected pairs carrying the defect's flag
     (:func:`expokit.curation.truth.expected_flags`); for a clip flag, one decision per
     clip. Where a defect's magnitude maps to its flag's figure (misregistration px =
-    residual, gain EV = deviation, light_change ``log2(1 + x)``, flicker amplitude =
-    robust spread / 1.05 of a sampled sinusoid) the sweep is in multiples of that
+    residual, gain EV = deviation, light_change ``log2(1 + x)``, camera flicker amplitude
+    = ``ln 2 * sqrt 2`` x the gain's spread, scene flicker amplitude = ``target_flicker``)
+    the sweep is in multiples of that
     *threshold magnitude* and the headline pools the levels >= 1.5x; elsewhere (defocus,
     clipping, time offset: content decides the figure) the sweep is in the defect's units
-    and the headline pools the levels marked clear.
+    and the headline pools the levels marked clear. Clipping is also read back against
+    the share of clipped pixels the defect made (``truth.json`` records it), in
+    multiples of its flag's threshold share: that, not the EV, is what the flag judges.
 false positives
     Clean pairs (no defect in them or in their clip: the clean still pairs of every
-    session and a clean clip per source): the share carrying any flag. The negative
+    session and a clean clip per source): the share carrying any flag but ``clipped_*``
+    (the footage's own clipped highlights are a fact; they are listed). The negative
     controls (a steady light ramp, a textured object crossing the scene) are counted
-    apart: any flag on their pairs is a false positive they provoked.
+    apart: any flag on their pairs is a false positive they provoked. The clean clips'
+    own clip figures are printed beside the thresholds.
 SICE
     The real tripod multi-exposure sequences (``exposure/sice_7ev_sequences``, built with
     ``curate build --kind sequences``): registered, so any ``misaligned``, ``low_psnr``,
@@ -80,15 +85,16 @@ LEVELS = (0.5, 1.0, 1.5, 2.0, 4.0)
 QUICK_LEVELS = (0.5, 1.0, 2.0)
 #: Levels at or above this multiple of the threshold magnitude make the headline.
 CLEAR = 1.5
-#: Robust spread (1.4826 MAD) of a sinusoid sampled at many phases, per unit amplitude.
-SINE_SPREAD = 1.4826 * math.sqrt(0.5)
+#: Standard deviation of a sinusoid per unit amplitude (``gain_instability_ev`` is a
+#: trimmed standard deviation of log2 gains; ``target_flicker`` is an amplitude itself).
+SINE_STD = math.sqrt(0.5)
 #: Flags that are a false positive on the registered SICE sequences.
 SICE_FALSE = ("misaligned", "low_psnr", "low_ssim", "gain_outlier")
 #: Figures kept with each row (for the JSON and for reading a miss).
 FIGURES = (
     "alignment_residual_px", "photometric_gain", "gain_deviation_ev", "gain_instability_ev",
     "target_flicker", "focus_ratio", "psnr_db", "ssim", "clipped_bright_input",
-    "clipped_bright_target", "usable_fraction",
+    "clipped_bright_target", "usable_fraction", "target_luma",
 )  # fmt: skip
 
 
@@ -99,7 +105,8 @@ class Sweep:
     ``threshold`` is the magnitude whose ideal figure equals the flag's threshold and
     ``levels`` multiply it; without one (``None``) ``levels`` are magnitudes in
     ``unit`` (``frames``: of the source's frame rate) and ``clear`` lists those that make
-    the headline."""
+    the headline. ``share``: not injected but read back, the clipped share truth.json
+    records over the flag's threshold share (``levels`` are the bins' lower edges)."""
 
     kind: str
     flag: str
@@ -108,6 +115,11 @@ class Sweep:
     levels: tuple[float, ...]
     clear: tuple[float, ...] = ()
     clip: bool = False
+    share: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} share" if self.share else self.kind
 
     def magnitude(self, level: float, fps: float) -> float:
         if self.threshold is not None:
@@ -118,6 +130,8 @@ class Sweep:
         return level >= CLEAR if self.threshold is not None else level in self.clear
 
     def label(self, level: float) -> str:
+        if self.share:
+            return f">= {level:g}x thr"
         if self.threshold is not None:
             return f"{level:g}x ({self.magnitude(level, 1.0):.4g})"
         return f"{level:g} {self.unit}"
@@ -145,16 +159,22 @@ def sweeps(qa: dict[str, float], quick: bool) -> list[Sweep]:
               clear=(3.0, 5.0)),
         Sweep("clipping", "clipped_*", "EV", None, pick((1.0, 2.0, 3.0, 4.0, 6.0), (1.0, 3.0, 6.0)),
               clear=(4.0, 6.0)),
+        Sweep("clipping", "clipped_*", "share", 1.0, SHARE_BINS, share=True),
         Sweep("time_offset", "misaligned", "frames", None,
               pick((0.5, 1.0, 2.0, 4.0, 8.0), (1.0, 4.0, 8.0)), clear=(4.0, 8.0)),
         Sweep("flicker", "gain_unstable", "fraction",
-              qa.get("max_gain_instability_ev", 0.03) * math.log(2) / SINE_SPREAD, levels,
+              qa.get("max_gain_instability_ev", 0.02) * math.log(2) / SINE_STD, levels,
               clip=True),
         Sweep("scene_flicker", "target_flicker", "fraction",
-              qa.get("max_target_flicker", 0.01) / SINE_SPREAD, levels, clip=True),
+              qa.get("max_target_flicker", 0.005), levels, clip=True),
     ]  # fmt: skip
 
 
+#: Bins (lower edges, multiples of the flag's threshold share) of the clipped share a
+#: clipping defect made, as truth.json records it.
+SHARE_BINS = (0.0, 0.5, 1.0, 1.5, 2.0)
+#: Flags that state a fact of the footage (its own clipped highlights), not a false positive.
+FACT_FLAGS = ("clipped_input", "clipped_target")
 #: Negative controls: (kind, magnitude; motion in frame widths per second).
 CONTROLS = (("light_ramp", 0.1), ("light_ramp", 0.3), ("motion", 0.25), ("motion", 0.5))
 
@@ -240,7 +260,7 @@ def plan_jobs(
     per level, one clip per (clip kind, level), the controls, a clean clip."""
     jobs: list[Job] = []
     seed = 100
-    pairs = [s for s in all_sweeps if not s.clip]
+    pairs = [s for s in all_sweeps if not s.clip and not s.share]
     clips = [s for s in all_sweeps if s.clip]
     for src in [s for s in footage for _ in range(repeat)]:
         # Leave room for the offset and the longest time offset.
@@ -373,15 +393,17 @@ def run_job(job: Job, work: str) -> SessionResult:
         {
             "pair_id": r.pair_id, "clip": r.clip, "still": r.still, "frames": r.frames,
             "video": r.frames is not None, "flags": list(r.flags),
-            "defects": [{k: d[k] for k in ("id", "kind", "magnitude", "unit", "camera",
-                                           "control")} for d in r.defects],
-            "clip_defects": [{k: d[k] for k in ("id", "kind", "magnitude", "unit", "camera",
-                                                "control")} for d in r.clip_defects],
+            "defects": [{k: d[k] for k in KEPT} for d in r.defects],
+            "clip_defects": [{k: d[k] for k in KEPT} for d in r.clip_defects],
             "figures": {k: _plain(r.figures.get(k)) for k in FIGURES},
         }
         for r in rows
     ]  # fmt: skip
     return SessionResult(job, kept, note, time.perf_counter() - started)
+
+
+#: What the JSON keeps of each defect of a row.
+KEPT = ("id", "kind", "magnitude", "unit", "camera", "control", "stills", "params")
 
 
 def _plain(value: Any) -> float | None:
@@ -395,42 +417,56 @@ def _plain(value: Any) -> float | None:
 # --------------------------------------------------------------------------- tallies
 
 
+def _share_bin(defect: dict[str, Any], row: dict[str, Any], qa: dict[str, float]) -> float | None:
+    """The clipped share a clipping defect made in ``row``'s still over its flag's threshold
+    share, binned (:data:`SHARE_BINS`); ``None`` when not recorded (a movie frame)."""
+    shares = (defect.get("params") or {}).get("clipped_fraction")
+    if not shares or row["still"] not in defect["stills"]:
+        return None
+    share = float(shares[defect["stills"].index(row["still"])])
+    name = "max_clipped_target" if defect["camera"] == "reference" else "max_clipped_input"
+    ratio = share / max(qa.get(name, 0.25), 1e-9)
+    return max(b for b in SHARE_BINS if ratio >= b)
+
+
 def tally_detection(
-    results: list[SessionResult], all_sweeps: list[Sweep]
+    results: list[SessionResult], all_sweeps: list[Sweep], qa: dict[str, float]
 ) -> dict[tuple[str, float], Tally]:
-    """``(kind, level) -> Tally``: pairs (clip flags: clips) injected and flagged."""
+    """``(sweep name, level) -> Tally``: pairs (clip flags: clips) injected and flagged."""
     from expokit.curation.truth import CLIP_FLAGS, expected_flags
 
-    by_kind = {s.kind: s for s in all_sweeps}
     out: dict[tuple[str, float], Tally] = {}
     for result in results:
-        seen_clips: set[tuple[str, int]] = set()
+        seen_clips: set[tuple[str, int, str]] = set()
         for row in result.rows:
-            for defect in row["defects"] + [d for d in row["clip_defects"]
-                                            if d not in row["defects"]]:  # fmt: skip
-                sweep = by_kind.get(defect["kind"])
-                if sweep is None:
-                    continue
+            extra = [d for d in row["clip_defects"] if d not in row["defects"]]
+            for defect in row["defects"] + extra:
                 in_pair = defect in row["defects"]
                 flags = expected_flags(defect)
-                if sweep.clip:
-                    key = (row["clip"], defect["id"])
-                    if key in seen_clips:
+                for sweep in (s for s in all_sweeps if s.kind == defect["kind"]):
+                    if sweep.clip:
+                        key = (row["clip"], defect["id"], sweep.name)
+                        if key in seen_clips:
+                            continue
+                        seen_clips.add(key)
+                    elif not in_pair:
                         continue
-                    seen_clips.add(key)
-                elif not in_pair:
-                    continue
-                hit = any(f in row["flags"] for f in flags if sweep.clip == (f in CLIP_FLAGS))
-                level = result.job.levels[defect["kind"]]
-                out.setdefault((defect["kind"], level), Tally()).add(result.job.source.label, hit)
+                    level = (_share_bin(defect, row, qa) if sweep.share
+                             else result.job.levels.get(defect["kind"]))  # fmt: skip
+                    if level is None:
+                        continue
+                    hit = any(f in row["flags"] for f in flags if sweep.clip == (f in CLIP_FLAGS))
+                    tally = out.setdefault((sweep.name, level), Tally())
+                    tally.add(result.job.source.label, hit)
     return out
 
 
 def tally_clean(
     results: list[SessionResult], *, controls: bool = False
 ) -> tuple[int, int, dict[str, int], dict[str, list[int]]]:
-    """Clean pairs (or, with ``controls``, pairs of the negative controls): count, flagged,
-    per flag, per source ``[pairs, flagged]``."""
+    """Clean pairs (or, with ``controls``, pairs of the negative controls): count, flagged
+    (:data:`FACT_FLAGS` left out: the footage's own clipping), per flag (facts included),
+    per source ``[pairs, flagged]``."""
     pairs = flagged = 0
     by_flag: dict[str, int] = {}
     by_source: dict[str, list[int]] = {}
@@ -442,14 +478,34 @@ def tally_clean(
                     continue
             elif defects:
                 continue
+            false = [f for f in row["flags"] if f not in FACT_FLAGS]
             pairs += 1
-            flagged += bool(row["flags"])
+            flagged += bool(false)
             entry = by_source.setdefault(result.job.source.label, [0, 0])
             entry[0] += 1
-            entry[1] += bool(row["flags"])
+            entry[1] += bool(false)
             for flag in row["flags"]:
                 by_flag[flag] = by_flag.get(flag, 0) + 1
     return pairs, flagged, dict(sorted(by_flag.items())), by_source
+
+
+def clean_clip_figures(results: list[SessionResult]) -> dict[str, dict[str, float]]:
+    """Per source, the median clip figures of its clean clips (what the footage itself
+    gives, beside the thresholds)."""
+    import statistics
+
+    values: dict[str, dict[str, list[float]]] = {}
+    for result in results:
+        rows = [r for r in result.rows if r["video"] and not r["clip_defects"]]
+        if not rows:
+            continue
+        entry = values.setdefault(result.job.source.label, {})
+        for name in ("target_flicker", "gain_instability_ev"):
+            value = rows[0]["figures"].get(name)
+            if value is not None:
+                entry.setdefault(name, []).append(value)
+    return {label: {k: statistics.median(v) for k, v in entry.items()}
+            for label, entry in sorted(values.items())}  # fmt: skip
 
 
 def _pct(num: int, den: int) -> str:
@@ -541,41 +597,50 @@ def main(argv: list[str] | None = None) -> int:
         notes = sorted({r.sync for r in results if r.job.source.label == label and r.sync})
         print(f"sync {label}: {'; '.join(notes)}")
 
-    detection = tally_detection(results, all_sweeps)
+    detection = tally_detection(results, all_sweeps, qa)
     print("\ndetection: pairs (clip flags: clips) injected with the defect carrying its flag")
     print(f"{'kind':16s} {'flag':15s} {'level':>20s} {'detected':>10s} {'rate':>8s}   per source")
     headline: dict[str, list[int]] = {}
     records = []
     for sweep in all_sweeps:
         for level in sweep.levels:
-            t = detection.get((sweep.kind, level))
+            t = detection.get((sweep.name, level))
             if t is None:
                 continue
             mark = "*" if sweep.is_clear(level) else " "
             per = "  ".join(f"{s} {d}/{n}" for s, (n, d) in sorted(t.by_source.items()))
             rate = _pct(t.detected, t.injected)
-            print(f"{sweep.kind:16s} {sweep.flag:15s} {sweep.label(level):>19s}{mark} "
+            print(f"{sweep.name:16s} {sweep.flag:15s} {sweep.label(level):>19s}{mark} "
                   f"{t.detected:4d}/{t.injected:<5d} {rate}   {per}")  # fmt: skip
             if sweep.is_clear(level):
-                entry = headline.setdefault(sweep.kind, [0, 0])
+                entry = headline.setdefault(sweep.name, [0, 0])
                 entry[0] += t.injected
                 entry[1] += t.detected
-            records.append({"kind": sweep.kind, "flag": sweep.flag, "level": level,
+            records.append({"kind": sweep.kind, "sweep": sweep.name, "flag": sweep.flag,
+                            "level": level,
                             "unit": sweep.unit, "threshold_magnitude": sweep.threshold,
                             "clear": sweep.is_clear(level), "injected": t.injected,
                             "detected": t.detected, "by_source": t.by_source})  # fmt: skip
-    print("  (* clear: >= 1.5x the threshold magnitude, or the levels marked clear)")
+    print(
+        "  (* clear: >= 1.5x the threshold magnitude, or the levels marked clear; clipping "
+        "share: the clipped share truth.json records over the flag's threshold share)"
+    )
     print("\nheadline: detected at clear magnitudes (goal >= 95 %)")
-    for kind, (n, d) in headline.items():
-        flag = next(s.flag for s in all_sweeps if s.kind == kind)
-        print(f"  {kind:16s} {flag:15s} {d:4d}/{n:<5d} {_pct(d, n)}")
+    for name, (n, d) in headline.items():
+        flag = next(s.flag for s in all_sweeps if s.name == name)
+        print(f"  {name:16s} {flag:15s} {d:4d}/{n:<5d} {_pct(d, n)}")
 
     pairs, flagged, by_flag, per_source = tally_clean(results)
-    print(f"\nfalse positives on clean simulated pairs (goal <= 2 %): {flagged}/{pairs} "
-          f"{_pct(flagged, pairs)}")  # fmt: skip
+    print(f"\nfalse positives on clean simulated pairs (goal <= 2 %; clipped_* are the "
+          f"footage's facts, not counted): {flagged}/{pairs} {_pct(flagged, pairs)}")  # fmt: skip
     for label, (n, f) in sorted(per_source.items()):
         print(f"  {label:16s} {f:4d}/{n:<5d} {_pct(f, n)}")
     print("  by flag: " + (", ".join(f"{k} {v}" for k, v in by_flag.items()) or "none"))
+    baseline = clean_clip_figures(results)
+    for label, figures in baseline.items():
+        print(f"  clean clips of {label}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
+              + f" (thresholds {qa.get('max_target_flicker', 0):g}, "
+              f"{qa.get('max_gain_instability_ev', 0):g})")  # fmt: skip
     c_pairs, c_flagged, c_by_flag, _ = tally_clean(results, controls=True)
     print(f"negative controls (light ramp, moving object): {c_flagged}/{c_pairs} flagged "
           f"{_pct(c_flagged, c_pairs)}; "
@@ -598,7 +663,8 @@ def main(argv: list[str] | None = None) -> int:
             "sweeps": [asdict(s) for s in all_sweeps], "detection": records,
             "headline": {k: {"injected": n, "detected": d} for k, (n, d) in headline.items()},
             "false_positives": {"pairs": pairs, "flagged": flagged, "by_flag": by_flag,
-                                "by_source": per_source},
+                                "by_source": per_source, "facts_not_counted": list(FACT_FLAGS),
+                                "clean_clip_figures": baseline},
             "controls": {"pairs": c_pairs, "flagged": c_flagged, "by_flag": c_by_flag},
             "sice": sice,
             "sessions": [{"source": r.job.source.label, "name": r.job.name,

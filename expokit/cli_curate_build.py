@@ -239,10 +239,10 @@ def _options(func: Any) -> Any:
                      "by more than this (EV) [default: 0.1]."),
         click.option("--max-gain-instability", type=float, default=None,
                      help="QA: gain_unstable when a clip's per-frame gain spreads more than "
-                     "this (EV) [default: 0.03]."),
+                     "this (EV) [default: 0.02]."),
         click.option("--max-target-flicker", type=float, default=None,
                      help="QA: target_flicker when a clip's detrended target brightness "
-                     "oscillates more than this fraction [default: 0.01]."),
+                     "oscillates more than this fraction [default: 0.005]."),
         click.option("--min-focus-ratio", type=float, default=None,
                      help="QA: defocus when input/target sharpness is below this or above "
                      "its inverse [default: 0.8]."),

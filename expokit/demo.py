@@ -373,6 +373,84 @@ def run_datasets(
     return rig_data, msec_data
 
 
+#: What the demo's QA check injects (``expokit simulate --defect`` syntax, docs/qa.md):
+#: still pair -> the defect, and the flag that must catch it.
+QA_CHECK_DEFECTS: tuple[tuple[str, str], ...] = (
+    ("misregistration:2.5@still=2", "misaligned"),
+    ("light_change:0.3@still=4", "gain_outlier"),
+    ("defocus:3@still=6", "defocus"),
+)
+#: Flags that state facts of the footage (clipping), not faults: never false positives.
+FACT_FLAGS = ("clipped_input", "clipped_target")
+
+
+def run_qa_check(out: Path, workers: int, progress: bool, result: DemoResult) -> Path:
+    """A simulated session with known defects in three of its eight still pairs, built as a
+    lab builds a session: every injected pair must carry its flag, and no clean pair any
+    (clipping aside). The exports then leave the flagged pairs out with one option."""
+    from expokit.calibration.boards import BoardSpec
+    from expokit.calibration.geometry import calibrate_geometry
+    from expokit.calibration.sync import synchronize, write_sync_json
+    from expokit.capture.defects import as_specs
+    from expokit.capture.simulate import SimulationConfig, simulate
+    from expokit.curation.build import build_dataset
+    from expokit.curation.export import export_dataset
+    from expokit.curation.selection import PairSelection
+    from expokit.curation.truth import rows_against_truth
+
+    _title("4b. QA flags against injected truth (a session with known defects)")
+    session = out / "sessions" / "qa-check"
+    config = SimulationConfig(
+        source="generated", seconds=2.0, still_pairs=8, seed=11, steady_light=True,
+        defects=as_specs(d for d, _ in QA_CHECK_DEFECTS),
+    )  # fmt: skip
+    simulate(config, session)
+    files = _session_files(session)
+    (board_ref, board_test), *_ = files["calibration"]
+    rig_dir = out / "rig-qa-check"
+    calibrate_geometry([board_ref], [board_test], rig_dir, BoardSpec(**BOARD))  # type: ignore[arg-type]
+    ((ref_movie, test_movie),) = files["video"]
+    sync = write_sync_json(synchronize(ref_movie, test_movie), out / "sync" / "qa-check.json")
+    data = out / "datasets" / "qa-check"
+    built = build_dataset(
+        [session], data, rig_calibration=rig_dir / "rig_calibration.json", sync_files=[sync],
+        workers=workers, progress=progress,
+    )  # fmt: skip
+    rows = rows_against_truth(data, [session])
+    caught, false = 0, 0
+    for row in sorted((r for r in rows if r.still is not None), key=lambda r: r.still or 0):
+        raised = [f for f in row.flags if f not in FACT_FLAGS]
+        if row.defects:
+            injected = ", ".join(f"{d['kind']} {d['magnitude']:g} {d['unit']}" for d in row.defects)
+            hit = set(row.expected()) <= set(row.flags)
+            caught += hit
+            click.echo(f"  still {row.still}: injected {injected}; flags {', '.join(row.flags)}"
+                       f" {'CAUGHT' if hit else 'MISSED'}")  # fmt: skip
+        elif raised:
+            false += 1
+            click.echo(f"  still {row.still}: clean but flagged {', '.join(raised)} (FALSE)")
+    clean = sum(1 for r in rows if r.clean)
+    video_false = sum(
+        1 for r in rows if r.clean and r.still is None and set(r.flags) - set(FACT_FLAGS)
+    )
+    click.echo(f"  clean pairs: {clean} ({clean - false - video_false} without a flag; video "
+               f"frames included)")  # fmt: skip
+    flags = ",".join(f for _, f in QA_CHECK_DEFECTS)
+    exported = export_dataset(
+        data, out / "exports" / "qa-check-clean", "sequences", progress=progress,
+        selection=PairSelection.parse(flags),
+    )  # fmt: skip
+    click.echo(f"  curate export --exclude-flags {flags}: {exported.rows_exported} of "
+               f"{exported.rows_total} pairs exported")  # fmt: skip
+    ok = built.ok and caught == len(QA_CHECK_DEFECTS) and false == 0 and video_false == 0
+    ok = ok and exported.ok and exported.rows_exported == exported.rows_total - caught
+    result.stage("qa flags", ok,
+                 f"{caught}/{len(QA_CHECK_DEFECTS)} injected defects caught by their flag, "
+                 f"{false + video_false} false flags on {clean} clean pairs")  # fmt: skip
+    result.link("4. datasets", "QA check dataset (known defects)", data)
+    return data
+
+
 # ----------------------------------------------------------------------------- stage 5
 def model_verdict(name: str, comparison: dict[str, Any], reference: str) -> dict[str, Any]:
     """A model's state against the best fair baseline, from one split's ``comparison`` of an
@@ -531,6 +609,7 @@ def run_demo(
     rig_data, msec_data = run_datasets(
         out, sessions, calibration, sync_files, msec, workers, progress, result
     )
+    run_qa_check(out, workers, progress, result)
     run_training(out, rig_data, msec_data, config, progress, result)
     result.index = write_index(result)
     (out / "demo.json").write_text(json.dumps(

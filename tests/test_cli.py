@@ -132,8 +132,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         "calibration",
         "renders",
         "curation",
+        "qa flags",
         "training",
     ]
+    # The injected defects are caught by their flags and no clean pair carries one.
+    qa = next(figure for name, _, figure in result.stages if name == "qa flags")
+    assert qa.startswith("3/3 injected defects caught") and ", 0 false flags" in qa
     assert {c.stage for c in result.truth} >= {
         "flip",
         "homography grid error px",

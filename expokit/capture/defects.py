@@ -327,10 +327,10 @@ class DefectSpec:
                 terms.append(f"frames={self.frames[0]}-{self.frames[1]}")
         for key, value in (("hz", self.hz), ("phase", self.phase_deg), ("angle", self.angle_deg)):
             if value is not None:
-                terms.append(f"{key}={value:g}")
+                terms.append(f"{key}={_short(value)}")
         if self.shape is not None:
             terms.append(f"shape={self.shape}")
-        head = f"{self.kind}:{self.magnitude:g}"
+        head = f"{self.kind}:{_short(self.magnitude)}"
         return head + ("@" + ",".join(terms) if terms else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -339,6 +339,12 @@ class DefectSpec:
             if isinstance(data[key], tuple):
                 data[key] = list(data[key])
         return data
+
+
+def _short(value: float) -> str:
+    """``value`` as short as it reads back exactly (``0.3``, ``2``, ``0.0198347...``)."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(float(value))
 
 
 def _runs(numbers: Sequence[int]) -> list[tuple[int, int]]:
@@ -429,6 +435,8 @@ def parse_defect(text: str) -> DefectSpec:
 
 def as_specs(defects: Iterable[DefectSpec | str]) -> tuple[DefectSpec, ...]:
     """``defects`` as specs (``--defect`` texts parsed); anything else is refused."""
+    if isinstance(defects, str | DefectSpec):  # one defect, not a sequence of them
+        defects = (defects,)
     out: list[DefectSpec] = []
     for item in defects:
         if isinstance(item, str):
@@ -482,7 +490,10 @@ class DefectRecord:
     params
         The resolved parameters: ``hz``, ``phase_deg`` (flickers), ``angle_deg`` and
         ``shift_px`` (``[dx, dy]``, misregistration), ``shape`` (defocus), ``tau0_s``
-        (light_ramp, motion), ``radius_px``, ``x0_px``, ``y_px`` (motion).
+        (light_ramp, motion), ``radius_px``, ``x0_px``, ``y_px`` (motion); for clipping
+        what the sensor recorded: ``clipped_fraction`` (per still pair of ``stills``, the
+        share of that camera's pixels with a channel at white) and
+        ``clipped_fraction_frames`` (the same, averaged over its movie frames).
     """
 
     id: int
@@ -637,6 +648,11 @@ class DefectPlan:
     physics of a shot (:meth:`apply`). Empty for a clean session (and the fake backend)."""
 
     injections: tuple[Injection, ...] = ()
+    #: What the sensors made of the clipping defects (:meth:`observe`): id -> shot kind ->
+    #: share of pixels at white, one per observed shot.
+    observed: dict[int, dict[str, list[float]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __bool__(self) -> bool:
         return bool(self.injections)
@@ -677,9 +693,32 @@ class DefectPlan:
         return cls(tuple(injections))
 
     def records(self, files: Mapping[str, str]) -> tuple[DefectRecord, ...]:
-        """``truth.json["defects"]`` for a session holding ``files``."""
+        """``truth.json["defects"]`` for a session holding ``files`` (a clipping defect's
+        ``params`` with what :meth:`observe` saw: ``clipped_fraction``, one per still pair of
+        ``stills``, and ``clipped_fraction_frames``, the mean over its frames)."""
         still_shots = sorted({int(key.split("_")[1]) for key in files if key.startswith("still_")})
-        return tuple(i.record(files, still_shots) for i in self.injections)
+        records = []
+        for injection in self.injections:
+            record = injection.record(files, still_shots)
+            seen = self.observed.get(injection.id, {})
+            if seen:
+                params = dict(record.params)
+                if seen.get("still"):
+                    params["clipped_fraction"] = [round(v, 6) for v in seen["still"]]
+                if seen.get("frame"):
+                    params["clipped_fraction_frames"] = round(float(np.mean(seen["frame"])), 6)
+                record = dataclasses.replace(record, params=params)
+            records.append(record)
+        return tuple(records)
+
+    def observe(self, role: str, shot: Shot, image: Image) -> None:
+        """Note what ``role``'s sensor recorded for ``shot`` (linear ``(H, W, 3)`` in
+        ``[0, 1]``): for each clipping defect in it, the share of pixels with a channel at
+        white, the fact its clipping flag should see."""
+        for injection in self.injections:
+            if injection.kind == "clipping" and injection.touches(role, shot):
+                share = float(np.mean(np.max(image, axis=2) >= 1.0))
+                self.observed.setdefault(injection.id, {}).setdefault(shot.kind, []).append(share)
 
     def apply(
         self,

@@ -561,12 +561,12 @@ class RigSimulation:
         ``pair`` (1-based still pair number) applies the defects of that pair."""
         body = self.bodies[role]
         if pair is None:
-            scene = self.footage.frame_at(scene_t)
-        else:
-            scene, body = self.defects.apply(
-                role, Shot("still", pair), scene_t, scene_t, self.footage.frame_at, body
-            )
-        return expose(scene, body, self.size, self.noise_rngs[role])
+            return expose(self.footage.frame_at(scene_t), body, self.size, self.noise_rngs[role])
+        shot = Shot("still", pair)
+        scene, body = self.defects.apply(role, shot, scene_t, scene_t, self.footage.frame_at, body)
+        image = expose(scene, body, self.size, self.noise_rngs[role])
+        self.defects.observe(role, shot, image)
+        return image
 
     def board(self, role: str) -> Image:
         """``role``'s still of the ChArUco board :data:`BOARD` (linear, as recorded)."""
@@ -1073,10 +1073,13 @@ def _movie_frames(
     with contextlib.closing(bar):
         for k in range(count):
             scene_t = float(body.scene_time(k / fps))
+            shot = Shot("frame", k)
             scene, seen_by = defects.apply(
-                body.role, Shot("frame", k), scene_t, k / fps, footage.frame_at, body
+                body.role, shot, scene_t, k / fps, footage.frame_at, body
             )
-            yield to_uint(expose(scene, seen_by, size, rng), 8)
+            image = expose(scene, seen_by, size, rng)
+            defects.observe(body.role, shot, image)
+            yield to_uint(image, 8)
             bar.update(1)
 
 

@@ -289,6 +289,8 @@ class _SceneState:
     readers: dict[str, FrameReader] = field(default_factory=dict)
     targets: dict[str, LoadedImage] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    #: The previous video frame's target thumbnail (``qa.brightness_thumbnail``).
+    previous_target: Any = None
 
 
 def _load(ref: ImageRef, state: _SceneState, cache: bool) -> LoadedImage:
@@ -637,7 +639,7 @@ def process_pair(
         An image cannot be written inside the dataset root.
     """
     from expokit.curation.align import bits_of
-    from expokit.curation.qa import pair_figures
+    from expokit.curation.qa import brightness_change, brightness_thumbnail, pair_figures
 
     spec, config = task.spec, task.config
     tgt = _load(pair.target, state, cache=spec.shared_target)
@@ -654,6 +656,10 @@ def process_pair(
         outcome.normalised, outcome.input, outcome.target, outcome.valid, context.levels,
         transfer,
     )  # fmt: skip
+    if spec.video:  # the scene light's change since the previous frame (target_flicker)
+        thumbnail = brightness_thumbnail(b, context.levels, transfer)
+        figures["target_change"] = brightness_change(state.previous_target, thumbnail)
+        state.previous_target = thumbnail
     ext = ".png" if bits == 16 or config.image_format == "png" else ".jpg"
     files = write_pair_images(task, state, pair, outcome, ext)
     return pair_row(spec, pair, inp, tgt, outcome, files, figures, config.crop)

@@ -190,11 +190,11 @@ class QaThresholds:
         median of its group, EV) exceeds this, and exceeds the group's own spread
         (:data:`expokit.curation.qa.GAIN_SPREAD_FACTOR` robust standard deviations).
     max_gain_instability_ev
-        ``gain_unstable`` (every pair of a clip) when the robust spread of the clip's
-        per-frame ``log2`` gains exceeds this (EV).
+        ``gain_unstable`` (every pair of a clip) when the (trimmed) standard deviation of
+        the clip's per-frame ``log2`` gains exceeds this (EV).
     max_target_flicker
-        ``target_flicker`` (every pair of a clip) when the detrended frame-to-frame
-        oscillation of the target's mean luminance exceeds this fraction of its mean.
+        ``target_flicker`` (every pair of a clip) when the relative amplitude of the
+        strongest fast oscillation of the target's brightness exceeds this.
     min_focus_ratio
         ``defocus`` when ``focus_ratio`` (input sharpness / target sharpness) is below this
         or above its inverse (one camera softer than the other).
@@ -209,8 +209,8 @@ class QaThresholds:
     min_valid_fraction: float = 0.5
     min_usable_fraction: float = 0.2
     max_gain_deviation_ev: float = 0.1
-    max_gain_instability_ev: float = 0.03
-    max_target_flicker: float = 0.01
+    max_gain_instability_ev: float = 0.02
+    max_target_flicker: float = 0.005
     min_focus_ratio: float = 0.8
 
     def __post_init__(self) -> None:

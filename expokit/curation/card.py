@@ -26,8 +26,8 @@ CARD_FILE = "README.md"
 
 #: QA columns summarised in the card and the report, with a short label.
 QA_METRICS: dict[str, str] = {
-    "psnr_db": "PSNR (dB), exposure-normalised, valid region",
-    "ssim": "SSIM, exposure-normalised, valid region",
+    "psnr_db": "PSNR (dB), exposure-normalised, unclipped",
+    "ssim": "SSIM, exposure-normalised, unclipped",
     "alignment_residual_px": "alignment residual (px, median DIS flow)",
     "ecc_correlation": "ECC correlation",
     "photometric_gain": "photometric gain target/input (linear)",

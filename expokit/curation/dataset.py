@@ -97,6 +97,11 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str, str]] = {
     ),
     "focus_ratio": ("Float64", "", "sharpness of the normalised input / sharpness of the target"),
     "target_luma": ("Float64", "", "mean linear Rec. 709 luminance of the target (valid pixels)"),
+    "target_change": (
+        "Float64", "",
+        "video: log of the median per-pixel brightness ratio of the target to the clip's "
+        "previous frame",
+    ),
     "gain_deviation_ev": (
         "Float64",
         "EV",
@@ -111,7 +116,8 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str, str]] = {
     "target_flicker": (
         "Float64",
         "",
-        "per clip: detrended frame-to-frame oscillation of target_luma, relative to its mean",
+        "per clip: relative amplitude of the strongest fast oscillation of the scene light "
+        "(from target_change)",
     ),
     "qa_flags": (
         "string",
@@ -640,8 +646,8 @@ def load_dataset(root: str | Path) -> Dataset:
 #: Columns format v2 added; a v1 manifest converted in memory has them null (``ev_basis``
 #: is derived, see :func:`frame_from_v1`).
 V2_NEW_COLUMNS = (
-    "ev_basis", "usable_fraction", "focus_ratio", "target_luma", "gain_deviation_ev",
-    "gain_instability_ev", "target_flicker", "qa_flags",
+    "ev_basis", "usable_fraction", "focus_ratio", "target_luma", "target_change",
+    "gain_deviation_ev", "gain_instability_ev", "target_flicker", "qa_flags",
 )  # fmt: skip
 
 

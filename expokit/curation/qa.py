@@ -18,12 +18,13 @@ Over pairs (:func:`group_figures`, computed when the manifest is assembled, from
 * ``gain_deviation_ev``: ``log2`` of the pair's gain over the robust median gain of its group
   (same clip, or same source for still sets, and same exposure offset), the rig itself as
   the reference (:func:`gain_deviations`);
-* ``gain_instability_ev``, per clip: robust spread of the per-frame ``log2`` gain
-  (:func:`gain_instability`): test vs reference over time (sync, auto exposure, one camera
-  flickering);
-* ``target_flicker``, per clip: detrended frame-to-frame oscillation of ``target_luma``
-  relative to its mean (:func:`target_flicker`): a mains beat in the scene; content change and
-  steady light changes are removed by the detrending.
+* ``gain_instability_ev``, per clip: trimmed standard deviation of the per-frame ``log2``
+  gain (:func:`gain_instability`): test vs reference over time (sync, auto exposure, one
+  camera flickering);
+* ``target_flicker``, per clip: relative amplitude of the strongest fast oscillation of the
+  scene light, from ``target_change`` (the target's frame-to-frame brightness change, a
+  median per-pixel ratio that moving content does not enter; :func:`target_flicker`): a
+  mains beat in the scene; content, steps and steady light changes are not oscillations.
 
 Flags (:func:`flags_for`) follow from those figures and :class:`QaThresholds`, so changing a
 threshold never re-processes an image; flagged rows are kept. A ``fit_unreliable`` pair (too
@@ -74,9 +75,19 @@ MIN_GAIN_GROUP = 3
 GAIN_SPREAD_FACTOR = 4.0
 #: Clip figures need this many frames.
 MIN_CLIP_FRAMES = 5
-#: Half-width (frames) of the moving median ``target_flicker`` detrends with: slower changes
-#: (a light ramp, a pan) and steps are removed, a beat faster than about fps / 4 stays.
-FLICKER_HALF_WINDOW = 4
+#: ``target_flicker`` looks for oscillations of at least this many cycles per frame (a
+#: period of at most 10 frames: 2.4 Hz at 24 fps); slower changes are content's.
+FLICKER_MIN_CYCLES = 0.1
+#: Frame-to-frame brightness jumps above this (log units, and 6 robust standard deviations)
+#: are a light switched or a flash, not flicker.
+FLICKER_JUMP = 0.03
+#: ``target_flicker`` counts the power of its peak above this many times the median power of
+#: the band (the highest of ~N/2 bins of a broadband change is about 6x its median).
+FLICKER_FLOOR = 10.0
+#: Frame-to-frame changes ``target_flicker`` needs.
+MIN_FLICKER_FRAMES = 16
+#: Longer side (px) of the thumbnails consecutive targets are compared at.
+THUMBNAIL_SIDE = 64
 #: ``1.4826 * MAD`` estimates a standard deviation for Gaussian data.
 MAD_SCALE = 1.4826
 
@@ -147,7 +158,7 @@ def pair_figures(
     valid: npt.NDArray[np.bool_],
     levels: tuple[int, int],
     transfer: str = "srgb",
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Every per-pair QA figure of one aligned pair.
 
     Parameters
@@ -177,7 +188,7 @@ def pair_figures(
     from expokit.curation.metrics import psnr, ssim
 
     data_range = 255.0 if target.dtype == np.uint8 else 65535.0
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     # Clipped pixels are counted by clipped_*; PSNR/SSIM judge the pixels both recorded.
     judged = valid & usable(input_image, *levels) & usable(target, *levels)
     out["psnr_db"] = (
@@ -215,6 +226,17 @@ def robust_spread(values: npt.NDArray[np.float64]) -> float:
     return float(MAD_SCALE * np.median(np.abs(values - np.median(values))))
 
 
+def trimmed_std(values: npt.NDArray[np.float64]) -> float:
+    """Standard deviation of ``values`` within 4 robust standard deviations
+    (:func:`robust_spread`) of their median: isolated outliers (a one-frame flash, one
+    glitched frame) are dropped, and unlike the robust spread itself the result does not
+    depend on which phases of an oscillation happened to be sampled (a sinusoid of
+    amplitude ``a`` gives ``a / sqrt(2)``)."""
+    centre = float(np.median(values))
+    bar = max(4.0 * robust_spread(values), 1e-12)
+    return float(values[np.abs(values - centre) <= bar].std())
+
+
 def gain_deviations(gains: Sequence[float | None]) -> tuple[list[float | None], float | None]:
     """``log2(gain / median gain)`` of each member of one group, and the group's spread.
 
@@ -240,8 +262,9 @@ def gain_deviations(gains: Sequence[float | None]) -> tuple[list[float | None], 
 
 
 def gain_instability(gains: Sequence[float | None]) -> float | None:
-    """Robust spread (EV) of ``log2`` of a clip's per-frame gains; ``None`` below
-    :data:`MIN_CLIP_FRAMES` usable frames.
+    """Spread (EV, :func:`trimmed_std`) of ``log2`` of a clip's per-frame gains; ``None``
+    below :data:`MIN_CLIP_FRAMES` usable frames (a one-frame light change is a
+    ``gain_outlier``, not instability).
 
     A beam-splitter pair's gain is fixed by the rig (exposures, splitter), whatever the
     scene does; its drift or oscillation over a clip is a camera or sync fault.
@@ -250,33 +273,84 @@ def gain_instability(gains: Sequence[float | None]) -> float | None:
     values = values[values > 0]
     if values.size < MIN_CLIP_FRAMES:
         return None
-    return robust_spread(np.log2(values))
+    return trimmed_std(np.log2(values))
 
 
-def target_flicker(lumas: Sequence[float | None]) -> float | None:
-    """Detrended oscillation of a clip's target brightness, relative to its mean.
+def brightness_thumbnail(
+    image: npt.NDArray[Any], levels: tuple[int, int], transfer: str = "srgb"
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """A frame's linear luminance at :data:`THUMBNAIL_SIDE` px and where it is unclipped:
+    what :func:`brightness_change` compares between consecutive frames."""
+    import cv2
 
-    ``lumas`` are the target's mean linear luminance per frame, in frame order. A centred
-    moving median over ``2 * FLICKER_HALF_WINDOW + 1`` frames is the trend (a light ramp, a
-    pan, a light switched on or off); the result is the robust spread (:func:`robust_spread`)
-    of what is left, over the frames where the window fits, divided by the median. Steps
-    leave nothing and isolated flashes are outliers the spread ignores; a sinusoidal beat of
-    relative amplitude ``a`` faster than about fps / 4 gives about ``a``.
+    from expokit.curation.align import usable
 
-    ``None`` with fewer than ``2 * FLICKER_HALF_WINDOW + 3`` finite frames or a
-    non-positive mean.
+    height, width = image.shape[:2]
+    scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    luma = luminance(to_linear(image, transfer))
+    small = cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
+    ok = cv2.resize(usable(image, *levels).astype(np.uint8), size, interpolation=cv2.INTER_AREA)
+    return np.asarray(small, np.float32), np.asarray(ok, np.uint8) > 0
+
+
+def brightness_change(
+    previous: tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]] | None,
+    current: tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]],
+) -> float | None:
+    """``log`` of the median per-pixel brightness ratio from ``previous`` to ``current``
+    (:func:`brightness_thumbnail`s of consecutive frames).
+
+    The light of the scene scales every pixel by one factor; moving content changes only
+    the pixels it covers, so the median follows the light and ignores the content. ``None``
+    without a previous frame, for another frame size, or with under 50 shared pixels.
     """
-    values = _finite(lumas)
-    width = 2 * FLICKER_HALF_WINDOW + 1
-    if values.size < width + 2 or not np.median(values) > 0:
+    if previous is None or previous[0].shape != current[0].shape:
         return None
-    # A moving median is the trend: it follows a ramp and keeps a step (a light switched, a
-    # cut) sharp, so neither leaves a residual; a one-frame flash leaves one outlier, which
-    # the robust spread ignores. An oscillation faster than the window is left whole.
-    windows = np.lib.stride_tricks.sliding_window_view(values, width)
-    trend = np.median(windows, axis=1)
-    detail = values[FLICKER_HALF_WINDOW : values.size - FLICKER_HALF_WINDOW] - trend
-    return robust_spread(detail) / float(np.median(values))
+    (before, ok_before), (after, ok_after) = previous, current
+    both = ok_before & ok_after & (before > 1e-4) & (after > 1e-4)
+    if int(np.count_nonzero(both)) < 50:
+        return None
+    return float(np.median(np.log(after[both] / before[both])))
+
+
+def target_flicker(changes: Sequence[float | None]) -> float | None:
+    """Relative amplitude of the strongest fast oscillation of a clip's scene light.
+
+    ``changes`` are the target's frame-to-frame brightness changes in frame order
+    (:func:`brightness_change`: the log of the median per-pixel ratio, so moving content
+    does not enter). A light ramp is a constant there (removed with the mean); a light
+    switched or a flash is an isolated jump (jumps beyond :data:`FLICKER_JUMP` and 6 robust
+    standard deviations are set to the median). The periodogram of what is left is searched
+    for its strongest frequency between :data:`FLICKER_MIN_CYCLES` cycles per frame and
+    Nyquist; the power of that peak above :data:`FLICKER_FLOOR` times the band's median (a
+    broadband change is not an oscillation), as an amplitude divided by the difference's
+    gain ``2 sin(pi f)``, is the amplitude ``a`` of a light ``m (1 + a sin(2 pi f k))``,
+    whatever phases the frames sampled. A beat slower than ``FLICKER_MIN_CYCLES * fps`` Hz
+    is not measured.
+
+    ``None`` with fewer than :data:`MIN_FLICKER_FRAMES` finite changes.
+    """
+    change = _finite(changes)
+    if change.size < MIN_FLICKER_FRAMES:
+        return None
+    centre = float(np.median(change))
+    jump = max(6.0 * robust_spread(change), FLICKER_JUMP)
+    change = np.where(np.abs(change - centre) > jump, centre, change)
+    change = change - change.mean()
+    window = np.hanning(change.size)
+    spectrum = np.abs(np.fft.rfft(change * window, n=4 * change.size))
+    cycles = np.fft.rfftfreq(4 * change.size)
+    band = cycles >= FLICKER_MIN_CYCLES
+    power = spectrum**2
+    best = int(np.argmax(np.where(band, power, -1.0)))
+    # Only what stands above the band's own floor is an oscillation: content that changes
+    # at random (a bird moving, a short clip's noise) has a broad spectrum whose highest
+    # bin is a few times its median, a beat a narrow peak far above it.
+    floor = FLICKER_FLOOR * float(np.median(power[band]))
+    excess = math.sqrt(max(float(power[best]) - floor, 0.0))
+    amplitude = 2.0 * excess / float(window.sum())
+    return amplitude / (2.0 * math.sin(math.pi * float(cycles[best])))
 
 
 def flicker(means: Sequence[float]) -> float | None:
@@ -348,7 +422,7 @@ def group_figures(rows: Sequence[dict[str, Any]], qa: QaThresholds) -> None:
         instability = gain_instability(
             [rows[i].get("photometric_gain") for i in members if judged[i]]
         )
-        oscillation = target_flicker([rows[i].get("target_luma") for i in members])
+        oscillation = target_flicker([rows[i].get("target_change") for i in members])
         for i in members:
             rows[i]["gain_instability_ev"] = instability
             rows[i]["target_flicker"] = oscillation

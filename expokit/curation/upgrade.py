@@ -69,6 +69,27 @@ def _remeasure(root: Path, row: dict[str, Any], config: Any) -> bool:
     return True
 
 
+def _target_changes(root: Path, rows: list[dict[str, Any]], config: Any) -> None:
+    """``target_change`` of every video row, from its clip's stored targets in frame order."""
+    from expokit.curation.align import bits_of
+    from expokit.curation.qa import brightness_change, brightness_thumbnail
+
+    clips: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("clip_id") is not None and row.get("frame_index") is not None:
+            clips.setdefault(str(row["clip_id"]), []).append(row)
+    for members in clips.values():
+        previous = None
+        for row in sorted(members, key=lambda r: int(r["frame_index"])):
+            image = _read_stored(root / str(row["target_path"]))
+            if image is None or image.ndim != 3:
+                previous = None
+                continue
+            thumbnail = brightness_thumbnail(image, config.clip_levels(bits_of(image)))
+            row["target_change"] = brightness_change(previous, thumbnail)
+            previous = thumbnail
+
+
 def convert_v1_to_v2(folder: Path) -> None:
     """Rewrite a format-v1 dataset at ``folder`` as v2 (see the module doc)."""
     import json
@@ -122,6 +143,7 @@ def convert_v1_to_v2(folder: Path) -> None:
         for row in frame_from_v1(frame, info).to_dict(orient="records")
     ]  # fmt: skip
     unreadable = [r["pair_id"] for r in rows if not _remeasure(folder, r, config)]
+    _target_changes(folder, rows, config)
     group_figures(rows, qa)
     for row in rows:
         # The valid-region flag needs the frame size, which v1 did not store: kept from v1.

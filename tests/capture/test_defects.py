@@ -352,6 +352,24 @@ def test_truth_records_every_injection(tmp_path: Path) -> None:
     assert [d["kind"] for d in truth["config"]["defects"]] == [r["kind"] for r in records]
 
 
+def test_clipping_records_the_clipped_share(tmp_path: Path) -> None:
+    """truth.json says how much of the image the over-exposure clipped: the share of the
+    written 16-bit still's pixels with a channel at white, and a mean over movie frames."""
+    defects = ("clipping:3@still=1-2", "clipping:2@reference,video")
+    config = SimulationConfig(**SMALL, still_pairs=2, defects=defects)
+    out = tmp_path / "sim"
+    truth = simulate(config, out).truth
+    stills, movie = truth["defects"]
+    shares = stills["params"]["clipped_fraction"]
+    assert len(shares) == 2
+    for share, path in zip(shares, stills["files"], strict=True):
+        image = cv2.imread(str(out / path), cv2.IMREAD_UNCHANGED)
+        assert share == pytest.approx(float(np.mean(image.max(axis=2) == 65535)), abs=0.01)
+        assert 0.02 < share < 1.0
+    assert 0.0 < movie["params"]["clipped_fraction_frames"] < 1.0
+    assert "clipped_fraction" not in movie["params"]
+
+
 def test_clean_shots_are_byte_identical_and_seeded(tmp_path: Path) -> None:
     def run(name: str, *defects: str, seed: int = 0) -> dict:
         config = SimulationConfig(**SMALL, still_pairs=3, seed=seed, defects=defects)

@@ -42,7 +42,7 @@ def _as_v1(root: Path) -> None:
     info = json.loads((root / INFO_FILE).read_text())
     info["format_version"] = 1
     columns = info["schema"]["columns"]
-    for name in ("ev_basis", "usable_fraction", "focus_ratio", "target_luma",
+    for name in ("ev_basis", "usable_fraction", "focus_ratio", "target_luma", "target_change",
                  "gain_deviation_ev", "gain_instability_ev", "target_flicker"):  # fmt: skip
         columns.pop(name)
     columns["flicker"] = {"dtype": "Float64", "unit": "", "meaning": "v1"}
@@ -54,7 +54,8 @@ def _as_v1(root: Path) -> None:
     frame["flicker"] = pd.array([None] * len(frame), dtype="Float64")
     frame.loc[frame.index[0], "flags"] = "flicker"  # v1's meaningless flag
     frame = frame.drop(columns=["ev_basis", "usable_fraction", "focus_ratio", "target_luma",
-                                "gain_deviation_ev", "gain_instability_ev", "target_flicker"])  # fmt: skip
+                                "target_change", "gain_deviation_ev", "gain_instability_ev",
+                                "target_flicker"])  # fmt: skip
     frame.to_parquet(root / MANIFEST_FILE, index=False)
 
 
