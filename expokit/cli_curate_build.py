@@ -241,8 +241,8 @@ def _options(func: Any) -> Any:
                      help="QA: gain_unstable when a clip's per-frame gain spreads more than "
                      "this (EV) [default: 0.02]."),
         click.option("--max-target-flicker", type=float, default=None,
-                     help="QA: target_flicker when a clip's detrended target brightness "
-                     "oscillates more than this fraction [default: 0.005]."),
+                     help="QA: target_flicker when a clip's scene light oscillates with a "
+                     "relative amplitude above this [default: 0.005]."),
         click.option("--min-focus-ratio", type=float, default=None,
                      help="QA: defocus when input/target sharpness is below this or above "
                      "its inverse [default: 0.8]."),
