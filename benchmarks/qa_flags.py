@@ -166,7 +166,7 @@ def sweeps(qa: dict[str, float], quick: bool) -> list[Sweep]:
               qa.get("max_gain_instability_ev", 0.02) * math.log(2) / SINE_STD, levels,
               clip=True),
         Sweep("scene_flicker", "target_flicker", "fraction",
-              qa.get("max_target_flicker", 0.005), levels, clip=True),
+              qa.get("max_target_flicker", 0.02), levels, clip=True),
     ]  # fmt: skip
 
 

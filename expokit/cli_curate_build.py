@@ -242,7 +242,7 @@ def _options(func: Any) -> Any:
                      "this (EV) [default: 0.02]."),
         click.option("--max-target-flicker", type=float, default=None,
                      help="QA: target_flicker when a clip's scene light oscillates with a "
-                     "relative amplitude above this [default: 0.005]."),
+                     "relative amplitude above this [default: 0.02]."),
         click.option("--min-focus-ratio", type=float, default=None,
                      help="QA: defocus when input/target sharpness is below this or above "
                      "its inverse [default: 0.8]."),

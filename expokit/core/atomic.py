@@ -87,6 +87,19 @@ def atomic_write_text(path: str | Path, text: str, durable: bool = True) -> None
     atomic_write_bytes(path, text.encode("utf-8"), durable)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) as ``None``, so it is strict JSON."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def atomic_write_json(path: str | Path, obj: Any, durable: bool = True) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", durable)

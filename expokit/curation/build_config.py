@@ -210,7 +210,7 @@ class QaThresholds:
     min_usable_fraction: float = 0.2
     max_gain_deviation_ev: float = 0.1
     max_gain_instability_ev: float = 0.02
-    max_target_flicker: float = 0.005
+    max_target_flicker: float = 0.02
     min_focus_ratio: float = 0.8
 
     def __post_init__(self) -> None:

@@ -698,37 +698,32 @@ class FalsePositiveCount:
         return self.flagged / self.pairs if self.pairs else math.nan
 
 
-def false_positive_counts(
-    rows: Iterable[RowTruth], ignore: Iterable[str] = ()
-) -> FalsePositiveCount:
-    """Flags on clean pairs (:attr:`RowTruth.clean`), ``ignore`` left out."""
+def _flag_counts(rows: Iterable[RowTruth], ignore: Iterable[str]) -> FalsePositiveCount:
     skip = tuple(ignore)
     pairs = flagged = 0
     by_flag: dict[str, int] = {}
     for row in rows:
-        if not row.clean:
-            continue
         pairs += 1
         raised = [f for f in row.flags if f not in skip]
         flagged += bool(raised)
         for flag in raised:
             by_flag[flag] = by_flag.get(flag, 0) + 1
     return FalsePositiveCount(pairs, flagged, dict(sorted(by_flag.items())), skip)
+
+
+def false_positive_counts(
+    rows: Iterable[RowTruth], ignore: Iterable[str] = ()
+) -> FalsePositiveCount:
+    """Flags on clean pairs (:attr:`RowTruth.clean`), ``ignore`` left out."""
+    return _flag_counts((row for row in rows if row.clean), ignore)
+
+
+def _control_only(row: RowTruth) -> bool:
+    defects = (*row.defects, *row.clip_defects)
+    return bool(defects) and all(d.get("control") for d in defects)
 
 
 def control_counts(rows: Iterable[RowTruth], ignore: Iterable[str] = ()) -> FalsePositiveCount:
     """Flags on pairs whose only defects are negative controls (``light_ramp``,
     ``motion``): each one is a false positive the control provoked."""
-    skip = tuple(ignore)
-    pairs = flagged = 0
-    by_flag: dict[str, int] = {}
-    for row in rows:
-        defects = (*row.defects, *row.clip_defects)
-        if not defects or not all(d.get("control") for d in defects):
-            continue
-        pairs += 1
-        raised = [f for f in row.flags if f not in skip]
-        flagged += bool(raised)
-        for flag in raised:
-            by_flag[flag] = by_flag.get(flag, 0) + 1
-    return FalsePositiveCount(pairs, flagged, dict(sorted(by_flag.items())), skip)
+    return _flag_counts((row for row in rows if _control_only(row)), ignore)

@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from expokit.core.atomic import json_safe
 from expokit.core.errors import ExpokitError
 from expokit.curation.selection import PairSelection
 
@@ -402,7 +403,7 @@ def _is_clip(rows: pd.DataFrame) -> pd.Series:
     return rows["clip_id"].notna() & rows["frame_index"].notna()
 
 
-def _scene_targets(rows: pd.DataFrame) -> dict[str, str]:
+def scene_targets(rows: pd.DataFrame) -> dict[str, str]:
     """scene -> the target path that stands for it as a reference: the middle frame of its
     first clip (clip ids sorted), else the target of its first pair (pair ids sorted)."""
     chosen: dict[str, str] = {}
@@ -507,7 +508,7 @@ class _Scorer:
                 f"{self.dataset.root}: --reference other-scene needs at least two scenes in the "
                 f"split, found {len(scenes)} ({', '.join(scenes)})"
             )
-        chosen = _scene_targets(rows)
+        chosen = scene_targets(rows)
         return {
             s: (scenes[(i + 1) % len(scenes)], chosen[scenes[(i + 1) % len(scenes)]])
             for i, s in enumerate(scenes)
@@ -523,7 +524,7 @@ class _Scorer:
                 f"(train split {split!r}, scored {', '.join(self.config.splits)})"
             )
         train = _select(self.dataset, split, None)
-        chosen = _scene_targets(train)
+        chosen = scene_targets(train)
         candidates = sorted(chosen)
         out: dict[str, tuple[str, str]] = {}
         for i, scene in enumerate(sorted(str(s) for s in rows["scene_id"].unique())):
@@ -1123,19 +1124,9 @@ def write_results(out: str | Path, result: EvalResult) -> Path:
     atomic_write_text(folder / PAIRS_FILE, _csv_text(result.pairs, PAIR_COLUMNS))
     if result.clips:
         atomic_write_text(folder / CLIPS_FILE, _csv_text(result.clips, CLIP_COLUMNS))
-    text = json.dumps(_json_safe(result.summary), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(json_safe(result.summary), indent=2, allow_nan=False) + "\n"
     atomic_write_text(folder / SUMMARY_FILE, text)  # last: a folder with it is complete
     return folder
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _cell(value: float | None, digits: int, scale: float = 1.0) -> str:

@@ -47,6 +47,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from expokit.core.atomic import json_safe
 from expokit.core.errors import ExpokitError
 from expokit.models.base import Batch, parameter_count
 from expokit.models.checkpoint import (
@@ -724,7 +725,7 @@ class _Validator:
         for found in find_clips(rows[clip]):
             for t, record in enumerate(found.rows):
                 where[str(record["pair_id"])] = (found.rows, t)
-        reference_of = _other_scene_references(rows, scene_ids, clip)
+        reference_of = _other_scene_references(rows, scene_ids)
 
         ordered = rows.sort_values("pair_id").to_dict("records")
         count = min(config.val_pairs, len(ordered))
@@ -790,22 +791,13 @@ class _Validator:
         return _capped_mean(values)
 
 
-def _other_scene_references(
-    rows: pd.DataFrame, scene_ids: pd.Series, clip: pd.Series
-) -> dict[str, str]:
+def _other_scene_references(rows: pd.DataFrame, scene_ids: pd.Series) -> dict[str, str]:
     """scene -> target path of its reference: eval's other-scene rule (the next scene in
-    sorted order, cyclic; its first pair's target, or the middle frame of its first clip)."""
+    sorted order, cyclic; :func:`expokit.models.evaluate.scene_targets` picks its image)."""
+    from expokit.models.evaluate import scene_targets
+
+    chosen = scene_targets(rows)
     scenes = sorted(set(scene_ids))
-    chosen: dict[str, str] = {}
-    for scene in scenes:
-        mine = rows[scene_ids == scene]
-        video = mine[clip[mine.index]]
-        if not video.empty:
-            first = sorted(str(c) for c in video["clip_id"].unique())[0]
-            frames = video[video["clip_id"].astype(str) == first].sort_values("frame_index")
-            chosen[scene] = str(frames.iloc[len(frames) // 2]["target_path"])
-        else:
-            chosen[scene] = str(mine.sort_values("pair_id").iloc[0]["target_path"])
     return {s: chosen[scenes[(i + 1) % len(scenes)]] for i, s in enumerate(scenes)}
 
 
@@ -1226,7 +1218,7 @@ def train(
         if world.main:
             from expokit.core.atomic import atomic_write_json
 
-            atomic_write_json(run / VALIDATION_FILE, _json_safe(validation.to_json()))
+            atomic_write_json(run / VALIDATION_FILE, json_safe(validation.to_json()))
         summary = TrainSummary(
             run=run, model=config.model, parameters=n_params, start_step=start, step=step,
             steps=config.steps, stopped=stopped, last_loss=last_loss,
@@ -1314,16 +1306,6 @@ def _save_best(
             "val_size": config.val_size,
         },
     )  # fmt: skip
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def step_folder(run: Path, step: int) -> Path:
