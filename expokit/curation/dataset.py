@@ -81,10 +81,14 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str, str]] = {
     "valid_w": ("Int64", "px", "valid-region rectangle: width"),
     "valid_h": ("Int64", "px", "valid-region rectangle: height"),
     "psnr_db": (
-        "Float64", "dB", "PSNR after exposure and tone normalisation, valid unclipped pixels",
+        "Float64",
+        "dB",
+        "PSNR after exposure and tone normalisation, valid unclipped pixels",
     ),
     "ssim": (
-        "Float64", "", "SSIM after exposure and tone normalisation, valid unclipped pixels",
+        "Float64",
+        "",
+        "SSIM after exposure and tone normalisation, valid unclipped pixels",
     ),
     "clipped_dark_input": ("Float64", "fraction", "input pixels at or below the dark clip level"),
     "clipped_bright_input": ("Float64", "fraction", "input pixels at or above the bright clip"),
@@ -98,7 +102,8 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str, str]] = {
     "focus_ratio": ("Float64", "", "sharpness of the normalised input / sharpness of the target"),
     "target_luma": ("Float64", "", "mean linear Rec. 709 luminance of the target (valid pixels)"),
     "target_change": (
-        "Float64", "",
+        "Float64",
+        "",
         "video: log of the median per-pixel brightness ratio of the target to the clip's "
         "previous frame",
     ),

@@ -203,7 +203,12 @@ def make_dataset(root: Path, spec: Spec | None = None) -> Dataset:
                     ev,
                     0.0,
                     None,
-                    {"clip_id": clip, "frame_index": frame, "target_flicker": 0.002, "gain_instability_ev": 0.004},
+                    {
+                        "clip_id": clip,
+                        "frame_index": frame,
+                        "target_flicker": 0.002,
+                        "gain_instability_ev": 0.004,
+                    },
                     seed * 1000 + frame,
                 )
             )

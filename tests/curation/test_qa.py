@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -101,7 +102,7 @@ def test_gain_deviation_against_the_group_median() -> None:
 
 def _changes(lumas: list[float]) -> list[float | None]:
     """Frame-to-frame log brightness changes (what the build measures per video frame)."""
-    return [None] + [float(np.log(b / a)) for a, b in zip(lumas, lumas[1:], strict=False)]
+    return [None] + [float(np.log(b / a)) for a, b in itertools.pairwise(lumas)]
 
 
 def _clip_rows(gains: list[float], lumas: list[float]) -> list[dict[str, object]]:
@@ -115,7 +116,7 @@ def _clip_rows(gains: list[float], lumas: list[float]) -> list[dict[str, object]
             "target_ev": 0.0,
             "photometric_gain": g,
             "target_change": c,
-        }  # fmt: skip
+        }
         for i, (g, c) in enumerate(zip(gains, _changes(lumas), strict=True))
     ]
 
