@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from expokit import __version__
+from expokit.cli_align import align
 from expokit.cli_calibrate import calibrate
 from expokit.cli_capture import capture
 from expokit.cli_common import reports_errors
@@ -246,6 +247,7 @@ def demo(out_dir: Path, workers: int, no_progress: bool) -> None:
 
 cli.add_command(capture)
 cli.add_command(calibrate)
+cli.add_command(align)
 register_build(curate)
 register_tools(curate)
 cli.add_command(infer)

@@ -141,7 +141,8 @@ def simulate_command(
         --defect gain:0.3@still=2 --defect misregistration:2@still=5 \\
         --defect scene_flicker:0.05@video
     """
-    from expokit.capture.simulate import SimulationConfig, simulate
+    from expokit.capture.simulate import simulate
+    from expokit.capture.simulator import SimulationConfig
 
     config = SimulationConfig(
         source=source, ev_offset=ev_offset, offset_s=offset_s, drift_ppm=drift_ppm,

@@ -392,7 +392,8 @@ def run_qa_check(out: Path, workers: int, progress: bool, result: DemoResult) ->
     from expokit.calibration.geometry import calibrate_geometry
     from expokit.calibration.sync import synchronize, write_sync_json
     from expokit.capture.defects import as_specs
-    from expokit.capture.simulate import SimulationConfig, simulate
+    from expokit.capture.simulate import simulate
+    from expokit.capture.simulator import SimulationConfig
     from expokit.curation.build import build_dataset
     from expokit.curation.export import export_dataset
     from expokit.curation.selection import PairSelection

@@ -23,7 +23,8 @@ float32 and ``(N,)`` int32.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,10 @@ class BoardSpec:
         dictionary: str = DEFAULT_DICTIONARY,
         legacy_pattern: bool = False,
     ) -> BoardSpec:
-        """A ChArUco board (defaults: OpenCV's tutorial board, 5x7 squares, DICT_6X6_250)."""
+        """A ChArUco board (defaults: OpenCV's tutorial board, 5x7 squares, DICT_6X6_250).
+
+        The rig guide and the simulator use ``charuco(7, 5, 0.04, 0.028)``.
+        """
         return cls("charuco", columns, rows, square_size, marker_size, dictionary, legacy_pattern)
 
     @classmethod
@@ -138,7 +142,7 @@ class BoardSpec:
         marker_size: float | None = None,
         dictionary: str = DEFAULT_DICTIONARY,
     ) -> BoardSpec:
-        """Build a spec from command-line text such as ``"9x6"`` (chessboard) or ``"5x7"``."""
+        """Build a spec from command-line text such as ``"9x6"`` (chessboard) or ``"7x5"``."""
         match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
         if not match:
             raise ValueError(f"board size must look like 9x6, got {text!r}")
@@ -340,12 +344,50 @@ def detect_board(
     return BoardDetection(points, labels, spec.object_points(), 0)
 
 
+def transposed_hint(
+    grays: Sequence[npt.NDArray[Any]], spec: BoardSpec, min_corners: int = 6
+) -> str:
+    """A hint for "board not found" errors when the board is there with columns and rows swapped.
+
+    A ChArUco board given as ``5x7`` is not detected in an image of a ``7x5`` board (its
+    markers sit in other places), and the message alone does not say why. This tries the
+    transposed size on ``grays`` (callers pass a few images: each try is one detection).
+    Chessboards are not tried: ``findChessboardCorners`` finds ``9x6`` and ``6x9`` alike.
+
+    Returns
+    -------
+    str
+        ``"; board not found as 5x7; it is found as 7x5: use --charuco 7x5"``, or ``""``
+        when the transposed board is not found either (or the board is square).
+    """
+    if spec.kind != "charuco" or spec.columns == spec.rows:
+        return ""
+    other = replace(spec, columns=spec.rows, rows=spec.columns)
+    for gray in grays:
+        if detect_board(gray, other, min_corners) is not None:
+            given, found = f"{spec.columns}x{spec.rows}", f"{other.columns}x{other.rows}"
+            return (
+                f"; board not found as {given}; it is found as {found}: use --{spec.kind} {found}"
+            )
+    return ""
+
+
 def require_board(
-    detections: list[BoardDetection | None], paths: list[Path], spec: BoardSpec, role: str
+    detections: list[BoardDetection | None],
+    paths: list[Path],
+    spec: BoardSpec,
+    role: str,
+    grays: Sequence[npt.NDArray[Any]] = (),
+    min_corners: int = 6,
 ) -> None:
-    """Raise :class:`BoardNotFoundError` naming the files when no view shows the board."""
+    """Raise :class:`BoardNotFoundError` naming the files when no view shows the board.
+
+    ``grays`` (a few of the searched images) are tried with the transposed board size, so
+    that the error can say "use --charuco 7x5" (:func:`transposed_hint`).
+    """
     if any(d is not None for d in detections):
         return
     names = ", ".join(p.name for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
     where = f"the {role} image" if len(paths) == 1 else f"any of the {len(paths)} {role} images"
-    raise BoardNotFoundError(paths[0], f"{spec.describe()} not found in {where} ({names})")
+    hint = transposed_hint(grays, spec, min_corners)
+    raise BoardNotFoundError(paths[0], f"{spec.describe()} not found in {where} ({names}){hint}")

@@ -58,6 +58,7 @@ from expokit.calibration.boards import (
     BoardSpec,
     detect_board,
     require_board,
+    transposed_hint,
 )
 from expokit.calibration.geometry_io import check_inputs_not_outputs, read_image_pairs
 from expokit.calibration.geometry_qa import (
@@ -398,6 +399,11 @@ def _board_score(
     return float(total)
 
 
+def _flipped_views(pair: _Pair) -> list[npt.NDArray[Any]]:
+    """The pair's test image under every candidate flip (for :func:`transposed_hint`)."""
+    return [flip.apply(pair.test_gray) for flip in FLIP_CANDIDATES]
+
+
 def _decide_mirror(
     pairs: list[_Pair], board: BoardSpec | None, config: GeometryConfig
 ) -> tuple[MirrorDecision, dict[Flip, list[tuple[F32, F32]]] | None]:
@@ -437,7 +443,8 @@ def _decide_mirror(
             raise BoardNotFoundError(
                 test_paths[0],
                 f"{board.describe()} not found in any test image ({names}) under any flip "
-                f"({', '.join(f.value for f in FLIP_CANDIDATES)})",
+                f"({', '.join(f.value for f in FLIP_CANDIDATES)})"
+                + transposed_hint(_flipped_views(pairs[0]), board, config.min_board_corners),
             )
         log.warning("ChArUco board not found in the test images; deciding the flip by features")
 
@@ -480,8 +487,22 @@ def _intrinsics(
             raise IntrinsicsError("estimating intrinsics needs a calibration board spec")
         ref_dets = [p.reference_board for p in pairs]
         test_dets = [p.test_board for p in pairs]
-        require_board(ref_dets, [p.reference_path for p in pairs], board, "reference")
-        require_board(test_dets, [p.test_path for p in pairs], board, "test")
+        require_board(
+            ref_dets,
+            [p.reference_path for p in pairs],
+            board,
+            "reference",
+            [pairs[0].reference_gray],
+            config.min_board_corners,
+        )
+        require_board(
+            test_dets,
+            [p.test_path for p in pairs],
+            board,
+            "test",
+            _flipped_views(pairs[0]),
+            config.min_board_corners,
+        )
         return (
             calibrate_intrinsics([d for d in ref_dets if d], ref_size, "reference"),
             calibrate_intrinsics([d for d in test_dets if d], test_size, "test"),
@@ -827,7 +848,14 @@ def _detect_board_and_flip(
             )
         if not config.feature_fallback:
             refs = [p.reference_path for p in pairs]
-            require_board([p.reference_board for p in pairs], refs, board, "reference")
+            require_board(
+                [p.reference_board for p in pairs],
+                refs,
+                board,
+                "reference",
+                [pairs[0].reference_gray],
+                config.min_board_corners,
+            )
     return _decide_mirror(pairs, board, config)
 
 
@@ -854,7 +882,14 @@ def _correspondences(
         if any(len(p.test_points) for p in pairs):
             method = board.kind
         elif not config.feature_fallback:
-            require_board([p.test_board for p in pairs], tests, board, "test")
+            require_board(
+                [p.test_board for p in pairs],
+                tests,
+                board,
+                "test",
+                _flipped_views(pairs[0]),
+                config.min_board_corners,
+            )
             raise BoardNotFoundError(
                 tests[0],
                 f"{board.describe()} not seen with 4+ common corners in both images of any "

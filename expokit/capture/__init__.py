@@ -17,4 +17,18 @@ journal, session
 runner
     Synchronized pairs, brackets and video with barrier-released threads, downloads decoupled
     from triggering, EXIF checks, retries and reconnection by serial number.
+exposure, exif_check
+    Exposure arithmetic on setting strings (and the shutter vocabulary ``SHUTTER_CHOICES``),
+    EXIF checks of downloaded files.
+footage, defects
+    Scenes for the rig simulator and the known QA defects it injects.
+simulator.physics, simulator.encode, simulator.truth_file
+    The rig simulator below the session: physics
+    (:class:`~expokit.capture.simulator.physics.RigSimulation`, served by the fake backend,
+    its config validated by the rig config), PNG/WAV/MP4 encoding, and ``truth.json``
+    (:class:`~expokit.capture.simulator.truth_file.TruthFile`, its writer and reader).
+simulate
+    The session writer of ``expokit simulate`` (above the session and rig config).
+commands
+    The ``expokit capture`` commands (shoot, resume) over the runner and session.
 """

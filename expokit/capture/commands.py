@@ -170,7 +170,7 @@ def shoot(
 
 
 def _simulation(config: RigConfig, seconds: float | None) -> Any:
-    """The :class:`~expokit.capture.simulate.RigSimulation` of a fake rig with a
+    """The :class:`~expokit.capture.simulator.physics.RigSimulation` of a fake rig with a
     ``source`` (``None`` otherwise), made before any folder exists so a bad source or an
     impossible setting fails first."""
     if config.backend != "fake":
@@ -182,7 +182,7 @@ def _simulation(config: RigConfig, seconds: float | None) -> Any:
         raise RigConfigError(f"{where}{exc}") from None
     if sim_config is None:
         return None
-    from expokit.capture.simulate import RigSimulation
+    from expokit.capture.simulator import RigSimulation
 
     return RigSimulation.create(sim_config)
 
@@ -212,7 +212,8 @@ def _finish(session: Session, kind: str, report: RunReport, simulation: Any) -> 
 def _write_truth(session: Session, simulation: Any) -> None:
     from expokit.capture.backends.fake import simulated_movies
     from expokit.capture.journal import read_journal
-    from expokit.capture.simulate import truth_file_keys, write_truth
+    from expokit.capture.simulate import truth_file_keys
+    from expokit.capture.simulator import write_truth
 
     events, _ = read_journal(session.root / JOURNAL_FILE)
     files = truth_file_keys(events)

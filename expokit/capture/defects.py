@@ -741,7 +741,7 @@ class DefectPlan:
         frame_at
             The scene: linear RGB ``(H, W, 3)`` float32 canvas at a scene time.
         body
-            The body as configured (a :class:`~expokit.capture.simulate.Body`).
+            The body as configured (a :class:`~expokit.capture.simulator.physics.Body`).
         """
         active = [i for i in self.injections if i.touches(role, shot)]
         if not active:

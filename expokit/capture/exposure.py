@@ -9,6 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+#: Shutter speeds a camera offers, fastest first (the fake backend's choices; the test
+#: shutter of a simulated rig is the nearest of them).
+SHUTTER_CHOICES = (
+    "1/4000", "1/2000", "1/1000", "1/500", "1/250", "1/125", "1/60", "1/30", "1/15", "1/8",
+    "1/4", "1/2", "1", "2", "4", "8", "15", "30",
+)  # fmt: skip
+
 
 def shutter_seconds(text: str) -> float:
     """``"1/125"`` -> 0.008, ``"2"`` -> 2.0, ``"0.5s"`` -> 0.5, ``'1"'`` -> 1.0."""

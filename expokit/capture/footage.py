@@ -3,7 +3,7 @@
 A :class:`Footage` is the *scene*: linear-light RGB radiance at any scene time ``t``
 (seconds) on a canvas a little larger than the simulated sensors (so both cameras, which
 see the scene through slightly different homographies, stay inside it), and the scene's
-sound as mono samples. The simulator (:mod:`expokit.capture.simulate`) samples it at each
+sound as mono samples. The simulator (:mod:`expokit.capture.simulator.physics`) samples it at each
 camera's own frame and sample times.
 
 ``generated`` footage is made here by code (no binary is stored; Apache-2.0 like the rest

@@ -22,7 +22,7 @@ Example (``expokit capture`` reads it with ``--rig rig.toml``)::
     serial = "3054321"
     settings = { aperture = "8", iso = "100", image_format = "RAW" }  # shutter from ev_offset
 
-A ``fake`` rig may serve simulated footage (:mod:`expokit.capture.simulate`): ``capture
+A ``fake`` rig may serve simulated footage (:mod:`expokit.capture.simulator`): ``capture
 video`` then returns the simulated movies of both bodies, ``capture pair`` stills of the
 scene and ``capture calibration`` stills of a ChArUco board, and each session gets a
 ``truth.json``. The test camera's EV offset is the rig's ``ev_offset``::
@@ -54,6 +54,7 @@ from typing import Any
 
 from expokit.capture.aliases import GENERIC_SETTINGS
 from expokit.capture.exposure import f_number, iso_value, shutter_seconds
+from expokit.capture.simulator import SIMULATION_KEYS, SensorModel, SimulationConfig
 from expokit.core.errors import ExpokitError
 from expokit.core.ev import ev_token
 from expokit.core.paths import is_safe_name
@@ -311,8 +312,8 @@ class RigConfig:
             for ev in sorted(evs)
         ]
 
-    def simulation(self, seconds: float | None = None) -> Any:
-        """The :class:`~expokit.capture.simulate.SimulationConfig` of a fake rig whose
+    def simulation(self, seconds: float | None = None) -> SimulationConfig | None:
+        """The :class:`~expokit.capture.simulator.physics.SimulationConfig` of a fake rig whose
         ``[fake]`` table names a ``source`` (``None`` without one); ``seconds``: the movie
         length (``capture video --seconds``).
 
@@ -482,7 +483,7 @@ _INT_KEYS = frozenset({"seed", "scene_seed", "audio_rate", "crf"})
 
 def simulation_config(
     source: Any, table: Any, ev_offset: float, seconds: float | None = None
-) -> Any:
+) -> SimulationConfig:
     """``[fake] source`` and ``[fake.simulation]`` as a ``SimulationConfig``.
 
     Raises
@@ -490,9 +491,6 @@ def simulation_config(
     ValueError
         Naming ``fake.source`` or ``fake.simulation.<key>`` and the problem.
     """
-    from expokit.capture.simulate import SIMULATION_KEYS, SensorModel, SimulationConfig
-    from expokit.core.errors import ExpokitError
-
     if not isinstance(source, str) or not source.strip():
         raise ValueError(
             f"fake.source = {source!r}: give 'generated' or the path of a movie, a folder "

@@ -610,8 +610,8 @@ ENTRIES: dict[str, SchemaEntry] = {
         SchemaEntry(
             "truth",
             "SESSION/truth.json",
-            "expokit.capture.simulate:TruthFile",
-            "expokit.capture.simulate:write_truth",
+            "expokit.capture.simulator.truth_file:TruthFile",
+            "expokit.capture.simulator.truth_file:write_truth",
             "expokit.curation.truth:load_truth",
         ),
         SchemaEntry(

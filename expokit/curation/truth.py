@@ -28,7 +28,6 @@ and :func:`false_positive_counts` turn rows into detection and false-positive co
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,7 +79,8 @@ class StageCheck:
 
 def load_truth(session_dir: str | Path) -> dict[str, Any]:
     """``truth.json`` of a simulated session (the one reader), validated through
-    :class:`~expokit.capture.simulate.TruthFile`.
+    :class:`~expokit.capture.simulator.truth_file.TruthFile`
+    (:func:`~expokit.capture.simulator.truth_file.read_truth`).
 
     Raises
     ------
@@ -88,26 +88,10 @@ def load_truth(session_dir: str | Path) -> dict[str, Any]:
         Absent, not JSON, not an object, another ``kind`` or ``format_version``, or a field
         that is missing or of the wrong type (the message names the file and the field).
     """
-    from expokit.capture.simulate import TRUTH_KIND, TruthFile
+    from expokit.capture.simulator.truth_file import read_truth
 
     path = Path(session_dir) / TRUTH_FILE
-    if not path.is_file():
-        raise TruthError(
-            f"{path}: no such file; only a session written by `expokit simulate` has the "
-            "truth to compare with"
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TruthError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(data, dict):
-        raise TruthError(f"{path}: must be a JSON object, got {type(data).__name__}")
-    if data.get("kind") != TRUTH_KIND:
-        raise TruthError(f"{path}: not an expokit rig simulation truth file")
-    if data.get("format_version") != 1 or isinstance(data.get("format_version"), bool):
-        raise TruthError(f"{path}: format_version {data.get('format_version')!r} is not 1")
-    model = TruthFile.from_json(data, path, lambda p, problem: TruthError(f"{p}: {problem}"))
-    return model.to_json()
+    return read_truth(path, lambda p, problem: TruthError(f"{p}: {problem}"))
 
 
 def _fmt(value: Any) -> str:

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from expokit.calibration.boards import BoardSpec
+from expokit.calibration.boards import (
+    BoardNotFoundError,
+    BoardSpec,
+    require_board,
+    transposed_hint,
+)
 from expokit.calibration.geometry import (
     RIG_CALIBRATION_NAME,
     GeometryConfig,
@@ -26,6 +33,8 @@ from expokit.calibration.homography import (
     project,
     transfer_rms,
 )
+from expokit.cli import cli
+from expokit.cli_calibrate import rms_rise_note
 
 
 def _texture(size: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -150,3 +159,107 @@ def test_unrelated_images_still_say_too_few_matches(tmp_path: Path) -> None:
 def test_transfer_rms_is_what_the_rule_compares() -> None:
     pts = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
     assert transfer_rms(np.eye(3), pts, pts + np.array([3.0, 4.0])) == pytest.approx(5.0)
+
+
+# ----------------------------------------------------------------------------- issue 19
+
+
+def _charuco_image(columns: int, rows: int) -> np.ndarray:
+    """A ChArUco board of the rig guide (square 0.04, marker 0.028, DICT_6X6_250)."""
+    dictionary = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_6X6_250)
+    board = cv2.aruco.CharucoBoard((columns, rows), 0.04, 0.028, dictionary)
+    return board.generateImage((columns * 80, rows * 80), marginSize=40)
+
+
+def test_transposed_charuco_size_is_named_in_the_error(tmp_path: Path) -> None:
+    image = _charuco_image(7, 5)
+    ref_path, test_path = tmp_path / "ref.png", tmp_path / "test.png"
+    cv2.imwrite(str(ref_path), image)
+    cv2.imwrite(str(test_path), image)
+    swapped = BoardSpec.charuco(5, 7, 0.04, 0.028)
+    config = GeometryConfig(flip="none", qa_images=False, ecc=None)
+    with pytest.raises(
+        BoardNotFoundError,
+        match=r"ref\.png.*not found.*board not found as 5x7; it is found as 7x5: "
+        r"use --charuco 7x5",
+    ):
+        calibrate_geometry([ref_path], [test_path], tmp_path / "out", swapped, config)
+    # The test images alone (automatic flip): the same hint.
+    cv2.imwrite(str(ref_path), _charuco_image(5, 7))
+    with pytest.raises(BoardNotFoundError, match=r"test\.png.*use --charuco 7x5"):
+        calibrate_geometry([ref_path], [test_path], tmp_path / "out", swapped, GeometryConfig())
+
+
+def test_transposed_hint_only_when_the_transposed_board_is_there() -> None:
+    image = _charuco_image(7, 5)
+    hint = transposed_hint([image], BoardSpec.charuco(5, 7, 0.04, 0.028))
+    assert hint == "; board not found as 5x7; it is found as 7x5: use --charuco 7x5"
+    assert transposed_hint([image], BoardSpec.charuco(7, 5, 0.04, 0.028)) == ""  # 5x7 absent
+    blank = np.full_like(image, 128)
+    assert transposed_hint([blank], BoardSpec.charuco(5, 7, 0.04, 0.028)) == ""
+    assert transposed_hint([image], BoardSpec.chessboard(9, 6)) == ""  # OpenCV finds 6x9 too
+    with pytest.raises(BoardNotFoundError) as caught:
+        require_board(
+            [None], [Path("blank.png")], BoardSpec.charuco(5, 7, 0.04, 0.028), "x", [blank]
+        )
+    assert "found as" not in str(caught.value)
+
+
+def _ecc_record(kept: bool = True) -> dict[str, object]:
+    return {"motion": "homography", "initial_correlation": 0.61, "correlation": 0.93, "kept": kept}
+
+
+def test_rms_rise_note_only_when_the_printed_rms_rises() -> None:
+    note = rms_rise_note("features", 1.345, 2.779, _ecc_record())
+    assert note is not None
+    flat = " ".join(note.split())
+    assert "ECC aligns intensities over the whole overlap" in flat
+    assert "ECC correlation (0.6100 -> 0.9300)" in flat and "grid error" in flat
+    assert "not by the feature inliers' reprojection RMS, which it is not fitted to" in flat
+    assert "Kept: ECC's homography" in flat
+    assert rms_rise_note("features", 1.345, 1.2, _ecc_record()) is None  # fell
+    assert rms_rise_note("features", 1.3451, 1.3452, _ecc_record()) is None  # same as printed
+    assert rms_rise_note("features", 1.345, 2.779, None) is None  # ECC off
+    assert rms_rise_note("charuco", 0.2, 0.9, _ecc_record(kept=False)) is None  # discarded
+    board = rms_rise_note(
+        "charuco", 0.2, 0.21, {**_ecc_record(), "board_reprojection_rms_ecc": 0.21}
+    )
+    assert board is not None and "board corners'" in board and "tolerance" in board
+
+
+@pytest.mark.parametrize(("final", "explained"), [(2.779, True), (1.1, False)])
+def test_calibrate_geometry_prints_why_the_rms_rose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, final: float, explained: bool
+) -> None:
+    """What `expokit calibrate geometry` prints for graf1 -> graf3 (RMS 1.345 -> 2.779 px)."""
+    import expokit.calibration.geometry as geometry
+
+    def fake(*_args: object, **_kwargs: object) -> SimpleNamespace:
+        return SimpleNamespace(
+            pairs=[object()],
+            mirror=SimpleNamespace(scores={}, method="features", ambiguous=False),
+            flip=SimpleNamespace(value="none"),
+            reference_intrinsics=None,
+            test_intrinsics=None,
+            stereo_rms=None,
+            method="features",
+            inliers=900,
+            correspondences=1000,
+            initial_reprojection_rms=1.345,
+            reprojection_rms=final,
+            ecc=_ecc_record(),
+            valid_region=(0, 0, 800, 640),
+            reference_size=(800, 640),
+            qa_images=[],
+        )
+
+    monkeypatch.setattr(geometry, "calibrate_geometry", fake)
+    for name in ("graf3.png", "graf1.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((8, 8), np.uint8))
+    args = ["calibrate", "geometry", str(tmp_path / "graf3.png"), str(tmp_path / "graf1.png")]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "rig")])
+    assert result.exit_code == 0, result.output
+    assert f"RMS 1.345 -> {final:.3f} px" in result.output
+    flat = " ".join(result.output.split())
+    assert ("ECC aligns intensities over the whole overlap" in flat) is explained
+    assert ("Kept: ECC's homography" in flat) is explained

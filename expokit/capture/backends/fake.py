@@ -11,7 +11,7 @@ exposure actually applied, so EXIF checks are exercised. Latency and jitter are 
 
 Simulated footage: :func:`attach_simulation` (done by ``expokit capture`` when the rig
 config's ``[fake]`` table names a ``source``) binds bodies to the roles of one
-:class:`~expokit.capture.simulate.RigSimulation`; those bodies then serve its physics
+:class:`~expokit.capture.simulator.physics.RigSimulation`; those bodies then serve its physics
 instead of the synthetic chart: a shot is a 16-bit PNG still of the scene (or of the
 ChArUco board when the simulation's subject is ``board``), a movie is the simulated H.264 +
 AAC MP4 of the body's own start time, clock and sound.
@@ -51,11 +51,11 @@ from expokit.capture.backends.base import (
     SettingValueError,
     UsbClaimError,
 )
+from expokit.capture.exposure import SHUTTER_CHOICES as SHUTTER_CHOICES
+from expokit.capture.simulator import RigSimulation, png16_bytes
 
-SHUTTER_CHOICES = (
-    "1/4000", "1/2000", "1/1000", "1/500", "1/250", "1/125", "1/60", "1/30", "1/15", "1/8",
-    "1/4", "1/2", "1", "2", "4", "8", "15", "30",
-)  # fmt: skip
+# SHUTTER_CHOICES lives in expokit.capture.exposure (camera vocabulary); re-exported above.
+
 APERTURE_CHOICES = ("1.8", "2", "2.8", "4", "5.6", "8", "11", "16", "22")
 ISO_CHOICES = ("100", "200", "400", "800", "1600", "3200", "6400")
 EV_COMP_CHOICES = tuple(f"{v / 3:g}" if v % 3 == 0 else f"{v / 3:.1f}" for v in range(-9, 10))
@@ -178,7 +178,7 @@ class _Bus:
 class _Simulation:
     """A simulation served by some bodies of the bus (see :func:`attach_simulation`)."""
 
-    rig: Any  # expokit.capture.simulate.RigSimulation
+    rig: RigSimulation
     roles: dict[str, str]  # serial -> role
     subject: str = "scene"
     movies: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> truth entry
@@ -191,9 +191,9 @@ _BUS = _Bus()
 SIMULATION_SUBJECTS = ("scene", "board")
 
 
-def attach_simulation(rig: Any, roles: dict[str, str], subject: str = "scene") -> None:
+def attach_simulation(rig: RigSimulation, roles: dict[str, str], subject: str = "scene") -> None:
     """Make the bodies with the serials of ``roles`` (serial -> ``reference``/``test``)
-    serve ``rig`` (a :class:`~expokit.capture.simulate.RigSimulation`): stills of the
+    serve ``rig`` (a :class:`~expokit.capture.simulator.physics.RigSimulation`): stills of the
     ``subject`` (``scene`` or ``board``) and its movies. Reconfiguring the bus detaches it.
     """
     if subject not in SIMULATION_SUBJECTS:
@@ -507,8 +507,6 @@ def _make_movie(seconds: float, size: tuple[int, int]) -> bytes:
 def _simulated_still(body: _Body, simulation: _Simulation, role: str) -> bytes:
     """The next still of a simulated body: the board, or the scene at the scene time of
     this body's next shot (both bodies of a pair count shots alike, so they agree)."""
-    from expokit.capture.simulate import png16_bytes
-
     rig = simulation.rig
     shot = next(body.shots)
     if simulation.subject == "board":

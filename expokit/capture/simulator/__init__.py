@@ -1,0 +1,85 @@
+"""The rig simulator, below the capture session: physics, encoders and ``truth.json``.
+
+Modules
+-------
+physics
+    :class:`~expokit.capture.simulator.physics.SimulationConfig`, the simulated bodies and
+    :class:`~expokit.capture.simulator.physics.RigSimulation` (the only implementation of
+    the physics; one call per shot).
+encode
+    16-bit PNG stills, WAV and H.264 + AAC movies of what the sensors record.
+truth_file
+    ``truth.json``: :class:`~expokit.capture.simulator.truth_file.TruthFile`, its one writer
+    and its one reader.
+
+The fake backend (:mod:`expokit.capture.backends.fake`) and the rig config
+(:mod:`expokit.capture.rig_config`) import this package; the session writer ``expokit
+simulate`` (:mod:`expokit.capture.simulate`) sits above the session and imports it too.
+Nothing here imports the session, the rig config or a backend.
+"""
+
+from expokit.capture.simulator.encode import (
+    Image,
+    encode_movie,
+    png16_bytes,
+    to_uint,
+    write_png16,
+    write_wav,
+)
+from expokit.capture.simulator.physics import (
+    BOARD,
+    GENERATED_SECONDS,
+    GENERATED_SIZE,
+    MAX_DRIFT_PPM,
+    MAX_EV_OFFSET,
+    MIN_RECORDING_S,
+    SIMULATION_KEYS,
+    Body,
+    RigSimulation,
+    SensorModel,
+    SimulationConfig,
+    SimulationError,
+    expose,
+    misregistration,
+    record_audio,
+    render_board,
+)
+from expokit.capture.simulator.truth_file import (
+    SIMULATION_FORMAT_VERSION,
+    TRUTH_FILE,
+    TRUTH_KIND,
+    TruthFile,
+    read_truth,
+    write_truth,
+)
+
+__all__ = [
+    "BOARD",
+    "GENERATED_SECONDS",
+    "GENERATED_SIZE",
+    "MAX_DRIFT_PPM",
+    "MAX_EV_OFFSET",
+    "MIN_RECORDING_S",
+    "SIMULATION_FORMAT_VERSION",
+    "SIMULATION_KEYS",
+    "TRUTH_FILE",
+    "TRUTH_KIND",
+    "Body",
+    "Image",
+    "RigSimulation",
+    "SensorModel",
+    "SimulationConfig",
+    "SimulationError",
+    "TruthFile",
+    "encode_movie",
+    "expose",
+    "misregistration",
+    "png16_bytes",
+    "read_truth",
+    "record_audio",
+    "render_board",
+    "to_uint",
+    "write_png16",
+    "write_truth",
+    "write_wav",
+]
