@@ -88,3 +88,136 @@ def check(
         return
     for line in describe(result):
         click.echo(line)
+
+
+@align.command("live")
+@click.option(
+    "--rig",
+    "rig_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Rig TOML (backend, roles bound by serial).",
+)
+@click.option("--terminal", is_flag=True, help="No page: print one plain line per analysis.")
+@click.option(
+    "--port", type=int, default=8765, show_default=True, help="Port of the page on 127.0.0.1."
+)
+@click.option(
+    "--pairs", type=int, default=0, show_default=True, help="Stop after this many (0: Ctrl-C)."
+)
+@click.option(
+    "--full-every",
+    type=int,
+    default=15,
+    show_default=True,
+    help="Full check every N pairs; ECC tracking in between (1: full check on every pair).",
+)
+@click.option(
+    "--flip",
+    type=click.Choice(["auto", "none", "horizontal", "vertical", "both"]),
+    default="auto",
+    show_default=True,
+    help="Mirror of the test view (auto: detect).",
+)
+@click.option(
+    "--expected-ev",
+    type=float,
+    default=None,
+    help="Expected EV offset test - reference (default: the rig's ev_offset).",
+)
+@click.option(
+    "--max-roll", type=float, default=0.1, show_default=True, help="Largest roll for ready (deg)."
+)
+@click.option(
+    "--max-scale", type=float, default=0.2, show_default=True, help="Largest scale error (%)."
+)
+@click.option("--max-shift", type=float, default=1.0, show_default=True, help="Largest shift (px).")
+@reports_errors
+def live(
+    rig_path: Path,
+    terminal: bool,
+    port: int,
+    pairs: int,
+    full_every: int,
+    flip: str,
+    expected_ev: float | None,
+    max_roll: float,
+    max_scale: float,
+    max_shift: float,
+) -> None:
+    """Live alignment assistant: both bodies' live view, analysed continuously.
+
+    Opens the rig's reference and test bodies (by serial, as capture does) and compares
+    their live-view frames: a page on http://127.0.0.1:PORT/ shows both views, a blend /
+    difference / checkerboard overlay with the mirror undone, the figures of ``align check``
+    with arrows, traffic lights and a minute of history, and a READY banner. ``--terminal``
+    prints one plain line per analysis instead (headless rigs). Ctrl-C stops.
+    """
+    import threading
+
+    from expokit.calibration.alignment_check import AlignmentCheckConfig, AlignmentThresholds
+    from expokit.calibration.live import (
+        LiveAnalyzer,
+        LiveConfig,
+        LiveResult,
+        LiveState,
+        RigPreviewSource,
+        format_line,
+        run_live,
+    )
+    from expokit.capture.rig_config import load_rig_config
+    from expokit.capture.runner import Rig
+
+    config = load_rig_config(rig_path)
+    if expected_ev is None:
+        expected_ev = config.ev_offset
+    try:
+        thresholds = AlignmentThresholds(
+            max_roll_deg=max_roll,
+            max_scale_pct=max_scale,
+            max_shift_px=max_shift,
+            expected_ev=expected_ev,
+        )
+        live_config = LiveConfig(
+            check=AlignmentCheckConfig(thresholds=thresholds, flip=flip, max_side=1024),
+            full_every=full_every,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    state = LiveState(live_config.history_s)
+    analyzer = LiveAnalyzer(live_config)
+    stop = threading.Event()
+
+    def on_result(result: LiveResult) -> None:
+        if terminal:
+            click.echo(format_line(result, state.pairs_per_s()))
+
+    def on_error(message: str) -> None:
+        if terminal:
+            click.echo(f"no analysis: {message}")
+
+    with Rig(config) as rig:
+        source = RigPreviewSource(rig)
+        server = None
+        if not terminal:
+            from expokit.calibration.live_page import LiveServer
+
+            server = LiveServer(state, port=port).start()
+            click.echo(f"live alignment page: {server.url} (Ctrl-C stops)")
+        try:
+            run_live(
+                source,
+                analyzer,
+                state,
+                stop,
+                max_pairs=pairs or None,
+                on_result=on_result,
+                on_error=on_error,
+            )
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop.set()
+            analyzer.close()
+            if server is not None:
+                server.stop()

@@ -344,7 +344,7 @@ def measure_homography(
 # --------------------------------------------------------------------------- photometry
 
 
-def _linear(image: npt.NDArray[Any], transfer: str) -> tuple[F32, npt.NDArray[np.bool_]]:
+def linear_light(image: npt.NDArray[Any], transfer: str) -> tuple[F32, npt.NDArray[np.bool_]]:
     """Linear RGB ``(H, W, 3)`` float32 and the usable-pixel mask (not clipped, not dark)."""
     from expokit.core.transfer import srgb_decode
 
@@ -363,7 +363,7 @@ def _linear(image: npt.NDArray[Any], transfer: str) -> tuple[F32, npt.NDArray[np
     return np.asarray(linear, np.float32), usable
 
 
-def _photometry(
+def photometry(
     ref_rgb: F32,
     ref_ok: npt.NDArray[np.bool_],
     test_rgb: F32,
@@ -410,7 +410,7 @@ def sharpness(gray: F32, mask: npt.NDArray[np.bool_]) -> float:
     return energy(1.0) / coarse if coarse > 0 else float("nan")
 
 
-def _focus_ratio(ref_gray: F32, test_gray: F32, h: F64) -> float:
+def view_focus_ratio(ref_gray: F32, test_gray: F32, h: F64) -> float:
     """Test / reference :func:`sharpness`, each in its own frame, on the common region."""
     import cv2
 
@@ -478,7 +478,7 @@ def _parallax(ref_gray: F32, test_gray: F32, h: F64, max_side: int) -> dict[str,
 # --------------------------------------------------------------------------- advice
 
 
-def _advice(
+def alignment_advice(
     flip: Flip,
     roll: float,
     scale_pct: float,
@@ -625,14 +625,14 @@ def check_alignment(
 
     ref_gray = to_gray_float(ref_raw)
     test_gray = flip.apply(to_gray_float(test_raw))
-    ref_rgb, ref_ok = _linear(ref_raw, config.transfer)
-    test_rgb, test_ok = _linear(flip.apply(test_raw), config.transfer)
+    ref_rgb, ref_ok = linear_light(ref_raw, config.transfer)
+    test_rgb, test_ok = linear_light(flip.apply(test_raw), config.transfer)
     try:
-        ev_offset, white_balance = _photometry(ref_rgb, ref_ok, test_rgb, test_ok, h)
+        ev_offset, white_balance = photometry(ref_rgb, ref_ok, test_rgb, test_ok, h)
     except ExpokitError as exc:
         raise AlignmentInputError(test_path, str(exc)) from None
     lum = np.array([0.2126, 0.7152, 0.0722], np.float32)
-    focus = _focus_ratio(ref_rgb @ lum, test_rgb @ lum, h)
+    focus = view_focus_ratio(ref_rgb @ lum, test_rgb @ lum, h)
     parallax = None
     if config.parallax:
         try:
@@ -640,7 +640,7 @@ def check_alignment(
         except TooFewMatchesError:
             parallax = None
     t = config.thresholds
-    advice = _advice(flip, roll, scale_pct, shift, keystone, ev_offset, focus, coverage, t)
+    advice = alignment_advice(flip, roll, scale_pct, shift, keystone, ev_offset, focus, coverage, t)
     if parallax is not None:
         advice.append(
             f"{parallax['description']}: aim at one distant scene, or align on the layer "

@@ -164,13 +164,27 @@ def _run_alone(fn: Callable[[T], R], item: T) -> tuple[bool, Any]:
     pool = _new_pool(1)
     try:
         future = pool.submit(fn, item)
-        processes = list((getattr(pool, "_processes", None) or {}).values())
+        # The worker may still be spawning: a death is explained from its exit code, so keep
+        # hold of the process before the pool forgets it (a bounded wait, well before the
+        # worker can have imported anything and started the item).
+        processes: list[Any] = []
+        deadline = time.monotonic() + 2.0
+        while not processes and not future.done() and time.monotonic() < deadline:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            if not processes:
+                time.sleep(0.005)
         try:
             return True, future.result()
         except BrokenProcessPool:
             for process in processes:
                 process.join(timeout=5)
             codes = [p.exitcode for p in processes] or _exit_codes(pool)
+            # The pool's manager thread reaps the same child: a waitpid that loses that race
+            # reads no status (None) though the other one has it a moment later.
+            deadline = time.monotonic() + 1.0
+            while processes and None in codes and time.monotonic() < deadline:
+                time.sleep(0.01)
+                codes = [p.exitcode for p in processes]
             died = next((c for c in codes if c not in (0, None)), None)
             return False, WorkerDiedError(
                 f"worker process died ({_describe_exit(died)}) while processing this item"

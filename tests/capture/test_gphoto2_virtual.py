@@ -352,3 +352,45 @@ def test_gphoto2_error_codes_map_to_camera_errors(virtual_env: dict[str, str]) -
         assert tuple(result[name]) == (running, opening, code), name
     assert result["claim_hint"] is True
     assert result["busy_retryable"] is True
+
+
+def test_capture_preview_is_not_supported_by_the_virtual_camera(
+    virtual_env: dict[str, str],
+) -> None:
+    """The wheel's virtual camera answers ``capture_preview`` with -6 (measured with
+    python-gphoto2 2.6 / libgphoto2 2.5.3x): the backend must say so clearly, keep the code,
+    leave the camera usable and count no preview. A body that does serve live view returns
+    the JPEG bytes of ``get_data_and_size()``; where the virtual camera ever starts serving
+    previews, this test checks that instead."""
+    result = run_virtual(
+        virtual_env,
+        """
+        import cv2
+        import numpy as np
+        with g.make_camera() as cam:
+            result["has_viewfinder"] = "viewfinder" in cam.list_settings()
+            try:
+                data = cam.capture_preview()
+            except NotSupported as exc:
+                result["error"] = {"message": str(exc), "code": exc.code}
+            else:
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                result["shape"] = None if image is None else list(image.shape)
+            result["previews"] = cam.stats.extra.get("previews", 0)
+            result["still_usable"] = cam.get_setting("f-number").startswith("f/")
+            unconnected = g.make_camera()
+            result["unconnected"] = expect(CameraError, unconnected.capture_preview)["message"]
+        """,
+    )
+    assert result["has_viewfinder"] is False  # a Nikon: no Canon viewfinder toggle
+    assert result["still_usable"] is True
+    assert "not connected" in result["unconnected"]
+    if "error" in result:
+        message = result["error"]["message"]
+        assert result["error"]["code"] == -6
+        assert f"{MODEL} does not serve live view frames" in message
+        assert "live view frame" in message  # the operation is named
+        assert result["previews"] == 0
+    else:
+        assert result["shape"] is not None and result["shape"][2] == 3
+        assert result["previews"] == 1

@@ -2,7 +2,8 @@
 
 Kept small on purpose (like LeRobot's camera ABC): connect/disconnect (and a context
 manager), settings, capture, trigger + wait for file events with a deadline, download,
-movie start/stop, identity (model, port, serial number) and the camera clock.
+movie start/stop, live view (one JPEG frame at a time), identity (model, port, serial number)
+and the camera clock.
 """
 
 from __future__ import annotations
@@ -194,6 +195,24 @@ class Camera(ABC):
     @abstractmethod
     def stop_movie(self) -> None:
         """Stop recording; the movie file arrives as a ``file_added`` event."""
+
+    def capture_preview(self) -> bytes:
+        """One frame of the live view, as the bytes of a JPEG file.
+
+        The frame is what the body's screen shows (the test camera's is still mirrored by
+        the splitter), at the body's live-view size (about 1024x680 on DSLRs), and nothing
+        is stored on the card. Backends switch live view on where the body needs it (Canon
+        EOS: ``viewfinder`` = 1) and off again on :meth:`disconnect`. Call it repeatedly for a
+        live stream; each call returns a new frame.
+
+        Raises
+        ------
+        NotSupported
+            The body (or backend) cannot serve live view.
+        CameraBusy, CameraIOError
+            Retryable failures, as for :meth:`capture`.
+        """
+        raise NotSupported(f"{self.info.model}: live view is not supported by this backend")
 
     def camera_time(self) -> dt.datetime | None:
         """The camera clock, or ``None`` where the body does not report it."""

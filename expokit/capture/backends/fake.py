@@ -16,6 +16,14 @@ instead of the synthetic chart: a shot is a 16-bit PNG still of the scene (or of
 ChArUco board when the simulation's subject is ``board``), a movie is the simulated H.264 +
 AAC MP4 of the body's own start time, clock and sound.
 
+Live view (:meth:`FakeCamera.capture_preview`): a JPEG at the body's ``live_view_size``
+(default :data:`LIVE_VIEW_SIZE`) of a still world - the simulation's scene at one fixed
+instant (or its board), else a procedural texture - seen through the body's adjustable,
+known :class:`LiveMisalignment` (roll, shift, scale, keystone, defocus, exposure, white
+balance; :meth:`FakeCamera.set_misalignment` turns the screws at run time) and mirrored for
+the simulation's test role as the splitter does. See :class:`LiveMisalignment` for how its
+figures map onto :func:`expokit.calibration.alignment_check.check_alignment`'s.
+
 Faults (:class:`FakeFaults`): busy (-110) and I/O (-7) errors for the next N operations,
 a disconnect after N triggers (the body comes back on another port after a delay), a USB
 claim failure on connect (-53), and settings that are accepted but silently not applied.
@@ -23,9 +31,11 @@ claim failure on connect (-53), and settings that are accepted but silently not 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import itertools
+import math
 import random
 import tempfile
 import threading
@@ -52,7 +62,7 @@ from expokit.capture.backends.base import (
     UsbClaimError,
 )
 from expokit.capture.exposure import SHUTTER_CHOICES as SHUTTER_CHOICES
-from expokit.capture.simulator import RigSimulation, png16_bytes
+from expokit.capture.simulator import RigSimulation, SensorModel, png16_bytes, render_board
 
 # SHUTTER_CHOICES lives in expokit.capture.exposure (camera vocabulary); re-exported above.
 
@@ -76,6 +86,119 @@ class FakeFaults:
     ignore_settings: tuple[str, ...] = ()
 
 
+#: Default live view size ``(width, height)`` of a fake body (about a DSLR's).
+LIVE_VIEW_SIZE = (1024, 680)
+#: JPEG quality of live view frames.
+LIVE_VIEW_QUALITY = 90
+
+
+def _pair(value: Any, name: str) -> tuple[float, float]:
+    x, y = (float(v) for v in value)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return x, y
+
+
+@dataclass(frozen=True)
+class LiveMisalignment:
+    """A known misalignment of a fake body's live view, in the conventions of
+    :func:`~expokit.calibration.alignment_check.check_alignment` (figures of the body's
+    content, on screen with the mirror undone, relative to a perfectly aligned body).
+
+    Set it on the test body; with the reference body at the default (none), a check of the
+    pair reports ``roll_deg``, ``scale_pct``, ``shift_px`` and (approximately) ``keystone``
+    as given here, ``ev_offset`` = this ``ev_offset`` plus the simulation's test exposure
+    (``log2`` of the test body's gain: ``ev_offset - log2(splitter_ratio)`` of the
+    simulation config; 0 without a simulation) and ``white_balance`` = these gains divided
+    by their luminance-weighted mean. All figures are in live-view pixels.
+
+    Attributes
+    ----------
+    roll_deg
+        > 0: the content is rotated counter-clockwise on screen (about the centre).
+    shift_px
+        ``(x, y)``: where the content sits minus where it sits in an aligned body, at the
+        centre; x > 0 right, y > 0 down.
+    scale_pct
+        > 0: the content is larger (a narrower field of view).
+    keystone_pct
+        ``(horizontal, vertical)``: about how much larger (%) the content is at its right
+        edge than at its left edge, and at its bottom than at its top (first order).
+    blur_sigma_px
+        Defocus: Gaussian blur sigma (px) after the geometry.
+    ev_offset
+        Exposure of the frames (EV; < 0 darker), on top of the simulated exposure.
+    white_balance
+        ``(r, g, b)`` gains in linear light.
+    """
+
+    roll_deg: float = 0.0
+    shift_px: tuple[float, float] = (0.0, 0.0)
+    scale_pct: float = 0.0
+    keystone_pct: tuple[float, float] = (0.0, 0.0)
+    blur_sigma_px: float = 0.0
+    ev_offset: float = 0.0
+    white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shift_px", _pair(self.shift_px, "shift_px"))
+        object.__setattr__(self, "keystone_pct", _pair(self.keystone_pct, "keystone_pct"))
+        gains = tuple(float(v) for v in self.white_balance)
+        if len(gains) != 3 or not all(math.isfinite(g) and g > 0 for g in gains):
+            raise ValueError(f"white_balance needs three gains > 0, got {self.white_balance!r}")
+        object.__setattr__(self, "white_balance", gains)
+        for name in ("roll_deg", "scale_pct", "blur_sigma_px", "ev_offset"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            object.__setattr__(self, name, value)
+        if not abs(self.roll_deg) <= 45:
+            raise ValueError(f"roll_deg must be within +-45, got {self.roll_deg:g}")
+        if not -50 < self.scale_pct <= 100:
+            raise ValueError(f"scale_pct must be within -50..100, got {self.scale_pct:g}")
+        if not 0 <= self.blur_sigma_px <= 50:
+            raise ValueError(f"blur_sigma_px must be within 0-50, got {self.blur_sigma_px:g}")
+        if not abs(self.ev_offset) <= 8:
+            raise ValueError(f"ev_offset must be within +-8 EV, got {self.ev_offset:g}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LiveMisalignment:
+        return cls(**data)
+
+    def homography(self, size: tuple[int, int]) -> Any:
+        """``(3, 3)`` float64 map from this body's (unmirrored) live-view pixels to those of
+        an aligned body, live view ``size`` = ``(width, height)``: the ``homography`` that
+        ``check_alignment`` should find (flipped test -> reference pixels).
+
+        Content at aligned pixel ``q`` appears at ``T(q) = c + k R P (q - c + s)`` (``c``
+        the centre, ``s`` the shift, ``k`` the scale, ``R`` the on-screen counter-clockwise
+        roll in y-down pixels, ``P`` the keystone's perspective); the result is ``T^-1``,
+        so that ``c - T^-1(c) = s`` exactly.
+        """
+        import numpy as np
+
+        width, height = size
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        k = 1.0 + self.scale_pct / 100.0
+        a = math.radians(self.roll_deg)
+        cos, sin = math.cos(a), math.sin(a)
+        rotate = np.array([[k * cos, k * sin, 0], [-k * sin, k * cos, 0], [0, 0, 1.0]])
+        # Magnification ~ w^-3/2 with w = 1 + p x: right/left - 1 ~ -1.5 p width.
+        kh, kv = self.keystone_pct
+        persp = np.eye(3)
+        persp[2, 0] = -kh / 100.0 / (1.5 * max(width - 1, 1))
+        persp[2, 1] = -kv / 100.0 / (1.5 * max(height - 1, 1))
+        sx, sy = self.shift_px
+        forward = (
+            np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1.0]])
+            @ rotate
+            @ persp
+            @ np.array([[1, 0, sx - cx], [0, 1, sy - cy], [0, 0, 1.0]])
+        )
+        inverse = np.linalg.inv(forward)
+        return np.asarray(inverse / inverse[2, 2], np.float64)
+
+
 @dataclass
 class FakeCameraSpec:
     """One fake body. ``vendor`` picks setting names: ``canon`` (aperture, imageformat,
@@ -91,6 +214,16 @@ class FakeCameraSpec:
     image_size: tuple[int, int] = (64, 96)
     seed: int = 0
     faults: FakeFaults = field(default_factory=FakeFaults)
+    #: ``(width, height)`` of live view frames (note: ``image_size`` is ``(height, width)``).
+    live_view_size: tuple[int, int] = LIVE_VIEW_SIZE
+    #: The body's live view misalignment at power-on (changed by ``set_misalignment``).
+    misalignment: LiveMisalignment = field(default_factory=LiveMisalignment)
+
+    def __post_init__(self) -> None:
+        width, height = (int(v) for v in self.live_view_size)
+        if not (64 <= width <= 8192 and 64 <= height <= 8192):
+            raise ValueError(f"live_view_size {width}x{height}: each side must be 64-8192 px")
+        self.live_view_size = (width, height)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FakeCameraSpec:
@@ -98,6 +231,10 @@ class FakeCameraSpec:
         faults = FakeFaults(**values.pop("faults", {}))
         if "image_size" in values:
             values["image_size"] = tuple(values["image_size"])
+        if "live_view_size" in values:
+            values["live_view_size"] = tuple(values["live_view_size"])
+        if isinstance(values.get("misalignment"), dict):
+            values["misalignment"] = LiveMisalignment.from_dict(values["misalignment"])
         return cls(**values, faults=faults)
 
 
@@ -118,6 +255,8 @@ class _Body:
         self.shots = itertools.count()  # each shot gets its own sensor noise, as on a real body
         self.sources = self._list_sources()
         self.movie_started: float | None = None
+        self.misalignment = spec.misalignment
+        self.previews = itertools.count()
         canon = spec.vendor == "canon"
         self.settings: dict[str, SettingInfo] = {}
         for name, value, choices in (
@@ -182,9 +321,21 @@ class _Simulation:
     roles: dict[str, str]  # serial -> role
     subject: str = "scene"
     movies: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> truth entry
+    _live_scene: Any = field(default=None, repr=False)
 
     def role_of(self, body: _Body) -> str | None:
         return self.roles.get(body.spec.serial)
+
+    def live_scene(self) -> Any:
+        """Linear canvas the live view shows: the board, or the scene at the first still's
+        time (a still world, so bodies polled at different moments agree)."""
+        if self._live_scene is None:
+            rig = self.rig
+            if self.subject == "board":
+                self._live_scene = render_board(rig.canvas)
+            else:
+                self._live_scene = rig.footage.frame_at(rig.still_time(0))
+        return self._live_scene
 
 
 _BUS = _Bus()
@@ -226,6 +377,21 @@ def configure_bus(specs: list[FakeCameraSpec] | list[dict[str, Any]]) -> None:
     _BUS.configure(
         [s if isinstance(s, FakeCameraSpec) else FakeCameraSpec.from_dict(s) for s in specs]
     )
+
+
+def set_misalignment(
+    serial: str, misalignment: LiveMisalignment | None = None, **changes: Any
+) -> LiveMisalignment:
+    """Set the live view misalignment of the body ``serial`` (``misalignment``, else its
+    current one, with ``changes`` applied: field names of :class:`LiveMisalignment`); returns
+    the new one. Takes effect on the next frame of every handle on that body."""
+    body = _BUS.bodies.get(serial)
+    if body is None:
+        raise CameraNotFound(f"no fake body with serial {serial}")
+    with body.lock:
+        base = misalignment if misalignment is not None else body.misalignment
+        body.misalignment = dataclasses.replace(base, **changes) if changes else base
+        return body.misalignment
 
 
 def body_for(serial: str) -> Any:
@@ -368,6 +534,26 @@ class FakeCamera(Camera):
             return body.files[file.path]
         except KeyError:
             raise CameraIOError(f"{body.spec.model}: no file {file.path}") from None
+
+    # -- live view --------------------------------------------------------------------
+    @property
+    def misalignment(self) -> LiveMisalignment:
+        """The body's current live view misalignment."""
+        return self._live().misalignment
+
+    def set_misalignment(
+        self, misalignment: LiveMisalignment | None = None, **changes: Any
+    ) -> LiveMisalignment:
+        """Turn the screws: see the module-level :func:`set_misalignment`."""
+        return set_misalignment(self._live().spec.serial, misalignment, **changes)
+
+    def capture_preview(self) -> bytes:
+        """One live view frame (JPEG, ``live_view_size``); busy/I-O faults apply."""
+        body = self._live(inject=True)
+        with body.lock:
+            frame = next(body.previews)
+            misalignment = body.misalignment
+        return _live_view_jpeg(body, misalignment, frame)
 
     # -- movie ------------------------------------------------------------------------
     def _movie_setting(self, body: _Body) -> str:
@@ -521,3 +707,64 @@ def _simulated_movie(simulation: _Simulation, role: str) -> bytes:
         path = Path(tmp) / "movie.mp4"
         simulation.movies[role] = simulation.rig.movie(role, path)
         return path.read_bytes()
+
+
+def _live_view_jpeg(body: _Body, misalignment: LiveMisalignment, frame: int) -> bytes:
+    """Live view frame ``frame`` of ``body`` through ``misalignment`` (see the module
+    docstring): geometry, defocus, exposure and white balance in linear light, the sensor's
+    noise, the mirror of the test role, sRGB JPEG."""
+    import cv2
+    import numpy as np
+
+    from expokit.core.synthetic import demo_scene
+    from expokit.core.transfer import srgb_encode
+
+    width, height = body.spec.live_view_size
+    simulated = _simulated_role(body)
+    if simulated is None:
+        scene = demo_scene("texture", height, width, seed=body.spec.seed)
+        view = np.eye(3)  # live view pixel -> scene pixel
+        gain, sensor, flip, seed = 1.0, SensorModel(), False, body.spec.seed
+    else:
+        simulation, role = simulated
+        rig = simulation.rig
+        scene = simulation.live_scene()
+        # The aligned view of every body is the reference body's, scaled to fill the frame.
+        sensor_w, sensor_h = rig.size
+        s = min(sensor_w / width, sensor_h / height)
+        to_sensor = np.array([
+            [s, 0, (sensor_w - 1) / 2 - s * (width - 1) / 2],
+            [0, s, (sensor_h - 1) / 2 - s * (height - 1) / 2],
+            [0, 0, 1.0],
+        ])  # fmt: skip
+        view = rig.bodies["reference"].view @ to_sensor
+        if s > 1:  # downscaling: low-pass the scene first (warpPerspective has no area mode)
+            scene = cv2.GaussianBlur(scene, (0, 0), 0.5 * math.sqrt(s * s - 1))
+        sim_body = rig.bodies[role]
+        gain, sensor, flip = sim_body.gain, sim_body.sensor, sim_body.flip
+        seed = rig.config.seed * 1_000_003 + (17 if role == "test" else 5)
+    view = view @ misalignment.homography((width, height))
+    image = cv2.warpPerspective(
+        np.ascontiguousarray(scene, np.float32), view, (width, height),
+        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT,
+    )  # fmt: skip
+    if misalignment.blur_sigma_px > 0:
+        image = cv2.GaussianBlur(image, (0, 0), misalignment.blur_sigma_px)
+    gains = np.array(misalignment.white_balance, np.float32)
+    image = image * np.float32(gain * 2.0**misalignment.ev_offset) * gains
+    rng = np.random.default_rng([seed % 2**31, frame])
+    well = sensor.full_well_e
+    electrons = np.maximum(image * well, 0.0)
+    noisy = electrons + rng.standard_normal(electrons.shape, np.float32) * np.sqrt(
+        electrons + sensor.read_noise_e**2
+    )
+    linear = np.clip(noisy / well, 0.0, 1.0)
+    if flip:
+        linear = linear[:, ::-1]
+    rgb = (np.asarray(srgb_encode(linear)) * 255).round().astype(np.uint8)
+    ok, encoded = cv2.imencode(
+        ".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, LIVE_VIEW_QUALITY]
+    )
+    if not ok:
+        raise CameraIOError(f"{body.spec.model}: could not encode a live view frame")
+    return bytes(encoded.tobytes())

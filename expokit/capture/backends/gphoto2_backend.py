@@ -102,6 +102,12 @@ _SUMMARY_SERIAL = re.compile(r"Serial\s*Number:\s*(\S+)", re.IGNORECASE)
 #: Longest single libgphoto2 event wait (see Gphoto2Camera.wait_for_event).
 _EVENT_SLICE_S = 0.1
 
+#: Canon EOS bodies serve live view frames only with this toggle set to 1.
+_VIEWFINDER_SETTING = "viewfinder"
+#: Tries of one live view frame on retryable errors (busy, I/O), and the pause between them.
+_PREVIEW_TRIES = 3
+_PREVIEW_PAUSE_S = 0.1
+
 #: Clock settings, best first: ``datetimeutc`` is UTC on the body, ``datetime`` local time.
 _CLOCK_SETTINGS = ("datetimeutc", "datetime")
 
@@ -417,6 +423,7 @@ class Gphoto2Camera(Camera):
         self._camera: Any | None = None
         self._info: CameraInfo | None = None
         self._names: set[str] = set()
+        self._viewfinder_on = False  # live view switched on by capture_preview
         # The virtual camera is one device however many objects there are (see module notes).
         self._lock: threading.RLock = _VIRTUAL_LOCK if _is_virtual() else threading.RLock()
         self.stats = CameraStats()
@@ -530,16 +537,23 @@ class Gphoto2Camera(Camera):
         log.debug("connected %s on %s (serial %s)", model, port, serial)
 
     def disconnect(self) -> None:
-        """Close the camera (``camera.exit()``); safe to call twice."""
+        """Close the camera (``camera.exit()``); safe to call twice.
+
+        Live view switched on by :meth:`capture_preview` is switched off first (best effort).
+        """
         camera = self._camera
         if camera is None:
             return
         gp = _gp()
         with self._lock:
-            self._drop(gp, camera)
+            if self._viewfinder_on:
+                self._set_viewfinder(0)
+            if self._camera is camera:
+                self._drop(gp, camera)
 
     def _drop(self, gp: Any, camera: Any) -> None:
         self._camera = None
+        self._viewfinder_on = False
         if self._info is not None:
             with _OPEN_PORTS_LOCK:
                 _OPEN_PORTS.pop(self._info.port, None)
@@ -774,6 +788,59 @@ class Gphoto2Camera(Camera):
 
         data = self._call(f"download {file.path}", fetch)
         self.stats.downloads += 1
+        return data
+
+    # -- live view ---------------------------------------------------------------------------
+
+    def _set_viewfinder(self, value: int) -> bool:
+        """Set ``viewfinder`` (Canon EOS live view) where the body has it; best effort."""
+        try:
+            self.set_setting(_VIEWFINDER_SETTING, str(value))
+        except CameraError as exc:
+            log.debug("%s: viewfinder=%d failed: %s", self._label(), value, exc)
+            return False
+        self._viewfinder_on = bool(value)
+        return True
+
+    def capture_preview(self) -> bytes:
+        """One live view frame (``camera.capture_preview()``) as JPEG bytes.
+
+        The first call on a body with a ``viewfinder`` toggle (Canon EOS) sets it to 1 (best
+        effort: a body that refuses still gets asked for the frame); :meth:`disconnect` sets
+        it back to 0. Busy and I/O errors are retried a few times (live view often reports
+        busy for a moment after it is switched on).
+
+        Raises
+        ------
+        NotSupported
+            The body serves no live view (libgphoto2 -6; the wheel's virtual camera, for one).
+        CameraBusy, CameraIOError, CameraDisconnected
+            As for :meth:`capture`, after the retries.
+        """
+        if self._camera is None:
+            raise CameraError(f"{self._label()}: live view: not connected; call connect() first")
+        if not self._viewfinder_on and _VIEWFINDER_SETTING in self._names:
+            self._set_viewfinder(1)
+
+        def grab(camera: Any) -> bytes:
+            camera_file = camera.capture_preview()
+            # get_data_and_size returns a memoryview into libgphoto2's buffer: copy it out.
+            return bytes(camera_file.get_data_and_size())
+
+        for attempt in range(1, _PREVIEW_TRIES + 1):
+            try:
+                data = self._call("live view frame", grab)
+                break
+            except NotSupported as exc:
+                raise NotSupported(
+                    f"{self.info.model} does not serve live view frames ({exc})", exc.code
+                ) from exc
+            except CameraError as exc:
+                if not exc.retryable or attempt == _PREVIEW_TRIES:
+                    raise
+                log.debug("%s: live view frame, try %d: %s", self._label(), attempt, exc)
+                time.sleep(_PREVIEW_PAUSE_S)
+        self.stats.extra["previews"] = self.stats.extra.get("previews", 0) + 1
         return data
 
     # -- movie and clock ---------------------------------------------------------------------
