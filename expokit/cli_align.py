@@ -3,11 +3,60 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
 from expokit.cli_common import reports_errors
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _flip_option(command: Callable[P, R]) -> Callable[P, R]:
+    """``--flip``: the test view's mirror, shared by ``check`` and ``live``."""
+    return click.option(
+        "--flip",
+        type=click.Choice(["auto", "none", "horizontal", "vertical", "both"]),
+        default="auto",
+        show_default=True,
+        help="Mirror of the test view (auto: detect).",
+    )(command)
+
+
+def _ready_options(command: Callable[P, R]) -> Callable[P, R]:
+    """``--max-roll/--max-scale/--max-shift``: the "ready" bars of ``check`` and ``live``."""
+    options = (
+        click.option("--max-roll", type=float, default=0.1, show_default=True,
+                     help="Largest roll for ready (deg)."),
+        click.option("--max-scale", type=float, default=0.2, show_default=True,
+                     help="Largest scale error (%)."),
+        click.option("--max-shift", type=float, default=1.0, show_default=True,
+                     help="Largest shift (px)."),
+    )  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _thresholds(
+    max_roll: float, max_scale: float, max_shift: float, expected_ev: float | None
+) -> Any:
+    """:class:`~expokit.calibration.alignment_check.AlignmentThresholds` of the options;
+    a value it refuses is a ``BadParameter``."""
+    from expokit.calibration.alignment_check import AlignmentThresholds
+
+    try:
+        return AlignmentThresholds(
+            max_roll_deg=max_roll,
+            max_scale_pct=max_scale,
+            max_shift_px=max_shift,
+            expected_ev=expected_ev,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group()
@@ -19,13 +68,7 @@ def align() -> None:
 @click.argument("reference", metavar="REF", type=click.Path(path_type=Path))
 @click.argument("test", metavar="TEST", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@click.option(
-    "--flip",
-    type=click.Choice(["auto", "none", "horizontal", "vertical", "both"]),
-    default="auto",
-    show_default=True,
-    help="Mirror of the test view (auto: detect).",
-)
+@_flip_option
 @click.option(
     "--expected-ev",
     type=float,
@@ -33,13 +76,7 @@ def align() -> None:
     help="Expected EV offset test - reference; checked when given.",
 )
 @click.option("--linear", is_flag=True, help="The files hold linear light (default: sRGB-encoded).")
-@click.option(
-    "--max-roll", type=float, default=0.1, show_default=True, help="Largest roll for ready (deg)."
-)
-@click.option(
-    "--max-scale", type=float, default=0.2, show_default=True, help="Largest scale error (%)."
-)
-@click.option("--max-shift", type=float, default=1.0, show_default=True, help="Largest shift (px).")
+@_ready_options
 @click.option("--no-ecc", is_flag=True, help="Plain SIFT + USAC_MAGSAC, no ECC refinement.")
 @reports_errors
 def check(
@@ -62,20 +99,11 @@ def check(
     """
     from expokit.calibration.alignment_check import (
         AlignmentCheckConfig,
-        AlignmentThresholds,
         check_alignment,
         describe,
     )
 
-    try:
-        thresholds = AlignmentThresholds(
-            max_roll_deg=max_roll,
-            max_scale_pct=max_scale,
-            max_shift_px=max_shift,
-            expected_ev=expected_ev,
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    thresholds = _thresholds(max_roll, max_scale, max_shift, expected_ev)
     config = AlignmentCheckConfig(
         thresholds=thresholds,
         flip=flip,
@@ -112,26 +140,14 @@ def check(
     show_default=True,
     help="Full check every N pairs; ECC tracking in between (1: full check on every pair).",
 )
-@click.option(
-    "--flip",
-    type=click.Choice(["auto", "none", "horizontal", "vertical", "both"]),
-    default="auto",
-    show_default=True,
-    help="Mirror of the test view (auto: detect).",
-)
+@_flip_option
 @click.option(
     "--expected-ev",
     type=float,
     default=None,
     help="Expected EV offset test - reference (default: the rig's ev_offset).",
 )
-@click.option(
-    "--max-roll", type=float, default=0.1, show_default=True, help="Largest roll for ready (deg)."
-)
-@click.option(
-    "--max-scale", type=float, default=0.2, show_default=True, help="Largest scale error (%)."
-)
-@click.option("--max-shift", type=float, default=1.0, show_default=True, help="Largest shift (px).")
+@_ready_options
 @reports_errors
 def live(
     rig_path: Path,
@@ -155,7 +171,7 @@ def live(
     """
     import threading
 
-    from expokit.calibration.alignment_check import AlignmentCheckConfig, AlignmentThresholds
+    from expokit.calibration.alignment_check import AlignmentCheckConfig
     from expokit.calibration.live import (
         LiveAnalyzer,
         LiveConfig,
@@ -171,13 +187,8 @@ def live(
     config = load_rig_config(rig_path)
     if expected_ev is None:
         expected_ev = config.ev_offset
+    thresholds = _thresholds(max_roll, max_scale, max_shift, expected_ev)
     try:
-        thresholds = AlignmentThresholds(
-            max_roll_deg=max_roll,
-            max_scale_pct=max_scale,
-            max_shift_px=max_shift,
-            expected_ev=expected_ev,
-        )
         live_config = LiveConfig(
             check=AlignmentCheckConfig(thresholds=thresholds, flip=flip, max_side=1024),
             full_every=full_every,

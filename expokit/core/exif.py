@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +113,15 @@ def _exif_block(data: bytes) -> bytes | None:
     return None
 
 
-def _jpeg_exif(data: bytes) -> bytes | None:
-    """The TIFF block of a JPEG's ``Exif`` APP1 segment (before the first scan), or None."""
+def jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(marker, position, length)`` of each length-carrying segment of a JPEG's header, in
+    order, up to its first scan: ``data[position]`` is the ``0xFF`` of the marker, the
+    segment's payload is ``data[position + 4 : position + 2 + length]``. Stops at the start
+    of scan, the end of the image, bytes that are not a marker, or the end of ``data``."""
     position = 2
     while position + 4 <= len(data):
         if data[position] != 0xFF:
-            return None
+            return
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte
             position += 1
@@ -125,13 +129,19 @@ def _jpeg_exif(data: bytes) -> bytes | None:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
             position += 2
             continue
-        if marker in (0xDA, 0xD9):  # start of scan / end of image: no APP1 follows
-            return None
+        if marker in (0xDA, 0xD9):  # start of scan / end of image
+            return
         (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        yield marker, position, length
+        position += 2 + length
+
+
+def _jpeg_exif(data: bytes) -> bytes | None:
+    """The TIFF block of a JPEG's ``Exif`` APP1 segment (before the first scan), or None."""
+    for marker, position, length in jpeg_segments(data):
         segment = data[position + 4 : position + 2 + length]
         if marker == 0xE1 and segment.startswith(b"Exif\x00"):
             return segment[6:]
-        position += 2 + length
     return None
 
 

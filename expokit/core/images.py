@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.errors import InputFileError
-from expokit.core.exif import read_orientation
+from expokit.core.exif import jpeg_segments, read_orientation
 
 #: Largest image accepted, in pixels (width x height): 2**28, e.g. 16384 x 16384. Camera
 #: images are at most ~100 Mpx; OpenCV's own limit (2**30) is reached only after allocating.
@@ -54,22 +54,12 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         width, height = struct.unpack(">II", data[16:24])
         return int(width), int(height)
     if data.startswith(b"\xff\xd8"):
-        position = 2
-        while position + 9 <= len(data):
-            if data[position] != 0xFF:
-                return None
-            marker = data[position + 1]
-            if marker == 0xFF:  # fill byte
-                position += 1
-                continue
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
-                position += 2
-                continue
-            (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        for marker, position, _ in jpeg_segments(data):
             if marker in _JPEG_SOF:
+                if position + 9 > len(data):
+                    return None
                 height, width = struct.unpack(">HH", data[position + 5 : position + 9])
                 return int(width), int(height)
-            position += 2 + length
     return None
 
 
