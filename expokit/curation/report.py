@@ -1017,6 +1017,7 @@ def _context(
     """Template variables shared by the index and the thumbnail pages."""
     from expokit import __version__
 
+    ranks = uses_ranks(frame)
     counts = split_counts(frame)
     flag_names = list(flag_counts(frame))
     by_split_flag = {
@@ -1047,12 +1048,12 @@ def _context(
         "median_ssim": _median(values["ssim"]),
         "figures": figures,
         "columns": [
-            (key, RANK_HEADERS.get(key, header) if uses_ranks(frame) else header, kind, fmt)
+            (key, RANK_HEADERS.get(key, header) if ranks else header, kind, fmt)
             for key, header, kind, fmt in TABLE_COLUMNS
         ],
         "selections": selection_counts(frame),
         "exposure_label": exposure_axis_label(frame),
-        "ranks": uses_ranks(frame),
+        "ranks": ranks,
         "rows": rows,
         "problems": sum(1 for r in rows if r["problem"]),
         "diff_scale": DIFF_SCALE,
