@@ -133,6 +133,7 @@ def calibrate_geometry_cmd(
         --square 0.025 --intrinsics
     """
     import logging
+    import textwrap
 
     from expokit.calibration.boards import BoardSpec
     from expokit.calibration.geometry import GeometryConfig, calibrate_geometry
@@ -198,6 +199,16 @@ def calibrate_geometry_cmd(
     )
     if note:
         click.echo(note)
+    if calib.parallax is not None:
+        click.echo(
+            textwrap.fill(
+                f"WARNING     {calib.parallax['description']} (pair {calib.parallax['pair']}): "
+                "a homography aligns one depth only; the entrance pupils do not coincide. "
+                "Run `expokit align check` on a view with the board near and texture far to "
+                "see which way to move the test body.",
+                width=92, subsequent_indent=" " * 12,
+            )
+        )  # fmt: skip
     x, y, w, h = calib.valid_region
     click.echo(
         f"valid       x={x} y={y} {w}x{h} of {calib.reference_size[0]}x{calib.reference_size[1]}"

@@ -49,18 +49,14 @@ import numpy.typing as npt
 
 from expokit.calibration.homography import (
     TooFewMatchesError,
-    detect_sift,
-    exposure_matched_pair,
-    fit_homography,
     image_corners,
     image_size,
-    match_features,
+    overlap_fraction,
     project,
-    resize_to_max_side,
     to_gray_float,
-    to_uint8,
 )
 from expokit.calibration.mirror import Flip, rotation_degrees
+from expokit.calibration.parallax import find_layers, parallax_advice
 from expokit.core.errors import ExpokitError, InputFileError
 
 __all__ = [
@@ -108,6 +104,9 @@ class AlignmentThresholds:
         Expected ``ev_offset`` (test minus reference, EV); ``None``: not checked.
     max_ev_error
         Largest ``|ev_offset - expected_ev|`` (EV) when ``expected_ev`` is given.
+    max_parallax_px
+        Largest residual (reference px) the alignment may leave on a second depth layer;
+        also the smallest gap between two planes that counts as a layer.
     """
 
     max_roll_deg: float = 0.1
@@ -118,10 +117,12 @@ class AlignmentThresholds:
     min_coverage: float = 0.9
     expected_ev: float | None = None
     max_ev_error: float = 0.1
+    max_parallax_px: float = 2.0
 
     def __post_init__(self) -> None:
         lo, hi = self.focus_ratio
-        limits = (self.max_roll_deg, self.max_scale_pct, self.max_shift_px, self.max_ev_error)
+        limits = (self.max_roll_deg, self.max_scale_pct, self.max_shift_px, self.max_ev_error,
+                  self.max_parallax_px)  # fmt: skip
         if not (all(v > 0 for v in limits) and self.max_keystone_pct > 0 and 0 < lo < 1 < hi):
             raise ValueError(f"invalid alignment thresholds: {self}")
         if not 0 < self.min_coverage <= 1:
@@ -181,12 +182,15 @@ class AlignmentCheck:
         Misalignment of the test content (degrees, percent, reference px ``[x, y]``, dict with
         ``horizontal_pct``, ``vertical_pct`` and ``description``).
     parallax
-        ``None`` when the scene cannot tell (one plane explains the matches), else a dict:
-        ``layers`` (match counts of the dominant plane and of a second plane, found by
-        ``USAC_MAGSAC`` on what the first leaves), ``residual_px`` (median distance of each
-        layer's matches from ``homography``, reference px, same order) and ``description``.
-        Which layer is nearer the cameras cannot be told from two views without the baseline;
-        on a rig aligned for distant scenes the layer with the larger residual is the near one.
+        ``None`` when the scene cannot tell (one plane explains the matches), else the
+        :class:`~expokit.calibration.parallax.ParallaxLayers` dict: ``layers`` (match counts
+        of the dominant and of a second plane), ``residual_px`` (median distance of each
+        layer's matches from ``homography``), ``near_layer`` (``"first"``/``"second"``
+        where a ChArUco board in the reference view marks the near layer, else ``None``),
+        ``near_px``/``far_px``, ``relative_shift_px``/``relative_scale_pct`` (the near
+        layer's test content against the far layer's), ``parallax_px``, ``description`` and
+        ``advice`` (which way to move the test body). With a known near layer the
+        homography and its figures are those of the far layer.
     ev_offset
         ``log2`` of the linear-light gain test/reference on the common region, pixels clipped
         or in the noise floor in either view excluded (EV; negative: test darker).
@@ -306,7 +310,6 @@ def measure_homography(
         (``horizontal_pct``: right edge vs left edge magnification of the test content,
         ``vertical_pct``: bottom vs top, percent) and coverage (0..1 of the reference frame).
     """
-    import cv2
 
     hm = np.asarray(h, np.float64) / h[2, 2]
     tw, th = test_size
@@ -335,9 +338,7 @@ def measure_homography(
         "description": f"{_keystone_words(horizontal, 'right', 'left')}, "
         f"{_keystone_words(vertical, 'bottom', 'top', '')} (on screen, mirror undone)",
     }
-    mapped = project(hm, image_corners(test_size)).astype(np.float32)
-    area, _ = cv2.intersectConvexConvex(mapped, image_corners(reference_size).astype(np.float32))
-    coverage = float(min(1.0, max(0.0, float(area) / ((rw - 1) * (rh - 1)))))
+    coverage = overlap_fraction(project(hm, image_corners(test_size)), reference_size)
     return roll, scale_pct, shift, keystone, coverage
 
 
@@ -431,48 +432,6 @@ def view_focus_ratio(ref_gray: F32, test_gray: F32, h: F64) -> float:
     if not ref_mask.any() or not test_mask.any():
         return float("nan")
     return sharpness(test_gray, test_mask) / sharpness(ref_gray, ref_mask)
-
-
-# --------------------------------------------------------------------------- parallax
-
-
-def _parallax(ref_gray: F32, test_gray: F32, h: F64, max_side: int) -> dict[str, Any] | None:
-    """Split the feature matches into two planes; ``None`` when one plane explains them."""
-    ref_small, ref_scale = resize_to_max_side(ref_gray, max_side)
-    test_small, test_scale = resize_to_max_side(test_gray, max_side)
-    ref_n, test_n, white = exposure_matched_pair(ref_small, test_small)
-    ref_f = detect_sift(to_uint8(ref_n, white), 8000, ref_scale)
-    test_f = detect_sift(to_uint8(test_n, white), 8000, test_scale)
-    t_pts, r_pts = match_features(test_f, ref_f, 0.75)
-    if len(t_pts) < 30:
-        return None
-    residual = np.linalg.norm(project(h, t_pts) - r_pts, axis=1)
-    h1, inl1 = fit_homography(t_pts, r_pts, 1.0)
-    min_layer = max(15, int(0.05 * len(t_pts)))
-    rest = ~inl1
-    if h1 is None or int(rest.sum()) < min_layer:
-        return None
-    h2, inl2 = fit_homography(t_pts[rest], r_pts[rest], 1.0)
-    if h2 is None or int(inl2.sum()) < min_layer:
-        return None
-    second = np.flatnonzero(rest)[inl2]
-    # A real second layer: its plane maps its points > 2 px away from the first plane's map,
-    # and its matches sit well outside the noise of the first layer under ``h``.
-    apart = np.linalg.norm(project(h2, t_pts[second]) - project(h1, t_pts[second]), axis=1)
-    first = np.flatnonzero(inl1)
-    dominant = float(np.median(residual[first]))
-    off_plane = float(np.median(residual[second]))
-    if float(np.median(apart)) <= 2.0 or off_plane <= max(2.0, 3.0 * dominant):
-        return None
-    return {
-        "layers": [len(first), len(second)],
-        "residual_px": [dominant, off_plane],
-        "description": (
-            f"the matches lie on two layers: {len(first)} fit the alignment plane "
-            f"(median {dominant:.2f} px), {len(second)} a second plane {off_plane:.1f} px off; "
-            "only the first layer is aligned"
-        ),
-    }
 
 
 # --------------------------------------------------------------------------- advice
@@ -633,19 +592,22 @@ def check_alignment(
         raise AlignmentInputError(test_path, str(exc)) from None
     lum = np.array([0.2126, 0.7152, 0.0722], np.float32)
     focus = view_focus_ratio(ref_rgb @ lum, test_rgb @ lum, h)
-    parallax = None
+    t = config.thresholds
+    layers = None
     if config.parallax:
         try:
-            parallax = _parallax(ref_gray, test_gray, h, config.max_side)
+            layers = find_layers(ref_gray, test_gray, h, config.max_side, t.max_parallax_px)
         except TooFewMatchesError:
-            parallax = None
-    t = config.thresholds
+            layers = None
+    if layers is not None and layers.far_homography is not None:
+        # A board held near marks the near layer: the figures are for the far scene.
+        h = np.asarray(layers.far_homography, np.float64)
+        roll, scale_pct, shift, keystone, coverage = measure_homography(h, test_size, ref_size)
     advice = alignment_advice(flip, roll, scale_pct, shift, keystone, ev_offset, focus, coverage, t)
-    if parallax is not None:
-        advice.append(
-            f"{parallax['description']}: aim at one distant scene, or align on the layer "
-            "that matters"
-        )
+    parallax = None
+    if layers is not None:
+        parallax = {**layers.to_dict(), "advice": parallax_advice(layers, flip, t.max_parallax_px)}
+        advice += parallax["advice"]
     verdict = "adjust" if advice else "ready"
     return AlignmentCheck(
         reference=str(ref_path),
@@ -670,6 +632,13 @@ def check_alignment(
     )
 
 
+#: What ``describe`` says when one plane explains the matches.
+NO_PARALLAX = (
+    "cannot tell (one plane explains the matches; to check, hold the ChArUco board near the "
+    "rig with texture far behind it)"
+)
+
+
 def describe(result: AlignmentCheck) -> list[str]:
     """The human-readable report: one line per figure, then the advice."""
     t = result.thresholds
@@ -683,7 +652,7 @@ def describe(result: AlignmentCheck) -> list[str]:
         f"shift        x {result.shift_px[0]:+.2f}, y {result.shift_px[1]:+.2f} px "
         f"(limit {t.max_shift_px:g})",
         f"keystone     {result.keystone['description']}",
-        f"parallax     {'none seen' if parallax is None else parallax['description']}",
+        "parallax     " + (NO_PARALLAX if parallax is None else parallax["description"]),
         f"EV offset    {result.ev_offset:+.3f} EV"
         + ("" if t.expected_ev is None else f" (expected {t.expected_ev:+g})"),
         "white bal.   r {:.3f}, g {:.3f}, b {:.3f}".format(*result.white_balance),

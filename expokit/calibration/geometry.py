@@ -189,6 +189,11 @@ class GeometryConfig:
         Checkerboard tile side in pixels (of the QA image).
     seed
         Seed of OpenCV's RNG for MAGSAC (reproducible results).
+    max_parallax_px
+        A homography aligns one depth: when the matches of a pair show a second depth
+        layer more than this far (reference px) from the alignment, the record's
+        ``parallax`` says so and ``calibrate geometry`` warns (the entrance pupils do not
+        coincide). ``None`` skips the check.
     """
 
     flip: str = "auto"
@@ -209,8 +214,11 @@ class GeometryConfig:
     qa_images: bool = True
     qa_tile: int = 64
     seed: int = 0
+    max_parallax_px: float | None = 2.0
 
     def __post_init__(self) -> None:
+        if self.max_parallax_px is not None and not self.max_parallax_px > 0:
+            raise ValueError(f"max parallax must be > 0 px, got {self.max_parallax_px}")
         if self.flip not in FLIP_CHOICES:
             raise ValueError(f"flip must be one of {', '.join(FLIP_CHOICES)}, got {self.flip!r}")
         if self.estimate_intrinsics and (self.reference_intrinsics or self.test_intrinsics):
@@ -746,6 +754,7 @@ def _calibrate_into(
     """
     previous_qa = previous_qa_images(out)  # before the new record replaces the old one
     calib, pairs, maps = _estimate(refs, tests, board, config)
+    calib = _replace(calib, parallax=_parallax(pairs, calib, config))
     records, qa_names = _pair_outputs(pairs, calib, maps, board, out, config)
     calib = _replace(calib, pairs=tuple(records), qa_images=tuple(qa_names))
     written = write_rig_calibration(calib, out)
@@ -758,6 +767,39 @@ def _calibrate_into(
         "off" if calib.ecc is None else calib.ecc["motion"],
     )
     return calib
+
+
+def _parallax(
+    pairs: list[_Pair], calib: RigCalibration, config: GeometryConfig
+) -> dict[str, Any] | None:
+    """The largest second depth layer (:func:`~expokit.calibration.parallax.find_layers`)
+    in the first three pairs, as a dict, when it is off the alignment by more than
+    ``config.max_parallax_px``; ``None`` otherwise."""
+    from expokit.calibration.homography import TooFewMatchesError
+    from expokit.calibration.parallax import find_layers
+
+    if config.max_parallax_px is None:
+        return None
+    worst = None
+    for pair in pairs[:3]:
+        reference = pair.reference_work if pair.reference_work is not None else pair.reference_gray
+        test = pair.test_unmatched if pair.test_unmatched is not None else pair.test_gray
+        try:
+            layers = find_layers(
+                reference, test, calib.homography, config.feature_max_side or 2000,
+                config.max_parallax_px,
+            )  # fmt: skip
+        except TooFewMatchesError:
+            continue
+        if layers is None or layers.parallax_px <= config.max_parallax_px:
+            continue
+        if worst is None or layers.parallax_px > worst[1].parallax_px:
+            worst = (pair, layers)
+    if worst is None:
+        return None
+    pair, layers = worst
+    log.info("parallax in %s: %s", pair.label(), layers.describe())
+    return {"pair": pair.index, **layers.to_dict()}
 
 
 @dataclass(frozen=True)

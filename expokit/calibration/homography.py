@@ -397,6 +397,50 @@ def _polygon_area(points: F64) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
+def clip_to_rectangle(polygon: F64, size: Size) -> F64:
+    """``polygon`` (``(N, 2)``, convex) clipped to the image rectangle of ``size`` (corner
+    pixel centres), by Sutherland-Hodgman in float64.
+
+    ``cv2.intersectConvexConvex`` works in float32 and loses area when edges coincide (a
+    nearly perfect homography read 88 % coverage), so the overlap is clipped here exactly.
+    """
+    w, h = size
+    points = [tuple(p) for p in np.asarray(polygon, np.float64)]
+    # Each edge of the rectangle: (axis, bound, keep points with value <= bound if upper).
+    for axis, bound, upper in ((0, 0.0, False), (0, w - 1.0, True), (1, 0.0, False),
+                               (1, h - 1.0, True)):  # fmt: skip
+        if not points:
+            break
+
+        def inside(p: tuple[float, ...], axis: int = axis, bound: float = bound,
+                   upper: bool = upper) -> bool:  # fmt: skip
+            return p[axis] <= bound if upper else p[axis] >= bound
+
+        clipped: list[tuple[float, ...]] = []
+        for i, current in enumerate(points):
+            previous = points[i - 1]
+            if inside(current) != inside(previous):
+                t = (bound - previous[axis]) / (current[axis] - previous[axis])
+                clipped.append(
+                    tuple(previous[k] + t * (current[k] - previous[k]) for k in range(2))
+                )
+            if inside(current):
+                clipped.append(current)
+        points = clipped
+    return np.array(points, np.float64).reshape(-1, 2)
+
+
+def overlap_fraction(mapped: F64, reference_size: Size) -> float:
+    """Share (0..1) of the reference frame that the convex quadrilateral ``mapped``
+    (test corners in reference pixels) covers."""
+    w, h = reference_size
+    clipped = clip_to_rectangle(mapped, reference_size)
+    if len(clipped) < 3:
+        return 0.0
+    area = abs(_polygon_area(clipped))
+    return float(min(1.0, area / ((w - 1) * (h - 1))))
+
+
 def image_corners(size: Size) -> F64:
     """The four corner pixel centres of an image, clockwise from top-left, ``(4, 2)``."""
     w, h = size
@@ -414,7 +458,6 @@ def homography_problem(
     and the four mapped corners a convex quadrilateral of plausible area that overlaps the
     reference image.
     """
-    import cv2
 
     if h is None:
         return "no homography could be fitted"
@@ -447,10 +490,7 @@ def homography_problem(
     lo, hi = limits.area_ratio
     if not lo <= ratio <= hi:
         return f"test image maps to {ratio:.3g} x the reference area (allowed {lo:g}..{hi:g})"
-    overlap, _ = cv2.intersectConvexConvex(
-        mapped.astype(np.float32), image_corners(reference_size).astype(np.float32)
-    )
-    fraction = float(overlap) / ((rw - 1) * (rh - 1))
+    fraction = overlap_fraction(mapped, reference_size)
     if fraction < limits.min_overlap:
         return (
             f"mapped test image covers {fraction:.1%} of the reference "

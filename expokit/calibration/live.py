@@ -48,6 +48,7 @@ from expokit.calibration.alignment_check import (
 from expokit.calibration.homography import image_size, resize_to_max_side, resized_scale
 from expokit.calibration.mirror import Flip
 from expokit.core.errors import ExpokitError
+from expokit.core.synthetic import feature_texture
 
 __all__ = [
     "LiveAnalyzer",
@@ -295,7 +296,7 @@ class LiveAnalyzer:
                 warp,
                 cv2.MOTION_HOMOGRAPHY,
                 criteria,
-                np.ones(ref_g.shape, np.uint8),
+                self._far_mask(ref_g.shape, s_r),
                 3,
             )
         except cv2.error:
@@ -307,6 +308,23 @@ class LiveAnalyzer:
         h_new = np.linalg.inv(s_r) @ np.linalg.inv(np.asarray(found, np.float64)) @ s_t
         self._h = h_new / h_new[2, 2]
         return float(rho)
+
+    def _far_mask(self, shape: tuple[int, ...], full_to_small: F64) -> U8:
+        """ECC mask of the small reference view: everything but the near board (with a
+        margin) when the last full check found one, so tracking follows the far layer that
+        the full check's figures are for."""
+        import cv2
+
+        mask = np.ones(shape[:2], np.uint8)
+        region = (self._parallax or {}).get("near_region")
+        if region:
+            points = np.asarray(region, np.float64) * full_to_small[0, 0]
+            # The markers' hull: the board's outer squares and border lie up to ~1 square out.
+            centre = points.mean(axis=0)
+            points = centre + 1.35 * (points - centre)
+            cv2.fillConvexPoly(mask, np.round(points).astype(np.int32), 0)
+            mask = cv2.erode(mask, np.ones((9, 9), np.uint8))
+        return mask
 
     def _measure(
         self, ref: U8, test: U8, h: F64, mode: str, correlation: float | None
@@ -338,10 +356,7 @@ class LiveAnalyzer:
             self._flip, roll, scale_pct, shift, keystone, ev_for_advice, focus, coverage, t
         )
         if self._parallax is not None:
-            advice.append(
-                f"{self._parallax['description']}: aim at one distant scene, or align on the "
-                "layer that matters"
-            )
+            advice += list(self._parallax.get("advice", ()))
         if not math.isfinite(ev_offset):
             advice.append("too few usable pixels to measure the exposure")
         warped = cv2.warpPerspective(test_small, h_small, image_size(ref_small))
@@ -561,30 +576,6 @@ class RigPreviewSource:
         return bytes(ref), bytes(test)
 
 
-def _texture(width: int, height: int, seed: int) -> npt.NDArray[np.float32]:
-    """Linear-light RGB texture in ``[0.03, 0.8]`` with multi-scale noise and sharp shapes."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    img = np.zeros((height, width, 3), np.float32)
-    for octave in (4, 8, 16, 32, 64):
-        small = rng.random((height // octave + 2, width // octave + 2, 3)).astype(np.float32)
-        img += cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC) / 5
-    canvas = np.zeros_like(img)
-    for _ in range(int(width * height / 1200)):
-        colour = tuple(float(c) for c in rng.random(3))
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        if rng.random() < 0.5:
-            cv2.circle(canvas, centre, int(rng.integers(3, 30)), colour, -1)
-        else:
-            size = rng.integers(4, 40, 2)
-            corner = (centre[0] + int(size[0]), centre[1] + int(size[1]))
-            cv2.rectangle(canvas, centre, corner, colour, -1)
-    img = 0.5 * img + 0.5 * canvas
-    img = (img - img.min()) / (img.max() - img.min())
-    return np.asarray(0.03 + 0.77 * img, np.float32)
-
-
 def content_map(
     size: tuple[int, int], roll_deg: float, scale: float, shift: tuple[float, float]
 ) -> F64:
@@ -624,7 +615,7 @@ class SyntheticPreviewSource:
         self.size = size
         self.margin = 96
         w, h = size
-        self.scene = _texture(w + 2 * self.margin, h + 2 * self.margin, seed)
+        self.scene = feature_texture(w + 2 * self.margin, h + 2 * self.margin, seed)
         self.map = content_map(size, roll_deg, scale, shift)
         self.flip = Flip(flip)
         self.gain = 2.0**ev

@@ -137,6 +137,10 @@ class RigCalibration:
         File names of the QA images written next to the JSON.
     config
         The :class:`~expokit.calibration.geometry.GeometryConfig` used, as a dict.
+    parallax
+        ``None``, or a second depth layer the alignment leaves more than the config's
+        ``max_parallax_px`` off (:class:`~expokit.calibration.parallax.ParallaxLayers` as a
+        dict, with the ``pair`` it was seen in): a homography aligns one depth only.
     software, created_at, format_version
         Provenance: versions, ISO 8601 UTC time, file format version.
     """
@@ -161,6 +165,7 @@ class RigCalibration:
     pairs: tuple[PairRecord, ...] = ()
     qa_images: tuple[str, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
+    parallax: dict[str, Any] | None = None
     software: dict[str, str] = field(default_factory=dict)
     created_at: str = ""
     format_version: int = FORMAT_VERSION
@@ -210,6 +215,7 @@ class RigCalibration:
             "pairs": [p.to_dict() for p in self.pairs],
             "qa_images": list(self.qa_images),
             "config": self.config,
+            "parallax": self.parallax,
         }
 
     @classmethod
@@ -394,6 +400,7 @@ class _Fields:
             pairs=self.pairs(),
             qa_images=self.strings("qa_images"),
             config=self.mapping("config", optional=True) or {},
+            parallax=self.mapping("parallax", optional=True),
             software={str(k): str(v) for k, v in software.items()},
             created_at=self.text("created_at", required=False),
             format_version=self.integer("format_version"),

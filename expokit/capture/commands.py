@@ -169,6 +169,84 @@ def shoot(
     return session, report
 
 
+class CalibrationShooter:
+    """Calibration stills from a rig that is already open (``expokit align live``'s
+    button), journaled in one session created at the first shot and kept open, locked,
+    until :meth:`close`.
+
+    On a fake rig with a ``source`` the bodies serve the simulation's board for the
+    calibration shots and its scene (for the live view) in between; the session gets its
+    ``truth.json`` on close.
+    """
+
+    def __init__(self, config: RigConfig, rig: Rig, session_name: str | None = None) -> None:
+        if session_name:
+            check_name(session_name, "session name", where="--session")
+        self.config = config
+        self.rig = rig
+        self.session_name = session_name
+        self.session: Session | None = None
+        self.simulation = _simulation(config, None)
+        _attach(config, self.simulation, ["pair"])  # the live view shows the scene
+
+    def shoot(self, count: int = 1) -> tuple[Session, list[tuple[int, Path, Path]]]:
+        """Shoot ``count`` calibration pairs; the session and each pair's
+        ``(shot index, reference file, test file)``.
+
+        Raises
+        ------
+        ExpokitError
+            A shot failed (the journal says which; the session stays usable).
+        """
+        if count < 1:
+            raise ExpokitError(f"need at least one calibration pair, got {count}")
+        if self.session is None:
+            ensure_writable_dir(self.config.output_root)
+            self.rig.preflight()
+            self.session = Session.create(
+                self.config, self.session_name, purpose="expokit align live"
+            )
+        session = self.session
+        _attach(self.config, self.simulation, [CALIBRATION_KIND])
+        try:
+            shooter = Shooter(self.rig, session, progress=False)
+            pair = {r: shooter.role_plan(r, *self.rig.base_settings(r)) for r in ROLES}
+            plans = session.plan(CALIBRATION_KIND, [pair] * count)
+            report = shooter.run(plans)
+            session.journal.append(
+                "command_finished", kind=CALIBRATION_KIND, shots_done=report.shots_done,
+                shots_failed=report.shots_failed,
+            )  # fmt: skip
+        finally:
+            _attach(self.config, self.simulation, ["pair"])
+        if report.shots_failed:
+            raise ExpokitError(
+                f"calibration shot(s) {', '.join(map(str, report.shots_failed))} failed "
+                f"(see {session.root / JOURNAL_FILE})"
+            )
+        downloaded = session.state().downloaded
+        files = [
+            (
+                plan.index,
+                session.file_path(downloaded[(plan.index, "reference")].file),
+                session.file_path(downloaded[(plan.index, "test")].file),
+            )
+            for plan in plans
+        ]
+        return session, files
+
+    def close(self) -> None:
+        """Write a simulated session's truth and release the session (idempotent)."""
+        if self.session is None:
+            return
+        try:
+            if self.simulation is not None:
+                _write_truth(self.session, self.simulation)
+        finally:
+            self.session.close()
+            self.session = None
+
+
 def _simulation(config: RigConfig, seconds: float | None) -> Any:
     """The :class:`~expokit.capture.simulator.physics.RigSimulation` of a fake rig with a
     ``source`` (``None`` otherwise), made before any folder exists so a bad source or an

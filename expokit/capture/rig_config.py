@@ -37,6 +37,11 @@ scene and ``capture calibration`` stills of a ChArUco board, and each session ge
     seed = 0
     size = [320, 240]
 
+Live view (``expokit align live``) of a fake rig shows a still world; ``[fake.live_depth]``
+(``near_m``, ``far_m``, ...: :class:`~expokit.capture.backends.fake.LiveDepth`) puts the
+rig's ChArUco board near it, in front of the scene, so a body's ``misalignment`` table
+(``[[fake.cameras]] misalignment = { pupil_offset_mm = [5, 0, 20] }``) shows as parallax.
+
 Roles are bound to **serial numbers**: USB ports change on re-plug and two identical bodies
 swap. Setting names are generic (see :mod:`expokit.capture.aliases`) or the camera's own.
 """
@@ -258,6 +263,7 @@ class RigConfig:
                 raise ValueError(f"bracket_roles: unknown role {role!r}")
         check_filename_template(self.filename_template, self._template_samples())
         self._check_fake_cameras()
+        self.live_depth()  # checks [fake.live_depth]
         if self.fake.get("source") is not None or self.fake.get("simulation") is not None:
             if self.backend != "fake":
                 raise ValueError("fake.source / fake.simulation: only a fake backend simulates")
@@ -269,6 +275,29 @@ class RigConfig:
                     and not key.replace("-", "").replace("_", "").isalnum()
                 ):
                     raise ValueError(f"setting name {key!r} is not valid")
+
+    def live_depth(self) -> Any:
+        """``[fake.live_depth]`` as a :class:`~expokit.capture.backends.fake.LiveDepth` (a
+        ChArUco board held near the fake rig, in front of its scene), ``None`` without it.
+
+        Raises
+        ------
+        ValueError
+            Naming ``fake.live_depth`` and the problem.
+        """
+        table = self.fake.get("live_depth")
+        if table is None:
+            return None
+        if self.backend != "fake":
+            raise ValueError("fake.live_depth: only a fake backend has a simulated world")
+        from expokit.capture.backends.fake import LiveDepth
+
+        if not isinstance(table, dict):
+            raise ValueError(f"fake.live_depth = {table!r} must be a table (near_m, far_m)")
+        try:
+            return LiveDepth(**{k: float(v) for k, v in table.items()})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"fake.live_depth: {exc}") from None
 
     def _check_fake_cameras(self) -> None:
         """``[fake] cameras``: a list of tables, each a valid fake body (serial, model, ...)."""
@@ -438,7 +467,7 @@ _KEY_TYPES: dict[str, tuple[Any, str]] = {
     "filename_template": (_text, "text (a format string)"),
     "retry": (_table, "a table ([retry] attempts = ..., backoff_s = ...)"),
     "exif_tolerance_ev": (_number, "a number of EV"),
-    "fake": (_table, "a table ([fake] cameras, source, simulation)"),
+    "fake": (_table, "a table ([fake] cameras, source, simulation, live_depth)"),
     "roles": (_table, "a table ([roles.reference] and [roles.test])"),
     "source": (lambda v: v is None or _text(v), "a file path (text)"),
 }

@@ -116,9 +116,10 @@ class Rig:
         self.cameras: dict[str, Camera] = {}
         self.applied: dict[str, dict[str, str]] = {role: {} for role in ROLES}
         if config.backend == "fake" and config.fake.get("cameras"):
-            from expokit.capture.backends.fake import configure_bus
+            from expokit.capture.backends.fake import configure_bus, set_live_depth
 
             configure_bus(config.fake["cameras"])
+            set_live_depth(config.live_depth())
 
     # -- connection ------------------------------------------------------------------
     def connect(self) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "DEMO_SCENES",
     "chart_patches",
     "demo_scene",
+    "feature_texture",
     "write_demo_set",
     "write_dng",
 ]
@@ -861,3 +862,30 @@ if __name__ == "__main__":
         sys.exit(2)
     for written in write_demo_set(sys.argv[1]):
         print(written)
+
+
+def feature_texture(width: int, height: int, seed: int = 0) -> npt.NDArray[np.float32]:
+    """Linear-light RGB texture in ``[0.03, 0.8]``, ``(height, width, 3)`` float32: multi-scale
+    noise and sharp discs and boxes, rich in features everywhere (what a feature-based
+    alignment check needs; the moss of ``demo_scene("texture")`` is too smooth at live-view
+    size)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3), np.float32)
+    for octave in (4, 8, 16, 32, 64):
+        small = rng.random((height // octave + 2, width // octave + 2, 3)).astype(np.float32)
+        img += cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC) / 5
+    canvas = np.zeros_like(img)
+    for _ in range(int(width * height / 1200)):
+        colour = tuple(float(c) for c in rng.random(3))
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        if rng.random() < 0.5:
+            cv2.circle(canvas, centre, int(rng.integers(3, 30)), colour, -1)
+        else:
+            size = rng.integers(4, 40, 2)
+            corner = (centre[0] + int(size[0]), centre[1] + int(size[1]))
+            cv2.rectangle(canvas, centre, corner, colour, -1)
+    img = 0.5 * img + 0.5 * canvas
+    img = (img - img.min()) / (img.max() - img.min())
+    return np.asarray(0.03 + 0.77 * img, np.float32)

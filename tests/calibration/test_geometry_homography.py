@@ -226,3 +226,21 @@ def test_choose_flip() -> None:
     close = choose_flip({**scores, Flip.NONE: 200.0}.__getitem__, "features", 15)
     assert close is not None and close.ambiguous
     assert choose_flip(lambda f: 3.0, "features", 15) is None
+
+
+@pytest.mark.parametrize(
+    ("h", "expected"),
+    [
+        (np.eye(3), 1.0),
+        # float32 clipping (cv2.intersectConvexConvex) read ~0.88 on edges this close
+        (np.array([[1, 1e-9, 0], [0, 1, 1e-7], [0, 0, 1.0]]), 1.0),
+        (np.array([[1, 0, 10], [0, 1, -5], [0, 0, 1.0]]), (1013 * 674) / (1023 * 679)),
+        (np.diag([0.5, 0.5, 1.0]), 0.25),
+        (np.array([[1, 0, 5000], [0, 1, 0], [0, 0, 1.0]]), 0.0),
+    ],
+)
+def test_overlap_fraction_is_exact_for_coinciding_edges(h: np.ndarray, expected: float) -> None:
+    from expokit.calibration.homography import image_corners, overlap_fraction, project
+
+    size = (1024, 680)
+    assert overlap_fraction(project(h, image_corners(size)), size) == pytest.approx(expected, abs=1e-6)

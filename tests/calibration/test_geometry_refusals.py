@@ -263,3 +263,40 @@ def test_calibrate_geometry_prints_why_the_rms_rose(
     flat = " ".join(result.output.split())
     assert ("ECC aligns intensities over the whole overlap" in flat) is explained
     assert ("Kept: ECC's homography" in flat) is explained
+
+
+def test_homography_only_calibration_warns_about_parallax(tmp_path: Path) -> None:
+    """Board fixed, wall behind it 4 px apart between the views: one homography cannot
+    align both depths, so the record carries ``parallax`` and the CLI prints a warning;
+    with the wall moving along with the board there is none."""
+    from click.testing import CliRunner
+
+    from expokit.cli import cli
+
+    rng = np.random.default_rng(1)
+    noise = cv2.GaussianBlur(rng.uniform(0, 255, (400, 520)).astype(np.float32), (0, 0), 2.5)
+    wall = cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    board = _chessboard(5, 4, 24)
+    bh, bw = board.shape
+
+    def view(wall_shift: int) -> np.ndarray:
+        image = wall[20:380, 20 + wall_shift : 500 + wall_shift].copy()
+        image[130 : 130 + bh, 170 : 170 + bw] = board
+        return image
+
+    for name, shift in (("flat", 0), ("deep", 4)):
+        ref_path, test_path = tmp_path / f"{name}_ref.png", tmp_path / f"{name}_test.png"
+        cv2.imwrite(str(ref_path), view(0))
+        cv2.imwrite(str(test_path), view(shift))
+        result = CliRunner().invoke(
+            cli, ["calibrate", "geometry", str(ref_path), str(test_path), "-o",
+                  str(tmp_path / name), "--chessboard", "5x4", "--flip", "none", "--no-qa"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        recorded = json.loads((tmp_path / name / RIG_CALIBRATION_NAME).read_text())["parallax"]
+        if shift == 0:
+            assert recorded is None and "WARNING" not in result.output
+        else:
+            assert recorded is not None and 3.0 < recorded["parallax_px"] < 5.0, recorded
+            text = " ".join(result.output.split())
+            assert "WARNING" in text and "aligns one depth only" in text

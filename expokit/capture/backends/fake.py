@@ -109,7 +109,8 @@ class LiveMisalignment:
     pair reports ``roll_deg``, ``scale_pct``, ``shift_px`` and (approximately) ``keystone``
     as given here, ``ev_offset`` = this ``ev_offset`` plus the simulation's test exposure
     (``log2`` of the test body's gain: ``ev_offset - log2(splitter_ratio)`` of the
-    simulation config; 0 without a simulation) and ``white_balance`` = these gains divided
+    simulation config; without one, that of the exposure settings applied to the body)
+    and ``white_balance`` = these gains divided
     by their luminance-weighted mean. All figures are in live-view pixels.
 
     Attributes
@@ -130,6 +131,12 @@ class LiveMisalignment:
         Exposure of the frames (EV; < 0 darker), on top of the simulated exposure.
     white_balance
         ``(r, g, b)`` gains in linear light.
+    pupil_offset_mm
+        ``(x, y, z)``: where the body's entrance pupil sits relative to the reference's
+        (virtual, through the splitter) pupil, in mm: x right and y down on screen with the
+        mirror undone, z toward the scene. Only a world with depth shows it (a
+        :class:`LiveDepth` near board, see :func:`set_live_depth`): the near layer then
+        moves against the far one, which no homography removes.
     """
 
     roll_deg: float = 0.0
@@ -139,8 +146,15 @@ class LiveMisalignment:
     blur_sigma_px: float = 0.0
     ev_offset: float = 0.0
     white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pupil_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
+        pupil = tuple(float(v) for v in self.pupil_offset_mm)
+        if len(pupil) != 3 or not all(math.isfinite(v) and abs(v) <= 200 for v in pupil):
+            raise ValueError(
+                f"pupil_offset_mm needs three offsets within +-200 mm, got {self.pupil_offset_mm!r}"
+            )
+        object.__setattr__(self, "pupil_offset_mm", pupil)
         object.__setattr__(self, "shift_px", _pair(self.shift_px, "shift_px"))
         object.__setattr__(self, "keystone_pct", _pair(self.keystone_pct, "keystone_pct"))
         gains = tuple(float(v) for v in self.white_balance)
@@ -163,6 +177,12 @@ class LiveMisalignment:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LiveMisalignment:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"misalignment: unknown key {', '.join(unknown)} (keys: {', '.join(sorted(names))})"
+            )
         return cls(**data)
 
     def homography(self, size: tuple[int, int]) -> Any:
@@ -197,6 +217,88 @@ class LiveMisalignment:
         )
         inverse = np.linalg.inv(forward)
         return np.asarray(inverse / inverse[2, 2], np.float64)
+
+
+@dataclass(frozen=True)
+class LiveDepth:
+    """A world with depth for the fake live view: a ChArUco board (the rig's 7x5) held
+    ``near_m`` from the reference pupil in front of the far scene at ``far_m``.
+
+    Both layers are fronto-parallel planes. A body whose entrance pupil is off by
+    ``t = pupil_offset_mm`` sees a plane at depth ``Z`` through
+    ``q -> c + (q - c) Z / (Z - t_z) - f (t_x, t_y) / (Z - t_z)`` (``c`` the centre, ``f`` the
+    focal length in live-view pixels: ``focal_ratio`` times the width, 50 mm on a 36 mm
+    sensor by default), before its roll/scale/shift/keystone. So, aligned on the far layer,
+    the near layer is displaced by about ``-f t_xy (1/near - 1/far)`` px and larger by
+    about ``t_z (1/near - 1/far)``.
+
+    Attributes
+    ----------
+    near_m, far_m
+        Depths of the board and of the scene behind it (m), ``0 < near_m < far_m``.
+    board_width
+        Width of the board as a share of the live view's width.
+    focal_ratio
+        Focal length / live-view width.
+    """
+
+    near_m: float = 1.0
+    far_m: float = 10.0
+    board_width: float = 0.45
+    focal_ratio: float = 50.0 / 36.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.near_m < self.far_m and math.isfinite(self.far_m)):
+            raise ValueError(
+                f"live depth: need 0 < near_m < far_m, got {self.near_m}, {self.far_m}"
+            )
+        if not 0.1 <= self.board_width <= 0.9 or not 0.2 <= self.focal_ratio <= 10:
+            raise ValueError(
+                f"live depth: board_width must be 0.1-0.9 and focal_ratio 0.2-10, got {self}"
+            )
+
+    def plane_map(self, depth_m: float, pupil_mm: tuple[float, float, float],
+                  size: tuple[int, int]) -> Any:  # fmt: skip
+        """``(3, 3)``: aligned live-view pixel -> pixel of a body with pupil offset
+        ``pupil_mm`` for a plane at ``depth_m`` (see the class docstring)."""
+        import numpy as np
+
+        width, height = size
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        f = self.focal_ratio * width
+        tx, ty, tz = (v / 1000.0 for v in pupil_mm)
+        k = depth_m / (depth_m - tz)
+        dx, dy = -f * tx / (depth_m - tz), -f * ty / (depth_m - tz)
+        return np.array([[k, 0, cx - k * cx + dx], [0, k, cy - k * cy + dy], [0, 0, 1.0]])
+
+    def board_layer(self, size: tuple[int, int]) -> tuple[Any, Any]:
+        """Linear board image and its coverage mask (float32, 0..1) in aligned pixels: the
+        board centred a little left of and above the frame's centre (so the far scene shows
+        around it)."""
+        import cv2
+        import numpy as np
+
+        from expokit.capture.simulator.physics import BOARD
+
+        width, height = size
+        dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, BOARD["dictionary"]))
+        board = cv2.aruco.CharucoBoard(
+            (BOARD["columns"], BOARD["rows"]), BOARD["square_size"], BOARD["marker_size"],
+            dictionary,
+        )  # fmt: skip
+        board_w = int(self.board_width * width)
+        board_h = int(board_w * BOARD["rows"] / BOARD["columns"])
+        margin = max(4, board_w // 24)
+        image = board.generateImage((board_w * 4, board_h * 4), marginSize=margin * 4)
+        image = cv2.resize(image, (board_w, board_h), interpolation=cv2.INTER_AREA)
+        layer = np.zeros((height, width, 3), np.float32)
+        mask = np.zeros((height, width), np.float32)
+        x0 = int(0.42 * width - board_w / 2)
+        y0 = int(0.45 * height - board_h / 2)
+        patch = 0.03 + 0.77 * (image.astype(np.float32) / 255)
+        layer[y0 : y0 + board_h, x0 : x0 + board_w] = patch[:, :, None]
+        mask[y0 : y0 + board_h, x0 : x0 + board_w] = 1.0
+        return layer, mask
 
 
 @dataclass
@@ -298,6 +400,7 @@ class _Bus:
         self.ports = itertools.count(1)
         self.lock = threading.Lock()
         self.simulation: _Simulation | None = None
+        self.live_depth: LiveDepth | None = None
 
     def next_port(self) -> str:
         return f"usb:fake,{next(self.ports):03d}"
@@ -306,6 +409,7 @@ class _Bus:
         with self.lock:
             self.bodies = {spec.serial: _Body(spec, self.next_port()) for spec in specs}
             self.simulation = None
+            self.live_depth = None
 
     def plugged(self) -> list[_Body]:
         for body in self.bodies.values():
@@ -377,6 +481,12 @@ def configure_bus(specs: list[FakeCameraSpec] | list[dict[str, Any]]) -> None:
     _BUS.configure(
         [s if isinstance(s, FakeCameraSpec) else FakeCameraSpec.from_dict(s) for s in specs]
     )
+
+
+def set_live_depth(depth: LiveDepth | None) -> None:
+    """Give the live view's world depth (a near board, :class:`LiveDepth`) or take it away
+    (``None``); every body shows it from its next frame. Reconfiguring the bus removes it."""
+    _BUS.live_depth = depth
 
 
 def set_misalignment(
@@ -615,14 +725,32 @@ def _shutter_seconds(text: str) -> float:
     return float(text)
 
 
+def _exposure_gain(exposure: float, f_number: float, iso: int) -> float:
+    """Brightness of the exposure actually applied, relative to 1/125 s, f/8, ISO 100."""
+    return (exposure / (1 / 125)) * (8.0 / f_number) ** 2 * (iso / 100)
+
+
+def _applied_gain(body: _Body) -> float:
+    """:func:`_exposure_gain` of the body's applied shutter, aperture and ISO (1 where one
+    of them is not a number, e.g. ``bulb`` or ``auto``)."""
+    aperture_name = "aperture" if body.spec.vendor == "canon" else "f-number"
+    try:
+        return _exposure_gain(
+            _shutter_seconds(body.applied["shutterspeed"]),
+            float(body.applied[aperture_name]),
+            int(body.applied["iso"]),
+        )
+    except (KeyError, ValueError, ZeroDivisionError):
+        return 1.0
+
+
 def _scene(body: _Body, exposure: float, f_number: float, iso: int) -> Any:
     import numpy as np
 
     from expokit.core.synthetic import demo_scene
 
     height, width = body.spec.image_size
-    # Brightness follows the exposure actually applied (reference: 1/125 s, f/8, ISO 100).
-    gain = (exposure / (1 / 125)) * (8.0 / f_number) ** 2 * (iso / 100)
+    gain = _exposure_gain(exposure, f_number, iso)
     return np.clip(demo_scene("chart", height, width) * gain, 0, 4)
 
 
@@ -716,15 +844,17 @@ def _live_view_jpeg(body: _Body, misalignment: LiveMisalignment, frame: int) -> 
     import cv2
     import numpy as np
 
-    from expokit.core.synthetic import demo_scene
+    from expokit.core.synthetic import feature_texture
     from expokit.core.transfer import srgb_encode
 
     width, height = body.spec.live_view_size
     simulated = _simulated_role(body)
     if simulated is None:
-        scene = demo_scene("texture", height, width, seed=body.spec.seed)
+        scene = feature_texture(width, height, seed=body.spec.seed)
         view = np.eye(3)  # live view pixel -> scene pixel
-        gain, sensor, flip, seed = 1.0, SensorModel(), False, body.spec.seed
+        # Exposure simulation: the frame is as bright as the applied settings make a shot.
+        gain, sensor, flip = _applied_gain(body), SensorModel(), False
+        seed = _shot_seed(body, 0)  # two bodies never share a noise pattern
     else:
         simulation, role = simulated
         rig = simulation.rig
@@ -743,11 +873,23 @@ def _live_view_jpeg(body: _Body, misalignment: LiveMisalignment, frame: int) -> 
         sim_body = rig.bodies[role]
         gain, sensor, flip = sim_body.gain, sim_body.sensor, sim_body.flip
         seed = rig.config.seed * 1_000_003 + (17 if role == "test" else 5)
-    view = view @ misalignment.homography((width, height))
+    size = (width, height)
+    body_to_aligned = misalignment.homography(size)
+    depth = _BUS.live_depth
+    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+    pupil = misalignment.pupil_offset_mm
+    far = np.eye(3) if depth is None else np.linalg.inv(depth.plane_map(depth.far_m, pupil, size))
     image = cv2.warpPerspective(
-        np.ascontiguousarray(scene, np.float32), view, (width, height),
-        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT,
+        np.ascontiguousarray(scene, np.float32), view @ far @ body_to_aligned, size,
+        flags=flags, borderMode=cv2.BORDER_REFLECT,
     )  # fmt: skip
+    if depth is not None:
+        near = np.linalg.inv(depth.plane_map(depth.near_m, pupil, size)) @ body_to_aligned
+        layer, mask = depth.board_layer(size)
+        board = cv2.warpPerspective(layer, near, size, flags=flags)
+        cover = np.clip(cv2.warpPerspective(mask, near, size, flags=cv2.INTER_LINEAR
+                                            | cv2.WARP_INVERSE_MAP), 0, 1)[:, :, None]  # fmt: skip
+        image = image * (1 - cover) + board * cover
     if misalignment.blur_sigma_px > 0:
         image = cv2.GaussianBlur(image, (0, 0), misalignment.blur_sigma_px)
     gains = np.array(misalignment.white_balance, np.float32)
