@@ -148,6 +148,26 @@ def check(
     help="Expected EV offset test - reference (default: the rig's ev_offset).",
 )
 @_ready_options
+@click.option(
+    "--calibration-pairs",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="Calibration pairs the calibrate key shoots.",
+)
+@click.option(
+    "--charuco",
+    metavar="COLSxROWS",
+    default="7x5",
+    show_default=True,
+    help="ChArUco board of the calibration stills (features where it is not seen).",
+)
+@click.option("--square", type=float, default=0.04, show_default=True, help="Square side (m).")
+@click.option("--marker", type=float, default=0.028, show_default=True, help="Marker side (m).")
+@click.option(
+    "--session", "session_name", default=None, help="Name of the session the calibrate key makes."
+)
+@click.option("--no-apply", is_flag=True, help="Leave the bodies' settings as they are.")
 @reports_errors
 def live(
     rig_path: Path,
@@ -160,6 +180,12 @@ def live(
     max_roll: float,
     max_scale: float,
     max_shift: float,
+    calibration_pairs: int,
+    charuco: str,
+    square: float,
+    marker: float,
+    session_name: str | None,
+    no_apply: bool,
 ) -> None:
     """Live alignment assistant: both bodies' live view, analysed continuously.
 
@@ -168,10 +194,17 @@ def live(
     difference / checkerboard overlay with the mirror undone, the figures of ``align check``
     with arrows, traffic lights and a minute of history, and a READY banner. ``--terminal``
     prints one plain line per analysis instead (headless rigs). Ctrl-C stops.
+
+    Each role's settings are applied first (so the live view shows the exposure offset;
+    --no-apply leaves them). The page's "Shoot calibration stills & calibrate" button (in
+    --terminal: type c and Enter) pauses the live view, shoots --calibration-pairs pairs
+    into a session under the rig's output_root, runs `calibrate geometry` on them into
+    SESSION/calibration/NN/ and journals the outcome (rig_calibrated / calibration_failed).
     """
     import threading
 
     from expokit.calibration.alignment_check import AlignmentCheckConfig
+    from expokit.calibration.boards import BoardSpec
     from expokit.calibration.live import (
         LiveAnalyzer,
         LiveConfig,
@@ -181,7 +214,9 @@ def live(
         format_line,
         run_live,
     )
-    from expokit.capture.rig_config import load_rig_config
+    from expokit.calibration.live_calibration import LiveCalibrationConfig, LiveCalibrator
+    from expokit.capture.commands import CalibrationShooter
+    from expokit.capture.rig_config import ROLES, load_rig_config
     from expokit.capture.runner import Rig
 
     config = load_rig_config(rig_path)
@@ -193,6 +228,8 @@ def live(
             check=AlignmentCheckConfig(thresholds=thresholds, flip=flip, max_side=1024),
             full_every=full_every,
         )
+        board = BoardSpec.parse("charuco", charuco, square, marker, "DICT_6X6_250")
+        calibration_config = LiveCalibrationConfig(pairs=calibration_pairs, board=board)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     state = LiveState(live_config.history_s)
@@ -207,10 +244,25 @@ def live(
         if terminal:
             click.echo(f"no analysis: {message}")
 
+    def on_calibration(outcome: dict[str, Any]) -> None:
+        click.echo(f"calibration {outcome['status']}: {outcome['message']}")
+
     with Rig(config) as rig:
+        if not no_apply:
+            rig.preflight()
+            for role in ROLES:
+                settings, _ = rig.base_settings(role)
+                for mismatch in rig.apply(role, rig.resolve(role, settings)):
+                    click.echo(f"warning: {role}: {mismatch}")
         source = RigPreviewSource(rig)
-        server = None
-        if not terminal:
+        shooter = CalibrationShooter(config, rig, session_name)
+        calibrator = LiveCalibrator(shooter, calibration_config)
+        server = keys = None
+        state.can_calibrate = True
+        if terminal:
+            keys = _read_keys(state, stop)
+            click.echo("type c and Enter to shoot calibration stills and calibrate")
+        else:
             from expokit.calibration.live_page import LiveServer
 
             server = LiveServer(state, port=port).start()
@@ -224,11 +276,46 @@ def live(
                 max_pairs=pairs or None,
                 on_result=on_result,
                 on_error=on_error,
+                calibrate=calibrator,
+                on_calibration=on_calibration,
             )
         except KeyboardInterrupt:
             pass
         finally:
             stop.set()
             analyzer.close()
+            shooter.close()
             if server is not None:
                 server.stop()
+            if keys is not None:
+                keys.join(timeout=1)
+
+
+def _read_keys(state: Any, stop: Any) -> Any:
+    """Terminal mode's calibration key: a thread reading stdin lines (``c`` requests a
+    calibration) that ends at end of input or soon after ``stop`` is set (it waits on the
+    descriptor with a timeout, so the interpreter never exits under a blocked read)."""
+    import select
+    import threading
+
+    stream = click.get_text_stream("stdin")
+    try:
+        descriptor: int | None = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        descriptor = None  # an in-memory stream (tests): reads never block for long
+
+    def read() -> None:
+        while not stop.is_set():
+            if descriptor is not None:
+                ready, _, _ = select.select([descriptor], [], [], 0.2)
+                if not ready:
+                    continue
+            line = stream.readline()
+            if not line:
+                return  # end of input: no more keys
+            if line.strip().lower() == "c" and not state.request_calibration():
+                click.echo("calibration: one is already under way")
+
+    thread = threading.Thread(target=read, name="expokit-live-keys", daemon=True)
+    thread.start()
+    return thread

@@ -323,7 +323,7 @@ class LiveAnalyzer:
             centre = points.mean(axis=0)
             points = centre + 1.35 * (points - centre)
             cv2.fillConvexPoly(mask, np.round(points).astype(np.int32), 0)
-            mask = cv2.erode(mask, np.ones((9, 9), np.uint8))
+            mask = np.asarray(cv2.erode(mask, np.ones((9, 9), np.uint8)), np.uint8)
         return mask
 
     def _measure(
@@ -370,6 +370,7 @@ class LiveAnalyzer:
             "min_coverage": t.min_coverage,
             "expected_ev": t.expected_ev,
             "max_ev_error": t.max_ev_error,
+            "max_parallax_px": t.max_parallax_px,
         }
         return LiveResult(
             index=self._count,
@@ -448,6 +449,33 @@ class LiveState:
         self._views: tuple[U8, U8, U8] | None = None
         self._times: deque[float] = deque(maxlen=20)
         self.started = time.monotonic()
+        #: Whether the page/terminal offers the calibration key (``run_live(calibrate=)``).
+        self.can_calibrate = False
+        #: Last calibration: ``{"status": "requested"/"running"/"done"/"failed", ...}``.
+        self.calibration: dict[str, Any] | None = None
+        self._calibration_requested = False
+
+    def request_calibration(self) -> bool:
+        """Ask the live loop to shoot calibration stills and calibrate after the current
+        pair; ``False`` when it cannot (no calibration key, or one already under way)."""
+        with self._lock:
+            if not self.can_calibrate or self._calibration_requested:
+                return False
+            if self.calibration is not None and self.calibration["status"] == "running":
+                return False
+            self._calibration_requested = True
+            self.calibration = {"status": "requested", "message": "calibration requested"}
+            return True
+
+    def take_calibration_request(self) -> bool:
+        """``True`` once per request (the loop then runs the calibration)."""
+        with self._lock:
+            requested, self._calibration_requested = self._calibration_requested, False
+            return requested
+
+    def set_calibration(self, outcome: dict[str, Any]) -> None:
+        with self._lock:
+            self.calibration = dict(outcome)
 
     def update(self, result: LiveResult, views: tuple[U8, U8, U8] | None) -> None:
         now = time.monotonic()
@@ -481,6 +509,8 @@ class LiveState:
                 "history": list(self.history),
                 "error": self.error,
                 "pairs_per_s": rate,
+                "can_calibrate": self.can_calibrate,
+                "calibration": self.calibration,
             }
 
     def image(self, name: str) -> bytes | None:
@@ -501,6 +531,14 @@ class LiveState:
 # --------------------------------------------------------------------------- loop
 
 
+def _parallax_words(parallax: dict[str, Any] | None) -> str:
+    if parallax is None:
+        return "cannot tell"
+    if parallax.get("near_px") is not None:
+        return f"near {parallax['near_px']:.1f}/far {parallax['far_px']:.1f} px"
+    return f"{parallax['parallax_px']:.1f} px apart"
+
+
 def format_line(result: LiveResult, rate: float | None = None) -> str:
     """One plain line for the terminal mode."""
     k = result.keystone
@@ -514,7 +552,7 @@ def format_line(result: LiveResult, rate: float | None = None) -> str:
         f"keystone {k['horizontal_pct']:+.2f}/{k['vertical_pct']:+.2f} %  "
         f"EV {result.ev_offset:+.2f}  wb {wb}  focus {focus}  "
         f"coverage {result.coverage:.1%}  "
-        f"parallax {'yes' if result.parallax else 'no'}  "
+        f"parallax {_parallax_words(result.parallax)}  "
         f"{result.latency_ms:.0f} ms{speed}"
     )
 
@@ -528,14 +566,29 @@ def run_live(
     on_result: Callable[[LiveResult], None] | None = None,
     min_interval_s: float = 0.0,
     on_error: Callable[[str], None] | None = None,
+    calibrate: Callable[[], dict[str, Any]] | None = None,
+    on_calibration: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     """Read and analyse pairs until ``stop`` is set or ``max_pairs`` are done.
 
     A failed analysis (too few matches, a dropped frame) is recorded in ``state.error`` and
     the loop goes on; errors reading from the source propagate. Returns the pairs analysed.
+
+    ``calibrate`` (the calibration key, e.g. a
+    :class:`~expokit.calibration.live_calibration.LiveCalibrator`) runs between two pairs
+    when :meth:`LiveState.request_calibration` was called, with the live view paused (the
+    cameras are the loop's); its outcome goes to ``state.calibration`` and
+    ``on_calibration``.
     """
+    state.can_calibrate = calibrate is not None
     done = 0
     while not stop.is_set() and (max_pairs is None or done < max_pairs):
+        if calibrate is not None and state.take_calibration_request():
+            state.set_calibration({"status": "running", "message": "shooting calibration stills"})
+            outcome = calibrate()
+            state.set_calibration(outcome)
+            if on_calibration is not None:
+                on_calibration(outcome)
         started = time.monotonic()
         ref_jpeg, test_jpeg = source.read_pair()
         try:

@@ -76,9 +76,8 @@ class LiveCalibrator:
             session, files = self.shooter.shoot(self.config.pairs)
         except ExpokitError as exc:
             message = f"calibration stills not shot: {exc}"
-            session = self.shooter.session
-            if session is not None:
-                session.journal.append("calibration_failed", shots=[], error=message)
+            if self.shooter.session is not None:
+                self.shooter.session.journal.append("calibration_failed", shots=[], error=message)
             return {"status": "failed", "message": message}
         shots = [index for index, _, _ in files]
         out = _next_folder(session.root / CALIBRATION_FOLDER)

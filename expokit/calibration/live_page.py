@@ -4,6 +4,12 @@ Endpoints: ``/`` (the page, inline CSS/JS, nothing from the internet), ``/state.
 (:meth:`~expokit.calibration.live.LiveState.snapshot`) and ``/image/<name>.jpg`` for
 ``reference``, ``test`` (mirror undone), ``blend``, ``difference`` and ``checker`` (the test
 view warped onto the reference, brought to its exposure). 503 before the first analysis.
+
+``POST /calibrate`` (the page's "Shoot calibration stills & calibrate" button) asks the
+live loop to calibrate (202; 409 while one is under way or without a calibration key). It
+needs the ``X-Expokit: calibrate`` header, which a page from another origin cannot send
+without a CORS preflight this server never grants, so no other web page can fire the
+cameras.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ td.v{font-variant-numeric:tabular-nums;text-align:right;white-space:nowrap}
 .arrow{font-size:18px;width:24px;text-align:center}
 svg.spark{width:110px;height:24px}svg.spark polyline{fill:none;stroke:#6cf;stroke-width:1.5}
 ul{padding-left:18px}button{background:#333;color:#eee;border:1px solid #555;padding:4px 8px}
+#calibrate{font-size:15px;padding:8px 12px;margin:8px 0;background:#2a4d7a}
+#calibrate:disabled{opacity:.5}#calibration{color:#ccc;font-size:13px;white-space:pre-wrap}
+.hint{color:#aaa;font-size:12px}
 button.on{background:#357}#meta{color:#aaa;font-size:12px}
 </style></head>
 <body data-live-ready="0">
@@ -60,6 +69,10 @@ button.on{background:#357}#meta{color:#aaa;font-size:12px}
 </figure></div></section>
 <section><table id="numbers"><tbody></tbody></table>
 <h3>Advice (seen from behind the test camera)</h3><ul id="advice"></ul>
+<p class="hint" id="parallax-hint">Parallax: hold the ChArUco board near the rig with
+texture far behind it; the page then tells whether the entrance pupils coincide.</p>
+<div id="calibrate-box"><button id="calibrate" hidden>Shoot calibration stills &amp;
+calibrate</button><div id="calibration"></div></div>
 <div id="meta"></div></section></main>
 <script id="initial" type="application/json">__STATE__</script>
 <script>
@@ -132,8 +145,11 @@ function row(name, d, t, hist) {
     l = d.coverage >= t.min_coverage ? "g" : (d.coverage >= t.min_coverage - 0.1 ? "a" : "r");
     s = spark(hist, "coverage"); break;
   case "parallax":
-    v = d.parallax ? d.parallax.residual_px[1].toFixed(1) + " px off-plane" : "none seen";
-    l = d.parallax ? "a" : "g"; break;
+    if (!d.parallax) { v = "cannot tell"; l = ""; break; }
+    var p = d.parallax;
+    v = p.near_px !== null ? "near " + p.near_px.toFixed(1) + ", far " + p.far_px.toFixed(1) +
+      " px" : p.parallax_px.toFixed(1) + " px apart";
+    l = light(p.parallax_px, t.max_parallax_px); break;
   }
   return '<tr data-name="' + name + '"><td>' + name + '</td><td class="v">' + v +
     '</td><td class="arrow">' + a + '</td><td><span class="light ' + l +
@@ -141,7 +157,15 @@ function row(name, d, t, hist) {
 }
 function esc(s) { return String(s).replace(/[&<>"]/g, function (c) {
   return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]; }); }
+function renderCalibration(state) {
+  var button = document.getElementById("calibrate"), c = state.calibration;
+  button.hidden = !state.can_calibrate;
+  var busy = !!c && (c.status === "requested" || c.status === "running");
+  button.disabled = busy;
+  document.getElementById("calibration").textContent = c ? c.status + ": " + c.message : "";
+}
 function render(state) {
+  renderCalibration(state);
   var d = state.latest, banner = document.getElementById("banner");
   if (!d) {
     banner.className = "waiting";
@@ -156,6 +180,7 @@ function render(state) {
     return row(r[0], d, t, state.history); }).join("");
   document.getElementById("advice").innerHTML = d.advice.map(function (s) {
     return "<li>" + esc(s) + "</li>"; }).join("");
+  document.getElementById("parallax-hint").hidden = !!(d.parallax && d.parallax.near_px !== null);
   document.getElementById("meta").textContent = "pair #" + d.index + " (" + d.mode + "), " +
     d.latency_ms.toFixed(0) + " ms" + (state.pairs_per_s ? ", " +
     state.pairs_per_s.toFixed(1) + " pairs/s" : "") + (state.error ? "; " + state.error : "");
@@ -174,6 +199,11 @@ Array.prototype.forEach.call(document.querySelectorAll("button[data-mode]"), fun
       function (o) { o.className = o === b ? "on" : ""; });
     render(last);
   });
+});
+document.getElementById("calibrate").addEventListener("click", function () {
+  fetch("/calibrate", {method: "POST", headers: {"X-Expokit": "calibrate"}})
+    .then(function (r) { return r.json(); }).then(function (s) {
+      last.calibration = s.calibration; renderCalibration(last); }).catch(function () {});
 });
 function poll() {
   fetch("/state.json", {cache: "no-store"}).then(function (r) { return r.json(); })
@@ -247,6 +277,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, data, "image/jpeg")
         else:
             self._send(404, b"not found", "text/plain")
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        if self.path.split("?", 1)[0] != "/calibrate":
+            self._send(404, b"not found", "text/plain")
+            return
+        if self.headers.get("X-Expokit") != "calibrate":
+            self._send(403, b"missing the X-Expokit: calibrate header", "text/plain")
+            return
+        accepted = state.request_calibration()
+        body = json.dumps(_json_safe({"accepted": accepted, "calibration": state.calibration}))
+        self._send(202 if accepted else 409, body.encode("utf-8"), "application/json")
 
 
 class _Server(ThreadingHTTPServer):

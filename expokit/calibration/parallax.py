@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -220,13 +220,65 @@ def find_layers(
     t_pts, r_pts = (np.asarray(p, np.float64) for p in match_features(test_f, ref_f, 0.75))
     if len(t_pts) < 30:
         return None
+    height, width = reference_gray.shape[:2]
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    residual = np.linalg.norm(project(homography, t_pts) - r_pts, axis=1)
+    region = board_region(reference_gray, dictionary)
+    if region is not None:
+        layers = _board_layers(t_pts, r_pts, region, residual, centre, min_px)
+        if layers is not False:
+            return layers
+    return _greedy_layers(t_pts, r_pts, residual, (width, height), centre, min_px)
+
+
+def _board_layers(
+    t_pts: F64, r_pts: F64, region: F64, residual: F64, centre: F64, min_px: float
+) -> ParallaxLayers | Literal[False] | None:
+    """Layers split by the board: matches on it are the near layer, matches well off it the
+    far one; ``None`` when the far alignment leaves the board within ``min_px`` (pupils
+    coincide), ``False`` when either side has too few matches to tell."""
+    mid = region.mean(axis=0)
+    # The markers' hull: the board's outer squares and border lie up to ~1 square out.
+    on_board = _inside(region, r_pts)
+    off_board = ~_inside(mid + 1.35 * (region - mid), r_pts)
+    if int(on_board.sum()) < 15 or int(off_board.sum()) < 15:
+        return False
+    h_near, inl_near = fit_homography(t_pts[on_board], r_pts[on_board], 1.0)
+    h_far, inl_far = fit_homography(t_pts[off_board], r_pts[off_board], 1.0)
+    if h_near is None or h_far is None or min(int(inl_near.sum()), int(inl_far.sum())) < 15:
+        return False
+    near = np.flatnonzero(on_board)[inl_near]
+    far = np.flatnonzero(off_board)[inl_far]
+    apart = float(np.median(np.linalg.norm(project(h_far, t_pts[near]) - r_pts[near], axis=1)))
+    if apart <= min_px:
+        return None
+    shift, scale_pct = _relative_motion(h_far, t_pts[near], r_pts[near], centre)
+    return ParallaxLayers(
+        layers=(len(far), len(near)),
+        residual_px=(float(np.median(residual[far])), float(np.median(residual[near]))),
+        near=1,
+        relative_shift_px=shift,
+        relative_scale_pct=scale_pct,
+        far_homography=h_far,
+        near_region=region,
+    )
+
+
+def _greedy_layers(
+    t_pts: F64,
+    r_pts: F64,
+    residual: F64,
+    size: tuple[int, int],
+    centre: F64,
+    min_px: float,
+) -> ParallaxLayers | None:
+    """Layers without a board: the dominant plane, then a second among what it leaves."""
     h1, inl1 = fit_homography(t_pts, r_pts, 1.0)
     if h1 is None:
         return None
-    height, width = reference_gray.shape[:2]
     # Parallax on a rig is a few percent of the frame at most; matches much further off the
     # first plane are repeated patterns (board squares) matched to a neighbour.
-    cap = max(20.0, 0.05 * math.hypot(width, height))
+    cap = max(20.0, 0.05 * math.hypot(*size))
     off_first = np.linalg.norm(project(h1, t_pts) - r_pts, axis=1)
     rest = ~inl1 & (off_first < cap)
     min_layer = max(15, int(0.05 * len(t_pts)))
@@ -238,29 +290,15 @@ def find_layers(
     first, second = np.flatnonzero(inl1), np.flatnonzero(rest)[inl2]
     gap = project(h2, t_pts[second]) - project(h1, t_pts[second])
     apart = float(np.median(np.linalg.norm(gap, axis=1)))
-    if not min_px < apart < cap or not _spread(r_pts[second], (width, height)):
+    if not min_px < apart < cap or not _spread(r_pts[second], size):
         return None
-    residual = np.linalg.norm(project(homography, t_pts) - r_pts, axis=1)
-    res = (float(np.median(residual[first])), float(np.median(residual[second])))
-    near: int | None = None
-    region = board_region(reference_gray, dictionary)
-    if region is not None:
-        on_board = [float(_inside(region, r_pts[idx]).mean()) for idx in (first, second)]
-        if on_board[0] > 0.6 > 0.4 > on_board[1]:
-            near = 0
-        elif on_board[1] > 0.6 > 0.4 > on_board[0]:
-            near = 1
-    near_idx, far_h = (first, h2) if near == 0 else (second, h1)
-    centre = np.array([(width - 1) / 2, (height - 1) / 2])
-    shift, scale_pct = _relative_motion(far_h, t_pts[near_idx], r_pts[near_idx], centre)
+    shift, scale_pct = _relative_motion(h1, t_pts[second], r_pts[second], centre)
     return ParallaxLayers(
         layers=(len(first), len(second)),
-        residual_px=res,
-        near=near,
+        residual_px=(float(np.median(residual[first])), float(np.median(residual[second]))),
+        near=None,
         relative_shift_px=shift,
         relative_scale_pct=scale_pct,
-        far_homography=None if near is None else (h2 if near == 0 else h1),
-        near_region=None if near is None else region,
     )
 
 

@@ -246,7 +246,8 @@ def test_cli_terminal_mode_prints_plain_lines(monkeypatch: pytest.MonkeyPatch) -
     )
     assert result.exit_code == 0, result.output
     assert opened == [["reference", "test"]]  # both roles opened by serial
-    lines = result.output.splitlines()
+    lines = [line for line in result.output.splitlines() if line.startswith("#")]
+    assert "type c and Enter" in result.output  # the terminal's calibration key
     assert len(lines) == 3 and all(line.startswith(f"#{i} ") for i, line in enumerate(lines))
     assert all("ADJUST" in line and "\r" not in line for line in lines)
 

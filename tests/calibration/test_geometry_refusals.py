@@ -251,6 +251,7 @@ def test_calibrate_geometry_prints_why_the_rms_rose(
             valid_region=(0, 0, 800, 640),
             reference_size=(800, 640),
             qa_images=[],
+            parallax=None,
         )
 
     monkeypatch.setattr(geometry, "calibrate_geometry", fake)

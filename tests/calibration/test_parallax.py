@@ -1,0 +1,162 @@
+"""Parallax by depth layer (:mod:`expokit.calibration.parallax`) against known truth.
+
+The fake backend's live view with a :class:`~expokit.capture.backends.fake.LiveDepth` world
+(the rig's ChArUco board held ``near_m`` in front of a textured scene at ``far_m``) and a test
+body whose entrance pupil is off by a known ``pupil_offset_mm``: the near layer's motion
+against the far one follows from the plane maps of ``LiveDepth.plane_map`` exactly, so the
+check's ``relative_shift_px``/``relative_scale_pct`` and the advice's directions are tested
+against it, mirrored and not, and a simulated person following the advice (direction only,
+as a person would) brings the pupils together.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from expokit.calibration.alignment_check import NO_PARALLAX, check_alignment, describe
+from expokit.capture.backends import fake
+from expokit.capture.backends.fake import FakeCamera, LiveDepth, LiveMisalignment
+from expokit.capture.simulator import RigSimulation, SimulationConfig
+
+SIZE = (800, 530)  # big enough for the board's markers to be found in the live view
+DEPTH = LiveDepth(near_m=1.0, far_m=10.0)
+
+
+@pytest.fixture(autouse=True)
+def _clean_bus() -> object:
+    yield
+    fake.configure_bus([])
+
+
+def _bus(pupil: tuple[float, float, float], mirrored: bool = False, depth: bool = True) -> None:
+    fake.configure_bus(
+        [
+            fake.FakeCameraSpec("REF", live_view_size=SIZE),
+            fake.FakeCameraSpec(
+                "TST", vendor="canon", live_view_size=SIZE,
+                misalignment=LiveMisalignment(pupil_offset_mm=pupil),
+            ),
+        ]
+    )  # fmt: skip
+    if mirrored:  # the simulation's test role is mirrored, as behind a splitter
+        sim = RigSimulation.create(SimulationConfig(size=(640, 480), seconds=2.0, seed=4))
+        fake.attach_simulation(sim, {"REF": "reference", "TST": "test"})
+    fake.set_live_depth(DEPTH if depth else None)
+
+
+def _check(tmp: Path, name: str = "0") -> dict:
+    ref_path, test_path = tmp / f"ref_{name}.jpg", tmp / f"test_{name}.jpg"
+    with FakeCamera("REF") as ref, FakeCamera("TST") as test:
+        ref_path.write_bytes(ref.capture_preview())
+        test_path.write_bytes(test.capture_preview())
+    result = check_alignment(ref_path, test_path)
+    return {"result": result, "parallax": result.parallax}
+
+
+def expected_motion(pupil: tuple[float, float, float]) -> tuple[np.ndarray, float]:
+    """Near layer's test content against the far layer's, aligned on the far layer: shift at
+    the centre (mirror undone, px) and scale (%), from the plane maps themselves."""
+    near = DEPTH.plane_map(DEPTH.near_m, pupil, SIZE)
+    far = DEPTH.plane_map(DEPTH.far_m, pupil, SIZE)
+    relative = np.linalg.inv(far) @ near  # aligned -> where the far alignment puts it
+    centre = np.array([(SIZE[0] - 1) / 2, (SIZE[1] - 1) / 2, 1.0])
+    return (relative @ centre)[:2] - centre[:2], (relative[0, 0] - 1.0) * 100
+
+
+@pytest.mark.parametrize(
+    ("pupil", "mirrored", "slide", "axis"),
+    [
+        ((5.0, 0.0, 20.0), False, "slide the test body left", "back, away from"),
+        ((-4.0, 3.0, -25.0), False, "slide the test body right", "forward, toward"),
+        # Behind a left-right mirror the body's own left is the unmirrored right.
+        ((5.0, 0.0, 0.0), True, "slide the test body right", None),
+    ],
+)
+def test_near_and_far_layers_against_the_pupil_offset(
+    tmp_path: Path,
+    pupil: tuple[float, float, float],
+    mirrored: bool,
+    slide: str,
+    axis: str | None,
+) -> None:
+    _bus(pupil, mirrored)
+    out = _check(tmp_path)
+    parallax, result = out["parallax"], out["result"]
+    assert parallax is not None, describe(result)
+    assert parallax["near_layer"] in ("first", "second")  # the board marks it
+    assert parallax["near_px"] is not None and parallax["far_px"] is not None
+    shift, scale = expected_motion(pupil)
+    assert np.hypot(*(np.array(parallax["relative_shift_px"]) - shift)) < 0.5 + 0.05 * np.hypot(
+        *shift
+    )
+    assert parallax["relative_scale_pct"] == pytest.approx(scale, abs=0.15)
+    # The figures are those of the far layer: its own pupil shift f t / (Z_far - t_z).
+    far = DEPTH.plane_map(DEPTH.far_m, pupil, SIZE)
+    assert result.scale_pct == pytest.approx((far[0, 0] - 1) * 100, abs=0.1)
+    advice = " ".join(result.advice)
+    assert slide in advice
+    if axis is None:
+        assert "optical axis" not in advice
+    else:
+        assert axis in advice
+    assert result.verdict == "adjust"
+
+
+def test_no_depth_means_cannot_tell(tmp_path: Path) -> None:
+    _bus((5.0, 0.0, 20.0), depth=False)  # a pupil offset shows nothing on one plane
+    out = _check(tmp_path)
+    assert out["parallax"] is None
+    assert f"parallax     {NO_PARALLAX}" in describe(out["result"])
+    assert "cannot tell" in NO_PARALLAX
+
+
+def test_coinciding_pupils_with_a_near_board_show_no_parallax(tmp_path: Path) -> None:
+    _bus((0.0, 0.0, 0.0))
+    out = _check(tmp_path)
+    assert out["parallax"] is None
+    assert out["result"].verdict == "ready"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_person_following_the_parallax_advice_brings_the_pupils_together(
+    tmp_path: Path, seed: int
+) -> None:
+    """Direction-only advice, as a person follows it: a fixed step in the advised direction,
+    halved whenever the advice turns round."""
+    rng = random.Random(seed)
+    pupil = [rng.choice((-1, 1)) * rng.uniform(3, 8), 0.0, rng.choice((-1, 1)) * rng.uniform(10, 30)]
+    step = [4.0, 0.0, 16.0]
+    last = [0, 0, 0]
+    for round_ in range(12):
+        _bus((pupil[0], pupil[1], pupil[2]))
+        result = _check(tmp_path, str(round_))["result"]
+        advice = " ".join(result.advice)
+        if result.parallax is None:
+            break
+        moves = [0, 0, 0]
+        if "slide the test body right" in advice:
+            moves[0] = 1
+        elif "slide the test body left" in advice:
+            moves[0] = -1
+        if "toward the splitter" in advice:
+            moves[2] = 1
+        elif "away from the splitter" in advice:
+            moves[2] = -1
+        assert any(moves), advice
+        for axis in (0, 2):
+            if moves[axis] and last[axis] and moves[axis] != last[axis]:
+                step[axis] /= 2
+            if moves[axis]:
+                pupil[axis] += moves[axis] * step[axis]
+                last[axis] = moves[axis]
+    else:
+        pytest.fail(f"still parallax after 12 rounds at pupil {pupil}")
+    # What is left is below the threshold: about f |t| (1/near - 1/far) <= 2 px.
+    f = DEPTH.focal_ratio * SIZE[0]
+    assert f * abs(pupil[0]) / 1000 * (1 / DEPTH.near_m - 1 / DEPTH.far_m) < 2.5
+    assert math.isfinite(pupil[2])
