@@ -45,7 +45,7 @@ def rms_rise_note(
 
 @calibrate.command("geometry")
 @click.argument("reference", metavar="REFERENCE")
-@click.argument("test", metavar="TEST")
+@click.argument("test", metavar="[TEST]", required=False)
 @click.option(
     "--out",
     "-o",
@@ -102,7 +102,7 @@ def rms_rise_note(
 @reports_errors
 def calibrate_geometry_cmd(
     reference: str,
-    test: str,
+    test: str | None,
     out_dir: Path,
     charuco: str | None,
     chessboard: str | None,
@@ -123,10 +123,13 @@ def calibrate_geometry_cmd(
 
     REFERENCE and TEST are each an image, a folder of images or a quoted glob
     ('pairs/left*.jpg'); they are paired in natural name order. Views of a ChArUco board
-    or chessboard, or of any textured scene; exposures may differ by several EV.
+    or chessboard, or of any textured scene; exposures may differ by several EV. A capture
+    session folder alone (no TEST) takes its calibration stills from the journal.
 
     \b
     expokit calibrate geometry ref.jpg test.jpg --out rig/
+    expokit calibrate geometry sessions/S --out rig/ --charuco 7x5 --square 0.04 \\
+        --marker 0.028
     expokit calibrate geometry left/ right/ --out rig/ --charuco 7x5 --square 0.04 \\
         --marker 0.028
     expokit calibrate geometry 'p/left*.jpg' 'p/right*.jpg' -o rig/ --chessboard 9x6 \\
@@ -137,9 +140,10 @@ def calibrate_geometry_cmd(
 
     from expokit.calibration.boards import BoardSpec
     from expokit.calibration.geometry import GeometryConfig, calibrate_geometry
-    from expokit.calibration.geometry_io import resolve_images
+    from expokit.calibration.geometry_io import resolve_images, session_calibration_stills
     from expokit.calibration.homography import EccSettings
     from expokit.calibration.intrinsics import load_intrinsics
+    from expokit.capture.session import JOURNAL_FILE
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -168,7 +172,14 @@ def calibrate_geometry_cmd(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    refs, tests = resolve_images(reference), resolve_images(test)
+    if test is None:
+        if not (Path(reference) / JOURNAL_FILE).is_file():
+            raise click.UsageError(
+                "give TEST images, or a capture session folder alone as REFERENCE"
+            )
+        refs, tests = session_calibration_stills(reference)
+    else:
+        refs, tests = resolve_images(reference), resolve_images(test)
     if len(refs) != len(tests):
         fail(f"{len(refs)} reference images but {len(tests)} test images ({reference}, {test})")
         return

@@ -48,6 +48,39 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
+def session_calibration_stills(session: str | Path) -> tuple[list[Path], list[Path]]:
+    """The calibration stills of a capture session (shots of kind ``calibration``:
+    ``expokit capture calibration`` or ``align live``'s calibrate key), as paired
+    ``(reference files, test files)`` in shot order, read from its journal.
+
+    Raises
+    ------
+    InputFileError
+        The folder has no journal, or the journal lists no complete calibration shot.
+    """
+    from expokit.capture.journal import DownloadedEvent, PlannedEvent, read_events
+    from expokit.capture.session import CALIBRATION_KIND, FILES_DIR, JOURNAL_FILE
+
+    root = Path(session)
+    journal = root / JOURNAL_FILE
+    if not journal.is_file():
+        raise InputFileError(root, f"is not a capture session (no {JOURNAL_FILE})")
+    events, _ = read_events(journal)
+    shots = {e.index for e in events if isinstance(e, PlannedEvent) and e.kind == CALIBRATION_KIND}
+    files: dict[tuple[int, str], Path] = {
+        (e.index, e.role): root / FILES_DIR / e.file
+        for e in events
+        if isinstance(e, DownloadedEvent) and e.index in shots
+    }
+    complete = sorted(i for i in shots if (i, "reference") in files and (i, "test") in files)
+    if not complete:
+        raise InputFileError(
+            journal,
+            "lists no complete calibration shot (shoot them with `expokit capture calibration`)",
+        )
+    return [files[(i, "reference")] for i in complete], [files[(i, "test")] for i in complete]
+
+
 def resolve_images(spec: str | Path) -> list[Path]:
     """Image files named by a file, a folder or a glob pattern, in natural name order.
 

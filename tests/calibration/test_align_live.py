@@ -174,6 +174,7 @@ def test_server_before_the_first_analysis() -> None:
 def test_headless_chromium_renders_the_page(misaligned_state: LiveState, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip("chromium not installed (apt-get install chromium)")
+    misaligned_state.can_calibrate = True
     with LiveServer(misaligned_state) as server:
         command = [
             str(CHROMIUM),
@@ -200,6 +201,11 @@ def test_headless_chromium_renders_the_page(misaligned_state: LiveState, tmp_pat
     assert '<svg class="spark"' in dom
     assert 'src="/image/blend.jpg?n=2"' in dom
     assert "rotate the test body" in dom
+    # The calibrate key shows as a button (no ``hidden``), and how to check parallax.
+    assert '<button id="calibrate">Shoot calibration stills' in dom
+    assert "hold the ChArUco board near the rig" in dom
+    assert '<tr data-name="parallax"><td>parallax</td><td class="v">cannot tell' in dom
+    misaligned_state.can_calibrate = False
 
 
 def test_format_line_is_plain(misaligned_state: LiveState) -> None:

@@ -243,4 +243,5 @@ def test_overlap_fraction_is_exact_for_coinciding_edges(h: np.ndarray, expected:
     from expokit.calibration.homography import image_corners, overlap_fraction, project
 
     size = (1024, 680)
-    assert overlap_fraction(project(h, image_corners(size)), size) == pytest.approx(expected, abs=1e-6)
+    covered = overlap_fraction(project(h, image_corners(size)), size)
+    assert covered == pytest.approx(expected, abs=1e-6)

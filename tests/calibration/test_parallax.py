@@ -129,7 +129,8 @@ def test_a_person_following_the_parallax_advice_brings_the_pupils_together(
     """Direction-only advice, as a person follows it: a fixed step in the advised direction,
     halved whenever the advice turns round."""
     rng = random.Random(seed)
-    pupil = [rng.choice((-1, 1)) * rng.uniform(3, 8), 0.0, rng.choice((-1, 1)) * rng.uniform(10, 30)]
+    sideways, along = rng.uniform(3, 8), rng.uniform(10, 30)
+    pupil = [rng.choice((-1, 1)) * sideways, 0.0, rng.choice((-1, 1)) * along]
     step = [4.0, 0.0, 16.0]
     last = [0, 0, 0]
     for round_ in range(12):
