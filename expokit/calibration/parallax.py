@@ -62,8 +62,9 @@ class ParallaxLayers:
     layers
         Match counts of the first (dominant) and the second plane.
     residual_px
-        Median distance (reference px) of each layer's matches from the alignment
-        homography, same order: what the alignment leaves at each depth.
+        Median distance (reference px) of each layer's matches from the alignment, same
+        order: what the alignment leaves at each depth (the far layer's own plane when
+        ``near`` is known, else the given homography).
     near
         Index (0 or 1) of the near layer when the reference view shows the board on one
         of them, else ``None`` (the scene cannot tell which is near).
@@ -79,6 +80,8 @@ class ParallaxLayers:
         known (the alignment a dataset of distant scenes needs), else ``None``.
     near_region
         ``(N, 2)`` reference px: the outline of the board when it marks the near layer.
+    min_px
+        The parallax below which the layers count as aligned (the check's threshold).
     """
 
     layers: tuple[int, int]
@@ -88,6 +91,7 @@ class ParallaxLayers:
     relative_scale_pct: float
     far_homography: F64 | None = None
     near_region: F64 | None = None
+    min_px: float = 2.0
 
     @property
     def parallax_px(self) -> float:
@@ -97,6 +101,11 @@ class ParallaxLayers:
     def describe(self) -> str:
         first, second = self.layers
         r0, r1 = self.residual_px
+        if self.near is not None and self.parallax_px <= self.min_px:
+            return (
+                f"no parallax: the near board and the far layer both align within "
+                f"{self.parallax_px:.2f} px"
+            )
         if self.near is None:
             return (
                 f"the matches lie on two layers that move differently: {first} matches "
@@ -210,7 +219,10 @@ def find_layers(
     Returns
     -------
     ParallaxLayers or None
-        ``None`` when one plane explains the matches (or too few matches to tell).
+        With the board seen in front of a textured background: its layers, whatever their
+        parallax (below ``min_px`` the pupils coincide). Without it: two layers when a
+        second plane is more than ``min_px`` apart; ``None`` when one plane explains the
+        matches (the scene cannot tell) or there are too few matches.
     """
     ref_small, ref_scale = resize_to_max_side(reference_gray, max_side)
     test_small, test_scale = resize_to_max_side(test_gray, max_side)
@@ -225,18 +237,18 @@ def find_layers(
     residual = np.linalg.norm(project(homography, t_pts) - r_pts, axis=1)
     region = board_region(reference_gray, dictionary)
     if region is not None:
-        layers = _board_layers(t_pts, r_pts, region, residual, centre, min_px)
+        layers = _board_layers(t_pts, r_pts, region, centre, min_px)
         if layers is not False:
             return layers
     return _greedy_layers(t_pts, r_pts, residual, (width, height), centre, min_px)
 
 
 def _board_layers(
-    t_pts: F64, r_pts: F64, region: F64, residual: F64, centre: F64, min_px: float
+    t_pts: F64, r_pts: F64, region: F64, centre: F64, min_px: float
 ) -> ParallaxLayers | Literal[False] | None:
     """Layers split by the board: matches on it are the near layer, matches well off it the
-    far one; ``None`` when the far alignment leaves the board within ``min_px`` (pupils
-    coincide), ``False`` when either side has too few matches to tell."""
+    far one, residuals under the far layer's plane (reported even when the pupils coincide:
+    the scene can tell); ``False`` when either side has too few matches to tell."""
     mid = region.mean(axis=0)
     # The markers' hull: the board's outer squares and border lie up to ~1 square out.
     on_board = _inside(region, r_pts)
@@ -249,18 +261,18 @@ def _board_layers(
         return False
     near = np.flatnonzero(on_board)[inl_near]
     far = np.flatnonzero(off_board)[inl_far]
-    apart = float(np.median(np.linalg.norm(project(h_far, t_pts[near]) - r_pts[near], axis=1)))
-    if apart <= min_px:
-        return None
+    # Residuals under the far layer's own plane: the alignment reported with a known board.
+    off_far = np.linalg.norm(project(h_far, t_pts) - r_pts, axis=1)
     shift, scale_pct = _relative_motion(h_far, t_pts[near], r_pts[near], centre)
     return ParallaxLayers(
         layers=(len(far), len(near)),
-        residual_px=(float(np.median(residual[far])), float(np.median(residual[near]))),
+        residual_px=(float(np.median(off_far[far])), float(np.median(off_far[near]))),
         near=1,
         relative_shift_px=shift,
         relative_scale_pct=scale_pct,
         far_homography=h_far,
         near_region=region,
+        min_px=min_px,
     )
 
 
@@ -299,6 +311,7 @@ def _greedy_layers(
         near=None,
         relative_shift_px=shift,
         relative_scale_pct=scale_pct,
+        min_px=min_px,
     )
 
 

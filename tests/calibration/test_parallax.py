@@ -116,9 +116,13 @@ def test_no_depth_means_cannot_tell(tmp_path: Path) -> None:
 
 
 def test_coinciding_pupils_with_a_near_board_show_no_parallax(tmp_path: Path) -> None:
+    """The board in front of texture can tell: both layers align, so it says so."""
     _bus((0.0, 0.0, 0.0))
     out = _check(tmp_path)
-    assert out["parallax"] is None
+    parallax = out["parallax"]
+    assert parallax is not None and parallax["near_layer"] == "second"
+    assert parallax["near_px"] < 0.5 and parallax["far_px"] < 0.5
+    assert parallax["description"].startswith("no parallax") and parallax["advice"] == []
     assert out["result"].verdict == "ready"
 
 
@@ -137,7 +141,8 @@ def test_a_person_following_the_parallax_advice_brings_the_pupils_together(
         _bus((pupil[0], pupil[1], pupil[2]))
         result = _check(tmp_path, str(round_))["result"]
         advice = " ".join(result.advice)
-        if result.parallax is None:
+        assert result.parallax is not None  # the board is always in view
+        if not result.parallax["advice"]:
             break
         moves = [0, 0, 0]
         if "slide the test body right" in advice:
