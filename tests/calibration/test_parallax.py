@@ -166,3 +166,47 @@ def test_a_person_following_the_parallax_advice_brings_the_pupils_together(
     f = DEPTH.focal_ratio * SIZE[0]
     assert f * abs(pupil[0]) / 1000 * (1 / DEPTH.near_m - 1 / DEPTH.far_m) < 2.5
     assert math.isfinite(pupil[2])
+
+
+def test_live_tracking_follows_the_far_layer_with_the_board_near() -> None:
+    """Between full checks the live view tracks by ECC; with the board near, ECC over the
+    whole frame would settle between the two depths. Masked, it stays on the far layer."""
+    import threading
+
+    from expokit.calibration.alignment_check import AlignmentCheckConfig
+    from expokit.calibration.live import LiveAnalyzer, LiveConfig, LiveState, run_live
+
+    _bus((6.0, 0.0, 25.0))
+    fake.set_misalignment("TST", roll_deg=0.5)
+    with FakeCamera("REF") as ref, FakeCamera("TST") as test:
+
+        class Source:
+            def read_pair(self) -> tuple[bytes, bytes]:
+                return ref.capture_preview(), test.capture_preview()
+
+        results: list = []
+        analyzer = LiveAnalyzer(LiveConfig(check=AlignmentCheckConfig(max_side=1024),
+                                           full_every=50, background=False))  # fmt: skip
+        run_live(Source(), analyzer, LiveState(), threading.Event(), 3, results.append)
+        analyzer.close()
+    assert [r.mode for r in results] == ["full", "track", "track"]
+    far = DEPTH.plane_map(DEPTH.far_m, (6.0, 0.0, 25.0), SIZE)
+    for r in results:
+        assert r.roll_deg == pytest.approx(0.5, abs=0.05), r.mode
+        assert r.scale_pct == pytest.approx((far[0, 0] - 1) * 100, abs=0.1), r.mode
+        assert r.parallax is not None and r.parallax["near_layer"] == "second"
+    assert any("slide the test body" in a for a in results[-1].advice)
+
+
+def test_bad_depth_and_misalignment_tables_are_named(tmp_path: Path) -> None:
+    from expokit.capture.rig_config import load_rig_config
+
+    with pytest.raises(ValueError, match="unknown key pupil"):
+        LiveMisalignment.from_dict({"pupil": [1, 2, 3]})
+    with pytest.raises(ValueError, match="pupil_offset_mm"):
+        LiveMisalignment(pupil_offset_mm=(1.0, 2.0))  # type: ignore[arg-type]
+    rig = (Path(__file__).resolve().parents[2] / "examples" / "rig_fake.toml").read_text()
+    path = tmp_path / "rig.toml"
+    path.write_text(rig + "\n[fake.live_depth]\nnear_m = 5.0\nfar_m = 2.0\n")
+    with pytest.raises(Exception, match=r"fake.live_depth: .*near_m < far_m"):
+        load_rig_config(path)
