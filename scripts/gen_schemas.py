@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout that is not ins
     sys.path.insert(0, str(ROOT))
 
 from expokit.core.atomic import atomic_write_text  # noqa: E402
-from expokit.core.schema import generate_docs  # noqa: E402
+from expokit.schemas import generate_docs  # noqa: E402
 
 TARGET = ROOT / "docs" / "schemas"
 

@@ -11,18 +11,8 @@ from typing import Any, Literal
 
 import pytest
 
-from expokit.core.schema import (
-    DRAFT,
-    ENTRIES,
-    REGENERATE,
-    SchemaEntry,
-    dataclass_schema,
-    entry_schema,
-    field_docs,
-    generate_docs,
-    load_model,
-    validate,
-)
+from expokit.core.schema import DRAFT, REGENERATE, dataclass_schema, field_docs, validate
+from expokit.schemas import ENTRIES, SchemaEntry, entry_schema, generate_docs, load_model
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 

@@ -56,16 +56,6 @@ def iso_value(text: str) -> float:
     return number
 
 
-def image_ev(shutter: str, aperture: str | None = None, iso: str | None = None) -> float:
-    """Relative image exposure in EV: ``log2(t) - 2 log2(N) + log2(ISO / 100)``."""
-    ev = math.log2(shutter_seconds(shutter))
-    if aperture is not None:
-        ev -= 2 * math.log2(f_number(aperture))
-    if iso is not None:
-        ev += math.log2(iso_value(iso) / 100)
-    return ev
-
-
 def nearest_shutter(target_seconds: float, choices: Sequence[str]) -> tuple[str, float]:
     """The choice closest to ``target_seconds`` in EV, and its error in EV (signed)."""
     best: tuple[str, float] | None = None

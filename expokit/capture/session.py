@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,9 +247,6 @@ class Session:
             p for p in self.files_dir.glob(f"{glob_escape(stem)}.*") if not p.is_symlink()
         )
         return self.file_path(matches[0].name) if matches else None
-
-    def free_bytes(self) -> int:
-        return shutil.disk_usage(self.root).free
 
     def close(self) -> None:
         """Close the journal and release the session's lock."""

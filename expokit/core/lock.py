@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -138,10 +137,3 @@ class RootLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
-
-
-@contextlib.contextmanager
-def locked_root(root: str | Path, purpose: str) -> Iterator[Path]:
-    """``with locked_root(out, "expokit curate build"):`` holds the root's lock."""
-    with RootLock(root, purpose):
-        yield Path(root)

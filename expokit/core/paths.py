@@ -123,15 +123,6 @@ def resolve_inside(root: str | Path, relative: str | Path, what: str = "path") -
     return candidate
 
 
-def check_inside(root: str | Path, path: str | Path, what: str = "path") -> Path:
-    """``path`` (absolute or relative to the cwd) when it resolves inside ``root``."""
-    base = Path(root).resolve()
-    resolved = Path(path).resolve()
-    if resolved != base and not resolved.is_relative_to(base):
-        raise PathEscapeError(f"{what} {path} resolves to {resolved}, outside {base}")
-    return Path(path)
-
-
 def symlinks_leaving(root: str | Path) -> list[Path]:
     """Every symlink below ``root`` whose target resolves outside it (sorted)."""
     base = Path(root).resolve()

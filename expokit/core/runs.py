@@ -369,11 +369,6 @@ def write_record(path: Path, record: dict[str, Any], durable: bool = True) -> No
     atomic_write_json(path, record, durable)
 
 
-def run_sidecar_path(out_root: str | Path, run_id: str) -> Path:
-    """``<out_root>/runs/<run_id>.json``."""
-    return Path(out_root) / RUNS_DIR / f"{check_name(run_id, 'run id')}.json"
-
-
 def parse_run_sidecar(data: object, path: str | Path) -> RunSidecar:
     """Validate a decoded run sidecar read from ``path``.
 
