@@ -325,49 +325,92 @@ def write_dng(
     * LibRaw clips values below black to 0, so with ``noise_sigma > 0`` the mean of very dark
       regions is biased upwards (by about ``noise_sigma / sqrt(2 pi)`` raw units at zero signal).
     """
-    import tifffile
-
     rad = np.asarray(radiance, dtype=np.float64)
-    if rad.ndim != 3 or rad.shape[2] != 3 or rad.shape[0] < 2 or rad.shape[1] < 2:
-        msg = f"radiance must have shape (H, W, 3) with H, W >= 2, got {rad.shape}"
-        raise ValueError(msg)
-    if not np.all(np.isfinite(rad)):
-        msg = "radiance must be finite"
-        raise ValueError(msg)
-    if not linear_raw and cfa not in CFA_PATTERNS:
-        msg = f"cfa must be one of {sorted(CFA_PATTERNS)}, got {cfa!r}"
-        raise ValueError(msg)
-    if not 0 <= black_level < white_level <= 65535:
-        msg = f"need 0 <= black_level < white_level <= 65535, got {black_level}, {white_level}"
-        raise ValueError(msg)
     tag_white = white_level if white_level_tag is None else int(white_level_tag)
-    if not black_level < tag_white <= 65535:
-        msg = f"white_level_tag must be in (black_level, 65535], got {white_level_tag}"
-        raise ValueError(msg)
-    if not (np.isfinite(exposure_gain) and exposure_gain > 0):
-        msg = f"exposure_gain must be positive, got {exposure_gain}"
-        raise ValueError(msg)
-    if not (np.isfinite(noise_sigma) and noise_sigma >= 0):
-        msg = f"noise_sigma must be >= 0, got {noise_sigma}"
-        raise ValueError(msg)
-    if not (exposure_time > 0 and f_number > 0 and 1 <= iso <= 65535):
-        msg = "exposure_time and f_number must be > 0 and iso in 1..65535"
-        raise ValueError(msg)
-    if len(datetime) != 19 or datetime[4] != ":" or datetime[13] != ":":
-        msg = f"datetime must look like 'YYYY:MM:DD HH:MM:SS', got {datetime!r}"
-        raise ValueError(msg)
+    _check_dng_arguments(
+        rad, cfa, linear_raw, black_level, white_level, tag_white, exposure_gain, noise_sigma,
+        exposure_time, f_number, iso, datetime,
+    )  # fmt: skip
+    asn, native = _neutrals(as_shot_neutral, sensor_neutral)
+    data = _sense(rad, native, cfa, linear_raw, black_level, white_level, exposure_gain,
+                  noise_sigma, seed)  # fmt: skip
+    tags = _dng_tags(make, model, black_level, tag_white, native, asn, cfa, linear_raw)
+    tiff = _tiff_bytes(data, tags, linear_raw, datetime)
+    exif_args = {
+        "exposure_time": float(exposure_time),
+        "f_number": float(f_number),
+        "iso": int(iso),
+        "datetime": datetime,
+    }
+    Path(path).write_bytes(_attach_exif_ifd(tiff, exif_args))
 
+
+def _check_dng_arguments(
+    rad: _F64,
+    cfa: str,
+    linear_raw: bool,
+    black_level: int,
+    white_level: int,
+    tag_white: int,
+    exposure_gain: float,
+    noise_sigma: float,
+    exposure_time: float,
+    f_number: float,
+    iso: int,
+    datetime: str,
+) -> None:
+    """:func:`write_dng`'s argument checks (``ValueError`` naming the argument)."""
+    if rad.ndim != 3 or rad.shape[2] != 3 or rad.shape[0] < 2 or rad.shape[1] < 2:
+        raise ValueError(f"radiance must have shape (H, W, 3) with H, W >= 2, got {rad.shape}")
+    if not np.all(np.isfinite(rad)):
+        raise ValueError("radiance must be finite")
+    if not linear_raw and cfa not in CFA_PATTERNS:
+        raise ValueError(f"cfa must be one of {sorted(CFA_PATTERNS)}, got {cfa!r}")
+    if not 0 <= black_level < white_level <= 65535:
+        raise ValueError(
+            f"need 0 <= black_level < white_level <= 65535, got {black_level}, {white_level}"
+        )
+    if not black_level < tag_white <= 65535:
+        raise ValueError(f"white_level_tag must be in (black_level, 65535], got {tag_white}")
+    if not (np.isfinite(exposure_gain) and exposure_gain > 0):
+        raise ValueError(f"exposure_gain must be positive, got {exposure_gain}")
+    if not (np.isfinite(noise_sigma) and noise_sigma >= 0):
+        raise ValueError(f"noise_sigma must be >= 0, got {noise_sigma}")
+    if not (exposure_time > 0 and f_number > 0 and 1 <= iso <= 65535):
+        raise ValueError("exposure_time and f_number must be > 0 and iso in 1..65535")
+    if len(datetime) != 19 or datetime[4] != ":" or datetime[13] != ":":
+        raise ValueError(f"datetime must look like 'YYYY:MM:DD HH:MM:SS', got {datetime!r}")
+
+
+def _neutrals(
+    as_shot_neutral: tuple[float, float, float] | None,
+    sensor_neutral: tuple[float, float, float] | None,
+) -> tuple[_F64 | None, _F64]:
+    """The as-shot neutral (or ``None``) and the sensor's native neutral, both scaled to a
+    maximum of 1; the native one defaults to the as-shot one, then to DEFAULT_NEUTRAL."""
     asn = (
         None if as_shot_neutral is None else _normalised_neutral(as_shot_neutral, "as_shot_neutral")
     )
     if sensor_neutral is not None:
-        native = _normalised_neutral(sensor_neutral, "sensor_neutral")
-    elif asn is not None:
-        native = asn
-    else:
-        native = _normalised_neutral(DEFAULT_NEUTRAL, "DEFAULT_NEUTRAL")
+        return asn, _normalised_neutral(sensor_neutral, "sensor_neutral")
+    if asn is not None:
+        return asn, asn
+    return asn, _normalised_neutral(DEFAULT_NEUTRAL, "DEFAULT_NEUTRAL")
 
-    # Forward model: camera-channel signal relative to saturation, then raw units.
+
+def _sense(
+    rad: _F64,
+    native: _F64,
+    cfa: str,
+    linear_raw: bool,
+    black_level: int,
+    white_level: int,
+    exposure_gain: float,
+    noise_sigma: float,
+    seed: int,
+) -> npt.NDArray[np.uint16]:
+    """The forward model of :func:`write_dng`: camera-channel signal relative to saturation,
+    the Bayer mosaic (unless LinearRaw), then raw units with read noise, clipped."""
     height, width = rad.shape[:2]
     signal = np.maximum(rad, 0.0) * (exposure_gain * native)
     if linear_raw:
@@ -379,13 +422,23 @@ def write_dng(
     raw = black_level + sensed * float(white_level - black_level)
     if noise_sigma > 0:
         raw = raw + np.random.default_rng(seed).normal(0.0, noise_sigma, size=raw.shape)
-    data = np.clip(np.rint(raw), 0, white_level).astype(np.uint16)
+    return np.clip(np.rint(raw), 0, white_level).astype(np.uint16)
 
-    cm = _color_matrix(native)
+
+def _dng_tags(
+    make: str,
+    model: str,
+    black_level: int,
+    tag_white: int,
+    native: _F64,
+    asn: _F64 | None,
+    cfa: str,
+    linear_raw: bool,
+) -> list[_TagTuple]:
+    """The DNG tags of the image IFD, sorted by tag number."""
     cm_rational: list[int] = []
-    for value in cm.ravel():
+    for value in _color_matrix(native).ravel():
         cm_rational += [round(float(value) * _MATRIX_DENOMINATOR), _MATRIX_DENOMINATOR]
-
     tags: list[_TagTuple] = [
         (_TAG_NEW_SUBFILE_TYPE, "I", 1, 0, True),
         (_TAG_MAKE, "s", 0, make, True),
@@ -417,7 +470,14 @@ def write_dng(
         for value in asn:
             asn_rational += list(_rational(float(value), _NEUTRAL_DENOMINATOR))
         tags.append((_TAG_AS_SHOT_NEUTRAL, 5, 3, tuple(asn_rational), True))
-    tags.sort(key=lambda tag: tag[0])
+    return sorted(tags, key=lambda tag: tag[0])
+
+
+def _tiff_bytes(
+    data: npt.NDArray[np.uint16], tags: list[_TagTuple], linear_raw: bool, datetime: str
+) -> bytes:
+    """The uncompressed little-endian TIFF of ``data`` with ``tags`` (no EXIF IFD yet)."""
+    import tifffile
 
     buffer = io.BytesIO()
     with tifffile.TiffWriter(buffer, byteorder="<", bigtiff=False) as tif:
@@ -425,20 +485,14 @@ def write_dng(
             data,
             photometric=_PHOTOMETRIC_LINEAR_RAW if linear_raw else _PHOTOMETRIC_CFA,
             planarconfig="contig" if linear_raw else None,
-            rowsperstrip=height,
+            rowsperstrip=data.shape[0],
             compression=None,
             metadata=None,
             software=False,
             datetime=datetime,
             extratags=tags,
         )
-    exif_args = {
-        "exposure_time": float(exposure_time),
-        "f_number": float(f_number),
-        "iso": int(iso),
-        "datetime": datetime,
-    }
-    Path(path).write_bytes(_attach_exif_ifd(buffer.getvalue(), exif_args))
+    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------------------------
