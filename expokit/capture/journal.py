@@ -5,9 +5,9 @@ fsynced before :meth:`Journal.append` returns, so a crash loses at most the even
 written. A torn last line (power loss mid-write) is terminated, never rewritten, when the
 journal is reopened, and readers skip it; nothing in the file is ever modified.
 
-Events (``event`` field): ``session_started``, ``session_resumed``, ``settings_applied``,
-``planned``, ``triggered``, ``file_added``, ``downloaded``, ``exif_check``, ``retry``,
-``error``, ``reconnected``, ``shot_done``, ``command_finished``.
+Events (``event`` field): the names of :data:`EVENTS`, the one list of them;
+:meth:`Journal.append` refuses any other, so no writer can invent a kind a reader does not
+know.
 
 :func:`read_events` is the one reader: each line becomes a typed record
 (:class:`PlannedEvent`, :class:`TriggeredEvent`, :class:`DownloadedEvent`,
@@ -40,6 +40,25 @@ from expokit.core.paths import PathEscapeError, resolve_inside
 #: Folder beside the journal that its ``file`` fields are relative to.
 FILES_DIR = "files"
 
+#: Every kind of journal event, with what it records.
+EVENTS: dict[str, str] = {
+    "session_started": "a session folder was created (session, rig)",
+    "session_resumed": "a session was reopened (session, stale_temp_removed)",
+    "settings_applied": "a role's settings were applied and read back (index, role, settings)",
+    "planned": "a shot was planned (index, kind, roles, seconds)",
+    "triggered": "a camera fired (index, role, wall_before, movie)",
+    "file_added": "a camera reported a new file (index, role)",
+    "downloaded": "a shot's file is in files/ (index, role, file)",
+    "exif_check": "what EXIF says the camera did (index, role, ok, exif, mismatches)",
+    "retry": "an operation is retried (index, role, error)",
+    "error": "an operation failed for good (index, role, error)",
+    "reconnected": "a camera came back on another port (role, port)",
+    "shot_done": "every role of a shot is downloaded (index)",
+    "command_finished": "a shooting command ended (kind, shots_done, shots_failed)",
+    "rig_calibrated": "align live's calibrate key calibrated the rig (shots, calibration, ...)",
+    "calibration_failed": "align live's calibrate key failed (shots, error)",
+}
+
 
 class Journal:
     """Append-only, fsynced JSON-lines log. Thread-safe."""
@@ -55,7 +74,15 @@ class Journal:
             os.fsync(self._fd)
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Write one event (with ``seq``, wall and monotonic time) and fsync; return it."""
+        """Write one event (with ``seq``, wall and monotonic time) and fsync; return it.
+
+        Raises
+        ------
+        ValueError
+            ``event`` is not one of :data:`EVENTS` (a programming error).
+        """
+        if event not in EVENTS:
+            raise ValueError(f"unknown journal event {event!r} (events: {', '.join(EVENTS)})")
         with self._lock:
             self._seq += 1
             entry = {
