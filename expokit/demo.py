@@ -596,11 +596,23 @@ def run_demo(
     config: DemoConfig | None = None,
 ) -> DemoResult:
     """Run the whole demo into ``out_dir`` (which must be new or empty) and return what it
-    measured; ``result.ok`` is True when every stage met its known answer."""
+    measured; ``result.ok`` is True when every stage met its known answer.
+
+    Raises
+    ------
+    OutputError
+        ``out_dir`` is a file (or a link) or a folder that is not empty.
+    """
+    from expokit.core.errors import OutputError
+
     config = config or DemoConfig()
     out = Path(out_dir)
+    # Checked before anything is written; a file at --out must not reach iterdir/mkdir,
+    # whose OSError would end the demo with a traceback.
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError(f"--out {out} exists and is not a folder; the demo writes a new folder")
     if out.exists() and any(out.iterdir()):
-        raise click.ClickException(f"{out}: not empty; the demo writes into a new folder")
+        raise OutputError(f"--out {out} is not empty; the demo writes into a new folder")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     result = DemoResult(out)

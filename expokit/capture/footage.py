@@ -117,8 +117,8 @@ class GeneratedScene:
         self.duration_s = duration_s
         rng = np.random.default_rng([seed, 0x5CE7E])
         width, height = canvas
-        self.pan = np.array([rng.uniform(-8, 8), rng.uniform(-5, 5)])  # px / s
-        pad = math.ceil(np.abs(self.pan).max() * duration_s) + 8
+        self.pan = self._pan(rng)
+        pad = self._pad(self.pan, duration_s)
         tex_h, tex_w = height + 2 * pad, width + 2 * pad
         texture = np.zeros((tex_h, tex_w, 3), np.float32)
         for sigma, weight in ((1.0, 0.35), (3.0, 0.35), (9.0, 0.3)):
@@ -159,6 +159,29 @@ class GeneratedScene:
             t += float(rng.uniform(0.25, 1.1))
         self.flashes = [c for i, c in enumerate(self.claps) if i % 3 == 1]
         self.audio = self._make_audio(rng)
+
+    @staticmethod
+    def _pan(rng: np.random.Generator) -> npt.NDArray[np.float64]:
+        """The texture's pan (px / s): the first draws of the scene's generator."""
+        return np.array([rng.uniform(-8, 8), rng.uniform(-5, 5)])
+
+    @staticmethod
+    def _pad(pan: npt.NDArray[np.float64], duration_s: float) -> int:
+        """Texture margin (px) the pan needs over ``duration_s``."""
+        return math.ceil(np.abs(pan).max() * duration_s) + 8
+
+    @classmethod
+    def memory_bytes(cls, canvas: tuple[int, int], duration_s: float, seed: int) -> int:
+        """About the most memory (bytes) building this scene holds, without building it.
+
+        The texture is ``canvas`` plus the pan's margin on each side, so it grows with the
+        square of ``duration_s``; while it is built it is held with a float64 noise draw and
+        its float32 copy (about 48 bytes per texture pixel). The scene's sound is float64
+        while it is made.
+        """
+        pad = cls._pad(cls._pan(np.random.default_rng([seed, 0x5CE7E])), duration_s)
+        texture_px = (canvas[0] + 2 * pad) * (canvas[1] + 2 * pad)
+        return texture_px * 3 * (4 + 8 + 4) + round(duration_s * SCENE_AUDIO_RATE) * 8 * 2
 
     def _make_audio(self, rng: np.random.Generator) -> npt.NDArray[np.float32]:
         rate = SCENE_AUDIO_RATE
@@ -306,6 +329,36 @@ def _probe_video(path: Path) -> Any:
     if not info.has_video or not info.decoded_frames or not info.width or not info.height:
         raise FootageError(path, "has no video frames (an audio-only or empty file?)")
     return info
+
+
+def source_memory_bytes(
+    source: Path, canvas: tuple[int, int], fps: float, max_seconds: float | None
+) -> int:
+    """About the memory (bytes) :func:`load_footage` holds for these arguments: every kept
+    frame at ``canvas`` (frames x width x height x 3 channels x 1 byte), twice for a movie
+    (ffmpeg's output and the frames cut from it) plus its float32 sound. Reads only the
+    folder listing or the movie's header; call after :func:`source_size`."""
+    width, height = canvas
+    frame = width * height * 3
+    if source.is_dir():
+        count = len(frame_files(source))
+        if max_seconds is not None:
+            count = min(count, max(1, math.ceil(max_seconds * fps) + 1))
+        return count * frame
+    if source.suffix.lower() in IMAGE_SUFFIXES:
+        return frame
+    from expokit.core.video_io import MediaError, probe_media
+
+    try:
+        info = probe_media(source, decode_video=False)
+    except MediaError as exc:
+        raise FootageError(source, f"not a usable video: {exc.problem}") from None
+    seconds = info.media_duration_s
+    if max_seconds is not None:
+        seconds = min(seconds, max_seconds)
+    count = math.ceil(seconds * float(info.fps_container or 25.0)) + 1
+    audio = math.ceil(info.media_duration_s * SCENE_AUDIO_RATE) * 4 if info.has_audio else 0
+    return 2 * count * frame + audio
 
 
 def load_footage(

@@ -233,6 +233,8 @@ def simulate(
     ``calibration`` (the ChArUco board seen by both cameras, as a lab shoots it);
     every file is journaled and named by the rig's template, as ``expokit capture``
     writes them. The physics is :class:`RigSimulation`'s, shared with the fake backend.
+    Every setting and the source are checked before ``out`` is created; a failure after
+    that (or an interrupt) removes what was written, so no half session is left behind.
 
     Raises
     ------
@@ -256,6 +258,7 @@ def simulate(
         say(f"defect      {injection.spec.text()}")
 
     rig = _rig_config(out, config)
+    created = not out.exists()
     claim_root(out, "session", what="simulated session folder (--out)")
     lock = RootLock(out, "expokit simulate").acquire()
     journal = Journal(out / JOURNAL_FILE)
@@ -322,9 +325,29 @@ def simulate(
             shots_failed=[],
         )  # fmt: skip
         truth = write_truth(out, sim.truth(files, bodies_info))
-    finally:
+    except BaseException:
+        # A session cut short (an error, Ctrl-C) would look like a real one to the
+        # commands that read sessions; the folder was new or empty, so remove what we wrote.
         session.close()
+        _discard(out, created)
+        raise
+    session.close()
     return SimulationResult(out, truth, files)
+
+
+def _discard(out: Path, created: bool) -> None:
+    """Remove what a failed :func:`simulate` wrote at ``out``: the folder when it made
+    it, else its contents (``_prepare_out`` proved it empty before)."""
+    import shutil
+
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for entry in list(out.iterdir()) if out.is_dir() else []:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _journal_download(journal: Journal, index: int, role: str, target: Path) -> None:

@@ -85,6 +85,36 @@ class FakeFaults:
     claim_failure: bool = False
     ignore_settings: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # A rig file's [fake.cameras] faults table lands here: check each type now, so a
+        # mistyped value fails at config load naming the key, not mid-capture.
+        for name in ("busy", "io_error"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"faults.{name} = {value!r} must be a whole count >= 0")
+        after = self.disconnect_after_triggers
+        if after is not None and (
+            isinstance(after, bool) or not isinstance(after, int) or after < 1
+        ):
+            raise ValueError(
+                f"faults.disconnect_after_triggers = {after!r} must be a whole count >= 1"
+            )
+        replug = self.replug_after_s
+        if (
+            isinstance(replug, bool)
+            or not isinstance(replug, int | float)
+            or not (math.isfinite(replug) and 0 <= replug <= 600)
+        ):
+            raise ValueError(f"faults.replug_after_s = {replug!r} must be 0-600 seconds")
+        if not isinstance(self.claim_failure, bool):
+            raise ValueError(f"faults.claim_failure = {self.claim_failure!r} must be true or false")
+        names = self.ignore_settings
+        if isinstance(names, str) or not isinstance(names, list | tuple):
+            raise ValueError(f"faults.ignore_settings = {names!r} must be a list of setting names")
+        if not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"faults.ignore_settings = {names!r} must hold setting names (text)")
+        self.ignore_settings = tuple(names)
+
 
 #: Default live view size ``(width, height)`` of a fake body (about a DSLR's).
 LIVE_VIEW_SIZE = (1024, 680)
@@ -321,23 +351,73 @@ class FakeCameraSpec:
     #: The body's live view misalignment at power-on (changed by ``set_misalignment``).
     misalignment: LiveMisalignment = field(default_factory=LiveMisalignment)
 
+    #: Sides (px) of ``image_size`` and ``live_view_size``: the synthetic chart needs 64.
+    MIN_SIDE = 64
+    MAX_SIDE = 8192
+    #: Most seconds of latency / jitter (a trigger that long is a hung camera, not a test).
+    MAX_DELAY_S = 60.0
+    #: Most camera clock offset from the host (seconds): a day.
+    MAX_CLOCK_OFFSET_S = 86400.0
+
     def __post_init__(self) -> None:
-        width, height = (int(v) for v in self.live_view_size)
-        if not (64 <= width <= 8192 and 64 <= height <= 8192):
-            raise ValueError(f"live_view_size {width}x{height}: each side must be 64-8192 px")
-        self.live_view_size = (width, height)
+        # Every field may come from a rig file's [[fake.cameras]] table: check types and
+        # ranges here, so a bad value fails at config load ("fake.cameras #N: ...") rather
+        # than as a crash mid-capture.
+        if isinstance(self.serial, int) and not isinstance(self.serial, bool):
+            self.serial = str(self.serial)  # as RoleConfig takes it
+        for name in ("serial", "model", "vendor"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} = {value!r} must be non-empty text")
+        if self.vendor not in ("nikon", "canon"):
+            raise ValueError(f"vendor = {self.vendor!r} must be 'nikon' or 'canon'")
+        if self.source_dir is not None and not isinstance(self.source_dir, str):
+            raise ValueError(f"source_dir = {self.source_dir!r} must be a folder path (text)")
+        for name, low, high in (
+            ("latency_s", 0.0, self.MAX_DELAY_S),
+            ("jitter_s", 0.0, self.MAX_DELAY_S),
+            ("clock_offset_s", -self.MAX_CLOCK_OFFSET_S, self.MAX_CLOCK_OFFSET_S),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} = {value!r} must be a number of seconds")
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"{name} = {value!r} must be within {low:g}-{high:g} s")
+        from expokit.capture.simulator import MAX_SEED
+
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed = {seed!r} must be an integer within 0-{MAX_SEED}")
+        self.image_size = self._size(self.image_size, "image_size", "[height, width]")
+        self.live_view_size = self._size(self.live_view_size, "live_view_size", "[width, height]")
+        if not isinstance(self.faults, FakeFaults):
+            raise ValueError(f"faults = {self.faults!r} must be a table of faults")
+        if not isinstance(self.misalignment, LiveMisalignment):
+            raise ValueError(f"misalignment = {self.misalignment!r} must be a table")
+
+    @classmethod
+    def _size(cls, value: Any, name: str, form: str) -> tuple[int, int]:
+        """``value`` as two whole pixel counts within :attr:`MIN_SIDE`-:attr:`MAX_SIDE`."""
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            raise ValueError(f"{name} = {value!r} must be {form} in whole pixels")
+        a, b = value
+        if not (cls.MIN_SIDE <= a <= cls.MAX_SIDE and cls.MIN_SIDE <= b <= cls.MAX_SIDE):
+            raise ValueError(f"{name} {a}x{b}: each side must be {cls.MIN_SIDE}-{cls.MAX_SIDE} px")
+        return a, b
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FakeCameraSpec:
         values = dict(data)
-        faults = FakeFaults(**values.pop("faults", {}))
-        if "image_size" in values:
-            values["image_size"] = tuple(values["image_size"])
-        if "live_view_size" in values:
-            values["live_view_size"] = tuple(values["live_view_size"])
+        faults = values.pop("faults", {})
+        if not isinstance(faults, dict):
+            raise ValueError(f"faults = {faults!r} must be a table (busy, io_error, ...)")
         if isinstance(values.get("misalignment"), dict):
             values["misalignment"] = LiveMisalignment.from_dict(values["misalignment"])
-        return cls(**values, faults=faults)
+        return cls(**values, faults=FakeFaults(**faults))
 
 
 class _Body:

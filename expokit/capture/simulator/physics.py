@@ -51,9 +51,11 @@ from expokit.capture.defects import DefectPlan, DefectSpec, Shot, as_specs
 from expokit.capture.footage import (
     SCENE_AUDIO_RATE,
     Footage,
+    FootageError,
     GeneratedScene,
     generated_footage,
     load_footage,
+    source_memory_bytes,
     source_size,
 )
 from expokit.capture.simulator.encode import Image, encode_movie, to_uint
@@ -76,6 +78,17 @@ GENERATED_SIZE = (320, 240)
 GENERATED_SECONDS = 10.0
 #: Least recording (camera seconds) both bodies must share.
 MIN_RECORDING_S = 1.0
+#: Sides of a simulated sensor (px): ``--size`` and a source's own size without it. Below
+#: 64 px the ChArUco board cannot be drawn; above 8192 one frame alone is ~800 MB.
+MIN_SENSOR_SIDE = 64
+MAX_SENSOR_SIDE = 8192
+#: Largest ``seed`` / ``scene_seed``: seeds are used as 32-bit words (numpy's seed
+#: sequences refuse negative ones; a 32-bit range is what every RNG here accepts).
+MAX_SEED = 2**32 - 1
+#: Most memory a simulation may plan to hold (bytes): the generated scene's panning texture
+#: grows with the square of the recording length and a real source's frames are all kept,
+#: so a long recording is refused up front instead of failing (or swapping) mid-session.
+MAX_SIMULATION_BYTES = 8 * 2**30
 BOARD: dict[str, Any] = {"kind": "charuco", "columns": 7, "rows": 5, "square_size": 0.04,
          "marker_size": 0.028, "dictionary": "DICT_6X6_250"}  # fmt: skip
 
@@ -163,6 +176,15 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defects", as_specs(self.defects))
+        for name, option in (("seed", "--seed"), ("scene_seed", "")):
+            value = getattr(self, name)
+            if value is None and name == "scene_seed":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+                raise SimulationError(
+                    f"{_setting(name, option)} = {value!r} must be an integer within "
+                    f"0-{MAX_SEED} (a 32-bit seed)"
+                )
         if self.steady_light and not self.generated:
             raise SimulationError(
                 f"{_setting('steady_light', '--steady-light')} applies to the generated "
@@ -186,9 +208,10 @@ class SimulationConfig:
             raise SimulationError(f"{_setting('seconds', '--seconds')} must be > 0")
         if self.size is not None:
             w, h = self.size
-            if w < 64 or h < 64 or w > 8192 or h > 8192:
+            lo, hi = MIN_SENSOR_SIDE, MAX_SENSOR_SIDE
+            if not (lo <= w <= hi and lo <= h <= hi):
                 raise SimulationError(
-                    f"{_setting('size', '--size')} {w}x{h}: each side must be 64-8192 px"
+                    f"{_setting('size', '--size')} {w}x{h}: each side must be {lo}-{hi} px"
                 )
             if w % 2 or h % 2:
                 raise SimulationError(
@@ -383,10 +406,7 @@ class RigSimulation:
         SimulationError, FootageError
             As :func:`expokit.capture.simulate.simulate`.
         """
-        if config.generated:
-            native = config.size or GENERATED_SIZE
-        else:
-            native = config.size or source_size(Path(config.source))
+        native = _native_size(config)
         size = (native[0] - native[0] % 2, native[1] - native[1] % 2)
         margin = max(8, round(0.04 * max(size)))
         canvas = (size[0] + 2 * margin, size[1] + 2 * margin)
@@ -394,12 +414,14 @@ class RigSimulation:
         reference, test, h_true = _make_bodies(config, rng, size, margin)
         bodies = [reference, test]
         lead = max(b.start_s for b in bodies)
+        wanted: float | None  # scene seconds the footage must hold (None: all of it)
         if config.generated:
             seconds = config.seconds or GENERATED_SECONDS
-            footage = _footage(config, canvas, lead + seconds * 1.001 + 2.0 / config.fps + 0.1)
+            wanted = lead + seconds * 1.001 + 2.0 / config.fps + 0.1
         else:
             wanted = None if config.seconds is None else lead + config.seconds * 1.001 + 1.0
-            footage = _footage(config, canvas, wanted)
+        _check_memory(config, size, canvas, wanted)
+        footage = _footage(config, canvas, wanted)
         seconds = 0.0 if footage.is_still else _recording_seconds(config, footage, bodies)
         sim = cls(
             config, size, canvas, {b.role: b for b in bodies}, h_true, footage, seconds,
@@ -541,6 +563,79 @@ def _make_bodies(
         True, crop @ h_true,
     )  # fmt: skip
     return reference, test, h_true
+
+
+def _native_size(config: SimulationConfig) -> tuple[int, int]:
+    """Sensor size before evening: ``config.size``, else :data:`GENERATED_SIZE` or the
+    source's own. A real source's decoded size is checked either way (a source smaller
+    than the least sensor has no detail to resample and broke the board stills
+    mid-session, so it is refused before any folder exists).
+
+    Raises
+    ------
+    FootageError
+        Naming the source file and its size.
+    """
+    if config.generated:
+        return config.size or GENERATED_SIZE
+    source = Path(config.source)
+    width, height = source_size(source)
+    lo, hi = MIN_SENSOR_SIDE, MAX_SENSOR_SIDE
+    if width < lo or height < lo:
+        raise FootageError(
+            source,
+            f"decoded size {width}x{height} px is below the {lo}x{lo} px a simulated "
+            f"sensor needs (the least --size); give a larger source",
+        )
+    if config.size is None and (width > hi or height > hi):
+        raise FootageError(
+            source,
+            f"decoded size {width}x{height} px is over the {hi} px a simulated sensor side "
+            f"may be; give a smaller --size (the source is resampled)",
+        )
+    return config.size or (width, height)
+
+
+def _check_memory(
+    config: SimulationConfig,
+    size: tuple[int, int],
+    canvas: tuple[int, int],
+    seconds_needed: float | None,
+) -> None:
+    """Refuse a simulation whose scene would hold more than :data:`MAX_SIMULATION_BYTES`.
+
+    The estimate is the scene's (the generated texture, or a real source's kept frames:
+    frames x canvas x 3 channels x bytes) plus one body's recorded sound; movie frames
+    themselves are streamed to the encoder.
+
+    Raises
+    ------
+    SimulationError
+        Naming ``--seconds`` and ``--size`` with the estimate and the limit.
+    """
+    if config.generated:
+        assert seconds_needed is not None
+        scene = config.seed if config.scene_seed is None else config.scene_seed
+        needed = GeneratedScene.memory_bytes(canvas, seconds_needed, scene)
+    else:
+        needed = source_memory_bytes(Path(config.source), canvas, config.fps, seconds_needed)
+    if seconds_needed is not None:
+        needed += math.ceil(seconds_needed * config.audio_rate) * 8 * 3  # float64 + noise
+    if needed <= MAX_SIMULATION_BYTES:
+        return
+    if config.seconds is not None:
+        length = f"{_setting('seconds', '--seconds')} = {config.seconds:g}"
+    elif config.generated:
+        length = f"the default {GENERATED_SECONDS:g} s (no --seconds)"
+    else:
+        length = f"{config.source} at its full length (no --seconds)"
+
+    gib = 2.0**30
+    raise SimulationError(
+        f"{length} at {size[0]}x{size[1]} px (--size) would need about "
+        f"{needed / gib:.1f} GiB of memory, more than the simulator's limit of "
+        f"{MAX_SIMULATION_BYTES / gib:.0f} GiB; simulate fewer seconds or a smaller size"
+    )
 
 
 def _footage(
