@@ -285,7 +285,11 @@ def card_command(root: Path) -> None:
     """(Re)write the dataset card ROOT/README.md from info.json and the manifest."""
     from expokit.core.lock import RootLock
     from expokit.curation.card import write_card
+    from expokit.curation.dataset import load_dataset
 
+    # Proven a dataset before the lock, which creates .expokit/ in ROOT: a folder that is
+    # not a dataset is refused (DatasetError names what is missing) and left untouched.
+    load_dataset(root)
     # README.md is the dataset's file: not while a build rewrites the dataset.
     with RootLock(root, "expokit curate card"):
         path = write_card(root)

@@ -3,10 +3,14 @@
 :func:`decode_oriented` is the one guarded decoder (:func:`decode_image`, :func:`read_image`
 and :func:`read_oriented` wrap it) behind every reader of images that come from outside:
 ``curate build`` sources, ``calibrate geometry``, the dataset loaders, the evaluation
-protocol, simulator stills, ``infer`` and ``validate``. It reads the size a PNG or JPEG
-header claims before decoding and refuses images over :data:`MAX_IMAGE_PIXELS` (a 40-byte
-file may claim 50000x50000 pixels, i.e. 7.5 GB once decoded), turns every OpenCV failure
-into an :class:`~expokit.core.errors.InputFileError` naming the file, and returns the image
+protocol, simulator stills, ``infer`` and ``validate``. It reads the size the header
+claims before decoding (PNG and JPEG parsed here, a JPEG's frame header found even after
+junk bytes as libjpeg finds it; every other format probed by Pillow's lazy open) and
+refuses images over :data:`MAX_IMAGE_PIXELS` (a 40-byte file may claim 50000x50000 pixels,
+i.e. 7.5 GB once decoded; a 2 MB RLE BMP hundreds of megapixels); a decoded image over the
+limit (a format no probe knows) is refused too, and running out of memory while decoding
+is that file's failure. Every failure is an :class:`~expokit.core.errors.InputFileError`
+naming the file (batch callers catch it and go on), and the image is returned
 **upright**: the EXIF Orientation tag (0x0112, values 1-8, mirrored ones included) of a
 JPEG, PNG, TIFF or WebP is applied whatever the bit depth or channel count.
 
@@ -30,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.errors import InputFileError
-from expokit.core.exif import jpeg_segments, read_orientation
+from expokit.core.exif import read_orientation
 
 #: Largest image accepted, in pixels (width x height): 2**28, e.g. 16384 x 16384. Camera
 #: images are at most ~100 Mpx; OpenCV's own limit (2**30) is reached only after allocating.
@@ -42,7 +46,12 @@ _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` a PNG or JPEG header claims, or None (other formats, no header).
+    """``(width, height)`` an image file's header claims, or None (no header found).
+
+    PNG and JPEG headers are parsed here; every other format (BMP, TIFF, WebP, PNM, GIF,
+    ...) is probed by Pillow's lazy open, which reads the header only. The size is what
+    decoding would allocate whatever the file size: a 2 MB RLE-compressed BMP may decode to
+    hundreds of megapixels.
 
     Parameters
     ----------
@@ -54,13 +63,87 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         width, height = struct.unpack(">II", data[16:24])
         return int(width), int(height)
     if data.startswith(b"\xff\xd8"):
-        for marker, position, _ in jpeg_segments(data):
-            if marker in _JPEG_SOF:
-                if position + 9 > len(data):
-                    return None
-                height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-                return int(width), int(height)
+        size = _jpeg_frame_size(data)
+        if size is not None:
+            return size
+    return _probed_size(data)
+
+
+def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a JPEG's first start-of-frame marker, found as libjpeg finds it.
+
+    libjpeg skips any bytes that are not a marker ("N extraneous bytes before marker" is
+    only a warning), so a strict segment walk (:func:`~expokit.core.exif.jpeg_segments`,
+    which stops at the first junk byte) would miss a frame header that the decoder uses.
+    """
+    position, end = 2, len(data)
+    while position < end:
+        found = data.find(b"\xff", position)
+        if found < 0:
+            return None
+        position = found + 1
+        while position < end and data[position] == 0xFF:  # fill bytes
+            position += 1
+        if position >= end:
+            return None
+        marker = data[position]
+        position += 1  # now at the segment's length field
+        if marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD8:  # no length field
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan / end of image: no frame header
+            return None
+        if marker in _JPEG_SOF:
+            if position + 7 > end:
+                return None
+            height, width = struct.unpack(">HH", data[position + 3 : position + 7])
+            return int(width), int(height)  # libjpeg refuses a second frame header
+        if position + 2 > end:
+            return None
+        (length,) = struct.unpack(">H", data[position : position + 2])
+        position += length
     return None
+
+
+def _probed_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` Pillow reads from the header of ``data``, or None (a format
+    Pillow does not know, or a header it cannot parse).
+
+    Calls each plugin's opener as :func:`PIL.Image.open` does, without its own
+    decompression-bomb check (that would refuse above Pillow's limit, not expokit's, and
+    without giving the size); nothing is decoded.
+    """
+    import io
+
+    from PIL import Image
+
+    prefix = data[:16]
+    tried: set[str] = set()
+    for loader in (Image.preinit, Image.init):  # common plugins first, then all
+        loader()
+        for name in list(Image.ID):
+            if name in tried or name not in Image.OPEN:
+                continue
+            tried.add(name)
+            factory, accept = Image.OPEN[name]
+            try:
+                accepted = accept is None or accept(prefix)
+                if isinstance(accepted, str) or not accepted:  # a str is Pillow's warning
+                    continue
+                image = factory(io.BytesIO(data), "")
+            except Exception:  # a header this plugin cannot parse: try the others
+                continue
+            width, height = image.size
+            return int(width), int(height)
+    return None
+
+
+def _too_large(path: str | Path, width: int, height: int, what: str) -> InputFileError:
+    return InputFileError(
+        path,
+        f"image {what} {width}x{height} pixels ({width * height / 1e6:.0f} Mpx), more "
+        f"than the {MAX_IMAGE_PIXELS} ({MAX_IMAGE_PIXELS / 1e6:.0f} Mpx) expokit reads "
+        "(a damaged or hostile file?)",
+    )
 
 
 #: What each EXIF orientation does to the stored image to show it upright.
@@ -196,31 +279,42 @@ def decode_oriented(data: bytes, path: str | Path, unchanged: bool = True) -> Or
     Raises
     ------
     InputFileError
-        The header claims more than :data:`MAX_IMAGE_PIXELS` pixels, or OpenCV cannot
-        decode the bytes (corrupt, truncated, not an image).
+        The header claims more than :data:`MAX_IMAGE_PIXELS` pixels (any format: PNG and
+        JPEG parsed here, the others probed by Pillow), the decoded image has more (a
+        format no probe knows), decoding runs out of memory, or OpenCV cannot decode the
+        bytes (corrupt, truncated, not an image).
     """
     import cv2
 
-    size = header_size(data)
+    try:
+        size = header_size(data)
+    except MemoryError:
+        size = None  # the decode below is guarded too
     if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise InputFileError(
-            path,
-            f"image header claims {size[0]}x{size[1]} pixels, more than the "
-            f"{MAX_IMAGE_PIXELS} expokit reads (a damaged or hostile file?)",
-        )
+        raise _too_large(path, *size, "header claims")
     # OpenCV applies the tag only for some flags and formats; ask it not to, apply it here.
     flag = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        if image is None:
+            raise InputFileError(path, "not a readable image (OpenCV could not decode it)")
+        pixels = np.asarray(image)
+        # Last line for formats no probe reads: refused once decoded, before any copy.
+        if pixels.ndim >= 2 and pixels.shape[0] * pixels.shape[1] > MAX_IMAGE_PIXELS:
+            raise _too_large(path, pixels.shape[1], pixels.shape[0], "decodes to")
+        orientation = read_orientation(data)
+        if orientation != 1 and not (data[:4] in _TIFF_HEADERS and _opencv_orients_tiff(flag)):
+            pixels = apply_orientation(pixels, orientation)
     except cv2.error as exc:
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
         raise InputFileError(path, f"not a readable image (OpenCV: {detail})") from None
-    if image is None:
-        raise InputFileError(path, "not a readable image (OpenCV could not decode it)")
-    pixels = np.asarray(image)
-    orientation = read_orientation(data)
-    if orientation != 1 and not (data[:4] in _TIFF_HEADERS and _opencv_orients_tiff(flag)):
-        pixels = apply_orientation(pixels, orientation)
+    except MemoryError:
+        # One file too big for this machine is that file's failure: batch callers catch
+        # InputFileError and go on with the other files.
+        claimed = f" ({size[0]}x{size[1]} pixels)" if size is not None else ""
+        raise InputFileError(
+            path, f"not enough memory to decode this image{claimed} ({len(data)} bytes)"
+        ) from None
     return OrientedImage(pixels, orientation)
 
 
@@ -256,6 +350,8 @@ def read_oriented(path: str | Path, unchanged: bool = True) -> OrientedImage:
         data = file.read_bytes()
     except OSError as exc:
         raise InputFileError(file, f"cannot read: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise InputFileError(file, "not enough memory to read this file") from None
     return decode_oriented(data, file, unchanged)
 
 

@@ -41,9 +41,12 @@ Rebuilds
 A build into an existing dataset is incremental: it adds or updates the scenes of the
 given sources and keeps every other scene with its images, rows and split (their rows come
 from their completion records, so current QA thresholds re-flag them). Provenance sources
-accumulate. Removing scenes is explicit (``remove_scenes``): their rows go, and of their
-files only those listed in their completion record, inside the root and with the recorded
-SHA-256, are deleted (anything else is left and reported). A scene id already in the
+accumulate. A scene whose rebuild fails (bad input, full disk, a link out of the root, a
+crash) keeps its earlier rows, and its earlier files: a scene's new files are written to
+temporary names and renamed into place only once all of them are written. Removing
+scenes is explicit (``remove_scenes``): their rows go, and of their files only those
+listed in their completion record (or their manifest rows), inside the root and with the
+recorded SHA-256, are deleted (anything else is left and reported). A scene id already in the
 dataset from another source is an error, and two scenes holding an image input with the
 same SHA-256 (one capture under two names: a train/test leak) fail the later one.
 
@@ -81,7 +84,8 @@ import numpy.typing as npt
 
 from expokit import __version__
 from expokit.core.atomic import (
-    atomic_write_bytes,
+    atomic_path,
+    describe_os_error,
     ensure_writable_dir,
     read_json_object,
     remove_stale_temp_files,
@@ -291,6 +295,11 @@ class _SceneState:
     outputs: dict[str, str] = field(default_factory=dict)
     #: The previous video frame's target thumbnail (``qa.brightness_thumbnail``).
     previous_target: Any = None
+    #: Open :func:`~expokit.core.atomic.atomic_path` of every file written so far: the
+    #: files are renamed into place only when the whole scene succeeded (see :func:`_write`).
+    commit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    #: relpath -> its temporary file (held by ``commit``).
+    staged: dict[str, Path] = field(default_factory=dict)
 
 
 def _load(ref: ImageRef, state: _SceneState, cache: bool) -> LoadedImage:
@@ -303,12 +312,33 @@ def _load(ref: ImageRef, state: _SceneState, cache: bool) -> LoadedImage:
 
 
 def _write(task: SceneTask, state: _SceneState, relpath: str, data: bytes) -> str:
+    """Stage ``data`` for ``relpath``; it replaces the file when ``state.commit`` closes.
+
+    A rebuild overwrites the earlier build's files of its scene: writing them in place
+    would leave a scene that fails half-way (disk full, a crash) with neither build
+    intact, so every file goes to a temporary name beside its target and all are renamed
+    only once the scene succeeded (on failure the temporary files are removed).
+
+    Raises
+    ------
+    OutputError
+        The file cannot be written (disk full included).
+    PathEscapeError
+        ``relpath`` resolves outside the dataset root.
+    """
     digest = sha256_bytes(data)
     if state.outputs.get(relpath) != digest:
         # Resolved with symlinks followed: an images/<scene> link leaving the root fails
         # the scene (PathEscapeError) instead of being written through.
         target = resolve_inside(task.out_root, relpath, "output file")
-        atomic_write_bytes(target, data, task.durable)
+        tmp = state.staged.get(relpath)
+        if tmp is None:  # a path written twice reuses its temporary file (one rename)
+            tmp = state.commit.enter_context(atomic_path(target, task.durable))
+            state.staged[relpath] = tmp
+        try:
+            tmp.write_bytes(data)
+        except OSError as exc:
+            raise OutputError(describe_os_error(exc, target)) from exc
         state.outputs[relpath] = digest
     return digest
 
@@ -756,7 +786,8 @@ def build_scene(task: SceneTask) -> dict[str, Any]:
                 and outputs_intact(previous, out)
             ):
                 return {**previous, "skipped": True}
-        record["rows"] = _process_scene(task, state)
+        with state.commit:  # renames the staged files on success, removes them on failure
+            record["rows"] = _process_scene(task, state)
         record["outputs"] = dict(sorted(state.outputs.items()))
     except SceneError as exc:
         record.update(
@@ -1093,7 +1124,13 @@ def remove_scene_files(
     path = record_path(out, scene_id)
     record = read_json_object(path)
     files: dict[str, str | None] = {}
-    if record is not None and isinstance(record.get("outputs"), dict):
+    # A failed rebuild's record lists no outputs although its earlier rows were kept
+    # (merge_scene_rows): only an ok record says which files the scene's rows use.
+    if (
+        record is not None
+        and record.get("status") == "ok"
+        and isinstance(record.get("outputs"), dict)
+    ):
         files = {str(k): str(v) for k, v in record["outputs"].items()}
     else:
         for row in rows:
@@ -1220,9 +1257,12 @@ def build_dataset(
     An existing dataset is updated incrementally: the scenes of ``sources`` are added or
     re-built, every other scene is kept with its images, rows and split, and provenance
     sources accumulate. ``remove_scenes`` removes scenes explicitly (``sources`` may then be
-    empty). Bad scenes are recorded as failures (the error names the scene and the file)
-    and the batch goes on; their rows are left out of the manifest and listed in info.json.
-    A full disk stops the batch. The root is claimed and locked for the whole build.
+    empty). Bad scenes are recorded as failures (the error names the scene and the file,
+    info.json lists them) and the batch goes on; a failed new scene has no rows, a scene
+    already in the dataset keeps its earlier rows and files (its new files are staged and
+    only replace the earlier ones once the whole scene succeeded). A full disk stops the
+    batch; the scenes it did not reach keep their rows too. The root is claimed and locked
+    for the whole build.
 
     Raises
     ------
@@ -1483,7 +1523,11 @@ def merge_scene_rows(
 ) -> MergedRows:
     """Rows of the kept scenes and of the scenes just built or skipped.
 
-    A failed scene is a failure; its earlier build stays when its files are intact. A
+    A failed scene is a failure, and a scene with earlier rows that did not build (it
+    failed for any reason, input or output side, or a full disk stopped the batch before
+    it) keeps those rows: only ``--remove-scene`` removes rows. A failed build never
+    replaces the earlier files (:func:`_write` stages them), so they are intact unless
+    something else changed them; a note then says so and ``validate`` names the files. A
     scene holding an input with the same SHA-256 as an earlier scene's (kept scenes first)
     is refused (:func:`find_duplicate_inputs`).
     """
@@ -1492,18 +1536,13 @@ def merge_scene_rows(
     scene_rows, scene_inputs = kept_scene_rows(out, plan.kept)
     for spec in sorted(scenes, key=lambda s: s.scene_id):
         found = records.get(spec.scene_id)
-        if found is None:
-            continue
-        if found.get("status") != "ok":
-            failures.append((spec.scene_id, str(found.get("error"))))
+        if found is None or found.get("status") != "ok":
+            if found is not None:
+                failures.append((spec.scene_id, str(found.get("error"))))
             earlier_rows = plan.existing.rows.get(spec.scene_id)
-            if earlier_rows and rows_intact(out, earlier_rows):
-                # A failed rebuild must not cost the scene its earlier, still intact build.
+            if earlier_rows:
                 scene_rows[spec.scene_id] = [{**r, "_keep_flags": True} for r in earlier_rows]
-                notes.append(
-                    f"scene {spec.scene_id}: its rebuild failed; the dataset keeps its earlier "
-                    "build (a re-run retries it)"
-                )
+                notes.append(_kept_note(spec.scene_id, found is not None, out, earlier_rows))
             continue
         scene_rows[spec.scene_id] = list(found.get("rows", []))
         scene_inputs[spec.scene_id] = [
@@ -1516,6 +1555,18 @@ def merge_scene_rows(
         failures.append((scene, error))
     failures.sort()
     return MergedRows(scene_rows=scene_rows, failures=failures, notes=notes)
+
+
+def _kept_note(scene: str, failed: bool, out: Path, rows: Sequence[Mapping[str, Any]]) -> str:
+    """The note for a scene that keeps its earlier rows because it was not rebuilt."""
+    why = "its rebuild failed" if failed else "the batch stopped before its rebuild"
+    if rows_intact(out, rows):
+        return f"scene {scene}: {why}; the dataset keeps its earlier build (a re-run retries it)"
+    return (
+        f"scene {scene}: {why}; the dataset keeps its earlier rows, but some of their files "
+        "are missing, changed or outside the root (expokit curate validate names them; a "
+        "re-run retries it)"
+    )
 
 
 def assemble_build_manifest(

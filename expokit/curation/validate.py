@@ -26,6 +26,7 @@ import numpy as np
 from expokit.core.hashing import sha256_bytes
 from expokit.core.paths import PathEscapeError, resolve_inside
 from expokit.curation.dataset import (
+    IMAGES_DIR,
     INFO_FILE,
     MANIFEST_COLUMNS,
     MANIFEST_FILE,
@@ -586,6 +587,76 @@ def _check_names(frame: pd.DataFrame, names: list[str]) -> list[Problem]:
     return problems
 
 
+def check_images_folder(root: Path, rows: Iterable[dict[str, Any]]) -> list[Problem]:
+    """Entries of ``root/images/`` that no manifest row uses.
+
+    ``images/`` holds only what builds write (``images/<scene_id>/<files>``). An expokit
+    folder of another command inside it (a ``train``/``eval``/``infer`` output: it has a
+    root marker) is an error: its files would be read, hashed, exported or deleted as the
+    dataset's. Any other entry that no row lists (a folder of no scene, a stray file) is a
+    warning, named, so a person can see what does not belong there. Links are not followed.
+    """
+    import os
+
+    from expokit.core.atomic import TEMP_PREFIX
+    from expokit.core.roots import is_expokit_root, root_kind
+
+    images = root / IMAGES_DIR
+    if images.is_symlink() or not images.is_dir():
+        return []
+    listed: set[str] = set()
+    folders: set[str] = set()
+    for row in rows:
+        for column in PATH_COLUMNS:
+            rel = row.get(column)
+            if isinstance(rel, str) and rel:
+                listed.add(rel)
+                parts = rel.split("/")
+                folders.update("/".join(parts[:n]) for n in range(1, len(parts)))
+    problems: list[Problem] = []
+    stray: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(images):
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        for name in sorted([*dirnames, *filenames]):
+            rel = f"{rel_dir}/{name}"
+            if rel in listed or rel in folders or name.startswith(TEMP_PREFIX):
+                continue
+            entry = Path(dirpath) / name
+            if entry.is_dir() and not entry.is_symlink() and is_expokit_root(entry):
+                kind = root_kind(entry) or "expokit"
+                problems.append(
+                    Problem(
+                        "foreign-folder",
+                        f"an expokit {kind} folder inside the dataset's images/ (an output "
+                        "of another command?); move it out of the dataset",
+                        file=rel,
+                    )
+                )
+            else:
+                stray.append(rel + ("/" if entry.is_dir() and not entry.is_symlink() else ""))
+        # Only folders that rows use are walked: an unlisted folder is reported as a whole.
+        dirnames[:] = [d for d in dirnames if f"{rel_dir}/{d}" in folders]
+    for rel in stray[:_MAX_LISTED]:
+        problems.append(
+            Problem(
+                "foreign-entry",
+                "no manifest row uses it (not written by curate build, or left by a removed scene)",
+                file=rel,
+                severity="warning",
+            )
+        )
+    if len(stray) > _MAX_LISTED:
+        problems.append(
+            Problem(
+                "foreign-entry",
+                f"and {len(stray) - _MAX_LISTED} more entries no manifest row uses",
+                file="images/",
+                severity="warning",
+            )
+        )
+    return problems
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -656,6 +727,7 @@ def validate_dataset(
         folder, rows, names, check_hashes, decode_images, workers, progress
     )
     report.problems += problems
+    report.problems += check_images_folder(folder, rows)
     if report.ok:
         # Safety net: whatever load_dataset refuses must not pass validation.
         try:

@@ -312,7 +312,10 @@ def test_scene_folder_linked_outside_is_not_written_through(
     ((scene, error),) = summary.failures
     assert scene == "a1" and "images/a1/" in error and "outside" in error
     assert list(outside.iterdir()) == []
-    assert sorted(load_dataset(out).manifest["scene_id"].unique()) == ["a2", "a3"]
+    # A failed rebuild never drops rows (only --remove-scene does): a1's stay, and the
+    # note says its files are not intact (validate names them).
+    assert sorted(load_dataset(out).manifest["scene_id"].unique()) == ["a1", "a2", "a3"]
+    assert any("a1: its rebuild failed" in n and "outside the root" in n for n in summary.notes)
 
 
 # --------------------------------------------------------------------------- duplicates
