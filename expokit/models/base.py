@@ -26,6 +26,7 @@ Batch keys (a ``dict[str, Tensor]``; a loader fills the keys its kind needs)
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal
 
@@ -53,6 +54,37 @@ def check_image(tensor: torch.Tensor, name: str = "input") -> torch.Tensor:
     if not torch.isfinite(tensor).all():
         raise ModelError(f"{name}: holds NaN or infinite values")
     return tensor
+
+
+def check_int(model: str, key: str, value: object, minimum: int) -> int:
+    """``value`` when it is a whole number (not a bool, not text) >= ``minimum``.
+
+    Model constructors take their sizes from JSON and TOML, where ``"32"`` or ``-1`` are easy
+    to write: refused here, naming the key, before torch fails on them (or, for a loop count,
+    silently runs zero times).
+
+    Raises
+    ------
+    ModelError
+        ``"<model>: <key> must be an integer >= <minimum>, got <value>"``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ModelError(f"{model}: {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_number(model: str, key: str, value: object, minimum: float = 0.0) -> float:
+    """``value`` when it is a finite number (not a bool, not text) >= ``minimum``.
+
+    Raises
+    ------
+    ModelError
+        ``"<model>: <key> must be a number >= <minimum>, got <value>"``.
+    """
+    ok = not isinstance(value, bool) and isinstance(value, int | float)
+    if not ok or not math.isfinite(float(value)) or float(value) < minimum:  # type: ignore[arg-type]
+        raise ModelError(f"{model}: {key} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def require(batch: Batch, *keys: str, model: str) -> None:

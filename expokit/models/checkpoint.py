@@ -22,15 +22,23 @@ kill between the renames, :func:`find_best` finds the old one under :data:`BEST_
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from expokit.core.atomic import TEMP_PREFIX, atomic_path, atomic_write_json, describe_os_error
+from expokit.core.atomic import (
+    TEMP_PREFIX,
+    atomic_write_bytes,
+    atomic_write_json,
+    describe_os_error,
+)
 from expokit.core.errors import ExpokitError, OutputError
 
 if TYPE_CHECKING:
@@ -53,6 +61,92 @@ Prefer = Literal["best", "last"]
 
 class CheckpointError(ExpokitError):
     """A checkpoint cannot be used (missing, another format or version, another model)."""
+
+
+#: Keys of ``meta.json`` that :class:`CheckpointMeta` holds as fields; any other key (the
+#: training config, world size, a best checkpoint's val figures) is kept in ``extra``.
+_META_FIELDS = ("format", "format_version", "model", "model_config", "step")
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint folder's ``meta.json`` says: the one reader and writer of that file.
+
+    Attributes
+    ----------
+    model
+        The registered model name (:mod:`expokit.models.registry`).
+    step
+        The training step the weights are from (a whole number >= 0).
+    model_config
+        Keyword arguments that rebuild the model.
+    extra
+        Every other key: ``train_config``, ``world_size``; a best checkpoint's
+        ``checkpoint`` ("best") and ``val_*`` figures.
+    """
+
+    model: str
+    step: int
+    model_config: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: object, path: str | Path) -> CheckpointMeta:
+        """The record of the parsed ``meta.json`` at ``path``; any problem names the file and
+        the field.
+
+        Raises
+        ------
+        CheckpointError
+            Not a JSON object, another format or version, or a field of the wrong type.
+        """
+        if not isinstance(data, dict):
+            kind = "an array" if isinstance(data, list) else f"a {type(data).__name__}"
+            raise CheckpointError(
+                f"{path}: not an expokit checkpoint description (a JSON object), but {kind}"
+            )
+        if data.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{path}: not an expokit checkpoint (format {data.get('format')!r})"
+            )
+        if data.get("format_version") != CHECKPOINT_VERSION:
+            raise CheckpointError(
+                f"{path}: checkpoint format version {data.get('format_version')!r}; this "
+                f"expokit reads version {CHECKPOINT_VERSION}"
+            )
+        model, step, config = data.get("model"), data.get("step"), data.get("model_config")
+        if not isinstance(model, str) or not model:
+            raise CheckpointError(f"{path}: model must be a model name, got {model!r}")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise CheckpointError(f"{path}: step must be a whole number >= 0, got {step!r}")
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: model_config must be an object, got {config!r}")
+        extra = {k: v for k, v in data.items() if k not in _META_FIELDS}
+        return cls(model=model, step=step, model_config=dict(config), extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``meta.json`` object (extras first, so they never shadow a field)."""
+        return {
+            **self.extra,
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "model": self.model,
+            "model_config": dict(self.model_config),
+            "step": self.step,
+        }
+
+    def number(self, key: str) -> float | None:
+        """The finite number stored under the extra ``key`` (a val figure), else None."""
+        value = self.extra.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value) if value == value and abs(value) != float("inf") else None
+
+    def write(self, folder: Path) -> None:
+        """Write ``folder/meta.json`` atomically."""
+        atomic_write_json(folder / META_FILE, self.to_dict())
 
 
 def step_dir(run: str | Path, step: int) -> Path:
@@ -115,31 +209,32 @@ def resolve_checkpoint(path: str | Path, *, prefer: Prefer = "best") -> Path:
 def _write_folder(
     model: Baseline,
     folder: Path,
-    meta: dict[str, Any],
+    meta: CheckpointMeta,
     training_state: dict[str, Any] | None,
 ) -> None:
-    """Weights, the training state (if any), then ``meta.json``: a folder with it is whole."""
+    """Weights, the training state (if any), then ``meta.json``: a folder with it is whole.
+
+    Both are serialised in memory and written by :func:`atomic_write_bytes`: writing straight
+    to the file, safetensors and ``torch.save`` turn a full disk into their own
+    ``RuntimeError``; through Python's own write it is an ``OSError`` that becomes an
+    :class:`OutputError` saying "disk full while writing <file>".
+    """
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(folder / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp))
+    atomic_write_bytes(folder / WEIGHTS_FILE, save(state))
     if training_state is not None:
-        with atomic_path(folder / STATE_FILE) as tmp:
-            torch.save(training_state, tmp)
-    atomic_write_json(folder / META_FILE, meta)
+        buffer = io.BytesIO()
+        torch.save(training_state, buffer)
+        atomic_write_bytes(folder / STATE_FILE, buffer.getvalue())
+    meta.write(folder)
 
 
-def _meta(model: Baseline, step: int, extra_meta: dict[str, Any] | None) -> dict[str, Any]:
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "model": model.name,
-        "model_config": model.config,
-        "step": step,
-        **(extra_meta or {}),
-    }
+def _meta(model: Baseline, step: int, extra_meta: Mapping[str, Any] | None) -> CheckpointMeta:
+    return CheckpointMeta(
+        model=model.name, step=step, model_config=dict(model.config), extra=dict(extra_meta or {})
+    )
 
 
 def save_checkpoint(
@@ -206,21 +301,14 @@ def remove_best(run: str | Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def read_meta(folder: Path) -> dict[str, Any]:
-    """The checked ``meta.json`` of a step folder."""
+def read_meta(folder: Path) -> CheckpointMeta:
+    """The checked ``meta.json`` of a checkpoint folder (:meth:`CheckpointMeta.from_dict`)."""
     path = folder / META_FILE
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint description ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an expokit checkpoint (format {meta.get('format')!r})")
-    if meta.get("format_version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {meta.get('format_version')!r}; this expokit "
-            f"reads version {CHECKPOINT_VERSION}"
-        )
-    return meta
+    return CheckpointMeta.from_dict(data, path)
 
 
 def load_model(
@@ -241,14 +329,20 @@ def load_model(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from expokit.models.registry import create_model
+    from expokit.models.base import ModelError
+    from expokit.models.registry import MODELS, create_model
 
     folder = resolve_checkpoint(path, prefer=prefer)
     meta = read_meta(folder)
-    name = str(meta.get("model"))
+    name = meta.model
     if expect is not None and name != expect:
         raise CheckpointError(f"{folder}: a checkpoint of model {name!r}, not {expect!r}")
-    model = create_model(name, **dict(meta.get("model_config") or {}))
+    try:
+        model = create_model(name, **meta.model_config)
+    except ModelError as exc:
+        if name not in MODELS:
+            raise
+        raise CheckpointError(f"{folder / META_FILE}: model_config: {exc}") from None
     weights = folder / WEIGHTS_FILE
     try:
         state = load_file(str(weights))
@@ -260,4 +354,4 @@ def load_model(
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{weights}: weights do not fit model {name!r}: {first}") from None
     model.eval()
-    return model, {**meta, "path": str(folder)}
+    return model, {**meta.to_dict(), "path": str(folder)}

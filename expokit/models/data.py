@@ -291,6 +291,42 @@ def _ev(value: Any) -> float:
     return float("nan") if text is None else float(value)
 
 
+def check_output_folder(
+    out: str | Path, dataset: str | Path | None = None, *, what: str = "output folder"
+) -> Path:
+    """Refuse an output folder that is, lies inside or holds a dataset; return ``out``.
+
+    ``dataset`` is the command's own dataset (``None``: none); any expokit dataset root at
+    or above ``out`` counts too. Writing a run, an evaluation or images into a dataset's
+    ``images/`` (or anywhere below its root) would mix outputs into data that the manifest
+    describes, and a later ``curate validate`` or build would trip over them.
+
+    Raises
+    ------
+    OutputError
+        Naming ``out`` and the dataset it is in (or holds).
+    """
+    from expokit.core.errors import OutputError
+    from expokit.core.roots import LEGACY_MARKERS, root_kind
+
+    target = Path(out).resolve()
+    if dataset is not None:
+        base = Path(dataset).resolve()
+        if target == base or target.is_relative_to(base):
+            raise OutputError(
+                f"{what} {out} is inside the dataset {dataset}; choose a folder outside it"
+            )
+        if base.is_relative_to(target):
+            raise OutputError(f"{what} {out} holds the dataset {dataset}; choose another folder")
+    for folder in (target, *target.parents):
+        legacy = any((folder / name).is_file() for name in LEGACY_MARKERS["dataset"][:1])
+        if folder.is_dir() and (root_kind(folder) == "dataset" or legacy):
+            raise OutputError(
+                f"{what} {out} is inside the expokit dataset {folder}; choose a folder outside it"
+            )
+    return Path(out)
+
+
 def pair_selection(
     exclude_flags: str | Sequence[str] | None = None, passed_only: bool = False
 ) -> PairSelection:
@@ -390,6 +426,17 @@ class _Base(TorchDataset[Item]):
         self.seed = seed
         self.model = model
         self.selection = pair_selection(exclude_flags, passed_only)
+        # A string is refused, not taken as one name: "scene0" iterated would be the scenes
+        # s, c, e, ...; a list says which scenes without guessing.
+        if scenes is not None and (
+            isinstance(scenes, str)
+            or not isinstance(scenes, Sequence)
+            or not all(isinstance(s, str) for s in scenes)
+        ):
+            raise DataError(
+                f"scenes (data_options.scenes): expected a list of scene ids, e.g. "
+                f'["scene0"], got {scenes!r}'
+            )
         self.rows = select_rows(self.dataset, split, scenes, self.selection)
         self.store = _ImageStore(self.dataset, self.options)
 
@@ -1017,8 +1064,10 @@ def batch_loader(
     rank: int = 0,
     world_size: int = 1,
     start: int = 0,
+    worker_init_fn: Callable[[int], None] | None = None,
 ) -> DataLoader[Item]:
-    """Batches of an opened dataset: endless seeded draws (``train``) or every item once."""
+    """Batches of an opened dataset: endless seeded draws (``train``) or every item once;
+    ``worker_init_fn`` runs first in each worker process (picklable where workers spawn)."""
     sampler: Sampler[int] | None = None
     if train:
         weights = getattr(dataset, "weights", None)
@@ -1037,6 +1086,7 @@ def batch_loader(
         # (a resumed run would then differ from an uninterrupted one).
         generator=torch.Generator().manual_seed(seed * 1009 + rank),
         persistent_workers=num_workers > 0 and train,
+        worker_init_fn=worker_init_fn,
         drop_last=False,
     )
 

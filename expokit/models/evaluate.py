@@ -55,6 +55,7 @@ every scored pair and ``DIR/index.html`` showing the best and worst pairs
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -992,14 +993,88 @@ def evaluate(
         train_level(dataset, config, reader) if config.references else ({}, None)
     )
     methods = _methods(model, meta, config.references, config.reference, train_method)
-    from expokit.core.roots import claim_root
+    with contextlib.ExitStack() as held:
+        # Refuse a bad output folder before the (long) scoring, and hold it to the end.
+        folders = _claim_outputs(data, out, images, held)
+        saver = None
+        if images is not None:
+            shown = next((m.name for m in methods if m.kind == "model"), None)
+            saver = _TriptychSaver(folders["images"], shown)
+        result = _evaluate(
+            dataset, data, config, model, meta, methods, level_info, progress, saver, out
+        )
+    return result
 
-    if out is not None:  # refuse a bad output folder before the (long) scoring
-        claim_root(out, "evaluation")
-    saver = None
-    if images is not None:
-        shown = next((m.name for m in methods if m.kind == "model"), None)
-        saver = _TriptychSaver(claim_root(images, "evaluation", what="images folder"), shown)
+
+#: What ``expokit eval`` writes into its output folder, removed before each run.
+OWNED_FILES = (SUMMARY_FILE, PAIRS_FILE, CLIPS_FILE)
+
+
+def _claim_outputs(
+    data: str | Path,
+    out: str | Path | None,
+    images: str | Path | None,
+    held: contextlib.ExitStack,
+) -> dict[str, Path]:
+    """Claim and lock ``out`` and ``images`` (evaluation roots outside the dataset) and clear
+    what an earlier evaluation left there, so the folders hold this run's result only.
+
+    ``summary.json`` goes first: a folder with it is complete. Earlier triptychs and pages
+    go too (the images folder holds only what eval wrote: it is an evaluation root), and
+    temporary files of killed writes.
+    """
+    from expokit.core.atomic import remove_stale_temp_files
+    from expokit.core.lock import RootLock
+    from expokit.core.roots import claim_root
+    from expokit.models.data import check_output_folder
+
+    claimed: dict[str, Path] = {}
+    locked: set[Path] = set()
+    for key, folder, what in (("out", out, "output folder"), ("images", images, "images folder")):
+        if folder is None:
+            continue
+        check_output_folder(folder, data, what=f"evaluation {what}")
+        path = claim_root(folder, "evaluation", what=what)
+        claimed[key] = path
+        if path.resolve() in locked:  # --save-images into --out: one lock
+            continue
+        held.enter_context(RootLock(path, "expokit eval"))
+        locked.add(path.resolve())
+        remove_stale_temp_files(path)
+    if "out" in claimed:
+        for name in OWNED_FILES:
+            (claimed["out"] / name).unlink(missing_ok=True)
+    if "images" in claimed:
+        _clear_images(claimed["images"])
+    return claimed
+
+
+def _clear_images(folder: Path) -> None:
+    """Remove an earlier run's triptychs (``<split>/NNNN-<pair>.png``) and page."""
+    (folder / IMAGES_PAGE).unlink(missing_ok=True)
+    for split in folder.iterdir():
+        if not split.is_dir() or split.is_symlink() or split.name.startswith("."):
+            continue
+        for png in split.glob("[0-9][0-9][0-9][0-9]-*.png"):
+            if png.is_file() and not png.is_symlink():
+                png.unlink()
+        with contextlib.suppress(OSError):
+            split.rmdir()  # only when now empty
+
+
+def _evaluate(
+    dataset: Dataset,
+    data: str | Path,
+    config: EvalConfig,
+    model: Baseline | None,
+    meta: dict[str, Any] | None,
+    methods: list[_Method],
+    level_info: dict[str, Any],
+    progress: Callable[[int], object] | None,
+    saver: _TriptychSaver | None,
+    out: str | Path | None,
+) -> EvalResult:
+    """Score every split and write the results (the output folders are claimed and held)."""
     runner = _ModelRunner(model, config.device) if model is not None else None
     result = EvalResult()
     scorer = _Scorer(dataset, config, runner, methods, progress, saver)

@@ -811,17 +811,33 @@ def infer_paths(
     InferenceError, OutputError
         Before anything is written: missing inputs or reference, an unusable output folder.
     """
-    from tqdm import tqdm
-
-    from expokit.core.paths import check_output_file
+    from expokit.core.atomic import remove_stale_temp_files
+    from expokit.core.lock import RootLock
     from expokit.core.roots import claim_root
+    from expokit.models.data import check_output_folder
 
     files = collect_inputs(inputs)
     ref_rgb = None
     if reference is not None:
         ref_rgb, _ = read_rgb(reference)
     enhancer = Enhancer(model, ref_rgb, config)
+    check_output_folder(out, what="inference output folder")
     root = claim_root(out, "inference", what="inference output folder")
+    # One infer per folder at a time (two would write the same names); killed writes' temp
+    # files are removed under the lock, so never a live writer's.
+    with RootLock(root, "expokit infer"):
+        remove_stale_temp_files(root)
+        return _correct_all(files, root, enhancer, progress)
+
+
+def _correct_all(
+    files: list[Path], root: Path, enhancer: Enhancer, progress: bool
+) -> list[InferResult]:
+    """Correct every file into the claimed, locked ``root``; one result per file."""
+    from tqdm import tqdm
+
+    from expokit.core.paths import check_output_file
+
     results: list[InferResult] = []
     claimed: dict[Path, Path] = {}
     for path in tqdm(files, desc="infer", unit="file", disable=not progress or None):
@@ -842,6 +858,10 @@ def infer_paths(
                 rgb, result.notes = read_rgb(path)
                 write_png(target, enhancer(rgb))
             result.output = target
-        except (ExpokitError, OSError) as exc:
+        except InputFileError as exc:
             result.error = str(exc)
+        except (ExpokitError, OSError) as exc:
+            # A model or write error of this input (e.g. an image too small for the model):
+            # it names the file here, and the other inputs go on.
+            result.error = f"{path}: {exc}"
     return results

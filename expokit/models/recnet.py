@@ -50,7 +50,15 @@ import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
 from expokit.models import losses
-from expokit.models.base import Baseline, Batch, ModelError, check_image, require
+from expokit.models.base import (
+    Baseline,
+    Batch,
+    ModelError,
+    check_image,
+    check_int,
+    check_number,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -73,13 +81,11 @@ class RECNetConfig:
 
     def __post_init__(self) -> None:
         for key in ("channels", "blocks", "down"):
-            if int(getattr(self, key)) < 1:
-                raise ModelError(f"recnet: {key} must be >= 1, got {getattr(self, key)}")
+            check_int("recnet", key, getattr(self, key), 1)
         if self.channels % 4:
             raise ModelError(f"recnet: channels must be a multiple of 4, got {self.channels}")
         for key in ("mask_blur", "l1_weight", "ssim_weight", "mask_weight", "colour_weight"):
-            if float(getattr(self, key)) < 0:
-                raise ModelError(f"recnet: {key} must be >= 0, got {getattr(self, key)}")
+            check_number("recnet", key, getattr(self, key))
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
@@ -234,7 +240,15 @@ class RECNet(Baseline):
         ignored."""
         check_image(image, "input")
         h, w = image.shape[-2:]
-        out, _ = self(pad_to_multiple(image, self.settings.down))
+        down = self.settings.down
+        # Region norm is an instance norm over the body (``down`` times smaller): a body of
+        # one pixel has no spread to normalise and torch fails on it.
+        if -(-h // down) * -(-w // down) < 2:
+            raise ModelError(
+                f"recnet: image of {w}x{h} pixels is too small (needs more than one body pixel "
+                f"at 1/{down} resolution, e.g. {2 * down}x{down} or larger)"
+            )
+        out, _ = self(pad_to_multiple(image, down))
         return out[..., :h, :w]
 
     def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:

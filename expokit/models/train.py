@@ -28,9 +28,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 import os
+import pickle
 import random
 import re
 import sys
@@ -47,13 +49,15 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from expokit.core.atomic import json_safe
+from expokit.core.atomic import json_safe, read_json_object
 from expokit.core.errors import ExpokitError
 from expokit.models.base import Batch, parameter_count
 from expokit.models.checkpoint import (
+    META_FILE,
     STATE_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    CheckpointMeta,
     best_dir,
     newest_step_dir,
     read_meta,
@@ -78,6 +82,9 @@ _RUN_CONTROL = (
     "val_every val_split val_pairs val_size"
 )
 RUN_CONTROL_KEYS = frozenset(_RUN_CONTROL.split())
+#: Seeds are 32-bit: numpy's global seed is, and the derived torch seeds
+#: (``seed * 1000 + rank``, ``seed * 1009 + rank``) then stay inside torch's 64-bit range.
+MAX_SEED = 2**32 - 1
 
 
 class TrainError(ExpokitError):
@@ -163,6 +170,7 @@ class TrainConfig:
         )
         need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
         need(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
+        need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}")
         need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         need(self.ckpt_every >= 1, f"ckpt_every must be >= 1, got {self.ckpt_every}")
         need(self.val_every >= 0, f"val_every must be >= 0 (0: off), got {self.val_every}")
@@ -304,6 +312,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(text) if file.suffix.lower() == ".json" else tomllib.loads(text)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise TrainError(f"{file}: cannot read training config: {exc}") from None
+    if not isinstance(data, dict):
+        kind = "an array" if isinstance(data, list) else f"a {type(data).__name__}"
+        raise TrainError(
+            f"{file}: a training config must be an object of training keys, not {kind}"
+        )
     if isinstance(data.get("train"), dict):
         data = {**{k: v for k, v in data.items() if k != "train"}, **data["train"]}
     return dict(data)
@@ -552,7 +565,15 @@ class _CsvLog:
             self._write([row], "a")
 
 
-def _tensorboard(run: Path, enabled: bool, echo: Callable[[str], None]) -> Any:
+def _tensorboard(
+    run: Path, enabled: bool, echo: Callable[[str], None], resumed_from: int | None = None
+) -> Any:
+    """The run's TensorBoard writer (None when off or not installed).
+
+    A resumed run purges the events past ``resumed_from``: a killed run may have logged
+    steps after its last checkpoint, which the resumed run logs again (TensorBoard would
+    show those steps twice, and the older values are of a discarded trajectory).
+    """
     if not enabled:
         return None
     try:
@@ -560,7 +581,8 @@ def _tensorboard(run: Path, enabled: bool, echo: Callable[[str], None]) -> Any:
     except ImportError:
         return None
     echo(f"TensorBoard events in {run / 'tensorboard'}")
-    return SummaryWriter(str(run / "tensorboard"))
+    purge = None if resumed_from is None else resumed_from + 1
+    return SummaryWriter(str(run / "tensorboard"), purge_step=purge)
 
 
 # --------------------------------------------------------------------------- validation
@@ -852,22 +874,17 @@ def _restore_best(
     found = find_best(run)
     if found is None:
         return None, None
+    meta: CheckpointMeta | None
     try:
         meta = read_meta(found)
     except CheckpointError:
-        meta = {}
-    step, score = meta.get("step"), meta.get("val_psnr")
-    same = (meta.get("val_split"), meta.get("val_pairs"), meta.get("val_size")) == (
+        meta = None
+    extra = {} if meta is None else meta.extra
+    step, score = (None, None) if meta is None else (meta.step, meta.number("val_psnr"))
+    same = (extra.get("val_split"), extra.get("val_pairs"), extra.get("val_size")) == (
         config.val_split, pairs, config.val_size,
     )  # fmt: skip
-    if (
-        resumed
-        and isinstance(step, int)
-        and step <= start
-        and same
-        and isinstance(score, int | float)
-        and math.isfinite(score)
-    ):
+    if resumed and step is not None and step <= start and same and score is not None:
         return (
             {"step": step, "psnr": float(score), "path": str(found)},
             f"best so far: step {step}, val PSNR {score:.2f} dB ({found})",
@@ -877,7 +894,7 @@ def _restore_best(
         return None, None
     if not same:
         why = "was validated with other val_split/val_pairs/val_size"
-    elif isinstance(step, int) and step > start:
+    elif step is not None and step > start:
         why = f"is from step {step}, past the resume point {start}"
     else:
         why = "has no usable val PSNR in its meta.json"
@@ -906,15 +923,70 @@ def _config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
     ]
 
 
+def drop_inherited_lock(lock_file: str, _worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: let go of the run lock a forked worker inherited.
+
+    ``flock`` belongs to the open file, which a forked worker shares: after a ``kill -9`` of
+    the trainer its workers (still alive until they notice, about a second) would keep the
+    run locked and an immediate ``--resume`` would be refused. The worker's copy of the
+    descriptor is pointed at ``/dev/null``; never unlocked (that would unlock the trainer
+    too). Needs ``/proc`` (Linux, the only platform whose loader forks); else nothing to do.
+    """
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        return
+    target = str(Path(lock_file).resolve())
+    for entry in fd_dir.iterdir():
+        try:
+            fd, link = int(entry.name), str(entry.readlink())
+        except (ValueError, OSError):
+            continue
+        if link == target:
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+
+
+def _saved_config(run: Path, meta: CheckpointMeta) -> dict[str, Any]:
+    """The config the run was trained with: ``RUN/config.json``'s (a missing file: the
+    checkpoint's own ``train_config``).
+
+    Raises
+    ------
+    TrainError
+        ``config.json`` exists but is not a JSON object with a ``config`` object.
+    """
+    saved = run / CONFIG_FILE
+    if not saved.exists():
+        own = meta.extra.get("train_config")
+        return dict(own) if isinstance(own, dict) else {}
+    data = read_json_object(saved)
+    config = None if data is None else data.get("config")
+    if not isinstance(config, dict):
+        raise TrainError(
+            f"{saved}: damaged (not a JSON object with a 'config' object), so the resumed "
+            "config cannot be checked against it; remove it to check against the "
+            "checkpoint's own train_config"
+        )
+    return config
+
+
 def _prepare_run(config: TrainConfig, resume: bool) -> tuple[Any, Path | None, int]:
-    """Rank 0: claim and lock the run folder, find the checkpoint to resume from."""
+    """Rank 0: claim and lock the run folder, find the checkpoint to resume from; remove the
+    temporary files of killed writes (under the lock: no live writer's)."""
+    from expokit.core.atomic import remove_stale_temp_files
     from expokit.core.lock import RootLock
     from expokit.core.roots import claim_root
+    from expokit.models.data import check_output_folder
 
     run = Path(config.out)
+    check_output_folder(run, config.data, what="run folder")
     claim_root(run, "run", what="run folder")
     lock = RootLock(run, "expokit train").acquire()
     try:
+        remove_stale_temp_files(run)
         newest = newest_step_dir(run)
         if newest is not None and not resume:
             raise TrainError(
@@ -924,19 +996,19 @@ def _prepare_run(config: TrainConfig, resume: bool) -> tuple[Any, Path | None, i
         start = 0
         if newest is not None:
             meta = read_meta(newest)
-            if meta.get("model") != config.model:
+            if meta.model != config.model:
                 raise CheckpointError(
-                    f"{newest}: a checkpoint of model {meta.get('model')!r}, not {config.model!r}"
+                    f"{newest}: a checkpoint of model {meta.model!r}, not {config.model!r}"
+                )
+            if f"step_{meta.step:08d}" != newest.name:
+                raise CheckpointError(
+                    f"{newest / META_FILE}: step {meta.step} does not match its folder "
+                    f"{newest.name}; cannot resume from it"
                 )
             if not (newest / STATE_FILE).is_file():
                 raise CheckpointError(f"{newest}: no {STATE_FILE}; cannot resume from it")
-            start = int(meta["step"])
-            saved = run / CONFIG_FILE
-            try:
-                old = json.loads(saved.read_text(encoding="utf-8")).get("config", {})
-            except (OSError, ValueError):
-                old = {}
-            changes = _config_changes(old, config.to_dict())
+            start = meta.step
+            changes = _config_changes(_saved_config(run, meta), config.to_dict())
             if changes:
                 warnings.warn(
                     TrainWarning(
@@ -1079,6 +1151,9 @@ def train(
             dataset, train=True, batch_size=config.batch_size, num_workers=config.num_workers,
             seed=config.seed, rank=world.rank, world_size=world.size,
             start=start * config.batch_size,
+            worker_init_fn=(
+                None if lock is None else functools.partial(drop_inherited_lock, str(lock.path))
+            ),
         )  # fmt: skip
 
         log: _CsvLog | None = None
@@ -1102,7 +1177,9 @@ def train(
                 },
             )
             log = _CsvLog(run / LOG_FILE, start)
-            board = _tensorboard(run, config.tensorboard, say)
+            board = _tensorboard(
+                run, config.tensorboard, say, start if checkpoint is not None else None
+            )
 
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
         bar = tqdm(
@@ -1367,13 +1444,32 @@ def _restore(
     except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{folder / WEIGHTS_FILE}: cannot resume from it: {first}") from None
+    path = folder / STATE_FILE
     try:
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{folder / STATE_FILE}: unreadable training state ({exc})") from None
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of a foreign file before refusing it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        # an empty file is an EOFError, which click would print as a bare "Aborted!"
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: unreadable training state ({first})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path}: not an expokit training state (a {type(state).__name__}, not a dict)"
+        )
+    parts: dict[str, Any] = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    for key, part in parts.items():
+        if not isinstance(state.get(key), dict):
+            raise CheckpointError(f"{path}: training state has no {key} state")
+        try:
+            part.load_state_dict(state[key])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise CheckpointError(f"{path}: {key} state does not fit ({first})") from None
+    elapsed = state.get("elapsed_s", 0.0)
+    if isinstance(elapsed, bool) or not isinstance(elapsed, int | float):
+        raise CheckpointError(f"{path}: elapsed_s must be a number, got {elapsed!r}")
     # A resumed run takes the lr and weight decay of the (possibly changed) config.
     factor = lr_factor(config)
     scheduler.base_lrs = [config.lr for _ in optimizer.param_groups]
@@ -1382,6 +1478,15 @@ def _restore(
         group["lr"] = config.lr * factor(scheduler.last_epoch)
         group["weight_decay"] = config.weight_decay
     rngs = state.get("rng") or []
+    if not isinstance(rngs, list | tuple):
+        kind = type(rngs).__name__
+        raise CheckpointError(f"{path}: rng must be a list of RNG states, got a {kind}")
     if state.get("world_size") == world.size and world.rank < len(rngs):
-        set_rng_state(rngs[world.rank])
-    return float(state.get("elapsed_s", 0.0))
+        try:
+            set_rng_state(rngs[world.rank])
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{path}: rng state of rank {world.rank} is damaged ({exc}); resume from an "
+                "earlier step"
+            ) from None
+    return float(elapsed)

@@ -179,10 +179,18 @@ class UEC(Baseline):
         monotonic_weight: float = 1.0,
         start: str = "gain",
     ) -> None:
-        if start not in self.STARTS:
-            from expokit.models.base import ModelError
+        from expokit.models.base import ModelError, check_int, check_number
 
+        if start not in self.STARTS:
             raise ModelError(f"uec: start must be one of {', '.join(self.STARTS)}, got {start!r}")
+        sizes = {
+            "encode_channels": encode_channels, "corrector_width": corrector_width,
+            "predictor_hidden": predictor_hidden, "iterations": iterations,
+            "feature_size": feature_size, "pixel_samples": pixel_samples,
+        }  # fmt: skip
+        for key, value in sizes.items():
+            check_int("uec", key, value, 1)
+        check_number("uec", "monotonic_weight", monotonic_weight)
         super().__init__(
             encode_channels=encode_channels, corrector_width=corrector_width,
             predictor_hidden=predictor_hidden, iterations=iterations, feature_size=feature_size,

@@ -38,7 +38,15 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
-from expokit.models.base import Baseline, Batch, ModelError, check_image, require
+from expokit.models.base import (
+    Baseline,
+    Batch,
+    ModelError,
+    check_image,
+    check_int,
+    check_number,
+    require,
+)
 
 #: Occlusion sharpness of the temporal loss weight ``exp(-k * err^2)`` (err in [0, 1]).
 OCCLUSION_K = 50.0
@@ -154,12 +162,12 @@ class VideoNet(Baseline):
         align_weight: float = 0.5,
         temporal_weight: float = 0.5,
     ) -> None:
-        if frames not in (3, 5):
-            raise ModelError(f"model 'video': frames must be 3 or 5, got {frames}")
-        if width < 1 or flow_width < 0:
-            raise ModelError(f"model 'video': bad widths {width}, {flow_width}")
-        if align_weight < 0 or temporal_weight < 0:
-            raise ModelError("model 'video': loss weights must be >= 0")
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames not in (3, 5):
+            raise ModelError(f"video: frames must be 3 or 5, got {frames!r}")
+        check_int("video", "width", width, 1)
+        check_int("video", "flow_width", flow_width, 0)
+        check_number("video", "align_weight", align_weight)
+        check_number("video", "temporal_weight", temporal_weight)
         super().__init__(
             frames=frames, width=width, flow_width=flow_width, align_weight=align_weight,
             temporal_weight=temporal_weight,

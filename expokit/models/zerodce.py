@@ -41,7 +41,15 @@ import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
 from expokit.models import losses
-from expokit.models.base import Baseline, Batch, ModelError, check_image, require
+from expokit.models.base import (
+    Baseline,
+    Batch,
+    ModelError,
+    check_image,
+    check_int,
+    check_number,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -69,17 +77,16 @@ class ZeroDCEConfig:
 
     def __post_init__(self) -> None:
         for key in ("channels", "iterations", "scale_factor", "exposure_patch", "spatial_patch"):
-            if int(getattr(self, key)) < 1:
-                raise ModelError(f"zerodce: {key} must be >= 1, got {getattr(self, key)}")
-        if self.max_curve_side is not None and self.max_curve_side < 8:
-            raise ModelError(f"zerodce: max_curve_side must be >= 8, got {self.max_curve_side}")
+            check_int("zerodce", key, getattr(self, key), 1)
+        if self.max_curve_side is not None:
+            check_int("zerodce", "max_curve_side", self.max_curve_side, 8)
+        check_number("zerodce", "exposure_level", self.exposure_level)
         if not 0 < self.exposure_level < 1:
             raise ModelError(
                 f"zerodce: exposure_level must be in (0, 1), got {self.exposure_level}"
             )
         for key in ("spatial_weight", "exposure_weight", "colour_weight", "smoothness_weight"):
-            if float(getattr(self, key)) < 0:
-                raise ModelError(f"zerodce: {key} must be >= 0, got {getattr(self, key)}")
+            check_number("zerodce", key, getattr(self, key))
 
 
 class SeparableConv(nn.Module):
