@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from expokit.cli_reference import cli_reference
+from expokit.cli.reference import cli_reference
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 

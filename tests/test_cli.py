@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from expokit.cli import cli
-from expokit.info import COMPONENTS
+from expokit.cli.info import COMPONENTS
 
 
 def test_info_names_every_component() -> None:

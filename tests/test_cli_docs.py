@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_reference import cli_reference
+from expokit.cli.reference import cli_reference
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
@@ -51,7 +51,7 @@ def test_reference_does_not_depend_on_earlier_invocations() -> None:
     code = (
         "from click.testing import CliRunner\n"
         "from expokit.cli import cli\n"
-        "from expokit.cli_reference import cli_reference\n"
+        "from expokit.cli.reference import cli_reference\n"
         "CliRunner().invoke(cli.commands['info'], ['--help'])\n"
         "CliRunner().invoke(cli.commands['curate'].commands['validate'], ['--help'])\n"
         "print(cli_reference(cli), end='')\n"

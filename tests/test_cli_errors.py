@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from expokit.cli import cli
-from expokit.cli_common import describe_os_error, reports_errors
+from expokit.cli.common import describe_os_error, reports_errors
 from expokit.core.errors import ExpokitError, InputFileError, OutputError, is_disk_full
 from expokit.core.exif import read_exif_tags
 from expokit.core.runs import DISK_FULL, output_error_kind

@@ -2,7 +2,8 @@
 
 Every ``import`` in the package is read (module level and inside functions, since lazy
 imports are imports too); a stage may import only itself and the stages to its left. The
-command line (``expokit/cli*.py``, ``demo.py``, ``info.py``) sits on top and may import all.
+command line (the ``expokit/cli/`` package), ``demo.py`` and ``schemas.py`` sit on top and may
+import all.
 """
 
 from __future__ import annotations

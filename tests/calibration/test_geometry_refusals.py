@@ -34,7 +34,7 @@ from expokit.calibration.homography import (
     transfer_rms,
 )
 from expokit.cli import cli
-from expokit.cli_calibrate import rms_rise_note
+from expokit.cli.calibrate import rms_rise_note
 
 
 def _texture(size: tuple[int, int], seed: int = 0) -> np.ndarray:

@@ -129,7 +129,7 @@ def test_two_workers_give_the_same_manifest(built: Path, sice_subset: Path, tmp_
 
 
 def _cli() -> click.Group:
-    from expokit.cli_curate_build import register
+    from expokit.cli.curate_build import register
 
     @click.group()
     def curate() -> None:
@@ -232,7 +232,7 @@ def test_size_mismatch_is_a_scene_failure(tmp_path: Path) -> None:
 
 
 def test_cli_choices_match_the_config() -> None:
-    from expokit import cli_curate_build as front
+    from expokit.cli import curate_build as front
     from expokit.curation import build_config as cfg
 
     assert front.KINDS == cfg.KIND_CHOICES and front.ORDERS == cfg.SEQUENCE_ORDERS

@@ -67,7 +67,7 @@ def scene_table(out: Path) -> pd.DataFrame:
 
 
 def _cli() -> click.Group:
-    from expokit.cli_curate_build import register
+    from expokit.cli.curate_build import register
 
     @click.group()
     def curate() -> None:

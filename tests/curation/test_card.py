@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from expokit.cli_curate_tools import register
+from expokit.cli.curate_tools import register
 from expokit.curation.card import cameras, column_table, render_card, write_card
 from expokit.curation.dataset import FORMAT_VERSION, INFO_FILE, MANIFEST_COLUMNS, load_dataset
 from tests.curation.conftest_tools import Spec, make_dataset

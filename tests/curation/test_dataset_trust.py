@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from expokit.cli_curate_tools import register
+from expokit.cli.curate_tools import register
 from expokit.core.hashing import sha256_file
 from expokit.core.lock import RootInUseError, RootLock
 from expokit.core.paths import PathEscapeError

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from expokit.calibration.sync import SyncResult, frame_map, write_sync_json
 from expokit.capture.commands import shoot
 from expokit.capture.rig_config import load_rig_config
-from expokit.cli_curate_tools import register
+from expokit.cli.curate_tools import register
 from expokit.core.video_io import probe_media
 from expokit.curation.build import build_dataset
 from expokit.curation.build_config import BuildConfig

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from expokit.cli_curate_tools import register
+from expokit.cli.curate_tools import register
 from expokit.core.atomic import TEMP_PREFIX
 from expokit.core.hashing import sha256_file
 from expokit.core.lock import RootInUseError, RootLock

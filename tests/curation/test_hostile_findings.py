@@ -146,7 +146,7 @@ def test_an_unexpected_crash_while_writing_keeps_the_earlier_rows(
 def _tools(*args: str) -> tuple[int, str]:
     import click
 
-    from expokit.cli_curate_tools import register
+    from expokit.cli.curate_tools import register
 
     group = click.Group("curate")
     register(group)

@@ -217,7 +217,7 @@ def test_auto_never_picks_flat_and_keeps_the_other_kinds(tmp_path: Path) -> None
 
 
 def _cli() -> click.Group:
-    from expokit.cli_curate_build import register
+    from expokit.cli.curate_build import register
 
     @click.group()
     def curate() -> None:
@@ -228,7 +228,7 @@ def _cli() -> click.Group:
 
 
 def test_cli_flat_options(tmp_path: Path) -> None:
-    from expokit import cli_curate_build as front
+    from expokit.cli import curate_build as front
     from expokit.curation import build_config as cfg
 
     assert (

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from expokit.cli_curate_tools import register
+from expokit.cli.curate_tools import register
 from expokit.curation.report import (
     THUMB_SIDE,
     ReportError,
@@ -250,7 +250,7 @@ def test_unreadable_images_and_output_folder_rules(dataset_root: Path, tmp_path:
 
 def test_importing_the_report_module_has_no_side_effects() -> None:
     code = (
-        "import sys, expokit.curation.report, expokit.cli_curate_tools; "
+        "import sys, expokit.curation.report, expokit.cli.curate_tools; "
         "print('matplotlib' in sys.modules, 'jinja2' in sys.modules, 'cv2' in sys.modules)"
     )
     result = subprocess.run(

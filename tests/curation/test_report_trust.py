@@ -12,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from expokit.cli_curate_tools import register
+from expokit.cli.curate_tools import register
 from expokit.core.lock import RootInUseError, RootLock
 from expokit.curation.dataset import load_dataset
 from expokit.curation.report import MARKER, ReportError, build_report

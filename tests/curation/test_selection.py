@@ -72,7 +72,7 @@ def test_export_refuses_a_selection_that_keeps_nothing(root: Path, tmp_path: Pat
 
 
 def test_cli_export_passed_only(pristine: Path, tmp_path: Path) -> None:
-    from expokit.cli_curate_tools import register
+    from expokit.cli.curate_tools import register
 
     group = click.Group("curate")
     register(group)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from expokit.cli_curate_tools import register
+from expokit.cli.curate_tools import register
 from expokit.core.hashing import sha256_file
 from expokit.curation.dataset import INFO_FILE, MANIFEST_FILE
 from expokit.curation.validate import Problem, validate_dataset

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from expokit.cli_common import reports_errors
+from expokit.cli.common import reports_errors
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_common import reports_errors, selection_options
+from expokit.cli.common import reports_errors, selection_options
 
 
 @click.command("eval")

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from expokit.cli_common import reports_errors
+from expokit.cli.common import reports_errors
 from expokit.core.parallel import EXECUTORS
 
 # Kept literal (checked against build_config in tests) so `expokit --help` imports nothing heavy.

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli_common import fail, reports_errors
+from expokit.cli.common import fail, reports_errors
 
 
 @click.group()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli_common import reports_errors, selection_options
+from expokit.cli.common import reports_errors, selection_options
 
 AMP_CHOICES = ("off", "bf16", "fp16")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli_common import reports_errors
+from expokit.cli.common import reports_errors
 
 
 def _load_rig(path: Path) -> Any:

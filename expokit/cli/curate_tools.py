@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_common import reports_errors, selection_options
+from expokit.cli.common import reports_errors, selection_options
 from expokit.core.paths import check_output_file
 
 _EXPORT_LAYOUTS = ("msec", "dime", "sequences")

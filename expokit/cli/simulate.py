@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from expokit.cli_common import reports_errors
+from expokit.cli.common import reports_errors
 
 if TYPE_CHECKING:
     from expokit.capture.defects import DefectSpec

@@ -15,16 +15,16 @@ from typing import Any
 import click
 
 from expokit import __version__
-from expokit.cli_align import align
-from expokit.cli_calibrate import calibrate
-from expokit.cli_capture import capture
-from expokit.cli_common import reports_errors
-from expokit.cli_curate_build import register as register_build
-from expokit.cli_curate_tools import register as register_tools
-from expokit.cli_eval import eval_command
-from expokit.cli_infer import infer
-from expokit.cli_simulate import simulate_command
-from expokit.cli_train import train
+from expokit.cli.align import align
+from expokit.cli.calibrate import calibrate
+from expokit.cli.capture import capture
+from expokit.cli.common import reports_errors
+from expokit.cli.curate_build import register as register_build
+from expokit.cli.curate_tools import register as register_tools
+from expokit.cli.eval import eval_command
+from expokit.cli.infer import infer
+from expokit.cli.simulate import simulate_command
+from expokit.cli.train import train
 from expokit.core.parallel import EXECUTORS
 from expokit.curation.rendering.config import LAYOUTS, WB_POLICIES, OutputFormat
 
@@ -39,7 +39,7 @@ def cli() -> None:
 @reports_errors
 def info() -> None:
     """Print versions of Python, numpy, rawpy/LibRaw, OpenCV, gphoto2, torch and ffmpeg."""
-    from expokit.info import collect_versions
+    from expokit.cli.info import collect_versions
 
     for label, version, note in collect_versions():
         if version is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli_common import reports_errors
+from expokit.cli.common import reports_errors
 
 
 @click.command()
