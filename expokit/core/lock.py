@@ -23,6 +23,33 @@ from expokit.core.errors import ExpokitError
 
 LOCK_FILE = ".expokit/lock"
 
+#: Descriptors of the locks this process holds (see :func:`_drop_locks_in_child`).
+_HELD: set[int] = set()
+
+
+def _drop_locks_in_child() -> None:
+    """After ``fork``: point the child's copies of held lock descriptors at ``/dev/null``.
+
+    ``flock`` belongs to the open file, which a forked child (a DataLoader or pool worker)
+    shares; a child that outlives its parent's ``kill -9`` by a second would keep the root
+    locked and refuse an immediate resume. Unlocking would unlock the parent too, so the
+    child's descriptor is replaced instead; the parent keeps its lock.
+    """
+    if not _HELD:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in list(_HELD):
+            with contextlib.suppress(OSError):
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_drop_locks_in_child)
+
 
 class RootInUseError(ExpokitError):
     """Another process holds the root's lock."""
@@ -118,11 +145,13 @@ class RootLock:
         handle.write(json.dumps(record).encode())
         handle.flush()
         self._handle = handle
+        _HELD.add(handle.fileno())
         return self
 
     def release(self) -> None:
         if self._handle is None:
             return
+        _HELD.discard(self._handle.fileno())
         _unlock(self._handle)
         self._handle.close()
         self._handle = None
