@@ -212,12 +212,6 @@ def to_uint8(image: F64) -> npt.NDArray[np.uint8]:
     return np.asarray(np.round(np.clip(image, 0.0, 1.0) * 255.0), np.uint8)
 
 
-@dataclass
-class _Loaded:
-    image: F64
-    mask: Mask | None
-
-
 class _Reader:
     """Reads dataset images as float64 RGB ``(H, W, 3)`` in ``[0, 1]``, resized if asked."""
 

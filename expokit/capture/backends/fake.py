@@ -539,10 +539,6 @@ def attach_simulation(rig: RigSimulation, roles: dict[str, str], subject: str = 
     _BUS.simulation = _Simulation(rig, dict(roles), subject)
 
 
-def detach_simulation() -> None:
-    _BUS.simulation = None
-
-
 def simulated_movies() -> dict[str, dict[str, Any]]:
     """``truth.json["bodies"]`` entries of the movies the attached simulation made."""
     return dict(_BUS.simulation.movies) if _BUS.simulation is not None else {}
