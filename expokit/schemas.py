@@ -134,6 +134,13 @@ ENTRIES: dict[str, SchemaEntry] = {
             "expokit.core.runs:read_record / load_record",
         ),
         SchemaEntry(
+            "export",
+            "EXPORT_OUT/export.json",
+            "expokit.curation.export_record:ExportRecord",
+            "expokit.curation.export_record:write_export_record",
+            "expokit.curation.export_record:read_export_record",
+        ),
+        SchemaEntry(
             "run_sidecar",
             "RENDER_OUT/runs/<run_id>.json",
             "expokit.core.runs:RunSidecar",

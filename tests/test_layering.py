@@ -152,9 +152,7 @@ KNOWN_CYCLES: dict[str, list[list[str]]] = {
     "core": [],
     "capture": [],  # no exception: the capture circle is cut (expokit.capture.simulator)
     "calibration": [],
-    # export.py <-> validate.py (validate reads the peer rules through export's facade,
-    # export checks split disjointness in the validator): structure-notes section 3.
-    "curation": [["expokit.curation.export", "expokit.curation.validate"]],
+    "curation": [],  # export.py <-> validate.py cut (validate reads export_peers/_record)
     "models": [],
 }
 

@@ -325,6 +325,22 @@ def test_render_record_and_run_sidecar_fit_their_schemas(tmp_path: Path) -> None
     _check_file("run_sidecar", json.loads(sidecar.read_text(encoding="utf-8")))
 
 
+def test_export_json_fits_its_schema(tmp_path: Path) -> None:
+    from expokit.curation.export import export_dataset
+    from expokit.curation.export_record import EXPORT_RECORD, read_export_record
+    from tests.curation.conftest_tools import Spec, make_dataset
+
+    root = tmp_path / "ds"
+    make_dataset(root, Spec(stills={"beach": "train", "lab": "test"}, masks=False))
+    for layout in ("sequences", "msec"):
+        out = tmp_path / layout
+        summary = export_dataset(root, out, layout, progress=False, allow_partial=True)
+        document = json.loads((out / EXPORT_RECORD).read_text(encoding="utf-8"))
+        _check_file("export", document)
+        record = read_export_record(out / EXPORT_RECORD)
+        assert record.to_file() == document and record.files == summary.files
+
+
 def test_a_wrong_field_in_each_new_kind_is_caught(session: Path) -> None:
     truth = json.loads((session / "truth.json").read_text(encoding="utf-8"))
     schema = entry_schema(ENTRIES["truth"])

@@ -269,7 +269,7 @@ def render_card(dataset: Dataset, export: Mapping[str, Any] | None = None) -> st
     export
         For a card written into an export: ``layout``, ``rows_total``, ``rows_exported``,
         ``groups_exported``, ``files``, ``issues`` (reason -> count) and ``notes``
-        (see :meth:`expokit.curation.export.ExportSummary.as_card_section`).
+        (see :meth:`expokit.curation.export_layouts.ExportSummary.as_card_section`).
     """
     from expokit import __version__
 

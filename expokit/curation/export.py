@@ -50,8 +50,9 @@ Modules
 This module is the driver (:func:`export_dataset`: checks, lock, progress journal, cleanup
 of earlier exports, ``export.json``); the layouts are in
 :mod:`expokit.curation.export_layouts` (one function per layout, planning -> writing ->
-checking) and the peers' loader rules in :mod:`expokit.curation.export_peers`. Their
-public names are importable from here too.
+checking), the peers' loader rules in :mod:`expokit.curation.export_peers` and the
+``export.json`` record (its one reader and writer) in :mod:`expokit.curation.export_record`.
+Import each name from the module that defines it.
 """
 
 from __future__ import annotations
@@ -63,11 +64,9 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from expokit.core.atomic import TEMP_PREFIX, atomic_write_json, remove_stale_temp_files
+from expokit.core.atomic import TEMP_PREFIX, remove_stale_temp_files
 from expokit.core.errors import OutputError
-from expokit.core.hashing import sha256_bytes as sha256_bytes  # re-exported (tests patch writes)
 from expokit.core.hashing import sha256_file
 from expokit.core.lock import RootLock
 from expokit.core.paths import (
@@ -80,78 +79,48 @@ from expokit.core.roots import STATE_DIR, claim_root
 from expokit.curation.dataset import Dataset, check_not_being_written, load_dataset
 from expokit.curation.export_layouts import (
     DEFAULT_EV_TOLERANCE,
-    MSEC_TAG,
     RANK_MAPS,
     ExportError,
-    ExportIssue,
     ExportSummary,
     ExportWriter,
     check_dime_export,
     check_msec_export,
-    check_msec_names,
-    clean_name,
     export_dime,
     export_msec,
     export_sequences,
-    nearest_msec_token,
     rank_scenes,
-    to_uint8,
-    unique_names,
 )
-from expokit.curation.export_peers import (
-    DIME_MIN_FRAMES,
-    DIME_READABLE_SUFFIXES,
-    DIME_SPLITS,
-    MSEC_EXPERT_FOLDER,
-    MSEC_SPLIT_FOLDERS,
-    VECNET_OVER_CLIPS,
-    check_dime_peers,
-    check_msec_peers,
+from expokit.curation.export_record import (
+    EXPORT_RECORD,
+    ExportedDataset,
+    ExportOptions,
+    ExportRecord,
+    ExportRecordError,
+    RankMapRecord,
+    SelectionRecord,
+    read_export_record,
+    write_export_record,
 )
 from expokit.curation.selection import PairSelection
+from expokit.curation.validate import check_split_disjoint
 
 __all__ = [
     "CARD_FILE",
-    "DEFAULT_EV_TOLERANCE",
-    "DIME_MIN_FRAMES",
-    "DIME_READABLE_SUFFIXES",
-    "DIME_SPLITS",
     "DIME_VAL_CHOICES",
-    "EXPORT_RECORD",
     "LAYOUTS",
-    "MSEC_EXPERT_FOLDER",
-    "MSEC_SPLIT_FOLDERS",
-    "MSEC_TAG",
     "PROGRESS_JOURNAL",
-    "RANK_MAPS",
     "RANK_MAP_LAYOUTS",
-    "VECNET_OVER_CLIPS",
-    "ExportError",
-    "ExportIssue",
-    "ExportSummary",
-    "check_dime_peers",
-    "check_msec_names",
-    "check_msec_peers",
-    "clean_name",
     "export_dataset",
-    "nearest_msec_token",
-    "rank_scenes",
-    "to_uint8",
-    "unique_names",
 ]
 
 LAYOUTS: tuple[str, ...] = ("msec", "dime", "sequences")
 DIME_VAL_CHOICES = ("skip", "test")
-EXPORT_RECORD = "export.json"
 CARD_FILE = "README.md"
 #: Layouts whose file names carry EV tokens, so rank EVs need ``--rank-map`` there.
 RANK_MAP_LAYOUTS = ("msec", "sequences")
 #: Append-only journal of the files an export is writing (``{"file", "sha256"}`` per line).
 PROGRESS_JOURNAL = f"{STATE_DIR}/export-progress.jsonl"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-#: The writer the layouts use (the old private name, kept for callers that patch it).
-_Writer = ExportWriter
 
 #: The checking step of each layout, run on the finished folder (after the cleanup, so
 #: stray files of others count too).
@@ -223,24 +192,16 @@ def _read_record(out: Path) -> dict[str, set[str]]:
     Raises
     ------
     ExportError
-        The record is not JSON, not an object, or its ``files`` is not an object of
-        strings (the message names the file).
+        The record does not validate (:func:`read_export_record`; the message names the
+        file and the field).
     """
     record = out / EXPORT_RECORD
     if not record.exists():
         return {}
     try:
-        data = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{record}: not a valid export record (not JSON: {exc})") from None
-    files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
-    ):
-        raise ExportError(
-            f'{record}: not a valid export record (needs an object with "files": '
-            "{path: sha256}); remove it or export into a new folder"
-        )
+        files = read_export_record(record).files
+    except ExportRecordError as exc:
+        raise ExportError(f"{exc}; remove it or export into a new folder") from None
     return {k: {v} for k, v in files.items()}
 
 
@@ -481,8 +442,6 @@ def _check_dataset(dataset: Dataset, layout: str, rank_map: str | None) -> None:
                 "explicitly with --rank-map nearest5 (the five exposures nearest the target "
                 "by rank -> N1.5 N1 0 P1 P1.5)"
             )
-    from expokit.curation.validate import check_split_disjoint
-
     overlap = check_split_disjoint(dataset.manifest)
     if overlap:
         # Exporting would put one scene in training and test data: refuse, do not guess.
@@ -527,7 +486,7 @@ def _write_layout(
     announced in the progress journal first."""
     journal = _Journal(summary.out)
     try:
-        writer = _Writer(dataset, summary, jpeg_quality, durable, journal)
+        writer = ExportWriter(dataset, summary, jpeg_quality, durable, journal)
         if layout == "msec":
             export_msec(dataset, writer, ev_tolerance, progress, rank_map, allow_partial)
         elif layout == "dime":
@@ -543,16 +502,16 @@ def _write_layout(
         journal.close()
 
 
-def _rank_map_record(dataset: Dataset, layout: str, rank_map: str | None) -> dict[str, Any] | None:
+def _rank_map_record(dataset: Dataset, layout: str, rank_map: str | None) -> RankMapRecord | None:
     """``options.rank_map`` of ``export.json``: the mapping applied, or None."""
     if layout not in RANK_MAP_LAYOUTS or rank_map is None:
         return None
-    return {
-        "name": rank_map,
-        "ranks": {f"{r:+d}": t for r, t in RANK_MAPS[rank_map].items()},
-        "scenes": rank_scenes(dataset),
-        "rule": "rank difference to the target (rank 0) -> MSEC token; other ranks skipped",
-    }
+    return RankMapRecord(
+        name=rank_map,
+        ranks={f"{r:+d}": t for r, t in RANK_MAPS[rank_map].items()},
+        scenes=tuple(rank_scenes(dataset)),
+        rule="rank difference to the target (rank 0) -> MSEC token; other ranks skipped",
+    )
 
 
 def _write_record(
@@ -561,43 +520,44 @@ def _write_record(
     jpeg_quality: int,
     dime_val: str,
     ev_tolerance: float,
-    rank_map: dict[str, Any] | None = None,
+    rank_map: RankMapRecord | None = None,
     allow_partial: bool = False,
     selection: PairSelection | None = None,
 ) -> None:
     from expokit import __version__
     from expokit.curation.dataset import MANIFEST_FILE
 
-    record = {
-        "layout": summary.layout,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "expokit_version": __version__,
-        "dataset": {
-            "root": str(dataset.root.resolve()),
-            "name": dataset.info.get("name"),
-            "format_version": dataset.info.get("format_version"),
+    chosen = selection or PairSelection()
+    record = ExportRecord(
+        layout=summary.layout,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        expokit_version=__version__,
+        dataset=ExportedDataset(
+            root=str(dataset.root.resolve()),
+            name=dataset.info.get("name"),
+            format_version=dataset.info.get("format_version"),
             # The manifest that was read, not whatever the file holds by now.
-            "manifest_sha256": dataset.manifest_sha256 or sha256_file(dataset.root / MANIFEST_FILE),
-        },
-        "options": {
-            "jpeg_quality": jpeg_quality,
-            "dime_val": dime_val,
-            "ev_tolerance": ev_tolerance,
-            "rank_map": rank_map,
-            "allow_partial": allow_partial,
-            "selection": (selection or PairSelection()).to_dict(),
-        },
-        "counts": {
+            manifest_sha256=dataset.manifest_sha256 or sha256_file(dataset.root / MANIFEST_FILE),
+        ),
+        options=ExportOptions(
+            jpeg_quality=jpeg_quality,
+            dime_val=dime_val,
+            ev_tolerance=ev_tolerance,
+            rank_map=rank_map,
+            allow_partial=allow_partial,
+            selection=SelectionRecord(chosen.exclude_flags, chosen.passed_only),
+        ),
+        counts={
             "rows_total": summary.rows_total,
             "rows_exported": summary.rows_exported,
             "groups_exported": summary.groups_exported,
             "files": len(summary.files),
             **summary.counts_by_reason(),
         },
-        "notes": summary.notes,
-        "issues": [vars(i) for i in summary.issues],
-        "kept": summary.kept,
-        "removed": summary.removed,
-        "files": dict(sorted(summary.files.items())),
-    }
-    atomic_write_json(summary.out / EXPORT_RECORD, record)
+        notes=tuple(summary.notes),
+        issues=tuple(summary.issues),
+        kept=tuple(summary.kept),
+        removed=tuple(summary.removed),
+        files=dict(sorted(summary.files.items())),
+    )
+    write_export_record(record, summary.out / EXPORT_RECORD)

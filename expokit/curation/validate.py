@@ -745,7 +745,7 @@ def validate_dataset(
 def is_export_folder(folder: str | Path) -> bool:
     """True when ``folder`` is an expokit export (``export.json``, no dataset ``info.json``)
     or a bare DIME tree (:func:`is_dime_tree`, e.g. the published DIME download)."""
-    from expokit.curation.export import EXPORT_RECORD
+    from expokit.curation.export_record import EXPORT_RECORD
 
     root = Path(folder)
     if (root / INFO_FILE).exists():
@@ -762,15 +762,16 @@ def is_dime_tree(folder: str | Path) -> bool:
 def validate_export(folder: str | Path, *, check_hashes: bool = True) -> ValidationReport:
     """Check an export folder: every file ``export.json`` lists exists (with its SHA-256),
     and an ``msec`` export follows the peers' loader rules
-    (:func:`~expokit.curation.export.check_msec_peers`), a ``dime`` export VECNet's
-    (:func:`~expokit.curation.export.check_dime_peers`). A DIME tree without
+    (:func:`~expokit.curation.export_peers.check_msec_peers`), a ``dime`` export VECNet's
+    (:func:`~expokit.curation.export_peers.check_dime_peers`). A DIME tree without
     ``export.json`` (not made by expokit) gets VECNet's rules only, with every frame type
     VECNet reads (``.png``, ``.jpg``, ``.npy``)."""
     from expokit.core.hashing import sha256_file
-    from expokit.curation.export import (
-        DIME_READABLE_SUFFIXES,
+    from expokit.curation.export_peers import DIME_READABLE_SUFFIXES, check_msec_peers
+    from expokit.curation.export_record import (
         EXPORT_RECORD,
-        check_msec_peers,
+        ExportRecordError,
+        read_export_record,
     )
 
     root = Path(folder)
@@ -779,17 +780,16 @@ def validate_export(folder: str | Path, *, check_hashes: bool = True) -> Validat
         report.problems += _dime_problems(root, DIME_READABLE_SUFFIXES)
         return report
     try:
-        record = json.loads((root / EXPORT_RECORD).read_text(encoding="utf-8"))
-        files = record["files"]
-        layout = record["layout"]
-        if not isinstance(files, dict):
-            raise TypeError("files is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        record = read_export_record(root / EXPORT_RECORD)
+    except ExportRecordError as exc:
+        report.problems.append(Problem("export-record", exc.problem, file=EXPORT_RECORD))
+        return report
+    if record.layout is None:
         report.problems.append(
-            Problem("export-record", f"not a valid export record: {exc}", file=EXPORT_RECORD)
+            Problem("export-record", "not a valid export record (no layout)", file=EXPORT_RECORD)
         )
         return report
-    for rel, digest in sorted(files.items()):
+    for rel, digest in sorted(record.files.items()):
         try:
             path = resolve_inside(root, rel, what="export file")
         except PathEscapeError as exc:
@@ -801,16 +801,16 @@ def validate_export(folder: str | Path, *, check_hashes: bool = True) -> Validat
         report.files_checked += 1
         if check_hashes and sha256_file(path) != digest:
             report.problems.append(Problem("sha256-mismatch", "differs from export.json", file=rel))
-    report.rows = int((record.get("counts") or {}).get("rows_exported") or 0)
-    if layout == "msec":
+    report.rows = record.rows_exported
+    if record.layout == "msec":
         report.problems += [Problem("peer-convention", p) for p in check_msec_peers(root)]
-    elif layout == "dime":
+    elif record.layout == "dime":
         report.problems += _dime_problems(root, (".png",))
     return report
 
 
 def _dime_problems(root: Path, suffixes: tuple[str, ...]) -> list[Problem]:
-    from expokit.curation.export import check_dime_peers
+    from expokit.curation.export_peers import check_dime_peers
 
     errors, warnings = check_dime_peers(root, suffixes=suffixes)
     return [Problem("peer-convention", p) for p in errors] + [

@@ -1,6 +1,9 @@
 """models: small PyTorch baselines that train, evaluate and run on expokit datasets.
 
 * :mod:`~expokit.models.base`: tensor and batch conventions, the :class:`Baseline` interface;
+* :mod:`~expokit.models.registry`: model names -> classes, imported lazily;
+* :mod:`~expokit.models.losses`: masked training losses shared by the baselines;
+* :mod:`~expokit.models.checkpoint`: checkpoint folders and ``CheckpointMeta`` (``meta.json``);
 * :mod:`~expokit.models.data`: loaders over dataset format v1 (pairs, sequences, clips);
 * :mod:`~expokit.models.uec`, :mod:`~expokit.models.recnet`, :mod:`~expokit.models.zerodce`,
   :mod:`~expokit.models.video`: the baselines (``expokit train --model NAME``);

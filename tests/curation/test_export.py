@@ -20,15 +20,15 @@ from expokit.core.atomic import TEMP_PREFIX
 from expokit.core.ev import parse_ev_token
 from expokit.core.hashing import sha256_file
 from expokit.curation.dataset import MANIFEST_FILE, load_dataset
-from expokit.curation.export import (
-    DIME_MIN_FRAMES,
+from expokit.curation.export import export_dataset
+from expokit.curation.export_layouts import (
     ExportError,
     check_msec_names,
-    export_dataset,
     nearest_msec_token,
     to_uint8,
     unique_names,
 )
+from expokit.curation.export_peers import DIME_MIN_FRAMES
 from expokit.curation.metrics import psnr
 from tests.curation.conftest_tools import Spec, make_dataset
 

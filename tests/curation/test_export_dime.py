@@ -33,12 +33,9 @@ from expokit.core.video_io import probe_media
 from expokit.curation.build import build_dataset
 from expokit.curation.build_config import BuildConfig
 from expokit.curation.dataset import MANIFEST_FILE, load_dataset
-from expokit.curation.export import (
-    VECNET_OVER_CLIPS,
-    ExportError,
-    check_dime_peers,
-    export_dataset,
-)
+from expokit.curation.export import export_dataset
+from expokit.curation.export_layouts import ExportError
+from expokit.curation.export_peers import VECNET_OVER_CLIPS, check_dime_peers
 from expokit.curation.validate import is_export_folder, validate_export
 from tests.capture.conftest import write_rig
 from tests.curation.conftest_tools import Spec, make_dataset

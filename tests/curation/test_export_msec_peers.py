@@ -24,7 +24,9 @@ from expokit.cli.curate_tools import register
 from expokit.curation.build import build_dataset
 from expokit.curation.build_config import BuildConfig
 from expokit.curation.dataset import MANIFEST_FILE, load_dataset
-from expokit.curation.export import ExportError, check_msec_peers, export_dataset
+from expokit.curation.export import export_dataset
+from expokit.curation.export_layouts import ExportError
+from expokit.curation.export_peers import check_msec_peers
 from expokit.curation.rendering.config import RenderConfig
 from expokit.curation.rendering.render import render_batch
 from expokit.curation.splits import SplitSpec, assign_splits, hash_fraction, split_intervals

@@ -26,12 +26,9 @@ from expokit.core.atomic import TEMP_PREFIX
 from expokit.core.hashing import sha256_file
 from expokit.core.lock import RootInUseError, RootLock
 from expokit.curation.dataset import MANIFEST_FILE, Dataset, load_dataset
-from expokit.curation.export import (
-    EXPORT_RECORD,
-    PROGRESS_JOURNAL,
-    ExportError,
-    export_dataset,
-)
+from expokit.curation.export import PROGRESS_JOURNAL, export_dataset
+from expokit.curation.export_layouts import ExportError
+from expokit.curation.export_record import EXPORT_RECORD
 from tests.curation.conftest_tools import Spec, make_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -184,17 +181,18 @@ def _killed_export(root: Path, out: Path, layout: str, after: int) -> subprocess
     script = textwrap.dedent(
         f"""
         import os, signal, sys
-        from expokit.curation import export
-        original = export._Writer.write
+        from expokit.core.hashing import sha256_bytes
+        from expokit.curation.export_layouts import ExportWriter
+        original = ExportWriter.write
         count = 0
         def write(self, rel, data):
             global count
             if count == {after}:
-                self.journal.announce(rel, export.sha256_bytes(data))
+                self.journal.announce(rel, sha256_bytes(data))
                 os.kill(os.getpid(), signal.SIGKILL)
             count += 1
             original(self, rel, data)
-        export._Writer.write = write
+        ExportWriter.write = write
         from expokit.cli import main
         sys.argv = ["expokit", "curate", "export", {str(root)!r}, "--layout", {layout!r},
                     "--out", {str(out)!r}, "--no-progress"]

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from expokit.curation.dataset import load_dataset
-from expokit.curation.export import ExportError, export_dataset
+from expokit.curation.export import export_dataset
+from expokit.curation.export_layouts import ExportError
 from expokit.curation.qa import flag_list
 from expokit.curation.selection import PairSelection, SelectionError, selection_counts
 
