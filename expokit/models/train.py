@@ -225,6 +225,8 @@ class TrainConfig:
 
 
 def _check_type(key: str, value: Any, hint: Any, prefix: str) -> Any:
+    """``value`` checked against the :class:`TrainConfig` field type ``hint`` (``None`` only
+    for an optional field; a table for a dict field), converted where TOML differs."""
     text = str(hint)
     optional = "None" in text
     if value is None:
@@ -235,6 +237,13 @@ def _check_type(key: str, value: Any, hint: Any, prefix: str) -> Any:
         if not isinstance(value, Mapping):
             raise TrainError(f"{prefix}{key} must be a table, got {value!r}")
         return dict(value)
+    return _check_scalar(key, value, hint, prefix)
+
+
+def _check_scalar(key: str, value: Any, hint: Any, prefix: str) -> Any:
+    """``value`` of a bool, str, float (an int is taken) or int key, or a
+    :class:`TrainError` saying what it must be (a bool is never a number)."""
+    text = str(hint)
     if hint is bool:
         if not isinstance(value, bool):
             raise TrainError(f"{prefix}{key} must be true or false, got {value!r}")
@@ -1014,7 +1023,7 @@ def _prepare_run(config: TrainConfig, resume: bool) -> tuple[Any, Path | None, i
                     TrainWarning(
                         f"{run}: resuming step {start} with a changed config: " + "; ".join(changes)
                     ),
-                    stacklevel=3,
+                    stacklevel=4,  # train's caller: train > _agree_on_start > here
                 )
             if start >= config.steps:
                 raise TrainError(
@@ -1036,6 +1045,14 @@ def train(
 ) -> TrainSummary:
     """Train ``config.model`` and write the run folder ``config.out`` (see module doc).
 
+    The steps, in order: build the model and the dataset (:func:`_build_model_and_data`),
+    agree on where to start (:func:`_agree_on_start`, rank 0 locks the run folder), say what
+    the run is (:func:`_announce`), build the optimizer and restore a checkpoint
+    (:func:`_build_optimizer`), wrap the model and build the loader, open the run's outputs
+    (:func:`_open_outputs`), run the steps (:func:`_run_steps`) and write the summary
+    (:func:`_finish`). Threads, the run lock and the process group are given back at the end,
+    whatever happened (:class:`_Cleanup`).
+
     Raises
     ------
     TrainError
@@ -1046,8 +1063,7 @@ def train(
     """
     from tqdm import tqdm
 
-    from expokit.models.data import batch_loader, open_dataset
-    from expokit.models.registry import create_model, model_class
+    from expokit.models.registry import model_class
 
     say: Callable[[str], None] = echo or tqdm.write
     if not config.model or not config.data or not config.out:
@@ -1055,271 +1071,512 @@ def train(
     kind = model_class(config.model).data_kind
     world = World.from_env()
     device = pick_device(config.device, world)
-    threads_before = torch.get_num_threads()
+    cleanup = _Cleanup(threads_before=torch.get_num_threads())
     if config.threads:
         torch.set_num_threads(config.threads)
-    owns_group = _init_group(world, device)
-    lock = None
+    cleanup.owns_group = _init_group(world, device)
     try:
-        seed_everything(config.seed)
-        model = create_model(config.model, **config.model_config).to(device)
+        model, dataset, frames = _build_model_and_data(config, kind, device)
         n_params = parameter_count(model)
-        options = dict(config.data_options)
-        frames = getattr(model, "frames", None)
-        # A clip model's window decides the loader's, unless both are given and differ.
-        if (
-            kind == "clip"
-            and isinstance(frames, int)
-            and options.setdefault("num_frames", frames) != frames
-        ):
-            raise TrainError(
-                f"data_options.num_frames = {options['num_frames']} but model "
-                f"{config.model!r} is configured for {frames} frames; set one of them"
-            )
-        dataset = open_dataset(
-            config.model, config.data, config.split, crop=config.crop, resize=config.resize,
-            flip=config.flip, seed=config.seed, **options,
-        )  # fmt: skip
-
-        # Rank 0 claims the run folder and prepares validation; everybody learns where to
-        # start (or why not), whether there is validation and the best so far.
-        setup: dict[str, Any] = {"error": None, "start": 0, "checkpoint": None}
-        validator: _Validator | None = None
-        notes: list[str] = []
-        if world.main:
-            try:
-                lock, newest, setup["start"] = _prepare_run(config, resume)
-                setup["checkpoint"] = None if newest is None else str(newest)
-                validator, setup["validation"], setup["best"], note = _setup_validation(
-                    config, frames if kind == "clip" and isinstance(frames, int) else 1,
-                    newest is not None, setup["start"],
-                )  # fmt: skip
-                notes += [note] if note else []
-            except ExpokitError as exc:
-                _broadcast(world, {"error": str(exc)})
-                raise
-        setup = _broadcast(world, setup)
-        if setup["error"]:
-            raise TrainError(setup["error"])
-        start: int = setup["start"]
-        run = Path(config.out)
-        validation = ValidationSummary(**setup["validation"])
-        best: dict[str, Any] | None = setup["best"]
-
-        checkpoint = Path(setup["checkpoint"]) if setup["checkpoint"] else None
-        if world.main:
-            say(
-                f"model {config.model} ({kind} data): {n_params:,} trainable parameters; "
-                f"{len(dataset)} training items in split {config.split!r}"
-                + ("" if dataset.selection.everything else f" ({dataset.selection.describe()})")
-                + f"; device {device}"
-                + (f" x {world.size} processes" if world.distributed else "")
-            )
-            if checkpoint is not None:
-                say(f"resuming from {checkpoint} (step {start})")
-            elif resume:
-                say(f"no checkpoint in {run} yet: starting at step 0")
-            if validation.off is not None and config.val_every:
-                say(f"no validation: {validation.off}; training goes on without a val score")
-            elif validation.off is None:
-                say(
-                    f"validating every {config.val_every} steps on {validation.pairs} pairs of "
-                    f"split {validation.split!r} at {config.val_size} px; fair baseline "
-                    f"{validation.baseline} {validation.baseline_psnr:.2f} dB"
-                )
-            for note in notes:
-                say(note)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        start = _agree_on_start(config, resume, world, kind, frames, cleanup)
+        _announce(say, config, kind, n_params, dataset, device, world, start, resume)
+        optimizer, scheduler, scaler, elapsed_before = _build_optimizer(
+            config, model, device, world, start.checkpoint
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
-        scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-        elapsed_before = 0.0
-        seed_everything(config.seed * 1000 + world.rank + 1)
-        if checkpoint is not None:
-            elapsed_before = _restore(
-                checkpoint, model, optimizer, scheduler, scaler, world, config
-            )
-        wrapped: nn.Module = _LossModule(model)
-        if world.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            wrapped = DistributedDataParallel(
-                wrapped, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        loader = batch_loader(
-            dataset, train=True, batch_size=config.batch_size, num_workers=config.num_workers,
-            seed=config.seed, rank=world.rank, world_size=world.size,
-            start=start * config.batch_size,
-            worker_init_fn=(
-                None if lock is None else functools.partial(drop_inherited_lock, str(lock.path))
-            ),
+        trainer = _Trainer(
+            config=config, world=world, device=device, run=Path(config.out), model=model,
+            parameters=n_params,
+            wrapped=_wrap_for_world(model, world, device), optimizer=optimizer,
+            scheduler=scheduler, scaler=scaler, dataset=dataset, validator=start.validator,
+            validation=start.validation, say=say, start=start.step,
+            elapsed_before=elapsed_before,
+            amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp),
         )  # fmt: skip
-
-        log: _CsvLog | None = None
-        board = None
-        if world.main:
-            from expokit import __version__
-            from expokit.core.atomic import atomic_write_json
-
-            atomic_write_json(
-                run / CONFIG_FILE,
-                {
-                    "config": config.to_dict(),
-                    "data_kind": kind,
-                    "parameters": n_params,
-                    "world_size": world.size,
-                    "device": str(device),
-                    "resumed_from": start if checkpoint is not None else None,
-                    "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "expokit_version": __version__,
-                    "torch_version": torch.__version__,
-                },
-            )
-            log = _CsvLog(run / LOG_FILE, start)
-            board = _tensorboard(
-                run, config.tensorboard, say, start if checkpoint is not None else None
-            )
-
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
-        bar = tqdm(
-            total=config.steps, initial=start, disable=not (progress and world.main),
-            desc=f"train {config.model}", unit="step", dynamic_ncols=True, file=sys.stderr,
-        )  # fmt: skip
-        step = start
-        stopped = "done"
-        last_loss: float | None = None
-        saved: Path | None = checkpoint
-        window: dict[str, list[float]] = {}
-        began = time.monotonic()
-        model.train()
-        batches: Iterator[Batch] = iter(loader)
-        try:
-            while step < config.steps:
-                batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-                _check_batch(batch, step + 1, dataset)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss, parts = wrapped(batch)
-                finite = bool(torch.isfinite(loss.detach()).all())
-                # Every rank runs backward (DDP synchronises there), even on a bad loss: the
-                # flags below then stop all ranks together before any weight changes.
-                scaler.scale(loss).backward()
-                minutes = (time.monotonic() - began) / 60
-                keys = sorted(parts)
-                # One all-reduce per step: mean loss and parts, bad-loss and time-up votes.
-                flags = torch.tensor(
-                    [
-                        float(loss.detach()) if finite else 0.0,
-                        0.0 if finite else 1.0,
-                        float(config.max_minutes is not None and minutes >= config.max_minutes),
-                        *(float(parts[k]) if finite else 0.0 for k in keys),
-                    ],
-                    dtype=torch.float64,
-                    device=device,
-                )
-                if world.distributed:
-                    import torch.distributed as dist
-
-                    dist.all_reduce(flags)
-                if flags[1] > 0:
-                    shown = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
-                    where = f" ({shown})" if not finite and shown else ""
-                    raise TrainError(
-                        f"loss is not finite at step {step + 1} of {config.model}{where} on "
-                        f"{int(flags[1])} process(es): training stopped without saving this "
-                        f"step; last checkpoint: {saved or 'none'}. Lower --lr or check the data"
-                    )
-                if config.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                step += 1
-                last_loss = float(flags[0]) / world.size
-                window.setdefault("loss", []).append(last_loss)
-                for i, key in enumerate(keys):
-                    window.setdefault(key, []).append(float(flags[3 + i]) / world.size)
-                bar.update(1)
-                bar.set_postfix(loss=f"{last_loss:.4g}", refresh=False)
-                time_up = flags[2] > 0
-                last_step = step == config.steps or bool(time_up)
-                val: float | None = None
-                if validation.off is None and (step % config.val_every == 0 or last_step):
-                    val = _val_step(validator, model, device, world, step)
-                    if not math.isnan(val) and (best is None or val > best["psnr"]):
-                        best = {"step": step, "psnr": val, "path": None}
-                        if world.main:
-                            best["path"] = str(
-                                _save_best(model, run, step, config, world, validation, val)
-                            )
-                if log is not None and (
-                    step % config.log_every == 0 or last_step or val is not None
-                ):
-                    row: dict[str, Any] = {"step": step}
-                    row.update({k: f"{np.mean(v):.6g}" for k, v in window.items()})
-                    row["lr"] = f"{lr:.6g}"
-                    row["seconds"] = f"{elapsed_before + time.monotonic() - began:.2f}"
-                    if val is not None:
-                        figures = (f"{val:.10g}", f"{validation.baseline_psnr:.10g}")
-                        row.update(zip(VAL_COLUMNS, (*figures, validation.baseline), strict=True))
-                    log.add(row)
-                    if board is not None:
-                        for key, values in window.items():
-                            board.add_scalar(f"train/{key}", float(np.mean(values)), step)
-                        board.add_scalar("train/lr", lr, step)
-                        if val is not None:
-                            board.add_scalar("val/psnr", val, step)
-                            board.add_scalar("val/baseline_psnr", validation.baseline_psnr, step)
-                    window = {}
-                if step % config.ckpt_every == 0 or step == config.steps or time_up:
-                    saved = _save(
-                        model, run, step, config, optimizer, scheduler, scaler, world,
-                        elapsed_before + time.monotonic() - began, start,
-                    )  # fmt: skip
-                if time_up:
-                    stopped = "time"
-                    if world.main:
-                        say(f"time limit of {config.max_minutes} min reached at step {step}")
-                    break
-        finally:
-            bar.close()
-            if board is not None:
-                board.close()
-            del batches
-        if best is not None:
-            validation.best_step, validation.best_psnr = int(best["step"]), float(best["psnr"])
-            validation.best_checkpoint = best_dir(run)
-        if world.main:
-            from expokit.core.atomic import atomic_write_json
-
-            atomic_write_json(run / VALIDATION_FILE, json_safe(validation.to_json()))
-        summary = TrainSummary(
-            run=run, model=config.model, parameters=n_params, start_step=start, step=step,
-            steps=config.steps, stopped=stopped, last_loss=last_loss,
-            checkpoint=saved,
-            seconds=time.monotonic() - began, world_size=world.size, rank=world.rank,
-            checksum=weights_checksum(model), validation=validation,
-        )  # fmt: skip
-        if world.distributed:
-            # One line per rank: every rank trained the same steps to the same weights and
-            # agrees on the best step.
-            print(
-                f"rank {world.rank}/{world.size} (pid {os.getpid()}): step {step}, weights "
-                f"checksum {summary.checksum!r} (best step {validation.best_step})",
-                flush=True,
-            )
-        return summary
+        loader = _build_loader(config, dataset, world, start.step, cleanup.lock)
+        trainer.log, trainer.board = _open_outputs(trainer, kind, start.checkpoint)
+        state = _LoopState(step=start.step, saved=start.checkpoint, best=start.best)
+        _run_steps(trainer, state, loader, progress)
+        return _finish(trainer, state)
     finally:
-        torch.set_num_threads(threads_before)
-        if lock is not None:
-            lock.release()
-        if owns_group:
+        cleanup.close()
+
+
+@dataclass
+class _Cleanup:
+    """What :func:`train` gives back however it ends: torch's thread count, the run lock
+    (rank 0, once taken) and the process group (when :func:`train` created it)."""
+
+    threads_before: int
+    owns_group: bool = False
+    lock: Any = None
+
+    def close(self) -> None:
+        torch.set_num_threads(self.threads_before)
+        if self.lock is not None:
+            self.lock.release()
+        if self.owns_group:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+@dataclass
+class _Start:
+    """Where every rank starts, as rank 0 found it: the step, the checkpoint resumed from,
+    validation (rank 0's validator; the summary fields every rank gets), the best so far and
+    the lines rank 0 has to say about it."""
+
+    step: int
+    checkpoint: Path | None
+    validation: ValidationSummary
+    best: dict[str, Any] | None
+    validator: _Validator | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Trainer:
+    """What the step loop works with; fixed for the run (``log``/``board``: rank 0's
+    ``log.csv`` and TensorBoard writer, None elsewhere or when off)."""
+
+    config: TrainConfig
+    world: World
+    device: torch.device
+    run: Path
+    model: Baseline
+    parameters: int
+    wrapped: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    dataset: Any
+    validator: _Validator | None
+    validation: ValidationSummary
+    say: Callable[[str], None]
+    start: int
+    elapsed_before: float
+    amp_dtype: torch.dtype | None
+    log: _CsvLog | None = None
+    board: Any = None
+
+
+@dataclass
+class _LoopState:
+    """What changes from step to step: the step done, how the loop stopped, the last mean
+    loss, the newest checkpoint, the best so far (``{"step", "psnr", "path"}``), the losses
+    since the last log row and when the loop began (``time.monotonic()``)."""
+
+    step: int
+    saved: Path | None
+    best: dict[str, Any] | None
+    stopped: str = "done"
+    last_loss: float | None = None
+    window: dict[str, list[float]] = field(default_factory=dict)
+    began: float = 0.0
+
+
+def _build_model_and_data(
+    config: TrainConfig, kind: str, device: torch.device
+) -> tuple[Baseline, Any, int | None]:
+    """Seed, build the model on ``device`` and open the training split; also the model's
+    ``frames`` (None for a model without one).
+
+    A clip model's window decides the loader's (``data_options.num_frames``), unless both
+    are given and differ: that is a :class:`TrainError`, not a silent pick.
+    """
+    from expokit.models.data import open_dataset
+    from expokit.models.registry import create_model
+
+    seed_everything(config.seed)
+    model = create_model(config.model, **config.model_config).to(device)
+    options = dict(config.data_options)
+    frames = getattr(model, "frames", None)
+    if (
+        kind == "clip"
+        and isinstance(frames, int)
+        and options.setdefault("num_frames", frames) != frames
+    ):
+        raise TrainError(
+            f"data_options.num_frames = {options['num_frames']} but model "
+            f"{config.model!r} is configured for {frames} frames; set one of them"
+        )
+    dataset = open_dataset(
+        config.model, config.data, config.split, crop=config.crop, resize=config.resize,
+        flip=config.flip, seed=config.seed, **options,
+    )  # fmt: skip
+    return model, dataset, frames
+
+
+def _agree_on_start(
+    config: TrainConfig, resume: bool, world: World, kind: str, frames: Any, cleanup: _Cleanup
+) -> _Start:
+    """Rank 0 claims and locks the run folder (the lock goes to ``cleanup`` at once, so it is
+    released even when a later step fails) and prepares validation; every rank then learns
+    where to start (or why not), whether there is validation and the best so far.
+
+    Rank 0's error is sent to the other ranks first (they raise it as a :class:`TrainError`)
+    so no rank waits for a broadcast that never comes.
+    """
+    setup: dict[str, Any] = {"error": None, "start": 0, "checkpoint": None}
+    validator: _Validator | None = None
+    notes: list[str] = []
+    if world.main:
+        try:
+            cleanup.lock, newest, setup["start"] = _prepare_run(config, resume)
+            setup["checkpoint"] = None if newest is None else str(newest)
+            validator, setup["validation"], setup["best"], note = _setup_validation(
+                config, frames if kind == "clip" and isinstance(frames, int) else 1,
+                newest is not None, setup["start"],
+            )  # fmt: skip
+            notes += [note] if note else []
+        except ExpokitError as exc:
+            _broadcast(world, {"error": str(exc)})
+            raise
+    setup = _broadcast(world, setup)
+    if setup["error"]:
+        raise TrainError(setup["error"])
+    return _Start(
+        step=setup["start"],
+        checkpoint=Path(setup["checkpoint"]) if setup["checkpoint"] else None,
+        validation=ValidationSummary(**setup["validation"]),
+        best=setup["best"],
+        validator=validator,
+        notes=notes,
+    )
+
+
+def _announce(
+    say: Callable[[str], None],
+    config: TrainConfig,
+    kind: str,
+    n_params: int,
+    dataset: Any,
+    device: torch.device,
+    world: World,
+    start: _Start,
+    resume: bool,
+) -> None:
+    """Rank 0 says what is trained on what, where it starts and how it is validated (or why
+    it is not), then the notes of :func:`_agree_on_start`."""
+    if not world.main:
+        return
+    run, validation = Path(config.out), start.validation
+    say(
+        f"model {config.model} ({kind} data): {n_params:,} trainable parameters; "
+        f"{len(dataset)} training items in split {config.split!r}"
+        + ("" if dataset.selection.everything else f" ({dataset.selection.describe()})")
+        + f"; device {device}"
+        + (f" x {world.size} processes" if world.distributed else "")
+    )
+    if start.checkpoint is not None:
+        say(f"resuming from {start.checkpoint} (step {start.step})")
+    elif resume:
+        say(f"no checkpoint in {run} yet: starting at step 0")
+    if validation.off is not None and config.val_every:
+        say(f"no validation: {validation.off}; training goes on without a val score")
+    elif validation.off is None:
+        say(
+            f"validating every {config.val_every} steps on {validation.pairs} pairs of "
+            f"split {validation.split!r} at {config.val_size} px; fair baseline "
+            f"{validation.baseline} {validation.baseline_psnr:.2f} dB"
+        )
+    for note in start.notes:
+        say(note)
+
+
+def _build_optimizer(
+    config: TrainConfig, model: Baseline, device: torch.device, world: World, checkpoint: Any
+) -> tuple[
+    torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler, float
+]:
+    """AdamW, the warm-up/decay schedule (:func:`lr_factor`) and the fp16 grad scaler; each
+    rank's own seed; then ``checkpoint``'s weights and training state (RNGs included, so a
+    resumed run draws what the first one would have). Also the seconds trained before."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    elapsed_before = 0.0
+    seed_everything(config.seed * 1000 + world.rank + 1)
+    if checkpoint is not None:
+        elapsed_before = _restore(checkpoint, model, optimizer, scheduler, scaler, world, config)
+    return optimizer, scheduler, scaler, elapsed_before
+
+
+def _wrap_for_world(model: Baseline, world: World, device: torch.device) -> nn.Module:
+    """The module whose ``forward`` is the training loss: DistributedDataParallel under
+    torchrun (it synchronises gradients in backward), the plain :class:`_LossModule` else."""
+    wrapped: nn.Module = _LossModule(model)
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(
+            wrapped, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return wrapped
+
+
+def _build_loader(config: TrainConfig, dataset: Any, world: World, start: int, lock: Any) -> Any:
+    """This rank's batch loader, restarted at the draw of step ``start``; forked workers let
+    go of the run lock they inherit (:func:`drop_inherited_lock`)."""
+    from expokit.models.data import batch_loader
+
+    return batch_loader(
+        dataset, train=True, batch_size=config.batch_size, num_workers=config.num_workers,
+        seed=config.seed, rank=world.rank, world_size=world.size,
+        start=start * config.batch_size,
+        worker_init_fn=(
+            None if lock is None else functools.partial(drop_inherited_lock, str(lock.path))
+        ),
+    )  # fmt: skip
+
+
+def _open_outputs(
+    trainer: _Trainer, kind: str, checkpoint: Path | None
+) -> tuple[_CsvLog | None, Any]:
+    """Rank 0 writes ``config.json`` (the resolved config and where the run came from) and
+    opens ``log.csv`` and the TensorBoard writer, both cut back to the start step; other
+    ranks write nothing (None, None)."""
+    if not trainer.world.main:
+        return None, None
+    from expokit import __version__
+    from expokit.core.atomic import atomic_write_json
+
+    config, world, run, start = trainer.config, trainer.world, trainer.run, trainer.start
+    atomic_write_json(
+        run / CONFIG_FILE,
+        {
+            "config": config.to_dict(),
+            "data_kind": kind,
+            "parameters": trainer.parameters,
+            "world_size": world.size,
+            "device": str(trainer.device),
+            "resumed_from": start if checkpoint is not None else None,
+            "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "expokit_version": __version__,
+            "torch_version": torch.__version__,
+        },
+    )
+    log = _CsvLog(run / LOG_FILE, start)
+    board = _tensorboard(
+        run, config.tensorboard, trainer.say, start if checkpoint is not None else None
+    )
+    return log, board
+
+
+def _run_steps(trainer: _Trainer, state: _LoopState, loader: Any, progress: bool) -> None:
+    """The step loop: train a step, then validate, log and checkpoint when due; stop at
+    ``config.steps`` or when the time limit is up (all ranks agree on both).
+
+    The progress bar and the TensorBoard writer are closed and the batch iterator (its
+    worker processes) dropped however the loop ends.
+    """
+    from tqdm import tqdm
+
+    config, world = trainer.config, trainer.world
+    bar = tqdm(
+        total=config.steps, initial=trainer.start, disable=not (progress and world.main),
+        desc=f"train {config.model}", unit="step", dynamic_ncols=True, file=sys.stderr,
+    )  # fmt: skip
+    state.began = time.monotonic()
+    trainer.model.train()
+    batches: Iterator[Batch] = iter(loader)
+    try:
+        while state.step < config.steps:
+            flags, keys, lr = _train_step(trainer, state, batches)
+            _record_losses(trainer, state, flags, keys)
+            bar.update(1)
+            bar.set_postfix(loss=f"{state.last_loss:.4g}", refresh=False)
+            time_up = bool(flags[2] > 0)
+            last_step = state.step == config.steps or time_up
+            val = _validate_if_due(trainer, state, last_step)
+            _log_if_due(trainer, state, lr, val, last_step)
+            _checkpoint_if_due(trainer, state, time_up)
+            if time_up:
+                state.stopped = "time"
+                if world.main:
+                    trainer.say(
+                        f"time limit of {config.max_minutes} min reached at step {state.step}"
+                    )
+                break
+    finally:
+        bar.close()
+        if trainer.board is not None:
+            trainer.board.close()
+        del batches
+
+
+def _train_step(
+    trainer: _Trainer, state: _LoopState, batches: Iterator[Batch]
+) -> tuple[torch.Tensor, list[str], float]:
+    """One optimisation step on the next batch: forward and backward, the all-ranks vote
+    (:func:`_reduce_step`), then the optimizer and scheduler steps. Returns the reduced
+    flags, the loss-part names in their order there and the lr the step used."""
+    config, device = trainer.config, trainer.device
+    batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+    _check_batch(batch, state.step + 1, trainer.dataset)
+    amp = trainer.amp_dtype
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        loss, parts = trainer.wrapped(batch)
+    finite = bool(torch.isfinite(loss.detach()).all())
+    # Every rank runs backward (DDP synchronises there), even on a bad loss: the flags then
+    # stop all ranks together before any weight changes.
+    trainer.scaler.scale(loss).backward()
+    flags, keys = _reduce_step(trainer, state, loss, parts, finite)
+    if flags[1] > 0:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
+        where = f" ({shown})" if not finite and shown else ""
+        raise TrainError(
+            f"loss is not finite at step {state.step + 1} of {config.model}{where} on "
+            f"{int(flags[1])} process(es): training stopped without saving this "
+            f"step; last checkpoint: {state.saved or 'none'}. Lower --lr or check the data"
+        )
+    optimizer = trainer.optimizer
+    if config.grad_clip > 0:
+        trainer.scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(trainer.model.parameters(), config.grad_clip)
+    trainer.scaler.step(optimizer)
+    trainer.scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    lr = optimizer.param_groups[0]["lr"]
+    trainer.scheduler.step()
+    return flags, keys, lr
+
+
+def _reduce_step(
+    trainer: _Trainer,
+    state: _LoopState,
+    loss: torch.Tensor,
+    parts: dict[str, float],
+    finite: bool,
+) -> tuple[torch.Tensor, list[str]]:
+    """One all-reduce per step: the summed loss and loss parts, the bad-loss votes and the
+    time-up votes (``[loss, bad, time_up, *parts]``, float64), so every rank decides alike;
+    also the part names in their order there."""
+    config = trainer.config
+    minutes = (time.monotonic() - state.began) / 60
+    keys = sorted(parts)
+    flags = torch.tensor(
+        [
+            float(loss.detach()) if finite else 0.0,
+            0.0 if finite else 1.0,
+            float(config.max_minutes is not None and minutes >= config.max_minutes),
+            *(float(parts[k]) if finite else 0.0 for k in keys),
+        ],
+        dtype=torch.float64,
+        device=trainer.device,
+    )
+    if trainer.world.distributed:
+        import torch.distributed as dist
+
+        dist.all_reduce(flags)
+    return flags, keys
+
+
+def _record_losses(
+    trainer: _Trainer, state: _LoopState, flags: torch.Tensor, keys: list[str]
+) -> None:
+    """Count the step done; keep its mean loss (over ranks) and loss parts for the next log
+    row."""
+    size = trainer.world.size
+    state.step += 1
+    state.last_loss = float(flags[0]) / size
+    state.window.setdefault("loss", []).append(state.last_loss)
+    for i, key in enumerate(keys):
+        state.window.setdefault(key, []).append(float(flags[3 + i]) / size)
+
+
+def _validate_if_due(trainer: _Trainer, state: _LoopState, last_step: bool) -> float | None:
+    """Every ``val_every`` steps and at the last step: the val PSNR (None when not due or
+    validation is off). A new best is kept as ``checkpoint/best`` by rank 0 (NaN never
+    wins); every rank tracks the best step."""
+    config, validation = trainer.config, trainer.validation
+    if validation.off is not None or not (state.step % config.val_every == 0 or last_step):
+        return None
+    step = state.step
+    val = _val_step(trainer.validator, trainer.model, trainer.device, trainer.world, step)
+    if not math.isnan(val) and (state.best is None or val > state.best["psnr"]):
+        state.best = {"step": step, "psnr": val, "path": None}
+        if trainer.world.main:
+            state.best["path"] = str(
+                _save_best(trainer.model, trainer.run, step, config, trainer.world, validation, val)
+            )
+    return val
+
+
+def _log_if_due(
+    trainer: _Trainer, state: _LoopState, lr: float, val: float | None, last_step: bool
+) -> None:
+    """Rank 0, every ``log_every`` steps, at the last step and after a validation: a
+    ``log.csv`` row (mean losses since the last row, lr, seconds, val columns) and the same
+    scalars to TensorBoard; the loss window starts afresh."""
+    config, log, board = trainer.config, trainer.log, trainer.board
+    step = state.step
+    if log is None or not (step % config.log_every == 0 or last_step or val is not None):
+        return
+    validation, window = trainer.validation, state.window
+    row: dict[str, Any] = {"step": step}
+    row.update({k: f"{np.mean(v):.6g}" for k, v in window.items()})
+    row["lr"] = f"{lr:.6g}"
+    row["seconds"] = f"{trainer.elapsed_before + time.monotonic() - state.began:.2f}"
+    if val is not None:
+        figures = (f"{val:.10g}", f"{validation.baseline_psnr:.10g}")
+        row.update(zip(VAL_COLUMNS, (*figures, validation.baseline), strict=True))
+    log.add(row)
+    if board is not None:
+        for key, values in window.items():
+            board.add_scalar(f"train/{key}", float(np.mean(values)), step)
+        board.add_scalar("train/lr", lr, step)
+        if val is not None:
+            board.add_scalar("val/psnr", val, step)
+            board.add_scalar("val/baseline_psnr", validation.baseline_psnr, step)
+    state.window = {}
+
+
+def _checkpoint_if_due(trainer: _Trainer, state: _LoopState, time_up: bool) -> None:
+    """Every ``ckpt_every`` steps, at the last step and when the time is up: a step
+    checkpoint with the full training state (every rank takes part: RNG states are
+    gathered)."""
+    config, step = trainer.config, state.step
+    if not (step % config.ckpt_every == 0 or step == config.steps or time_up):
+        return
+    state.saved = _save(
+        trainer.model, trainer.run, step, config, trainer.optimizer, trainer.scheduler,
+        trainer.scaler, trainer.world,
+        trainer.elapsed_before + time.monotonic() - state.began, trainer.start,
+    )  # fmt: skip
+
+
+def _finish(trainer: _Trainer, state: _LoopState) -> TrainSummary:
+    """Put the best step in the validation summary, rank 0 writes ``validation.json``; the
+    run's :class:`TrainSummary`. Under torchrun each rank prints one line (its step, weights
+    checksum and best step) so a run can be checked for ranks that drifted apart."""
+    world, run, validation, best = trainer.world, trainer.run, trainer.validation, state.best
+    if best is not None:
+        validation.best_step, validation.best_psnr = int(best["step"]), float(best["psnr"])
+        validation.best_checkpoint = best_dir(run)
+    if world.main:
+        from expokit.core.atomic import atomic_write_json
+
+        atomic_write_json(run / VALIDATION_FILE, json_safe(validation.to_json()))
+    config = trainer.config
+    summary = TrainSummary(
+        run=run, model=config.model, parameters=trainer.parameters,
+        start_step=trainer.start, step=state.step, steps=config.steps, stopped=state.stopped,
+        last_loss=state.last_loss, checkpoint=state.saved,
+        seconds=time.monotonic() - state.began, world_size=world.size, rank=world.rank,
+        checksum=weights_checksum(trainer.model), validation=validation,
+    )  # fmt: skip
+    if world.distributed:
+        # One line per rank: every rank trained the same steps to the same weights and
+        # agrees on the best step.
+        print(
+            f"rank {world.rank}/{world.size} (pid {os.getpid()}): step {state.step}, weights "
+            f"checksum {summary.checksum!r} (best step {validation.best_step})",
+            flush=True,
+        )
+    return summary
 
 
 def _setup_validation(
@@ -1434,7 +1691,28 @@ def _restore(
     world: World,
     config: TrainConfig,
 ) -> float:
-    """Load weights and training state of ``folder``; return the seconds trained so far."""
+    """Load weights and training state of ``folder``; return the seconds trained so far.
+
+    In order: the weights, the training state file, the optimizer/scheduler/scaler states,
+    the seconds trained, the (possibly changed) config's lr and weight decay, this rank's
+    RNG states; each damaged part is a :class:`CheckpointError` naming its file.
+    """
+    _restore_weights(folder, model)
+    path = folder / STATE_FILE
+    state = _read_training_state(path)
+    parts: dict[str, Any] = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    for key, part in parts.items():
+        _restore_part(path, state, key, part)
+    elapsed = state.get("elapsed_s", 0.0)
+    if isinstance(elapsed, bool) or not isinstance(elapsed, int | float):
+        raise CheckpointError(f"{path}: elapsed_s must be a number, got {elapsed!r}")
+    _apply_config_lr(config, optimizer, scheduler)
+    _restore_rank_rng(path, state, world)
+    return float(elapsed)
+
+
+def _restore_weights(folder: Path, model: Baseline) -> None:
+    """``folder``'s safetensors weights into ``model`` (strict: every key must fit)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -1444,7 +1722,11 @@ def _restore(
     except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{folder / WEIGHTS_FILE}: cannot resume from it: {first}") from None
-    path = folder / STATE_FILE
+
+
+def _read_training_state(path: Path) -> dict[str, Any]:
+    """The training state dict at ``path`` (tensors and plain values only:
+    ``weights_only``)."""
     try:
         with warnings.catch_warnings():
             # torch warns about the pickle protocol of a foreign file before refusing it
@@ -1458,25 +1740,38 @@ def _restore(
         raise CheckpointError(
             f"{path}: not an expokit training state (a {type(state).__name__}, not a dict)"
         )
-    parts: dict[str, Any] = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    for key, part in parts.items():
-        if not isinstance(state.get(key), dict):
-            raise CheckpointError(f"{path}: training state has no {key} state")
-        try:
-            part.load_state_dict(state[key])
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise CheckpointError(f"{path}: {key} state does not fit ({first})") from None
-    elapsed = state.get("elapsed_s", 0.0)
-    if isinstance(elapsed, bool) or not isinstance(elapsed, int | float):
-        raise CheckpointError(f"{path}: elapsed_s must be a number, got {elapsed!r}")
-    # A resumed run takes the lr and weight decay of the (possibly changed) config.
+    return state
+
+
+def _restore_part(path: Path, state: Mapping[str, Any], key: str, part: Any) -> None:
+    """Load ``state[key]`` into ``part`` (the optimizer, scheduler or scaler)."""
+    if not isinstance(state.get(key), dict):
+        raise CheckpointError(f"{path}: training state has no {key} state")
+    try:
+        part.load_state_dict(state[key])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: {key} state does not fit ({first})") from None
+
+
+def _apply_config_lr(
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> None:
+    """A resumed run takes the lr and weight decay of the (possibly changed) config, at the
+    schedule's restored position."""
     factor = lr_factor(config)
     scheduler.base_lrs = [config.lr for _ in optimizer.param_groups]
     for group in optimizer.param_groups:
         group["initial_lr"] = config.lr
         group["lr"] = config.lr * factor(scheduler.last_epoch)
         group["weight_decay"] = config.weight_decay
+
+
+def _restore_rank_rng(path: Path, state: Mapping[str, Any], world: World) -> None:
+    """This rank's saved RNG states, when the run had as many ranks (else the fresh seed
+    stays)."""
     rngs = state.get("rng") or []
     if not isinstance(rngs, list | tuple):
         kind = type(rngs).__name__
@@ -1489,4 +1784,3 @@ def _restore(
                 f"{path}: rng state of rank {world.rank} is damaged ({exc}); resume from an "
                 "earlier step"
             ) from None
-    return float(elapsed)
