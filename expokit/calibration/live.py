@@ -47,6 +47,7 @@ from expokit.calibration.alignment_check import (
 )
 from expokit.calibration.homography import image_size, resize_to_max_side, resized_scale
 from expokit.calibration.mirror import Flip
+from expokit.calibration.parallax import board_outline
 from expokit.core.errors import ExpokitError
 from expokit.core.synthetic import feature_texture
 
@@ -318,10 +319,7 @@ class LiveAnalyzer:
         mask = np.ones(shape[:2], np.uint8)
         region = (self._parallax or {}).get("near_region")
         if region:
-            points = np.asarray(region, np.float64) * full_to_small[0, 0]
-            # The markers' hull: the board's outer squares and border lie up to ~1 square out.
-            centre = points.mean(axis=0)
-            points = centre + 1.35 * (points - centre)
+            points = board_outline(np.asarray(region, np.float64)) * full_to_small[0, 0]
             cv2.fillConvexPoly(mask, np.round(points).astype(np.int32), 0)
             mask = np.asarray(cv2.erode(mask, np.ones((9, 9), np.uint8)), np.uint8)
         return mask

@@ -44,7 +44,7 @@ from expokit.calibration.homography import (
 )
 from expokit.calibration.mirror import Flip
 
-__all__ = ["ParallaxLayers", "board_region", "find_layers", "parallax_advice"]
+__all__ = ["ParallaxLayers", "board_outline", "board_region", "find_layers", "parallax_advice"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -155,6 +155,13 @@ def board_region(gray: F32, dictionary: str = BOARD_DICTIONARY) -> F64 | None:
     return np.asarray(cv2.convexHull(points).reshape(-1, 2), np.float64)
 
 
+def board_outline(region: F64) -> F64:
+    """``region`` (the markers' hull) grown about its centroid to cover the whole board: its
+    outer squares and border lie up to about one square beyond the markers."""
+    mid = region.mean(axis=0)
+    return np.asarray(mid + 1.35 * (region - mid), np.float64)
+
+
 def _inside(polygon: F64, points: F64) -> npt.NDArray[np.bool_]:
     import cv2
 
@@ -249,10 +256,8 @@ def _board_layers(
     """Layers split by the board: matches on it are the near layer, matches well off it the
     far one, residuals under the far layer's plane (reported even when the pupils coincide:
     the scene can tell); ``False`` when either side has too few matches to tell."""
-    mid = region.mean(axis=0)
-    # The markers' hull: the board's outer squares and border lie up to ~1 square out.
     on_board = _inside(region, r_pts)
-    off_board = ~_inside(mid + 1.35 * (region - mid), r_pts)
+    off_board = ~_inside(board_outline(region), r_pts)
     if int(on_board.sum()) < 15 or int(off_board.sum()) < 15:
         return False
     h_near, inl_near = fit_homography(t_pts[on_board], r_pts[on_board], 1.0)

@@ -213,10 +213,7 @@ class CalibrationShooter:
             pair = {r: shooter.role_plan(r, *self.rig.base_settings(r)) for r in ROLES}
             plans = session.plan(CALIBRATION_KIND, [pair] * count)
             report = shooter.run(plans)
-            session.journal.append(
-                "command_finished", kind=CALIBRATION_KIND, shots_done=report.shots_done,
-                shots_failed=report.shots_failed,
-            )  # fmt: skip
+            _finish(session, CALIBRATION_KIND, report, None)  # truth is written on close
         finally:
             _attach(self.config, self.simulation, ["pair"])
         if report.shots_failed:
