@@ -89,8 +89,8 @@ def child(source: str, out: str, ecc: bool, workers: int, max_side: int | None) 
     """One timed build (run in a fresh interpreter); prints a JSON line."""
     import resource
 
-    from expokit.curation.build import build_dataset
-    from expokit.curation.build_config import BuildConfig
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.driver import build_dataset
 
     config = BuildConfig(ecc_refine=ecc, max_side=max_side)
     started = time.perf_counter()
@@ -135,17 +135,17 @@ def stage_breakdown(source: Path, max_side: int | None) -> list[tuple[str, float
     """Median milliseconds per pair of each stage, on the first scene (in this process)."""
     import numpy as np
 
-    from expokit.curation.align import (
+    from expokit.curation.build.align import (
         align_pair,
         downscale,
         fit_gain,
         flow_residual,
         normalise_exposure,
     )
-    from expokit.curation.build import _encode
-    from expokit.curation.build_config import BuildConfig
-    from expokit.curation.qa import pair_figures
-    from expokit.curation.sources import discover, load_image
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.qa import pair_figures
+    from expokit.curation.build.sources import discover, load_image
+    from expokit.curation.build.task import encode_image
 
     config = BuildConfig(max_side=max_side)
     scene = discover(source, config).scenes[0]
@@ -175,8 +175,8 @@ def stage_breakdown(source: Path, max_side: int | None) -> list[tuple[str, float
         t = clock("PSNR/SSIM + clipping", t)
         flow_residual(normalised, b2, valid, levels)
         t = clock("DIS residual", t)
-        _encode(np.ascontiguousarray(a2), ".png", config)
-        _encode(np.ascontiguousarray(b2), ".png", config)
+        encode_image(np.ascontiguousarray(a2), ".png", config)
+        encode_image(np.ascontiguousarray(b2), ".png", config)
         clock("PNG encode x2", t)
         del refined
     return [(name, statistics.median(values)) for name, values in times.items()]

@@ -53,7 +53,7 @@ def make_dataset(root: Path, pairs: int, height: int, width: int) -> float:
     import pandas as pd
 
     from expokit.core.hashing import sha256_file
-    from expokit.curation.dataset import new_info, write_dataset
+    from expokit.curation.dataset.format import new_info, write_dataset
 
     started = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
 
-    from expokit.curation.report import build_report
+    from expokit.curation.dataset.report import build_report
 
     with tempfile.TemporaryDirectory(prefix="expokit-report-bench-") as tmp:
         root = Path(tmp) / "ds"

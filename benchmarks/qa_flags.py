@@ -139,7 +139,7 @@ class Sweep:
 
 def thresholds() -> dict[str, float]:
     """The build's default QA thresholds (names of :class:`QaThresholds`)."""
-    from expokit.curation.build_config import QaThresholds
+    from expokit.curation.build.config import QaThresholds
 
     return {k: float(v) for k, v in QaThresholds().to_dict().items()}
 
@@ -359,8 +359,8 @@ def run_job(job: Job, work: str) -> SessionResult:
     """Simulate, calibrate, sync and build one session; its rows against the truth."""
     from expokit.capture.defects import as_specs
     from expokit.capture.simulate import SimulationConfig, simulate
-    from expokit.curation.build import build_dataset
-    from expokit.curation.build_config import BuildConfig
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.driver import build_dataset
     from expokit.curation.truth import rows_against_truth
 
     started = time.perf_counter()
@@ -519,9 +519,9 @@ def sice_false_positives(scenes: int | None, workers: int, work: str) -> dict[st
     """Flags on the real SICE sequences (``curate build --kind sequences``)."""
     if not SICE.is_dir():
         return None
-    from expokit.curation.build import build_dataset
-    from expokit.curation.build_config import BuildConfig
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.driver import build_dataset
+    from expokit.curation.dataset.format import load_dataset
     from expokit.curation.truth import flag_column, split_flags
 
     folders = sorted(p for p in SICE.iterdir() if p.is_dir())[: scenes or None]

@@ -313,13 +313,14 @@ def run_datasets(
     result: DemoResult,
 ) -> tuple[Path, Path]:
     """The rig dataset (stills + video) and the MSEC dataset, with reports and exports."""
-    from expokit.curation.build import build_dataset
-    from expokit.curation.build_config import BuildConfig
-    from expokit.curation.export import export_dataset
-    from expokit.curation.report import build_report
-    from expokit.curation.splits import SplitSpec
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.driver import build_dataset
+    from expokit.curation.build.splits import SplitSpec
+    from expokit.curation.dataset.report import build_report
+    from expokit.curation.dataset.validate import validate_dataset
+    from expokit.curation.export.driver import export_dataset
+    from expokit.curation.export.validate import validate_export
     from expokit.curation.truth import compare_to_truth
-    from expokit.curation.validate import validate_dataset, validate_export
 
     _title("4. Curate: rig dataset (stills + video) and MSEC dataset, QA, exports, validate")
     rig_data = out / "datasets" / "rig"
@@ -394,9 +395,9 @@ def run_qa_check(out: Path, workers: int, progress: bool, result: DemoResult) ->
     from expokit.capture.defects import as_specs
     from expokit.capture.simulate import simulate
     from expokit.capture.simulator import SimulationConfig
-    from expokit.curation.build import build_dataset
-    from expokit.curation.export import export_dataset
-    from expokit.curation.selection import PairSelection
+    from expokit.curation.build.driver import build_dataset
+    from expokit.curation.dataset.selection import PairSelection
+    from expokit.curation.export.driver import export_dataset
     from expokit.curation.truth import rows_against_truth
 
     _title("4b. QA flags against injected truth (a session with known defects)")

@@ -87,7 +87,7 @@ ENTRIES: dict[str, SchemaEntry] = {
             "RENDER_OUT/render_params.json",
             "expokit.curation.rendering.config:RenderConfig",
             "expokit.curation.rendering.render:render_batch",
-            "expokit.curation.sources (render source discovery)",
+            "expokit.curation.build.sources (render source discovery)",
             at="config",
         ),
         SchemaEntry(
@@ -108,9 +108,9 @@ ENTRIES: dict[str, SchemaEntry] = {
         SchemaEntry(
             "info",
             "DATASET/meta/info.json",
-            "expokit.curation.dataset:InfoFile",
-            "expokit.curation.dataset:write_dataset",
-            "expokit.curation.dataset:read_info",
+            "expokit.curation.dataset.format:InfoFile",
+            "expokit.curation.dataset.format:write_dataset",
+            "expokit.curation.dataset.format:read_info",
         ),
         SchemaEntry(
             "truth",
@@ -130,15 +130,15 @@ ENTRIES: dict[str, SchemaEntry] = {
             "build_record",
             "DATASET/.expokit/records/<scene_id>.json",
             "expokit.core.runs:BuildRecord",
-            "expokit.core.runs:write_record (from expokit.curation.build:build_scene)",
+            "expokit.core.runs:write_record (from expokit.curation.build.driver:build_scene)",
             "expokit.core.runs:read_record / load_record",
         ),
         SchemaEntry(
             "export",
             "EXPORT_OUT/export.json",
-            "expokit.curation.export_record:ExportRecord",
-            "expokit.curation.export_record:write_export_record",
-            "expokit.curation.export_record:read_export_record",
+            "expokit.curation.export.record:ExportRecord",
+            "expokit.curation.export.record:write_export_record",
+            "expokit.curation.export.record:read_export_record",
         ),
         SchemaEntry(
             "run_sidecar",

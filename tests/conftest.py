@@ -4,7 +4,7 @@ Tests that read ``../shared/data`` (through :func:`shared_path`, directly, from 
 their module or from a fixture) are marked ``shared_data`` at collection, so
 ``-m "not shared_data"`` runs only what a clean clone can; the end of the run says how many
 were skipped because the data is absent. Their clean-clone counterparts with known answers:
-tests/calibration/test_accuracy_synthetic.py, tests/curation/test_sequence_gains_synthetic.py
+tests/calibration/test_accuracy_synthetic.py, tests/curation/build/test_sequence_gains_synthetic.py
 and tests/test_simulation_chain.py.
 """
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from expokit.curation import metrics
-from expokit.curation.card import column_table
-from expokit.curation.dataset import KNOWN_INFO_KEYS, MANIFEST_COLUMNS
+from expokit.curation.dataset.card import column_table
+from expokit.curation.dataset.format import KNOWN_INFO_KEYS, MANIFEST_COLUMNS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 BEGIN = "<!-- BEGIN manifest-columns"
@@ -28,7 +28,7 @@ def test_column_table_is_the_generated_one() -> None:
     block = text[start : text.index(END)].strip()
     assert block == column_table(), (
         "docs/dataset_format.md is out of date: paste the output of "
-        "python -c 'from expokit.curation.card import column_table; print(column_table())'"
+        "python -c 'from expokit.curation.dataset.card import column_table; print(column_table())'"
     )
 
 
@@ -48,12 +48,13 @@ def test_every_info_key_is_documented() -> None:
 
 
 def test_documented_qa_flags_and_thresholds_exist() -> None:
-    build_config = pytest.importorskip("expokit.curation.build_config")
+    build_config = pytest.importorskip("expokit.curation.build.config")
+    flags = pytest.importorskip("expokit.curation.dataset.flags")
     text = _format_doc()
     for name in re.findall(r"`((?:min|max)_[a-z_]+)`", text):
         assert name in build_config.QaThresholds.__dataclass_fields__, name
     for flag in ("low_psnr", "misaligned", "clipped_input"):
-        assert flag in build_config.QA_FLAGS
+        assert flag in flags.QA_FLAGS
 
 
 def test_metrics_doc_states_the_constants_in_the_code() -> None:

@@ -57,7 +57,7 @@ def test_the_check_catches_an_import_against_the_grain(tmp_path: Path) -> None:
     for stage in ORDER:
         (tmp_path / "expokit" / stage).mkdir(parents=True)
     (tmp_path / "expokit" / "capture" / "bad.py").write_text(
-        "def f():\n    from expokit.curation.dataset import load_dataset\n"
+        "def f():\n    from expokit.curation.dataset.format import load_dataset\n"
     )
     (tmp_path / "expokit" / "core" / "worse.py").write_text("import expokit.models.uec\n")
     (tmp_path / "expokit" / "models" / "fine.py").write_text("from expokit.capture import x\n")
@@ -152,7 +152,7 @@ KNOWN_CYCLES: dict[str, list[list[str]]] = {
     "core": [],
     "capture": [],  # no exception: the capture circle is cut (expokit.capture.simulator)
     "calibration": [],
-    "curation": [],  # export.py <-> validate.py cut (validate reads export_peers/_record)
+    "curation": [],
     "models": [],
 }
 
@@ -172,4 +172,53 @@ def test_the_cycle_check_catches_a_lazy_cycle(tmp_path: Path) -> None:
     (stage / "c.py").write_text("import expokit.capture.a\n")
     assert import_cycles("capture", tmp_path / "expokit") == [
         ["expokit.capture.a", "expokit.capture.backends.b"]
+    ]
+
+
+#: Rooms of the curation stage and the rooms each may import (besides itself and the
+#: stage's loose modules, ``metrics`` and ``truth``): a dataset is read without the builder
+#: or the exporter, and a render knows nothing of datasets.
+CURATION_ROOMS: dict[str, set[str]] = {
+    "rendering": set(),
+    "dataset": set(),
+    "export": {"dataset"},
+    "build": {"rendering", "dataset"},
+}
+
+
+def room_crossings(root: Path = PACKAGE) -> list[str]:
+    """``file:line: room imports room`` for every import between curation rooms not allowed."""
+    problems = []
+    for room, allowed in CURATION_ROOMS.items():
+        for path in sorted((root / "curation" / room).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for node in ast.walk(tree):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                for name in names:
+                    parts = name.split(".")
+                    if parts[:2] != ["expokit", "curation"] or len(parts) < 3:
+                        continue
+                    target = parts[2]
+                    if target in CURATION_ROOMS and target != room and target not in allowed:
+                        where = path.relative_to(root.parent)
+                        problems.append(f"{where}:{node.lineno}: {room} imports {target}")
+    return problems
+
+
+def test_curation_rooms_import_one_way() -> None:
+    assert room_crossings() == []
+
+
+def test_the_room_check_catches_a_crossing(tmp_path: Path) -> None:
+    for room in CURATION_ROOMS:
+        (tmp_path / "expokit" / "curation" / room).mkdir(parents=True)
+    (tmp_path / "expokit" / "curation" / "dataset" / "bad.py").write_text(
+        "def f():\n    from expokit.curation.build.qa import flags_for\n"
+    )
+    assert room_crossings(tmp_path / "expokit") == [
+        "expokit/curation/dataset/bad.py:2: dataset imports build"
     ]

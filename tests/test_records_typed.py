@@ -50,9 +50,9 @@ def tiny_build(folder: Path) -> Path:
     """A one-scene sequences dataset from `curate build` (info.json + build record)."""
     from expokit.core.synthetic import demo_scene
     from expokit.core.transfer import srgb_encode
-    from expokit.curation.build import build_dataset
-    from expokit.curation.build_config import BuildConfig
-    from expokit.curation.splits import SplitSpec
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.driver import build_dataset
+    from expokit.curation.build.splits import SplitSpec
 
     scene = folder / "src" / "scene0"
     scene.mkdir(parents=True)
@@ -201,7 +201,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_info_file_round_trip(dataset: Path) -> None:
-    from expokit.curation.dataset import INFO_FILE, InfoFile, read_info
+    from expokit.curation.dataset.format import INFO_FILE, InfoFile, read_info
 
     document = json.loads((dataset / INFO_FILE).read_text(encoding="utf-8"))
     model = from_json(InfoFile, document, dataset / INFO_FILE)
@@ -229,7 +229,7 @@ def test_info_file_round_trip(dataset: Path) -> None:
 def test_malformed_info_json(dataset: Path, tmp_path: Path, change: Any, message: str) -> None:
     import shutil
 
-    from expokit.curation.dataset import INFO_FILE, DatasetError, read_info
+    from expokit.curation.dataset.format import INFO_FILE, DatasetError, read_info
 
     root = tmp_path / "copy"
     (root / "meta").mkdir(parents=True)

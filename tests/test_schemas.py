@@ -326,8 +326,8 @@ def test_render_record_and_run_sidecar_fit_their_schemas(tmp_path: Path) -> None
 
 
 def test_export_json_fits_its_schema(tmp_path: Path) -> None:
-    from expokit.curation.export import export_dataset
-    from expokit.curation.export_record import EXPORT_RECORD, read_export_record
+    from expokit.curation.export.driver import export_dataset
+    from expokit.curation.export.record import EXPORT_RECORD, read_export_record
     from tests.curation.conftest_tools import Spec, make_dataset
 
     root = tmp_path / "ds"

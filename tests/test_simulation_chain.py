@@ -77,7 +77,7 @@ def test_every_stage_matches_the_truth(chain: dict[str, Path]) -> None:
 
 
 def test_video_pairs_are_the_same_instant(chain: dict[str, Path]) -> None:
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
 
     manifest = load_dataset(chain["dataset"]).manifest
     video = manifest[manifest["source_input"].str.contains("#frame=")]
@@ -89,7 +89,7 @@ def test_video_pairs_are_the_same_instant(chain: dict[str, Path]) -> None:
 
 
 def test_exports_and_validate(chain: dict[str, Path]) -> None:
-    from expokit.curation.export_peers import check_dime_peers
+    from expokit.curation.export.peers import check_dime_peers
 
     dime = chain["base"] / "dime"
     _ok("curate", "export", str(chain["dataset"]), "--layout", "dime", "--out", str(dime),

@@ -2,7 +2,7 @@
 
 :func:`warp_test_to_reference` resamples a raw test-camera image onto the raw reference pixel
 grid (what the curation stage does with every test frame, see
-:mod:`expokit.curation.align`); :func:`warp_maps` gives the ``cv2.remap`` tables it uses
+:mod:`expokit.curation.build.align`); :func:`warp_maps` gives the ``cv2.remap`` tables it uses
 when the calibration has intrinsics, to reuse across frames; :func:`largest_valid_rectangle`
 and :func:`valid_region` give the rectangle the warped image covers.
 

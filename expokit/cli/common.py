@@ -69,7 +69,7 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def selection_options(command: Callable[P, R]) -> Callable[P, R]:
     """``--exclude-flags FLAG,...`` and ``--passed-only``: which pairs a command uses by their
-    QA flags (:class:`expokit.curation.selection.PairSelection`), the same for ``curate
+    QA flags (:class:`expokit.curation.dataset.selection.PairSelection`), the same for ``curate
     export``, ``train`` and ``eval``."""
     command = click.option(
         "--passed-only", is_flag=True, help="Use only pairs with no QA flag (docs/qa.md)."

@@ -1,4 +1,4 @@
-"""``expokit curate build``: the click front of :mod:`expokit.curation.build`.
+"""``expokit curate build``: the click front of :mod:`expokit.curation.build.driver`.
 
 The lead wires it with ``register(curate)``. Heavy libraries are imported inside the
 command; this module only needs click and the config constants.
@@ -70,18 +70,18 @@ def _given(ctx: click.Context, name: str) -> bool:
 
 
 def config_from_options(ctx: click.Context, options: dict[str, Any]) -> Any:
-    """A :class:`~expokit.curation.build_config.BuildConfig` from ``--config`` and options.
+    """A :class:`~expokit.curation.build.config.BuildConfig` from ``--config`` and options.
 
     Options given on the command line override the config file; the file overrides the
     defaults.
     """
-    from expokit.curation.build_config import (
+    from expokit.curation.build.config import (
         BuildConfig,
         BuildConfigError,
         QaThresholds,
         load_build_config,
     )
-    from expokit.curation.splits import SplitSpec, load_split_lists, parse_fractions
+    from expokit.curation.build.splits import SplitSpec, load_split_lists, parse_fractions
 
     data: dict[str, Any] = {}
     base = BuildConfig()
@@ -127,9 +127,9 @@ def config_from_options(ctx: click.Context, options: dict[str, Any]) -> Any:
 
 
 def _run_build(ctx: click.Context, options: dict[str, Any]) -> None:
-    from expokit.curation.build import build_dataset
-    from expokit.curation.build_config import BuildConfigError
-    from expokit.curation.splits import SplitError
+    from expokit.curation.build.config import BuildConfigError
+    from expokit.curation.build.driver import build_dataset
+    from expokit.curation.build.splits import SplitError
 
     if not options["sources"] and not options["remove_scene"]:
         raise click.UsageError("give at least one SOURCE folder (or only --remove-scene)")

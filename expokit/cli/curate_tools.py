@@ -56,7 +56,7 @@ def report_command(
     no_progress: bool,
 ) -> None:
     """Write the HTML QA report of the dataset at ROOT (open index.html in a browser)."""
-    from expokit.curation.report import build_report
+    from expokit.curation.dataset.report import build_report
 
     index = build_report(
         root,
@@ -135,8 +135,8 @@ def export_command(
     msec: every scene needs all five inputs N1.5 N1 0 P1 P1.5; the export is checked
     against the peers' loader rules and exits 1 on any problem.
     """
-    from expokit.curation.export import export_dataset
-    from expokit.curation.selection import PairSelection
+    from expokit.curation.dataset.selection import PairSelection
+    from expokit.curation.export.driver import export_dataset
 
     summary = export_dataset(
         root,
@@ -210,8 +210,9 @@ def validate_command(
     Exits 1 when any error is found (warnings alone exit 0).
     """
     from expokit.core.atomic import atomic_write_text
-    from expokit.curation.dataset import INFO_FILE, MANIFEST_FILE
-    from expokit.curation.validate import is_export_folder, validate_dataset, validate_export
+    from expokit.curation.dataset.format import INFO_FILE, MANIFEST_FILE
+    from expokit.curation.dataset.validate import validate_dataset
+    from expokit.curation.export.validate import is_export_folder, validate_export
 
     if json_path is not None:
         # Checked before the (long) validation: the report may replace only an earlier one.
@@ -258,7 +259,7 @@ def csv_command(root: Path, out_path: Path | None) -> None:
     An existing file is replaced only when it is an earlier manifest CSV (same header);
     the dataset's own files and inputs are never overwritten.
     """
-    from expokit.curation.dataset import (
+    from expokit.curation.dataset.format import (
         INFO_FILE,
         MANIFEST_FILE,
         export_csv,
@@ -284,8 +285,8 @@ def csv_command(root: Path, out_path: Path | None) -> None:
 def card_command(root: Path) -> None:
     """(Re)write the dataset card ROOT/README.md from info.json and the manifest."""
     from expokit.core.lock import RootLock
-    from expokit.curation.card import write_card
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.card import write_card
+    from expokit.curation.dataset.format import load_dataset
 
     # Proven a dataset before the lock, which creates .expokit/ in ROOT: a folder that is
     # not a dataset is refused (DatasetError names what is missing) and left untouched.
@@ -301,7 +302,7 @@ def card_command(root: Path) -> None:
 @reports_errors
 def upgrade_command(root: Path) -> None:
     """Convert the dataset at ROOT to the current format version (in place)."""
-    from expokit.curation.upgrade import upgrade_dataset
+    from expokit.curation.build.upgrade import upgrade_dataset
 
     steps = upgrade_dataset(root)
     for step in steps:

@@ -127,7 +127,7 @@ def eval_command(
 
     from tqdm import tqdm
 
-    from expokit.curation.selection import PairSelection
+    from expokit.curation.dataset.selection import PairSelection
     from expokit.models.evaluate import EvalConfig, ReferenceMode, evaluate, format_table
 
     config = EvalConfig(

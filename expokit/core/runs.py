@@ -1,7 +1,7 @@
 """Run ids, completion records and run summaries shared by the batch stages.
 
 ``expokit render`` (:mod:`expokit.curation.rendering.render`) and ``expokit curate build``
-(:mod:`expokit.curation.build`) both work in an output root claimed by
+(:mod:`expokit.curation.build.driver`) both work in an output root claimed by
 :func:`expokit.core.roots.claim_root`, both tag what they write with a run id, and both
 write one completion record per unit of work (a RAW file, a scene) that proves the unit is
 done and drives resume/skip. This module holds those shared pieces, so the two stages

@@ -252,7 +252,7 @@ def _pairing_check(truth: dict[str, Any], manifest: Any) -> StageCheck | None:
 def _pair_gain(root: Path, row: Any) -> float | None:
     import cv2
 
-    from expokit.curation.align import bits_of, to_linear
+    from expokit.curation.build.align import bits_of, to_linear
 
     images = []
     for key in ("input_path", "target_path"):
@@ -279,7 +279,7 @@ def _pair_gain(root: Path, row: Any) -> float | None:
 
 
 def _dataset_checks(truth: dict[str, Any], dataset_root: Path, session: Path) -> list[StageCheck]:
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
 
     dataset = load_dataset(dataset_root)
     manifest = dataset.manifest
@@ -570,7 +570,7 @@ def rows_against_truth(dataset_root: str | Path, sessions: Iterable[str | Path])
         A session without ``truth.json``, a dataset without a flags column, or no row of
         the dataset from any of the sessions.
     """
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
 
     indexes = [_index_session(Path(s)) for s in sessions]
     manifest = load_dataset(dataset_root).manifest

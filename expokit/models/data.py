@@ -41,8 +41,8 @@ from expokit.core.errors import ExpokitError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from expokit.curation.dataset import Dataset
-    from expokit.curation.selection import PairSelection
+    from expokit.curation.dataset.format import Dataset
+    from expokit.curation.dataset.selection import PairSelection
 
 Array = npt.NDArray[Any]
 Item = dict[str, torch.Tensor]
@@ -330,9 +330,9 @@ def check_output_folder(
 def pair_selection(
     exclude_flags: str | Sequence[str] | None = None, passed_only: bool = False
 ) -> PairSelection:
-    """The :class:`~expokit.curation.selection.PairSelection` of the loaders' options, or a
+    """The :class:`~expokit.curation.dataset.selection.PairSelection` of the loaders' options, or a
     :class:`DataError` naming the bad flag."""
-    from expokit.curation.selection import PairSelection, SelectionError
+    from expokit.curation.dataset.selection import PairSelection, SelectionError
 
     try:
         return PairSelection.parse(exclude_flags, passed_only)
@@ -415,7 +415,7 @@ class _Base(TorchDataset[Item]):
         exclude_flags: str | Sequence[str] | None = None,
         passed_only: bool = False,
     ) -> None:
-        from expokit.curation.dataset import load_dataset
+        from expokit.curation.dataset.format import load_dataset
 
         self.dataset = load_dataset(root)
         self.root = self.dataset.root

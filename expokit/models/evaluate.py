@@ -69,13 +69,13 @@ import numpy.typing as npt
 
 from expokit.core.atomic import json_safe
 from expokit.core.errors import ExpokitError
-from expokit.curation.selection import PairSelection
+from expokit.curation.dataset.selection import PairSelection
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from expokit.curation.dataset import Dataset
+    from expokit.curation.dataset.format import Dataset
     from expokit.models.base import Baseline
     from expokit.models.reference import ReferenceMethod
 
@@ -339,7 +339,7 @@ def linear_mean_luminance(image: F64, mask: Mask | None = None) -> float:
 
 def clip_flicker(means: Sequence[float]) -> float:
     """std / mean of per-frame mean luminances (``curation.qa.flicker``); NaN if undefined."""
-    from expokit.curation.qa import flicker
+    from expokit.curation.build.qa import flicker
 
     value = flicker(means)
     return math.nan if value is None else value
@@ -972,7 +972,7 @@ def evaluate(
         From loading the checkpoint (NaN or infinite weights included), the dataset or
         its images, or claiming ``out`` / ``images``.
     """
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
     from expokit.models.infer import check_finite_weights, load_checked_model
 
     config = config or EvalConfig()
@@ -1129,7 +1129,7 @@ def reference_targets(
     """``{scene: (reference scene, reference target path relative to the dataset)}``: the
     reference :func:`evaluate` gives every pair of ``split`` under ``config.reference``
     (``same``: each scene's own pairs' targets, so ``{}``)."""
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
 
     config = config or EvalConfig(splits=(split,))
     dataset = load_dataset(data)
@@ -1160,7 +1160,7 @@ def reference_mode_for(
 ) -> ReferenceMode:
     """A reference mode under which no reference-taking method sees the target of
     ``split``: ``other-scene`` when it has two scenes or more, else ``train-scene``."""
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
 
     config = config or EvalConfig(splits=(split,))
     rows = _select(load_dataset(data), split, config.min_ev_error, config.selection)

@@ -367,9 +367,9 @@ def train_fold(
     """
     import pandas as pd
 
-    from expokit.curation.build import build_dataset
-    from expokit.curation.build_config import BuildConfig
-    from expokit.curation.splits import SplitSpec
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.driver import build_dataset
+    from expokit.curation.build.splits import SplitSpec
     from expokit.models.checkpoint import load_model
     from expokit.models.train import resolve_config, train
 

@@ -728,7 +728,7 @@ class _Validator:
         lacks, one with fewer than two scenes)."""
         import pandas as pd
 
-        from expokit.curation.dataset import load_dataset
+        from expokit.curation.dataset.format import load_dataset
         from expokit.models.data import DataError, find_clips, pair_selection, select_rows
         from expokit.models.evaluate import EvalConfig, train_level
         from expokit.models.reference import REFERENCE_METHODS

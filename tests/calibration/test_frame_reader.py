@@ -143,8 +143,8 @@ def test_forward_skips_backward_reopens(movies: dict[str, Path]) -> None:
 
 
 def test_build_reader_is_bgr_and_infer_reader_rgb(movies: dict[str, Path]) -> None:
-    from expokit.curation.sources import FrameReader as BuildReader
-    from expokit.curation.sources import ImageRef, load_image
+    from expokit.curation.build.sources import FrameReader as BuildReader
+    from expokit.curation.build.sources import ImageRef, load_image
     from expokit.models.infer import read_frames
 
     with BuildReader(str(movies["vfr"])) as build, read_frames(movies["vfr"]) as infer:

@@ -171,8 +171,8 @@ def test_pair_is_the_scene_flipped_misregistered_and_ev_shifted(
 
 
 def test_curation_skips_calibration_shots(sessions: dict[str, Path], tmp_path: Path) -> None:
-    from expokit.curation.build_config import BuildConfig
-    from expokit.curation.sources import discover_capture
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.sources import discover_capture
 
     cal = sessions["calibration"]
     truth = _truth(cal)

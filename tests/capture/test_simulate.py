@@ -124,8 +124,8 @@ def test_video_only_sync_within_one_frame(session: tuple[Path, dict]) -> None:
 
 
 def test_curate_discovers_the_video_session(session: tuple[Path, dict], tmp_path: Path) -> None:
-    from expokit.curation.build_config import BuildConfig
-    from expokit.curation.sources import discover_capture
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.sources import discover_capture
 
     root, truth = session
     calibration = tmp_path / "rig"

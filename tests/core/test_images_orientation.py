@@ -238,7 +238,7 @@ def test_notes_name_the_orientation() -> None:
 def test_every_package_reader_returns_the_upright_image(tmp_path: Path) -> None:
     from expokit.calibration.geometry_io import read_image_pairs
     from expokit.capture.footage import source_size
-    from expokit.curation.sources import read_complete_image
+    from expokit.curation.build.sources import read_complete_image
     from expokit.models import data, protocol
 
     upright = upright_image()
@@ -288,7 +288,7 @@ def test_sequences_build_of_rotated_jpegs_gives_upright_pairs(tmp_path: Path) ->
     """A scene shot in portrait: each exposure stored landscape with another tag (6, 8, 3
     and mirrored 2) and one stored upright; the build aligns them as one upright scene."""
     from expokit.cli import cli
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
     from expokit.models.data import read_rgb
 
     upright = upright_image(96, 64, seed=3)

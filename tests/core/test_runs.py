@@ -25,7 +25,8 @@ from expokit.core.runs import (
     utc_timestamp,
     write_record,
 )
-from expokit.curation import build
+from expokit.curation.build import driver as build
+from expokit.curation.build import record as scene_record
 from expokit.curation.rendering import render
 
 
@@ -122,13 +123,12 @@ def test_summary_ok_and_problem_lines(tmp_path: Path) -> None:
 
 
 def test_render_and_build_share_the_module(tmp_path: Path) -> None:
-    assert render.RECORDS_DIR == build.RECORDS_DIR == RECORDS_DIR
-    assert render.new_run_id is build.new_run_id is new_run_id
-    assert render.record_path(tmp_path, "x") == build.record_path(tmp_path, "x")
+    assert render.record_path(tmp_path, "x") == scene_record.record_path(tmp_path, "x")
+    assert render.record_path(tmp_path, "x").parent == tmp_path / RECORDS_DIR
     with pytest.raises(UnsafeNameError, match="output name"):
         render.record_path(tmp_path, "a/b")
     with pytest.raises(UnsafeNameError, match="scene id"):
-        build.record_path(tmp_path, "a/b")
+        scene_record.record_path(tmp_path, "a/b")
     summaries = [
         render.RenderSummary(
             out_dir=tmp_path, manifest_path=tmp_path, params_path=tmp_path, run_path=tmp_path

@@ -17,7 +17,7 @@ import pandas as pd
 
 from expokit.core.hashing import sha256_file
 from expokit.core.transfer import srgb_encode
-from expokit.curation.dataset import Dataset, load_dataset, new_info, write_dataset
+from expokit.curation.dataset.format import Dataset, load_dataset, new_info, write_dataset
 
 MSEC_EVS = (-1.5, -1.0, 0.0, 1.0, 1.5)
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from expokit.curation.build_config import BuildConfig
-from expokit.curation.dataset import load_dataset
-from tests.curation.test_build_trust import build, run_cli, scene_table, write_sequences
+from expokit.curation.build.config import BuildConfig
+from expokit.curation.dataset.format import load_dataset
+from tests.curation.build.test_build_trust import build, run_cli, scene_table, write_sequences
 
 CONFIG = BuildConfig(max_side=64)
 SCENES = ["a1", "a2", "a3", "a4"]
@@ -120,12 +120,12 @@ def test_an_unexpected_crash_while_writing_keeps_the_earlier_rows(
     built: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A writer raising something no one expected (a crash record) keeps the rows too."""
-    import expokit.curation.build as build_module
+    import expokit.curation.build.pair as build_module
 
     source, out = built
     before = scene_table(out)
     _change_every_scene(source)
-    real = build_module._encode
+    real = build_module.encode_image
     calls = {"n": 0}
 
     def encode(image: np.ndarray, ext: str, config: BuildConfig) -> bytes:
@@ -134,7 +134,7 @@ def test_an_unexpected_crash_while_writing_keeps_the_earlier_rows(
             raise RuntimeError("encoder blew up")
         return real(image, ext, config)
 
-    monkeypatch.setattr(build_module, "_encode", encode)
+    monkeypatch.setattr(build_module, "encode_image", encode)
     summary = build([source], out)
     assert len(summary.failures) == 1 and "encoder blew up" in summary.failures[0][1]
     assert sorted(scene_table(out)["pair_id"]) == sorted(before["pair_id"])
@@ -178,7 +178,7 @@ def test_card_still_writes_the_card_of_a_dataset(root: Path) -> None:
 def test_validate_names_another_commands_folder_inside_images(root: Path) -> None:
     """Finding 4: a train/eval output folder inside ``images/`` went unnoticed."""
     from expokit.core.roots import claim_root
-    from expokit.curation.validate import validate_dataset
+    from expokit.curation.dataset.validate import validate_dataset
 
     claim_root(root / "images" / "run1", "run", what="run folder")
     (root / "images" / "run1" / "model.pt").write_bytes(b"weights")
@@ -197,7 +197,7 @@ def test_validate_names_another_commands_folder_inside_images(root: Path) -> Non
 
 
 def test_validate_passes_a_dataset_with_nothing_foreign_in_images(root: Path) -> None:
-    from expokit.curation.validate import validate_dataset
+    from expokit.curation.dataset.validate import validate_dataset
 
     report = validate_dataset(root, progress=False)
     assert report.ok and report.problems == [], [str(p) for p in report.problems]

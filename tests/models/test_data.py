@@ -41,8 +41,8 @@ def build_sequences(
     """A sequences dataset built by `curate build` from synthetic exposure folders."""
     from expokit.core.synthetic import demo_scene
     from expokit.core.transfer import srgb_encode
-    from expokit.curation.build import build_dataset
-    from expokit.curation.build_config import BuildConfig
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.driver import build_dataset
 
     source = folder / "src"
     for s, name in enumerate(("window", "texture", "gradient", "texture")[:scenes]):
@@ -53,7 +53,7 @@ def build_sequences(
             rgb = srgb_encode(np.clip(radiance * 2.0**ev, 0, 1))
             cv2.imwrite(str(scene / f"{k + 1}.png"), np.rint(rgb * 255).astype(np.uint8)[..., ::-1])
     out = folder / "seq"
-    from expokit.curation.splits import SplitSpec
+    from expokit.curation.build.splits import SplitSpec
 
     # Every scene in train: with 3 scenes the default fractions would give each split one.
     config = BuildConfig(splits=SplitSpec(fractions=(("train", 1.0),)))
@@ -68,7 +68,7 @@ def sequences(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _manifest_row(root: Path, pair_id: str) -> dict[str, object]:
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
 
     frame = load_dataset(root).manifest
     return dict(frame[frame["pair_id"] == pair_id].iloc[0])
@@ -131,7 +131,7 @@ def test_one_crop_and_flip_for_input_target_and_mask(tiny: Path, tmp_path: Path)
     yy, xx = np.mgrid[0:H, 0:W]
     coded = np.stack([np.zeros_like(xx), yy * 4, xx * 3], axis=2).astype(np.uint8)  # BGR
     checker = (((yy // 3 + xx // 5) % 2) * 255).astype(np.uint8)
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
 
     for row in load_dataset(root).manifest.itertuples():
         if row.split == "val":

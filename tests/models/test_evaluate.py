@@ -75,7 +75,7 @@ def test_references_only_scores_every_pair_and_groups(root: Path) -> None:
     table = result.summary["splits"]["test"]["identity"]
     assert (table["all"]["pairs"], table["under"]["pairs"], table["over"]["pairs"]) == (10, 2, 7)
     # identity's PSNR is the input against the target inside the mask, on uint8
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
     from expokit.models.data import read_mask, read_rgb
 
     dataset = load_dataset(root)
@@ -283,7 +283,7 @@ def test_a_peeking_model_is_not_compared_as_fair(root: Path, identity_uec: Path)
 
 
 def test_train_level_is_measured_on_the_training_split_only(root: Path) -> None:
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
     from expokit.models.data import read_rgb
     from expokit.models.reference import mean_luminance
 
@@ -391,7 +391,7 @@ def test_save_images_writes_triptychs_and_a_page(
 ) -> None:
     import cv2
 
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
     from expokit.models.data import read_rgb
 
     folder = tmp_path / "images"
@@ -423,7 +423,7 @@ def test_save_images_writes_triptychs_and_a_page(
 def test_reference_only_images_show_the_best_fair_baseline(root: Path, tmp_path: Path) -> None:
     import cv2
 
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
     from expokit.models.data import read_rgb
     from expokit.models.evaluate import method_from_summary
 

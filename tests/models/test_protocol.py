@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expokit.curation.dataset import load_dataset
+from expokit.curation.dataset.format import load_dataset
 from expokit.models import protocol as P  # noqa: N812
 from tests.conftest import shared_path
 

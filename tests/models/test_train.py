@@ -186,7 +186,7 @@ def test_nan_loss_stops_and_names_the_step(
 def test_nan_in_a_batch_names_the_file(seq: Path, tmp_path: Path) -> None:
     data = tmp_path / "seq"
     shutil.copytree(seq, data)
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
 
     rel = str(load_dataset(data).manifest["input_path"].iloc[0])
     image = np.full((40, 56, 3), 0.5, np.float32)

@@ -18,7 +18,7 @@ from tests.models.test_data import build_sequences
 @pytest.fixture(scope="module")
 def flagged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test sequences with every pair of the first training scene flagged misaligned."""
-    from expokit.curation.dataset import MANIFEST_FILE
+    from expokit.curation.dataset.format import MANIFEST_FILE
 
     root = build_sequences(tmp_path_factory.mktemp("sel"))
     frame = pd.read_parquet(root / MANIFEST_FILE)

@@ -37,9 +37,9 @@ def build_split_sequences(folder: Path) -> Path:
     """A sequences dataset of five synthetic scenes: two train, two val, one test."""
     from expokit.core.synthetic import demo_scene
     from expokit.core.transfer import srgb_encode
-    from expokit.curation.build import build_dataset
-    from expokit.curation.build_config import BuildConfig
-    from expokit.curation.splits import SplitSpec
+    from expokit.curation.build.config import BuildConfig
+    from expokit.curation.build.driver import build_dataset
+    from expokit.curation.build.splits import SplitSpec
 
     source = folder / "src"
     for s, name in enumerate(("window", "texture", "gradient", "texture", "window")):
@@ -154,7 +154,7 @@ def test_eval_and_infer_default_to_the_best_and_the_checkpoints_folder_to_the_la
     data: Path, tmp_path: Path
 ) -> None:
     from expokit.cli import cli
-    from expokit.curation.dataset import load_dataset
+    from expokit.curation.dataset.format import load_dataset
 
     run = tmp_path / "run"
     summary = train(tiny(data, run, steps=4), progress=False, echo=lambda _: None)

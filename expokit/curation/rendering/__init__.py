@@ -11,10 +11,16 @@ config
 render
     The per-RAW render function and the batch driver behind ``expokit render``; runs and
     completion records go through :mod:`expokit.core.runs`, shared with ``curate build``.
+render_layout
+    Output names and folders of a render (the ``sequence`` and ``msec`` render layouts;
+    not the export layouts of :mod:`expokit.curation.export.layouts`).
+render_manifest
+    The render manifest (``manifest.parquet`` of a render folder: one row per output
+    file); not the dataset manifest of :mod:`expokit.curation.dataset.format`.
 
 The public names below are loaded on first use (PEP 562), so importing
-``expokit.curation.rendering.config`` (as :mod:`expokit.curation.layout` does) does not pull in
-the batch driver, which itself imports :mod:`expokit.curation.layout`.
+``expokit.curation.rendering.config`` (as :mod:`.render_layout` does) does not pull in the
+batch driver, which itself imports :mod:`.render_layout`.
 """
 
 from __future__ import annotations

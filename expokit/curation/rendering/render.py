@@ -6,7 +6,7 @@
 Output folder
 -------------
 ``<out>/manifest.parquet``
-    One row per output (and per failed RAW); see :mod:`expokit.curation.manifest`.
+    One row per output (and per failed RAW); see :mod:`expokit.curation.rendering.render_manifest`.
 ``<out>/render_params.json``
     Render parameters, library versions and their hash (same for every run into ``<out>``).
 ``<out>/runs/<run_id>.json``
@@ -20,7 +20,7 @@ Output folder
     render folder is reused (one from before markers is adopted by ``render_params.json``),
     and one render at a time writes into it (:class:`expokit.core.lock.RootLock`).
 
-Output names are derived from RAW file names by :func:`expokit.curation.layout.assign_names`
+Output names are derived from RAW file names by :func:`~.render_layout.assign_names`
 and checked as safe names; every file is written through
 :func:`expokit.core.paths.resolve_inside`, so nothing lands outside ``<out>``.
 """
@@ -69,8 +69,6 @@ from expokit.core.runs import (
 )
 from expokit.core.runs import record_path as _record_path
 from expokit.core.transfer import LUMA_RGB, apply_luts, exposure_lut
-from expokit.curation.layout import assign_names, gt_relpath, output_relpath
-from expokit.curation.manifest import write_manifest
 from expokit.curation.rendering.config import MeterSpec, OutputFormat, RenderConfig
 from expokit.curation.rendering.raw_decode import (
     RAW_EXTENSIONS,
@@ -78,6 +76,8 @@ from expokit.curation.rendering.raw_decode import (
     decode_raw,
     library_versions,
 )
+from expokit.curation.rendering.render_layout import assign_names, gt_relpath, output_relpath
+from expokit.curation.rendering.render_manifest import write_render_manifest
 
 MANIFEST_FILE = "manifest.parquet"
 PARAMS_FILE = "render_params.json"
@@ -525,7 +525,7 @@ def _render_locked(
     rows = _manifest_rows(out / RECORDS_DIR)
     summary.outputs = sum(1 for r in rows if r.get("status") == "ok")
     try:
-        write_manifest(summary.manifest_path, rows)
+        write_render_manifest(summary.manifest_path, rows)
     except OutputError as exc:
         summary.aborted = (summary.aborted or "") + f" manifest not written: {exc}"
     _finish_run_info(summary, run_info, started, durable)

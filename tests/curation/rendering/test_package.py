@@ -33,7 +33,11 @@ def test_unknown_name_raises_attribute_error() -> None:
 
 @pytest.mark.parametrize(
     "first",
-    ["expokit.curation.layout", "expokit.curation.rendering.config", "expokit.curation.sources"],
+    [
+        "expokit.curation.rendering.render_layout",
+        "expokit.curation.rendering.config",
+        "expokit.curation.build.sources",
+    ],
 )
 def test_importing_layout_or_config_first_has_no_cycle(first: str) -> None:
     # layout imports rendering.config, and rendering.render imports layout: the package

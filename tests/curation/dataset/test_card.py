@@ -1,0 +1,112 @@
+"""The generated dataset card (README.md) says what is in the dataset."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from expokit.cli.curate_tools import register
+from expokit.curation.dataset.card import cameras, column_table, render_card, write_card
+from expokit.curation.dataset.format import (
+    FORMAT_VERSION,
+    INFO_FILE,
+    MANIFEST_COLUMNS,
+    load_dataset,
+)
+from tests.curation.conftest_tools import Spec, make_dataset
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("card") / "ds"
+    make_dataset(folder, Spec(shifts={"kitchen": 4}))
+    return folder
+
+
+def _section(card: str, title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", card, re.S | re.M)
+    assert match, f"no section {title!r}"
+    return match.group(1)
+
+
+def test_card_counts_cameras_ev_qa_licence_citation(root: Path) -> None:
+    path = write_card(root)
+    assert path == root / "README.md"
+    card = path.read_text()
+    assert card.startswith("# synthetic-test\n")
+    contents = _section(card, "Contents")
+    # per split: pairs, scenes, clips, passed, flagged
+    assert "| train | 19 | 3 | 2 |" in contents
+    assert "| val | 5 | 1 | 0 | 0 | 5 |" in contents  # kitchen: all misaligned
+    assert "| **total** | 34 | 6 | 3 |" in contents
+    assert "- Canon EOS 5D Mark IV (reference)" in _section(card, "Cameras")
+    ev = _section(card, "Exposure (EV) distribution")
+    counts = dict(re.findall(r"^\| ([-+0-9.]+) \| (\d+) \|", ev, re.M))
+    assert counts == {"-1.5": "4", "-1": "13", "0": "4", "+1": "9", "+1.5": "4"}
+    qa = _section(card, "QA summary")
+    assert "PSNR (dB)" in qa and "| misaligned | 5 |" in qa
+    assert "min_psnr_db" in qa
+    assert _section(card, "Licence").strip() == "`CC-BY-4.0`"
+    citation = _section(card, "Citation")
+    assert "```bibtex\n@misc{synthetictest" in citation and citation.rstrip().endswith("```")
+    assert "opencv version" in _section(card, "Provenance")
+
+
+def test_card_without_licence_or_with_custom_citation(root: Path, tmp_path: Path) -> None:
+    dataset = load_dataset(root)
+    dataset.info.pop("license")
+    card = render_card(dataset)
+    assert "**Not set.**" in _section(card, "Licence")
+    dataset.info["citation"] = "@article{lab2027, title={Our data}}"
+    assert "```bibtex\n@article{lab2027, title={Our data}}\n```" in render_card(dataset)
+    dataset.info["provenance"]["cameras"] = [
+        {"role": "reference", "make": "Canon", "model": "EOS R5", "serial": "042"}
+    ]
+    dataset.info["provenance"]["sources"] = [{"session": "s1", "camera": "Sony A7 III"}]
+    assert cameras(dataset.info) == ["Canon EOS R5 #042 (reference)", "Sony A7 III"]
+
+
+def test_card_export_section(root: Path) -> None:
+    card = render_card(
+        load_dataset(root),
+        export={
+            "layout": "dime",
+            "rows_total": 34,
+            "rows_exported": 11,
+            "groups_exported": 2,
+            "files": 24,
+            "issues": {"skipped:short-clip": 3},
+            "notes": ["val skipped"],
+        },
+    )
+    section = _section(card, "This export: `dime` layout")
+    assert "11 of 34 manifest rows exported as 2 clips (24 data files)" in section
+    assert "| skipped:short-clip | 3 |" in section and "- val skipped" in section
+    assert "np/{train,test}/{LQ,GT}" in section
+
+
+def test_cli_card_and_csv(root: Path, tmp_path: Path) -> None:
+    group = click.Group("curate")
+    register(group)
+    result = CliRunner().invoke(group, ["card", str(root)])
+    assert result.exit_code == 0 and "README.md" in result.output
+    out = tmp_path / "m.csv"
+    result = CliRunner().invoke(group, ["csv", str(root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    header = out.read_text().splitlines()[0].split(",")
+    assert header == list(MANIFEST_COLUMNS)
+    assert len(out.read_text().splitlines()) == 35
+    info = json.loads((root / INFO_FILE).read_text())
+    assert info["format_version"] == FORMAT_VERSION == 2
+
+
+def test_column_table_has_every_column() -> None:
+    table = column_table()
+    rows = [line for line in table.splitlines()[2:]]
+    assert [r.split("`")[1] for r in rows] == list(MANIFEST_COLUMNS)
+    assert "| `frame_index` | `Int64` | frame |" in table
