@@ -165,19 +165,15 @@ class AlignmentCheckConfig:
 
 
 @dataclass(frozen=True)
-class AlignmentCheck:
-    """Result of :func:`check_alignment` (conventions: module docstring).
+class AlignmentFigures:
+    """The misalignment figures of one reference/test pair, one-shot or live.
 
     Attributes
     ----------
-    reference, test
-        The files checked.
     flip
         Mirror of the test view: ``"none"``, ``"horizontal"``, ``"vertical"``, ``"both"``.
     homography
         ``(3, 3)`` float64, flipped test pixels -> reference pixels, ``H[2, 2] = 1``.
-    initial_homography
-        The plain SIFT + ``USAC_MAGSAC`` estimate before ECC, same convention.
     roll_deg, scale_pct, shift_px, keystone
         Misalignment of the test content (degrees, percent, reference px ``[x, y]``, dict with
         ``horizontal_pct``, ``vertical_pct`` and ``description``).
@@ -202,19 +198,14 @@ class AlignmentCheck:
         independent of exposure and contrast.
     coverage
         Share (0..1) of the reference frame the test camera sees too.
-    inliers, reprojection_rms
-        Feature inliers of the fit and their RMS transfer error (reference px).
     verdict
         ``"ready"`` when every figure is within the thresholds, else ``"adjust"``.
     advice
         Sentences for the person at the rig (seen from behind the test camera).
     """
 
-    reference: str
-    test: str
     flip: str
     homography: F64
-    initial_homography: F64
     roll_deg: float
     scale_pct: float
     shift_px: tuple[float, float]
@@ -224,21 +215,15 @@ class AlignmentCheck:
     white_balance: tuple[float, float, float]
     focus_ratio: float
     coverage: float
-    inliers: int
-    reprojection_rms: float
     verdict: str
     advice: tuple[str, ...]
-    thresholds: AlignmentThresholds
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the ``--json`` output)."""
+    def figures_dict(self) -> dict[str, Any]:
+        """The figures as JSON-ready values (a non-finite focus ratio is ``None``)."""
         return {
-            "reference": self.reference,
-            "test": self.test,
             "verdict": self.verdict,
             "flip": self.flip,
             "homography": self.homography.tolist(),
-            "initial_homography": self.initial_homography.tolist(),
             "roll_deg": self.roll_deg,
             "scale_pct": self.scale_pct,
             "shift_px": list(self.shift_px),
@@ -248,9 +233,44 @@ class AlignmentCheck:
             "white_balance": list(self.white_balance),
             "focus_ratio": self.focus_ratio if math.isfinite(self.focus_ratio) else None,
             "coverage": self.coverage,
+            "advice": list(self.advice),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlignmentCheck(AlignmentFigures):
+    """Result of :func:`check_alignment` (conventions: module docstring): the
+    :class:`AlignmentFigures` and how they were found.
+
+    Attributes
+    ----------
+    reference, test
+        The files checked.
+    initial_homography
+        The plain SIFT + ``USAC_MAGSAC`` estimate before ECC, same convention as
+        ``homography``.
+    inliers, reprojection_rms
+        Feature inliers of the fit and their RMS transfer error (reference px).
+    thresholds
+        The thresholds the verdict applied.
+    """
+
+    reference: str
+    test: str
+    initial_homography: F64
+    inliers: int
+    reprojection_rms: float
+    thresholds: AlignmentThresholds
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the ``--json`` output)."""
+        return {
+            "reference": self.reference,
+            "test": self.test,
+            **self.figures_dict(),
+            "initial_homography": self.initial_homography.tolist(),
             "inliers": self.inliers,
             "reprojection_rms": self.reprojection_rms,
-            "advice": list(self.advice),
             "thresholds": {
                 **asdict(self.thresholds),
                 "focus_ratio": list(self.thresholds.focus_ratio),

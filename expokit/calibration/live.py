@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from expokit.calibration.alignment_check import (
     AlignmentCheckConfig,
+    AlignmentFigures,
     alignment_advice,
     check_alignment,
     linear_light,
@@ -109,28 +110,32 @@ class LiveConfig:
             raise ValueError(f"invalid live config: {self}")
 
 
-@dataclass(frozen=True)
-class LiveResult:
-    """One analysed pair (figures as in :class:`~.alignment_check.AlignmentCheck`)."""
+@dataclass(frozen=True, kw_only=True)
+class LiveResult(AlignmentFigures):
+    """One analysed live pair: the :class:`~.alignment_check.AlignmentFigures` and when and
+    how they were measured.
+
+    Attributes
+    ----------
+    index
+        Number of the pair since the start (1 = first).
+    time_s
+        Seconds since the start.
+    mode
+        ``"full"`` (a full check) or ``"track"`` (ECC tracking from the last full check).
+    latency_ms
+        Time from reading the live views to the result (milliseconds).
+    correlation
+        ECC correlation of the tracked pair (``None`` after a full check).
+    thresholds
+        The verdict's thresholds as shown on the page.
+    """
 
     index: int
     time_s: float
-    mode: str  # "full" or "track"
+    mode: str
     latency_ms: float
-    flip: str
-    homography: F64
-    roll_deg: float
-    scale_pct: float
-    shift_px: tuple[float, float]
-    keystone: dict[str, Any]
-    parallax: dict[str, Any] | None
-    ev_offset: float
-    white_balance: tuple[float, float, float]
-    focus_ratio: float
-    coverage: float
     correlation: float | None
-    verdict: str
-    advice: tuple[str, ...]
     thresholds: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,21 +145,9 @@ class LiveResult:
             "time_s": self.time_s,
             "mode": self.mode,
             "latency_ms": self.latency_ms,
-            "verdict": self.verdict,
-            "flip": self.flip,
-            "homography": self.homography.tolist(),
-            "roll_deg": self.roll_deg,
-            "scale_pct": self.scale_pct,
-            "shift_px": list(self.shift_px),
+            **self.figures_dict(),
             "shift_len_px": math.hypot(*self.shift_px),
-            "keystone": self.keystone,
-            "parallax": self.parallax,
-            "ev_offset": self.ev_offset,
-            "white_balance": list(self.white_balance),
-            "focus_ratio": self.focus_ratio if math.isfinite(self.focus_ratio) else None,
-            "coverage": self.coverage,
             "correlation": self.correlation,
-            "advice": list(self.advice),
             "thresholds": self.thresholds,
         }
 
