@@ -57,6 +57,7 @@ from expokit.calibration.homography import (
 )
 from expokit.calibration.mirror import Flip, rotation_degrees
 from expokit.calibration.parallax import find_layers, parallax_advice
+from expokit.core.checks import finite, in_range, positive
 from expokit.core.errors import ExpokitError, InputFileError
 
 __all__ = [
@@ -120,13 +121,18 @@ class AlignmentThresholds:
     max_parallax_px: float = 2.0
 
     def __post_init__(self) -> None:
+        positive("max roll", self.max_roll_deg, "deg")
+        positive("max scale error", self.max_scale_pct, "%")
+        positive("max shift", self.max_shift_px, "px")
+        positive("max keystone", self.max_keystone_pct, "%")
+        positive("max EV error", self.max_ev_error, "EV")
+        positive("max parallax", self.max_parallax_px, "px")
         lo, hi = self.focus_ratio
-        limits = (self.max_roll_deg, self.max_scale_pct, self.max_shift_px, self.max_ev_error,
-                  self.max_parallax_px)  # fmt: skip
-        if not (all(v > 0 for v in limits) and self.max_keystone_pct > 0 and 0 < lo < 1 < hi):
-            raise ValueError(f"invalid alignment thresholds: {self}")
-        if not 0 < self.min_coverage <= 1:
-            raise ValueError(f"min coverage must be in (0, 1], got {self.min_coverage}")
+        in_range("focus ratio low end", lo, 0, 1, low_open=True, high_open=True)
+        in_range("focus ratio high end", hi, 1, math.inf, low_open=True, high_open=True)
+        in_range("min coverage", self.min_coverage, 0, 1, low_open=True)
+        if self.expected_ev is not None:
+            finite("expected EV", self.expected_ev, "EV")
 
 
 @dataclass(frozen=True)

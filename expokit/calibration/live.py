@@ -49,6 +49,7 @@ from expokit.calibration.alignment_check import (
 from expokit.calibration.homography import image_size, resize_to_max_side, resized_scale
 from expokit.calibration.mirror import Flip
 from expokit.calibration.parallax import board_outline
+from expokit.core.checks import in_range, positive, whole
 from expokit.core.errors import ExpokitError
 from expokit.core.synthetic import feature_texture
 
@@ -106,8 +107,10 @@ class LiveConfig:
     background: bool = True
 
     def __post_init__(self) -> None:
-        if self.track_side < 64 or self.full_every < 1 or self.history_s <= 0:
-            raise ValueError(f"invalid live config: {self}")
+        whole("track side", self.track_side, 64)
+        whole("full check every", self.full_every, 1)
+        in_range("min correlation", self.min_correlation, 0, 1)
+        positive("history", self.history_s, "s")
 
 
 @dataclass(frozen=True, kw_only=True)

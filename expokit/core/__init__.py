@@ -1,6 +1,7 @@
 """Shared infrastructure below every stage (imports no stage).
 
 * :mod:`~expokit.core.errors` - the error classes every stage raises and the CLI prints.
+* :mod:`~expokit.core.checks` - range checks of settings (one wording: setting, rule, value).
 * :mod:`~expokit.core.atomic` - atomic writes (temp name, fsync, rename) and stale-temp cleanup.
 * :mod:`~expokit.core.paths` - safe names and paths that must stay inside their root.
 * :mod:`~expokit.core.roots` - marker files saying which kind of expokit root a folder is.

@@ -307,3 +307,18 @@ def test_two_layer_scene_reports_parallax(tmp_path: Path) -> None:
 
 def test_planar_scene_has_no_parallax(misaligned: dict[str, Any]) -> None:
     assert misaligned["result"].parallax is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_roll_deg", -1.0, r"max roll must be a finite number > 0 \(deg\), got -1.0"),
+        ("max_shift_px", float("nan"), r"max shift must be a finite number \(px\), got nan"),
+        ("expected_ev", float("inf"), r"expected EV must be a finite number \(EV\), got inf"),
+        ("min_coverage", 1.5, r"min coverage must be in \(0, 1\], got 1.5"),
+        ("focus_ratio", (1.2, 1.5), r"focus ratio low end must be in \(0, 1\), got 1.2"),
+    ],
+)
+def test_a_bad_threshold_names_itself(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AlignmentThresholds(**{field: value})  # type: ignore[arg-type]
