@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -161,3 +162,27 @@ def test_demo_refuses_a_folder_with_files(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "not empty" in result.output
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def _commands(group: click.Group, prefix: str = "expokit") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name, command in sorted(group.commands.items()):
+        path = f"{prefix} {name}"
+        if isinstance(command, click.Group):
+            found += _commands(command, path)
+        else:
+            found.append((path, command))
+    return found
+
+
+def test_out_has_short_o_and_workers_short_j_everywhere() -> None:
+    """The shared option blocks (expokit/cli/common.py): every --out is also -o, every
+    --workers also -j."""
+    checked = {"--out": 0, "--workers": 0}
+    for path, command in _commands(cli):
+        for param in command.params:
+            for long, short in (("--out", "-o"), ("--workers", "-j")):
+                if long in param.opts:
+                    checked[long] += 1
+                    assert short in param.opts, f"{path}: {long} has no {short}"
+    assert checked["--out"] >= 10 and checked["--workers"] >= 5, checked

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli.common import fail, reports_errors
+from expokit.cli.common import fail, out_option, reports_errors
 
 
 @click.group()
@@ -46,13 +46,9 @@ def rms_rise_note(
 @calibrate.command("geometry")
 @click.argument("reference", metavar="REFERENCE")
 @click.argument("test", metavar="[TEST]", required=False)
-@click.option(
-    "--out",
-    "-o",
-    "out_dir",
+@out_option(
+    "Folder for rig_calibration.json and the QA images (created if missing).",
     required=True,
-    type=click.Path(path_type=Path),
-    help="Folder for rig_calibration.json and the QA images (created if missing).",
 )
 @click.option("--charuco", metavar="COLSxROWS", help="ChArUco board in squares, e.g. 7x5.")
 @click.option("--chessboard", metavar="COLSxROWS", help="Chessboard inner corners, e.g. 9x6.")
@@ -233,15 +229,11 @@ def calibrate_geometry_cmd(
 @calibrate.command("sync")
 @click.argument("a", type=click.Path(path_type=Path))
 @click.argument("b", type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    "-o",
-    "out_path",
-    type=click.Path(path_type=Path),
-    default=Path("sync.json"),
-    show_default=True,
-    help="Where sync.json is written (atomically); an existing file is replaced only when "
+@out_option(
+    "Where sync.json is written (atomically); an existing file is replaced only when "
     "it is an earlier sync.json.",
+    dest="out_path",
+    default=Path("sync.json"),
 )
 @click.option(
     "--apply",
@@ -341,14 +333,7 @@ def calibrate_sync(
     help="Largest host trigger-time difference of a pair (seconds).",
 )
 @click.option("--no-exif", is_flag=True, help="Skip the EXIF DateTimeOriginal check.")
-@click.option(
-    "--out",
-    "-o",
-    "out_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also write the pairing as JSON here.",
-)
+@out_option("Also write the pairing as JSON here.", dest="out_path")
 @click.option("--strict", is_flag=True, help="Exit 1 when a shot is unmatched, missing or flagged.")
 @reports_errors
 def calibrate_pair_stills(

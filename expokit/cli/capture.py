@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli.common import reports_errors
+from expokit.cli.common import progress_option, reports_errors
 
 
 def _load_rig(path: Path) -> Any:
@@ -24,7 +24,7 @@ _rig_option = click.option(
     type=click.Path(path_type=Path),
     help="Rig config (TOML): roles bound to serial numbers, settings, budgets.",
 )
-_progress_option = click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+_progress_option = progress_option()
 _session_option = click.option(
     "--session",
     "session_name",

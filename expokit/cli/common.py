@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 import functools
 import sys
-from collections.abc import Callable
-from typing import NoReturn, ParamSpec, TypeVar
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -80,3 +81,75 @@ def selection_options(command: Callable[P, R]) -> Callable[P, R]:
         metavar="FLAG,...",
         help="Leave out pairs carrying any of these QA flags (docs/qa.md) [default: none].",
     )(command)
+
+
+def out_option(
+    help: str,
+    *,
+    dest: str = "out_dir",
+    required: bool = False,
+    default: Path | None = None,
+    dir_okay: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--out/-o PATH``: where a command writes (a folder, or a file with ``dir_okay=False``).
+
+    ``help`` says what goes there; a ``default`` is shown in the help.
+    """
+    return click.option(
+        "--out",
+        "-o",
+        dest,
+        required=required,
+        type=click.Path(path_type=Path, dir_okay=dir_okay),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+def workers_option(
+    *,
+    default: int | None = 1,
+    minimum: int = 1,
+    dest: str = "workers",
+    help: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--workers/-j N``: how many worker processes (at least ``minimum``)."""
+    return click.option(
+        "--workers",
+        "-j",
+        dest,
+        type=click.IntRange(min=minimum),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+def device_option(
+    *, default: str | None, help: str, choices: Sequence[str] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--device NAME``: the torch device (``choices``: a closed list, else free text such
+    as ``cuda:1``, checked by the command)."""
+    return click.option(
+        "--device",
+        type=None if choices is None else click.Choice(list(choices)),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+def seed_option(
+    *, default: int | None = 0, help: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--seed N``: the random seed (an integer)."""
+    return click.option(
+        "--seed", type=int, default=default, show_default=default is not None, help=help
+    )
+
+
+def progress_option(plural: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--no-progress``: hide the progress bar (``plural``: a command showing several)."""
+    text = "Hide the progress bars." if plural else "Hide the progress bar."
+    return click.option("--no-progress", is_flag=True, help=text)

@@ -7,12 +7,13 @@ command; this module only needs click and the config constants.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from expokit.cli.common import reports_errors
+from expokit.cli.common import out_option, progress_option, reports_errors, workers_option
 from expokit.core.parallel import EXECUTORS
 
 # Kept literal (checked against build_config in tests) so `expokit --help` imports nothing heavy.
@@ -157,11 +158,10 @@ def _run_build(ctx: click.Context, options: dict[str, Any]) -> None:
 
 def _options(func: Any) -> Any:
     path = click.Path(path_type=Path)
-    options = [
+    options: list[Callable[[Any], Any]] = [
         click.argument("sources", nargs=-1, required=False, type=path),
-        click.option("--out", "-o", "out_dir", required=True, type=path,
-                     help="Dataset root (created if missing). On an existing dataset the "
-                     "scenes of SOURCE are added or updated and every other scene is kept."),
+        out_option("Dataset root (created if missing). On an existing dataset the scenes of "
+                   "SOURCE are added or updated and every other scene is kept.", required=True),
         click.option("--remove-scene", multiple=True, metavar="SCENE_ID",
                      help="Remove this scene (rows, and the files its build wrote that are "
                      "unchanged); repeatable. SOURCE may then be omitted."),
@@ -246,12 +246,11 @@ def _options(func: Any) -> Any:
         click.option("--min-focus-ratio", type=float, default=None,
                      help="QA: defocus when input/target sharpness is below this or above "
                      "its inverse [default: 0.8]."),
-        click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Parallel worker processes (spawn) or Ray CPUs."),
+        workers_option(help="Parallel worker processes (spawn) or Ray CPUs."),
         click.option("--executor", type=click.Choice(EXECUTORS), default="local",
                      show_default=True, help="ray: per-scene Ray tasks (extra [ray])."),
         click.option("--csv", is_flag=True, help="Also write manifest.csv."),
-        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+        progress_option(),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)

@@ -14,26 +14,25 @@ from pathlib import Path
 
 import click
 
-from expokit.cli.common import reports_errors, selection_options
+from expokit.cli.common import (
+    out_option,
+    progress_option,
+    reports_errors,
+    selection_options,
+    workers_option,
+)
 from expokit.core.paths import check_output_file
 
 _EXPORT_LAYOUTS = ("msec", "dime", "sequences")
 _root_argument = click.argument(
     "root", type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="ROOT"
 )
-_progress_option = click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+_progress_option = progress_option()
 
 
 @click.command("report")
 @_root_argument
-@click.option(
-    "--out",
-    "-o",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Report folder (default ROOT/report).",
-)
+@out_option("Report folder (default ROOT/report).")
 @click.option(
     "--max-thumbnails",
     type=click.IntRange(min=0),
@@ -44,7 +43,7 @@ _progress_option = click.option("--no-progress", is_flag=True, help="Hide the pr
 @click.option(
     "--per-page", type=click.IntRange(min=1), default=48, show_default=True, help="Pairs per page."
 )
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True)
+@workers_option(default=2)
 @_progress_option
 @reports_errors
 def report_command(
@@ -77,14 +76,7 @@ def report_command(
     required=True,
     help="msec: INPUT_IMAGES/GT_IMAGES; dime: np/{train,test}/{LQ,GT}; sequences: per scene.",
 )
-@click.option(
-    "--out",
-    "-o",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Output folder: new, empty, or an earlier export.",
-)
+@out_option("Output folder: new, empty, or an earlier export.", required=True)
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True)
 @click.option(
     "--dime-val",
@@ -185,7 +177,7 @@ def export_command(
 @click.option(
     "--no-decode", is_flag=True, help="Do not decode images (no corrupt-file or size checks)."
 )
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True)
+@workers_option(default=2)
 @click.option(
     "--json",
     "json_path",
@@ -244,14 +236,7 @@ def validate_command(
 
 @click.command("csv")
 @_root_argument
-@click.option(
-    "--out",
-    "-o",
-    "out_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="CSV file (default ROOT/manifest.csv).",
-)
+@out_option("CSV file (default ROOT/manifest.csv).", dest="out_path", dir_okay=False)
 @reports_errors
 def csv_command(root: Path, out_path: Path | None) -> None:
     """Write the manifest of the dataset at ROOT as CSV.

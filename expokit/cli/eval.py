@@ -11,7 +11,13 @@ from pathlib import Path
 
 import click
 
-from expokit.cli.common import reports_errors, selection_options
+from expokit.cli.common import (
+    device_option,
+    out_option,
+    progress_option,
+    reports_errors,
+    selection_options,
+)
 
 
 @click.command("eval")
@@ -39,14 +45,7 @@ from expokit.cli.common import reports_errors, selection_options
     show_default=True,
     help="Split to score; repeat for several (one table each); all: every row.",
 )
-@click.option(
-    "--out",
-    "-o",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder for pairs.csv, clips.csv and summary.json (an evaluation root).",
-)
+@out_option("Folder for pairs.csv, clips.csv and summary.json (an evaluation root).")
 @click.option(
     "--reference",
     type=click.Choice(["same", "other-scene", "train-scene"]),
@@ -88,14 +87,9 @@ from expokit.cli.common import reports_errors, selection_options
     help="Score only pairs with |input_ev - target_ev| >= EV (SICE protocol: 2).",
 )
 @click.option("--no-references", is_flag=True, help="Score only the checkpoint's model.")
-@click.option(
-    "--device",
-    default="cpu",
-    show_default=True,
-    help="Torch device for the model: cpu, cuda, cuda:1, auto.",
-)
+@device_option(default="cpu", help="Torch device for the model: cpu, cuda, cuda:1, auto.")
 @selection_options
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@progress_option()
 @reports_errors
 def eval_command(
     ckpt: Path | None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from expokit.cli.common import reports_errors
+from expokit.cli.common import device_option, out_option, progress_option, reports_errors
 
 
 @click.command()
@@ -19,14 +19,7 @@ from expokit.cli.common import reports_errors
     help="Checkpoint: a run folder (its best checkpoint, else its newest step; RUN/checkpoints:"
     " the newest step), a step folder or model.safetensors.",
 )
-@click.option(
-    "--out",
-    "-o",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Output folder: <stem>.png per image, <stem>.mp4 per video.",
-)
+@out_option("Output folder: <stem>.png per image, <stem>.mp4 per video.", required=True)
 @click.option(
     "--ref",
     "reference",
@@ -34,13 +27,7 @@ from expokit.cli.common import reports_errors
     default=None,
     help="Reference image whose exposure the output takes (required by uec).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto: CUDA when available.",
-)
+@device_option(default="auto", help="auto: CUDA when available.", choices=("auto", "cpu", "cuda"))
 @click.option(
     "--lut-size",
     type=click.IntRange(2, 127),
@@ -59,7 +46,7 @@ from expokit.cli.common import reports_errors
 @click.option(
     "--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="Video H.264 CRF."
 )
-@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@progress_option(plural=True)
 @reports_errors
 def infer(
     inputs: tuple[Path, ...],
@@ -78,10 +65,12 @@ def infer(
 
     Images become OUT/<stem>.png (8-bit RGB, same size); videos OUT/<stem>.mp4 (H.264,
     audio kept). A bad file is reported and the others go on; the exit status is 1 when
-    any input failed. A checkpoint with NaN or infinite weights, or a model output with
+    any input failed. OUT then holds this run's result only: outputs of an earlier infer
+    into OUT that this one does not write again are removed (files infer never wrote are
+    left alone and named). A checkpoint with NaN or infinite weights, or a model output with
     NaN or infinite values, is an error (never a written image).
     """
-    from expokit.models.infer import InferConfig, infer_paths, load_checked_model
+    from expokit.models.infer import InferConfig, infer_folder, load_checked_model
 
     config = InferConfig(
         lut_size=lut_size,
@@ -93,7 +82,7 @@ def infer(
     )
     model, meta = load_checked_model(ckpt)  # NaN/inf weights: refused, nothing written
     click.echo(f"model {meta['model']} (step {meta.get('step')}) from {meta['path']}", err=True)
-    results = infer_paths(
+    run = infer_folder(
         model,
         inputs,
         out_dir,
@@ -101,6 +90,7 @@ def infer(
         config=config,
         progress=not no_progress,
     )
+    results = run.results
     failed = 0
     for result in results:
         if result.ok:
@@ -111,6 +101,10 @@ def infer(
         else:
             failed += 1
             click.secho(f"failed: {result.error}", fg="red", err=True)
+    for name in run.removed:
+        click.echo(f"removed {out_dir / name} (an earlier run's output)", err=True)
+    for note in run.kept:
+        click.echo(f"kept {out_dir}/{note}", err=True)
     if failed:
         click.secho(f"{failed} of {len(results)} inputs failed", fg="red", err=True)
         sys.exit(1)

@@ -8,7 +8,7 @@ and exit with status 1; batch commands exit 1 when any item failed.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from expokit import __version__
 from expokit.cli.align import align
 from expokit.cli.calibrate import calibrate
 from expokit.cli.capture import capture
-from expokit.cli.common import reports_errors
+from expokit.cli.common import out_option, progress_option, reports_errors, workers_option
 from expokit.cli.curate_build import register as register_build
 from expokit.cli.curate_tools import register as register_tools
 from expokit.cli.eval import eval_command
@@ -54,16 +54,9 @@ _FORMAT_CHOICES = [f.value for f in OutputFormat]
 
 
 def _render_options(func: Any) -> Any:
-    options = [
+    options: list[Callable[[Any], Any]] = [
         click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path)),
-        click.option(
-            "--out",
-            "-o",
-            "out_dir",
-            required=True,
-            type=click.Path(path_type=Path),
-            help="Output folder (created if missing).",
-        ),
+        out_option("Output folder (created if missing).", required=True),
         click.option(
             "--ev",
             "evs",
@@ -123,14 +116,7 @@ def _render_options(func: Any) -> Any:
             is_flag=True,
             help="Do not reject blank/noise/white renders (not recommended).",
         ),
-        click.option(
-            "--workers",
-            "-j",
-            type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            help="Parallel worker processes (spawn) or Ray CPUs.",
-        ),
+        workers_option(help="Parallel worker processes (spawn) or Ray CPUs."),
         click.option(
             "--executor",
             type=click.Choice(EXECUTORS),
@@ -138,7 +124,7 @@ def _render_options(func: Any) -> Any:
             show_default=True,
             help="ray: run per-file tasks on Ray (extra [ray]).",
         ),
-        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+        progress_option(),
     ]
     for option in reversed(options):
         func = option(func)
@@ -222,17 +208,9 @@ def curate_render(**kwargs: Any) -> None:
 
 
 @cli.command()
-@click.option(
-    "--out",
-    "-o",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path("demo_out"),
-    show_default=True,
-    help="Where the demo writes its outputs (a new or empty folder).",
-)
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@out_option("Where the demo writes its outputs (a new or empty folder).", default=Path("demo_out"))
+@workers_option()
+@progress_option(plural=True)
 @reports_errors
 def demo(out_dir: Path, workers: int, no_progress: bool) -> None:
     """Run the whole job on generated data: a simulated two-camera rig, calibration against

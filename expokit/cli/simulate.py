@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from expokit.cli.common import reports_errors
+from expokit.cli.common import out_option, progress_option, reports_errors, seed_option
 
 if TYPE_CHECKING:
     from expokit.capture.defects import DefectSpec
@@ -37,14 +37,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 @click.command("simulate")
 @click.argument("source")
-@click.option(
-    "--out",
-    "-o",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="New session folder (must not exist or be empty).",
-)
+@out_option("New session folder (must not exist or be empty).", required=True)
 @click.option(
     "--ev-offset",
     type=float,
@@ -66,7 +59,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
     show_default=True,
     help="Test clock drift relative to the reference, ppm (within +-1000).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 @click.option(
     "--seconds",
     type=float,
@@ -116,7 +109,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
     help="Generated source without its light dims and flashes (claps stay: audio sync "
     "works; brightness-only sync does not).",
 )
-@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@progress_option(plural=True)
 @reports_errors
 def simulate_command(
     source: str, out_dir: Path, ev_offset: float, offset_s: float, drift_ppm: float,

@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from expokit.cli.common import reports_errors, selection_options
+from expokit.cli.common import (
+    device_option,
+    out_option,
+    progress_option,
+    reports_errors,
+    seed_option,
+    selection_options,
+    workers_option,
+)
 
 AMP_CHOICES = ("off", "bf16", "fp16")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -21,9 +29,7 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
 @click.command("train")
 @click.option("--model", "model", default=None, help="Model name (uec, recnet, zerodce, video).")
 @click.option("--data", "data", type=click.Path(path_type=Path), default=None, help="Dataset root.")
-@click.option(
-    "--out", "out", type=click.Path(path_type=Path), default=None, help="Run folder to write."
-)
+@out_option("Run folder to write.", dest="out")
 @click.option(
     "--config",
     "config_file",
@@ -48,20 +54,14 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
     "end; 0: off [recipe: 100].",
 )
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default=None, help="Mixed precision.")
-@click.option(
-    "--device",
-    default=None,
-    help="auto (CUDA when present), cpu, cuda or cuda:N [recipe: auto].",
-)
+@device_option(default=None, help="auto (CUDA when present), cpu, cuda or cuda:N [recipe: auto].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--seed", type=int, default=None)
+@seed_option(default=None)
 @click.option("--crop", type=click.IntRange(min=0), default=None, help="Crop size (0: none).")
-@click.option(
-    "--workers", "num_workers", type=click.IntRange(min=0), default=None, help="Loader workers."
-)
+@workers_option(default=None, minimum=0, dest="num_workers", help="Loader workers.")
 @selection_options
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@progress_option()
 @reports_errors
 def train(
     model: str | None,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import re
 import subprocess
 import tempfile
@@ -37,12 +38,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from expokit.core.atomic import TEMP_PREFIX, atomic_write_json, remove_stale_temp_files
 from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.hashing import sha256_file
+from expokit.core.lock import RootLock
+from expokit.core.paths import check_output_file, is_safe_name
+from expokit.core.roots import STATE_DIR, claim_root
+from expokit.core.schema import from_json, to_json
 from expokit.models.base import ModelError
 
 if TYPE_CHECKING:
@@ -792,6 +799,91 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return files
 
 
+#: The record of what the last ``expokit infer`` wrote into its output folder (inside the
+#: folder's state dir, so it is never mistaken for an output).
+INFER_RECORD = ".expokit/infer.json"
+INFER_RECORD_FORMAT: Literal["expokit-infer"] = "expokit-infer"
+
+
+@dataclass(frozen=True)
+class InferOutput:
+    """One file an ``expokit infer`` run wrote (or began to write) into its output folder.
+
+    Attributes
+    ----------
+    file
+        Its name inside the output folder (no folder part).
+    sha256
+        Its SHA-256 once written; ``None`` while a run is writing it (a run killed then
+        leaves it so, and the next run may remove it: the lock proves no one else wrote it).
+    """
+
+    file: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class InferRecord:
+    """``OUT/.expokit/infer.json``: the files of the run whose result the folder holds.
+
+    Only files listed here are ever removed by a later infer; anything else in the folder
+    is a person's and stays.
+    """
+
+    format: Literal["expokit-infer"] = INFER_RECORD_FORMAT
+    version: Literal[1] = 1
+    outputs: tuple[InferOutput, ...] = ()
+
+
+def read_infer_record(root: Path) -> InferRecord | None:
+    """The checked record of the previous infer into ``root`` (None: no record yet).
+
+    Raises
+    ------
+    InferenceError
+        The record is unreadable or damaged (the message names the file and the field).
+    """
+    path = root / INFER_RECORD
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InferenceError(f"{path}: not a readable infer record ({exc})") from None
+    return from_json(InferRecord, data, path, kind="infer record", error=_record_error)
+
+
+def _record_error(path: Path, problem: str) -> InferenceError:
+    return InferenceError(f"{path}: {problem}; remove it or infer into a new folder")
+
+
+def write_infer_record(root: Path, outputs: Iterable[InferOutput]) -> None:
+    """Write ``root/.expokit/infer.json`` atomically (one entry per file name, sorted)."""
+    unique = {o.file: o for o in outputs}
+    record = InferRecord(outputs=tuple(unique[name] for name in sorted(unique)))
+    atomic_write_json(root / INFER_RECORD, to_json(record))
+
+
+@dataclass(frozen=True)
+class InferRun:
+    """What one ``expokit infer`` did: per-input results and the folder's cleanup.
+
+    Attributes
+    ----------
+    results
+        One :class:`InferResult` per input, in input order.
+    removed
+        Names of earlier runs' outputs this run did not write again, now deleted.
+    kept
+        ``"<name>: <why>"`` for each file left in place that this run did not write (a
+        person's file, or an earlier output changed since it was written).
+    """
+
+    results: list[InferResult]
+    removed: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+
 def infer_paths(
     model: Baseline,
     inputs: Sequence[str | Path],
@@ -803,17 +895,39 @@ def infer_paths(
 ) -> list[InferResult]:
     """Correct every image and video in ``inputs`` into the folder ``out``.
 
+    The per-input results of :func:`infer_folder` (which see).
+    """
+    run = infer_folder(model, inputs, out, reference=reference, config=config, progress=progress)
+    return run.results
+
+
+def infer_folder(
+    model: Baseline,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    reference: str | Path | None = None,
+    config: InferConfig | None = None,
+    progress: bool = True,
+) -> InferRun:
+    """Correct every image and video in ``inputs`` into the folder ``out``; leave in it
+    exactly this run's result.
+
     Outputs are ``out/<stem>.png`` (images) and ``out/<stem>.mp4`` (videos). A bad input is
-    recorded in its :class:`InferResult` and the others go on.
+    recorded in its :class:`InferResult` and the others go on. Under the folder's lock,
+    outputs of an earlier infer (listed in :data:`INFER_RECORD`) that this run does not
+    write again are removed, unless changed since they were written; files no infer wrote
+    are left alone and named in :attr:`InferRun.kept`.
 
     Raises
     ------
     InferenceError, OutputError
-        Before anything is written: missing inputs or reference, an unusable output folder.
+        Before anything is written: missing inputs or reference, an unusable output folder,
+        a damaged infer record.
+    RootInUseError
+        Another command holds the folder's lock ("in use").
     """
-    from expokit.core.atomic import remove_stale_temp_files
-    from expokit.core.lock import RootLock
-    from expokit.core.roots import claim_root
+    # expokit.models.data imports torch at its top; this module keeps torch lazy.
     from expokit.models.data import check_output_folder
 
     files = collect_inputs(inputs)
@@ -827,16 +941,76 @@ def infer_paths(
     # files are removed under the lock, so never a live writer's.
     with RootLock(root, "expokit infer"):
         remove_stale_temp_files(root)
-        return _correct_all(files, root, enhancer, progress)
+        earlier = read_infer_record(root)
+        listed = {o.file: o for o in earlier.outputs} if earlier is not None else {}
+        planned = {_target_name(path) for path in files}
+        # Listed before writing: a run killed midway leaves its files owned, not foreign.
+        write_infer_record(
+            root,
+            [*listed.values(), *(InferOutput(n) for n in sorted(planned - set(listed)))],
+        )
+        # No record (a folder of an expokit that kept none): earlier outputs are not
+        # distinguishable from other files, so a same-named file is overwritten as before.
+        results = _correct_all(
+            files, root, enhancer, progress, own=None if earlier is None else set(listed)
+        )
+        written = [r.output for r in results if r.output is not None]
+        removed, kept = _remove_earlier(root, listed, {p.name for p in written})
+        write_infer_record(root, [InferOutput(p.name, sha256_file(p)) for p in written])
+    return InferRun(results=results, removed=removed, kept=kept)
+
+
+def _target_name(path: Path) -> str:
+    return path.stem + (".mp4" if path.suffix.lower() in VIDEO_SUFFIXES else ".png")
+
+
+def _remove_earlier(
+    root: Path, listed: dict[str, InferOutput], written: set[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Delete listed earlier outputs this run did not write again; name what stays.
+
+    A listed file is removed only when it is a plain file directly in ``root`` whose
+    SHA-256 is the recorded one (or none was recorded: a killed run's file).
+    """
+    removed: list[str] = []
+    kept: list[str] = []
+    for name in sorted(set(listed) - written):
+        path = root / name
+        if not is_safe_name(name) or path.is_symlink() or not path.is_file():
+            if path.exists() or path.is_symlink():
+                kept.append(f"{name}: not removed: not a plain file in the folder")
+            continue
+        recorded = listed[name].sha256
+        if recorded is not None and sha256_file(path) != recorded:
+            kept.append(f"{name}: not removed: changed since expokit infer wrote it")
+            continue
+        path.unlink()
+        removed.append(name)
+    for path in sorted(root.iterdir()):
+        name = path.name
+        if name in written or name in removed or name == STATE_DIR:
+            continue
+        if name.startswith(TEMP_PREFIX) or name in listed:
+            continue
+        kept.append(f"{name}: not written by expokit infer (left in place)")
+    return tuple(removed), tuple(kept)
 
 
 def _correct_all(
-    files: list[Path], root: Path, enhancer: Enhancer, progress: bool
+    files: list[Path],
+    root: Path,
+    enhancer: Enhancer,
+    progress: bool,
+    own: set[str] | None = None,
 ) -> list[InferResult]:
-    """Correct every file into the claimed, locked ``root``; one result per file."""
+    """Correct every file into the claimed, locked ``root``; one result per file.
+
+    ``own``: names of earlier outputs a result may overwrite (None: any existing file).
+    """
     from tqdm import tqdm
 
-    from expokit.core.paths import check_output_file
+    def is_own_output(target: Path) -> bool:
+        return own is None or target.name in own
 
     results: list[InferResult] = []
     claimed: dict[Path, Path] = {}
@@ -844,12 +1018,12 @@ def _correct_all(
         result = InferResult(path)
         results.append(result)
         suffix = path.suffix.lower()
-        target = root / (path.stem + (".mp4" if suffix in VIDEO_SUFFIXES else ".png"))
+        target = root / _target_name(path)
         try:
             if target in claimed:
                 raise InputError(path, f"same output name {target.name} as {claimed[target]}")
             claimed[target] = path
-            check_output_file(target, inputs=files, what="output", is_own_output=lambda _p: True)
+            check_output_file(target, inputs=files, what="output", is_own_output=is_own_output)
             if suffix in VIDEO_SUFFIXES:
                 result.frames, result.notes = correct_video(
                     path, target, enhancer, progress=progress

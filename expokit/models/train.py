@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
-import functools
 import json
 import math
 import os
@@ -932,32 +931,6 @@ def _config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
     ]
 
 
-def drop_inherited_lock(lock_file: str, _worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: let go of the run lock a forked worker inherited.
-
-    ``flock`` belongs to the open file, which a forked worker shares: after a ``kill -9`` of
-    the trainer its workers (still alive until they notice, about a second) would keep the
-    run locked and an immediate ``--resume`` would be refused. The worker's copy of the
-    descriptor is pointed at ``/dev/null``; never unlocked (that would unlock the trainer
-    too). Needs ``/proc`` (Linux, the only platform whose loader forks); else nothing to do.
-    """
-    fd_dir = Path("/proc/self/fd")
-    if not fd_dir.is_dir():
-        return
-    target = str(Path(lock_file).resolve())
-    for entry in fd_dir.iterdir():
-        try:
-            fd, link = int(entry.name), str(entry.readlink())
-        except (ValueError, OSError):
-            continue
-        if link == target:
-            null = os.open(os.devnull, os.O_RDWR)
-            try:
-                os.dup2(null, fd)
-            finally:
-                os.close(null)
-
-
 def _saved_config(run: Path, meta: CheckpointMeta) -> dict[str, Any]:
     """The config the run was trained with: ``RUN/config.json``'s (a missing file: the
     checkpoint's own ``train_config``).
@@ -1092,7 +1065,7 @@ def train(
             elapsed_before=elapsed_before,
             amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp),
         )  # fmt: skip
-        loader = _build_loader(config, dataset, world, start.step, cleanup.lock)
+        loader = _build_loader(config, dataset, world, start.step)
         trainer.log, trainer.board = _open_outputs(trainer, kind, start.checkpoint)
         state = _LoopState(step=start.step, saved=start.checkpoint, best=start.best)
         _run_steps(trainer, state, loader, progress)
@@ -1317,18 +1290,19 @@ def _wrap_for_world(model: Baseline, world: World, device: torch.device) -> nn.M
     return wrapped
 
 
-def _build_loader(config: TrainConfig, dataset: Any, world: World, start: int, lock: Any) -> Any:
-    """This rank's batch loader, restarted at the draw of step ``start``; forked workers let
-    go of the run lock they inherit (:func:`drop_inherited_lock`)."""
+def _build_loader(config: TrainConfig, dataset: Any, world: World, start: int) -> Any:
+    """This rank's batch loader, restarted at the draw of step ``start``.
+
+    Forked workers need not let go of the run lock themselves: :mod:`expokit.core.lock`
+    points a forked child's copy of every held lock at ``/dev/null`` (its at-fork hook), so
+    workers outliving a killed trainer never block an immediate ``--resume``.
+    """
     from expokit.models.data import batch_loader
 
     return batch_loader(
         dataset, train=True, batch_size=config.batch_size, num_workers=config.num_workers,
         seed=config.seed, rank=world.rank, world_size=world.size,
         start=start * config.batch_size,
-        worker_init_fn=(
-            None if lock is None else functools.partial(drop_inherited_lock, str(lock.path))
-        ),
     )  # fmt: skip
 
 

@@ -26,8 +26,10 @@ from expokit.models.infer import (  # noqa: E402
     apply_lut_u8,
     fast_uec,
     ffmpeg_exe,
+    infer_folder,
     infer_paths,
     probe_video,
+    read_infer_record,
     run_tiled,
     thumbnail_u8,
     to_rgb,
@@ -394,3 +396,84 @@ def test_broken_video_is_recorded(tmp_path: Path, uec: UEC) -> None:
     results = infer_paths(uec, [bad], tmp_path / "out", reference=tmp_path / "ref.png",
                           progress=False)  # fmt: skip
     assert not results[0].ok and "bad.mp4" in str(results[0].error)
+
+
+# ------------------------------------------------------------- one run's result per folder
+
+
+def _images(folder: Path, names: list[str]) -> list[Path]:
+    return [write_bgr(folder / name, smooth_image(16, 16, i)) for i, name in enumerate(names)]
+
+
+def test_rerun_with_fewer_inputs_leaves_only_its_own_outputs(tmp_path: Path, uec: UEC) -> None:
+    ref = write_bgr(tmp_path / "ref.png", smooth_image(16, 16, 9))
+    a, b, c = _images(tmp_path / "in", ["a.png", "b.png", "c.png"])
+    out = tmp_path / "out"
+    first = infer_folder(uec, [a, b, c], out, reference=ref, progress=False)
+    assert all(r.ok for r in first.results) and first.removed == () and first.kept == ()
+    record = read_infer_record(out)
+    assert record is not None and [o.file for o in record.outputs] == ["a.png", "b.png", "c.png"]
+    assert all(o.sha256 for o in record.outputs)
+    (out / "notes.txt").write_text("mine")  # a person's file, never infer's
+    second = infer_folder(uec, [b], out, reference=ref, progress=False)
+    assert second.removed == ("a.png", "c.png")
+    assert second.kept == ("notes.txt: not written by expokit infer (left in place)",)
+    assert sorted(p.name for p in out.iterdir() if p.name != ".expokit") == ["b.png", "notes.txt"]
+    record = read_infer_record(out)
+    assert record is not None and [o.file for o in record.outputs] == ["b.png"]
+
+
+def test_changed_earlier_output_and_foreign_same_name_are_kept(tmp_path: Path, uec: UEC) -> None:
+    ref = write_bgr(tmp_path / "ref.png", smooth_image(16, 16, 9))
+    a, b = _images(tmp_path / "in", ["a.png", "b.png"])
+    out = tmp_path / "out"
+    infer_folder(uec, [a], out, reference=ref, progress=False)
+    (out / "a.png").write_bytes(b"edited by hand")
+    (out / "b.png").write_bytes(b"a person's b")
+    run = infer_folder(uec, [b], out, reference=ref, progress=False)
+    assert not run.results[0].ok and "not an earlier output" in str(run.results[0].error)
+    assert (out / "b.png").read_bytes() == b"a person's b"
+    assert (out / "a.png").read_bytes() == b"edited by hand"
+    assert run.removed == ()
+    assert "a.png: not removed: changed since expokit infer wrote it" in run.kept
+
+
+def test_damaged_infer_record_is_named(tmp_path: Path, uec: UEC) -> None:
+    ref = write_bgr(tmp_path / "ref.png", smooth_image(16, 16, 9))
+    (a,) = _images(tmp_path / "in", ["a.png"])
+    out = tmp_path / "out"
+    infer_folder(uec, [a], out, reference=ref, progress=False)
+    (out / ".expokit" / "infer.json").write_text('{"format": "expokit-infer", "outputs": 3}')
+    with pytest.raises(InferenceError, match=r"infer\.json: infer record field 'outputs'"):
+        infer_folder(uec, [a], out, reference=ref, progress=False)
+
+
+def test_second_concurrent_infer_is_refused_in_use(tmp_path: Path, uec_run: Path) -> None:
+    """A first infer holds the folder (here: a child process holding the lock as it does);
+    the second, through the CLI, ends with one line saying the folder is in use."""
+    import sys
+
+    ref = write_bgr(tmp_path / "ref.png", smooth_image(16, 16, 9))
+    (a,) = _images(tmp_path / "in", ["a.png"])
+    out = tmp_path / "out"
+    infer_folder(UEC(feature_size=32).eval(), [a], out, reference=ref, progress=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from expokit.core.lock import RootLock\n"
+         "with RootLock(sys.argv[1], 'expokit infer'):\n"
+         "    print('held', flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = CliRunner().invoke(
+            cli,
+            ["infer", "--ckpt", str(uec_run), str(a), "-o", str(out), "--ref", str(ref),
+             "--no-progress"],
+        )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1
+    assert "in use" in result.output and "expokit infer" in result.output
+    assert "Traceback" not in result.output

@@ -3,6 +3,7 @@ resume, stops (time, NaN), the config file, the command and two processes under 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -344,3 +345,52 @@ def test_the_loop_is_generic_over_baselines(name: str, tmp_path: Path) -> None:
                 config.replace(out=str(tmp_path / "r5"), data_options={"num_frames": 5}),
                 progress=False, echo=lambda _: None,
             )  # fmt: skip
+
+
+_TRAINER_WITH_WORKER = """
+import os, sys, time
+import torch
+from torch.utils.data import DataLoader, Dataset
+from expokit.core.lock import RootLock
+
+class Slow(Dataset):
+    def __len__(self): return 4
+    def __getitem__(self, i):
+        with open(sys.argv[2], "w") as f: f.write(str(os.getpid()))
+        time.sleep(60)
+        return torch.zeros(1)
+
+with RootLock(sys.argv[1], "expokit train"):
+    next(iter(DataLoader(Slow(), num_workers=1, multiprocessing_context="fork")))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="loaders fork on Linux only")
+def test_forked_loader_worker_does_not_keep_the_run_locked(tmp_path: Path) -> None:
+    """A DataLoader worker outlives its trainer's ``kill -9``; the run's lock is free at
+    once (the at-fork hook of expokit.core.lock, no worker_init_fn needed)."""
+    import signal
+    import time
+
+    run, pid_file = tmp_path / "run", tmp_path / "worker.pid"
+    run.mkdir()
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", _TRAINER_WITH_WORKER, str(run), str(pid_file)]
+    )
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker = int(pid_file.read_text())
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait()
+        os.kill(worker, 0)  # the worker still runs (it notices its parent's death later)
+        with RootLock(run, "expokit train --resume"):
+            pass
+    finally:
+        trainer.kill()
+        trainer.wait()
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
