@@ -12,7 +12,9 @@ where files are opened:
    root: :func:`resolve_inside`. A symlink whose target leaves the root is refused; a
    symlink that stays inside is allowed.
 3. **Output paths given by a person** (``--out``, ``--json``) may not be one of the
-   command's own inputs nor a file that an expokit root tracks: :func:`check_output_file`.
+   command's own inputs nor a file that an expokit root tracks: :func:`check_output_file`;
+   output folders are placed against the data they must not mix with by
+   :func:`output_folder_placement`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from expokit.core.errors import ExpokitError, OutputError
 
@@ -194,3 +198,51 @@ def check_output_file(
             "remove it or choose another path"
         )
     return target
+
+
+@dataclass(frozen=True)
+class FolderPlacement:
+    """Where an output folder lies relative to a root folder (both resolved).
+
+    Attributes
+    ----------
+    relation
+        ``"same"`` (the root itself), ``"inside"`` (below the root), ``"holds"`` (the root
+        lies below it) or ``"apart"``.
+    inside
+        For ``"inside"``: the output folder relative to the root (its first part says which
+        of the root's folders it is in); else None.
+    """
+
+    relation: Literal["same", "inside", "holds", "apart"]
+    inside: PurePosixPath | None = None
+
+
+def output_folder_placement(out: str | Path, root: str | Path) -> FolderPlacement:
+    """Where output folder ``out`` lies relative to ``root`` (e.g. a dataset).
+
+    The one rule for output folders given by a person: both paths are resolved (symlinks
+    followed) before they are compared, so a link to the root or into it is caught. Each
+    command decides what it refuses (an export may go to a folder of its own inside a
+    dataset, a training run may not) and words its own message.
+
+    Parameters
+    ----------
+    out
+        The output folder (need not exist yet).
+    root
+        The folder it must not mix with.
+
+    Returns
+    -------
+    FolderPlacement
+        ``same``, ``inside`` (with the relative path), ``holds`` or ``apart``.
+    """
+    target, base = Path(out).resolve(), Path(root).resolve()
+    if target == base:
+        return FolderPlacement("same")
+    if target.is_relative_to(base):
+        return FolderPlacement("inside", PurePosixPath(target.relative_to(base).as_posix()))
+    if base.is_relative_to(target):
+        return FolderPlacement("holds")
+    return FolderPlacement("apart")

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
 from expokit.core.errors import ExpokitError
+from expokit.core.paths import output_folder_placement
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -311,12 +312,12 @@ def check_output_folder(
 
     target = Path(out).resolve()
     if dataset is not None:
-        base = Path(dataset).resolve()
-        if target == base or target.is_relative_to(base):
+        placement = output_folder_placement(out, dataset)
+        if placement.relation in ("same", "inside"):
             raise OutputError(
                 f"{what} {out} is inside the dataset {dataset}; choose a folder outside it"
             )
-        if base.is_relative_to(target):
+        if placement.relation == "holds":
             raise OutputError(f"{what} {out} holds the dataset {dataset}; choose another folder")
     for folder in (target, *target.parents):
         legacy = any((folder / name).is_file() for name in LEGACY_MARKERS["dataset"][:1])

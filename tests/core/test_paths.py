@@ -9,12 +9,14 @@ import pytest
 
 from expokit.core.errors import OutputError
 from expokit.core.paths import (
+    FolderPlacement,
     PathEscapeError,
     UnsafeNameError,
     check_name,
     check_output_file,
     check_relative,
     is_safe_name,
+    output_folder_placement,
     resolve_inside,
     safe_component,
     symlinks_leaving,
@@ -102,3 +104,17 @@ def test_output_file_guard(tmp_path: Path) -> None:
         check_output_file(notes)
     assert check_output_file(notes, is_own_output=lambda p: True) == notes
     assert video.read_bytes() == b"movie" and notes.read_text() == "a person's notes"
+
+
+def test_output_folder_placement_resolves_links(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    assert output_folder_placement(root, root) == FolderPlacement("same")
+    assert output_folder_placement(link, root) == FolderPlacement("same")
+    inside = output_folder_placement(link / "images" / "x", root)
+    assert inside.relation == "inside" and inside.inside is not None
+    assert inside.inside.parts[0] == "images"
+    assert output_folder_placement(tmp_path, root) == FolderPlacement("holds")
+    assert output_folder_placement(tmp_path / "elsewhere", root) == FolderPlacement("apart")

@@ -97,14 +97,14 @@ def _target_changes(root: Path, rows: list[dict[str, Any]], config: Any) -> None
 
 def convert_v1_to_v2(folder: Path) -> None:
     """Rewrite a format-v1 dataset at ``folder`` as v2 (see the module doc)."""
-    import json
     import math
     import shutil
     import warnings
+    from dataclasses import replace
 
     import pandas as pd
 
-    from expokit.core.atomic import atomic_path, atomic_write_json
+    from expokit.core.atomic import atomic_path
     from expokit.curation.build.config import BuildConfig, BuildConfigError, QaThresholds
     from expokit.curation.build.qa import flags_for, group_figures
     from expokit.curation.dataset.flags import flag_list
@@ -116,24 +116,23 @@ def convert_v1_to_v2(folder: Path) -> None:
         manifest_frame,
         schema,
         validate_frame,
+        write_info,
     )
 
     info_path, manifest_path = folder / INFO_FILE, folder / MANIFEST_FILE
-    info = json.loads(info_path.read_text(encoding="utf-8"))
+    info = read_info(folder)  # every known field checked: a bad one names the file and field
     try:
         frame = pd.read_parquet(manifest_path)
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise DatasetError(f"{manifest_path}: unreadable parquet: {exc}") from None
     recorded = {
-        k: v
-        for k, v in (info.get("qa_thresholds") or {}).items()
-        if k != "max_flicker" and v is not None
+        k: v for k, v in (info.qa_thresholds or {}).items() if k != "max_flicker" and v is not None
     }
     try:
         qa = QaThresholds.from_dict(recorded)
     except BuildConfigError as exc:
         raise DatasetError(f"{info_path}: qa_thresholds: {exc}") from None
-    built = ((info.get("provenance") or {}).get("build") or {}).get("config") or {}
+    built = ((info.provenance or {}).get("build") or {}).get("config") or {}
     try:
         config = BuildConfig(
             clip_dark=built.get("clip_dark", BuildConfig.clip_dark),
@@ -160,16 +159,22 @@ def convert_v1_to_v2(folder: Path) -> None:
     validate_frame(upgraded)
     for path in (info_path, manifest_path):
         shutil.copy2(path, path.with_name(path.name + ".v1"))
-    notes = list((info.get("provenance") or {}).get("notes") or [])
+    notes = list((info.provenance or {}).get("notes") or [])
     notes.append(
         "upgraded from format v1: figures measured again from the stored images"
         + (f"; {len(unreadable)} pair(s) unreadable, new figures null" if unreadable else "")
     )
-    info.setdefault("provenance", {})["notes"] = notes
-    info.update(format_version=FORMAT_VERSION, schema=schema(), qa_thresholds=qa.to_dict())
+    thresholds: dict[str, float | None] = dict(qa.to_dict())
+    info = replace(
+        info,
+        provenance={**(info.provenance or {}), "notes": notes},
+        format_version=FORMAT_VERSION,
+        schema=schema(),
+        qa_thresholds=thresholds,
+    )
     with atomic_path(manifest_path) as tmp:
         upgraded.to_parquet(tmp, index=False)
-    atomic_write_json(info_path, info)
+    write_info(folder, info)
     if unreadable:
         warnings.warn(
             f"{folder}: {len(unreadable)} pair(s) could not be measured again (unreadable "

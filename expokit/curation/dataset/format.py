@@ -20,13 +20,14 @@ import datetime as dt
 import json
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from expokit.core.atomic import atomic_path, atomic_write_json
 from expokit.core.errors import ExpokitError
 from expokit.core.paths import is_safe_name, resolve_inside
+from expokit.core.schema import from_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,10 +144,13 @@ DEFAULT_PATH_TEMPLATES = {
     "mask": "images/{scene_id}/{pair_stem}_mask.png",
 }
 
-KNOWN_INFO_KEYS = {
-    "format", "format_version", "schema", "path_templates", "splits", "qa_thresholds",
-    "provenance", "counts", "name", "license", "citation", "description",
-}  # fmt: skip
+#: The keys of ``meta/info.json`` this version knows, in the order a fresh file writes them
+#: (:meth:`DatasetInfo.to_json`): each is a field of :class:`DatasetInfo`.
+INFO_KEY_ORDER = (
+    "format", "format_version", "schema", "path_templates", "provenance", "splits",
+    "qa_thresholds", "name", "license", "citation", "description", "counts",
+)  # fmt: skip
+KNOWN_INFO_KEYS = set(INFO_KEY_ORDER)
 
 
 class DatasetError(ExpokitError):
@@ -214,7 +218,7 @@ class InfoSchema:
 class InfoFile:
     """``meta/info.json`` of a format-v2 dataset (v1 reads the same), exactly as on disk.
 
-    Written by :func:`write_dataset` (from :func:`new_info`), read by :func:`read_info`
+    Written by :func:`write_dataset` (from :class:`DatasetInfo`), read by :func:`read_info`
     (which validates through this model and builds :class:`DatasetInfo`). Keys not listed
     are kept (a newer or hand-edited file may carry them).
 
@@ -260,30 +264,102 @@ class InfoFile:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """``meta/info.json`` of a dataset (format v2, or v1 still readable), checked field by
-    field on load.
+    """``meta/info.json`` of a dataset (format v2, or v1 still readable): the one record of
+    it, read (:func:`read_info`, :meth:`from_json`) and written (:meth:`to_json`,
+    :func:`write_dataset`) through this class.
 
-    Built only by :func:`read_info` / :meth:`from_json`, which raise :class:`DatasetError`
-    naming the file and the field for any value of the wrong JSON type. ``raw`` is the
-    parsed object itself (unknown keys included), for code that passes it on unchanged.
+    Values are kept as the JSON holds them (a threshold written ``1`` stays ``1``), so a file
+    read and written again is the same bytes. :meth:`from_json` checks every known field
+    against :class:`InfoFile` and raises :class:`DatasetError` naming the file and the field.
+    A fresh record comes from :meth:`new`; change one with
+    :func:`dataclasses.replace`.
+
+    Attributes
+    ----------
+    format, format_version
+        :data:`FORMAT_NAME` and the format version (:data:`FORMAT_VERSION` when written).
+    schema
+        The ``schema`` block (:func:`schema`): ``{"columns": {name: {dtype, unit,
+        meaning}}}``; None when absent.
+    path_templates
+        ``{input, target, mask, ...}`` path templates of the image files, or None.
+    provenance
+        Versions, creation time, sources and the build that made the dataset, or None.
+    splits
+        How pairs were split into train/val/test (by scene), or None.
+    qa_thresholds
+        QA thresholds used for the ``qa_flags`` column (a ``null`` value: not checked).
+    name, license, description
+        Dataset card fields set by people.
+    citation
+        How to cite (text or a CFF-like object).
+    counts
+        ``pairs``, ``scenes`` and ``by_split`` (set by :func:`write_dataset`).
+    extra
+        Keys this version does not know, with their values: kept so that rewriting a file a
+        newer expokit or a person wrote (``curate upgrade``) loses nothing.
+    keys_read
+        The keys the file held (empty for a fresh record): a known key held as ``null``
+        is written as ``null`` again, not dropped. Not part of equality.
+    path
+        The file it was read from (None for a fresh record); not part of equality.
     """
 
-    path: Path
-    format: str
-    format_version: int
-    #: column name -> declared dtype (from ``schema.columns.<name>.dtype``; None if absent)
-    declared_dtypes: dict[str, str | None]
-    path_templates: dict[str, str]
-    splits: dict[str, Any] | None
-    qa_thresholds: dict[str, float | None]
-    provenance: dict[str, Any]
-    counts: dict[str, Any] | None
-    name: str | None
-    license: str | None
-    description: str | None
-    citation: str | dict[str, Any] | None
-    unknown_keys: tuple[str, ...]
-    raw: dict[str, Any] = field(repr=False)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+    schema: dict[str, Any] | None = None
+    path_templates: dict[str, str] | None = None
+    provenance: dict[str, Any] | None = None
+    splits: dict[str, Any] | None = None
+    qa_thresholds: dict[str, float | None] | None = None
+    name: str | None = None
+    license: str | None = None
+    citation: str | dict[str, Any] | None = None
+    description: str | None = None
+    counts: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    keys_read: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    path: Path | None = field(default=None, compare=False)
+
+    @classmethod
+    def new(cls, **fields: Any) -> DatasetInfo:
+        """A fresh record: format, version, schema, default path templates and provenance
+        (versions of expokit, LibRaw, rawpy and OpenCV, creation time, no sources yet);
+        ``fields`` (e.g. ``splits=...``, ``name=...``) set or replace fields."""
+        import cv2
+        import rawpy
+
+        from expokit import __version__
+
+        fresh = cls(
+            schema=schema(),
+            path_templates=dict(DEFAULT_PATH_TEMPLATES),
+            provenance={
+                "expokit_version": __version__,
+                "libraw_version": ".".join(map(str, rawpy.libraw_version)),
+                "rawpy_version": rawpy.__version__,
+                "opencv_version": cv2.__version__,
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "sources": [],
+            },
+        )
+        return replace(fresh, **fields)
+
+    @property
+    def declared_dtypes(self) -> dict[str, str | None]:
+        """Column name -> declared dtype (``schema.columns.<name>.dtype``; None if absent)."""
+        columns = (self.schema or {}).get("columns") or {}
+        return {str(name): (spec or {}).get("dtype") for name, spec in columns.items()}
+
+    @property
+    def unknown_keys(self) -> tuple[str, ...]:
+        """The keys of :attr:`extra`, sorted."""
+        return tuple(sorted(self.extra))
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """``provenance.sources``: what the dataset was built from (empty when unrecorded)."""
+        return list((self.provenance or {}).get("sources") or [])
 
     @classmethod
     def from_json(cls, data: object, info_path: Path) -> DatasetInfo:
@@ -292,30 +368,47 @@ class DatasetInfo:
         if header.format_version not in READABLE_VERSIONS:
             raise _version_error(info_path, header.format_version)
         assert isinstance(data, dict)
-        from expokit.core.schema import from_json
 
         def error(path: Path, problem: str) -> DatasetError:
             return DatasetError(f"{path}: {problem}")
 
-        info = from_json(InfoFile, data, info_path, error=error)
-        columns = (info.schema.columns if info.schema else None) or {}
+        from_json(InfoFile, data, info_path, error=error)  # types checked; values kept as read
+        known = {key: data[key] for key in INFO_KEY_ORDER if key in data}
         return cls(
+            **known,
+            extra={key: value for key, value in data.items() if key not in KNOWN_INFO_KEYS},
+            keys_read=tuple(data),
             path=info_path,
-            format=header.format,
-            format_version=header.format_version,
-            declared_dtypes={str(k): spec.dtype for k, spec in columns.items()},
-            path_templates=dict(info.path_templates or {}),
-            splits=info.splits,
-            qa_thresholds=dict(info.qa_thresholds or {}),
-            provenance=info.provenance or {},
-            counts=info.counts,
-            name=info.name,
-            license=info.license,
-            description=info.description,
-            citation=info.citation,
-            unknown_keys=tuple(sorted(set(data) - KNOWN_INFO_KEYS)),
-            raw=data,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of ``meta/info.json``: every field that is set or was read (a
+        ``null`` read stays), then the unknown keys (:func:`write_info` sorts the keys)."""
+        values: dict[str, Any] = {key: getattr(self, key) for key in INFO_KEY_ORDER}
+        out: dict[str, Any] = {}
+        for key in self.keys_read:
+            if key in values:
+                out[key] = values[key]
+            elif key in self.extra:
+                out[key] = self.extra[key]
+        for key in INFO_KEY_ORDER:
+            if key not in out and values[key] is not None:
+                out[key] = values[key]
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
+
+    # Read-only mapping access, for callers not yet moved to the typed fields (models
+    # evaluate, build load_existing, older tests); new code reads the fields.
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_json()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``info.json[key]``, or ``default`` (compatibility; read the fields instead)."""
+        return self.to_json().get(key, default)
 
 
 def _load_info_json(root: Path) -> tuple[Path, object]:
@@ -390,16 +483,14 @@ def read_info(root: str | Path) -> DatasetInfo:
 
 @dataclass
 class Dataset:
-    """A loaded dataset: its root, ``info`` (parsed info.json) and the manifest frame."""
+    """A loaded dataset: its root, ``info`` (its ``meta/info.json``) and the manifest."""
 
     root: Path
-    info: dict[str, Any]
+    info: DatasetInfo
     manifest: pd.DataFrame = field(repr=False)
     #: SHA-256 of the manifest bytes that were parsed (None when built in memory), so a
     #: record of what was read stays true even if a build replaces the file meanwhile.
     manifest_sha256: str | None = None
-    #: The typed view of ``info`` (:func:`read_info`); None when built in memory.
-    meta: DatasetInfo | None = field(default=None, repr=False)
 
     def path(self, relative: str) -> Path:
         """Absolute path of a manifest path, resolved with symlinks followed.
@@ -473,47 +564,47 @@ def manifest_frame(rows: list[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame
 
 
 def new_info(**fields: Any) -> dict[str, Any]:
-    """A fresh info.json dict with format, version, schema, templates and provenance."""
-    import cv2
-    import rawpy
+    """A fresh info.json as a plain dict: ``DatasetInfo.new(**fields).to_json()``.
 
-    from expokit import __version__
-
-    info: dict[str, Any] = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "schema": schema(),
-        "path_templates": dict(DEFAULT_PATH_TEMPLATES),
-        "provenance": {
-            "expokit_version": __version__,
-            "libraw_version": ".".join(map(str, rawpy.libraw_version)),
-            "rawpy_version": rawpy.__version__,
-            "opencv_version": cv2.__version__,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "sources": [],
-        },
-    }
-    info.update(fields)
-    return info
+    Kept for callers that still edit the dict before :func:`write_dataset` (test helpers);
+    new code builds a :class:`DatasetInfo` with :meth:`DatasetInfo.new`.
+    """
+    return DatasetInfo.new(**fields).to_json()
 
 
-def write_dataset(root: str | Path, info: dict[str, Any], manifest: pd.DataFrame) -> Path:
-    """Validate and write ``meta/info.json`` and ``manifest.parquet`` atomically."""
+def write_info(root: str | Path, info: DatasetInfo) -> Path:
+    """Write ``ROOT/meta/info.json`` atomically from ``info`` (:meth:`DatasetInfo.to_json`)."""
+    path = Path(root) / INFO_FILE
+    atomic_write_json(path, info.to_json())
+    return path
+
+
+def write_dataset(
+    root: str | Path, info: DatasetInfo | Mapping[str, Any], manifest: pd.DataFrame
+) -> Path:
+    """Validate and write ``meta/info.json`` (with ``counts`` of the manifest) and
+    ``manifest.parquet`` atomically.
+
+    ``info`` may still be a plain info.json mapping (older callers): it is checked as
+    :meth:`DatasetInfo.from_json` checks a file, so a wrong field fails before any write.
+    """
     folder = Path(root)
+    if not isinstance(info, DatasetInfo):
+        info = DatasetInfo.from_json(dict(info), folder / INFO_FILE)
     frame = manifest_frame(manifest)
     validate_frame(frame)
     counts = frame.groupby("split", dropna=False).size().to_dict() if len(frame) else {}
-    info = {
-        **info,
-        "counts": {
+    info = replace(
+        info,
+        counts={
             "pairs": len(frame),
             "scenes": int(frame["scene_id"].nunique()),
             "by_split": {str(k): int(v) for k, v in counts.items()},
         },
-    }
+    )
     with atomic_path(folder / MANIFEST_FILE) as tmp:
         frame.to_parquet(tmp, index=False)
-    atomic_write_json(folder / INFO_FILE, info)
+    write_info(folder, info)
     return folder
 
 
@@ -596,11 +687,11 @@ def load_dataset(root: str | Path) -> Dataset:
     import pandas as pd
 
     folder = Path(root)
-    meta = read_info(folder)
-    info, info_path = meta.raw, meta.path
-    if meta.unknown_keys:
+    info = read_info(folder)
+    info_path = info.path
+    if info.unknown_keys:
         warnings.warn(
-            f"{info_path}: unknown keys ignored: {', '.join(meta.unknown_keys)}", stacklevel=2
+            f"{info_path}: unknown keys ignored: {', '.join(info.unknown_keys)}", stacklevel=2
         )
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.is_file():
@@ -616,8 +707,8 @@ def load_dataset(root: str | Path) -> Dataset:
         frame = pd.read_parquet(io.BytesIO(manifest_bytes))
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise DatasetError(f"{manifest_path}: unreadable parquet: {exc}") from None
-    declared = meta.declared_dtypes
-    if meta.format_version == 1:
+    declared = info.declared_dtypes
+    if info.format_version == 1:
         warnings.warn(
             f"{info_path}: dataset format v1, read as v{FORMAT_VERSION} in memory (the "
             f"'flags' column is now 'qa_flags'; the v1 'flicker' figure is dropped and the "
@@ -645,7 +736,7 @@ def load_dataset(root: str | Path) -> Dataset:
         validate_frame(typed)
     except DatasetError as exc:
         raise DatasetError(f"{manifest_path}: {exc}") from None
-    return Dataset(folder, info, typed, sha256_bytes(manifest_bytes), meta)
+    return Dataset(folder, info, typed, sha256_bytes(manifest_bytes))
 
 
 #: Columns format v2 added; a v1 manifest converted in memory has them null (``ev_basis``
@@ -656,14 +747,14 @@ V2_NEW_COLUMNS = (
 )  # fmt: skip
 
 
-def _ranked_sources(info: Mapping[str, Any]) -> bool:
-    sources = (info.get("provenance") or {}).get("sources") or []
+def _ranked_sources(info: DatasetInfo) -> bool:
     return any(
-        isinstance(entry, Mapping) and "rank" in (entry.get("ev_basis") or []) for entry in sources
+        isinstance(entry, Mapping) and "rank" in (entry.get("ev_basis") or [])
+        for entry in info.sources
     )
 
 
-def frame_from_v1(frame: pd.DataFrame, info: Mapping[str, Any]) -> pd.DataFrame:
+def frame_from_v1(frame: pd.DataFrame, info: DatasetInfo) -> pd.DataFrame:
     """A v1 manifest frame as v2 columns (in memory; nothing is written).
 
     ``flags`` becomes ``qa_flags`` without v1's ``flicker`` flag (it measured the target's

@@ -56,7 +56,12 @@ from expokit.curation.dataset.card import (
     uses_ranks,
 )
 from expokit.curation.dataset.flags import flag_list
-from expokit.curation.dataset.format import Dataset, check_not_being_written, load_dataset
+from expokit.curation.dataset.format import (
+    Dataset,
+    DatasetInfo,
+    check_not_being_written,
+    load_dataset,
+)
 from expokit.curation.dataset.selection import selection_counts
 
 if TYPE_CHECKING:
@@ -453,8 +458,8 @@ def _split_order(names: Sequence[str]) -> list[str]:
     return sorted(names, key=lambda n: (known.get(n, 3), n))
 
 
-def _threshold(info: dict[str, Any], metric: str) -> tuple[float, str] | None:
-    thresholds = info.get("qa_thresholds") or {}
+def _threshold(info: DatasetInfo, metric: str) -> tuple[float, str] | None:
+    thresholds = info.qa_thresholds or {}
     if not isinstance(thresholds, dict):
         return None
     candidates = []
@@ -474,7 +479,7 @@ def _threshold(info: dict[str, Any], metric: str) -> tuple[float, str] | None:
 
 
 def histogram_figure(
-    frame: pd.DataFrame, metric: str, label: str, info: dict[str, Any], path: Path
+    frame: pd.DataFrame, metric: str, label: str, info: DatasetInfo, path: Path
 ) -> str | None:
     """Histogram of one QA metric stacked by split; returns a caption note or None.
 
@@ -1036,7 +1041,7 @@ def _context(
         for column in ("psnr_db", "ssim")
     }
     return {
-        "name": str(dataset.info.get("name") or dataset.root.name),
+        "name": str(dataset.info.name or dataset.root.name),
         "root": str(dataset.root),
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "version": __version__,
@@ -1058,8 +1063,8 @@ def _context(
         "problems": sum(1 for r in rows if r["problem"]),
         "diff_scale": DIFF_SCALE,
         "split_names": [c["split"] for c in counts if c["split"] != "total"],
-        "thresholds": dataset.info.get("qa_thresholds") or {},
-        "license": dataset.info.get("license"),
+        "thresholds": dataset.info.qa_thresholds or {},
+        "license": dataset.info.license,
     }
 
 

@@ -72,6 +72,7 @@ from expokit.core.lock import RootLock
 from expokit.core.paths import (
     TRACKED_ROOT_FOLDERS,
     PathEscapeError,
+    output_folder_placement,
     resolve_inside,
     symlinks_leaving,
 )
@@ -208,17 +209,16 @@ def _read_record(out: Path) -> dict[str, set[str]]:
 def _check_out(out: Path, dataset_root: Path) -> None:
     """Refuse the dataset root, its data folders, a folder holding the dataset, and folders
     expokit did not make (claims ``out`` as an export folder otherwise)."""
-    dataset = dataset_root.resolve()
-    target = out.resolve()
-    if target == dataset:
+    placement = output_folder_placement(out, dataset_root)
+    if placement.relation == "same":
         raise ExportError(f"{out}: exporting into the dataset root itself is not allowed")
-    if target.is_relative_to(dataset):
-        first = target.relative_to(dataset).parts[0]
+    if placement.inside is not None:
+        first = placement.inside.parts[0]
         if first in TRACKED_ROOT_FOLDERS or first in ("meta", "manifest.parquet"):
             raise ExportError(
                 f"{out} is inside the dataset's own files ({first}/); choose a folder outside them"
             )
-    if dataset.is_relative_to(target):
+    if placement.relation == "holds":
         raise ExportError(f"{out} contains the dataset {dataset_root}; choose another folder")
     try:
         claim_root(out, "export", what="export folder")
@@ -534,8 +534,8 @@ def _write_record(
         expokit_version=__version__,
         dataset=ExportedDataset(
             root=str(dataset.root.resolve()),
-            name=dataset.info.get("name"),
-            format_version=dataset.info.get("format_version"),
+            name=dataset.info.name,
+            format_version=dataset.info.format_version,
             # The manifest that was read, not whatever the file holds by now.
             manifest_sha256=dataset.manifest_sha256 or sha256_file(dataset.root / MANIFEST_FILE),
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -59,15 +60,17 @@ def test_card_counts_cameras_ev_qa_licence_citation(root: Path) -> None:
 
 def test_card_without_licence_or_with_custom_citation(root: Path, tmp_path: Path) -> None:
     dataset = load_dataset(root)
-    dataset.info.pop("license")
+    dataset.info = replace(dataset.info, license=None)
     card = render_card(dataset)
     assert "**Not set.**" in _section(card, "Licence")
-    dataset.info["citation"] = "@article{lab2027, title={Our data}}"
+    dataset.info = replace(dataset.info, citation="@article{lab2027, title={Our data}}")
     assert "```bibtex\n@article{lab2027, title={Our data}}\n```" in render_card(dataset)
-    dataset.info["provenance"]["cameras"] = [
-        {"role": "reference", "make": "Canon", "model": "EOS R5", "serial": "042"}
-    ]
-    dataset.info["provenance"]["sources"] = [{"session": "s1", "camera": "Sony A7 III"}]
+    provenance = {
+        **(dataset.info.provenance or {}),
+        "cameras": [{"role": "reference", "make": "Canon", "model": "EOS R5", "serial": "042"}],
+        "sources": [{"session": "s1", "camera": "Sony A7 III"}],
+    }
+    dataset.info = replace(dataset.info, provenance=provenance)
     assert cameras(dataset.info) == ["Canon EOS R5 #042 (reference)", "Sony A7 III"]
 
 

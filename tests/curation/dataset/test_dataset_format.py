@@ -12,10 +12,13 @@ from expokit.curation.dataset.format import (
     FORMAT_VERSION,
     INFO_FILE,
     DatasetError,
+    DatasetInfo,
     check_relative_path,
     load_dataset,
-    new_info,
+    read_info,
+    schema,
     write_dataset,
+    write_info,
 )
 
 
@@ -29,7 +32,7 @@ def _tiny(root: Path) -> Path:
         "split": "train",
         "qa_flags": "",
     }
-    write_dataset(root, new_info(), [row])  # type: ignore[arg-type]
+    write_dataset(root, DatasetInfo.new(), [row])  # type: ignore[arg-type]
     return root
 
 
@@ -87,3 +90,59 @@ def test_unknown_info_keys_warn(tmp_path: Path) -> None:
 def test_unsafe_paths_rejected(bad: str) -> None:
     with pytest.raises(DatasetError):
         check_relative_path(bad, row="r1", column="input_path")
+
+
+def test_dataset_info_written_then_read_is_equal(tmp_path: Path) -> None:
+    info = DatasetInfo.new(name="n", license="CC-BY-4.0", qa_thresholds={"min_ssim": 0.5})
+    write_info(tmp_path, info)
+    again = read_info(tmp_path)
+    assert again == info and again.path == tmp_path / INFO_FILE
+    write_info(tmp_path / "copy", again)  # a file read and written again: same bytes
+    assert (tmp_path / "copy" / INFO_FILE).read_bytes() == (tmp_path / INFO_FILE).read_bytes()
+
+
+def test_info_json_bytes_match_the_dict_writer(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from expokit.core.atomic import atomic_write_json
+
+    info = DatasetInfo.new(splits={"method": "hash"}, qa_thresholds={"min_psnr_db": 20})
+    provenance = info.provenance or {}
+    # How info.json was written before DatasetInfo: new_info's dict, updated in place.
+    old: dict[str, object] = {
+        "format": "expokit-dataset",
+        "format_version": FORMAT_VERSION,
+        "schema": schema(),
+        "path_templates": info.path_templates,
+        "provenance": provenance,
+    }
+    old.update(splits={"method": "hash"}, qa_thresholds={"min_psnr_db": 20})
+    old["name"] = None  # a key kept from an earlier file, null included
+    old["counts"] = {"pairs": 0}
+    atomic_write_json(tmp_path / "old.json", old)
+    new = replace(info, name=None, counts={"pairs": 0}, keys_read=(*info.to_json(), "name"))
+    write_info(tmp_path, new)
+    assert (tmp_path / INFO_FILE).read_bytes() == (tmp_path / "old.json").read_bytes()
+
+
+def test_unknown_info_keys_survive_a_rewrite(tmp_path: Path) -> None:
+    root = _tiny(tmp_path / "d")
+    info = json.loads((root / INFO_FILE).read_text())
+    info = {"colour": "blue", **info, "zz": [1]}
+    (root / INFO_FILE).write_text(json.dumps(info))
+    read = read_info(root)
+    assert read.unknown_keys == ("colour", "zz")
+    assert read.to_json() == info
+
+
+def test_wrong_typed_info_field_names_file_and_field(tmp_path: Path) -> None:
+    root = _tiny(tmp_path / "d")
+    info = json.loads((root / INFO_FILE).read_text())
+    info["license"] = 3
+    (root / INFO_FILE).write_text(json.dumps(info))
+    with pytest.raises(DatasetError) as raised:
+        load_dataset(root)
+    message = str(raised.value)
+    assert "\n" not in message and str(root / INFO_FILE) in message and "'license'" in message
+    with pytest.raises(DatasetError, match="'license'"):
+        write_dataset(tmp_path / "e", {**info}, load_dataset(_tiny(tmp_path / "f")).manifest)

@@ -151,9 +151,9 @@ def test_valid_info_reads_typed(root: Path) -> None:
     assert (info.format, info.format_version) == ("expokit-dataset", 2)
     assert info.declared_dtypes["input_ev"] == "Float64"
     assert info.path_templates["input"].startswith("images/")
-    assert info.unknown_keys == () and info.raw == _info(root)
+    assert info.unknown_keys == () and info.to_json() == _info(root)
     dataset = load_dataset(root)
-    assert dataset.meta is not None and dataset.meta.declared_dtypes == info.declared_dtypes
+    assert dataset.info == info and dataset.info.declared_dtypes == info.declared_dtypes
 
 
 def test_info_version_ladder_keeps_its_hints(root: Path) -> None:

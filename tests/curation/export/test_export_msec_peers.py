@@ -188,7 +188,7 @@ def rank_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_rank_evs_are_refused_without_a_map(rank_dataset: Path, tmp_path: Path) -> None:
     dataset = load_dataset(rank_dataset)
-    assert dataset.info["provenance"]["sources"][0]["ev_basis"] == ["rank"]
+    assert dataset.info.sources[0]["ev_basis"] == ["rank"]
     # a 10-scene dataset gets a test split (hashing alone gave it none)
     splits = dataset.manifest.groupby("scene_id")["split"].first()
     assert set(splits) == {"train", "val", "test"}
