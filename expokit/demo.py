@@ -28,6 +28,7 @@ from typing import Any
 import click
 import numpy as np
 
+from expokit.capture.journal import DownloadedEvent, PlannedEvent, read_events
 from expokit.core.images import read_image
 from expokit.curation.rendering.config import OutputFormat, RenderConfig
 from expokit.curation.rendering.render import RenderSummary, render_batch
@@ -165,14 +166,12 @@ def _title(text: str) -> None:
 
 def _session_files(session: Path) -> dict[str, list[tuple[Path, Path]]]:
     """``{kind: [(reference file, test file), ...]}`` of a capture session, in shot order."""
-    from expokit.capture.journal import read_journal
-
-    events, _ = read_journal(session / "journal.jsonl")
-    kinds = {e["index"]: e["kind"] for e in events if e["event"] == "planned"}
+    events, _ = read_events(session / "journal.jsonl")
+    kinds = {e.index: e.kind for e in events if isinstance(e, PlannedEvent)}
     files: dict[int, dict[str, Path]] = {}
     for e in events:
-        if e["event"] == "downloaded":
-            files.setdefault(e["index"], {})[e["role"]] = session / "files" / e["file"]
+        if isinstance(e, DownloadedEvent):
+            files.setdefault(e.index, {})[e.role] = session / "files" / e.file
     out: dict[str, list[tuple[Path, Path]]] = {}
     for index in sorted(files):
         pair = files[index]
@@ -230,9 +229,9 @@ def run_rig(out: Path, config: DemoConfig, result: DemoResult) -> dict[str, Path
     files = sum(len(list((root / "files").iterdir())) for root in roots.values())
     click.echo(f"  rig: {rig_file}; sessions in {out / 'sessions'} ({files} files)")
     click.echo(
-        f"  truth: flip {truth['flip']}, test EV {truth['ev_offset']:+g} (gain "
-        f"{truth['photometric_gain']:g}), offset {truth['offset_s']:+.3f} s, drift "
-        f"{truth['drift_ppm']:g} ppm"
+        f"  truth: flip {truth.flip}, test EV {truth.ev_offset:+g} (gain "
+        f"{truth.photometric_gain:g}), offset {truth.offset_s:+.3f} s, drift "
+        f"{truth.drift_ppm:g} ppm"
     )
     result.link("1. rig", "rig config (TOML)", rig_file)
     for name, root in roots.items():

@@ -254,7 +254,7 @@ def test_truth_round_trip(session: Path) -> None:
 
     document = json.loads((session / TRUTH_FILE).read_text(encoding="utf-8"))
     truth = load_truth(session)
-    assert truth == document
+    assert truth.to_json() == document
     model = TruthFile.from_json(document, session / TRUTH_FILE, InputFileError)
     assert len(model.homography) == 3 and model.image_size[0] > 0
     assert set(model.sha256) == set(model.files) and model.capture is None

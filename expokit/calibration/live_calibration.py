@@ -25,6 +25,7 @@ from typing import Any
 from expokit.calibration.boards import BoardSpec
 from expokit.calibration.geometry import GeometryConfig, calibrate_geometry
 from expokit.capture.commands import CalibrationShooter
+from expokit.capture.journal import CalibrationFailed, RigCalibrated
 from expokit.core.errors import ExpokitError
 
 __all__ = ["CALIBRATION_FOLDER", "LiveCalibrationConfig", "LiveCalibrator", "rig_board"]
@@ -77,7 +78,7 @@ class LiveCalibrator:
         except ExpokitError as exc:
             message = f"calibration stills not shot: {exc}"
             if self.shooter.session is not None:
-                self.shooter.session.journal.append("calibration_failed", shots=[], error=message)
+                self.shooter.session.journal.append(CalibrationFailed(shots=[], error=message))
             return {"status": "failed", "message": message}
         shots = [index for index, _, _ in files]
         out = _next_folder(session.root / CALIBRATION_FOLDER)
@@ -89,15 +90,15 @@ class LiveCalibrator:
             )  # fmt: skip
         except ExpokitError as exc:
             message = f"calibrate geometry failed: {exc}"
-            session.journal.append("calibration_failed", shots=shots, error=message)
+            session.journal.append(CalibrationFailed(shots=shots, error=message))
             return {"status": "failed", "message": message, "session": str(session.root)}
         record = out / "rig_calibration.json"
         parallax_px = None if calib.parallax is None else calib.parallax["parallax_px"]
-        session.journal.append(
-            "rig_calibrated", shots=shots, calibration=str(record.relative_to(session.root)),
+        session.journal.append(RigCalibrated(
+            shots=shots, calibration=str(record.relative_to(session.root)),
             flip=calib.flip.value, method=calib.method, inliers=calib.inliers,
             reprojection_rms=calib.reprojection_rms, parallax_px=parallax_px,
-        )  # fmt: skip
+        ))  # fmt: skip
         message = (
             f"calibrated from {len(files)} pair(s): flip {calib.flip.value}, {calib.method}, "
             f"RMS {calib.reprojection_rms:.3f} px -> {record}"

@@ -11,6 +11,7 @@ from typing import Any
 
 from expokit.capture.backends.base import CameraError, UsbClaimError
 from expokit.capture.factory import list_cameras
+from expokit.capture.journal import CommandFinished, read_events
 from expokit.capture.rig_config import ROLES, RigConfig, RigConfigError
 from expokit.capture.runner import Rig, RunReport, Shooter
 from expokit.capture.session import CALIBRATION_KIND, JOURNAL_FILE, SHOT_KINDS, Session, ShotPlan
@@ -275,10 +276,7 @@ def _attach(config: RigConfig, simulation: Any, kinds: list[str]) -> None:
 def _finish(session: Session, kind: str, report: RunReport, simulation: Any) -> None:
     """Journal the end of a command and, for a simulated rig, write the session's truth."""
     session.journal.append(
-        "command_finished",
-        kind=kind,
-        shots_done=report.shots_done,
-        shots_failed=report.shots_failed,
+        CommandFinished(kind=kind, shots_done=report.shots_done, shots_failed=report.shots_failed)
     )
     if simulation is not None:
         _write_truth(session, simulation)
@@ -286,11 +284,10 @@ def _finish(session: Session, kind: str, report: RunReport, simulation: Any) -> 
 
 def _write_truth(session: Session, simulation: Any) -> None:
     from expokit.capture.backends.fake import simulated_movies
-    from expokit.capture.journal import read_journal
     from expokit.capture.simulate import truth_file_keys
     from expokit.capture.simulator import write_truth
 
-    events, _ = read_journal(session.root / JOURNAL_FILE)
+    events, _ = read_events(session.root / JOURNAL_FILE)
     files = truth_file_keys(events)
     truth = simulation.truth(files, simulated_movies())
     truth["capture"] = "expokit capture on a fake rig with a source (simulated footage)"

@@ -5,15 +5,18 @@ fsynced before :meth:`Journal.append` returns, so a crash loses at most the even
 written. A torn last line (power loss mid-write) is terminated, never rewritten, when the
 journal is reopened, and readers skip it; nothing in the file is ever modified.
 
-Events (``event`` field): the names of :data:`EVENTS`, the one list of them;
-:meth:`Journal.append` refuses any other, so no writer can invent a kind a reader does not
-know.
+Events (``event`` field): each kind is one payload class (:data:`PAYLOADS`: a frozen
+dataclass of what the event records, e.g. :class:`Downloaded`), and :data:`EVENTS` is made
+from them. :meth:`Journal.append` takes one payload, so no writer can invent a kind or
+misspell a field a reader needs; the line is the header (``seq``, ``event``, ``t_wall``,
+``t_mono``) then the payload's fields in class order.
 
-:func:`read_events` is the one reader: each line becomes a typed record
-(:class:`PlannedEvent`, :class:`TriggeredEvent`, :class:`DownloadedEvent`,
-:class:`ExifCheckEvent`, :class:`ShotDoneEvent`, else a plain :class:`JournalEvent`) whose
-fields are checked on load; a line lacking a field its kind needs (a ``downloaded`` event
-without ``index``) raises :class:`JournalError` naming the journal, the line and the field.
+:func:`read_events` is the one reader: each line becomes a typed record, the header plus
+the same payload class (:class:`PlannedEvent`, :class:`TriggeredEvent`,
+:class:`DownloadedEvent`, :class:`ExifCheckEvent`, :class:`ShotDoneEvent`, else a plain
+:class:`JournalEvent`) whose fields are checked on load against the payload's annotations;
+a line lacking a field its kind needs (a ``downloaded`` event without ``index``) raises
+:class:`JournalError` naming the journal, the line and the field.
 Session resume, ``calibrate pair-stills`` and ``curate build`` all read through it;
 :func:`read_journal` gives the same validated events as dicts.
 
@@ -25,14 +28,16 @@ a journal (resume, ``curate build``, ``calibrate pair-stills``) opens a file out
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 from expokit.core.errors import InputFileError
 from expokit.core.paths import PathEscapeError, resolve_inside
@@ -40,23 +45,225 @@ from expokit.core.paths import PathEscapeError, resolve_inside
 #: Folder beside the journal that its ``file`` fields are relative to.
 FILES_DIR = "files"
 
-#: Every kind of journal event, with what it records.
+
+def _omitted(default: Any = None) -> Any:
+    """A payload field left out of the written line while it holds ``default`` (the
+    writers that predate typed payloads did not write it then)."""
+    return field(default=default, metadata={"omit_if_default": True})
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalPayload:
+    """What one journal event records besides its header (seq, event, t_wall, t_mono).
+
+    Each subclass is one kind of :data:`EVENTS` (its ``EVENT``); fields without a default
+    must be written, fields declared with ``_omitted`` are left out of the line while they
+    hold their default, and the line's keys follow the field order.
+    """
+
+    EVENT: ClassVar[str] = ""
+
+    def fields(self) -> dict[str, Any]:
+        """The event's fields in line order, defaults of omittable fields left out."""
+        out: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.metadata.get("omit_if_default") and value == item.default:
+                continue
+            out[item.name] = value
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShotPayload(JournalPayload):
+    """An event about one planned shot (``index``, 1-based)."""
+
+    index: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionStarted(JournalPayload):
+    """A session folder was created: its name and the resolved rig (``rig.json``)."""
+
+    EVENT: ClassVar[str] = "session_started"
+    session: str
+    rig: dict[str, Any]
+    simulated: bool = _omitted(False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionResumed(JournalPayload):
+    """A session was reopened; ``stale_temp_removed`` temporary files of killed runs deleted."""
+
+    EVENT: ClassVar[str] = "session_resumed"
+    session: str
+    stale_temp_removed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SettingsApplied(ShotPayload):
+    """A role's settings were applied; ``mismatches`` what the camera read back otherwise."""
+
+    EVENT: ClassVar[str] = "settings_applied"
+    role: str
+    settings: dict[str, Any]
+    mismatches: list[Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Planned(ShotPayload):
+    """A shot was planned: its kind and, per role, ``{"ev": float, "settings": {...}}``."""
+
+    EVENT: ClassVar[str] = "planned"
+    kind: str
+    roles: dict[str, dict[str, Any]]
+    seconds: float | None = None
+
+    def role_ev(self, role: str) -> float | None:
+        """Planned EV of ``role`` (``None`` when the plan has none)."""
+        ev = self.roles.get(role, {}).get("ev")
+        return None if ev is None else float(ev)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Triggered(ShotPayload):
+    """A camera fired (monotonic ``t_*`` s, ``wall_before`` ISO or epoch, ``movie``)."""
+
+    EVENT: ClassVar[str] = "triggered"
+    role: str
+    t_before: float
+    t_after: float | None = _omitted()
+    wall_before: str | float | None = _omitted()
+    attempt: int | None = _omitted()
+    trigger: str | None = _omitted()
+    movie: str | None = _omitted()
+    simulated: bool = _omitted(False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileAdded(ShotPayload):
+    """A camera reported a new file (``camera_file``, its path on the camera)."""
+
+    EVENT: ClassVar[str] = "file_added"
+    role: str
+    camera_file: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Downloaded(ShotPayload):
+    """A shot's file is in ``files/<file>`` (``recovered``: adopted after a crash)."""
+
+    EVENT: ClassVar[str] = "downloaded"
+    role: str
+    file: str
+    size: int | None = _omitted()
+    sha256: str | None = _omitted()
+    camera_file: str | None = _omitted()
+    attempts: int | None = _omitted()
+    synchronized: bool | None = _omitted()
+    recovered: bool = _omitted(False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExifCheck(ShotPayload):
+    """What EXIF says the camera did (``ok``: ``False`` on a mismatch, ``None`` unknown)."""
+
+    EVENT: ClassVar[str] = "exif_check"
+    role: str
+    file: str | None = None
+    ok: bool | None = None
+    exif: dict[str, Any] | None = None
+    mismatches: list[Any] = field(default_factory=list)
+    unchecked: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retry(ShotPayload):
+    """An operation is retried after ``error`` (camera ``code``) in ``pause_s`` seconds."""
+
+    EVENT: ClassVar[str] = "retry"
+    role: str
+    error: str
+    code: int | None
+    attempt: int
+    pause_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Error(ShotPayload):
+    """An operation failed (``kind`` ``disconnected``: the camera went away)."""
+
+    EVENT: ClassVar[str] = "error"
+    role: str
+    error: str
+    attempt: int | None = _omitted()
+    kind: str | None = _omitted()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reconnected(JournalPayload):
+    """A camera came back on another ``port``."""
+
+    EVENT: ClassVar[str] = "reconnected"
+    role: str
+    port: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShotDone(ShotPayload):
+    """Every role of shot ``index`` is downloaded (``adopted``: all from a crashed run)."""
+
+    EVENT: ClassVar[str] = "shot_done"
+    adopted: bool = _omitted(False)
+    scene_time_s: float | None = _omitted()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandFinished(JournalPayload):
+    """A shooting command ended: shots done and the indices of the failed ones."""
+
+    EVENT: ClassVar[str] = "command_finished"
+    kind: str
+    shots_done: int
+    shots_failed: list[int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RigCalibrated(JournalPayload):
+    """Align live's calibrate key calibrated the rig (record: ``calibration``)."""
+
+    EVENT: ClassVar[str] = "rig_calibrated"
+    shots: list[int]
+    calibration: str
+    flip: str
+    method: str
+    inliers: int
+    reprojection_rms: float
+    parallax_px: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationFailed(JournalPayload):
+    """Align live's calibrate key failed (``error``, one line)."""
+
+    EVENT: ClassVar[str] = "calibration_failed"
+    shots: list[int]
+    error: str
+
+
+#: The payload class of every kind of journal event.
+PAYLOADS: tuple[type[JournalPayload], ...] = (
+    SessionStarted, SessionResumed, SettingsApplied, Planned, Triggered, FileAdded,
+    Downloaded, ExifCheck, Retry, Error, Reconnected, ShotDone, CommandFinished,
+    RigCalibrated, CalibrationFailed,
+)  # fmt: skip
+
+#: Every kind of journal event, with what it records (from its payload class, so the two
+#: cannot drift).
 EVENTS: dict[str, str] = {
-    "session_started": "a session folder was created (session, rig)",
-    "session_resumed": "a session was reopened (session, stale_temp_removed)",
-    "settings_applied": "a role's settings were applied and read back (index, role, settings)",
-    "planned": "a shot was planned (index, kind, roles, seconds)",
-    "triggered": "a camera fired (index, role, wall_before, movie)",
-    "file_added": "a camera reported a new file (index, role)",
-    "downloaded": "a shot's file is in files/ (index, role, file)",
-    "exif_check": "what EXIF says the camera did (index, role, ok, exif, mismatches)",
-    "retry": "an operation is retried (index, role, error)",
-    "error": "an operation failed for good (index, role, error)",
-    "reconnected": "a camera came back on another port (role, port)",
-    "shot_done": "every role of a shot is downloaded (index)",
-    "command_finished": "a shooting command ended (kind, shots_done, shots_failed)",
-    "rig_calibrated": "align live's calibrate key calibrated the rig (shots, calibration, ...)",
-    "calibration_failed": "align live's calibrate key failed (shots, error)",
+    payload.EVENT: (payload.__doc__ or "").strip().splitlines()[0]
+    + f" ({', '.join(f.name for f in dataclasses.fields(payload))})"
+    for payload in PAYLOADS
 }
 
 
@@ -73,24 +280,27 @@ class Journal:
             os.write(self._fd, b"\n")  # terminate a torn line left by a crash
             os.fsync(self._fd)
 
-    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+    def append(self, payload: JournalPayload) -> dict[str, Any]:
         """Write one event (with ``seq``, wall and monotonic time) and fsync; return it.
 
         Raises
         ------
         ValueError
-            ``event`` is not one of :data:`EVENTS` (a programming error).
+            ``payload`` is not of a kind of :data:`EVENTS` (a programming error).
         """
-        if event not in EVENTS:
-            raise ValueError(f"unknown journal event {event!r} (events: {', '.join(EVENTS)})")
+        if type(payload) not in PAYLOADS:
+            raise ValueError(
+                f"unknown journal event payload {type(payload).__name__} "
+                f"(events: {', '.join(EVENTS)})"
+            )
         with self._lock:
             self._seq += 1
             entry = {
                 "seq": self._seq,
-                "event": event,
+                "event": payload.EVENT,
                 "t_wall": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
                 "t_mono": time.monotonic(),
-                **fields,
+                **payload.fields(),
             }
             line = (json.dumps(entry, default=str, sort_keys=False) + "\n").encode()
             os.write(self._fd, line)
@@ -176,71 +386,72 @@ class JournalError(InputFileError):
 
 @dataclass(frozen=True, kw_only=True)
 class JournalEvent:
-    """One journal line: its kind, sequence number, wall time and all its fields."""
+    """One journal line: its header (kind, sequence number, wall and monotonic time), its
+    line number and all its fields (``data``)."""
 
     event: str
     seq: int = 0
     t_wall: str | None = None
+    t_mono: float | None = None
     line: int = 0
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ShotEvent(JournalEvent):
-    """An event about one planned shot (``index``) and, for most kinds, one ``role``."""
-
-    index: int
+class ShotEvent(JournalEvent, ShotPayload):
+    """A read event about one planned shot (``index``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class PlannedEvent(ShotEvent):
-    """``planned``: a shot's kind and, per role, ``{"ev": float, "settings": {...}}``."""
-
-    kind: str
-    roles: dict[str, dict[str, Any]]
-    seconds: float | None = None
-
-    def role_ev(self, role: str) -> float | None:
-        """Planned EV of ``role`` (``None`` when the plan has none)."""
-        ev = self.roles.get(role, {}).get("ev")
-        return None if ev is None else float(ev)
+class PlannedEvent(ShotEvent, Planned):
+    """A read ``planned`` line: header + :class:`Planned`."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class TriggeredEvent(ShotEvent):
-    """``triggered``: a camera fired (``movie``: ``start``/``stop`` for video); ``wall_before``
-    the host wall time just before the trigger (ISO text or epoch seconds)."""
-
-    role: str
-    wall_before: str | float | None = None
-    movie: str | None = None
+class TriggeredEvent(ShotEvent, Triggered):
+    """A read ``triggered`` line: header + :class:`Triggered`."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class DownloadedEvent(ShotEvent):
-    """``downloaded``: the file of ``role`` of shot ``index`` is in ``files/<file>``."""
-
-    role: str
-    file: str
+class DownloadedEvent(ShotEvent, Downloaded):
+    """A read ``downloaded`` line: header + :class:`Downloaded`."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExifCheckEvent(ShotEvent):
-    """``exif_check``: what EXIF says the camera did (``exif``) against the request;
-    ``ok`` is ``False`` on a mismatch (``mismatches``), ``None`` when unknown."""
-
-    role: str
-    ok: bool | None = None
-    exif: dict[str, Any] | None = None
-    mismatches: list[Any] = field(default_factory=list)
+class ExifCheckEvent(ShotEvent, ExifCheck):
+    """A read ``exif_check`` line: header + :class:`ExifCheck`."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class ShotDoneEvent(ShotEvent):
-    """``shot_done``: every role of shot ``index`` is downloaded."""
+class ShotDoneEvent(ShotEvent, ShotDone):
+    """A read ``shot_done`` line: header + :class:`ShotDone`."""
 
 
+#: The typed record of each kind whose fields readers use; other kinds are read as a plain
+#: :class:`JournalEvent` (their fields in ``data``).
+RECORDS: dict[str, type[JournalEvent]] = {
+    record.EVENT: record
+    for record in (PlannedEvent, TriggeredEvent, DownloadedEvent, ExifCheckEvent, ShotDoneEvent)
+}
+
+_HEADER = frozenset(f.name for f in dataclasses.fields(JournalEvent))
 _MISSING = object()
+_TYPE_WORDS: dict[type, str] = {
+    int: "an integer", float: "a number", str: "text", bool: "true or false",
+    dict: "a table", list: "a list",
+}  # fmt: skip
+
+
+def _declared_types(hint: Any) -> tuple[type, ...]:
+    """The runtime types a payload field's annotation allows (``dict[str, Any]``: dict)."""
+    if get_origin(hint) in (Union, types.UnionType):
+        return tuple(kind for arg in get_args(hint) for kind in _declared_types(arg))
+    if hint is Any:
+        return (object,)
+    if hint is None or hint is type(None):
+        return (type(None),)
+    origin = get_origin(hint)
+    return (origin if isinstance(origin, type) else hint,)
 
 
 class _Fields:
@@ -281,12 +492,40 @@ class _Fields:
             raise self.fail(name, "is empty")
         return value
 
+    def payload(self, record: type[JournalEvent]) -> dict[str, Any]:
+        """The payload fields of ``record`` from this line, each checked against its
+        annotation (required ones present, required text not empty); an absent or null
+        optional field keeps its default."""
+        hints = get_type_hints(record)
+        out: dict[str, Any] = {}
+        for item in dataclasses.fields(record):
+            if item.name in _HEADER:
+                continue
+            required = (
+                item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+            )
+            if item.name == "index":
+                out["index"] = self.index()
+                continue
+            declared = _declared_types(hints[item.name])
+            accepted = declared + ((int,) if float in declared else ())  # JSON 1 is 1.0
+            what = " or ".join(_TYPE_WORDS[k] for k in declared if k in _TYPE_WORDS)
+            value = self.get(item.name, accepted, what or "a value", required)
+            if value is None and not required:
+                continue
+            if declared == (str,) and required and not value:
+                raise self.fail(item.name, "is empty")
+            if isinstance(value, int) and not isinstance(value, bool) and int not in declared:
+                value = float(value)
+            out[item.name] = value
+        return out
+
 
 def parse_event(entry: dict[str, Any], journal: Path, line: int) -> JournalEvent:
     """One journal line (a JSON object with an ``event`` field) as its typed record.
 
-    Kinds other than ``planned``, ``triggered``, ``downloaded``, ``exif_check`` and
-    ``shot_done`` (which no reader needs fields of) become a plain :class:`JournalEvent`.
+    Kinds other than those of :data:`RECORDS` (which no reader needs fields of) become a
+    plain :class:`JournalEvent`.
 
     Raises
     ------
@@ -297,41 +536,21 @@ def parse_event(entry: dict[str, Any], journal: Path, line: int) -> JournalEvent
     event = fields.text("event")
     seq = fields.get("seq", int, "an integer", False) or 0
     t_wall = fields.get("t_wall", str, "ISO date-time text", False)
-    base: dict[str, Any] = {"event": event, "seq": seq, "t_wall": t_wall, "line": line,
-                            "data": entry}  # fmt: skip
-    if event == "planned":
-        roles = fields.get("roles", dict, "a table of roles", True)
-        for role, plan in roles.items():
+    t_mono = fields.get("t_mono", (int, float), "a number", False)
+    header: dict[str, Any] = {"event": event, "seq": seq, "t_wall": t_wall, "t_mono": t_mono,
+                              "line": line, "data": entry}  # fmt: skip
+    record = RECORDS.get(event)
+    if record is None:
+        return JournalEvent(**header)
+    payload = fields.payload(record)
+    if record is PlannedEvent:
+        for role, plan in payload["roles"].items():
             if not isinstance(plan, dict):
                 raise fields.fail(f"roles.{role}", f"= {plan!r} must be a table (ev, settings)")
             ev = plan.get("ev")
             if ev is not None and (isinstance(ev, bool) or not isinstance(ev, int | float)):
                 raise fields.fail(f"roles.{role}.ev", f"= {ev!r} must be a number")
-        seconds = fields.get("seconds", (int, float), "a number of seconds", False)
-        return PlannedEvent(
-            **base, index=fields.index(), kind=fields.text("kind"), roles=roles,
-            seconds=None if seconds is None else float(seconds),
-        )  # fmt: skip
-    if event == "triggered":
-        wall = fields.get("wall_before", (str, int, float), "a time", False)
-        return TriggeredEvent(
-            **base, index=fields.index(), role=fields.text("role"), wall_before=wall,
-            movie=fields.text("movie", required=False),
-        )  # fmt: skip
-    if event == "downloaded":
-        return DownloadedEvent(
-            **base, index=fields.index(), role=fields.text("role"), file=fields.text("file")
-        )
-    if event == "exif_check":
-        return ExifCheckEvent(
-            **base, index=fields.index(), role=fields.text("role"),
-            ok=fields.get("ok", bool, "true or false", False),
-            exif=fields.get("exif", dict, "a table", False),
-            mismatches=fields.get("mismatches", list, "a list", False) or [],
-        )  # fmt: skip
-    if event == "shot_done":
-        return ShotDoneEvent(**base, index=fields.index())
-    return JournalEvent(**base)
+    return record(**header, **payload)
 
 
 def _check_file_field(value: object, files_dir: Path, journal: Path, line_number: int) -> None:

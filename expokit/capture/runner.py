@@ -43,6 +43,17 @@ from expokit.capture.backends.base import (
 from expokit.capture.exif_check import check_exposure
 from expokit.capture.exposure import nearest_shutter, shutter_seconds
 from expokit.capture.factory import list_cameras, open_camera
+from expokit.capture.journal import (
+    Downloaded,
+    Error,
+    ExifCheck,
+    FileAdded,
+    Reconnected,
+    Retry,
+    SettingsApplied,
+    ShotDone,
+    Triggered,
+)
 from expokit.capture.rig_config import ROLES, RigConfig
 from expokit.capture.session import Session, ShotPlan
 from expokit.core.atomic import atomic_path
@@ -313,7 +324,7 @@ class Shooter:
                 todo = [r for r in plan.roles if (plan.index, r) not in state.downloaded]
                 todo = [r for r in todo if not self._adopt_orphan(plan, r)]
                 if not todo:
-                    self.journal.append("shot_done", index=plan.index, adopted=True)
+                    self.journal.append(ShotDone(index=plan.index, adopted=True))
                     self.report.shots_done += 1
                     continue
                 with self._lock:
@@ -322,17 +333,18 @@ class Shooter:
                 for role in todo:
                     mismatches = self.rig.apply(role, plan.roles[role]["settings"])
                     self.journal.append(
-                        "settings_applied",
-                        index=plan.index,
-                        role=role,
-                        settings=plan.roles[role]["settings"],
-                        mismatches=mismatches,
+                        SettingsApplied(
+                            index=plan.index,
+                            role=role,
+                            settings=plan.roles[role]["settings"],
+                            mismatches=mismatches,
+                        )
                     )
                 fired = self._fire(plan, todo, partial)
                 for item in fired:
                     if item.error:
                         self.journal.append(
-                            "error", index=plan.index, role=item.role, error=item.error
+                            Error(index=plan.index, role=item.role, error=item.error)
                         )
                         if plan.index not in self.report.shots_failed:
                             self.report.shots_failed.append(plan.index)
@@ -356,13 +368,14 @@ class Shooter:
             return False
         data = orphan.read_bytes()
         self.journal.append(
-            "downloaded",
-            index=plan.index,
-            role=role,
-            file=orphan.name,
-            size=len(data),
-            sha256=sha256_bytes(data),
-            recovered=True,
+            Downloaded(
+                index=plan.index,
+                role=role,
+                file=orphan.name,
+                size=len(data),
+                sha256=sha256_bytes(data),
+                recovered=True,
+            )
         )
         self.report.files += 1
         return True
@@ -402,12 +415,13 @@ class Shooter:
                 fired.error = str(exc)
                 fired.synchronized = False
                 self.journal.append(
-                    "error",
-                    index=fired.plan.index,
-                    role=fired.role,
-                    error=str(exc),
-                    attempt=attempt,
-                    kind="disconnected",
+                    Error(
+                        index=fired.plan.index,
+                        role=fired.role,
+                        error=str(exc),
+                        attempt=attempt,
+                        kind="disconnected",
+                    )
                 )
                 try:
                     self.rig.reconnect(fired.role, policy.reconnect_timeout_s)
@@ -416,7 +430,7 @@ class Shooter:
                     return
                 self.report.reconnects += 1
                 self.journal.append(
-                    "reconnected", role=fired.role, port=self.rig.cameras[fired.role].info.port
+                    Reconnected(role=fired.role, port=self.rig.cameras[fired.role].info.port)
                 )
             except CameraError as exc:
                 fired.error = str(exc)
@@ -425,13 +439,14 @@ class Shooter:
                 fired.synchronized = False
                 self.report.retries += 1
                 self.journal.append(
-                    "retry",
-                    index=fired.plan.index,
-                    role=fired.role,
-                    error=str(exc),
-                    code=exc.code,
-                    attempt=attempt,
-                    pause_s=delay,
+                    Retry(
+                        index=fired.plan.index,
+                        role=fired.role,
+                        error=str(exc),
+                        code=exc.code,
+                        attempt=attempt,
+                        pause_s=delay,
+                    )
                 )
                 time.sleep(delay)
 
@@ -451,10 +466,10 @@ class Shooter:
         wall = time.time()
         start()
         fired.t_after = time.monotonic()
-        self.journal.append(
-            "triggered", index=fired.plan.index, role=fired.role, t_before=fired.t_before,
+        self.journal.append(Triggered(
+            index=fired.plan.index, role=fired.role, t_before=fired.t_before,
             t_after=fired.t_after, wall_before=wall, attempt=fired.attempts, **extra,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def _shoot_still(self, fired: Fired, barrier: threading.Barrier | None) -> None:
         timeout = self.rig.config.retry.trigger_timeout_s
@@ -463,10 +478,9 @@ class Shooter:
             fire = partial(self.rig.trigger.fire, fired.role, camera)
             self._release(fired, barrier, first, fire, trigger=self.rig.trigger.name)
             fired.camera_file = camera.wait_for_file(timeout)
-            self.journal.append(
-                "file_added", index=fired.plan.index, role=fired.role,
-                camera_file=fired.camera_file.path,
-            )  # fmt: skip
+            self.journal.append(FileAdded(
+                index=fired.plan.index, role=fired.role, camera_file=fired.camera_file.path
+            ))  # fmt: skip
             fired.data = camera.download(fired.camera_file)
 
         self._with_retries(fired, action)
@@ -479,10 +493,10 @@ class Shooter:
             self._release(fired, barrier, first, camera.start_movie, movie="start")
             time.sleep(seconds)
             camera.stop_movie()
-            self.journal.append(
-                "triggered", index=fired.plan.index, role=fired.role,
-                t_before=time.monotonic(), movie="stop",
-            )  # fmt: skip
+            self.journal.append(Triggered(
+                index=fired.plan.index, role=fired.role, t_before=time.monotonic(),
+                movie="stop",
+            ))  # fmt: skip
             fired.camera_file = camera.wait_for_file(timeout)
             fired.data = camera.download(fired.camera_file)
 
@@ -513,27 +527,28 @@ class Shooter:
             tmp.write_bytes(fired.data)
         digest = sha256_bytes(fired.data)
         self.journal.append(
-            "downloaded",
-            index=plan.index,
-            role=fired.role,
-            file=name,
-            size=len(fired.data),
-            sha256=digest,
-            camera_file=fired.camera_file.path,
-            attempts=fired.attempts,
-            synchronized=fired.synchronized,
+            Downloaded(
+                index=plan.index,
+                role=fired.role,
+                file=name,
+                size=len(fired.data),
+                sha256=digest,
+                camera_file=fired.camera_file.path,
+                attempts=fired.attempts,
+                synchronized=fired.synchronized,
+            )
         )
         self.report.files += 1
         if plan.kind != "video":
             check = check_exposure(
                 fired.data, role_plan.get("generic", {}), self.rig.config.exif_tolerance_ev
             )
-            self.journal.append("exif_check", index=plan.index, role=fired.role, file=name, **check)
+            self.journal.append(ExifCheck(index=plan.index, role=fired.role, file=name, **check))
             if check["ok"] is False:
                 self.report.exif_mismatches += 1
         with self._lock:
             pending = self._pending_roles.get(plan.index, set())
             pending.discard(fired.role)
             if not pending:
-                self.journal.append("shot_done", index=plan.index)
+                self.journal.append(ShotDone(index=plan.index))
                 self.report.shots_done += 1

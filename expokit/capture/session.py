@@ -32,7 +32,10 @@ from typing import Any
 from expokit.capture.journal import (
     DownloadedEvent,
     Journal,
+    Planned,
     PlannedEvent,
+    SessionResumed,
+    SessionStarted,
     ShotDoneEvent,
     read_events,
 )
@@ -147,17 +150,45 @@ class Session:
                 root = root_dir / f"{base}-{suffix}"
             except OSError as exc:
                 raise OutputError(f"cannot create session folder {root}: {exc}") from None
-        claim_root(root, "session", what="session folder")
+        return cls.start(root, config, purpose)
+
+    @classmethod
+    def start(
+        cls,
+        root: Path,
+        config: RigConfig,
+        purpose: str,
+        *,
+        what: str = "session folder",
+        simulated: bool = False,
+    ) -> Session:
+        """Make the new (or empty) folder ``root`` a locked session: claim it as a session
+        root, lock it, make ``files/``, write ``rig.json`` and journal ``session_started``.
+
+        The one session start of :meth:`create` and ``expokit simulate`` (``simulated``:
+        journaled as such). On any failure the lock is released before raising.
+
+        Parameters
+        ----------
+        what
+            How an error names the folder (``claim_root``).
+        """
+        claim_root(root, "session", what=what)
         lock = RootLock(root, purpose).acquire()
+        journal: Journal | None = None
         try:
-            (root / FILES_DIR).mkdir()
+            (root / FILES_DIR).mkdir(exist_ok=True)
             atomic_write_json(root / CONFIG_FILE, config.to_dict())
-            session = cls(root, config, Journal(root / JOURNAL_FILE), lock)
-            session.journal.append("session_started", session=root.name, rig=config.to_dict())
+            journal = Journal(root / JOURNAL_FILE)
+            journal.append(
+                SessionStarted(session=root.name, rig=config.to_dict(), simulated=simulated)
+            )
         except BaseException:
+            if journal is not None:
+                journal.close()
             lock.release()
             raise
-        return session
+        return cls(root, config, journal, lock)
 
     @classmethod
     def open(cls, path: str | Path, purpose: str = "expokit capture resume") -> Session:
@@ -184,7 +215,7 @@ class Session:
             config = read_rig_json(config_file)
             session = cls(root, config, Journal(root / JOURNAL_FILE), lock)
             removed = remove_stale_temp_files(root / FILES_DIR)
-            session.journal.append("session_resumed", session=root.name, stale_temp_removed=removed)
+            session.journal.append(SessionResumed(session=root.name, stale_temp_removed=removed))
         except BaseException:
             lock.release()
             raise
@@ -214,7 +245,7 @@ class Session:
         plans = []
         for offset, roles in enumerate(role_plans):
             plan = ShotPlan(start + offset, kind, roles, seconds)
-            self.journal.append("planned", **plan.to_dict())
+            self.journal.append(Planned(**plan.to_dict()))
             plans.append(plan)
         return plans
 

@@ -35,9 +35,19 @@ from pathlib import Path
 from typing import Any
 
 from expokit.capture.exposure import SHUTTER_CHOICES, nearest_shutter, shutter_seconds
-from expokit.capture.journal import Journal
+from expokit.capture.journal import (
+    CommandFinished,
+    Downloaded,
+    DownloadedEvent,
+    Journal,
+    JournalEvent,
+    PlannedEvent,
+    SettingsApplied,
+    ShotDone,
+    Triggered,
+)
 from expokit.capture.rig_config import RigConfig, RoleConfig
-from expokit.capture.session import CALIBRATION_KIND, CONFIG_FILE, JOURNAL_FILE, Session
+from expokit.capture.session import CALIBRATION_KIND, Session
 from expokit.capture.simulator import (
     BOARD,
     GENERATED_SECONDS,
@@ -122,17 +132,18 @@ class SimulationResult:
         return self.root / TRUTH_FILE
 
 
-def truth_file_keys(events: list[dict[str, Any]]) -> dict[str, str]:
-    """``truth.json["files"]`` of a session from its journal events: ``board_<role>`` (the
-    first calibration shot), ``calibration_<index>_<role>``, ``video_<role>`` (the first
-    video shot) and ``still_<index>_<role>``, each ``files/<name>``."""
-    kinds = {int(e["index"]): str(e["kind"]) for e in events if e["event"] == "planned"}
+def truth_file_keys(events: list[JournalEvent]) -> dict[str, str]:
+    """``truth.json["files"]`` of a session from its journal events (:func:`read_events`):
+    ``board_<role>`` (the first calibration shot), ``calibration_<index>_<role>``,
+    ``video_<role>`` (the first video shot) and ``still_<index>_<role>``, each
+    ``files/<name>``."""
+    kinds = {e.index: e.kind for e in events if isinstance(e, PlannedEvent)}
     files: dict[str, str] = {}
     for event in events:
-        if event["event"] != "downloaded":
+        if not isinstance(event, DownloadedEvent):
             continue
-        index, role = int(event["index"]), str(event["role"])
-        path = f"files/{event['file']}"
+        index, role = event.index, event.role
+        path = f"files/{event.file}"
         kind = kinds.get(index)
         if kind == CALIBRATION_KIND:
             files.setdefault(f"board_{role}", path)
@@ -245,9 +256,7 @@ def simulate(
     OutputError
         ``out`` exists and is not an empty folder, or cannot be written.
     """
-    from expokit.core.atomic import atomic_path, atomic_write_json
-    from expokit.core.lock import RootLock
-    from expokit.core.roots import claim_root
+    from expokit.core.atomic import atomic_path
 
     say = log or (lambda _: None)
     out = Path(out)
@@ -259,33 +268,34 @@ def simulate(
 
     rig = _rig_config(out, config)
     created = not out.exists()
-    claim_root(out, "session", what="simulated session folder (--out)")
-    lock = RootLock(out, "expokit simulate").acquire()
-    journal = Journal(out / JOURNAL_FILE)
-    session = Session(out, rig, journal, lock)
+    try:
+        session = Session.start(
+            out, rig, "expokit simulate", what="simulated session folder (--out)",
+            simulated=True,
+        )  # fmt: skip
+    except BaseException:
+        _discard(out, created)  # as a failure below: leave no half-made session behind
+        raise
+    journal = session.journal
     files: dict[str, str] = {}
     bodies_info: dict[str, dict[str, Any]] = {}
     order = ("reference", "test")
     try:
-        session.files_dir.mkdir(exist_ok=True)
-        atomic_write_json(out / CONFIG_FILE, rig.to_dict())
-        journal.append("session_started", session=out.name, rig=rig.to_dict(), simulated=True)
         roles = _role_plans(rig)
         for role in order:
-            journal.append(
-                "settings_applied", index=1, role=role, settings=roles[role]["settings"],
-                mismatches=[],
-            )  # fmt: skip
+            journal.append(SettingsApplied(
+                index=1, role=role, settings=roles[role]["settings"], mismatches=[],
+            ))  # fmt: skip
         host_t0 = time.monotonic()
 
         def still_shot(plan: Any, role: str, image: Image, scene_t: float) -> str:
             name = session.filename(plan, role, ".png")
             target = session.file_path(name)
             write_png16(target, image)
-            journal.append(
-                "triggered", index=plan.index, role=role, t_before=host_t0 + scene_t,
+            journal.append(Triggered(
+                index=plan.index, role=role, t_before=host_t0 + scene_t,
                 t_after=host_t0 + scene_t, attempt=1, trigger="simulated",
-            )  # fmt: skip
+            ))  # fmt: skip
             _journal_download(journal, plan.index, role, target)
             return f"files/{name}"
 
@@ -295,16 +305,16 @@ def simulate(
                 body = sim.bodies[role]
                 name = session.filename(plan, role, ".mp4")
                 target = session.file_path(name)
-                journal.append(
-                    "triggered", index=plan.index, role=role,
+                journal.append(Triggered(
+                    index=plan.index, role=role,
                     t_before=host_t0 + body.start_s, t_after=host_t0 + body.start_s,
                     attempt=1, movie="start", simulated=True,
-                )  # fmt: skip
+                ))  # fmt: skip
                 with atomic_path(target) as tmp:
                     bodies_info[role] = sim.movie(role, tmp, progress)
                 _journal_download(journal, plan.index, role, target)
                 files[f"video_{role}"] = f"files/{name}"
-            journal.append("shot_done", index=plan.index)
+            journal.append(ShotDone(index=plan.index))
         # Still pairs of the scene, both cameras at the same scene instant.
         still_times = sim.session_still_times()
         plans = session.plan("pair", [roles] * len(still_times))
@@ -313,17 +323,16 @@ def simulate(
                 key = f"still_{plan.index:04d}_{role}"
                 image = sim.still(role, scene_t, pair=number)
                 files[key] = still_shot(plan, role, image, scene_t)
-            journal.append("shot_done", index=plan.index, scene_time_s=scene_t)
+            journal.append(ShotDone(index=plan.index, scene_time_s=scene_t))
         # The calibration board (a lab shoots it before recording; journaled last so the
         # dataset shots keep their indices): a calibration shot, never a dataset pair.
         (calibration,) = session.plan(CALIBRATION_KIND, [roles])
         for role in order:
             files[f"board_{role}"] = still_shot(calibration, role, sim.board(role), 0.0)
-        journal.append("shot_done", index=calibration.index)
-        journal.append(
-            "command_finished", kind="simulate", shots_done=len(plans) + 1 + int(sim.video),
-            shots_failed=[],
-        )  # fmt: skip
+        journal.append(ShotDone(index=calibration.index))
+        journal.append(CommandFinished(
+            kind="simulate", shots_done=len(plans) + 1 + int(sim.video), shots_failed=[],
+        ))  # fmt: skip
         truth = write_truth(out, sim.truth(files, bodies_info))
     except BaseException:
         # A session cut short (an error, Ctrl-C) would look like a real one to the
@@ -353,8 +362,8 @@ def _discard(out: Path, created: bool) -> None:
 def _journal_download(journal: Journal, index: int, role: str, target: Path) -> None:
     from expokit.core.hashing import sha256_file
 
-    journal.append(
-        "downloaded", index=index, role=role, file=target.name, size=target.stat().st_size,
+    journal.append(Downloaded(
+        index=index, role=role, file=target.name, size=target.stat().st_size,
         sha256=sha256_file(target), camera_file=f"/simulated/{target.name}", attempts=1,
         synchronized=True,
-    )  # fmt: skip
+    ))  # fmt: skip

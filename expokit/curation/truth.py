@@ -36,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from expokit.capture.simulator.truth_file import TruthFile, read_truth_file
 from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.schema import to_json
 
 TRUTH_FILE = "truth.json"
 #: Tolerances of issue 11.
@@ -77,10 +79,10 @@ class StageCheck:
         }
 
 
-def load_truth(session_dir: str | Path) -> dict[str, Any]:
-    """``truth.json`` of a simulated session (the one reader), validated through
+def load_truth(session_dir: str | Path) -> TruthFile:
+    """``truth.json`` of a simulated session (the one reader) as its typed record
     :class:`~expokit.capture.simulator.truth_file.TruthFile`
-    (:func:`~expokit.capture.simulator.truth_file.read_truth`).
+    (:func:`~expokit.capture.simulator.truth_file.read_truth_file`).
 
     Raises
     ------
@@ -88,10 +90,8 @@ def load_truth(session_dir: str | Path) -> dict[str, Any]:
         Absent, not JSON, not an object, another ``kind`` or ``format_version``, or a field
         that is missing or of the wrong type (the message names the file and the field).
     """
-    from expokit.capture.simulator.truth_file import read_truth
-
     path = Path(session_dir) / TRUTH_FILE
-    return read_truth(path, lambda p, problem: TruthError(f"{p}: {problem}"))
+    return read_truth_file(path, lambda p, problem: TruthError(f"{p}: {problem}"))
 
 
 def _fmt(value: Any) -> str:
@@ -118,21 +118,21 @@ def format_checks(checks: Sequence[StageCheck]) -> str:
 # --------------------------------------------------------------------------- geometry
 
 
-def _geometry_checks(truth: dict[str, Any], calibration_json: Path) -> list[StageCheck]:
+def _geometry_checks(truth: TruthFile, calibration_json: Path) -> list[StageCheck]:
     from expokit.calibration.homography import homography_grid_error
     from expokit.calibration.rig_calibration import read_rig_calibration
 
     calib = read_rig_calibration(calibration_json)
-    size = (int(truth["image_size"][0]), int(truth["image_size"][1]))
+    size = (int(truth.image_size[0]), int(truth.image_size[1]))
     if tuple(calib.test_size) != size or tuple(calib.reference_size) != size:
         raise TruthError(
             f"{calibration_json}: calibrated for {calib.test_size[0]}x{calib.test_size[1]} "
             f"images, the simulated session's are {size[0]}x{size[1]}: not this session"
         )
     flip = calib.flip.value
-    mean, worst = homography_grid_error(calib.homography, np.array(truth["homography"]), size)
+    mean, worst = homography_grid_error(calib.homography, np.array(truth.homography), size)
     return [
-        StageCheck("flip", flip, truth["flip"], "exact", flip == truth["flip"],
+        StageCheck("flip", flip, truth.flip, "exact", flip == truth.flip,
                    f"decided by {calib.mirror.method}"),
         StageCheck("homography grid error px", mean, 0.0, f"< {HOMOGRAPHY_TOL_PX}",
                    mean < HOMOGRAPHY_TOL_PX,
@@ -144,30 +144,30 @@ def _geometry_checks(truth: dict[str, Any], calibration_json: Path) -> list[Stag
 # --------------------------------------------------------------------------- sync
 
 
-def _check_sync_files(truth: dict[str, Any], result: Any, sync_json: Path | str) -> bool:
+def _check_sync_files(truth: TruthFile, result: Any, sync_json: Path | str) -> bool:
     """True when ``result`` is about the session's movies with A = reference (raises when
     it is about other files)."""
-    names = {Path(str(truth.get("sync_a") or "")).name, Path(str(truth.get("sync_b") or "")).name}
+    names = {Path(truth.sync_a or "").name, Path(truth.sync_b or "").name}
     a, b = Path(result.media_a.path).name, Path(result.media_b.path).name
     if {a, b} != names:
         raise TruthError(
             f"{sync_json}: synchronizes {a} and {b}, the simulated session's movies are "
             f"{' and '.join(sorted(names))}: not this session"
         )
-    return a == Path(str(truth["sync_a"])).name
+    return a == Path(str(truth.sync_a)).name
 
 
-def _sync_checks(truth: dict[str, Any], result: Any, label: str) -> list[StageCheck]:
+def _sync_checks(truth: TruthFile, result: Any, label: str) -> list[StageCheck]:
     """Offset (and drift) of one :class:`~expokit.calibration.sync.SyncResult`."""
-    fps = float(truth.get("fps") or 0.0)
+    fps = float(truth.fps or 0.0)
     video_only = result.method != "audio"
-    error = abs(result.offset_s - truth["offset_s"])
+    error = abs(result.offset_s - truth.offset_s)
     if video_only:
         tol, tol_text = (1.0 / fps if fps else 0.0), "< 1 frame"
     else:
         tol, tol_text = AUDIO_OFFSET_TOL_S, "< 1 ms"
     checks = [
-        StageCheck(f"{label} offset s ({result.method})", result.offset_s, truth["offset_s"],
+        StageCheck(f"{label} offset s ({result.method})", result.offset_s, truth.offset_s,
                    tol_text, error < tol,
                    f"error {error * 1000:.3f} ms" + (f" = {error * fps:.3f} frames" if fps else
                                                      "")),
@@ -175,12 +175,12 @@ def _sync_checks(truth: dict[str, Any], result: Any, label: str) -> list[StageCh
     if video_only:
         return checks
     if result.drift_estimated:
-        err = abs(result.drift_ppm - truth["drift_ppm"])
+        err = abs(result.drift_ppm - truth.drift_ppm)
         checks.append(
             StageCheck(
                 f"{label} drift ppm",
                 result.drift_ppm,
-                truth["drift_ppm"],
+                truth.drift_ppm,
                 f"<= {DRIFT_TOL_PPM:g} ppm",
                 err <= DRIFT_TOL_PPM,
                 f"error {err:.3f} ppm over {len(result.windows)} windows",
@@ -189,16 +189,16 @@ def _sync_checks(truth: dict[str, Any], result: Any, label: str) -> list[StageCh
     else:
         said = [w for w in result.warnings if "drift not estimated" in w]
         checks.append(StageCheck(
-            f"{label} drift ppm", "not estimated", truth["drift_ppm"], "said so", bool(said),
+            f"{label} drift ppm", "not estimated", truth.drift_ppm, "said so", bool(said),
             said[0] if said else "drift silently taken as 0 ppm (no warning in sync.json)",
         ))  # fmt: skip
     return checks
 
 
-def _video_only_sync(session: Path, truth: dict[str, Any]) -> Any:
+def _video_only_sync(session: Path, truth: TruthFile) -> Any:
     from expokit.calibration.sync import SyncConfig, synchronize
 
-    return synchronize(session / truth["sync_a"], session / truth["sync_b"],
+    return synchronize(session / str(truth.sync_a), session / str(truth.sync_b),
                        SyncConfig(method="brightness"))  # fmt: skip
 
 
@@ -213,14 +213,14 @@ def _frame_of(label: str) -> tuple[str, int] | None:
     return Path(path).name, int(frame)
 
 
-def _pairing_check(truth: dict[str, Any], manifest: Any) -> StageCheck | None:
+def _pairing_check(truth: TruthFile, manifest: Any) -> StageCheck | None:
     """Each video pair's reference and test frames show the same scene instant."""
-    bodies = truth.get("bodies") or {}
-    fps = float(truth.get("fps") or 0.0)
+    bodies = truth.bodies
+    fps = float(truth.fps or 0.0)
     if not fps or "reference" not in bodies or "test" not in bodies:
         return None
-    names = {Path(str(truth.get("sync_a"))).name: "reference",
-             Path(str(truth.get("sync_b"))).name: "test"}  # fmt: skip
+    names = {Path(str(truth.sync_a)).name: "reference",
+             Path(str(truth.sync_b)).name: "test"}  # fmt: skip
     worst = 0.0
     count = 0
     for label_in, label_t in zip(manifest["source_input"], manifest["source_target"], strict=True):
@@ -278,13 +278,13 @@ def _pair_gain(root: Path, row: Any) -> float | None:
     return float(np.median(lin_t[ok] / lin_in[ok]))
 
 
-def _dataset_checks(truth: dict[str, Any], dataset_root: Path, session: Path) -> list[StageCheck]:
+def _dataset_checks(truth: TruthFile, dataset_root: Path, session: Path) -> list[StageCheck]:
     from expokit.curation.dataset.format import load_dataset
 
     dataset = load_dataset(dataset_root)
     manifest = dataset.manifest
-    movies = {Path(str(truth.get(k))).name for k in ("sync_a", "sync_b") if truth.get(k)}
-    stills = {Path(p).name for k, p in truth["files"].items() if k.startswith("still_")}
+    movies = {Path(movie).name for movie in (truth.sync_a, truth.sync_b) if movie}
+    stills = {Path(p).name for k, p in truth.files.items() if k.startswith("still_")}
     own = [
         Path(str(label).partition("#")[0]).name in movies | stills
         for label in manifest["source_input"]
@@ -307,7 +307,7 @@ def _dataset_checks(truth: dict[str, Any], dataset_root: Path, session: Path) ->
                              f"max over {finite.size} pairs (mean {float(finite.mean()):.3f} px, "
                              "DIS flow, manifest alignment_residual_px)"
                              if finite.size else "no finite residual"))  # fmt: skip
-    gain_truth = float(truth["photometric_gain"])
+    gain_truth = float(truth.photometric_gain)
     for kind, is_video in (("stills", False), ("video", True)):
         framed = np.array(["#frame=" in str(v) for v in rows["source_input"]], bool)
         part = rows[framed == is_video]
@@ -372,7 +372,7 @@ def compare_to_truth(
     if sync_json is not None:
         if not Path(sync_json).is_file():
             raise InputFileError(sync_json, "no such file")
-        if not truth.get("sync_a"):
+        if not truth.sync_a:
             raise TruthError(f"{session / TRUTH_FILE}: the session has no movies to synchronize")
         result = load_sync_json(sync_json)
         if not _check_sync_files(truth, result, sync_json):
@@ -384,7 +384,7 @@ def compare_to_truth(
     if video_only_sync:
         from expokit.calibration.sync import SyncError
 
-        if not truth.get("sync_a"):
+        if not truth.sync_a:
             raise TruthError(f"{session / TRUTH_FILE}: the session has no movies to synchronize")
         try:
             checks += _sync_checks(truth, _video_only_sync(session, truth), "video-only sync")
@@ -393,7 +393,7 @@ def compare_to_truth(
                 StageCheck(
                     "video-only sync offset s (brightness)",
                     "refused",
-                    truth["offset_s"],
+                    truth.offset_s,
                     "< 1 frame",
                     False,
                     str(exc),
@@ -526,16 +526,20 @@ def _label_path(label: Any) -> tuple[Path, int | None]:
 @dataclass(frozen=True)
 class _SessionIndex:
     root: Path
-    truth: dict[str, Any]
+    truth: TruthFile
     keys: dict[str, str]  # resolved file path -> truth.json files key
     still_numbers: dict[int, int]  # shot index -> still pair number
+    #: ``truth.json["defects"]`` entries as written: what :class:`RowTruth` and
+    #: :func:`expected_flags` take (their callers, ``benchmarks/qa_flags.py``, use them so).
+    defects: tuple[dict[str, Any], ...]
 
 
 def _index_session(session: Path) -> _SessionIndex:
     truth = load_truth(session)
-    keys = {str((session / path).resolve()): key for key, path in truth["files"].items()}
-    shots = sorted({int(k.split("_")[1]) for k in truth["files"] if k.startswith("still_")})
-    return _SessionIndex(session, truth, keys, {s: n for n, s in enumerate(shots, 1)})
+    keys = {str((session / path).resolve()): key for key, path in truth.files.items()}
+    shots = sorted({int(k.split("_")[1]) for k in truth.files if k.startswith("still_")})
+    defects = tuple(to_json(defect) for defect in truth.defects)
+    return _SessionIndex(session, truth, keys, {s: n for n, s in enumerate(shots, 1)}, defects)
 
 
 def _find(indexes: Sequence[_SessionIndex], path: Path) -> tuple[_SessionIndex, str] | None:
@@ -587,7 +591,7 @@ def rows_against_truth(dataset_root: str | Path, sessions: Iterable[str | Path])
         if len(found) != 2 or found[0][0] is not found[1][0]:
             continue
         index = found[0][0]
-        defects: tuple[dict[str, Any], ...] = tuple(index.truth.get("defects") or ())
+        defects = index.defects
         roles = {key.rsplit("_", 1)[-1]: frame for _, key, frame in found}
         if all(key.startswith("video_") for _, key, _ in found):
             frames = {role: int(frame) for role, frame in roles.items() if frame is not None}

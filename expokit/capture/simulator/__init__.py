@@ -18,44 +18,82 @@ simulate`` (:mod:`expokit.capture.simulate`) sits above the session and imports 
 Nothing here imports the session, the rig config or a backend.
 """
 
-from expokit.capture.simulator.encode import (
-    Image,
-    encode_movie,
-    png16_bytes,
-    to_uint,
-    write_png16,
-    write_wav,
-)
-from expokit.capture.simulator.physics import (
-    BOARD,
-    GENERATED_SECONDS,
-    GENERATED_SIZE,
-    MAX_DRIFT_PPM,
-    MAX_EV_OFFSET,
-    MAX_SEED,
-    MAX_SENSOR_SIDE,
-    MAX_SIMULATION_BYTES,
-    MIN_RECORDING_S,
-    MIN_SENSOR_SIDE,
-    SIMULATION_KEYS,
-    Body,
-    RigSimulation,
-    SensorModel,
-    SimulationConfig,
-    SimulationError,
-    expose,
-    misregistration,
-    record_audio,
-    render_board,
-)
-from expokit.capture.simulator.truth_file import (
-    SIMULATION_FORMAT_VERSION,
-    TRUTH_FILE,
-    TRUTH_KIND,
-    TruthFile,
-    read_truth,
-    write_truth,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from expokit.capture.simulator.encode import (
+        Image,
+        encode_movie,
+        png16_bytes,
+        to_uint,
+        write_png16,
+        write_wav,
+    )
+    from expokit.capture.simulator.physics import (
+        BOARD,
+        GENERATED_SECONDS,
+        GENERATED_SIZE,
+        MAX_DRIFT_PPM,
+        MAX_EV_OFFSET,
+        MAX_SEED,
+        MAX_SENSOR_SIDE,
+        MAX_SIMULATION_BYTES,
+        MIN_RECORDING_S,
+        MIN_SENSOR_SIDE,
+        SIMULATION_KEYS,
+        Body,
+        RigSimulation,
+        SensorModel,
+        SimulationConfig,
+        SimulationError,
+        expose,
+        misregistration,
+        record_audio,
+        render_board,
+    )
+    from expokit.capture.simulator.truth_file import (
+        SIMULATION_FORMAT_VERSION,
+        TRUTH_FILE,
+        TRUTH_KIND,
+        TruthFile,
+        read_truth,
+        write_truth,
+    )
+
+#: The submodule of each name below; the names are imported when first used, so a reader
+#: of ``truth.json`` (``expokit.curation.truth``) loads ``truth_file`` without the physics.
+_SUBMODULE: dict[str, str] = {
+    **dict.fromkeys(
+        ("Image", "encode_movie", "png16_bytes", "to_uint", "write_png16", "write_wav"),
+        "encode",
+    ),
+    **dict.fromkeys(
+        (
+            "SIMULATION_FORMAT_VERSION",
+            "TRUTH_FILE",
+            "TRUTH_KIND",
+            "TruthFile",
+            "read_truth",
+            "write_truth",
+        ),
+        "truth_file",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULE:
+        module = _SUBMODULE[name]
+    elif name in __all__:
+        module = "physics"
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
 
 __all__ = [
     "BOARD",

@@ -174,7 +174,14 @@ def write_truth(root: Path, truth: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_truth(path: Path, error: Callable[[Path, str], Exception]) -> dict[str, Any]:
-    """The validated ``truth.json`` document at ``path``, as :meth:`TruthFile.to_json`.
+    """The validated ``truth.json`` document at ``path``, as :meth:`TruthFile.to_json`
+    (:func:`read_truth_file`, as a document).
+    """
+    return read_truth_file(path, error).to_json()
+
+
+def read_truth_file(path: Path, error: Callable[[Path, str], Exception]) -> TruthFile:
+    """The validated ``truth.json`` at ``path`` as a :class:`TruthFile`.
 
     Every problem is raised as ``error(path, problem)``: absent, not JSON, not an object,
     another ``kind`` or ``format_version``, or a field that is missing or of the wrong type
@@ -197,4 +204,4 @@ def read_truth(path: Path, error: Callable[[Path, str], Exception]) -> dict[str,
     version = data.get("format_version")
     if version != SIMULATION_FORMAT_VERSION or isinstance(version, bool):
         raise error(path, f"format_version {version!r} is not {SIMULATION_FORMAT_VERSION}")
-    return TruthFile.from_json(data, path, error).to_json()
+    return TruthFile.from_json(data, path, error)
