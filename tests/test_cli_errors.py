@@ -135,3 +135,26 @@ def test_luma_weights_are_rec709_and_read_only() -> None:
     assert np.isclose(LUMA_RGB.sum(), 1.0)
     with pytest.raises(ValueError):
         LUMA_RGB[0] = 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--lr", "nan"], "--lr must be a finite number, got nan"),
+        (["train", "--max-minutes", "inf"], "--max-minutes must be a finite number, got inf"),
+        (["eval", "--min-ev-error", "inf"], "--min-ev-error must be a finite number (EV)"),
+        (["eval", "--split", ""], "splits: give one or more split names"),
+        (["infer", "x.png", "--ckpt", "run", "-o", "out", "--tile", "16"], "tile_overlap"),
+    ],
+)
+def test_models_command_options_are_checked_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    """Click's FloatRange lets NaN and infinity through; the models commands refuse them,
+    and every option their config checks, as a usage error naming it (no traceback)."""
+    monkeypatch.chdir(tmp_path)
+    if args[0] == "eval":
+        args = [*args, "--data", str(tmp_path)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output

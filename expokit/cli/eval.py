@@ -7,7 +7,9 @@ stays fast. Expected failures print one line and exit 1.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,6 +20,14 @@ from expokit.cli.common import (
     reports_errors,
     selection_options,
 )
+
+
+def _finite_ev(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
+    """A click callback: ``value`` when finite (click's FloatRange lets NaN and infinity
+    through), else a usage error naming the option."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"--min-ev-error must be a finite number (EV), got {value}")
+    return value
 
 
 @click.command("eval")
@@ -83,6 +93,7 @@ from expokit.cli.common import (
     "--min-ev-error",
     type=click.FloatRange(min=0),
     default=None,
+    callback=_finite_ev,
     metavar="EV",
     help="Score only pairs with |input_ev - target_ev| >= EV (SICE protocol: 2).",
 )
@@ -122,18 +133,27 @@ def eval_command(
     from tqdm import tqdm
 
     from expokit.curation.dataset.selection import PairSelection
-    from expokit.models.evaluate import EvalConfig, ReferenceMode, evaluate, format_table
-
-    config = EvalConfig(
-        splits=tuple(splits),
-        reference=cast(ReferenceMode, reference),
-        resize=resize,
-        min_ev_error=min_ev_error,
-        references=not no_references,
-        device=device,
-        train_split=train_split,
-        selection=PairSelection.parse(exclude_flags, passed_only),
+    from expokit.models.evaluate import (
+        EvalConfig,
+        EvalError,
+        ReferenceMode,
+        evaluate,
+        format_table,
     )
+
+    try:  # every field is an option of this command: a bad one is a usage error (exit 2)
+        config = EvalConfig(
+            splits=tuple(splits),
+            reference=cast(ReferenceMode, reference),
+            resize=resize,
+            min_ev_error=min_ev_error,
+            references=not no_references,
+            device=device,
+            train_split=train_split,
+            selection=PairSelection.parse(exclude_flags, passed_only),
+        )
+    except EvalError as exc:
+        raise click.UsageError(str(exc)) from None
     with tqdm(desc="eval", unit="pair", disable=no_progress or None) as bar:
         result = evaluate(data, ckpt, config, out=out_dir, progress=bar.update, images=images_dir)
     click.echo(format_table(result.summary))

@@ -70,18 +70,28 @@ def infer(
     left alone and named). A checkpoint with NaN or infinite weights, or a model output with
     NaN or infinite values, is an error (never a written image).
     """
-    from expokit.models.infer import InferConfig, infer_folder, load_checked_model
-
-    config = InferConfig(
-        lut_size=lut_size,
-        fast_uec=not no_lut,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        crf=crf,
-        device=device,
+    from expokit.models.infer import (
+        InferConfig,
+        InferenceError,
+        infer_folder,
+        load_checked_model,
     )
-    model, meta = load_checked_model(ckpt)  # NaN/inf weights: refused, nothing written
-    click.echo(f"model {meta['model']} (step {meta.get('step')}) from {meta['path']}", err=True)
+
+    try:  # every field is an option of this command: a bad one is a usage error (exit 2)
+        config = InferConfig(
+            lut_size=lut_size,
+            fast_uec=not no_lut,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            crf=crf,
+            device=device,
+        )
+    except InferenceError as exc:
+        raise click.UsageError(str(exc)) from None
+    model, checkpoint = load_checked_model(ckpt)  # NaN/inf weights: refused, nothing written
+    click.echo(
+        f"model {checkpoint.model} (step {checkpoint.step}) from {checkpoint.folder}", err=True
+    )
     run = infer_folder(
         model,
         inputs,

@@ -311,14 +311,70 @@ def read_meta(folder: Path) -> CheckpointMeta:
     return CheckpointMeta.from_dict(data, path)
 
 
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """The checkpoint :func:`load_model` rebuilt a model from: its folder and its meta.
+
+    Attributes
+    ----------
+    folder
+        The checkpoint folder used (a step folder or ``best``).
+    meta
+        Its checked ``meta.json``.
+    """
+
+    folder: Path
+    meta: CheckpointMeta
+
+    @property
+    def model(self) -> str:
+        """The registered model name."""
+        return self.meta.model
+
+    @property
+    def step(self) -> int:
+        """The training step of the weights."""
+        return self.meta.step
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild the model."""
+        return self.meta.model_config
+
+    @property
+    def weights(self) -> Path:
+        """The folder's ``model.safetensors``."""
+        return self.folder / WEIGHTS_FILE
+
+    @property
+    def is_best(self) -> bool:
+        """Whether this is a run's best checkpoint (``"checkpoint": "best"``)."""
+        return self.meta.extra.get("checkpoint") == BEST_DIR
+
+    @property
+    def val_psnr(self) -> float | None:
+        """A best checkpoint's val PSNR (dB), else None."""
+        return self.meta.number("val_psnr")
+
+    def summary(self) -> dict[str, Any]:
+        """``{"path", "model", "step", "model_config"}``: what an evaluation's summary.json
+        records of the checkpoint."""
+        return {
+            "path": str(self.folder),
+            "model": self.model,
+            "step": self.step,
+            "model_config": dict(self.model_config),
+        }
+
+
 def load_model(
     path: str | Path, *, expect: str | None = None, prefer: Prefer = "best"
-) -> tuple[Baseline, dict[str, Any]]:
+) -> tuple[Baseline, LoadedCheckpoint]:
     """Rebuild the model stored at ``path`` in eval mode (``path`` and ``prefer`` as in
     :func:`resolve_checkpoint`: a run folder means its best checkpoint, if any).
 
-    The returned meta is the folder's ``meta.json`` plus ``path`` (the folder used); a
-    best checkpoint's has ``"checkpoint": "best"`` and its val figures.
+    The returned record names the folder used and holds its checked ``meta.json``; a best
+    checkpoint's meta has ``"checkpoint": "best"`` and its val figures in ``extra``.
 
     Raises
     ------
@@ -354,4 +410,4 @@ def load_model(
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{weights}: weights do not fit model {name!r}: {first}") from None
     model.eval()
-    return model, {**meta.to_dict(), "path": str(folder)}
+    return model, LoadedCheckpoint(folder=folder, meta=meta)

@@ -68,6 +68,7 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.atomic import json_safe
+from expokit.core.checks import in_range, whole
 from expokit.core.errors import ExpokitError
 from expokit.curation.dataset.selection import PairSelection
 
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
 
     from expokit.curation.dataset.format import Dataset
     from expokit.models.base import Baseline
+    from expokit.models.checkpoint import LoadedCheckpoint
     from expokit.models.reference import ReferenceMethod
 
 F64 = npt.NDArray[np.float64]
@@ -167,10 +169,13 @@ class EvalConfig:
             raise EvalError(
                 f"reference: {self.reference!r} is not one of {', '.join(REFERENCE_MODES)}"
             )
-        if self.resize is not None and not (16 <= self.resize <= 16384):
-            raise EvalError(f"resize: {self.resize} is not a size in 16..16384 px")
-        if self.min_ev_error is not None and not self.min_ev_error >= 0:
-            raise EvalError(f"min_ev_error: {self.min_ev_error} must be >= 0")
+        try:
+            if self.resize is not None:
+                whole("resize (px)", self.resize, 16, 16384)
+            if self.min_ev_error is not None:
+                in_range("min_ev_error", self.min_ev_error, 0, math.inf, "EV", high_open=True)
+        except ValueError as exc:
+            raise EvalError(str(exc)) from None
         if self.train_split is not None and (
             not isinstance(self.train_split, str) or not self.train_split
         ):
@@ -778,7 +783,7 @@ def summarise(
 
 def _methods(
     model: Baseline | None,
-    meta: dict[str, Any] | None,
+    checkpoint: LoadedCheckpoint | None,
     references: bool,
     mode: str = "same",
     train_method: ReferenceMethod | None = None,
@@ -788,7 +793,7 @@ def _methods(
 
     methods: list[_Method] = []
     if model is not None:
-        step = (meta or {}).get("step")
+        step = None if checkpoint is None else checkpoint.step
         label = f"{model.name} (step {step})" if step is not None else model.name
         peeks = bool(model.needs_reference) and mode == "same"
         why = "it is given the target as its reference (--reference same)" if peeks else None
@@ -977,16 +982,16 @@ def evaluate(
 
     config = config or EvalConfig()
     dataset = load_dataset(data)
-    meta: dict[str, Any] | None = None
+    checkpoint: LoadedCheckpoint | None = None
     if model is None and ckpt is not None:
-        model, meta = load_checked_model(ckpt)
+        model, checkpoint = load_checked_model(ckpt)
     elif model is not None:
         check_finite_weights(model, f"model {model.name!r}")
     reader = _Reader(dataset, config.resize)
     level_info, train_method = (
         train_level(dataset, config, reader) if config.references else ({}, None)
     )
-    methods = _methods(model, meta, config.references, config.reference, train_method)
+    methods = _methods(model, checkpoint, config.references, config.reference, train_method)
     with contextlib.ExitStack() as held:
         # Refuse a bad output folder before the (long) scoring, and hold it to the end.
         folders = _claim_outputs(data, out, images, held)
@@ -995,7 +1000,7 @@ def evaluate(
             shown = next((m.name for m in methods if m.kind == "model"), None)
             saver = _TriptychSaver(folders["images"], shown)
         result = _evaluate(
-            dataset, data, config, model, meta, methods, level_info, progress, saver, out
+            dataset, data, config, model, checkpoint, methods, level_info, progress, saver, out
         )
     return result
 
@@ -1061,7 +1066,7 @@ def _evaluate(
     data: str | Path,
     config: EvalConfig,
     model: Baseline | None,
-    meta: dict[str, Any] | None,
+    checkpoint: LoadedCheckpoint | None,
     methods: list[_Method],
     level_info: dict[str, Any],
     progress: Callable[[int], object] | None,
@@ -1079,7 +1084,7 @@ def _evaluate(
         "format_version": EVAL_VERSION,
         "dataset": str(Path(data)),
         "dataset_name": dataset.info.get("name"),
-        "checkpoint": None if meta is None else _checkpoint_summary(meta),
+        "checkpoint": None if checkpoint is None else checkpoint.summary(),
         "config": {**asdict(config), "splits": list(config.splits)},
         "conventions": (
             "PSNR/SSIM (expokit.curation.metrics) on uint8 RGB, no crop, inside the valid "
@@ -1165,11 +1170,6 @@ def reference_mode_for(
     config = config or EvalConfig(splits=(split,))
     rows = _select(load_dataset(data), split, config.min_ev_error, config.selection)
     return "other-scene" if rows["scene_id"].astype(str).nunique() >= 2 else "train-scene"
-
-
-def _checkpoint_summary(meta: dict[str, Any]) -> dict[str, Any]:
-    keys = ("path", "model", "step", "model_config")
-    return {k: meta.get(k) for k in keys}
 
 
 def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.atomic import TEMP_PREFIX, atomic_write_json, remove_stale_temp_files
+from expokit.core.checks import whole
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.hashing import sha256_file
 from expokit.core.lock import RootLock
@@ -51,6 +52,7 @@ from expokit.core.paths import check_output_file, is_safe_name
 from expokit.core.roots import STATE_DIR, claim_root
 from expokit.core.schema import from_json, to_json
 from expokit.models.base import ModelError
+from expokit.models.checkpoint import CheckpointError, LoadedCheckpoint, load_model
 
 if TYPE_CHECKING:
     import torch
@@ -75,6 +77,13 @@ class InferenceError(ExpokitError):
 
 class InputError(InputFileError):
     """One input (image or video) cannot be corrected; the others go on."""
+
+
+#: x264's presets, fastest first (``InferConfig.preset``).
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+    "veryslow", "placebo",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -109,17 +118,25 @@ class InferConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if not 2 <= self.lut_size <= MAX_LUT_SIZE:
-            raise InferenceError(f"lut_size must be in 2..{MAX_LUT_SIZE}, got {self.lut_size}")
-        if self.tile is not None:
-            if self.tile < 16:
-                raise InferenceError(f"tile must be at least 16 pixels, got {self.tile}")
-            if not 0 <= self.tile_overlap < self.tile // 2:
-                raise InferenceError(
-                    f"tile_overlap must be in 0..{self.tile // 2 - 1} for tile {self.tile}"
-                )
-        if not 0 <= self.crf <= 51:
-            raise InferenceError(f"crf must be in 0..51, got {self.crf}")
+        try:
+            # the types first: a bool or a float would pass the comparisons below
+            whole("lut_size", self.lut_size, 2, MAX_LUT_SIZE)
+            whole("tile_overlap", self.tile_overlap, 0)
+            if self.tile is not None:
+                whole("tile", self.tile, 16)
+            whole("crf", self.crf, 0, 51)
+        except ValueError as exc:
+            raise InferenceError(str(exc)) from None
+        if not isinstance(self.fast_uec, bool):
+            raise InferenceError(f"fast_uec must be true or false, got {self.fast_uec!r}")
+        if self.tile is not None and not self.tile_overlap < self.tile // 2:
+            raise InferenceError(
+                f"tile_overlap must be in 0..{self.tile // 2 - 1} for tile {self.tile}"
+            )
+        if self.preset not in X264_PRESETS:
+            raise InferenceError(
+                f"preset must be one of {', '.join(X264_PRESETS)}, got {self.preset!r}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise InferenceError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -229,8 +246,6 @@ def check_finite_weights(model: Baseline, source: str | Path) -> None:
     CheckpointError
         Some weight tensor is not finite (the first few are named).
     """
-    from expokit.models.checkpoint import CheckpointError
-
     bad = nonfinite_weights(model)
     if bad:
         total = sum(1 for t in model.state_dict().values() if t.is_floating_point())
@@ -241,14 +256,12 @@ def check_finite_weights(model: Baseline, source: str | Path) -> None:
         )
 
 
-def load_checked_model(path: str | Path, **options: Any) -> tuple[Baseline, dict[str, Any]]:
+def load_checked_model(path: str | Path, **options: Any) -> tuple[Baseline, LoadedCheckpoint]:
     """:func:`expokit.models.checkpoint.load_model` (``options`` passed on), then
     :func:`check_finite_weights` naming the checkpoint's weights file."""
-    from expokit.models.checkpoint import WEIGHTS_FILE, load_model
-
-    model, meta = load_model(path, **options)
-    check_finite_weights(model, Path(str(meta["path"])) / WEIGHTS_FILE)
-    return model, meta
+    model, checkpoint = load_model(path, **options)
+    check_finite_weights(model, checkpoint.weights)
+    return model, checkpoint
 
 
 # ----------------------------------------------------------------------------- fast UEC

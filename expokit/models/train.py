@@ -50,7 +50,7 @@ from torch import nn
 
 from expokit.core.atomic import json_safe, read_json_object
 from expokit.core.errors import ExpokitError
-from expokit.models.base import Batch, parameter_count
+from expokit.models.base import Batch, ModelError, parameter_count
 from expokit.models.checkpoint import (
     META_FILE,
     STATE_FILE,
@@ -62,6 +62,7 @@ from expokit.models.checkpoint import (
     read_meta,
     save_checkpoint,
 )
+from expokit.models.registry import create_model, model_class
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -158,11 +159,17 @@ class TrainConfig:
         need(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         need(self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}")
-        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(
+            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            f"weight_decay must be a finite number >= 0, got {self.weight_decay}",
+        )
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
         need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         need(0 <= self.final_lr <= 1, f"final_lr must be in [0, 1], got {self.final_lr}")
-        need(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
+        need(
+            math.isfinite(self.grad_clip) and self.grad_clip >= 0,
+            f"grad_clip must be a finite number >= 0 (0: off), got {self.grad_clip}",
+        )
         need(self.crop is None or self.crop >= 1, f"crop must be >= 1 or 0 (off), got {self.crop}")
         need(
             self.resize is None or self.resize >= 1, f"resize must be >= 1 or 0, got {self.resize}"
@@ -173,12 +180,13 @@ class TrainConfig:
         need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         need(self.ckpt_every >= 1, f"ckpt_every must be >= 1, got {self.ckpt_every}")
         need(self.val_every >= 0, f"val_every must be >= 0 (0: off), got {self.val_every}")
+        need(bool(self.split), "split must name a split")
         need(bool(self.val_split), "val_split must name a split")
         need(self.val_pairs >= 1, f"val_pairs must be >= 1, got {self.val_pairs}")
         need(16 <= self.val_size <= 16384, f"val_size must be in 16..16384, got {self.val_size}")
         need(
-            self.max_minutes is None or self.max_minutes > 0,
-            f"max_minutes must be > 0, got {self.max_minutes}",
+            self.max_minutes is None or (math.isfinite(self.max_minutes) and self.max_minutes > 0),
+            f"max_minutes must be a finite number > 0 or 0 (off), got {self.max_minutes}",
         )
         need(self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         need(
@@ -216,7 +224,12 @@ class TrainConfig:
                 merged[key] = {**merged[key], **checked}
             else:
                 merged[key] = checked
-        return cls(**merged)
+        try:
+            return cls(**merged)
+        except TrainError as exc:
+            if not prefix:
+                raise
+            raise TrainError(f"{prefix}{exc}") from None
 
     def replace(self, **values: Any) -> TrainConfig:
         """A copy with ``values`` (``None`` values are ignored), types checked."""
@@ -343,7 +356,30 @@ def resolve_config(
         raise TrainError("no model given: pass --model NAME or set model in the config file")
     where = str(config_file) if config_file is not None else ""
     config = TrainConfig.from_dict(values, base=recipe(name), where=where)
-    return config.replace(model=name, **dict(overrides or {}))
+    config = config.replace(model=name, **dict(overrides or {}))
+    check_model_config(config, where)
+    return config
+
+
+def check_model_config(config: TrainConfig, where: str = "") -> None:
+    """Build ``config.model`` from ``config.model_config`` once, so that a bad model setting
+    is refused before any data is read, named as ``<where>: model_config: <problem>``.
+
+    An unknown model name is the registry's own :class:`ModelError` (not a model_config
+    problem). Building these models takes milliseconds; the training run builds its own
+    after seeding.
+
+    Raises
+    ------
+    TrainError
+        A ``model_config`` value of the wrong type or out of range, or an unknown key.
+    """
+    model_class(config.model)  # an unknown model: the registry's error, as before
+    try:
+        create_model(config.model, **config.model_config)
+    except ModelError as exc:
+        prefix = f"{where}: " if where else ""
+        raise TrainError(f"{prefix}model_config: {exc}") from None
 
 
 # --------------------------------------------------------------------------- distributed
@@ -1036,8 +1072,6 @@ def train(
     """
     from tqdm import tqdm
 
-    from expokit.models.registry import model_class
-
     say: Callable[[str], None] = echo or tqdm.write
     if not config.model or not config.data or not config.out:
         raise TrainError("training needs model, data and out (--model, --data, --out)")
@@ -1158,7 +1192,6 @@ def _build_model_and_data(
     are given and differ: that is a :class:`TrainError`, not a silent pick.
     """
     from expokit.models.data import open_dataset
-    from expokit.models.registry import create_model
 
     seed_everything(config.seed)
     model = create_model(config.model, **config.model_config).to(device)
@@ -1643,17 +1676,92 @@ def _save(
             run,
             step,
             extra_meta={"train_config": config.to_dict(), "world_size": world.size},
-            training_state={
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": states,
-                "world_size": world.size,
-                "elapsed_s": elapsed,
-            },
+            training_state=TrainingState(
+                step=step,
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(),
+                rng=list(states),
+                world_size=world.size,
+                elapsed_s=elapsed,
+            ).to_dict(),
         )
     return folder
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """What a step folder's ``training_state.pt`` holds for ``--resume``.
+
+    Attributes
+    ----------
+    step
+        The step the state is from (a whole number >= 0; None in a file without it).
+    optimizer, scheduler, scaler
+        The ``state_dict()`` of each.
+    rng
+        Every rank's RNG states (:func:`rng_state`), by rank.
+    world_size
+        How many ranks the run had (None in a file without it: the RNGs are not restored).
+    elapsed_s
+        Seconds trained so far (>= 0).
+    """
+
+    step: int | None
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any]
+    rng: list[Any] = field(default_factory=list)
+    world_size: int | None = None
+    elapsed_s: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: Path) -> TrainingState:
+        """The record of the loaded state at ``path``; a bad field is a
+        :class:`CheckpointError` naming the file and the field."""
+        parts: dict[str, dict[str, Any]] = {}
+        for key in ("optimizer", "scheduler", "scaler"):
+            value = data.get(key)
+            if not isinstance(value, dict):
+                raise CheckpointError(f"{path}: training state has no {key} state")
+            parts[key] = value
+        rng = data.get("rng") or []
+        if not isinstance(rng, list | tuple):
+            kind = type(rng).__name__
+            raise CheckpointError(f"{path}: rng must be a list of RNG states, got a {kind}")
+        elapsed = data.get("elapsed_s", 0.0)
+        if (
+            isinstance(elapsed, bool)
+            or not isinstance(elapsed, int | float)
+            or not math.isfinite(elapsed)
+            or elapsed < 0
+        ):
+            raise CheckpointError(
+                f"{path}: elapsed_s must be a finite number >= 0, got {elapsed!r}"
+            )
+        step, world_size = data.get("step"), data.get("world_size")
+        for key, value, minimum in (("step", step, 0), ("world_size", world_size, 1)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            ):
+                raise CheckpointError(
+                    f"{path}: {key} must be a whole number >= {minimum}, got {value!r}"
+                )
+        return cls(
+            step=step, rng=list(rng), world_size=world_size, elapsed_s=float(elapsed), **parts
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The object ``torch.save`` writes (the keys of every earlier expokit)."""
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "scaler": self.scaler,
+            "rng": self.rng,
+            "world_size": self.world_size,
+            "elapsed_s": self.elapsed_s,
+        }
 
 
 def _restore(
@@ -1674,15 +1782,16 @@ def _restore(
     _restore_weights(folder, model)
     path = folder / STATE_FILE
     state = _read_training_state(path)
-    parts: dict[str, Any] = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    for key, part in parts.items():
-        _restore_part(path, state, key, part)
-    elapsed = state.get("elapsed_s", 0.0)
-    if isinstance(elapsed, bool) or not isinstance(elapsed, int | float):
-        raise CheckpointError(f"{path}: elapsed_s must be a number, got {elapsed!r}")
+    parts = (
+        ("optimizer", state.optimizer, optimizer),
+        ("scheduler", state.scheduler, scheduler),
+        ("scaler", state.scaler, scaler),
+    )
+    for key, saved, part in parts:
+        _restore_part(path, key, saved, part)
     _apply_config_lr(config, optimizer, scheduler)
     _restore_rank_rng(path, state, world)
-    return float(elapsed)
+    return state.elapsed_s
 
 
 def _restore_weights(folder: Path, model: Baseline) -> None:
@@ -1698,8 +1807,8 @@ def _restore_weights(folder: Path, model: Baseline) -> None:
         raise CheckpointError(f"{folder / WEIGHTS_FILE}: cannot resume from it: {first}") from None
 
 
-def _read_training_state(path: Path) -> dict[str, Any]:
-    """The training state dict at ``path`` (tensors and plain values only:
+def _read_training_state(path: Path) -> TrainingState:
+    """The checked training state at ``path`` (tensors and plain values only:
     ``weights_only``)."""
     try:
         with warnings.catch_warnings():
@@ -1714,15 +1823,14 @@ def _read_training_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: not an expokit training state (a {type(state).__name__}, not a dict)"
         )
-    return state
+    return TrainingState.from_dict(state, path)
 
 
-def _restore_part(path: Path, state: Mapping[str, Any], key: str, part: Any) -> None:
-    """Load ``state[key]`` into ``part`` (the optimizer, scheduler or scaler)."""
-    if not isinstance(state.get(key), dict):
-        raise CheckpointError(f"{path}: training state has no {key} state")
+def _restore_part(path: Path, key: str, saved: dict[str, Any], part: Any) -> None:
+    """Load the ``saved`` state of ``key`` into ``part`` (the optimizer, scheduler or
+    scaler)."""
     try:
-        part.load_state_dict(state[key])
+        part.load_state_dict(saved)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: {key} state does not fit ({first})") from None
@@ -1743,14 +1851,11 @@ def _apply_config_lr(
         group["weight_decay"] = config.weight_decay
 
 
-def _restore_rank_rng(path: Path, state: Mapping[str, Any], world: World) -> None:
+def _restore_rank_rng(path: Path, state: TrainingState, world: World) -> None:
     """This rank's saved RNG states, when the run had as many ranks (else the fresh seed
     stays)."""
-    rngs = state.get("rng") or []
-    if not isinstance(rngs, list | tuple):
-        kind = type(rngs).__name__
-        raise CheckpointError(f"{path}: rng must be a list of RNG states, got a {kind}")
-    if state.get("world_size") == world.size and world.rank < len(rngs):
+    rngs = state.rng
+    if state.world_size == world.size and world.rank < len(rngs):
         try:
             set_rng_state(rngs[world.rank])
         except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AttributeError) as exc:

@@ -38,8 +38,9 @@ def small_uec() -> UEC:
 def test_round_trip_restores_config_weights_and_output(tmp_path: Path) -> None:
     model = small_uec()
     folder = save_checkpoint(model, tmp_path / "run", 7, extra_meta={"note": "x"})
-    loaded, meta = load_model(folder, expect="uec")
-    assert meta["step"] == 7 and meta["note"] == "x" and meta["model"] == "uec"
+    loaded, checkpoint = load_model(folder, expect="uec")
+    assert checkpoint.step == 7 and checkpoint.meta.extra["note"] == "x"
+    assert checkpoint.model == "uec" and checkpoint.folder == folder and not checkpoint.is_best
     assert loaded.config == model.config and not loaded.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key])
@@ -60,8 +61,8 @@ def test_run_folder_means_its_newest_complete_step(tmp_path: Path) -> None:
     unfinished.mkdir(parents=True)
     (unfinished / WEIGHTS_FILE).write_bytes(b"partial")
     assert resolve_checkpoint(run) == newest
-    _, meta = load_model(run)
-    assert meta["step"] == 120
+    _, checkpoint = load_model(run)
+    assert checkpoint.step == 120
 
 
 def test_empty_run_and_missing_path_are_errors(tmp_path: Path) -> None:
@@ -142,14 +143,14 @@ def test_run_folder_means_its_best_and_the_checkpoints_folder_its_newest_step(
     assert find_best(run) is None and resolve_checkpoint(run) == step_dir(run, 2)
     best = save_best(early, run, 1, extra_meta={"val_psnr": 21.5})
     assert best == best_dir(run) == resolve_checkpoint(run) == find_best(run)
-    model, meta = load_model(run)
-    assert (meta["step"], meta["checkpoint"], meta["val_psnr"]) == (1, "best", 21.5)
-    assert meta["path"] == str(best)
+    model, checkpoint = load_model(run)
+    assert (checkpoint.step, checkpoint.is_best, checkpoint.val_psnr) == (1, True, 21.5)
+    assert checkpoint.folder == best and checkpoint.summary()["path"] == str(best)
     assert torch.equal(_first_weight_of(model), _first_weight_of(early))
     # The explicit ways to the last step: prefer="last", or the checkpoints folder itself.
     assert resolve_checkpoint(run, prefer="last") == step_dir(run, 2)
     assert resolve_checkpoint(run / "checkpoints") == step_dir(run, 2)
-    assert load_model(run / "checkpoints")[1]["step"] == 2
+    assert load_model(run / "checkpoints")[1].step == 2
     assert resolve_checkpoint(best) == best  # the best folder as a checkpoint folder
     remove_best(run)
     assert find_best(run) is None and resolve_checkpoint(run) == step_dir(run, 2)
@@ -163,17 +164,17 @@ def test_best_is_replaced_whole_and_a_killed_swap_leaves_the_old_one(tmp_path: P
             p.add_(0.5)
     save_best(first, run, 3)
     save_best(second, run, 7)
-    assert load_model(run)[1]["step"] == 7
+    assert load_model(run)[1].step == 7
     assert torch.equal(_first_weight(best_dir(run)), _first_weight_of(second))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best"]
     # Killed between the two renames: only the previous best, under its swap name.
     old = run / "checkpoints" / BEST_OLD_DIR
     best_dir(run).rename(old)
     (run / "checkpoints" / ".~expokit-1-abc-best").mkdir()  # a half-written new one
-    assert find_best(run) == old and load_model(run)[1]["step"] == 7
+    assert find_best(run) == old and load_model(run)[1].step == 7
     save_best(first, run, 9)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best"]
-    assert load_model(run)[1]["step"] == 9
+    assert load_model(run)[1].step == 9
 
 
 def _first_weight_of(model: Any) -> Any:

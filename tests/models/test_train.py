@@ -102,9 +102,9 @@ def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Pa
     assert summary.last_loss is not None and math.isfinite(summary.last_loss)
     assert summary.checkpoint == step_dir(run, 4)
     model, meta = load_model(run)
-    assert meta["step"] == 4 and meta["model"] == "uec" and model.config["feature_size"] == 32
+    assert meta.step == 4 and meta.model == "uec" and model.config["feature_size"] == 32
     assert weights_checksum(model) == summary.checksum
-    assert meta["train_config"] == config.to_dict()
+    assert meta.meta.extra["train_config"] == config.to_dict()
     for step in (2, 4):
         assert (step_dir(run, step) / "training_state.pt").is_file()
     state = torch.load(step_dir(run, 4) / "training_state.pt", weights_only=True)
@@ -160,7 +160,7 @@ def test_time_limit_stops_cleanly_with_a_checkpoint(seq: Path, tmp_path: Path) -
     )
     assert (summary.step, summary.stopped) == (1, "time")
     assert summary.last_loss is not None and math.isfinite(summary.last_loss)
-    assert summary.checkpoint == step_dir(run, 1) and load_model(run)[1]["step"] == 1
+    assert summary.checkpoint == step_dir(run, 1) and load_model(run)[1].step == 1
     assert [int(r["step"]) for r in _log(run)] == [1]
 
 
@@ -308,7 +308,7 @@ def test_two_processes_under_torchrun(seq: Path, tmp_path: Path) -> None:
     holder = lock_holder(run)
     assert holder is not None and holder["pid"] == pid0 != pid1
     model, meta = load_model(run, prefer="last")
-    assert meta["world_size"] == 2 and repr(weights_checksum(model)) == sum0
+    assert meta.meta.extra["world_size"] == 2 and repr(weights_checksum(model)) == sum0
     state = torch.load(step_dir(run, 4) / "training_state.pt", weights_only=True)
     assert len(state["rng"]) == 2 and state["world_size"] == 2
     assert [int(r["step"]) for r in _log(run)] == [1, 2, 3, 4]
@@ -329,7 +329,7 @@ def test_the_loop_is_generic_over_baselines(name: str, tmp_path: Path) -> None:
     summary = train(config, progress=False, echo=lambda _: None)
     assert summary.step == 2 and summary.last_loss is not None and math.isfinite(summary.last_loss)
     model, meta = load_model(run := tmp_path / "run", prefer="last")
-    assert model.name == name and meta["step"] == 2 and len(_log(run)) == 2
+    assert model.name == name and meta.step == 2 and len(_log(run)) == 2
     scores = {int(r["step"]): float(r["val_psnr"]) for r in _log(run)}
     assert all(math.isfinite(v) for v in scores.values())
     val = summary.validation

@@ -182,7 +182,7 @@ def test_eval_and_infer_default_to_the_best_and_the_checkpoints_folder_to_the_la
         done = runner.invoke(cli, [*args, "--out", str(tmp_path / "inf"), "--no-progress"])
         assert done.exit_code == 0, done.output
         assert f"model uec (step {step}) from {folder}" in done.output
-    assert load_model(run, prefer="last")[1]["path"] == str(step_dir(run, 4))
+    assert load_model(run, prefer="last")[1].folder == step_dir(run, 4)
 
 
 def test_resume_keeps_the_best_so_far(data: Path, tmp_path: Path) -> None:
@@ -235,7 +235,7 @@ def test_missing_or_one_scene_val_split_is_said_once_and_training_goes_on(
     assert len(notes) == 1
     assert "no split 'val'; the dataset has splits: train" in notes[0]
     assert summary.step == 4 and summary.checkpoint == step_dir(run, 4)
-    assert find_best(run) is None and load_model(run)[1]["step"] == 4
+    assert find_best(run) is None and load_model(run)[1].step == 4
     assert "val_psnr" not in _log(run)[0]
     assert summary.validation is not None and summary.validation.verdict() is None
     assert not any("fair baseline" in line for line in summary.report())

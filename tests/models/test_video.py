@@ -97,7 +97,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     save_checkpoint(model, tmp_path / "run", 3)
     loaded, meta = load_model(tmp_path / "run", expect="video")
     clip = torch.rand(1, 5, 3, 16, 16)
-    assert meta["model_config"]["frames"] == 5
+    assert meta.model_config["frames"] == 5
     assert torch.allclose(loaded.enhance(clip), model.eval().enhance(clip), atol=1e-6)
 
 

@@ -112,7 +112,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model = create_model("zerodce", max_curve_side=64)
     save_checkpoint(model, tmp_path / "run", 3)
     loaded, meta = load_model(tmp_path / "run", expect="zerodce")
-    assert meta["model_config"]["max_curve_side"] == 64
+    assert meta.model_config["max_curve_side"] == 64
     image = torch.rand(1, 3, 21, 30)
     with torch.no_grad():
         assert torch.allclose(loaded.enhance(image), model.enhance(image))
