@@ -140,9 +140,9 @@ def test_luma_weights_are_rec709_and_read_only() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--lr", "nan"], "--lr must be a finite number, got nan"),
-        (["train", "--max-minutes", "inf"], "--max-minutes must be a finite number, got inf"),
-        (["eval", "--min-ev-error", "inf"], "--min-ev-error must be a finite number (EV)"),
+        (["train", "--lr", "nan"], "'--lr': 'nan' is not a finite number"),
+        (["train", "--max-minutes", "inf"], "'--max-minutes': 'inf' is not a finite number"),
+        (["eval", "--min-ev-error", "inf"], "'--min-ev-error': 'inf' is not a finite number"),
         (["eval", "--split", ""], "splits: give one or more split names"),
         (["infer", "x.png", "--ckpt", "run", "-o", "out", "--tile", "16"], "tile_overlap"),
     ],
@@ -150,11 +150,28 @@ def test_luma_weights_are_rec709_and_read_only() -> None:
 def test_models_command_options_are_checked_with_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
 ) -> None:
-    """Click's FloatRange lets NaN and infinity through; the models commands refuse them,
-    and every option their config checks, as a usage error naming it (no traceback)."""
+    """Click's FloatRange lets NaN and infinity through; every float option refuses them
+    (cli.common.FiniteFloatRange), and every option a config checks is a usage error naming
+    it (no traceback)."""
     monkeypatch.chdir(tmp_path)
     if args[0] == "eval":
         args = [*args, "--data", str(tmp_path)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["align", "check", "a.png", "b.png", "--max-shift", "nan"],
+        ["align", "check", "a.png", "b.png", "--expected-ev", "inf"],
+        ["calibrate", "sync", "a.mp4", "b.mp4", "--max-offset", "nan"],
+        ["curate", "build", "src", "-o", "out", "--min-psnr", "nan"],
+        ["simulate", "generated", "-o", "out", "--seconds", "inf"],
+    ],
+)
+def test_no_float_option_takes_nan_or_infinity(tmp_path: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "is not a finite number" in result.output and "Traceback" not in result.output

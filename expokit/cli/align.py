@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from expokit.cli.common import reports_errors
+from expokit.cli.common import FINITE_FLOAT, reports_errors
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,11 +29,11 @@ def _flip_option(command: Callable[P, R]) -> Callable[P, R]:
 def _ready_options(command: Callable[P, R]) -> Callable[P, R]:
     """``--max-roll/--max-scale/--max-shift``: the "ready" bars of ``check`` and ``live``."""
     options = (
-        click.option("--max-roll", type=float, default=0.1, show_default=True,
+        click.option("--max-roll", type=FINITE_FLOAT, default=0.1, show_default=True,
                      help="Largest roll for ready (deg)."),
-        click.option("--max-scale", type=float, default=0.2, show_default=True,
+        click.option("--max-scale", type=FINITE_FLOAT, default=0.2, show_default=True,
                      help="Largest scale error (%)."),
-        click.option("--max-shift", type=float, default=1.0, show_default=True,
+        click.option("--max-shift", type=FINITE_FLOAT, default=1.0, show_default=True,
                      help="Largest shift (px)."),
     )  # fmt: skip
     for option in reversed(options):
@@ -71,7 +71,7 @@ def align() -> None:
 @_flip_option
 @click.option(
     "--expected-ev",
-    type=float,
+    type=FINITE_FLOAT,
     default=None,
     help="Expected EV offset test - reference; checked when given.",
 )
@@ -143,7 +143,7 @@ def check(
 @_flip_option
 @click.option(
     "--expected-ev",
-    type=float,
+    type=FINITE_FLOAT,
     default=None,
     help="Expected EV offset test - reference (default: the rig's ev_offset).",
 )
@@ -162,8 +162,12 @@ def check(
     show_default=True,
     help="ChArUco board of the calibration stills (features where it is not seen).",
 )
-@click.option("--square", type=float, default=0.04, show_default=True, help="Square side (m).")
-@click.option("--marker", type=float, default=0.028, show_default=True, help="Marker side (m).")
+@click.option(
+    "--square", type=FINITE_FLOAT, default=0.04, show_default=True, help="Square side (m)."
+)
+@click.option(
+    "--marker", type=FINITE_FLOAT, default=0.028, show_default=True, help="Marker side (m)."
+)
 @click.option(
     "--session", "session_name", default=None, help="Name of the session the calibrate key makes."
 )

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli.common import fail, out_option, reports_errors
+from expokit.cli.common import FINITE_FLOAT, fail, out_option, reports_errors
 
 
 @click.group()
@@ -52,9 +52,11 @@ def rms_rise_note(
 )
 @click.option("--charuco", metavar="COLSxROWS", help="ChArUco board in squares, e.g. 7x5.")
 @click.option("--chessboard", metavar="COLSxROWS", help="Chessboard inner corners, e.g. 9x6.")
-@click.option("--square", type=float, default=None, help="Square side (m). ChArUco default 0.04.")
 @click.option(
-    "--marker", type=float, default=None, help="ChArUco marker side (m); default square/2."
+    "--square", type=FINITE_FLOAT, default=None, help="Square side (m). ChArUco default 0.04."
+)
+@click.option(
+    "--marker", type=FINITE_FLOAT, default=None, help="ChArUco marker side (m); default square/2."
 )
 @click.option("--dictionary", default="DICT_6X6_250", show_default=True, help="ArUco dictionary.")
 @click.option(
@@ -254,11 +256,14 @@ def calibrate_geometry_cmd(
     "--rate", "sample_rate", type=int, default=None, help="Audio rate for the correlation [16000]."
 )
 @click.option(
-    "--max-offset", type=float, default=None, help="Largest |offset| searched, seconds [any]."
+    "--max-offset",
+    type=FINITE_FLOAT,
+    default=None,
+    help="Largest |offset| searched, seconds [any].",
 )
 @click.option(
     "--min-confidence",
-    type=float,
+    type=FINITE_FLOAT,
     default=None,
     help="Refuse results below it [0.25]; 0 accepts anything (with a warning).",
 )
@@ -327,7 +332,7 @@ def calibrate_sync(
 @click.argument("session", type=click.Path(path_type=Path))
 @click.option(
     "--tolerance",
-    type=float,
+    type=FINITE_FLOAT,
     default=1.0,
     show_default=True,
     help="Largest host trigger-time difference of a pair (seconds).",

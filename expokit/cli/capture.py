@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from expokit.cli.common import progress_option, reports_errors
+from expokit.cli.common import FiniteFloatRange, progress_option, reports_errors
 
 
 def _load_rig(path: Path) -> Any:
@@ -191,7 +191,7 @@ def capture_bracket(
 
 @capture.command("video")
 @_rig_option
-@click.option("--seconds", type=click.FloatRange(min=0.1), required=True)
+@click.option("--seconds", type=FiniteFloatRange(min=0.1), required=True)
 @_session_option
 @_progress_option
 @reports_errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +13,32 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from expokit.core.errors import ExpokitError, is_disk_full
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN and infinity (click lets both through a
+    range, and ``nan`` fails every later comparison silently)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class _FiniteFloat(click.types.FloatParamType):
+    """A float option of any sign that refuses NaN and infinity."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+#: A finite float option (``type=FINITE_FLOAT``), any sign.
+FINITE_FLOAT = _FiniteFloat()
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -13,7 +13,14 @@ from typing import Any
 
 import click
 
-from expokit.cli.common import out_option, progress_option, reports_errors, workers_option
+from expokit.cli.common import (
+    FINITE_FLOAT,
+    FiniteFloatRange,
+    out_option,
+    progress_option,
+    reports_errors,
+    workers_option,
+)
 from expokit.core.parallel import EXECUTORS
 
 # Kept literal (checked against build_config in tests) so `expokit --help` imports nothing heavy.
@@ -176,7 +183,7 @@ def _options(func: Any) -> Any:
                      "next to the session)."),
         click.option("--sync", multiple=True, type=path,
                      help="sync.json (or a folder of them) for video shots; repeatable."),
-        click.option("--target-ev", type=float, default=0.0, show_default=True,
+        click.option("--target-ev", type=FINITE_FLOAT, default=0.0, show_default=True,
                      help="Render sources: the EV used as target."),
         click.option("--target-rank", type=int, default=None,
                      help="Sequence sources: 0-based target position in exposure order "
@@ -207,7 +214,7 @@ def _options(func: Any) -> Any:
                      help="--kind flat --group-by pattern: regex matched against each whole "
                      "file name, with a (?P<scene>...) group (optional (?P<tag>...)); default "
                      f"'{DEFAULT_GROUP_PATTERN}' (MEFB: Candle_A.png + Candle_B.png)."),
-        click.option("--bracket-gap", type=click.FloatRange(min=0, min_open=True), default=2.0,
+        click.option("--bracket-gap", type=FiniteFloatRange(min=0, min_open=True), default=2.0,
                      show_default=True,
                      help="--group-by time: largest pause (s) between shots of one bracket."),
         click.option("--render-format", default=None,
@@ -220,30 +227,31 @@ def _options(func: Any) -> Any:
                      help="With --split-lists: split of scenes listed nowhere (default: error)."),
         click.option("--salt", default="expokit-v1", show_default=True,
                      help="Salt of the scene-id hash that draws the splits."),
-        click.option("--min-psnr", type=float, default=None, help="QA: low_psnr below (dB)."),
-        click.option("--min-ssim", type=float, default=None, help="QA: low_ssim below."),
-        click.option("--max-residual", type=float, default=None,
+        click.option("--min-psnr", type=FINITE_FLOAT, default=None,
+                     help="QA: low_psnr below (dB)."),
+        click.option("--min-ssim", type=FINITE_FLOAT, default=None, help="QA: low_ssim below."),
+        click.option("--max-residual", type=FINITE_FLOAT, default=None,
                      help="QA: misaligned above this flow residual (px)."),
-        click.option("--min-ecc", type=float, default=None, help="QA: low_ecc below."),
-        click.option("--max-clipped-input", type=float, default=None,
+        click.option("--min-ecc", type=FINITE_FLOAT, default=None, help="QA: low_ecc below."),
+        click.option("--max-clipped-input", type=FINITE_FLOAT, default=None,
                      help="QA: clipped_input above this fraction."),
-        click.option("--max-clipped-target", type=float, default=None,
+        click.option("--max-clipped-target", type=FINITE_FLOAT, default=None,
                      help="QA: clipped_target above this fraction."),
-        click.option("--min-valid-fraction", type=float, default=None,
+        click.option("--min-valid-fraction", type=FINITE_FLOAT, default=None,
                      help="QA: small_valid_region below this fraction of the frame."),
-        click.option("--min-usable-fraction", type=float, default=None,
+        click.option("--min-usable-fraction", type=FINITE_FLOAT, default=None,
                      help="QA: fit_unreliable below this fraction of valid pixels unclipped "
                      "in both images (its fit is then not judged) [default: 0.2]."),
-        click.option("--max-gain-deviation", type=float, default=None,
+        click.option("--max-gain-deviation", type=FINITE_FLOAT, default=None,
                      help="QA: gain_outlier when the gain departs from its group's median "
                      "by more than this (EV) [default: 0.1]."),
-        click.option("--max-gain-instability", type=float, default=None,
+        click.option("--max-gain-instability", type=FINITE_FLOAT, default=None,
                      help="QA: gain_unstable when a clip's per-frame gain spreads more than "
                      "this (EV) [default: 0.02]."),
-        click.option("--max-target-flicker", type=float, default=None,
+        click.option("--max-target-flicker", type=FINITE_FLOAT, default=None,
                      help="QA: target_flicker when a clip's scene light oscillates with a "
                      "relative amplitude above this [default: 0.02]."),
-        click.option("--min-focus-ratio", type=float, default=None,
+        click.option("--min-focus-ratio", type=FINITE_FLOAT, default=None,
                      help="QA: defocus when input/target sharpness is below this or above "
                      "its inverse [default: 0.8]."),
         workers_option(help="Parallel worker processes (spawn) or Ray CPUs."),

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from expokit.cli.common import (
+    FiniteFloatRange,
     out_option,
     progress_option,
     reports_errors,
@@ -87,7 +88,7 @@ def report_command(
 )
 @click.option(
     "--ev-tolerance",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=0.25,
     show_default=True,
     help="msec: largest EV distance to the nearest MSEC token.",

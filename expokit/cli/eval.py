@@ -7,27 +7,18 @@ stays fast. Expected failures print one line and exit 1.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 import click
 
 from expokit.cli.common import (
+    FiniteFloatRange,
     device_option,
     out_option,
     progress_option,
     reports_errors,
     selection_options,
 )
-
-
-def _finite_ev(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
-    """A click callback: ``value`` when finite (click's FloatRange lets NaN and infinity
-    through), else a usage error naming the option."""
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"--min-ev-error must be a finite number (EV), got {value}")
-    return value
 
 
 @click.command("eval")
@@ -91,9 +82,8 @@ def _finite_ev(ctx: click.Context, param: click.Parameter, value: float | None) 
 )
 @click.option(
     "--min-ev-error",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=None,
-    callback=_finite_ev,
     metavar="EV",
     help="Score only pairs with |input_ev - target_ev| >= EV (SICE protocol: 2).",
 )

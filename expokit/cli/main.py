@@ -18,7 +18,13 @@ from expokit import __version__
 from expokit.cli.align import align
 from expokit.cli.calibrate import calibrate
 from expokit.cli.capture import capture
-from expokit.cli.common import out_option, progress_option, reports_errors, workers_option
+from expokit.cli.common import (
+    FINITE_FLOAT,
+    out_option,
+    progress_option,
+    reports_errors,
+    workers_option,
+)
 from expokit.cli.curate_build import register as register_build
 from expokit.cli.curate_tools import register as register_tools
 from expokit.cli.eval import eval_command
@@ -83,7 +89,7 @@ def _render_options(func: Any) -> Any:
         ),
         click.option(
             "--gt-ev",
-            type=float,
+            type=FINITE_FLOAT,
             default=0.0,
             show_default=True,
             help="EV written to GT_IMAGES in the msec layout.",

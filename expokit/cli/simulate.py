@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from expokit.cli.common import out_option, progress_option, reports_errors, seed_option
+from expokit.cli.common import (
+    FINITE_FLOAT,
+    out_option,
+    progress_option,
+    reports_errors,
+    seed_option,
+)
 
 if TYPE_CHECKING:
     from expokit.capture.defects import DefectSpec
@@ -40,21 +46,21 @@ def _size(text: str | None) -> tuple[int, int] | None:
 @out_option("New session folder (must not exist or be empty).", required=True)
 @click.option(
     "--ev-offset",
-    type=float,
+    type=FINITE_FLOAT,
     default=-2.0,
     show_default=True,
     help="Test exposure relative to the reference, EV (within +-8).",
 )
 @click.option(
     "--offset-s",
-    type=float,
+    type=FINITE_FLOAT,
     default=0.37,
     show_default=True,
     help="Start offset, sync.json convention (t_test - t_reference).",
 )
 @click.option(
     "--drift-ppm",
-    type=float,
+    type=FINITE_FLOAT,
     default=120.0,
     show_default=True,
     help="Test clock drift relative to the reference, ppm (within +-1000).",
@@ -62,7 +68,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 @seed_option()
 @click.option(
     "--seconds",
-    type=float,
+    type=FINITE_FLOAT,
     default=None,
     help="Recording length [generated: 10; else what the source allows].",
 )
@@ -75,14 +81,14 @@ def _size(text: str | None) -> tuple[int, int] | None:
 )
 @click.option(
     "--fps",
-    type=float,
+    type=FINITE_FLOAT,
     default=24.0,
     show_default=True,
     help="Frame rate of generated footage or a folder of frames.",
 )
 @click.option(
     "--splitter-ratio",
-    type=float,
+    type=FINITE_FLOAT,
     default=1.0,
     show_default=True,
     help="Beam splitter transmitted (reference) / reflected (test) light.",

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from expokit.cli.common import (
+    FiniteFloatRange,
     device_option,
     out_option,
     progress_option,
@@ -17,21 +18,9 @@ from expokit.cli.common import (
     selection_options,
     workers_option,
 )
-from expokit.core.checks import positive
 
 AMP_CHOICES = ("off", "bf16", "fp16")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-
-
-def _positive_number(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
-    """A click callback: ``value`` when it is a finite number > 0 (click's FloatRange lets
-    NaN and infinity through), else a usage error naming the option."""
-    if value is None:
-        return None
-    try:
-        return positive(f"--{param.name.replace('_', '-')}" if param.name else "value", value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
@@ -53,9 +42,8 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Total steps.")
 @click.option(
     "--max-minutes",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=None,
-    callback=_positive_number,
     help="Stop cleanly (with a checkpoint) after this many minutes.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
@@ -69,9 +57,7 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default=None, help="Mixed precision.")
 @device_option(default=None, help="auto (CUDA when present), cpu, cuda or cuda:N [recipe: auto].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
-@click.option(
-    "--lr", type=click.FloatRange(min=0, min_open=True), default=None, callback=_positive_number
-)
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None)
 @seed_option(default=None)
 @click.option("--crop", type=click.IntRange(min=0), default=None, help="Crop size (0: none).")
 @workers_option(default=None, minimum=0, dest="num_workers", help="Loader workers.")

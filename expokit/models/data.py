@@ -157,6 +157,11 @@ def _as_size(value: int | Sequence[int] | None, what: str) -> Size | None:
     return height, width
 
 
+def _is_int(value: object) -> bool:
+    """An integer, not a bool (``true`` in a TOML file is not 1 frame)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class ImageOptions:
     """How the images of an item are sized and augmented (shared by every dataset).
@@ -422,7 +427,7 @@ class _Base(TorchDataset[Item]):
         self.root = self.dataset.root
         self.split = split
         self.options = ImageOptions.make(crop, resize, flip, vflip, cache)
-        if not isinstance(seed, int) or isinstance(seed, bool):
+        if not _is_int(seed):
             raise DataError(f"seed: expected an integer, got {seed!r}")
         self.seed = seed
         self.model = model
@@ -683,12 +688,14 @@ class SequenceDataset(_Base):
             raise DataError(f"reference_from: expected 'same' or 'other', got {reference_from!r}")
         if other_scene not in ("random", "next"):
             raise DataError(f"other_scene: expected 'random' or 'next', got {other_scene!r}")
-        if not isinstance(min_exposures, int) or min_exposures < 2:
+        if not _is_int(min_exposures) or min_exposures < 2:
             raise DataError(f"min_exposures: expected an integer >= 2, got {min_exposures!r}")
+        if not isinstance(other_pairs, bool):
+            raise DataError(f"other_pairs: expected true or false, got {other_pairs!r}")
         self.pair_weights = PairWeights.from_value(pair_weights)
         self.reference_from = reference_from
         self.other_scene = other_scene
-        self.other_pairs = bool(other_pairs)
+        self.other_pairs = other_pairs
         self.sequences = find_sequences(self.rows, min_exposures)
         if not self.sequences:
             raise DataError(
@@ -859,7 +866,7 @@ class ClipDataset(_Base):
         **options: Any,
     ) -> None:
         super().__init__(root, split, **options)
-        if not isinstance(num_frames, int) or num_frames < 1 or num_frames % 2 == 0:
+        if not _is_int(num_frames) or num_frames < 1 or num_frames % 2 == 0:
             raise DataError(f"num_frames: expected an odd number >= 1 (3 or 5), got {num_frames!r}")
         if edge not in ("clamp", "skip"):
             raise DataError(f"edge: expected 'clamp' or 'skip', got {edge!r}")

@@ -15,6 +15,7 @@ from expokit.models.checkpoint import CheckpointError
 from expokit.models.evaluate import EvalConfig, EvalError
 from expokit.models.infer import InferConfig, InferenceError
 from expokit.models.train import TrainConfig, TrainError, TrainingState, resolve_config
+from tests.curation.conftest_tools import make_dataset
 
 _STATE: dict[str, Any] = {"step": 3, "optimizer": {}, "scheduler": {}, "scaler": {}}
 
@@ -113,3 +114,32 @@ def test_infer_config_checks_types_and_ranges(values: dict[str, Any], message: s
     with pytest.raises(InferenceError) as caught:
         InferConfig(**values)
     assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"passed_only": "yes"}, r"passed_only: expected true or false, got 'yes'"),
+        ({"exclude_flags": 5}, r"exclude_flags: expected a list of flag names, got 5"),
+        ({"seed": True}, r"seed: expected an integer, got True"),
+        ({"cache": 1}, r"cache: expected true or false, got 1"),
+    ],
+)
+def test_bad_data_options_name_the_option(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    from expokit.models.data import DataError, PairedDataset
+
+    root = tmp_path / "ds"
+    make_dataset(root)
+    with pytest.raises(DataError, match=message):
+        PairedDataset(root, "train", **options)  # type: ignore[arg-type]
+
+
+def test_a_bool_is_not_a_frame_count(tmp_path: Path) -> None:
+    from expokit.models.data import ClipDataset, DataError
+
+    root = tmp_path / "ds"
+    make_dataset(root)
+    with pytest.raises(DataError, match=r"num_frames: expected an odd number >= 1 .*got True"):
+        ClipDataset(root, "train", num_frames=True)

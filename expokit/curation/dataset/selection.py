@@ -61,9 +61,13 @@ class PairSelection:
             names: tuple[str, ...] = ()
         elif isinstance(exclude_flags, str):
             names = tuple(f.strip() for f in exclude_flags.split(",") if f.strip())
-        else:
+        elif isinstance(exclude_flags, Iterable):
             names = tuple(exclude_flags)
-        return cls(names, bool(passed_only))
+        else:
+            raise SelectionError(
+                f"exclude_flags: expected a list of flag names, got {exclude_flags!r}"
+            )
+        return cls(names, passed_only)  # a bool, checked by __post_init__ (not truthiness)
 
     @property
     def everything(self) -> bool:
