@@ -306,7 +306,7 @@ def test_render_record_and_sidecar_round_trip(render_out: Path) -> None:
     model = load_record(path)
     assert isinstance(model, RenderRecord) and model.status == "ok" and model.rows
     document = json.loads(path.read_text(encoding="utf-8"))
-    assert read_record(render_out, path.stem, "name") == document
+    assert read_record(render_out, path.stem, "name") == model
     assert to_json(model) == document
     (sidecar_path,) = sorted((render_out / RUNS_DIR).glob("*.json"))
     sidecar = read_run_sidecar(sidecar_path)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from expokit.core.atomic import TEMP_PREFIX, atomic_write_json, read_json_object
 from expokit.core.errors import ExpokitError, InputFileError, is_disk_full
 from expokit.core.paths import PathEscapeError, check_name, is_safe_name, resolve_inside
+from expokit.core.schema import from_json, to_json
 
 #: Folder (relative to the output root) of the completion records.
 RECORDS_DIR = ".expokit/records"
@@ -126,9 +127,10 @@ class RenderRecord:
     error: str | None
     error_kind: str | None
     rows: list[dict[str, Any]]
-    raw_size: int | None = None
-    raw_mtime_ns: int | None = None
-    raw_sha256: str | None = None
+    # Absent from the file (not null) when the RAW could not be read that far.
+    raw_size: int | None = field(default=None, metadata={"omit_if_default": True})
+    raw_mtime_ns: int | None = field(default=None, metadata={"omit_if_default": True})
+    raw_sha256: str | None = field(default=None, metadata={"omit_if_default": True})
 
 
 @dataclass(frozen=True)
@@ -294,8 +296,6 @@ def parse_record(data: object, path: str | Path) -> RecordModel:
         Not a JSON object, another ``record_version``, or a field that is missing, unknown
         or of the wrong type (naming ``path`` and the field).
     """
-    from expokit.core.schema import from_json
-
     source = Path(path)
     if not isinstance(data, dict):
         raise RecordFileError(source, "completion record: expected a JSON object")
@@ -328,8 +328,8 @@ def _read_json(path: Path, what: str) -> object:
 
 def read_record(
     out_root: str | Path, name: str, what: str, *, record_what: str = "path"
-) -> dict[str, Any] | None:
-    """The completion record of ``name`` (validated by its model), or ``None``.
+) -> RecordModel | None:
+    """The completion record of ``name``, validated and typed by its model, or ``None``.
 
     ``None`` when it is missing, unreadable, not a JSON object, does not fit its model
     (:func:`load_record`), or its path is unsafe or leaves the root: the unit is then done
@@ -343,17 +343,17 @@ def read_record(
     if data is None:
         return None
     try:
-        parse_record(data, path)
+        return parse_record(data, path)
     except RecordFileError:
         return None
-    return data
 
 
-def write_record(path: Path, record: dict[str, Any], durable: bool = True) -> None:
+def write_record(path: Path, record: RecordModel, durable: bool = True) -> None:
     """Write ``record`` to ``path`` atomically (temporary file, fsync, rename).
 
-    The one writer of completion records: ``record`` is checked against its model first
-    (:class:`RenderRecord` or :class:`BuildRecord`); a record that does not fit is a bug.
+    The one writer of completion records. The JSON is :func:`~expokit.core.schema.to_json`
+    of the model (keys sorted by the writer), checked against the model first: a frozen
+    dataclass does not check its field types, and a record that does not fit is a bug.
 
     Raises
     ------
@@ -362,11 +362,12 @@ def write_record(path: Path, record: dict[str, Any], durable: bool = True) -> No
     OutputError
         The file cannot be written (disk full, permissions).
     """
+    document = to_json(record)
     try:
-        parse_record(record, path)
+        parse_record(document, path)
     except RecordFileError as exc:
         raise ValueError(f"refusing to write an invalid completion record: {exc}") from None
-    atomic_write_json(path, record, durable)
+    atomic_write_json(path, document, durable)
 
 
 def parse_run_sidecar(data: object, path: str | Path) -> RunSidecar:
@@ -377,8 +378,6 @@ def parse_run_sidecar(data: object, path: str | Path) -> RunSidecar:
     RecordFileError
         Not a JSON object or a field missing, unknown or of the wrong type.
     """
-    from expokit.core.schema import from_json
-
     return from_json(RunSidecar, data, Path(path), error=RecordFileError, kind="run sidecar")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 from pathlib import Path
@@ -15,6 +16,8 @@ from expokit.core.paths import PathEscapeError, UnsafeNameError
 from expokit.core.runs import (
     DISK_FULL,
     RECORDS_DIR,
+    BuildRecord,
+    RenderRecord,
     RunSummary,
     new_run_id,
     output_error_kind,
@@ -25,6 +28,7 @@ from expokit.core.runs import (
     utc_timestamp,
     write_record,
 )
+from expokit.core.schema import to_json
 from expokit.curation.build import driver as build
 from expokit.curation.build import record as scene_record
 from expokit.curation.rendering import render
@@ -46,22 +50,41 @@ def test_record_round_trip(tmp_path: Path) -> None:
     path = record_path(tmp_path, "scene_1", "scene id")
     assert path == tmp_path.resolve() / RECORDS_DIR / "scene_1.json"
     assert read_record(tmp_path, "scene_1", "scene id") is None  # not written yet
-    record = {
-        "record_version": 1,
-        "scene_id": "scene_1",
-        "source": "render",
-        "source_root": "/r",
-        "status": "ok",
-        "error": None,
-        "error_kind": None,
-        "inputs": [],
-        "rows": [{"a": 1}],
-        "outputs": {},
-    }
+    record = BuildRecord(
+        record_version=1, scene_id="scene_1", source="render", source_root="/r",
+        status="ok", error=None, error_kind=None, inputs=[], rows=[{"a": 1}], outputs={},
+    )  # fmt: skip
     write_record(path, record, durable=False)
     assert read_record(tmp_path, "scene_1", "scene id") == record
+    assert json.loads(path.read_text()) == to_json(record)  # the model's JSON, nothing else
     assert recorded_names(tmp_path) == {"scene_1"}
     assert record_files(tmp_path / RECORDS_DIR) == [path]
+
+
+def test_write_record_writes_the_json_of_the_model_unchanged(tmp_path: Path) -> None:
+    """The JSON written is the one a dict record made before typed records gave: sorted
+    keys, and a render record's RAW facts absent (not null) when unknown."""
+    document = {
+        "record_version": 1, "name": "a", "raw_path": "/raw/a.dng", "params_hash": "h",
+        "run_id": "r", "status": "failed", "error": "/raw/a.dng: no such file",
+        "error_kind": "input", "rows": [{"name": "a", "status": "failed"}],
+    }  # fmt: skip
+    path = record_path(tmp_path, "a", "output name")
+    record = RenderRecord(**document)  # type: ignore[arg-type]
+    write_record(path, record, durable=False)
+    assert path.read_text() == json.dumps(document, indent=2, sort_keys=True) + "\n"
+    assert read_record(tmp_path, "a", "output name") == record
+
+
+def test_write_record_refuses_a_model_with_a_wrong_value(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    bad = RenderRecord(
+        record_version=1, name="a", raw_path="/a", params_hash="h", run_id="r",
+        status="done", error=None, error_kind=None, rows=[],  # type: ignore[arg-type]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="field 'status'"):
+        write_record(path, bad, durable=False)
+    assert not path.exists()
 
 
 def test_unsafe_name_is_refused_naming_what_it_is(tmp_path: Path) -> None:

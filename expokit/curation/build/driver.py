@@ -44,13 +44,12 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expokit.core.atomic import (
     ensure_writable_dir,
-    read_json_object,
     remove_stale_temp_files,
 )
 from expokit.core.errors import ExpokitError, OutputError
@@ -62,23 +61,36 @@ from expokit.core.roots import claim_root
 from expokit.core.runs import (
     DISK_FULL,
     RECORDS_DIR,
+    BuildRecord,
+    InputRecord,
+    OriginRecord,
     RunSummary,
     new_run_id,
     recorded_names,
 )
 from expokit.curation.build.config import BuildConfig
-from expokit.curation.build.record import is_done, read_record, record_path
+from expokit.curation.build.pair import BuiltPair
+from expokit.curation.build.record import SceneRecord, is_done, read_record, record_path
 from expokit.curation.build.scene import build_scene, crashed_record
 from expokit.curation.build.sources import (
     SceneSpec,
     discover,
 )
 from expokit.curation.build.task import IMAGES_DIR, SceneTask
+from expokit.curation.dataset.pair_row import PairRow, PairRowError
 
 if TYPE_CHECKING:
-    pass
+    from expokit.curation.dataset.format import DatasetInfo
 
 LOCK_PURPOSE = "expokit curate build"
+
+#: One pair of the new manifest: a :class:`BuiltPair` (built now, or kept with its
+#: completion record: current QA thresholds flag it), or a bare :class:`PairRow` kept
+#: from the earlier manifest without a usable record (no frame size: its flags are kept).
+SceneRow = BuiltPair | PairRow
+
+#: A file a scene's inputs are or derive from (duplicate content is refused across scenes).
+SceneInput = InputRecord | OriginRecord
 
 
 # --------------------------------------------------------------------------- batch driver
@@ -163,36 +175,52 @@ def discover_all(
 
 
 def assemble_manifest(
-    rows: list[dict[str, Any]], splits: dict[str, str], config: BuildConfig
+    rows: Sequence[SceneRow], splits: Mapping[str, str], config: BuildConfig
 ) -> Any:
     """Manifest frame from scene rows: the figures over pairs (gain groups, clips) and the
     flags from ``config.qa``, split by scene, sorted.
 
     Figures over pairs are computed from every row given (earlier scenes included), so a
-    new scene is judged against the same rig. Rows carrying ``_keep_flags`` (kept from an
-    earlier manifest without a usable record, so without the frame size the flags need)
-    keep their flags.
+    new scene is judged against the same rig. A bare :class:`PairRow` (kept from an earlier
+    manifest without a usable record, so without the frame size the flags need) keeps its
+    flags. The rows become the frame here, at the last step.
     """
     from expokit.curation.build.qa import flags_for, group_figures
     from expokit.curation.dataset.format import manifest_frame
 
-    rows = [dict(row) for row in rows]
-    group_figures(rows, config.qa)
-    finished: list[Mapping[str, Any]] = []
-    for row in rows:
-        frame_area = float(row.get("_frame_w") or 0) * float(row.get("_frame_h") or 0)
-        fraction = (
-            float(row["valid_w"]) * float(row["valid_h"]) / frame_area if frame_area > 0 else None
-        )
-        flags = (
-            str(row.get("qa_flags") or "")
-            if row.get("_keep_flags")
-            else ",".join(flags_for(row, config.qa, fraction))
-        )
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        finished.append({**clean, "qa_flags": flags, "split": splits[row["scene_id"]]})
-    finished.sort(key=lambda r: str(r["pair_id"]))
-    return manifest_frame(finished)
+    # The QA functions work on flat dicts; a built pair's carries its assembly keys
+    # (``_exif_mismatch`` raises a flag) and group_figures adds ``_gain_spread_ev``.
+    flat = [entry.to_json() if isinstance(entry, BuiltPair) else entry.to_dict() for entry in rows]
+    group_figures(flat, config.qa)
+    finished: list[PairRow] = []
+    for entry, figures in zip(rows, flat, strict=True):
+        if isinstance(entry, BuiltPair):
+            row = entry.row
+            frame_area = float(entry.assembly.frame_w) * float(entry.assembly.frame_h)
+            fraction = (
+                float(row.valid_w or 0) * float(row.valid_h or 0) / frame_area
+                if frame_area > 0
+                else None
+            )
+            flags = ",".join(flags_for(figures, config.qa, fraction))
+        else:
+            row = entry
+            flags = str(row.qa_flags or "")
+        finished.append(
+            replace(
+                row, gain_deviation_ev=figures["gain_deviation_ev"],
+                gain_instability_ev=figures["gain_instability_ev"],
+                target_flicker=figures["target_flicker"], qa_flags=flags,
+                split=splits[row.scene_id],
+            )
+        )  # fmt: skip
+    finished.sort(key=lambda r: r.pair_id)
+    return manifest_frame([_nan_as_null(row.to_dict()) for row in finished])
+
+
+def _nan_as_null(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with NaN figures as ``None`` (null in the manifest)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
 
 # --------------------------------------------------------------------------- existing dataset
@@ -202,9 +230,10 @@ def assemble_manifest(
 class ExistingDataset:
     """What an incremental build keeps from the dataset already in its root."""
 
-    info: dict[str, Any] = field(default_factory=dict)
-    #: scene id -> its manifest rows (plain dicts, nulls as ``None``)
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: its ``meta/info.json`` (None when there is no dataset yet)
+    info: DatasetInfo | None = None
+    #: scene id -> its manifest rows
+    rows: dict[str, list[PairRow]] = field(default_factory=dict)
     #: scene id -> its split in the manifest
     splits: dict[str, str] = field(default_factory=dict)
 
@@ -236,11 +265,20 @@ def load_existing(out: Path) -> ExistingDataset:
     frame = dataset.manifest
     plain = frame.astype(object).where(frame.notna(), None)
     existing = ExistingDataset(info=dataset.info)
-    for item in plain.to_dict("records"):
-        row = {str(k): v for k, v in item.items()}
-        scene = str(row["scene_id"])
-        existing.rows.setdefault(scene, []).append(row)
-        existing.splits.setdefault(scene, str(row["split"]))
+    where = out / MANIFEST_FILE
+    try:
+        rows = [
+            PairRow.from_dict({str(k): v for k, v in item.items()}, f"{where} row {index}")
+            for index, item in enumerate(plain.to_dict("records"))
+        ]
+    except PairRowError as exc:
+        raise ExpokitError(
+            f"{out} holds a dataset that cannot be read ({exc}); a build would drop its "
+            "scenes: repair it (expokit curate validate) or choose another --out"
+        ) from None
+    for row in rows:
+        existing.rows.setdefault(row.scene_id, []).append(row)
+        existing.splits.setdefault(row.scene_id, str(row.split))
     return existing
 
 
@@ -262,14 +300,14 @@ def _files_root(paths: Sequence[str]) -> str | None:
 
 
 def _earlier_origin(
-    record: Mapping[str, Any] | None, rows: Sequence[Mapping[str, Any]]
+    record: BuildRecord | None, rows: Sequence[PairRow]
 ) -> tuple[str | None, str | None]:
     """``(source root, folder of its files)`` of a scene of an earlier build."""
-    root = record.get("source_root") if record else None
-    inputs = [str(i.get("path")) for i in (record or {}).get("inputs", []) if isinstance(i, dict)]
+    root = record.source_root if record else None
+    inputs = [i.path for i in record.inputs] if record else []
     if not inputs:
-        inputs = [str(r[c]) for r in rows for c in ("source_input", "source_target") if r.get(c)]
-    return (root if isinstance(root, str) else None), _files_root(inputs)
+        inputs = [p for r in rows for p in (r.source_input, r.source_target) if p]
+    return root, _files_root(inputs)
 
 
 def check_scene_owners(scenes: Sequence[SceneSpec], existing: ExistingDataset, out: Path) -> None:
@@ -287,7 +325,8 @@ def check_scene_owners(scenes: Sequence[SceneSpec], existing: ExistingDataset, o
         rows = existing.rows.get(spec.scene_id)
         if rows is None:
             continue
-        old_root, old_files = _earlier_origin(read_record(out, spec.scene_id), rows)
+        earlier = read_record(out, spec.scene_id)
+        old_root, old_files = _earlier_origin(earlier.record if earlier else None, rows)
         own = set(spec.input_files()) - {f for f in (spec.calibration, spec.sync) if f}
         if old_root == spec.source_root or (
             old_files is not None and old_files == _files_root(sorted(own))
@@ -301,7 +340,7 @@ def check_scene_owners(scenes: Sequence[SceneSpec], existing: ExistingDataset, o
 
 
 def find_duplicate_inputs(
-    inputs: Mapping[str, Sequence[Mapping[str, Any]]], order: Sequence[str]
+    inputs: Mapping[str, Sequence[SceneInput]], order: Sequence[str]
 ) -> dict[str, str]:
     """Scenes holding an image input with the same SHA-256 as an input of another scene.
 
@@ -313,7 +352,7 @@ def find_duplicate_inputs(
     Parameters
     ----------
     inputs
-        ``{scene_id: [{"path": ..., "sha256": ...}, ...]}`` (the records' ``inputs``).
+        ``{scene_id: [input or origin, ...]}`` (the records' ``inputs`` and ``origins``).
     order
         Scene ids, earlier first.
 
@@ -328,8 +367,8 @@ def find_duplicate_inputs(
         own: dict[str, tuple[str, str]] = {}
         clash: tuple[str, str, str, str] | None = None
         for item in inputs.get(scene, ()):
-            path, digest = str(item.get("path")), item.get("sha256")
-            if not isinstance(digest, str) or path.lower().endswith(".json"):
+            path, digest = item.path, item.sha256
+            if path.lower().endswith(".json"):
                 continue
             other = seen.get(digest)
             if other is not None and clash is None:
@@ -348,9 +387,7 @@ def find_duplicate_inputs(
     return refused
 
 
-def remove_scene_files(
-    out: Path, scene_id: str, rows: Sequence[Mapping[str, Any]]
-) -> tuple[int, list[str]]:
+def remove_scene_files(out: Path, scene_id: str, rows: Sequence[PairRow]) -> tuple[int, list[str]]:
     """Delete the files a build wrote for ``scene_id``; return ``(deleted, notes)``.
 
     Only files listed in the scene's completion record (or, without one, its manifest rows
@@ -359,24 +396,18 @@ def remove_scene_files(
     ``notes``. The record itself and the emptied ``images/<scene_id>/`` folder go too.
     """
     path = record_path(out, scene_id)
-    record = read_json_object(path)
+    record = read_record(out, scene_id)
     files: dict[str, str | None] = {}
     # A failed rebuild's record lists no outputs although its earlier rows were kept
     # (merge_scene_rows): only an ok record says which files the scene's rows use.
-    if (
-        record is not None
-        and record.get("status") == "ok"
-        and isinstance(record.get("outputs"), dict)
-    ):
-        files = {str(k): str(v) for k, v in record["outputs"].items()}
+    if record is not None and record.ok:
+        files = dict(record.record.outputs)
     else:
         for row in rows:
-            for column, digest in (("input_path", "input_sha256"), ("target_path", "target_sha256"),
-                                   ("mask_path", None)):  # fmt: skip
-                if row.get(column):
-                    files[str(row[column])] = (
-                        str(row[digest]) if digest and row.get(digest) else None
-                    )
+            files[row.input_path] = row.input_sha256 or None
+            files[row.target_path] = row.target_sha256 or None
+            if row.mask_path:
+                files[row.mask_path] = None
     deleted, notes = 0, []
     for relpath, digest in sorted(files.items()):
         try:
@@ -412,18 +443,19 @@ def remove_scene_files(
     return deleted, notes
 
 
-def rows_intact(out: Path, rows: Sequence[Mapping[str, Any]]) -> bool:
+def rows_intact(out: Path, rows: Sequence[PairRow]) -> bool:
     """Every input and target file of manifest ``rows`` is inside ``out`` with its SHA-256,
     and every mask exists."""
-    checks = (("input_path", "input_sha256"), ("target_path", "target_sha256"))
     for row in rows:
         try:
-            for column, digest in checks:
-                file = resolve_inside(out, str(row[column]), "dataset file")
-                if sha256_file(file) != row.get(digest):
+            for relpath, digest in (
+                (row.input_path, row.input_sha256), (row.target_path, row.target_sha256),
+            ):  # fmt: skip
+                file = resolve_inside(out, relpath, "dataset file")
+                if sha256_file(file) != digest:
                     return False
-            mask = row.get("mask_path")
-            if mask and not resolve_inside(out, str(mask), "dataset file").is_file():
+            mask = row.mask_path
+            if mask and not resolve_inside(out, mask, "dataset file").is_file():
                 return False
         except (OSError, PathEscapeError):
             return False
@@ -431,8 +463,8 @@ def rows_intact(out: Path, rows: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def kept_scene_rows(
-    out: Path, kept: Mapping[str, Sequence[Mapping[str, Any]]]
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    out: Path, kept: Mapping[str, Sequence[PairRow]]
+) -> tuple[dict[str, list[SceneRow]], dict[str, list[SceneInput]]]:
     """Rows and recorded inputs of the scenes an incremental build keeps.
 
     A kept scene's rows come from its completion record when that record lists the same
@@ -442,21 +474,18 @@ def kept_scene_rows(
     Returns
     -------
     tuple
-        ``({scene_id: rows}, {scene_id: recorded inputs})``.
+        ``({scene_id: rows}, {scene_id: recorded inputs and origins})``.
     """
-    scene_rows: dict[str, list[dict[str, Any]]] = {}
-    scene_inputs: dict[str, list[dict[str, Any]]] = {}
+    scene_rows: dict[str, list[SceneRow]] = {}
+    scene_inputs: dict[str, list[SceneInput]] = {}
     for scene, rows in sorted(kept.items()):
-        record = read_record(out, scene) or {}
-        recorded = record.get("rows") if record.get("status") == "ok" else None
-        listed = sorted(str(r["pair_id"]) for r in rows)
-        if isinstance(recorded, list) and listed == sorted(
-            str(r.get("pair_id")) for r in recorded if isinstance(r, dict)
-        ):
-            scene_rows[scene] = [dict(r) for r in recorded]
+        found = read_record(out, scene)
+        listed = sorted(r.pair_id for r in rows)
+        if found is not None and found.ok and listed == sorted(p.row.pair_id for p in found.pairs):
+            scene_rows[scene] = list(found.pairs)
         else:
-            scene_rows[scene] = [{**r, "_keep_flags": True} for r in rows]
-        scene_inputs[scene] = [*(record.get("inputs") or []), *(record.get("origins") or [])]
+            scene_rows[scene] = list(rows)
+        scene_inputs[scene] = [*found.record.inputs, *found.record.origins] if found else []
     return scene_rows, scene_inputs
 
 
@@ -597,7 +626,7 @@ class BuildPlan:
     """
 
     existing: ExistingDataset
-    kept: dict[str, list[dict[str, Any]]]
+    kept: dict[str, list[PairRow]]
     splits: dict[str, str]
 
 
@@ -655,7 +684,7 @@ class ScenePlan:
     """
 
     tasks: list[SceneTask]
-    done: dict[str, dict[str, Any]]
+    done: dict[str, SceneRecord]
 
 
 def plan_scenes(
@@ -667,11 +696,11 @@ def plan_scenes(
     durable: bool,
 ) -> ScenePlan:
     """Split ``scenes`` into those to build and those already done (:func:`is_done`)."""
-    done: dict[str, dict[str, Any]] = {}
+    done: dict[str, SceneRecord] = {}
     tasks: list[SceneTask] = []
     for spec in scenes:
         previous = read_record(out, spec.scene_id)
-        if previous is not None and is_done(spec, previous, params_hash, out):
+        if previous is not None and is_done(spec, previous.record, params_hash, out):
             done[spec.scene_id] = previous
         else:
             tasks.append(SceneTask(spec, str(out), config, params_hash, run_id, durable))
@@ -695,7 +724,7 @@ class SceneRunOutcome:
         ``"stopped: <error>"`` when a full disk stopped the batch, else ``None``.
     """
 
-    records: dict[str, dict[str, Any]]
+    records: dict[str, SceneRecord]
     built: int
     skipped: int
     aborted: str | None
@@ -709,22 +738,22 @@ def run_scene_tasks(
     A scene that fails is recorded and the batch goes on; a full disk stops it (the
     scenes not yet finished are left out).
     """
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, SceneRecord] = {}
     built = skipped = 0
     aborted: str | None = None
     results = map_unordered(
         build_scene, list(tasks), workers=workers, executor=executor, on_error=crashed_record,
         desc="build", unit="scene", progress=progress,
     )  # fmt: skip
-    for _, record in results:
-        records[record["scene_id"]] = record
-        if record.get("status") != "ok":
-            if record.get("error_kind") == DISK_FULL:
-                aborted = f"stopped: {record['error']}"
+    for _, result in results:
+        records[result.scene_id] = result
+        if not result.ok:
+            if result.record.error_kind == DISK_FULL:
+                aborted = f"stopped: {result.record.error}"
                 results.close()
                 break
             continue
-        if record.get("skipped"):
+        if result.skipped:
             skipped += 1
         else:
             built += 1
@@ -738,8 +767,9 @@ class MergedRows:
     Attributes
     ----------
     scene_rows
-        ``{scene_id: rows}`` of kept and built scenes (rows as in the completion records,
-        private assembly keys included; ``_keep_flags`` on rows kept without a record).
+        ``{scene_id: rows}`` of kept and built scenes: :class:`BuiltPair` from the
+        completion records, bare :class:`PairRow` for rows kept without one (their flags
+        are kept).
     failures
         ``(scene_id, error)`` of failed scenes and of scenes refused for duplicate
         content, sorted.
@@ -747,14 +777,14 @@ class MergedRows:
         Lines for a person (a failed rebuild that keeps the earlier build).
     """
 
-    scene_rows: dict[str, list[dict[str, Any]]]
+    scene_rows: dict[str, list[SceneRow]]
     failures: list[tuple[str, str]]
     notes: list[str]
 
 
 def merge_scene_rows(
     scenes: Sequence[SceneSpec],
-    records: Mapping[str, Mapping[str, Any]],
+    records: Mapping[str, SceneRecord],
     plan: BuildPlan,
     out: Path,
 ) -> MergedRows:
@@ -773,19 +803,16 @@ def merge_scene_rows(
     scene_rows, scene_inputs = kept_scene_rows(out, plan.kept)
     for spec in sorted(scenes, key=lambda s: s.scene_id):
         found = records.get(spec.scene_id)
-        if found is None or found.get("status") != "ok":
+        if found is None or not found.ok:
             if found is not None:
-                failures.append((spec.scene_id, str(found.get("error"))))
+                failures.append((spec.scene_id, str(found.record.error)))
             earlier_rows = plan.existing.rows.get(spec.scene_id)
             if earlier_rows:
-                scene_rows[spec.scene_id] = [{**r, "_keep_flags": True} for r in earlier_rows]
+                scene_rows[spec.scene_id] = list(earlier_rows)  # bare rows: flags kept
                 notes.append(_kept_note(spec.scene_id, found is not None, out, earlier_rows))
             continue
-        scene_rows[spec.scene_id] = list(found.get("rows", []))
-        scene_inputs[spec.scene_id] = [
-            *(found.get("inputs") or []),
-            *(found.get("origins") or []),
-        ]
+        scene_rows[spec.scene_id] = list(found.pairs)
+        scene_inputs[spec.scene_id] = [*found.record.inputs, *found.record.origins]
     order = [*sorted(plan.kept), *sorted(s for s in scene_rows if s not in plan.kept)]
     for scene, error in find_duplicate_inputs(scene_inputs, order).items():
         del scene_rows[scene]
@@ -794,7 +821,7 @@ def merge_scene_rows(
     return MergedRows(scene_rows=scene_rows, failures=failures, notes=notes)
 
 
-def _kept_note(scene: str, failed: bool, out: Path, rows: Sequence[Mapping[str, Any]]) -> str:
+def _kept_note(scene: str, failed: bool, out: Path, rows: Sequence[PairRow]) -> str:
     """The note for a scene that keeps its earlier rows because it was not rebuilt."""
     why = "its rebuild failed" if failed else "the batch stopped before its rebuild"
     if rows_intact(out, rows):
@@ -807,7 +834,7 @@ def _kept_note(scene: str, failed: bool, out: Path, rows: Sequence[Mapping[str, 
 
 
 def assemble_build_manifest(
-    scene_rows: Mapping[str, Sequence[dict[str, Any]]], splits: dict[str, str], config: BuildConfig
+    scene_rows: Mapping[str, Sequence[SceneRow]], splits: Mapping[str, str], config: BuildConfig
 ) -> Any:
     """The manifest frame of ``scene_rows`` (scenes in id order; see
     :func:`assemble_manifest`), checked to share no content across splits.
@@ -858,7 +885,7 @@ def build_info(
     run_id: str,
     in_dataset: Iterable[str],
     removing: Sequence[str],
-) -> dict[str, Any]:
+) -> DatasetInfo:
     """The new ``meta/info.json``: the earlier one's human fields (name, licence, citation,
     description) and creation time kept, provenance sources merged, this build described.
 
@@ -866,24 +893,32 @@ def build_info(
     ``in_dataset`` holds the scene ids the manifest holds; ``summary`` gives the counts
     and failures.
     """
-    from expokit.curation.dataset.format import new_info
+    from dataclasses import replace
 
-    existing = plan.existing
+    from expokit.curation.dataset.format import DatasetInfo
+
+    earlier_info = plan.existing.info or DatasetInfo()
     present = set(in_dataset)
     scene_splits = {s: v for s, v in plan.splits.items() if s in present}
-    info = new_info(splits=config.splits.to_dict(), qa_thresholds=config.qa.to_dict())
-    for key in ("name", "license", "citation", "description"):  # set by people: kept
-        if key in existing.info:
-            info[key] = existing.info[key]
-    recorded = existing.info.get("provenance")
+    fresh = DatasetInfo.new(splits=config.splits.to_dict(), qa_thresholds=config.qa.to_dict())
+    on_disk = earlier_info.to_json()
+    # Set by people: kept as written (a null too, hence keys_read).
+    human = [key for key in ("name", "license", "citation", "description") if key in on_disk]
+    info = DatasetInfo.new(
+        splits=fresh.splits, qa_thresholds=fresh.qa_thresholds,
+        **{key: on_disk[key] for key in human},
+        keys_read=(*fresh.to_json(), *human),
+    )  # fmt: skip
+    recorded = earlier_info.provenance
     earlier: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    made = dict(info.provenance or {})
     if earlier.get("created"):
-        info["provenance"]["updated"] = info["provenance"]["created"]
-        info["provenance"]["created"] = earlier["created"]
+        made["updated"] = made["created"]
+        made["created"] = earlier["created"]
     for entry in provenance:
         entry.update(build_params_hash=params_hash, run_id=run_id)
-    info["provenance"]["sources"] = _merge_sources(earlier.get("sources") or [], provenance)
-    info["provenance"]["build"] = {
+    made["sources"] = _merge_sources(earlier.get("sources") or [], provenance)
+    made["build"] = {
         "run_id": run_id,
         "params_hash": params_hash,
         "config": config.to_dict(),
@@ -899,11 +934,11 @@ def build_info(
             for split in sorted(set(scene_splits.values()))
         },
     }
-    info["path_templates"] = {
-        **info["path_templates"],
+    templates = {
+        **(info.path_templates or {}),
         "shared_target": "images/{scene_id}/{scene_id}_target{ext}",
     }
-    return info
+    return replace(info, provenance=made, path_templates=templates)
 
 
 @dataclass(frozen=True)
@@ -931,7 +966,7 @@ class WriteOutcome:
 
 def write_build_outputs(
     out: Path,
-    info: dict[str, Any],
+    info: DatasetInfo,
     manifest: Any,
     existing: ExistingDataset,
     removing: Sequence[str],

@@ -2,7 +2,7 @@
 
 :func:`process_pair` reads a pair, aligns it (:func:`choose_alignment`), measures it
 (:func:`measure_alignment`), writes its images (:func:`write_pair_images`) and returns its
-manifest row (:func:`pair_row`).
+manifest row and assembly data (:func:`pair_row`, a :class:`BuiltPair`).
 
 Per pair (see :mod:`expokit.curation.build.align` and :mod:`expokit.curation.build.qa`)
 -----------------------------------------------------------------------------------------
@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from expokit.core.schema import describe
 from expokit.curation.build.config import BuildConfig
 from expokit.curation.build.sources import (
     LoadedImage,
@@ -50,6 +51,7 @@ from expokit.curation.build.task import (
     load_cached,
     stage_file,
 )
+from expokit.curation.dataset.pair_row import ASSEMBLY_COLUMNS, PairRow, PairRowError
 
 if TYPE_CHECKING:
     from expokit.calibration.rig_calibration import RigCalibration
@@ -301,6 +303,104 @@ def write_pair_images(
     return PairFiles(input_rel, input_sha, target_rel, target_sha, mask_rel)
 
 
+#: Keys of a completion record's row that are not manifest columns: the
+#: :class:`PairAssembly` of the pair (``_`` keeps them apart from the columns).
+ASSEMBLY_KEYS = ("_frame_w", "_frame_h", "_crop_x", "_crop_y", "_exif_mismatch")
+
+
+@dataclass(frozen=True)
+class PairAssembly:
+    """What assembling the manifest needs of one pair besides its row (not a column).
+
+    Attributes
+    ----------
+    frame_w, frame_h
+        Size of the stored (possibly downscaled) reference frame before any crop, pixels:
+        the valid rectangle's share of it is judged by the ``small_valid_region`` flag.
+    crop_x, crop_y
+        Where the crop (the stored images) sits in that frame, pixels (``0, 0`` without
+        ``crop``).
+    exif_mismatch
+        The capture journal's EXIF check of the input and target (``"; "``-joined), or
+        ``None``; raises the ``exif_mismatch`` flag.
+    """
+
+    frame_w: int
+    frame_h: int
+    crop_x: int
+    crop_y: int
+    exif_mismatch: str | None
+
+
+@dataclass(frozen=True)
+class BuiltPair:
+    """One pair as ``curate build`` made it: its manifest row (without the
+    :data:`~expokit.curation.dataset.pair_row.ASSEMBLY_COLUMNS`) and its assembly data.
+
+    On disk (a row of a completion record's ``rows``) it is one flat JSON object: the
+    row's columns and the :data:`ASSEMBLY_KEYS` (``_frame_w``, ``_frame_h``, ``_crop_x``,
+    ``_crop_y``, ``_exif_mismatch``). The assembly columns are not in it, and
+    ``target_change`` only for video pairs (those with a ``frame_index``).
+    """
+
+    row: PairRow
+    assembly: PairAssembly
+
+    def to_json(self) -> dict[str, Any]:
+        """The flat record row (see the class docstring)."""
+        out = {
+            k: v
+            for k, v in self.row.to_dict().items()
+            if k not in ASSEMBLY_COLUMNS and k != "target_change"
+        }
+        # The build gives every video pair a target_change (null for a clip's first frame)
+        # and stills none: the record row keeps that, so it reads back the same.
+        if self.row.frame_index is not None or self.row.target_change is not None:
+            out["target_change"] = self.row.target_change
+        a = self.assembly
+        out.update(
+            _frame_w=a.frame_w, _frame_h=a.frame_h, _crop_x=a.crop_x, _crop_y=a.crop_y,
+            _exif_mismatch=a.exif_mismatch,
+        )  # fmt: skip
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> BuiltPair:
+        """The pair of record row ``data`` (inverse of :meth:`to_json`).
+
+        Raises
+        ------
+        PairRowError
+            Not an object, a column or assembly key missing or of the wrong type, or a key
+            that is neither (names ``where`` and the field).
+        """
+        if not isinstance(data, Mapping):
+            raise PairRowError(where, "row", f"expected a JSON object, got {describe(data)}")
+        known = {f.name for f in fields(PairRow)} | set(ASSEMBLY_KEYS)
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise PairRowError(where, unknown[0], "unknown field")
+        for key in ASSEMBLY_KEYS:
+            if key not in data:
+                raise PairRowError(where, key, "missing")
+        sizes = {}
+        for key in ASSEMBLY_KEYS[:4]:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise PairRowError(where, key, f"expected an integer, got {describe(value)}")
+            sizes[key] = value
+        mismatch = data["_exif_mismatch"]
+        if mismatch is not None and not isinstance(mismatch, str):
+            raise PairRowError(
+                where, "_exif_mismatch", f"expected a string or null, got {describe(mismatch)}"
+            )
+        assembly = PairAssembly(
+            frame_w=sizes["_frame_w"], frame_h=sizes["_frame_h"], crop_x=sizes["_crop_x"],
+            crop_y=sizes["_crop_y"], exif_mismatch=mismatch,
+        )  # fmt: skip
+        return cls(row=PairRow.from_dict(data, where), assembly=assembly)
+
+
 def pair_row(
     spec: SceneSpec,
     pair: PairSpec,
@@ -308,15 +408,17 @@ def pair_row(
     tgt: LoadedImage,
     outcome: PairOutcome,
     files: PairFiles,
-    figures: Mapping[str, Any],
+    figures: Mapping[str, float | None],
     crop: bool,
-) -> dict[str, Any]:
-    """The manifest row of one pair (without flags/split), private assembly keys included.
+) -> BuiltPair:
+    """The manifest row of one pair (without the assembly columns) and its assembly data.
 
     ``valid_x/y/w/h`` are in pixels of the stored images: with ``crop`` the stored images
-    are the valid rectangle, so it is ``(0, 0, width, height)``; ``_crop_x/_crop_y`` then
-    say where it sits in the downscaled frame ``_frame_w`` x ``_frame_h``. ``homography``
-    is the ``(3, 3)`` source-pixel homography as a JSON list of rows, or ``None``.
+    are the valid rectangle, so it is ``(0, 0, width, height)``; the assembly's
+    ``crop_x``/``crop_y`` then say where it sits in the downscaled frame ``frame_w`` x
+    ``frame_h``. ``homography`` is the ``(3, 3)`` source-pixel homography as a JSON list
+    of rows, or ``None``. ``figures`` are :func:`~expokit.curation.build.qa.pair_figures`
+    and, for video pairs, ``target_change``.
     """
     aligned = outcome.aligned
     x, y, w, h = outcome.rect
@@ -331,58 +433,64 @@ def pair_row(
     exif_mismatch = "; ".join(
         text for text in (pair.input.exif_mismatch, pair.target.exif_mismatch) if text
     )
-    return {
-        "pair_id": f"{spec.scene_id}/{spec.clip_id or '-'}/{pair.stem}",
-        "scene_id": spec.scene_id,
-        "clip_id": spec.clip_id,
-        "frame_index": pair.frame_index,
-        "source": spec.source,
-        "input_role": pair.input.role,
-        "target_role": pair.target.role,
-        "input_ev": pair.input.ev,
-        "target_ev": pair.target.ev,
-        "ev_basis": spec.ev_basis,
-        "input_exposure_time_s": meta_in.get("exposure_time_s"),
-        "input_iso": meta_in.get("iso"),
-        "input_f_number": meta_in.get("f_number"),
-        "target_exposure_time_s": meta_t.get("exposure_time_s"),
-        "target_iso": meta_t.get("iso"),
-        "target_f_number": meta_t.get("f_number"),
-        "input_path": files.input_path,
-        "target_path": files.target_path,
-        "mask_path": files.mask_path,
-        "input_sha256": files.input_sha256,
-        "target_sha256": files.target_sha256,
-        "source_input": pair.input.label,
-        "source_target": pair.target.label,
-        "width": int(outcome.target.shape[1]),
-        "height": int(outcome.target.shape[0]),
-        "homography": homography,
-        "ecc_correlation": None if aligned.ecc is None else float(aligned.ecc.correlation),
-        "alignment_residual_px": outcome.residual,
-        "photometric_gain": outcome.gain,
-        "valid_x": x,
-        "valid_y": y,
-        "valid_w": w,
-        "valid_h": h,
-        **figures,
-        "_frame_w": frame_w,
-        "_frame_h": frame_h,
-        "_crop_x": crop_x,
-        "_crop_y": crop_y,
-        "_exif_mismatch": exif_mismatch or None,
-    }
+    row = PairRow(
+        pair_id=f"{spec.scene_id}/{spec.clip_id or '-'}/{pair.stem}",
+        scene_id=spec.scene_id,
+        clip_id=spec.clip_id,
+        frame_index=pair.frame_index,
+        source=spec.source,
+        input_role=pair.input.role,
+        target_role=pair.target.role,
+        input_ev=pair.input.ev,
+        target_ev=pair.target.ev,
+        ev_basis=spec.ev_basis,
+        input_exposure_time_s=meta_in.get("exposure_time_s"),
+        input_iso=meta_in.get("iso"),
+        input_f_number=meta_in.get("f_number"),
+        target_exposure_time_s=meta_t.get("exposure_time_s"),
+        target_iso=meta_t.get("iso"),
+        target_f_number=meta_t.get("f_number"),
+        input_path=files.input_path,
+        target_path=files.target_path,
+        mask_path=files.mask_path,
+        input_sha256=files.input_sha256,
+        target_sha256=files.target_sha256,
+        source_input=pair.input.label,
+        source_target=pair.target.label,
+        width=int(outcome.target.shape[1]),
+        height=int(outcome.target.shape[0]),
+        homography=homography,
+        ecc_correlation=None if aligned.ecc is None else float(aligned.ecc.correlation),
+        alignment_residual_px=outcome.residual,
+        photometric_gain=outcome.gain,
+        valid_x=x,
+        valid_y=y,
+        valid_w=w,
+        valid_h=h,
+        psnr_db=figures["psnr_db"],
+        ssim=figures["ssim"],
+        clipped_dark_input=figures["clipped_dark_input"],
+        clipped_bright_input=figures["clipped_bright_input"],
+        clipped_dark_target=figures["clipped_dark_target"],
+        clipped_bright_target=figures["clipped_bright_target"],
+        usable_fraction=figures["usable_fraction"],
+        focus_ratio=figures["focus_ratio"],
+        target_luma=figures["target_luma"],
+        target_change=figures.get("target_change"),
+    )
+    assembly = PairAssembly(
+        frame_w=frame_w, frame_h=frame_h, crop_x=crop_x, crop_y=crop_y,
+        exif_mismatch=exif_mismatch or None,
+    )  # fmt: skip
+    return BuiltPair(row=row, assembly=assembly)
 
 
 def process_pair(
     task: SceneTask, pair: PairSpec, calibration: RigCalibration | None, state: SceneState
-) -> dict[str, Any]:
-    """Align, measure and write one pair; return its manifest row (without flags/split).
-
-    Private keys carry what assembly needs and are not written to the manifest:
-    ``_frame_w``/``_frame_h`` (the stored reference frame before any crop), ``_crop_x``/
-    ``_crop_y`` (where the crop sits in that frame) and
-    ``_exif_mismatch`` (the capture journal's EXIF check, for the ``exif_mismatch`` flag).
+) -> BuiltPair:
+    """Align, measure and write one pair; return its manifest row (without the assembly
+    columns: figures over pairs, flags, split) and what assembly needs of it
+    (:class:`PairAssembly`: the frame before the crop, the crop offset, the EXIF check).
 
     ``valid_x/y/w/h`` are in pixels of the stored images: with ``crop`` the stored images
     are the valid rectangle, so it is ``(0, 0, width, height)``.

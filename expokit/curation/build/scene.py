@@ -17,31 +17,35 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from expokit import __version__
-from expokit.core.atomic import (
-    read_json_object,
-)
 from expokit.core.errors import InputFileError, OutputError
 from expokit.core.parallel import WorkerDiedError, native_threads
 from expokit.core.paths import PathEscapeError
 from expokit.core.runs import (
     RECORD_VERSION,
+    BuildRecord,
+    InputRecord,
+    OriginRecord,
     output_error_kind,
     write_record,
 )
-from expokit.curation.build.pair import process_pair
-from expokit.curation.build.record import input_hashes, outputs_intact, record_path, scene_key
+from expokit.curation.build.pair import BuiltPair, process_pair
+from expokit.curation.build.record import (
+    SceneRecord,
+    input_hashes,
+    outputs_intact,
+    read_record,
+    record_path,
+    scene_key,
+)
 from expokit.curation.build.sources import (
     FrameReader,
     SceneSpec,
 )
 from expokit.curation.build.task import SceneError, SceneState, SceneTask
-
-if TYPE_CHECKING:
-    pass
 
 #: Test fault hook: the scene whose build kills its own process (see the module docstring).
 FAULT_KILL_SCENE_ENV = "EXPOKIT_FAULT_KILL_SCENE"
@@ -59,7 +63,7 @@ def _check_frame_counts(spec: SceneSpec) -> None:
             )
 
 
-def _process_scene(task: SceneTask, state: SceneState) -> list[dict[str, Any]]:
+def _process_scene(task: SceneTask, state: SceneState) -> list[BuiltPair]:
     from expokit.curation.build.align import AlignmentError
 
     spec = task.spec
@@ -74,24 +78,24 @@ def _process_scene(task: SceneTask, state: SceneState) -> list[dict[str, Any]]:
         calibration = read_rig_calibration(spec.calibration)
     if spec.video:
         _check_frame_counts(spec)
-    rows = []
+    pairs = []
     for pair in spec.pairs:
         try:
-            rows.append(process_pair(task, pair, calibration, state))
+            pairs.append(process_pair(task, pair, calibration, state))
         except AlignmentError as exc:
             raise SceneError(
                 spec.scene_id, f"{pair.input.label} vs {pair.target.label}: {exc}"
             ) from None
-    return rows
+    return pairs
 
 
-def build_scene(task: SceneTask) -> dict[str, Any]:
+def build_scene(task: SceneTask) -> SceneRecord:
     """Build one scene; write its images, then its completion record; return the record.
 
     Never raises for a bad input: the record then has ``status="failed"`` and an ``error``
     ``"scene <id>: <file>: <problem>"``. A scene whose record already matches (same key,
-    intact outputs) is returned as is with ``skipped=True``. Every file is written inside
-    ``task.out_root`` (a link leaving it fails the scene).
+    intact outputs) is returned as read, with ``skipped=True``. Every file is written
+    inside ``task.out_root`` (a link leaving it fails the scene).
 
     Test fault hook: when ``EXPOKIT_FAULT_KILL_SCENE`` equals the scene id, the process
     kills itself with SIGKILL first (see the module docstring).
@@ -106,71 +110,74 @@ def build_scene(task: SceneTask) -> dict[str, Any]:
     started = time.perf_counter()
     spec = task.spec
     out = Path(task.out_root)
-    record: dict[str, Any] = {
-        "record_version": RECORD_VERSION,
-        "scene_id": spec.scene_id,
-        "source": spec.source,
-        "source_root": spec.source_root,
-        "params_hash": task.params_hash,
-        "run_id": task.run_id,
-        "expokit_version": __version__,
-        "status": "ok",
-        "error": None,
-        "error_kind": None,
-        "key": None,
-        "inputs": [],
-        "origins": [{"path": p, "sha256": d} for p, d in spec.origins],
-        "rows": [],
-        "outputs": {},
-    }
+    inputs: list[InputRecord] = []
+    key: str | None = None
+    pairs: list[BuiltPair] = []
+    outputs: dict[str, str] = {}
+    failure: tuple[str, str] | None = None  # (error, error_kind)
     state = SceneState()
     path: Path | None = None
     try:
         path = record_path(out, spec.scene_id)
-        previous = read_json_object(path)
+        previous = read_record(out, spec.scene_id)
         if not spec.problem:
-            record["inputs"], hashes = input_hashes(spec, previous)
-            record["key"] = scene_key(spec, hashes, task.params_hash)
+            inputs, hashes = input_hashes(spec, previous.record if previous else None)
+            key = scene_key(spec, hashes, task.params_hash)
             if (
                 previous
-                and previous.get("status") == "ok"
-                and previous.get("key") == record["key"]
-                and outputs_intact(previous, out)
+                and previous.ok
+                and previous.record.key == key
+                and outputs_intact(previous.record, out)
             ):
-                return {**previous, "skipped": True}
+                return replace(previous, skipped=True)
         with state.commit:  # renames the staged files on success, removes them on failure
-            record["rows"] = _process_scene(task, state)
-        record["outputs"] = dict(sorted(state.outputs.items()))
+            pairs = _process_scene(task, state)
+        outputs = dict(sorted(state.outputs.items()))
     except SceneError as exc:
-        record.update(
-            status="failed", error=f"scene {spec.scene_id}: {exc.problem}", error_kind="input"
-        )
+        failure = (f"scene {spec.scene_id}: {exc.problem}", "input")
     except InputFileError as exc:
-        record.update(status="failed", error=f"scene {spec.scene_id}: {exc}", error_kind="input")
+        failure = (f"scene {spec.scene_id}: {exc}", "input")
     except OutputError as exc:
-        kind = output_error_kind(exc)
-        record.update(status="failed", error=f"scene {spec.scene_id}: {exc}", error_kind=kind)
+        failure = (f"scene {spec.scene_id}: {exc}", output_error_kind(exc))
     except PathEscapeError as exc:
-        record.update(status="failed", error=f"scene {spec.scene_id}: {exc}", error_kind="output")
+        failure = (f"scene {spec.scene_id}: {exc}", "output")
     finally:
         for reader in state.readers.values():
             reader.close()
-    if record["status"] == "failed":
-        record["rows"] = []
-    record["seconds"] = round(time.perf_counter() - started, 4)
+    if failure is not None:
+        pairs = []
+    record = BuildRecord(
+        record_version=RECORD_VERSION,
+        scene_id=spec.scene_id,
+        source=spec.source,
+        source_root=spec.source_root,
+        status="ok" if failure is None else "failed",
+        error=None if failure is None else failure[0],
+        error_kind=None if failure is None else failure[1],
+        inputs=inputs,
+        rows=[pair.to_json() for pair in pairs],
+        outputs=outputs,
+        params_hash=task.params_hash,
+        run_id=task.run_id,
+        expokit_version=__version__,
+        key=key,
+        origins=[OriginRecord(p, d) for p, d in spec.origins],
+        seconds=round(time.perf_counter() - started, 4),
+    )
     if path is None:
-        return record  # the record itself would leave the root: nothing is written
+        # the record itself would leave the root: nothing is written
+        return SceneRecord(record, tuple(pairs))
     try:
         write_record(path, record, task.durable)
     except OutputError as exc:
-        if record["status"] == "ok":
-            record.update(
-                status="failed", error=f"scene {spec.scene_id}: {exc}", error_kind="output"
+        if record.status == "ok":
+            record = replace(
+                record, status="failed", error=f"scene {spec.scene_id}: {exc}", error_kind="output"
             )
-    return record
+    return SceneRecord(record, tuple(pairs))
 
 
-def crashed_record(task: SceneTask, exc: BaseException) -> dict[str, Any]:
+def crashed_record(task: SceneTask, exc: BaseException) -> SceneRecord:
     """Record for a scene whose build raised unexpectedly or whose worker process died.
 
     A dead worker (:class:`~expokit.core.parallel.WorkerDiedError`, pinned on this scene
@@ -187,15 +194,16 @@ def crashed_record(task: SceneTask, exc: BaseException) -> dict[str, Any]:
     else:
         error = f"scene {scene}: build crashed: {type(exc).__name__}: {exc}"
         kind = "crash"
-    return {
-        "record_version": RECORD_VERSION,
-        "scene_id": scene,
-        "source": task.spec.source,
-        "source_root": task.spec.source_root,
-        "status": "failed",
-        "error": error,
-        "error_kind": kind,
-        "inputs": [],
-        "rows": [],
-        "outputs": {},
-    }
+    record = BuildRecord(
+        record_version=RECORD_VERSION,
+        scene_id=scene,
+        source=task.spec.source,
+        source_root=task.spec.source_root,
+        status="failed",
+        error=error,
+        error_kind=kind,
+        inputs=[],
+        rows=[],
+        outputs={},
+    )
+    return SceneRecord(record, ())

@@ -7,6 +7,8 @@ Modules
 format
     ``meta/info.json`` + ``manifest.parquet``: :class:`DatasetInfo`, :class:`Dataset`,
     :func:`load_dataset`, :func:`write_dataset` (v1 read in memory).
+pair_row
+    :class:`PairRow`: one manifest row, typed (the columns of ``MANIFEST_COLUMNS``).
 flags
     The QA flags vocabulary of the ``qa_flags`` column (:data:`QA_FLAGS`, :func:`flag_list`).
 validate

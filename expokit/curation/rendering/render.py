@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,11 @@ from expokit.core.runs import (
     RECORD_VERSION,
     RECORDS_DIR,
     RUNS_DIR,
+    RenderRecord,
     RunSummary,
     new_run_id,
     output_error_kind,
+    read_record,
     record_files,
     utc_timestamp,
     write_record,
@@ -231,33 +233,25 @@ def _output_row(
     }
 
 
-def render_raw(task: RenderTask) -> dict[str, Any]:
+def render_raw(task: RenderTask) -> RenderRecord:
     """Render one RAW to every EV and format; write outputs, then its completion record.
 
     Never raises for a bad input or a failed write: the returned record has
-    ``status="failed"`` and an ``error`` naming the file and the problem, and
+    ``status="failed"``, an ``error`` naming the file and the problem, and
     ``error_kind`` ``"input"``, ``"output"`` or ``"disk_full"``.
     """
     out_root = Path(task.out_root)
     raw_path = Path(task.raw_path)
     config = task.config
-    record: dict[str, Any] = {
-        "record_version": RECORD_VERSION,
-        "name": task.name,
-        "raw_path": task.raw_path,
-        "params_hash": task.params_hash,
-        "run_id": task.run_id,
-        "status": "ok",
-        "error": None,
-        "error_kind": None,
-        "rows": [],
-    }
+    raw_size: int | None = None
+    raw_mtime_ns: int | None = None
     raw_sha: str | None = None
+    rows: list[dict[str, Any]] = []
+    failure: tuple[str, str] | None = None  # (error, error_kind)
     try:
         stat = raw_path.stat()
-        record.update(raw_size=stat.st_size, raw_mtime_ns=stat.st_mtime_ns)
+        raw_size, raw_mtime_ns = stat.st_size, stat.st_mtime_ns
         raw_sha = sha256_file(raw_path)
-        record["raw_sha256"] = raw_sha
         decoded = decode_raw(
             raw_path,
             white_balance=config.white_balance,
@@ -269,7 +263,6 @@ def render_raw(task: RenderTask) -> dict[str, Any]:
         except ValueError as exc:
             raise InputFileError(raw_path, str(exc)) from None
         base = _base_row(task, raw_sha)
-        rows = []
         gt_path = gt_relpath(task.name, config.layout)
         rendered = list(render_arrays(decoded.linear, config, offset))
         # cv2.imencode releases the GIL: encode the EVs in parallel, write them in order.
@@ -283,40 +276,51 @@ def render_raw(task: RenderTask) -> dict[str, Any]:
                 target = resolve_inside(out_root, gt_path, "output")
                 atomic_write_bytes(target, data, task.durable)
                 rows.append(_output_row(base, decoded, offset, ev, fmt, "gt", gt_path, data))
-        record["rows"] = rows
     except InputFileError as exc:
-        record.update(status="failed", error=str(exc), error_kind="input")
+        failure = (str(exc), "input")
     except (OutputError, PathEscapeError) as exc:
-        kind = output_error_kind(exc)
-        record.update(status="failed", error=f"{raw_path}: {exc}", error_kind=kind)
+        failure = (f"{raw_path}: {exc}", output_error_kind(exc))
     except OSError as exc:
-        record.update(status="failed", error=f"{raw_path}: cannot read: {exc}", error_kind="input")
-    if record["status"] == "failed":
-        failed_row = {**_base_row(task, raw_sha), "status": "failed", "error": record["error"]}
-        record["rows"] = [failed_row]
+        failure = (f"{raw_path}: cannot read: {exc}", "input")
+    if failure is not None:
+        rows = [{**_base_row(task, raw_sha), "status": "failed", "error": failure[0]}]
+    record = RenderRecord(
+        record_version=RECORD_VERSION,
+        name=task.name,
+        raw_path=task.raw_path,
+        params_hash=task.params_hash,
+        run_id=task.run_id,
+        status="ok" if failure is None else "failed",
+        error=None if failure is None else failure[0],
+        error_kind=None if failure is None else failure[1],
+        rows=rows,
+        raw_size=raw_size,
+        raw_mtime_ns=raw_mtime_ns,
+        raw_sha256=raw_sha,
+    )
     try:
         write_record(record_path(out_root, task.name), record, task.durable)
     except (OutputError, PathEscapeError, OSError) as exc:
-        if record["status"] == "ok":
+        if record.status == "ok":
             kind = output_error_kind(exc)
-            record.update(status="failed", error=f"{raw_path}: {exc}", error_kind=kind)
+            record = replace(record, status="failed", error=f"{raw_path}: {exc}", error_kind=kind)
     return record
 
 
-def _crashed_record(task: RenderTask, exc: BaseException) -> dict[str, Any]:
-    """Record for a task whose worker raised unexpectedly or died."""
+def _crashed_record(task: RenderTask, exc: BaseException) -> RenderRecord:
+    """Record for a task whose worker raised unexpectedly or died (not written)."""
     error = f"{task.raw_path}: render crashed: {type(exc).__name__}: {exc}"
-    return {
-        "record_version": RECORD_VERSION,
-        "name": task.name,
-        "raw_path": task.raw_path,
-        "params_hash": task.params_hash,
-        "run_id": task.run_id,
-        "status": "failed",
-        "error": error,
-        "error_kind": "crash",
-        "rows": [{**_base_row(task, None), "status": "failed", "error": error}],
-    }
+    return RenderRecord(
+        record_version=RECORD_VERSION,
+        name=task.name,
+        raw_path=task.raw_path,
+        params_hash=task.params_hash,
+        run_id=task.run_id,
+        status="failed",
+        error=error,
+        error_kind="crash",
+        rows=[{**_base_row(task, None), "status": "failed", "error": error}],
+    )
 
 
 # --------------------------------------------------------------------------- batch driver
@@ -391,22 +395,22 @@ class RenderSummary(RunSummary):
         return lines + self.problem_lines()
 
 
-def _is_complete(record: dict[str, Any] | None, raw: Path, params_hash: str, out: Path) -> bool:
+def _is_complete(record: RenderRecord | None, raw: Path, params_hash: str, out: Path) -> bool:
     """True when ``record`` proves ``raw`` was rendered with ``params_hash`` and nothing is lost."""
-    if not record or record.get("status") != "ok" or record.get("params_hash") != params_hash:
+    if record is None or record.status != "ok" or record.params_hash != params_hash:
         return False
-    if record.get("raw_path") != str(raw):
+    if record.raw_path != str(raw):
         return False
     try:
         stat = raw.stat()
     except OSError:
         return False
-    if (record.get("raw_size"), record.get("raw_mtime_ns")) != (stat.st_size, stat.st_mtime_ns):
+    if (record.raw_size, record.raw_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
         return False
     try:
+        # The rows are render-manifest rows (plain dicts): a damaged one fails here.
         return all(
-            resolve_inside(out, row["output_path"], "output").is_file()
-            for row in record.get("rows", [])
+            resolve_inside(out, row["output_path"], "output").is_file() for row in record.rows
         )
     except (PathEscapeError, KeyError, TypeError):
         return False  # a damaged or crafted record: render again, never trust its paths
@@ -562,6 +566,8 @@ def _checked_names(files: list[Path], out: Path, config: RenderConfig) -> dict[P
         check_name(name, "output name", where=str(raw))
     (out / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
     for raw, name in names.items():
+        # Read as JSON, not as a RenderRecord: a record that no longer fits its model still
+        # says which RAW owns the name, and its outputs must not be overwritten by another.
         previous = read_json_object(record_path(out, name))
         if previous and previous.get("raw_path") not in (None, str(raw)):
             raise ExpokitError(
@@ -630,7 +636,9 @@ def _plan_tasks(
     skipped = 0
     for raw in files:
         name = names[raw]
-        if _is_complete(read_json_object(record_path(out, name)), raw, params_hash, out):
+        found = read_record(out, name, "output name")
+        record = found if isinstance(found, RenderRecord) else None  # a scene's: not ours
+        if _is_complete(record, raw, params_hash, out):
             skipped += 1
             continue
         tasks.append(RenderTask(str(raw), name, str(out), config, params_hash, run_id, durable))
@@ -715,12 +723,12 @@ def _run_tasks(
         progress=progress,
     )
     for _, record in results:
-        if record["status"] == "ok":
+        if record.status == "ok":
             summary.rendered += 1
             continue
-        summary.failures.append((record["raw_path"], record["error"]))
-        if record.get("error_kind") == DISK_FULL:
-            summary.aborted = f"stopped: {record['error']}"
+        summary.failures.append((record.raw_path, str(record.error)))
+        if record.error_kind == DISK_FULL:
+            summary.aborted = f"stopped: {record.error}"
             results.close()
             break
 
