@@ -16,8 +16,8 @@ build
     ``driver`` (the batch driver).
 dataset
     The dataset root: ``format`` (info.json + manifest.parquet, v2; v1 read in memory),
-    ``pair_row`` (one manifest row, typed), ``flags`` (the QA flags vocabulary), ``validate``, ``selection``, ``report`` (HTML QA
-    report) and ``card``.
+    ``pair_row`` (one manifest row, typed), ``flags`` (the QA flags vocabulary),
+    ``validate``, ``selection``, ``report`` (HTML QA report) and ``card``.
 export
     ``curate export``: ``driver``, ``layouts`` (what peers' code reads: MSEC, DIME,
     sequences), ``peers`` (their naming and split rules), ``record`` (``export.json``) and
