@@ -53,7 +53,7 @@ def make_dataset(root: Path, pairs: int, height: int, width: int) -> float:
     import pandas as pd
 
     from expokit.core.hashing import sha256_file
-    from expokit.curation.dataset.format import new_info, write_dataset
+    from expokit.curation.dataset.format import DatasetInfo, write_dataset
 
     started = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -151,7 +151,7 @@ def make_dataset(root: Path, pairs: int, height: int, width: int) -> float:
                     target_sha256=write(target_rel, _render(moving, 0.0)),
                 )
             )
-    write_dataset(root, new_info(name=f"benchmark-{pairs}"), pd.DataFrame(rows))
+    write_dataset(root, DatasetInfo.new(name=f"benchmark-{pairs}"), pd.DataFrame(rows))
     return time.perf_counter() - started
 
 

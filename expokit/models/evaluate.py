@@ -1083,7 +1083,7 @@ def _evaluate(
         "format": EVAL_FORMAT,
         "format_version": EVAL_VERSION,
         "dataset": str(Path(data)),
-        "dataset_name": dataset.info.get("name"),
+        "dataset_name": dataset.info.name,
         "checkpoint": None if checkpoint is None else checkpoint.summary(),
         "config": {**asdict(config), "splits": list(config.splits)},
         "conventions": (

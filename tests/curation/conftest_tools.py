@@ -6,7 +6,7 @@ builder's tests and fixtures stay independent of these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 from expokit.core.hashing import sha256_file
 from expokit.core.transfer import srgb_encode
-from expokit.curation.dataset.format import Dataset, load_dataset, new_info, write_dataset
+from expokit.curation.dataset.format import Dataset, DatasetInfo, load_dataset, write_dataset
 
 MSEC_EVS = (-1.5, -1.0, 0.0, 1.0, 1.5)
 
@@ -212,8 +212,12 @@ def make_dataset(root: Path, spec: Spec | None = None) -> Dataset:
                     seed * 1000 + frame,
                 )
             )
-    info = new_info(name="synthetic-test", license="CC-BY-4.0")
-    info["provenance"]["cameras"] = ["Canon EOS 5D Mark IV (reference)", "Sony A7 III (test)"]
-    info["qa_thresholds"] = {"min_psnr_db": 22.0, "max_residual_px": 1.0, "min_ssim": 0.5}
+    info = DatasetInfo.new(
+        name="synthetic-test",
+        license="CC-BY-4.0",
+        qa_thresholds={"min_psnr_db": 22.0, "max_residual_px": 1.0, "min_ssim": 0.5},
+    )
+    cameras = ["Canon EOS 5D Mark IV (reference)", "Sony A7 III (test)"]
+    info = replace(info, provenance={**info.provenance, "cameras": cameras})
     write_dataset(root, info, pd.DataFrame(rows))
     return load_dataset(root)

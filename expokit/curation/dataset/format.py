@@ -398,18 +398,6 @@ class DatasetInfo:
             out.setdefault(key, value)
         return out
 
-    # Read-only mapping access, for callers not yet moved to the typed fields (models
-    # evaluate, build load_existing, older tests); new code reads the fields.
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.to_json()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """``info.json[key]``, or ``default`` (compatibility; read the fields instead)."""
-        return self.to_json().get(key, default)
-
 
 def _load_info_json(root: Path) -> tuple[Path, object]:
     info_path = root / INFO_FILE
@@ -563,15 +551,6 @@ def manifest_frame(rows: list[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame
     return frame.astype({name: dtype for name, (dtype, _, _) in MANIFEST_COLUMNS.items()})
 
 
-def new_info(**fields: Any) -> dict[str, Any]:
-    """A fresh info.json as a plain dict: ``DatasetInfo.new(**fields).to_json()``.
-
-    Kept for callers that still edit the dict before :func:`write_dataset` (test helpers);
-    new code builds a :class:`DatasetInfo` with :meth:`DatasetInfo.new`.
-    """
-    return DatasetInfo.new(**fields).to_json()
-
-
 def write_info(root: str | Path, info: DatasetInfo) -> Path:
     """Write ``ROOT/meta/info.json`` atomically from ``info`` (:meth:`DatasetInfo.to_json`)."""
     path = Path(root) / INFO_FILE
@@ -579,18 +558,15 @@ def write_info(root: str | Path, info: DatasetInfo) -> Path:
     return path
 
 
-def write_dataset(
-    root: str | Path, info: DatasetInfo | Mapping[str, Any], manifest: pd.DataFrame
-) -> Path:
+def write_dataset(root: str | Path, info: DatasetInfo, manifest: pd.DataFrame) -> Path:
     """Validate and write ``meta/info.json`` (with ``counts`` of the manifest) and
     ``manifest.parquet`` atomically.
 
-    ``info`` may still be a plain info.json mapping (older callers): it is checked as
-    :meth:`DatasetInfo.from_json` checks a file, so a wrong field fails before any write.
+    ``info`` is checked as :meth:`DatasetInfo.from_json` checks a file before anything is
+    written, so a record holding a wrong field (``license=3``) fails naming it.
     """
     folder = Path(root)
-    if not isinstance(info, DatasetInfo):
-        info = DatasetInfo.from_json(dict(info), folder / INFO_FILE)
+    DatasetInfo.from_json(info.to_json(), folder / INFO_FILE)
     frame = manifest_frame(manifest)
     validate_frame(frame)
     counts = frame.groupby("split", dropna=False).size().to_dict() if len(frame) else {}

@@ -114,7 +114,7 @@ def test_still_pairs_are_flipped_warped_and_measured(tmp_path: Path) -> None:
     assert np.allclose(json.loads(row["homography"]), translation(*SHIFT))
     mask = np.asarray(cv2.imread(str(dataset.path(row["mask_path"])), cv2.IMREAD_UNCHANGED))
     assert mask.shape == (157, 235) and (mask == 255).all()
-    assert dataset.info["provenance"]["sources"][0]["sessions"][0]["rig_calibration"].endswith(
+    assert dataset.info.provenance["sources"][0]["sessions"][0]["rig_calibration"].endswith(
         "rig_calibration.json"
     )
 

@@ -55,7 +55,7 @@ def test_ignored_shutter_gets_the_evs_the_camera_did_and_a_flag(tmp_path: Path) 
     # The measured gain agrees with the EXIF EVs, not with the plan (which predicts 4).
     assert frame["photometric_gain"].astype(float).tolist() == pytest.approx([1.0] * 3, rel=0.1)
     # What was requested stays visible in info.json.
-    (record,) = dataset.info["provenance"]["sources"][0]["sessions"]
+    (record,) = dataset.info.provenance["sources"][0]["sessions"]
     mismatches = record["exif_mismatches"]
     assert len(mismatches) == 3 and {m["role"] for m in mismatches} == {"test"}
     assert all(m["requested_ev"] == -2.0 and m["ev"] == 0.0 for m in mismatches)
@@ -72,7 +72,7 @@ def test_applied_settings_keep_their_evs_and_raise_no_flag(tmp_path: Path) -> No
     assert not frame["qa_flags"].str.contains("exif_mismatch").any()
     assert frame["photometric_gain"].astype(float).tolist() == pytest.approx([4.0] * 3, rel=0.1)
     info = load_dataset(tmp_path / "ds").info
-    assert info["provenance"]["sources"][0]["sessions"][0]["exif_mismatches"] == []
+    assert info.provenance["sources"][0]["sessions"][0]["exif_mismatches"] == []
 
 
 # --------------------------------------------------------------------------- typed config

@@ -52,7 +52,7 @@ def test_render_output_becomes_pairs(rendered: Path, tmp_path: Path) -> None:
     )
     assert image.dtype.name == "uint16" and max(image.shape[:2]) == 320
     assert frame["input_exposure_time_s"].notna().all()  # from the RAW metadata
-    assert dataset.info["provenance"]["sources"][0]["render_params_hash"]
+    assert dataset.info.provenance["sources"][0]["render_params_hash"]
 
 
 def test_render_format_and_target_ev(rendered: Path, tmp_path: Path) -> None:

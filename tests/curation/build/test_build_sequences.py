@@ -53,7 +53,7 @@ def test_sice_dataset_is_valid_and_complete(built: Path) -> None:
     assert frame["input_ev"].tolist()[:6] == [-3.0, -2.0, -1.0, 1.0, 2.0, 3.0]  # by rank
     assert (frame["target_ev"] == 0).all() and frame["clip_id"].isna().all()
     assert frame["width"].max() <= 256 and frame["height"].max() <= 256
-    assert dataset.info["provenance"]["sources"][0]["ev_basis"] == ["rank"]
+    assert dataset.info.provenance["sources"][0]["ev_basis"] == ["rank"]
     for row in frame.to_dict("records"):
         input_path, target_path = str(row["input_path"]), str(row["target_path"])
         assert dataset.path(input_path).is_file() and dataset.path(target_path).is_file()
@@ -66,8 +66,8 @@ def test_sice_dataset_is_valid_and_complete(built: Path) -> None:
     assert (targets == 1).all()
     assert frame.loc[frame["scene_id"] == "seq_0002", "source_target"].iloc[0].endswith("/5.jpg")
     check_disjoint(frame)
-    assert dataset.info["splits"]["method"] == "hash"
-    assert dataset.info["qa_thresholds"] == QaThresholds().to_dict()
+    assert dataset.info.splits["method"] == "hash"
+    assert dataset.info.qa_thresholds == QaThresholds().to_dict()
 
 
 def test_gains_follow_the_exposure_order(built: Path) -> None:
@@ -93,7 +93,7 @@ def test_splits_stable_and_salted(built: Path, sice_subset: Path, tmp_path: Path
     assert summary.skipped == 4 and summary.built == 0  # a split change re-processes nothing
     other = load_dataset(again).manifest.groupby("scene_id")["split"].first().to_dict()
     assert other != first
-    assert load_dataset(again).info["splits"]["salt"] == "another salt"
+    assert load_dataset(again).info.splits["salt"] == "another salt"
 
 
 def test_second_build_skips_and_param_change_rebuilds(sice_subset: Path, tmp_path: Path) -> None:
@@ -163,7 +163,7 @@ def test_corrupt_image_fails_its_scene_only_and_cli_exits_1(
     assert "scene seq_9998" in result.output and "at least 2 exposures" in result.output
     dataset = load_dataset(out)
     assert sorted(dataset.manifest["scene_id"].unique()) == list(SCENES[:2])
-    failures = dataset.info["provenance"]["build"]["failures"]
+    failures = dataset.info.provenance["build"]["failures"]
     assert [f["scene_id"] for f in failures] == ["seq_9998", "seq_9999"]
     assert (out / "manifest.csv").is_file()
     record = (out / RECORDS_DIR / "seq_9999.json").read_text()
@@ -256,11 +256,11 @@ def test_cli_config_file_and_overrides(sice_subset: Path, tmp_path: Path) -> Non
     result = CliRunner().invoke(_cli(), [*args, "--max-side", "64", "--min-ssim", "0.1"])
     assert result.exit_code == 0, result.output
     dataset = load_dataset(out)
-    build = dataset.info["provenance"]["build"]["config"]
+    build = dataset.info.provenance["build"]["config"]
     assert build["max_side"] == 64 and build["target_rank"] == 2  # option beats file
-    assert dataset.info["qa_thresholds"]["min_psnr_db"] == 5.0
-    assert dataset.info["qa_thresholds"]["min_ssim"] == 0.1
-    assert dataset.info["splits"]["fractions"] == [["train", 0.5], ["test", 0.5]]
+    assert dataset.info.qa_thresholds["min_psnr_db"] == 5.0
+    assert dataset.info.qa_thresholds["min_ssim"] == 0.1
+    assert dataset.info.splits["fractions"] == [["train", 0.5], ["test", 0.5]]
     assert set(dataset.manifest["split"]) <= {"train", "test"}
     result = CliRunner().invoke(_cli(), [*args, "--split-lists", str(lists)])
     assert result.exit_code == 1 and "3 scene(s) are in no split list" in result.output

@@ -115,20 +115,20 @@ def test_second_source_adds_scenes_and_keeps_the_first(
     for path in dataset.manifest["input_path"].tolist() + dataset.manifest["target_path"].tolist():
         assert dataset.path(str(path)).is_file()
     info = dataset.info
-    assert [s["path"] for s in info["provenance"]["sources"]] == [
+    assert [s["path"] for s in info.provenance["sources"]] == [
         first.resolve().as_posix(),
         second.resolve().as_posix(),
     ]
-    assert info["counts"]["pairs"] == 12 and info["counts"]["scenes"] == 6
-    assert info["provenance"]["build"]["scenes"] == 6
-    placed = [s for scenes in info["provenance"]["build"]["scene_splits"].values() for s in scenes]
+    assert info.counts["pairs"] == 12 and info.counts["scenes"] == 6
+    assert info.provenance["build"]["scenes"] == 6
+    placed = [s for scenes in info.provenance["build"]["scene_splits"].values() for s in scenes]
     assert sorted(placed) == sorted(after["scene_id"].unique())
     card = (out / "README.md").read_text()
     assert "| **total** | 12 |" in card
     # Re-building the first source skips it, keeps the second and lists each source once.
     summary = build([first], out, holdout)
     assert (summary.built, summary.skipped, summary.kept, summary.pairs) == (0, 3, 3, 12)
-    assert len(load_dataset(out).info["provenance"]["sources"]) == 2
+    assert len(load_dataset(out).info.provenance["sources"]) == 2
 
 
 def test_split_lists_may_move_kept_scenes_and_typos_are_errors(
@@ -183,8 +183,8 @@ def test_remove_scene_deletes_only_its_unchanged_files(
     assert not (out / RECORDS_DIR / "a2.json").exists()
     assert (out / RECORDS_DIR / "a1.json").exists()
     info = load_dataset(out).info
-    assert info["provenance"]["build"]["removed"] == ["a2"]
-    assert info["counts"]["scenes"] == 2
+    assert info.provenance["build"]["removed"] == ["a2"]
+    assert info.counts["scenes"] == 2
 
 
 def test_a_failed_rebuild_keeps_the_earlier_build_of_its_scene(

@@ -75,7 +75,7 @@ def test_flat_pairs_with_exif_build_one_scene_each_with_exif_evs(tmp_path: Path)
     assert all(str(p).endswith("_A.jpg") for p in frame["source_target"])
     assert all(str(p).endswith("_B.jpg") for p in frame["source_input"])
     assert frame["input_ev"].tolist() == pytest.approx([6.0] * 3, abs=0.01)
-    info = load_dataset(tmp_path / "ds").info["provenance"]["sources"][0]
+    info = load_dataset(tmp_path / "ds").info.provenance["sources"][0]
     assert info["kind"] == "flat" and info["group_by"] == "pattern"
     assert info["ev_basis"] == ["exif"] and info["rank_scenes"] == []
     assert "(?P<scene>" in info["group_pattern"] and not info.get("notes")
@@ -89,7 +89,7 @@ def test_flat_pairs_without_exif_record_rank_basis_and_say_so(tmp_path: Path) ->
     # 6 EV apart in truth, but without EXIF only the rank is known: +1, and it is recorded.
     assert dataset.manifest["input_ev"].tolist() == [1.0, 1.0, 1.0]
     assert dataset.manifest["input_exposure_time_s"].isna().all()
-    info = dataset.info["provenance"]["sources"][0]
+    info = dataset.info.provenance["sources"][0]
     assert info["ev_basis"] == ["rank"]
     assert info["rank_scenes"] == ["Candle", "ICCV_01", "my-house"]
     notes = [text for text, _ in summary.report() if text.startswith("note:")]
@@ -243,7 +243,7 @@ def test_cli_flat_options(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "built 3 scene(s)" in result.output and "ev_basis: rank" in result.output
-    assert load_dataset(out).info["provenance"]["sources"][0]["group_pattern"].endswith(r"\.jpg")
+    assert load_dataset(out).info.provenance["sources"][0]["group_pattern"].endswith(r"\.jpg")
     result = CliRunner().invoke(_cli(), [*args, "--group-pattern", r"(.+)_B\.jpg"])
     assert result.exit_code == 2 and "no named group 'scene'" in result.output
 
@@ -267,7 +267,7 @@ def test_shared_mefb_folder_imports_and_validates(tmp_path: Path) -> None:
     assert len(frame) == 12 and "ICCV_01" in frame.index and "tower" in frame.index
     # ColorChecker has EXIF (1/40 s vs 1 s): log2(40) = 5.32 EV; the others are ranks.
     assert frame.loc["ColorChecker", "input_ev"] == pytest.approx(5.32, abs=0.01)
-    info = dataset.info["provenance"]["sources"][0]
+    info = dataset.info.provenance["sources"][0]
     assert info["ev_basis"] == ["exif", "rank"] and len(info["rank_scenes"]) == 11
     assert "ColorChecker" not in info["rank_scenes"]
     report = validate_dataset(out, workers=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -144,5 +145,7 @@ def test_wrong_typed_info_field_names_file_and_field(tmp_path: Path) -> None:
         load_dataset(root)
     message = str(raised.value)
     assert "\n" not in message and str(root / INFO_FILE) in message and "'license'" in message
+    good = load_dataset(_tiny(tmp_path / "f"))
     with pytest.raises(DatasetError, match="'license'"):
-        write_dataset(tmp_path / "e", {**info}, load_dataset(_tiny(tmp_path / "f")).manifest)
+        write_dataset(tmp_path / "e", replace(good.info, license=3), good.manifest)  # type: ignore[arg-type]
+    assert not (tmp_path / "e" / INFO_FILE).exists()
