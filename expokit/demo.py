@@ -28,10 +28,36 @@ from typing import Any
 import click
 import numpy as np
 
+from expokit.calibration.boards import BoardSpec
+from expokit.calibration.geometry import calibrate_geometry
+from expokit.calibration.sync import synchronize, write_sync_json
+from expokit.capture.commands import shoot
+from expokit.capture.defects import as_specs
 from expokit.capture.journal import DownloadedEvent, PlannedEvent, read_events
+from expokit.capture.rig_config import load_rig_config
+from expokit.capture.simulate import simulate
+from expokit.capture.simulator import SimulationConfig
+from expokit.core.errors import OutputError
 from expokit.core.images import read_image
+from expokit.curation.build.config import BuildConfig
+from expokit.curation.build.driver import build_dataset
+from expokit.curation.build.splits import SplitSpec
+from expokit.curation.dataset.report import build_report
+from expokit.curation.dataset.selection import PairSelection
+from expokit.curation.dataset.validate import validate_dataset
+from expokit.curation.export.driver import export_dataset
+from expokit.curation.export.validate import validate_export
 from expokit.curation.rendering.config import OutputFormat, RenderConfig
 from expokit.curation.rendering.render import RenderSummary, render_batch
+from expokit.curation.truth import compare_to_truth, format_checks, load_truth, rows_against_truth
+from expokit.models.evaluate import (
+    EvalConfig,
+    evaluate,
+    format_table,
+    reference_mode_for,
+    write_results,
+)
+from expokit.models.train import recipe, train
 
 
 def demo_raw_dir() -> Path:
@@ -183,10 +209,6 @@ def _session_files(session: Path) -> dict[str, list[tuple[Path, Path]]]:
 # ----------------------------------------------------------------------------- stage 1
 def run_rig(out: Path, config: DemoConfig, result: DemoResult) -> dict[str, Path]:
     """Shoot board stills, still pairs and video clips on the simulated rig."""
-    from expokit.capture.commands import shoot
-    from expokit.capture.rig_config import load_rig_config
-    from expokit.curation.truth import load_truth
-
     _title("1. Simulated beam-splitter rig (fake backend, generated footage with sound)")
 
     def rig_for(scene: int) -> Path:
@@ -244,11 +266,6 @@ def run_calibration_stage(
     out: Path, sessions: dict[str, Path], result: DemoResult
 ) -> tuple[Path, list[Path]]:
     """Geometry from the board stills, sync for every clip; both against the truth."""
-    from expokit.calibration.boards import BoardSpec
-    from expokit.calibration.geometry import calibrate_geometry
-    from expokit.calibration.sync import synchronize, write_sync_json
-    from expokit.curation.truth import compare_to_truth, format_checks
-
     _title("2. Calibrate geometry (ChArUco stills) and sync (audio), beside the truth")
     (board_ref, board_test), *_ = _session_files(sessions["calibration"])["calibration"]
     rig_dir = out / "rig"
@@ -312,15 +329,6 @@ def run_datasets(
     result: DemoResult,
 ) -> tuple[Path, Path]:
     """The rig dataset (stills + video) and the MSEC dataset, with reports and exports."""
-    from expokit.curation.build.config import BuildConfig
-    from expokit.curation.build.driver import build_dataset
-    from expokit.curation.build.splits import SplitSpec
-    from expokit.curation.dataset.report import build_report
-    from expokit.curation.dataset.validate import validate_dataset
-    from expokit.curation.export.driver import export_dataset
-    from expokit.curation.export.validate import validate_export
-    from expokit.curation.truth import compare_to_truth
-
     _title("4. Curate: rig dataset (stills + video) and MSEC dataset, QA, exports, validate")
     rig_data = out / "datasets" / "rig"
     videos = sorted(name for name in sessions if name.startswith("video"))
@@ -388,17 +396,6 @@ def run_qa_check(out: Path, workers: int, progress: bool, result: DemoResult) ->
     """A simulated session with known defects in three of its eight still pairs, built as a
     lab builds a session: every injected pair must carry its flag, and no clean pair any
     (clipping aside). The exports then leave the flagged pairs out with one option."""
-    from expokit.calibration.boards import BoardSpec
-    from expokit.calibration.geometry import calibrate_geometry
-    from expokit.calibration.sync import synchronize, write_sync_json
-    from expokit.capture.defects import as_specs
-    from expokit.capture.simulate import simulate
-    from expokit.capture.simulator import SimulationConfig
-    from expokit.curation.build.driver import build_dataset
-    from expokit.curation.dataset.selection import PairSelection
-    from expokit.curation.export.driver import export_dataset
-    from expokit.curation.truth import rows_against_truth
-
     _title("4b. QA flags against injected truth (a session with known defects)")
     session = out / "sessions" / "qa-check"
     config = SimulationConfig(
@@ -483,15 +480,6 @@ def run_training(
     model below it is shown as ``BELOW``; it does not fail the demo (seconds of training show
     the pipeline, not a model's quality), but the page and ``demo.json`` say so.
     """
-    from expokit.models.evaluate import (
-        EvalConfig,
-        evaluate,
-        format_table,
-        reference_mode_for,
-        write_results,
-    )
-    from expokit.models.train import recipe, train
-
     _title("5. Train uec (MSEC dataset) and video (rig dataset) briefly; evaluate")
     runs = (
         ("uec", msec_data, recipe("uec").replace(
@@ -603,8 +591,6 @@ def run_demo(
     OutputError
         ``out_dir`` is a file (or a link) or a folder that is not empty.
     """
-    from expokit.core.errors import OutputError
-
     config = config or DemoConfig()
     out = Path(out_dir)
     # Checked before anything is written; a file at --out must not reach iterdir/mkdir,

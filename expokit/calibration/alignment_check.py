@@ -47,7 +47,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from expokit.calibration.geometry import GeometryConfig, calibrate_geometry
 from expokit.calibration.homography import (
+    EccSettings,
+    HomographyLimits,
     TooFewMatchesError,
     image_corners,
     image_size,
@@ -59,6 +62,8 @@ from expokit.calibration.mirror import Flip, rotation_degrees
 from expokit.calibration.parallax import find_layers, parallax_advice
 from expokit.core.checks import finite, in_range, positive
 from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.images import read_image
+from expokit.core.transfer import srgb_decode
 
 __all__ = [
     "AlignmentCheck",
@@ -373,8 +378,6 @@ def measure_homography(
 
 def linear_light(image: npt.NDArray[Any], transfer: str) -> tuple[F32, npt.NDArray[np.bool_]]:
     """Linear RGB ``(H, W, 3)`` float32 and the usable-pixel mask (not clipped, not dark)."""
-    from expokit.core.transfer import srgb_decode
-
     gray = np.asarray(image)
     if gray.dtype == np.uint8:
         encoded = gray.astype(np.float32) / 255.0
@@ -584,10 +587,6 @@ def check_alignment(
     TooFewMatchesError, DegenerateHomographyError
         The views share too few features or fit no usable homography (names the test file).
     """
-    from expokit.calibration.geometry import GeometryConfig, calibrate_geometry
-    from expokit.calibration.homography import EccSettings, HomographyLimits
-    from expokit.core.images import read_image
-
     config = config or AlignmentCheckConfig()
     ref_path, test_path = Path(reference), Path(test)
     ref_raw, test_raw = read_image(ref_path), read_image(test_path)

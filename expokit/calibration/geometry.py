@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from expokit import __version__
 from expokit.calibration.boards import (
     BoardDetection,
     BoardNotFoundError,
@@ -106,6 +107,7 @@ from expokit.calibration.mirror import (
     choose_flip,
     is_upright,
 )
+from expokit.calibration.parallax import find_layers
 from expokit.calibration.rig_calibration import (
     FORMAT_VERSION,
     RIG_CALIBRATION_NAME,
@@ -117,6 +119,8 @@ from expokit.calibration.rig_calibration import (
 )
 from expokit.calibration.warp import valid_region, warp_maps, warp_test_to_reference
 from expokit.core.errors import ExpokitError
+from expokit.core.lock import RootLock
+from expokit.core.roots import claim_root
 
 __all__ = [
     "FLIP_CHOICES",
@@ -665,8 +669,6 @@ def _ecc_mask(pair: _Pair, h0: F64) -> U8:
 def _software() -> dict[str, str]:
     import cv2
 
-    from expokit import __version__
-
     return {"expokit": __version__, "opencv": cv2.__version__, "numpy": np.__version__}
 
 
@@ -722,9 +724,6 @@ def calibrate_geometry(
     RootInUseError
         Another calibration is writing into ``out_dir``.
     """
-    from expokit.core.lock import RootLock
-    from expokit.core.roots import claim_root
-
     config = config or GeometryConfig()
     refs = [Path(p) for p in reference_images]
     tests = [Path(p) for p in test_images]
@@ -775,9 +774,6 @@ def _parallax(
     """The largest second depth layer (:func:`~expokit.calibration.parallax.find_layers`)
     in the first three pairs, as a dict, when it is off the alignment by more than
     ``config.max_parallax_px``; ``None`` otherwise."""
-    from expokit.calibration.homography import TooFewMatchesError
-    from expokit.calibration.parallax import find_layers
-
     if config.max_parallax_px is None:
         return None
     worst = None

@@ -24,7 +24,11 @@ import numpy.typing as npt
 from expokit.calibration.geometry_qa import QA_IMAGE_NAME
 from expokit.calibration.homography import image_size, to_gray_float
 from expokit.calibration.rig_calibration import RIG_CALIBRATION_NAME
+from expokit.capture.journal import DownloadedEvent, PlannedEvent, read_events
+from expokit.capture.session import CALIBRATION_KIND, FILES_DIR, JOURNAL_FILE
 from expokit.core.errors import InputFileError, OutputError
+from expokit.core.hashing import sha256_file
+from expokit.core.images import read_image
 
 F32 = npt.NDArray[np.float32]
 
@@ -58,9 +62,6 @@ def session_calibration_stills(session: str | Path) -> tuple[list[Path], list[Pa
     InputFileError
         The folder has no journal, or the journal lists no complete calibration shot.
     """
-    from expokit.capture.journal import DownloadedEvent, PlannedEvent, read_events
-    from expokit.capture.session import CALIBRATION_KIND, FILES_DIR, JOURNAL_FILE
-
     root = Path(session)
     journal = root / JOURNAL_FILE
     if not journal.is_file():
@@ -170,9 +171,6 @@ def read_image_pairs(reference_images: list[Path], test_images: list[Path]) -> l
     ValueError
         The two lists differ in length.
     """
-    from expokit.core.hashing import sha256_file
-    from expokit.core.images import read_image
-
     pairs = []
     for i, (ref, tst) in enumerate(zip(reference_images, test_images, strict=True)):
         ref_gray = to_gray_float(read_image(ref))

@@ -31,6 +31,7 @@ from expokit.calibration.homography import (
     white_point,
 )
 from expokit.calibration.rig_calibration import recorded_qa_images
+from expokit.core.atomic import atomic_write_bytes
 from expokit.core.errors import ExpokitError
 from expokit.core.paths import PathEscapeError, resolve_inside
 
@@ -166,8 +167,6 @@ def write_qa_images(out_dir: Path, index: int, images: dict[str, U8]) -> list[st
         A file cannot be written.
     """
     import cv2
-
-    from expokit.core.atomic import atomic_write_bytes
 
     names = []
     for kind in QA_KINDS:

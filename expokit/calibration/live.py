@@ -52,6 +52,7 @@ from expokit.calibration.parallax import board_outline
 from expokit.core.checks import in_range, positive, whole
 from expokit.core.errors import ExpokitError
 from expokit.core.synthetic import feature_texture
+from expokit.core.transfer import srgb_decode, srgb_encode
 
 __all__ = [
     "LiveAnalyzer",
@@ -270,8 +271,6 @@ class LiveAnalyzer:
         small, _ = resize_to_max_side(image, self.config.track_side)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
         if self.config.check.transfer == "srgb":
-            from expokit.core.transfer import srgb_decode
-
             gray = np.asarray(srgb_decode(gray), np.float32)
         return gray, resized_scale(image_size(image), image_size(small))
 
@@ -407,8 +406,6 @@ def overlay(reference: U8, warped: U8, mode: str, gain: float = 1.0) -> U8:
 
     test = warped
     if gain != 1.0 and math.isfinite(gain) and gain > 0:
-        from expokit.core.transfer import srgb_decode, srgb_encode
-
         lin = np.asarray(srgb_decode(warped.astype(np.float32) / 255.0), np.float32) * gain
         test = np.clip(np.asarray(srgb_encode(np.clip(lin, 0, 1))) * 255 + 0.5, 0, 255)
         test = test.astype(np.uint8)
@@ -672,8 +669,6 @@ class SyntheticPreviewSource:
         self.frames = 0
 
     def _jpeg(self, linear: npt.NDArray[np.float32]) -> bytes:
-        from expokit.core.transfer import srgb_encode
-
         noisy = linear + self.rng.normal(0, self.noise, linear.shape).astype(np.float32)
         encoded = np.asarray(srgb_encode(np.clip(noisy, 0, 1))) * 255 + 0.5
         return encode_jpeg(np.clip(encoded, 0, 255).astype(np.uint8)[:, :, ::-1], 92)

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from expokit.calibration.boards import BoardSpec
 from expokit.calibration.intrinsics import Intrinsics
 from expokit.calibration.mirror import Flip, MirrorDecision
+from expokit.core.atomic import atomic_write_json
 from expokit.core.errors import InputFileError
 
 F64 = npt.NDArray[np.float64]
@@ -478,8 +479,6 @@ def write_rig_calibration(record: RigCalibration, path: str | Path) -> Path:
     OutputError
         The file cannot be written (read-only, disk full, ...).
     """
-    from expokit.core.atomic import atomic_write_json
-
     file = rig_calibration_file(path)
     atomic_write_json(file, record.to_dict())
     return file

@@ -31,6 +31,7 @@ from typing import Any
 from expokit.capture.journal import DownloadedEvent, PlannedEvent, TriggeredEvent, read_events
 from expokit.capture.session import FILES_DIR, JOURNAL_FILE
 from expokit.core.errors import InputFileError
+from expokit.core.exif import read_exif_tags
 
 #: Roles paired by default (``expokit.capture.rig_config.ROLES``).
 DEFAULT_ROLES: tuple[str, str] = ("reference", "test")
@@ -173,8 +174,6 @@ def session_shots(session_dir: str | Path) -> list[Shot]:
 
 def exif_datetime(path: str | Path) -> float | None:
     """EXIF ``DateTimeOriginal`` (+ sub-seconds) of an image as local-time epoch seconds."""
-    from expokit.core.exif import read_exif_tags
-
     tags = read_exif_tags(path)
     value = tags.get("EXIF DateTimeOriginal") or tags.get("Image DateTime")
     if value is None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from expokit import __version__
 from expokit.core.atomic import atomic_write_json
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.hashing import sha256_file
@@ -526,8 +527,6 @@ class SyncFile:
     @classmethod
     def from_result(cls, result: SyncResult, applied: Sequence[Path] = ()) -> SyncFile:
         """The file of ``result``; ``applied`` copies are hashed (SHA-256) and recorded."""
-        from expokit import __version__
-
         events = None
         if result.events_matched is not None:
             events = BrightnessEvents(result.events_matched, result.events_in_overlap)

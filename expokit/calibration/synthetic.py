@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from expokit.core.video_io import decode_audio
+
 
 def shuffled_audio(
     sources: Sequence[Path], seconds: float, rate: int, seed: int = 0
@@ -18,8 +20,6 @@ def shuffled_audio(
     Pieces are shuffled rather than looped so the result is not periodic: a looped clip
     correlates with itself one loop later and no offset would be unambiguous.
     """
-    from expokit.core.video_io import decode_audio
-
     pool = []
     for source in sources:
         audio = decode_audio(source, rate).astype(np.float64)

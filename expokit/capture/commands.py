@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from expokit.capture.backends.base import CameraError, UsbClaimError
+from expokit.capture.backends.fake import attach_simulation, simulated_movies
 from expokit.capture.factory import list_cameras
 from expokit.capture.journal import CommandFinished, read_events
 from expokit.capture.rig_config import ROLES, RigConfig, RigConfigError
 from expokit.capture.runner import Rig, RunReport, Shooter
 from expokit.capture.session import CALIBRATION_KIND, JOURNAL_FILE, SHOT_KINDS, Session, ShotPlan
+from expokit.capture.simulate import truth_file_keys
+from expokit.capture.simulator import RigSimulation, write_truth
 from expokit.core.atomic import ensure_writable_dir
 from expokit.core.errors import ExpokitError
 from expokit.core.paths import check_name
@@ -258,7 +261,6 @@ def _simulation(config: RigConfig, seconds: float | None) -> Any:
         raise RigConfigError(f"{where}{exc}") from None
     if sim_config is None:
         return None
-    from expokit.capture.simulator import RigSimulation
 
     return RigSimulation.create(sim_config)
 
@@ -267,7 +269,6 @@ def _attach(config: RigConfig, simulation: Any, kinds: list[str]) -> None:
     """Let the rig's fake bodies serve ``simulation``: the board for calibration shots."""
     if simulation is None:
         return
-    from expokit.capture.backends.fake import attach_simulation
 
     subject = "board" if kinds and all(k == CALIBRATION_KIND for k in kinds) else "scene"
     attach_simulation(simulation, {c.serial: r for r, c in config.roles.items()}, subject)
@@ -283,10 +284,6 @@ def _finish(session: Session, kind: str, report: RunReport, simulation: Any) -> 
 
 
 def _write_truth(session: Session, simulation: Any) -> None:
-    from expokit.capture.backends.fake import simulated_movies
-    from expokit.capture.simulate import truth_file_keys
-    from expokit.capture.simulator import write_truth
-
     events, _ = read_events(session.root / JOURNAL_FILE)
     files = truth_file_keys(events)
     truth = simulation.truth(files, simulated_movies())

@@ -25,6 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.errors import InputFileError
+from expokit.core.images import read_image
+from expokit.core.video_io import MediaError, decode_audio, ffmpeg_exe, probe_media
 
 #: Still image files accepted as a source (RAWs need ``expokit render`` first).
 IMAGE_SUFFIXES: frozenset[str] = frozenset(".png .jpg .jpeg .tif .tiff .bmp .webp".split())
@@ -255,8 +257,6 @@ def _resize(image: npt.NDArray[np.uint8], canvas: tuple[int, int]) -> npt.NDArra
 def _read_rgb(path: Path) -> npt.NDArray[np.uint8]:
     """A still or frame file as ``(H, W, 3)`` uint8 RGB, upright per its EXIF orientation
     (the shared reader :func:`expokit.core.images.read_image`, 8-bit colour)."""
-    from expokit.core.images import read_image
-
     try:
         image = read_image(path, unchanged=False)
     except InputFileError as exc:
@@ -320,8 +320,6 @@ def _natural_key(name: str) -> list[Any]:
 
 
 def _probe_video(path: Path) -> Any:
-    from expokit.core.video_io import MediaError, probe_media
-
     try:
         info = probe_media(path)
     except MediaError as exc:
@@ -347,7 +345,6 @@ def source_memory_bytes(
         return count * frame
     if source.suffix.lower() in IMAGE_SUFFIXES:
         return frame
-    from expokit.core.video_io import MediaError, probe_media
 
     try:
         info = probe_media(source, decode_video=False)
@@ -386,8 +383,6 @@ def load_footage(
         raise FootageError(source, "has no video frames (nothing decoded)")
     audio = None
     if info.has_audio:
-        from expokit.core.video_io import decode_audio
-
         audio = decode_audio(source, SCENE_AUDIO_RATE).astype(np.float32)
         if not np.any(np.abs(audio) > 1e-4):
             audio = None
@@ -397,8 +392,6 @@ def load_footage(
 def _decode_frames(
     source: Path, canvas: tuple[int, int], max_seconds: float | None
 ) -> list[npt.NDArray[np.uint8]]:
-    from expokit.core.video_io import ffmpeg_exe
-
     width, height = canvas
     args = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(source)]
     if max_seconds is not None:

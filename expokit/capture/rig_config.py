@@ -58,7 +58,9 @@ from pathlib import Path
 from typing import Any
 
 from expokit.capture.aliases import GENERIC_SETTINGS
+from expokit.capture.backends.fake import FakeCameraSpec, LiveDepth
 from expokit.capture.exposure import f_number, iso_value, shutter_seconds
+from expokit.capture.factory import BACKENDS
 from expokit.capture.simulator import SIMULATION_KEYS, SensorModel, SimulationConfig
 from expokit.core.errors import ExpokitError
 from expokit.core.ev import ev_token
@@ -235,8 +237,6 @@ class RigConfig:
     source: Path | None = None
 
     def __post_init__(self) -> None:
-        from expokit.capture.factory import BACKENDS
-
         missing = [r for r in ROLES if r not in self.roles]
         if missing:
             raise ValueError(
@@ -290,7 +290,6 @@ class RigConfig:
             return None
         if self.backend != "fake":
             raise ValueError("fake.live_depth: only a fake backend has a simulated world")
-        from expokit.capture.backends.fake import LiveDepth
 
         if not isinstance(table, dict):
             raise ValueError(f"fake.live_depth = {table!r} must be a table (near_m, far_m)")
@@ -301,8 +300,6 @@ class RigConfig:
 
     def _check_fake_cameras(self) -> None:
         """``[fake] cameras``: a list of tables, each a valid fake body (serial, model, ...)."""
-        from expokit.capture.backends.fake import FakeCameraSpec
-
         cameras = self.fake.get("cameras")
         if cameras is None:
             return

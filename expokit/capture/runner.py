@@ -40,6 +40,7 @@ from expokit.capture.backends.base import (
     CameraNotFound,
     SettingValueError,
 )
+from expokit.capture.backends.fake import configure_bus, set_live_depth
 from expokit.capture.exif_check import check_exposure
 from expokit.capture.exposure import nearest_shutter, shutter_seconds
 from expokit.capture.factory import list_cameras, open_camera
@@ -127,8 +128,6 @@ class Rig:
         self.cameras: dict[str, Camera] = {}
         self.applied: dict[str, dict[str, str]] = {role: {} for role in ROLES}
         if config.backend == "fake" and config.fake.get("cameras"):
-            from expokit.capture.backends.fake import configure_bus, set_live_depth
-
             configure_bus(config.fake["cameras"])
             set_live_depth(config.live_depth())
 

@@ -76,7 +76,10 @@ from expokit.capture.simulator import (
     write_png16,
     write_truth,
 )
+from expokit.core.atomic import atomic_path
 from expokit.core.errors import OutputError
+from expokit.core.hashing import sha256_file
+from expokit.core.paths import check_name
 
 # The session writer's own names are REFERENCE_SHUTTER, SimulationResult, fake_table,
 # simulate and truth_file_keys; every other name is re-exported from
@@ -159,8 +162,6 @@ def truth_file_keys(events: list[JournalEvent]) -> dict[str, str]:
 
 
 def _prepare_out(out: Path) -> None:
-    from expokit.core.paths import check_name
-
     check_name(out.name, "session folder name", where="--out")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError(f"--out {out} exists and is not a folder")
@@ -256,8 +257,6 @@ def simulate(
     OutputError
         ``out`` exists and is not an empty folder, or cannot be written.
     """
-    from expokit.core.atomic import atomic_path
-
     say = log or (lambda _: None)
     out = Path(out)
     _prepare_out(out)
@@ -360,8 +359,6 @@ def _discard(out: Path, created: bool) -> None:
 
 
 def _journal_download(journal: Journal, index: int, role: str, target: Path) -> None:
-    from expokit.core.hashing import sha256_file
-
     journal.append(Downloaded(
         index=index, role=role, file=target.name, size=target.stat().st_size,
         sha256=sha256_file(target), camera_file=f"/simulated/{target.name}", attempts=1,

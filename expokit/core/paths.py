@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from expokit.core.errors import ExpokitError, OutputError
+from expokit.core.roots import is_expokit_root
 
 #: Names that become one path component.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -151,8 +152,6 @@ def _same_file(a: Path, b: Path) -> bool:
 def find_root_above(path: Path) -> Path | None:
     """The nearest folder at or above ``path`` that is an expokit root (dataset, render,
     export, session), or ``None``."""
-    from expokit.core.roots import is_expokit_root
-
     for folder in [path, *path.parents]:
         if folder.is_dir() and is_expokit_root(folder):
             return folder

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from expokit import __version__
 from expokit.core.atomic import TEMP_PREFIX, atomic_write_json
 from expokit.core.errors import OutputError
 
@@ -119,8 +120,6 @@ def claim_root(
 
 
 def _write_marker(path: Path, kind: str) -> None:
-    from expokit import __version__
-
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

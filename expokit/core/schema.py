@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
+from expokit.core.errors import InputFileError
+
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = "docs/schemas"
 REGENERATE = "python scripts/gen_schemas.py"
@@ -474,8 +476,6 @@ def from_json(
     Exception
         ``error(source, "<kind> field '<json path>': <problem>")``.
     """
-    from expokit.core.errors import InputFileError
-
     make = error or InputFileError
     try:
         return typing.cast(T, _load_object(cls, data, ""))

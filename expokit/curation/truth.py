@@ -36,9 +36,15 @@ from typing import Any
 
 import numpy as np
 
+from expokit.calibration.homography import homography_grid_error
+from expokit.calibration.rig_calibration import read_rig_calibration
+from expokit.calibration.sync import SyncConfig, SyncError, synchronize
+from expokit.calibration.sync_record import load_sync_json
 from expokit.capture.simulator.truth_file import TruthFile, read_truth_file
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.schema import to_json
+from expokit.curation.build.align import bits_of, to_linear
+from expokit.curation.dataset.format import load_dataset
 
 TRUTH_FILE = "truth.json"
 #: Tolerances of issue 11.
@@ -119,9 +125,6 @@ def format_checks(checks: Sequence[StageCheck]) -> str:
 
 
 def _geometry_checks(truth: TruthFile, calibration_json: Path) -> list[StageCheck]:
-    from expokit.calibration.homography import homography_grid_error
-    from expokit.calibration.rig_calibration import read_rig_calibration
-
     calib = read_rig_calibration(calibration_json)
     size = (int(truth.image_size[0]), int(truth.image_size[1]))
     if tuple(calib.test_size) != size or tuple(calib.reference_size) != size:
@@ -196,8 +199,6 @@ def _sync_checks(truth: TruthFile, result: Any, label: str) -> list[StageCheck]:
 
 
 def _video_only_sync(session: Path, truth: TruthFile) -> Any:
-    from expokit.calibration.sync import SyncConfig, synchronize
-
     return synchronize(session / str(truth.sync_a), session / str(truth.sync_b),
                        SyncConfig(method="brightness"))  # fmt: skip
 
@@ -252,8 +253,6 @@ def _pairing_check(truth: TruthFile, manifest: Any) -> StageCheck | None:
 def _pair_gain(root: Path, row: Any) -> float | None:
     import cv2
 
-    from expokit.curation.build.align import bits_of, to_linear
-
     images = []
     for key in ("input_path", "target_path"):
         image = cv2.imread(str(root / row[key]), cv2.IMREAD_UNCHANGED)
@@ -279,8 +278,6 @@ def _pair_gain(root: Path, row: Any) -> float | None:
 
 
 def _dataset_checks(truth: TruthFile, dataset_root: Path, session: Path) -> list[StageCheck]:
-    from expokit.curation.dataset.format import load_dataset
-
     dataset = load_dataset(dataset_root)
     manifest = dataset.manifest
     movies = {Path(movie).name for movie in (truth.sync_a, truth.sync_b) if movie}
@@ -359,8 +356,6 @@ def compare_to_truth(
     TruthError
         No ``truth.json``, or an input that belongs to another session (named).
     """
-    from expokit.calibration.sync_record import load_sync_json
-
     session = Path(session_dir)
     truth = load_truth(session)
     checks: list[StageCheck] = []
@@ -382,8 +377,6 @@ def compare_to_truth(
             )
         checks += _sync_checks(truth, result, "sync")
     if video_only_sync:
-        from expokit.calibration.sync import SyncError
-
         if not truth.sync_a:
             raise TruthError(f"{session / TRUTH_FILE}: the session has no movies to synchronize")
         try:
@@ -574,8 +567,6 @@ def rows_against_truth(dataset_root: str | Path, sessions: Iterable[str | Path])
         A session without ``truth.json``, a dataset without a flags column, or no row of
         the dataset from any of the sessions.
     """
-    from expokit.curation.dataset.format import load_dataset
-
     indexes = [_index_session(Path(s)) for s in sessions]
     manifest = load_dataset(dataset_root).manifest
     column = flag_column(manifest)

@@ -40,6 +40,8 @@ from expokit.core.atomic import (
     describe_os_error,
 )
 from expokit.core.errors import ExpokitError, OutputError
+from expokit.models.base import ModelError
+from expokit.models.registry import MODELS, create_model
 
 if TYPE_CHECKING:
     from expokit.models.base import Baseline
@@ -384,9 +386,6 @@ def load_model(
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from expokit.models.base import ModelError
-    from expokit.models.registry import MODELS, create_model
 
     folder = resolve_checkpoint(path, prefer=prefer)
     meta = read_meta(folder)

@@ -36,8 +36,13 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
-from expokit.core.errors import ExpokitError
+from expokit.core.errors import ExpokitError, InputFileError, OutputError
+from expokit.core.images import decode_image
 from expokit.core.paths import output_folder_placement
+from expokit.core.roots import LEGACY_MARKERS, root_kind
+from expokit.curation.dataset.format import load_dataset
+from expokit.curation.dataset.selection import PairSelection, SelectionError
+from expokit.models.registry import model_class
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,9 +68,6 @@ def _decode(file: Path, what: str) -> Array:
     orientation, through the shared reader :func:`expokit.core.images.decode_image`;
     :class:`DataError` naming the file when it cannot be read (``cannot read <what>``) or
     decoded (the decoder's reason, ``not a readable image ...``)."""
-    from expokit.core.errors import InputFileError
-    from expokit.core.images import decode_image
-
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -312,9 +314,6 @@ def check_output_folder(
     OutputError
         Naming ``out`` and the dataset it is in (or holds).
     """
-    from expokit.core.errors import OutputError
-    from expokit.core.roots import LEGACY_MARKERS, root_kind
-
     target = Path(out).resolve()
     if dataset is not None:
         placement = output_folder_placement(out, dataset)
@@ -338,8 +337,6 @@ def pair_selection(
 ) -> PairSelection:
     """The :class:`~expokit.curation.dataset.selection.PairSelection` of the loaders' options, or a
     :class:`DataError` naming the bad flag."""
-    from expokit.curation.dataset.selection import PairSelection, SelectionError
-
     try:
         return PairSelection.parse(exclude_flags, passed_only)
     except SelectionError as exc:
@@ -421,8 +418,6 @@ class _Base(TorchDataset[Item]):
         exclude_flags: str | Sequence[str] | None = None,
         passed_only: bool = False,
     ) -> None:
-        from expokit.curation.dataset.format import load_dataset
-
         self.dataset = load_dataset(root)
         self.root = self.dataset.root
         self.split = split
@@ -952,7 +947,6 @@ def data_kind(model_or_kind: str) -> str:
     """``"paired"``, ``"sequence"`` or ``"clip"`` for a data kind or a model name."""
     if model_or_kind in DATA_KINDS:
         return model_or_kind
-    from expokit.models.registry import model_class
 
     return str(model_class(model_or_kind).data_kind)
 

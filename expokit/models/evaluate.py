@@ -67,10 +67,32 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from expokit.core.atomic import json_safe
+from expokit.core.atomic import (
+    atomic_write_bytes,
+    atomic_write_text,
+    json_safe,
+    remove_stale_temp_files,
+)
 from expokit.core.checks import in_range, whole
 from expokit.core.errors import ExpokitError
+from expokit.core.lock import RootLock
+from expokit.core.paths import safe_component
+from expokit.core.roots import claim_root
+from expokit.core.transfer import LUMA_RGB, srgb_decode
+from expokit.curation.build.qa import flicker
+from expokit.curation.dataset.format import load_dataset
 from expokit.curation.dataset.selection import PairSelection
+from expokit.curation.metrics import psnr, ssim
+from expokit.models.data import (
+    DataError,
+    check_output_folder,
+    find_clips,
+    read_mask,
+    read_rgb,
+    select_rows,
+)
+from expokit.models.infer import check_finite_weights, load_checked_model
+from expokit.models.reference import REFERENCE_METHODS, mean_luminance, train_level_method
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -225,8 +247,6 @@ class _Reader:
         self.resize = resize
 
     def image(self, rel: str) -> F64:
-        from expokit.models.data import read_rgb
-
         raw = read_rgb(self.dataset.path(rel))
         levels = 65535.0 if raw.dtype == np.uint16 else 255.0
         image = np.asarray(raw, np.float64) / (levels if raw.dtype.kind == "u" else 1.0)
@@ -237,8 +257,6 @@ class _Reader:
         if rel is None:
             return None
         import cv2
-
-        from expokit.models.data import read_mask
 
         mask = read_mask(self.dataset.path(rel))
         if self.resize:
@@ -336,16 +354,12 @@ def warping_error(
 
 def linear_mean_luminance(image: F64, mask: Mask | None = None) -> float:
     """Mean Rec. 709 luminance of ``image`` (sRGB-encoded RGB) in linear light."""
-    from expokit.core.transfer import LUMA_RGB, srgb_decode
-
     lum = srgb_decode(np.clip(image, 0.0, 1.0)) @ LUMA_RGB
     return float(lum[mask].mean() if mask is not None and mask.any() else lum.mean())
 
 
 def clip_flicker(means: Sequence[float]) -> float:
     """std / mean of per-frame mean luminances (``curation.qa.flicker``); NaN if undefined."""
-    from expokit.curation.build.qa import flicker
-
     value = flicker(means)
     return math.nan if value is None else value
 
@@ -380,8 +394,6 @@ def _select(
     min_ev_error: float | None,
     selection: PairSelection | None = None,
 ) -> pd.DataFrame:
-    from expokit.models.data import DataError, select_rows
-
     present = set(dataset.manifest["split"].dropna().astype(str))
     everything = split == ALL_SPLITS and ALL_SPLITS not in present
     try:
@@ -557,7 +569,6 @@ class _Scorer:
             references = self._scene_reference_rel(rows)
         elif self.config.reference == "train-scene":
             references = self._train_reference_rel(rows)
-        from expokit.models.data import find_clips
 
         for record in rows[~clip].sort_values("pair_id").to_dict("records"):
             self._still(split, {str(k): v for k, v in record.items()}, references, result)
@@ -591,8 +602,6 @@ class _Scorer:
     def _outputs(
         self, window: Sequence[F64], reference: F64, target: F64, mask: Mask | None
     ) -> dict[str, F64]:
-        from expokit.models.reference import REFERENCE_METHODS
-
         image = window[len(window) // 2]
         outputs: dict[str, F64] = {}
         for method in self.methods:
@@ -615,8 +624,6 @@ class _Scorer:
         reference_name: str,
         result: EvalResult,
     ) -> None:
-        from expokit.curation.metrics import psnr, ssim
-
         labels = {m.name: m.label for m in self.methods}
         for name, output in outputs.items():
             # uint8 conversion would turn NaN into black pixels and give a finite score
@@ -789,8 +796,6 @@ def _methods(
     train_method: ReferenceMethod | None = None,
 ) -> list[_Method]:
     """The table's rows, each with whether it peeks under reference ``mode`` (and why)."""
-    from expokit.models.reference import REFERENCE_METHODS
-
     methods: list[_Method] = []
     if model is not None:
         step = None if checkpoint is None else checkpoint.step
@@ -831,8 +836,6 @@ def train_level(
     luminance, the measure :func:`~expokit.models.reference.gain_to_reference` matches. It
     is never measured on a scored split.
     """
-    from expokit.models.reference import mean_luminance, train_level_method
-
     split = config.train_split
     info: dict[str, Any] = {"method": "gain_to_train_mean", "split": split}
     if split is None:
@@ -977,9 +980,6 @@ def evaluate(
         From loading the checkpoint (NaN or infinite weights included), the dataset or
         its images, or claiming ``out`` / ``images``.
     """
-    from expokit.curation.dataset.format import load_dataset
-    from expokit.models.infer import check_finite_weights, load_checked_model
-
     config = config or EvalConfig()
     dataset = load_dataset(data)
     checkpoint: LoadedCheckpoint | None = None
@@ -1022,11 +1022,6 @@ def _claim_outputs(
     go too (the images folder holds only what eval wrote: it is an evaluation root), and
     temporary files of killed writes.
     """
-    from expokit.core.atomic import remove_stale_temp_files
-    from expokit.core.lock import RootLock
-    from expokit.core.roots import claim_root
-    from expokit.models.data import check_output_folder
-
     claimed: dict[str, Path] = {}
     locked: set[Path] = set()
     for key, folder, what in (("out", out, "output folder"), ("images", images, "images folder")):
@@ -1134,8 +1129,6 @@ def reference_targets(
     """``{scene: (reference scene, reference target path relative to the dataset)}``: the
     reference :func:`evaluate` gives every pair of ``split`` under ``config.reference``
     (``same``: each scene's own pairs' targets, so ``{}``)."""
-    from expokit.curation.dataset.format import load_dataset
-
     config = config or EvalConfig(splits=(split,))
     dataset = load_dataset(data)
     scorer = _Scorer(dataset, config, None, [], None)
@@ -1150,8 +1143,6 @@ def reference_targets(
 def method_from_summary(summary: dict[str, Any], name: str) -> ReferenceMethod:
     """The reference method ``name`` of an evaluation ``summary``, rebuilt to run again
     (the training-split gain from the level recorded in ``fair_baselines``)."""
-    from expokit.models.reference import REFERENCE_METHODS, train_level_method
-
     if name in REFERENCE_METHODS:
         return REFERENCE_METHODS[name]
     level = (summary.get("fair_baselines") or {}).get("train_level") or {}
@@ -1165,8 +1156,6 @@ def reference_mode_for(
 ) -> ReferenceMode:
     """A reference mode under which no reference-taking method sees the target of
     ``split``: ``other-scene`` when it has two scenes or more, else ``train-scene``."""
-    from expokit.curation.dataset.format import load_dataset
-
     config = config or EvalConfig(splits=(split,))
     rows = _select(load_dataset(data), split, config.min_ev_error, config.selection)
     return "other-scene" if rows["scene_id"].astype(str).nunique() >= 2 else "train-scene"
@@ -1185,9 +1174,6 @@ def write_results(out: str | Path, result: EvalResult) -> Path:
     """Write ``pairs.csv``, ``clips.csv`` (when there are clips) and ``summary.json``
     atomically into ``out`` (claimed as an ``evaluation`` root); return ``out``."""
     import json
-
-    from expokit.core.atomic import atomic_write_text
-    from expokit.core.roots import claim_root
 
     folder = claim_root(out, "evaluation")
     atomic_write_text(folder / PAIRS_FILE, _csv_text(result.pairs, PAIR_COLUMNS))
@@ -1292,9 +1278,6 @@ class _TriptychSaver:
     def write(self, split: str, pair_id: str, image: F64, output: F64, target: F64) -> None:
         import cv2
 
-        from expokit.core.atomic import atomic_write_bytes
-        from expokit.core.paths import safe_component
-
         names = self.files.setdefault(split, {})
         # the index keeps names unique; "+" stays readable (EV tokens: ev+1.0 vs ev-1.0)
         rel = names.get(pair_id) or (
@@ -1332,8 +1315,6 @@ def write_images(saver: _TriptychSaver, result: EvalResult) -> Path:
     reference-only evaluations the best fair baseline's), then every pair. Self-contained:
     inline style, links relative to the page. Returns the page's path."""
     import html
-
-    from expokit.core.atomic import atomic_write_text
 
     summary = result.summary
     methods = summary["methods"]

@@ -43,16 +43,20 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from expokit.core.atomic import TEMP_PREFIX, atomic_write_json, remove_stale_temp_files
+from expokit.core.atomic import TEMP_PREFIX, atomic_path, atomic_write_json, remove_stale_temp_files
 from expokit.core.checks import whole
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.hashing import sha256_file
+from expokit.core.images import read_oriented
 from expokit.core.lock import RootLock
+from expokit.core.parallel import native_threads
 from expokit.core.paths import check_output_file, is_safe_name
 from expokit.core.roots import STATE_DIR, claim_root
 from expokit.core.schema import from_json, to_json
+from expokit.core.video_io import FrameReader
 from expokit.models.base import ModelError
 from expokit.models.checkpoint import CheckpointError, LoadedCheckpoint, load_model
+from expokit.models.uec import bake_lut, thumbnail
 
 if TYPE_CHECKING:
     import torch
@@ -177,8 +181,6 @@ def to_rgb(image: npt.NDArray[Any], path: str | Path) -> tuple[npt.NDArray[Any],
 def read_rgb(path: str | Path) -> tuple[npt.NDArray[Any], list[str]]:
     """Read an image file as ``(H, W, 3)`` RGB uint8/uint16 plus notes (see :func:`to_rgb`),
     upright per its EXIF orientation (noted: ``rotated per EXIF orientation 6 (...)``)."""
-    from expokit.core.images import read_oriented
-
     decoded = read_oriented(path, unchanged=True)
     rgb, notes = to_rgb(decoded.pixels, path)
     return rgb, ([decoded.note] if decoded.note else []) + notes
@@ -187,8 +189,6 @@ def read_rgb(path: str | Path) -> tuple[npt.NDArray[Any], list[str]]:
 def write_png(path: Path, rgb: U8Image) -> None:
     """Write ``(H, W, 3)`` uint8 RGB to ``path`` atomically as PNG."""
     import cv2
-
-    from expokit.core.atomic import atomic_path
 
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
@@ -276,8 +276,6 @@ def thumbnail_u8(rgb: npt.NDArray[Any], size: int) -> torch.Tensor:
     """
     import cv2
     import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
-
-    from expokit.models.uec import thumbnail
 
     h, w = rgb.shape[:2]
     scale = size / min(h, w)
@@ -405,8 +403,6 @@ def _pool() -> ThreadPoolExecutor:
     """Threads for :func:`apply_lut_u8` (one per core this process may use)."""
     global _POOL
     if _POOL is None:
-        from expokit.core.parallel import native_threads
-
         _POOL = ThreadPoolExecutor(max_workers=native_threads(), thread_name_prefix="lut")
     return _POOL
 
@@ -433,8 +429,6 @@ def fast_uec(
     NaN or infinite values is a :class:`ModelError` (:func:`~expokit.models.uec.bake_lut`),
     never a black image.
     """
-    from expokit.models.uec import bake_lut
-
     with single_torch_thread():
         lut = bake_lut(model, uec_correction(model, rgb, reference_thumb), lut_size)
     return apply_lut_u8(lut, rgb)
@@ -656,8 +650,6 @@ def read_frames(path: Path) -> FrameReader:
     decode (no frame dropped or duplicated), the same frames ``calibrate sync`` counts and
     ``curate build`` reads, so frame ``i`` means one thing in every stage.
     """
-    from expokit.core.video_io import FrameReader
-
     return FrameReader(path, channels="rgb")
 
 
@@ -678,8 +670,6 @@ def correct_video(
         Not a readable video, no frame decodes, or the encoder fails.
     """
     from tqdm import tqdm
-
-    from expokit.core.atomic import atomic_path
 
     info = probe_video(path)
     frames = read_frames(path)

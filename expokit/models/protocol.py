@@ -38,7 +38,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from expokit.core.errors import ExpokitError
+from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.images import read_image
+from expokit.curation.build.config import BuildConfig
+from expokit.curation.build.driver import build_dataset
+from expokit.curation.build.splits import SplitSpec
+from expokit.curation.metrics import psnr, ssim
+from expokit.models import reference as ref
+from expokit.models.checkpoint import load_model
+from expokit.models.train import recipe, resolve_config, train
 
 U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
@@ -90,9 +98,6 @@ def read_rgb(path: Path) -> U8:
     """An image file as ``(H, W, 3)`` ``uint8`` RGB, upright per its EXIF orientation
     (through :func:`expokit.core.images.read_image`; :class:`ProtocolError` when unreadable)."""
     import cv2
-
-    from expokit.core.errors import InputFileError
-    from expokit.core.images import read_image
 
     try:
         bgr = read_image(path, unchanged=False)
@@ -192,8 +197,6 @@ def to_uint8(image: npt.ArrayLike) -> U8:
 
 def score(output: U8, target: U8) -> tuple[float, float]:
     """``(psnr, ssim)`` of ``uint8`` RGB images with :mod:`expokit.curation.metrics`."""
-    from expokit.curation.metrics import psnr, ssim
-
     return psnr(output, target), ssim(output, target)
 
 
@@ -262,8 +265,6 @@ class ProtocolMethod:
 
 
 def _library_methods() -> list[ProtocolMethod]:
-    from expokit.models import reference as ref
-
     return [
         ProtocolMethod(
             "histogram_match",
@@ -367,12 +368,6 @@ def train_fold(
     """
     import pandas as pd
 
-    from expokit.curation.build.config import BuildConfig
-    from expokit.curation.build.driver import build_dataset
-    from expokit.curation.build.splits import SplitSpec
-    from expokit.models.checkpoint import load_model
-    from expokit.models.train import resolve_config, train
-
     work = Path(work)
     data, run = work / "data", work / "run"
     lists = {"train": tuple(train_scenes), "test": tuple(test_scenes)}
@@ -463,7 +458,6 @@ def run_protocol(
         ]
     if source is None or work is None:
         return result
-    from expokit.models.train import recipe
 
     result.recipe = {**recipe("uec").to_dict(), **(overrides or {})}
     result.scores["uec"] = []

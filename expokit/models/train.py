@@ -48,8 +48,18 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from expokit.core.atomic import json_safe, read_json_object
+from expokit import __version__
+from expokit.core.atomic import (
+    atomic_write_json,
+    json_safe,
+    read_json_object,
+    remove_stale_temp_files,
+)
 from expokit.core.errors import ExpokitError
+from expokit.core.lock import RootLock
+from expokit.core.roots import claim_root
+from expokit.curation.dataset.format import load_dataset
+from expokit.curation.metrics import psnr
 from expokit.models.base import Batch, ModelError, parameter_count
 from expokit.models.checkpoint import (
     META_FILE,
@@ -58,10 +68,27 @@ from expokit.models.checkpoint import (
     CheckpointError,
     CheckpointMeta,
     best_dir,
+    find_best,
     newest_step_dir,
     read_meta,
+    remove_best,
+    save_best,
     save_checkpoint,
+    step_dir,
 )
+from expokit.models.data import (
+    DataError,
+    batch_loader,
+    check_output_folder,
+    find_clips,
+    open_dataset,
+    pair_selection,
+    read_mask,
+    read_rgb,
+    select_rows,
+)
+from expokit.models.evaluate import PSNR_CAP, EvalConfig, resize_image, scene_targets, train_level
+from expokit.models.reference import REFERENCE_METHODS
 from expokit.models.registry import create_model, model_class
 
 if TYPE_CHECKING:
@@ -712,8 +739,6 @@ class _ValItem:
 
 def _capped_mean(values: list[float]) -> float:
     """Mean PSNR as ``expokit eval`` takes it: NaN skipped, capped at ``PSNR_CAP``."""
-    from expokit.models.evaluate import PSNR_CAP
-
     kept = [min(v, PSNR_CAP) for v in values if not math.isnan(v)]
     return float(np.mean(kept)) if kept else math.nan
 
@@ -739,8 +764,6 @@ class _Validator:
     def __init__(
         self, split: str, items: list[_ValItem], frames: int, methods: list[ReferenceMethod]
     ) -> None:
-        from expokit.curation.metrics import psnr
-
         self.split = split
         self.items = items
         self.frames = frames
@@ -762,11 +785,6 @@ class _Validator:
         """The validator of ``config``, or the reason there is none (a split the dataset
         lacks, one with fewer than two scenes)."""
         import pandas as pd
-
-        from expokit.curation.dataset.format import load_dataset
-        from expokit.models.data import DataError, find_clips, pair_selection, select_rows
-        from expokit.models.evaluate import EvalConfig, train_level
-        from expokit.models.reference import REFERENCE_METHODS
 
         dataset = load_dataset(config.data)
         try:
@@ -836,7 +854,6 @@ class _Validator:
 
     def score(self, model: Baseline, device: torch.device) -> float:
         """Mean val PSNR of ``model`` (put in eval mode by the caller; no gradients)."""
-        from expokit.curation.metrics import psnr
 
         def tensor(image: npt.NDArray[np.float64]) -> torch.Tensor:
             array = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
@@ -860,8 +877,6 @@ class _Validator:
 def _other_scene_references(rows: pd.DataFrame, scene_ids: pd.Series) -> dict[str, str]:
     """scene -> target path of its reference: eval's other-scene rule (the next scene in
     sorted order, cyclic; :func:`expokit.models.evaluate.scene_targets` picks its image)."""
-    from expokit.models.evaluate import scene_targets
-
     chosen = scene_targets(rows)
     scenes = sorted(set(scene_ids))
     return {s: chosen[scenes[(i + 1) % len(scenes)]] for i, s in enumerate(scenes)}
@@ -876,9 +891,6 @@ def _uint8(image: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
 def _val_image(path: Path, size: int) -> npt.NDArray[np.float64]:
     """``(size, size, 3)`` float64 RGB in ``[0, 1]``, read and resized as ``expokit eval``
     reads images (its reader is private)."""
-    from expokit.models.data import read_rgb
-    from expokit.models.evaluate import resize_image
-
     raw = read_rgb(path)
     levels = 65535.0 if raw.dtype == np.uint16 else 255.0
     image = np.asarray(raw, np.float64) / (levels if raw.dtype.kind == "u" else 1.0)
@@ -887,8 +899,6 @@ def _val_image(path: Path, size: int) -> npt.NDArray[np.float64]:
 
 def _val_mask(path: Path, size: int) -> npt.NDArray[np.bool_]:
     import cv2
-
-    from expokit.models.data import read_mask
 
     mask = cv2.resize(read_mask(path), (size, size), interpolation=cv2.INTER_NEAREST)
     return np.asarray(mask, bool)
@@ -913,8 +923,6 @@ def _restore_best(
     """Rank 0: the best so far of a resumed run (``{"step", "psnr", "path"}``) and a line
     to say, keeping ``best/`` only when it was validated the same way at or before ``start``
     (a best from past the resume point belongs to steps about to be redone)."""
-    from expokit.models.checkpoint import find_best, remove_best
-
     found = find_best(run)
     if found is None:
         return None, None
@@ -994,11 +1002,6 @@ def _saved_config(run: Path, meta: CheckpointMeta) -> dict[str, Any]:
 def _prepare_run(config: TrainConfig, resume: bool) -> tuple[Any, Path | None, int]:
     """Rank 0: claim and lock the run folder, find the checkpoint to resume from; remove the
     temporary files of killed writes (under the lock: no live writer's)."""
-    from expokit.core.atomic import remove_stale_temp_files
-    from expokit.core.lock import RootLock
-    from expokit.core.roots import claim_root
-    from expokit.models.data import check_output_folder
-
     run = Path(config.out)
     check_output_folder(run, config.data, what="run folder")
     claim_root(run, "run", what="run folder")
@@ -1191,8 +1194,6 @@ def _build_model_and_data(
     A clip model's window decides the loader's (``data_options.num_frames``), unless both
     are given and differ: that is a :class:`TrainError`, not a silent pick.
     """
-    from expokit.models.data import open_dataset
-
     seed_everything(config.seed)
     model = create_model(config.model, **config.model_config).to(device)
     options = dict(config.data_options)
@@ -1330,8 +1331,6 @@ def _build_loader(config: TrainConfig, dataset: Any, world: World, start: int) -
     points a forked child's copy of every held lock at ``/dev/null`` (its at-fork hook), so
     workers outliving a killed trainer never block an immediate ``--resume``.
     """
-    from expokit.models.data import batch_loader
-
     return batch_loader(
         dataset, train=True, batch_size=config.batch_size, num_workers=config.num_workers,
         seed=config.seed, rank=world.rank, world_size=world.size,
@@ -1347,8 +1346,6 @@ def _open_outputs(
     ranks write nothing (None, None)."""
     if not trainer.world.main:
         return None, None
-    from expokit import __version__
-    from expokit.core.atomic import atomic_write_json
 
     config, world, run, start = trainer.config, trainer.world, trainer.run, trainer.start
     atomic_write_json(
@@ -1564,8 +1561,6 @@ def _finish(trainer: _Trainer, state: _LoopState) -> TrainSummary:
         validation.best_step, validation.best_psnr = int(best["step"]), float(best["psnr"])
         validation.best_checkpoint = best_dir(run)
     if world.main:
-        from expokit.core.atomic import atomic_write_json
-
         atomic_write_json(run / VALIDATION_FILE, json_safe(validation.to_json()))
     config = trainer.config
     summary = TrainSummary(
@@ -1591,8 +1586,6 @@ def _setup_validation(
 ) -> tuple[_Validator | None, dict[str, Any], dict[str, Any] | None, str | None]:
     """Rank 0: the validator (or None), the :class:`ValidationSummary` fields every rank
     gets, the best so far and a line about it."""
-    from expokit.models.checkpoint import remove_best
-
     fields: dict[str, Any] = {"split": config.val_split, "every": config.val_every}
     run = Path(config.out)
     if not resumed:
@@ -1636,8 +1629,6 @@ def _save_best(
     validation: ValidationSummary,
     psnr: float,
 ) -> Path:
-    from expokit.models.checkpoint import save_best
-
     return save_best(
         model, run, step,
         extra_meta={
@@ -1650,8 +1641,6 @@ def _save_best(
 
 
 def step_folder(run: Path, step: int) -> Path:
-    from expokit.models.checkpoint import step_dir
-
     return step_dir(run, step)
 
 

@@ -35,7 +35,15 @@ import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
 from expokit.core.transfer import LUMA_RGB as _LUMA_RGB
-from expokit.models.base import Baseline, Batch, check_image, require
+from expokit.models.base import (
+    Baseline,
+    Batch,
+    ModelError,
+    check_image,
+    check_int,
+    check_number,
+    require,
+)
 
 
 class UECEncoder(nn.Module):
@@ -179,8 +187,6 @@ class UEC(Baseline):
         monotonic_weight: float = 1.0,
         start: str = "gain",
     ) -> None:
-        from expokit.models.base import ModelError, check_int, check_number
-
         if start not in self.STARTS:
             raise ModelError(f"uec: start must be one of {', '.join(self.STARTS)}, got {start!r}")
         sizes = {
@@ -236,8 +242,6 @@ class UEC(Baseline):
         """``image`` ``(B, 3, H, W)`` corrected towards ``reference``'s exposure (required)."""
         check_image(image, "input")
         if reference is None:
-            from expokit.models.base import ModelError
-
             raise ModelError("model 'uec' needs a reference image that sets the target exposure")
         check_image(reference, "reference")
         if reference.shape[0] == 1 and image.shape[0] > 1:
@@ -310,8 +314,6 @@ def bake_lut(model: UEC, correction: UECCorrection, size: int = 33) -> torch.Ten
         first = UECCorrection(correction.gain[:1], [lam[:1] for lam in correction.lambdas])
         out = model.apply_correction(grid, first)
     if not bool(torch.isfinite(out).all()):
-        from expokit.models.base import ModelError
-
         raise ModelError("uec: the baked 3D LUT holds NaN or infinite values (from the model)")
     return out.reshape(3, size, size, size)
 

@@ -62,7 +62,16 @@ from expokit.capture.backends.base import (
     UsbClaimError,
 )
 from expokit.capture.exposure import SHUTTER_CHOICES as SHUTTER_CHOICES
-from expokit.capture.simulator import RigSimulation, SensorModel, png16_bytes, render_board
+from expokit.capture.simulator import (
+    MAX_SEED,
+    RigSimulation,
+    SensorModel,
+    png16_bytes,
+    render_board,
+)
+from expokit.capture.simulator.physics import BOARD
+from expokit.core.synthetic import demo_scene, feature_texture, write_dng
+from expokit.core.transfer import srgb_encode
 
 # SHUTTER_CHOICES lives in expokit.capture.exposure (camera vocabulary); re-exported above.
 
@@ -308,8 +317,6 @@ class LiveDepth:
         import cv2
         import numpy as np
 
-        from expokit.capture.simulator.physics import BOARD
-
         width, height = size
         dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, BOARD["dictionary"]))
         board = cv2.aruco.CharucoBoard(
@@ -383,7 +390,6 @@ class FakeCameraSpec:
                 raise ValueError(f"{name} = {value!r} must be a number of seconds")
             if not (math.isfinite(value) and low <= value <= high):
                 raise ValueError(f"{name} = {value!r} must be within {low:g}-{high:g} s")
-        from expokit.capture.simulator import MAX_SEED
 
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -823,8 +829,6 @@ def _applied_gain(body: _Body) -> float:
 def _scene(body: _Body, exposure: float, f_number: float, iso: int) -> Any:
     import numpy as np
 
-    from expokit.core.synthetic import demo_scene
-
     height, width = body.spec.image_size
     gain = _exposure_gain(exposure, f_number, iso)
     return np.clip(demo_scene("chart", height, width) * gain, 0, 4)
@@ -840,8 +844,6 @@ def _shot_seed(body: _Body, shot: int) -> int:
 
 
 def _synthetic_dng(body: _Body, exposure: float, f_number: float, iso: int, shot: int) -> bytes:
-    from expokit.core.synthetic import write_dng
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "shot.dng"
         write_dng(
@@ -856,8 +858,6 @@ def _synthetic_jpeg(body: _Body, exposure: float, f_number: float, iso: int, sho
     import numpy as np
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational
-
-    from expokit.core.transfer import srgb_encode
 
     linear = _scene(body, exposure, f_number, iso)
     noise = np.random.default_rng(_shot_seed(body, shot)).normal(
@@ -919,9 +919,6 @@ def _live_view_jpeg(body: _Body, misalignment: LiveMisalignment, frame: int) -> 
     noise, the mirror of the test role, sRGB JPEG."""
     import cv2
     import numpy as np
-
-    from expokit.core.synthetic import feature_texture
-    from expokit.core.transfer import srgb_encode
 
     width, height = body.spec.live_view_size
     simulated = _simulated_role(body)

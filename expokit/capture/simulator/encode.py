@@ -17,7 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.capture.footage import linear_to_srgb
+from expokit.core.atomic import atomic_path
 from expokit.core.errors import OutputError
+from expokit.core.video_io import ffmpeg_exe
 
 #: Linear RGB ``(H, W, 3)`` float32, as a simulated sensor records it.
 Image = npt.NDArray[np.float32]
@@ -54,8 +56,6 @@ def encode_movie(
 ) -> None:
     """H.264 (yuv420p) + AAC MP4 of RGB ``frames`` and mono ``audio`` (bit-exact flags, one
     thread: the same input gives the same bytes)."""
-    from expokit.core.video_io import ffmpeg_exe
-
     width, height = size
     with tempfile.TemporaryDirectory(prefix="expokit-sim-") as tmp:
         args = [
@@ -104,8 +104,6 @@ def png16_bytes(linear: Image) -> bytes:
 
 
 def write_png16(path: Path, linear: Image) -> None:
-    from expokit.core.atomic import atomic_path
-
     data = png16_bytes(linear)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from expokit import __version__
 from expokit.capture.defects import DefectPlan, DefectSpec, Shot, as_specs
 from expokit.capture.footage import (
     SCENE_AUDIO_RATE,
@@ -61,6 +62,8 @@ from expokit.capture.footage import (
 from expokit.capture.simulator.encode import Image, encode_movie, to_uint
 from expokit.capture.simulator.truth_file import SIMULATION_FORMAT_VERSION, TRUTH_KIND
 from expokit.core.errors import ExpokitError
+from expokit.core.schema import to_json
+from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
 
 #: Keys of a rig config's ``[fake.simulation]`` table (fields of :class:`SimulationConfig`;
 #: ``seconds`` and ``still_pairs`` come from the capture command instead).
@@ -523,8 +526,6 @@ class RigSimulation:
         self, files: dict[str, str], bodies_info: dict[str, dict[str, Any]] | None = None
     ) -> dict[str, Any]:
         """``truth.json`` for a session holding ``files`` (key -> path in the session)."""
-        from expokit.core.schema import to_json
-
         truth = _truth(
             self.config, self.footage, self.size, self.homography,
             [self.bodies["reference"], self.bodies["test"]], bodies_info or {},
@@ -711,9 +712,6 @@ def _truth(
     fps: float,
     files: dict[str, str],
 ) -> dict[str, Any]:
-    from expokit import __version__
-    from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
-
     reference, test = bodies
     offset = (reference.start_s - test.start_s) * test.rate
     drift = (test.rate / reference.rate - 1.0) * 1e6

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from expokit.capture.defects import DefectRecord
+from expokit.core.atomic import atomic_write_json
+from expokit.core.hashing import sha256_file
+from expokit.core.schema import from_json, to_json
 
 #: Version of the ``truth.json`` layout.
 SIMULATION_FORMAT_VERSION = 1
@@ -140,14 +143,10 @@ class TruthFile:
         cls, data: object, source: str | Path, error: Callable[[Path, str], Exception]
     ) -> TruthFile:
         """Validate a decoded ``truth.json`` (``error(path, problem)`` names the field)."""
-        from expokit.core.schema import from_json
-
         return from_json(cls, data, source, error=error, kind=TRUTH_FILE)
 
     def to_json(self) -> dict[str, Any]:
         """The ``truth.json`` document (key order as written since format 1)."""
-        from expokit.core.schema import to_json
-
         document: dict[str, Any] = to_json(self)
         return document
 
@@ -158,8 +157,6 @@ def write_truth(root: Path, truth: dict[str, Any]) -> dict[str, Any]:
     The one writer: ``truth`` is checked through :class:`TruthFile` first (a wrong field
     is a bug, raised as :class:`ValueError`). Returns the document written.
     """
-    from expokit.core.atomic import atomic_write_json
-    from expokit.core.hashing import sha256_file
 
     def bug(path: Path, problem: str) -> Exception:
         return ValueError(f"{path}: {problem}")

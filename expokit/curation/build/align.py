@@ -25,6 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from expokit.calibration.homography import (
+    ECC_MOTIONS,
+    EccSettings,
+    match_histogram,
+    refine_ecc,
+    to_gray_float,
+)
+from expokit.calibration.warp import largest_valid_rectangle, warp_maps, warp_test_to_reference
 from expokit.core.transfer import LUMA_RGB, srgb_decode, srgb_encode
 
 if TYPE_CHECKING:
@@ -334,14 +342,6 @@ def ecc_refine(
     :func:`expokit.calibration.homography.refine_ecc`'s result: its homography maps
     ``moving`` pixels to ``target`` pixels (identity when every motion was rejected).
     """
-    from expokit.calibration.homography import (
-        ECC_MOTIONS,
-        EccSettings,
-        match_histogram,
-        refine_ecc,
-        to_gray_float,
-    )
-
     reference = to_gray_float(target)
     test = match_histogram(to_gray_float(moving), reference, valid, valid)
     settings = EccSettings(
@@ -397,8 +397,6 @@ def align_pair(
     size = (int(target.shape[1]), int(target.shape[0]))
     in_size = (int(input_image.shape[1]), int(input_image.shape[0]))
     if calibration is not None:
-        from expokit.calibration.warp import warp_test_to_reference
-
         if size != tuple(calibration.reference_size):
             raise AlignmentError(
                 f"reference image is {size[0]}x{size[1]}, the rig calibration is for "
@@ -429,7 +427,6 @@ def align_pair(
         return Aligned(image, valid, residual, result, True)
     composed = residual @ np.asarray(calibration.homography, np.float64)
     composed = composed / composed[2, 2]
-    from expokit.calibration.warp import warp_maps, warp_test_to_reference
 
     if calibration.reference_intrinsics is None and calibration.test_intrinsics is None:
         image, valid = warp_test_to_reference(
@@ -488,7 +485,6 @@ def valid_rectangle(valid: Mask) -> tuple[int, int, int, int]:
     """
     if valid.all():
         return 0, 0, int(valid.shape[1]), int(valid.shape[0])
-    from expokit.calibration.warp import largest_valid_rectangle
 
     x, y, w, h = largest_valid_rectangle(valid)
     if w == 0 or h == 0:

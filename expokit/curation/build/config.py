@@ -23,6 +23,7 @@ from typing import Any
 
 from expokit.calibration.homography import ECC_MOTIONS
 from expokit.core.errors import ExpokitError
+from expokit.core.hashing import stable_hash
 from expokit.curation.build.splits import SplitSpec
 
 #: Version of the per-pair algorithm; bump when a change alters outputs or metrics.
@@ -394,8 +395,6 @@ class BuildConfig:
     def params_hash(self) -> str:
         """Hash of :meth:`scene_params`, the algorithm version and the OpenCV version."""
         import cv2
-
-        from expokit.core.hashing import stable_hash
 
         return stable_hash(
             {

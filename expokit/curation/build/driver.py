@@ -70,13 +70,26 @@ from expokit.core.runs import (
 )
 from expokit.curation.build.config import BuildConfig
 from expokit.curation.build.pair import BuiltPair
+from expokit.curation.build.qa import flags_for, group_figures
 from expokit.curation.build.record import SceneRecord, is_done, read_record, record_path
 from expokit.curation.build.scene import build_scene, crashed_record
 from expokit.curation.build.sources import (
     SceneSpec,
     discover,
 )
+from expokit.curation.build.splits import assign_splits, check_disjoint
 from expokit.curation.build.task import IMAGES_DIR, SceneTask
+from expokit.curation.dataset.card import CARD_FILE, write_card
+from expokit.curation.dataset.format import (
+    INFO_FILE,
+    MANIFEST_FILE,
+    DatasetError,
+    DatasetInfo,
+    export_csv,
+    load_dataset,
+    manifest_frame,
+    write_dataset,
+)
 from expokit.curation.dataset.pair_row import PairRow, PairRowError
 
 if TYPE_CHECKING:
@@ -185,9 +198,6 @@ def assemble_manifest(
     manifest without a usable record, so without the frame size the flags need) keeps its
     flags. The rows become the frame here, at the last step.
     """
-    from expokit.curation.build.qa import flags_for, group_figures
-    from expokit.curation.dataset.format import manifest_frame
-
     # The QA functions work on flat dicts; a built pair's carries its assembly keys
     # (``_exif_mismatch`` raises a flag) and group_figures adds ``_gain_spread_ev``.
     flat = [entry.to_json() if isinstance(entry, BuiltPair) else entry.to_dict() for entry in rows]
@@ -246,13 +256,6 @@ def load_existing(out: Path) -> ExistingDataset:
     ExpokitError
         ``out`` holds a dataset that cannot be read: building over it would drop its scenes.
     """
-    from expokit.curation.dataset.format import (
-        INFO_FILE,
-        MANIFEST_FILE,
-        DatasetError,
-        load_dataset,
-    )
-
     if not (out / INFO_FILE).exists() and not (out / MANIFEST_FILE).exists():
         return ExistingDataset()
     try:
@@ -642,10 +645,6 @@ def plan_build(
         a scene id the dataset holds from another source; a split spec that cannot place
         every scene; a dataset file path that leaves the root through a link.
     """
-    from expokit.curation.build.splits import assign_splits
-    from expokit.curation.dataset.card import CARD_FILE
-    from expokit.curation.dataset.format import INFO_FILE, MANIFEST_FILE
-
     existing = load_existing(out)
     current = {s.scene_id for s in scenes}
     unknown = [s for s in removing if s not in existing.rows and s not in recorded_scene_ids(out)]
@@ -844,8 +843,6 @@ def assemble_build_manifest(
     ExpokitError
         One file or scene in two splits (:func:`~expokit.curation.build.splits.check_disjoint`).
     """
-    from expokit.curation.build.splits import check_disjoint
-
     rows = [row for scene in sorted(scene_rows) for row in scene_rows[scene]]
     manifest = assemble_manifest(rows, splits, config)
     check_disjoint(manifest)
@@ -894,8 +891,6 @@ def build_info(
     and failures.
     """
     from dataclasses import replace
-
-    from expokit.curation.dataset.format import DatasetInfo
 
     earlier_info = plan.existing.info or DatasetInfo()
     present = set(in_dataset)
@@ -979,9 +974,6 @@ def write_build_outputs(
 
     An :class:`OutputError` (disk full included) is returned, not raised.
     """
-    from expokit.curation.dataset.card import write_card
-    from expokit.curation.dataset.format import export_csv, load_dataset, write_dataset
-
     csv_path: Path | None = None
     try:
         write_dataset(out, info, manifest)

@@ -37,7 +37,21 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.schema import describe
+from expokit.curation.build.align import (
+    align_pair,
+    bits_of,
+    downscale,
+    fit_gain,
+    flow_residual,
+    from_linear,
+    match_tones,
+    normalise_exposure,
+    to_linear,
+    usable,
+    valid_rectangle,
+)
 from expokit.curation.build.config import BuildConfig
+from expokit.curation.build.qa import brightness_change, brightness_thumbnail, pair_figures
 from expokit.curation.build.sources import (
     LoadedImage,
     PairSpec,
@@ -62,8 +76,6 @@ def _harmonise(
     inp: LoadedImage, tgt: LoadedImage
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], str]:
     """Input and target at one bit depth and transfer (the target's transfer; 16-bit wins)."""
-    from expokit.curation.build.align import bits_of, from_linear, to_linear
-
     a, b = inp.pixels, tgt.pixels
     bits = max(bits_of(a), bits_of(b))
     if inp.transfer != tgt.transfer or bits_of(a) != bits:
@@ -169,16 +181,6 @@ def measure_alignment(aligned: Aligned, context: MeasureContext) -> PairOutcome:
     AlignmentError
         No pixel of the downscaled input is valid.
     """
-    from expokit.curation.build.align import (
-        downscale,
-        fit_gain,
-        flow_residual,
-        match_tones,
-        normalise_exposure,
-        usable,
-        valid_rectangle,
-    )
-
     (a, b), valid, _ = downscale([aligned.image, context.target], aligned.valid, context.max_side)
     rect = valid_rectangle(valid)
     height, width = valid.shape
@@ -229,8 +231,6 @@ def choose_alignment(
     AlignmentError
         The pair cannot be aligned (size mismatch, no valid pixel).
     """
-    from expokit.curation.build.align import align_pair
-
     plain = measure_alignment(align_pair(inp, tgt, rig), context)
     if not config.ecc_refine:
         return plain
@@ -504,13 +504,6 @@ def process_pair(
     OutputError, PathEscapeError
         An image cannot be written inside the dataset root.
     """
-    from expokit.curation.build.align import bits_of
-    from expokit.curation.build.qa import (
-        brightness_change,
-        brightness_thumbnail,
-        pair_figures,
-    )
-
     spec, config = task.spec, task.config
     tgt = load_cached(pair.target, state, cache=spec.shared_target)
     inp = load_cached(pair.input, state, cache=False)

@@ -42,9 +42,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from expokit.curation.build.align import clip_masks, luminance, to_linear
+from expokit.curation.build.align import clip_masks, luminance, to_linear, usable
 from expokit.curation.build.config import QaThresholds
 from expokit.curation.dataset.flags import FIT_FLAGS, QA_FLAGS
+from expokit.curation.metrics import psnr, ssim
 
 
 def clipped_fractions(
@@ -104,8 +105,6 @@ def usable_fraction(
     These are the pixels :func:`expokit.curation.build.align.fit_gain` fits the gain on; with few
     of them the gain, the normalised input and every figure computed from it mean little.
     """
-    from expokit.curation.build.align import usable
-
     count = int(np.count_nonzero(valid))
     if count == 0:
         return math.nan
@@ -185,9 +184,6 @@ def pair_figures(
         ``clipped_dark_input``, ``clipped_bright_input``, ``clipped_dark_target``,
         ``clipped_bright_target``, ``usable_fraction``, ``focus_ratio``, ``target_luma``.
     """
-    from expokit.curation.build.align import usable
-    from expokit.curation.metrics import psnr, ssim
-
     data_range = 255.0 if target.dtype == np.uint8 else 65535.0
     out: dict[str, float | None] = {}
     # Clipped pixels are counted by clipped_*; PSNR/SSIM judge the pixels both recorded.
@@ -283,8 +279,6 @@ def brightness_thumbnail(
     """A frame's linear luminance at :data:`THUMBNAIL_SIDE` px and where it is unclipped:
     what :func:`brightness_change` compares between consecutive frames."""
     import cv2
-
-    from expokit.curation.build.align import usable
 
     height, width = image.shape[:2]
     scale = min(1.0, THUMBNAIL_SIDE / max(height, width))

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from expokit import __version__
+from expokit.calibration.rig_calibration import read_rig_calibration
 from expokit.core.errors import InputFileError, OutputError
 from expokit.core.parallel import WorkerDiedError, native_threads
 from expokit.core.paths import PathEscapeError
@@ -32,6 +33,7 @@ from expokit.core.runs import (
     output_error_kind,
     write_record,
 )
+from expokit.curation.build.align import AlignmentError
 from expokit.curation.build.pair import BuiltPair, process_pair
 from expokit.curation.build.record import (
     SceneRecord,
@@ -64,8 +66,6 @@ def _check_frame_counts(spec: SceneSpec) -> None:
 
 
 def _process_scene(task: SceneTask, state: SceneState) -> list[BuiltPair]:
-    from expokit.curation.build.align import AlignmentError
-
     spec = task.spec
     if spec.problem:
         raise SceneError(spec.scene_id, spec.problem)
@@ -73,8 +73,6 @@ def _process_scene(task: SceneTask, state: SceneState) -> list[BuiltPair]:
         raise SceneError(spec.scene_id, f"{spec.source_root}: no pairs found for this scene")
     calibration = None
     if spec.source == "capture" and spec.calibration:
-        from expokit.calibration.rig_calibration import read_rig_calibration
-
         calibration = read_rig_calibration(spec.calibration)
     if spec.video:
         _check_frame_counts(spec)

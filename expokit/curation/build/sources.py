@@ -49,9 +49,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from expokit.calibration.rig_calibration import RIG_CALIBRATION_NAME
+from expokit.calibration.sync_record import load_sync_json
+from expokit.capture.exif_check import read_exposure
+from expokit.capture.journal import DownloadedEvent, ExifCheckEvent, PlannedEvent, read_events
 from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.ev import ev_token, parse_ev_token
+from expokit.core.exif import read_exif_tags
+from expokit.core.images import decode_image
+from expokit.core.paths import safe_component
+from expokit.core.transfer import apply_luts, exposure_lut
 from expokit.core.video_io import FrameReader as VideoFrameReader
-from expokit.curation.build.config import BuildConfig
+from expokit.curation.build.config import DEFAULT_GROUP_PATTERN, BuildConfig, group_regex
+from expokit.curation.rendering.raw_decode import RAW_EXTENSIONS, decode_raw
+from expokit.curation.rendering.render_manifest import read_render_manifest
 
 if TYPE_CHECKING:
     from expokit.capture.journal import JournalEvent
@@ -329,8 +340,6 @@ def exif_relative_ev(image: ImageRef, reference: ImageRef) -> float | None:
 
 def read_exif_exposure(path: Path) -> dict[str, float]:
     """``exposure_time_s``, ``iso``, ``f_number`` from a file's EXIF (missing keys absent)."""
-    from expokit.capture.exif_check import read_exposure
-
     try:
         return read_exposure(path.read_bytes())
     except OSError:
@@ -439,8 +448,6 @@ def _sequence_scene(
             exposure_time_s=m.get("exposure_time_s"), iso=m.get("iso"), f_number=m.get("f_number"),
         )  # fmt: skip
 
-    from expokit.core.ev import ev_token
-
     target = ref(rank, "ev")
     pairs = tuple(
         PairSpec(f"r{pos}_{ev_token(evs[pos])}", ref(pos, "ev"), target)
@@ -461,8 +468,6 @@ def read_capture_time(path: Path) -> float | None:
     """EXIF capture time of ``path`` in seconds (``DateTimeOriginal`` + ``SubSecTimeOriginal``,
     else ``DateTime``), on an arbitrary but common epoch; ``None`` without one."""
     from datetime import datetime
-
-    from expokit.core.exif import read_exif_tags
 
     tags = read_exif_tags(path)
     for key, sub in (("EXIF DateTimeOriginal", "EXIF SubSecTimeOriginal"),
@@ -574,9 +579,6 @@ def discover_flat(folder: Path, config: BuildConfig) -> Discovery:
         No image files in ``folder``; no file matches the pattern; a bracket grouping
         without the EXIF it needs.
     """
-    from expokit.core.paths import safe_component
-    from expokit.curation.build.config import DEFAULT_GROUP_PATTERN, group_regex
-
     files = _images_in(folder)
     if not files:
         raise SourceError(f"{folder}: no image files directly in it (flat source)")
@@ -678,8 +680,6 @@ def discover_msec(folder: Path) -> Discovery:
     name ``a0964-20061224_140610__E6B7217``, EV -1.5). ``target_ev`` is left null: the GT is
     an expert retouch, not an exposure.
     """
-    from expokit.core.ev import parse_ev_token
-
     roots = _msec_roots(folder)
     if not roots:
         raise SourceError(f"{folder}: no INPUT_IMAGES folder (msec source)")
@@ -738,9 +738,6 @@ def discover_msec(folder: Path) -> Discovery:
 def discover_render(folder: Path, config: BuildConfig) -> Discovery:
     """One scene per rendered RAW (render manifest ``name``): target = the render at
     ``config.target_ev``, inputs = every other EV, all in one output format."""
-    from expokit.core.ev import ev_token
-    from expokit.curation.rendering.render_manifest import read_render_manifest
-
     manifest_path = folder / "manifest.parquet"
     if not manifest_path.is_file():
         raise SourceError(f"{folder}: render output without manifest.parquet")
@@ -814,8 +811,6 @@ def _num(value: Any) -> float | None:
 
 
 def _find_calibration(session: Path, given: str | Path | None) -> Path:
-    from expokit.calibration.rig_calibration import RIG_CALIBRATION_NAME
-
     if given is not None:
         path = Path(given)
         return path / RIG_CALIBRATION_NAME if path.is_dir() else path
@@ -851,8 +846,6 @@ def video_frame_pairs(
     InputFileError
         Unreadable ``sync.json``, or one without a frame map (no video in it).
     """
-    from expokit.calibration.sync_record import load_sync_json
-
     result = load_sync_json(sync_path)
     a, b = Path(result.media_a.path).name, Path(result.media_b.path).name
     if {a, b} != {reference.name, test.name} or a == b:
@@ -890,7 +883,6 @@ def discover_capture(
         raise SourceError(f"{folder}: no capture session (journal.jsonl)")
     scenes: list[SceneSpec] = []
     records = []
-    from expokit.capture.journal import read_events
 
     for session in sessions:
         events, _ = read_events(session / "journal.jsonl")  # the journal first: it names shots
@@ -969,8 +961,6 @@ def _session_scenes(
     config: BuildConfig,
 ) -> list[SceneSpec]:
     """Scenes of one session from its journal ``events`` (:func:`read_events`)."""
-    from expokit.capture.journal import DownloadedEvent, ExifCheckEvent, PlannedEvent
-
     journal = session / "journal.jsonl"
     plans: dict[int, PlannedEvent] = {}
     files: dict[tuple[int, str], str] = {}
@@ -1137,8 +1127,6 @@ def load_image(ref: ImageRef, readers: dict[str, FrameReader] | None = None) -> 
     InputFileError
         Missing or undecodable file/frame, naming it.
     """
-    from expokit.curation.rendering.raw_decode import RAW_EXTENSIONS
-
     meta: dict[str, float | None] = {
         "exposure_time_s": ref.exposure_time_s, "iso": ref.iso, "f_number": ref.f_number,
     }  # fmt: skip
@@ -1209,8 +1197,6 @@ def read_complete_image(path: Path) -> npt.NDArray[Any]:
     InputFileError
         Missing, truncated or undecodable file, naming it.
     """
-    from expokit.core.images import decode_image
-
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -1222,9 +1208,6 @@ def read_complete_image(path: Path) -> npt.NDArray[Any]:
 
 
 def _load_raw(path: Path, meta: dict[str, float | None]) -> LoadedImage:
-    from expokit.core.transfer import apply_luts, exposure_lut
-    from expokit.curation.rendering.raw_decode import decode_raw
-
     decoded = decode_raw(path)
     # As shot (gain 1), sRGB-encoded 16-bit, BGR: the same encoding `expokit render` writes.
     (image,) = apply_luts(decoded.linear, [exposure_lut(1.0, 16, "srgb")], reverse_channels=True)

@@ -20,12 +20,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from expokit.core.atomic import atomic_path
 from expokit.core.lock import RootLock
+from expokit.curation.build.align import (
+    bits_of,
+    flow_residual,
+    match_tones,
+    normalise_exposure,
+    usable,
+)
+from expokit.curation.build.config import BuildConfig, BuildConfigError, QaThresholds
+from expokit.curation.build.qa import (
+    brightness_change,
+    brightness_thumbnail,
+    flags_for,
+    group_figures,
+    pair_figures,
+)
+from expokit.curation.dataset.flags import flag_list
 from expokit.curation.dataset.format import (
     FORMAT_VERSION,
+    INFO_FILE,
+    MANIFEST_FILE,
     DatasetError,
+    frame_from_v1,
+    manifest_frame,
     read_info,
     read_info_header,
+    schema,
+    validate_frame,
+    write_info,
 )
 
 
@@ -40,15 +64,6 @@ def _remeasure(root: Path, row: dict[str, Any], config: Any) -> bool:
     """Measure one v1 row's figures again from its stored images (in place); False when an
     image cannot be read (its figures stay as they were, the new ones null)."""
     import numpy as np
-
-    from expokit.curation.build.align import (
-        bits_of,
-        flow_residual,
-        match_tones,
-        normalise_exposure,
-        usable,
-    )
-    from expokit.curation.build.qa import pair_figures
 
     images = [_read_stored(root / str(row[k])) for k in ("input_path", "target_path")]
     if any(i is None or i.ndim != 3 for i in images):
@@ -76,9 +91,6 @@ def _remeasure(root: Path, row: dict[str, Any], config: Any) -> bool:
 
 def _target_changes(root: Path, rows: list[dict[str, Any]], config: Any) -> None:
     """``target_change`` of every video row, from its clip's stored targets in frame order."""
-    from expokit.curation.build.align import bits_of
-    from expokit.curation.build.qa import brightness_change, brightness_thumbnail
-
     clips: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row.get("clip_id") is not None and row.get("frame_index") is not None:
@@ -103,21 +115,6 @@ def convert_v1_to_v2(folder: Path) -> None:
     from dataclasses import replace
 
     import pandas as pd
-
-    from expokit.core.atomic import atomic_path
-    from expokit.curation.build.config import BuildConfig, BuildConfigError, QaThresholds
-    from expokit.curation.build.qa import flags_for, group_figures
-    from expokit.curation.dataset.flags import flag_list
-    from expokit.curation.dataset.format import (
-        FORMAT_VERSION,
-        INFO_FILE,
-        MANIFEST_FILE,
-        frame_from_v1,
-        manifest_frame,
-        schema,
-        validate_frame,
-        write_info,
-    )
 
     info_path, manifest_path = folder / INFO_FILE, folder / MANIFEST_FILE
     info = read_info(folder)  # every known field checked: a bad one names the file and field

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from expokit import __version__
 from expokit.core.atomic import atomic_write_text
 from expokit.curation.dataset.flags import flag_list
 from expokit.curation.dataset.format import (
@@ -247,7 +248,6 @@ def _citation(info: DatasetInfo, name: str) -> str:
         return citation.strip()
     if isinstance(citation, Mapping) and citation.get("bibtex"):
         return str(citation["bibtex"]).strip()
-    from expokit import __version__
 
     created = str((info.provenance or {}).get("created", ""))[:4]
     year = created if created.isdigit() else str(dt.date.today().year)
@@ -277,8 +277,6 @@ def render_card(dataset: Dataset, export: Mapping[str, Any] | None = None) -> st
         ``groups_exported``, ``files``, ``issues`` (reason -> count) and ``notes``
         (see :meth:`expokit.curation.export.layouts.ExportSummary.as_card_section`).
     """
-    from expokit import __version__
-
     info, frame = dataset.info, dataset.manifest
     name = str(info.name or dataset.root.name)
     out: list[str] = [f"# {name}", ""]

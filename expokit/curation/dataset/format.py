@@ -24,8 +24,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from expokit import __version__
 from expokit.core.atomic import atomic_path, atomic_write_json
 from expokit.core.errors import ExpokitError
+from expokit.core.hashing import sha256_bytes
+from expokit.core.lock import LOCK_FILE, RootInUseError, lock_holder
 from expokit.core.paths import is_safe_name, resolve_inside
 from expokit.core.schema import from_json
 
@@ -329,8 +332,6 @@ class DatasetInfo:
         import cv2
         import rawpy
 
-        from expokit import __version__
-
         fresh = cls(
             schema=schema(),
             path_templates=dict(DEFAULT_PATH_TEMPLATES),
@@ -613,8 +614,6 @@ def dataset_writer(root: str | Path) -> str | None:
     """
     import sys
 
-    from expokit.core.lock import LOCK_FILE, lock_holder
-
     lock = Path(root) / LOCK_FILE
     if sys.platform == "win32" or not lock.is_file():  # pragma: no cover - no probe there
         return None
@@ -644,8 +643,6 @@ def check_not_being_written(root: str | Path, doing: str) -> None:
     itself is replaced atomically and read once (:attr:`Dataset.manifest_sha256`), and a
     build that starts later changes files whose SHA-256 the reader checks.
     """
-    from expokit.core.lock import RootInUseError
-
     writer = dataset_writer(root)
     if writer is not None:
         raise RootInUseError(f"{root} is in use by {writer}; wait for it to finish before {doing}")
@@ -673,8 +670,6 @@ def load_dataset(root: str | Path) -> Dataset:
     if not manifest_path.is_file():
         raise DatasetError(f"{folder}: no {MANIFEST_FILE}")
     import io
-
-    from expokit.core.hashing import sha256_bytes
 
     try:
         # Parsed from the bytes that are hashed: what was read is exactly what is recorded,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from expokit import __version__
 from expokit.core.atomic import atomic_write_text
 from expokit.core.errors import ExpokitError, OutputError
 from expokit.core.lock import RootLock
@@ -45,7 +46,7 @@ from expokit.core.paths import (
     symlinks_leaving,
 )
 from expokit.core.roots import STATE_DIR
-from expokit.core.transfer import LUMA_RGB
+from expokit.core.transfer import LUMA_RGB, srgb_decode, srgb_encode
 from expokit.curation.dataset.card import (
     CLIP_METRICS,
     QA_METRICS,
@@ -132,15 +133,11 @@ class ReportError(ExpokitError):
 
 
 def _srgb_decode_lut() -> npt.NDArray[np.float64]:
-    from expokit.core.transfer import srgb_decode
-
     return srgb_decode(np.arange(256) / 255.0)
 
 
 def gain_lut(gain: float) -> npt.NDArray[np.uint8]:
     """8-bit sRGB -> 8-bit sRGB lookup table multiplying linear light by ``gain``."""
-    from expokit.core.transfer import srgb_encode
-
     linear = _srgb_decode_lut() * gain
     return np.asarray(np.round(srgb_encode(linear) * 255.0), dtype=np.uint8)
 
@@ -1020,8 +1017,6 @@ def _context(
     dataset: Dataset, frame: pd.DataFrame, rows: list[dict[str, Any]], figures: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Template variables shared by the index and the thumbnail pages."""
-    from expokit import __version__
-
     ranks = uses_ranks(frame)
     counts = split_counts(frame)
     flag_names = list(flag_counts(frame))

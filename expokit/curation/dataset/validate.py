@@ -23,13 +23,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from expokit.core.atomic import TEMP_PREFIX
+from expokit.core.errors import InputFileError
 from expokit.core.hashing import sha256_bytes
-from expokit.core.paths import PathEscapeError, resolve_inside
+from expokit.core.images import decode_image
+from expokit.core.paths import PathEscapeError, is_safe_name, resolve_inside
+from expokit.core.roots import is_expokit_root, root_kind
 from expokit.curation.dataset.format import (
     IMAGES_DIR,
     INFO_FILE,
     MANIFEST_COLUMNS,
     MANIFEST_FILE,
+    NAME_COLUMNS,
     PATH_COLUMNS,
     DatasetError,
     DatasetInfo,
@@ -387,9 +392,6 @@ class _FileInfo:
 
 
 def _inspect(path: Path, decode: bool) -> _FileInfo:
-    from expokit.core.errors import InputFileError
-    from expokit.core.images import decode_image
-
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -567,9 +569,6 @@ def _check_names(frame: pd.DataFrame, names: list[str]) -> list[Problem]:
     """scene_id, clip_id and split values that could not become a folder name safely."""
     import pandas as pd
 
-    from expokit.core.paths import is_safe_name
-    from expokit.curation.dataset.format import NAME_COLUMNS
-
     problems = []
     for column in NAME_COLUMNS:
         for position, value in enumerate(frame[column].tolist()):
@@ -597,9 +596,6 @@ def check_images_folder(root: Path, rows: Iterable[dict[str, Any]]) -> list[Prob
     warning, named, so a person can see what does not belong there. Links are not followed.
     """
     import os
-
-    from expokit.core.atomic import TEMP_PREFIX
-    from expokit.core.roots import is_expokit_root, root_kind
 
     images = root / IMAGES_DIR
     if images.is_symlink() or not images.is_dir():

@@ -65,6 +65,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from expokit import __version__
 from expokit.core.atomic import TEMP_PREFIX, remove_stale_temp_files
 from expokit.core.errors import OutputError
 from expokit.core.hashing import sha256_file
@@ -77,7 +78,12 @@ from expokit.core.paths import (
     symlinks_leaving,
 )
 from expokit.core.roots import STATE_DIR, claim_root
-from expokit.curation.dataset.format import Dataset, check_not_being_written, load_dataset
+from expokit.curation.dataset.format import (
+    MANIFEST_FILE,
+    Dataset,
+    check_not_being_written,
+    load_dataset,
+)
 from expokit.curation.dataset.selection import PairSelection
 from expokit.curation.dataset.validate import check_split_disjoint
 from expokit.curation.export.layouts import (
@@ -524,9 +530,6 @@ def _write_record(
     allow_partial: bool = False,
     selection: PairSelection | None = None,
 ) -> None:
-    from expokit import __version__
-    from expokit.curation.dataset.format import MANIFEST_FILE
-
     chosen = selection or PairSelection()
     record = ExportRecord(
         layout=summary.layout,

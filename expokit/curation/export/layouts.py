@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from expokit.core.atomic import atomic_path
 from expokit.core.errors import ExpokitError
-from expokit.core.ev import MSEC_LADDER, ev_token
+from expokit.core.ev import MSEC_LADDER, ev_token, parse_ev_token
 from expokit.core.hashing import sha256_bytes
 from expokit.core.paths import PathEscapeError, UnsafeNameError, check_name, resolve_inside
 from expokit.curation.dataset.format import Dataset
@@ -578,8 +578,6 @@ def _choose_msec_inputs(
     token, are skipped (issues appended to ``issues`` in row order). A target that is an
     exposure (non-null ``target_ev``) fills a missing ``0`` token.
     """
-    from expokit.core.ev import parse_ev_token
-
     chosen: MsecChoice = {}
     for index in members:
         row = rows[index]

@@ -8,11 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from expokit.core.hashing import sha256_file
 from expokit.core.paths import PathEscapeError, resolve_inside
 from expokit.curation.dataset.format import (
     INFO_FILE,
 )
 from expokit.curation.dataset.validate import Problem, ValidationReport
+from expokit.curation.export.peers import DIME_READABLE_SUFFIXES, check_dime_peers, check_msec_peers
+from expokit.curation.export.record import EXPORT_RECORD, ExportRecordError, read_export_record
 
 if TYPE_CHECKING:
     pass
@@ -28,8 +31,6 @@ _MAX_LISTED = 10
 def is_export_folder(folder: str | Path) -> bool:
     """True when ``folder`` is an expokit export (``export.json``, no dataset ``info.json``)
     or a bare DIME tree (:func:`is_dime_tree`, e.g. the published DIME download)."""
-    from expokit.curation.export.record import EXPORT_RECORD
-
     root = Path(folder)
     if (root / INFO_FILE).exists():
         return False
@@ -49,14 +50,6 @@ def validate_export(folder: str | Path, *, check_hashes: bool = True) -> Validat
     (:func:`~expokit.curation.export.peers.check_dime_peers`). A DIME tree without
     ``export.json`` (not made by expokit) gets VECNet's rules only, with every frame type
     VECNet reads (``.png``, ``.jpg``, ``.npy``)."""
-    from expokit.core.hashing import sha256_file
-    from expokit.curation.export.peers import DIME_READABLE_SUFFIXES, check_msec_peers
-    from expokit.curation.export.record import (
-        EXPORT_RECORD,
-        ExportRecordError,
-        read_export_record,
-    )
-
     root = Path(folder)
     report = ValidationReport(root)
     if not (root / EXPORT_RECORD).exists() and is_dime_tree(root):
@@ -93,8 +86,6 @@ def validate_export(folder: str | Path, *, check_hashes: bool = True) -> Validat
 
 
 def _dime_problems(root: Path, suffixes: tuple[str, ...]) -> list[Problem]:
-    from expokit.curation.export.peers import check_dime_peers
-
     errors, warnings = check_dime_peers(root, suffixes=suffixes)
     return [Problem("peer-convention", p) for p in errors] + [
         Problem("peer-convention", w, severity="warning") for w in warnings

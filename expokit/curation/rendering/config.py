@@ -13,7 +13,9 @@ from enum import Enum
 from typing import Any, Literal
 
 from expokit.core.ev import MSEC_LADDER, ev_token, validate_ladder
+from expokit.core.hashing import stable_hash
 from expokit.core.transfer import Transfer
+from expokit.curation.rendering.raw_decode import library_versions
 
 #: Bump when the render code changes output bytes for the same parameters.
 RENDER_ALGORITHM_VERSION = 1
@@ -172,9 +174,6 @@ class RenderConfig:
 
     def params_hash(self) -> str:
         """Hash of the parameters plus LibRaw/rawpy versions and the render algorithm version."""
-        from expokit.core.hashing import stable_hash
-        from expokit.curation.rendering.raw_decode import library_versions
-
         return stable_hash(
             {"config": self.to_dict(), "libs": library_versions(), "algo": RENDER_ALGORITHM_VERSION}
         )

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.errors import InputFileError
+from expokit.core.exif import read_exif_tags
 
 #: File extensions LibRaw reads (lower case, with the dot).
 RAW_EXTENSIONS: frozenset[str] = frozenset(
@@ -192,8 +193,6 @@ def _describe_libraw_error(exc: Exception) -> str:
 
 
 def _camera_make_model(path: Path) -> tuple[str | None, str | None]:
-    from expokit.core.exif import read_exif_tags
-
     tags = read_exif_tags(path)
     if not tags:
         return None, None
