@@ -376,7 +376,7 @@ def run_job(job: Job, work: str) -> SessionResult:
                 scene_seed=job.seed if src.source == "generated" else None,
             )  # fmt: skip
             session = base / job.name
-            truth = simulate(config, session).truth
+            truth = simulate(config, session).truth.to_json()
             calibration = _calibrate(session, truth, base / "rig")
             sync_json, note = _sync(session, truth, base / "sync.json")
             summary = build_dataset([session], base / "ds", BuildConfig(),

@@ -35,7 +35,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     session = base / "sim"
     config = SimulationConfig(offset_s=-0.3, drift_ppm=0.0, seconds=6.0, size=(256, 192),
                               fps=12.0, still_pairs=2)  # fmt: skip
-    truth = simulate(config, session).truth
+    truth = simulate(config, session).truth.to_json()
     rig, sync_json, dataset = base / "rig", base / "sync.json", base / "ds"
     _ok("calibrate", "geometry", str(session / truth["files"]["board_reference"]),
         str(session / truth["files"]["board_test"]), "--out", str(rig), *BOARD_ARGS)  # fmt: skip
@@ -170,7 +170,7 @@ def test_audio_drift_recovered_on_long_clip(tmp_path: Path, drift_ppm: float) ->
     config = SimulationConfig(drift_ppm=drift_ppm, offset_s=0.37, seconds=45.0, size=(96, 72),
                               fps=8.0, still_pairs=0)  # fmt: skip
     out = tmp_path / "drift"
-    truth = simulate(config, out).truth
+    truth = simulate(config, out).truth.to_json()
     result = synchronize(out / truth["sync_a"], out / truth["sync_b"])
     assert result.method == "audio" and result.drift_estimated
     assert abs(result.offset_s - truth["offset_s"]) < 1e-3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -287,8 +287,8 @@ def _write_truth(session: Session, simulation: Any) -> None:
     events, _ = read_events(session.root / JOURNAL_FILE)
     files = truth_file_keys(events)
     truth = simulation.truth(files, simulated_movies())
-    truth["capture"] = "expokit capture on a fake rig with a source (simulated footage)"
-    write_truth(session.root, truth)
+    capture = "expokit capture on a fake rig with a source (simulated footage)"
+    write_truth(session.root, replace(truth, capture=capture))
 
 
 def resume(session_dir: str | Path, progress: bool = True) -> tuple[Session, RunReport]:

@@ -127,7 +127,7 @@ class SimulationResult:
     """What :func:`simulate` wrote."""
 
     root: Path
-    truth: dict[str, Any]
+    truth: TruthFile
     files: dict[str, str]
 
     @property

@@ -151,14 +151,10 @@ def simulate_command(
     )  # fmt: skip
     result = simulate(config, out_dir, progress=not no_progress, log=click.echo)
     truth = result.truth
-    click.echo(f"flip        {truth['flip']}")
-    click.echo(
-        f"ev_offset   {truth['ev_offset']:g} (photometric gain {truth['photometric_gain']:g})"
-    )
-    click.echo(
-        f"sync        offset_s {truth['offset_s']:+.6f}, drift {truth['drift_ppm']:+.3f} ppm"
-    )
+    click.echo(f"flip        {truth.flip}")
+    click.echo(f"ev_offset   {truth.ev_offset:g} (photometric gain {truth.photometric_gain:g})")
+    click.echo(f"sync        offset_s {truth.offset_s:+.6f}, drift {truth.drift_ppm:+.3f} ppm")
     click.echo(f"files       {len(result.files)}")
-    if truth.get("defects"):
-        click.echo(f"defects     {len(truth['defects'])} injected (truth.json defects)")
+    if truth.defects:
+        click.echo(f"defects     {len(truth.defects)} injected (truth.json defects)")
     click.echo(f"wrote       {result.truth_path}")

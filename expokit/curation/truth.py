@@ -40,7 +40,7 @@ from expokit.calibration.homography import homography_grid_error
 from expokit.calibration.rig_calibration import read_rig_calibration
 from expokit.calibration.sync import SyncConfig, SyncError, synchronize
 from expokit.calibration.sync_record import load_sync_json
-from expokit.capture.simulator.truth_file import TruthFile, read_truth_file
+from expokit.capture.simulator.truth_file import TruthFile, read_truth
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.schema import to_json
 from expokit.curation.build.align import bits_of, to_linear
@@ -88,7 +88,7 @@ class StageCheck:
 def load_truth(session_dir: str | Path) -> TruthFile:
     """``truth.json`` of a simulated session (the one reader) as its typed record
     :class:`~expokit.capture.simulator.truth_file.TruthFile`
-    (:func:`~expokit.capture.simulator.truth_file.read_truth_file`).
+    (:func:`~expokit.capture.simulator.truth_file.read_truth`).
 
     Raises
     ------
@@ -97,7 +97,7 @@ def load_truth(session_dir: str | Path) -> TruthFile:
         that is missing or of the wrong type (the message names the file and the field).
     """
     path = Path(session_dir) / TRUTH_FILE
-    return read_truth_file(path, lambda p, problem: TruthError(f"{p}: {problem}"))
+    return read_truth(path, lambda p, problem: TruthError(f"{p}: {problem}"))
 
 
 def _fmt(value: Any) -> str:

@@ -273,11 +273,11 @@ def test_movie_flicker_and_board_untouched(tmp_path: Path) -> None:
     """End to end through H.264: the reference movie's brightness follows the flicker,
     the test movie and the board stills are those of a clean session, byte for byte."""
     config = {**SMALL, "still_pairs": 1, "steady_light": True}
-    clean = simulate(SimulationConfig(**config), tmp_path / "clean").truth
+    clean = simulate(SimulationConfig(**config), tmp_path / "clean").truth.to_json()
     hit = simulate(
         SimulationConfig(**config, defects=("flicker:0.15@reference,video,hz=2.3,phase=0",)),
         tmp_path / "hit",
-    ).truth
+    ).truth.to_json()
     for key in ("video_test", "board_reference", "board_test", "still_0002_reference"):
         assert hit["sha256"][key] == clean["sha256"][key], key
     assert hit["sha256"]["video_reference"] != clean["sha256"]["video_reference"]
@@ -322,7 +322,7 @@ def test_truth_records_every_injection(tmp_path: Path) -> None:
     )  # fmt: skip
     config = SimulationConfig(**SMALL, still_pairs=3, defects=defects)
     out = tmp_path / "sim"
-    truth = simulate(config, out).truth
+    truth = simulate(config, out).truth.to_json()
     assert truth == load_truth(out).to_json()  # the reader validates it field by field
     records = truth["defects"]
     assert [r["spec"] for r in records] == [parse_defect(d).text() for d in defects]
@@ -358,7 +358,7 @@ def test_clipping_records_the_clipped_share(tmp_path: Path) -> None:
     defects = ("clipping:3@still=1-2", "clipping:2@reference,video")
     config = SimulationConfig(**SMALL, still_pairs=2, defects=defects)
     out = tmp_path / "sim"
-    truth = simulate(config, out).truth
+    truth = simulate(config, out).truth.to_json()
     stills, movie = truth["defects"]
     shares = stills["params"]["clipped_fraction"]
     assert len(shares) == 2
@@ -373,7 +373,7 @@ def test_clipping_records_the_clipped_share(tmp_path: Path) -> None:
 def test_clean_shots_are_byte_identical_and_seeded(tmp_path: Path) -> None:
     def run(name: str, *defects: str, seed: int = 0) -> dict:
         config = SimulationConfig(**SMALL, still_pairs=3, seed=seed, defects=defects)
-        return simulate(config, tmp_path / name).truth
+        return simulate(config, tmp_path / name).truth.to_json()
 
     clean = run("clean")
     assert "defects" not in clean and "defects" not in clean["config"]

@@ -260,4 +260,4 @@ def test_interrupted_simulate_empties_the_folder_it_was_given(
     # The folder is usable again: nothing of the failed run is left to adopt.
     monkeypatch.undo()
     result = simulate(config, out)
-    assert result.truth_path.is_file() and math.isclose(result.truth["seconds"], 1.0)
+    assert result.truth_path.is_file() and math.isclose(result.truth.seconds, 1.0)

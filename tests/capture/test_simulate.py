@@ -32,7 +32,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("sim") / "gen"
     config = SimulationConfig(offset_s=-0.53, drift_ppm=0.0, seconds=6.0, still_pairs=2)
     result = simulate(config, out)
-    return out, result.truth
+    return out, result.truth.to_json()
 
 
 def _grid_error(calibration_dir: Path, truth: dict) -> float:
@@ -153,7 +153,7 @@ def test_curate_discovers_the_video_session(session: tuple[Path, dict], tmp_path
 def test_deterministic_per_seed(tmp_path: Path) -> None:
     def run(name: str, seed: int) -> dict:
         config = SimulationConfig(seed=seed, seconds=1.5, size=(96, 64), still_pairs=1)
-        return simulate(config, tmp_path / name).truth
+        return simulate(config, tmp_path / name).truth.to_json()
 
     first, again, other = run("a", 5), run("b", 5), run("c", 6)
     strip = ("files", "sha256", "sync_a", "sync_b")  # file names carry the session name
@@ -192,7 +192,7 @@ def test_drift_on_a_short_clip_is_not_estimated_and_says_so(tmp_path: Path) -> N
     say so, never report a silent 0 ppm (long clips: tests/test_simulation_chain.py)."""
     config = SimulationConfig(drift_ppm=150.0, offset_s=0.37, seconds=20.0, size=(128, 96),
                               still_pairs=0)  # fmt: skip
-    truth = simulate(config, tmp_path / "drift").truth
+    truth = simulate(config, tmp_path / "drift").truth.to_json()
     result = synchronize(tmp_path / "drift" / truth["sync_a"], tmp_path / "drift" / truth["sync_b"])
     assert not result.drift_estimated
     assert any("drift not estimated" in w for w in result.warnings), result.warnings
@@ -209,7 +209,7 @@ def test_real_clip(name: str, sound: bool, tmp_path: Path) -> None:
     config = SimulationConfig(source=str(clip), drift_ppm=0.0, offset_s=0.37, seconds=6.0,
                               size=(360, 264), still_pairs=1)  # fmt: skip
     out = tmp_path / "sim"
-    truth = simulate(config, out).truth
+    truth = simulate(config, out).truth.to_json()
     assert truth["audio"] is sound and truth["source"]["kind"] == "video"
     if sound:
         result = synchronize(out / truth["sync_a"], out / truth["sync_b"])
@@ -245,7 +245,7 @@ def test_frame_folder_source(tmp_path: Path) -> None:
     for i in range(40):
         cv2.imwrite(str(frames / f"f{i}.png"), np.roll(base, i, axis=1))
     config = SimulationConfig(source=str(frames), fps=20.0, offset_s=0.1, still_pairs=1)
-    truth = simulate(config, tmp_path / "out").truth
+    truth = simulate(config, tmp_path / "out").truth.to_json()
     assert truth["source"]["kind"] == "frames" and truth["image_size"] == [112, 80]
     assert not truth["audio"] and truth["fps"] == 20.0
     assert truth["bodies"]["test"]["frames"] >= 30

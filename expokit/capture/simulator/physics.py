@@ -60,7 +60,12 @@ from expokit.capture.footage import (
     source_size,
 )
 from expokit.capture.simulator.encode import Image, encode_movie, to_uint
-from expokit.capture.simulator.truth_file import SIMULATION_FORMAT_VERSION, TRUTH_KIND
+from expokit.capture.simulator.truth_file import (
+    SIMULATION_FORMAT_VERSION,
+    TRUTH_FILE,
+    TRUTH_KIND,
+    TruthFile,
+)
 from expokit.core.errors import ExpokitError
 from expokit.core.schema import to_json
 from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
@@ -524,8 +529,9 @@ class RigSimulation:
 
     def truth(
         self, files: dict[str, str], bodies_info: dict[str, dict[str, Any]] | None = None
-    ) -> dict[str, Any]:
-        """``truth.json`` for a session holding ``files`` (key -> path in the session)."""
+    ) -> TruthFile:
+        """The ``truth.json`` record for a session holding ``files`` (key -> path in the
+        session; the SHA-256 are added by :func:`~.truth_file.write_truth`)."""
         truth = _truth(
             self.config, self.footage, self.size, self.homography,
             [self.bodies["reference"], self.bodies["test"]], bodies_info or {},
@@ -534,10 +540,15 @@ class RigSimulation:
         )  # fmt: skip
         if self.defects:
             truth["defects"] = to_json(list(self.defects.records(files)))
-        return truth
+        return TruthFile.from_json(truth, TRUTH_FILE, _simulator_bug)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _simulator_bug(path: Path, problem: str) -> Exception:
+    """The simulator built a truth record its own model refuses: a bug, not bad input."""
+    return ValueError(f"simulator truth for {path}: {problem}")
 
 
 def _make_bodies(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -151,33 +151,16 @@ class TruthFile:
         return document
 
 
-def write_truth(root: Path, truth: dict[str, Any]) -> dict[str, Any]:
-    """Add the files' SHA-256 to ``truth`` and write ``root/truth.json`` atomically.
-
-    The one writer: ``truth`` is checked through :class:`TruthFile` first (a wrong field
-    is a bug, raised as :class:`ValueError`). Returns the document written.
-    """
-
-    def bug(path: Path, problem: str) -> Exception:
-        return ValueError(f"{path}: {problem}")
-
-    truth["sha256"] = {
-        key: sha256_file(root / path) for key, path in sorted(truth["files"].items())
-    }
-    model = TruthFile.from_json(truth, root / TRUTH_FILE, bug)
-    document = model.to_json()
-    atomic_write_json(root / TRUTH_FILE, document)
-    return document
+def write_truth(root: Path, truth: TruthFile) -> TruthFile:
+    """Write ``root/truth.json`` atomically: ``truth`` with the SHA-256 of each of its
+    files (paths relative to ``root``); the one writer. Returns the record written."""
+    digests = {key: sha256_file(root / path) for key, path in sorted(truth.files.items())}
+    written = replace(truth, sha256=digests)
+    atomic_write_json(root / TRUTH_FILE, written.to_json())
+    return written
 
 
-def read_truth(path: Path, error: Callable[[Path, str], Exception]) -> dict[str, Any]:
-    """The validated ``truth.json`` document at ``path``, as :meth:`TruthFile.to_json`
-    (:func:`read_truth_file`, as a document).
-    """
-    return read_truth_file(path, error).to_json()
-
-
-def read_truth_file(path: Path, error: Callable[[Path, str], Exception]) -> TruthFile:
+def read_truth(path: Path, error: Callable[[Path, str], Exception]) -> TruthFile:
     """The validated ``truth.json`` at ``path`` as a :class:`TruthFile`.
 
     Every problem is raised as ``error(path, problem)``: absent, not JSON, not an object,

@@ -89,7 +89,7 @@ def _build(base: Path, sessions: dict[str, SimulationConfig]) -> tuple[Path, lis
     calibration = None
     for name, config in sessions.items():
         root = base / name
-        truth = simulate(config, root).truth
+        truth = simulate(config, root).truth.to_json()
         if calibration is None:
             calibrate_geometry([root / truth["files"]["board_reference"]],
                                [root / truth["files"]["board_test"]], base / "rig")  # fmt: skip
