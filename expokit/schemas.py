@@ -109,7 +109,7 @@ ENTRIES: dict[str, SchemaEntry] = {
             "info",
             "DATASET/meta/info.json",
             "expokit.curation.dataset.format:InfoFile",
-            "expokit.curation.dataset.format:write_dataset",
+            "expokit.curation.dataset.format:write_info (DatasetInfo.to_json)",
             "expokit.curation.dataset.format:read_info",
         ),
         SchemaEntry(
@@ -130,7 +130,7 @@ ENTRIES: dict[str, SchemaEntry] = {
             "build_record",
             "DATASET/.expokit/records/<scene_id>.json",
             "expokit.core.runs:BuildRecord",
-            "expokit.core.runs:write_record (from expokit.curation.build.driver:build_scene)",
+            "expokit.core.runs:write_record (from expokit.curation.build.scene:build_scene)",
             "expokit.core.runs:read_record / load_record",
         ),
         SchemaEntry(
@@ -139,6 +139,22 @@ ENTRIES: dict[str, SchemaEntry] = {
             "expokit.curation.export.record:ExportRecord",
             "expokit.curation.export.record:write_export_record",
             "expokit.curation.export.record:read_export_record",
+        ),
+        SchemaEntry(
+            "checkpoint_meta",
+            "RUN/checkpoints/step_<N>/meta.json",
+            "expokit.models.checkpoint:CheckpointMeta",
+            "expokit.models.checkpoint:CheckpointMeta.write",
+            "expokit.models.checkpoint:read_meta",
+            exclude=("extra",),
+            strict=False,
+        ),
+        SchemaEntry(
+            "infer_record",
+            "INFER_OUT/.expokit/infer.json",
+            "expokit.models.infer:InferRecord",
+            "expokit.models.infer:write_infer_record",
+            "expokit.models.infer:read_infer_record",
         ),
         SchemaEntry(
             "run_sidecar",

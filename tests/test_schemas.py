@@ -358,3 +358,16 @@ def test_every_issue_12_kind_is_registered() -> None:
     assert kinds <= set(ENTRIES)
     for kind in kinds:
         assert load_model(ENTRIES[kind].model) is not None, kind
+
+
+def test_checkpoint_meta_and_infer_record_fit_their_schemas(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from expokit.models.checkpoint import META_FILE, CheckpointMeta
+    from expokit.models.infer import INFER_RECORD, InferOutput, write_infer_record
+
+    CheckpointMeta("uec", 12, {"feature_size": 8}, {"world_size": 1}).write(tmp_path)
+    meta = json.loads((tmp_path / META_FILE).read_text(encoding="utf-8"))
+    _check_file("checkpoint_meta", meta)
+    assert _problems({**meta, "step": "12"}, entry_schema(ENTRIES["checkpoint_meta"]) or {})
+    write_infer_record(tmp_path, [InferOutput("a.png", "0" * 64), InferOutput("b.mp4")])
+    _check_file("infer_record", json.loads((tmp_path / INFER_RECORD).read_text(encoding="utf-8")))
