@@ -358,7 +358,8 @@ def _sync(session: Path, truth: dict[str, Any], out: Path) -> tuple[Path, str]:
 def run_job(job: Job, work: str) -> SessionResult:
     """Simulate, calibrate, sync and build one session; its rows against the truth."""
     from expokit.capture.defects import as_specs
-    from expokit.capture.simulate import SimulationConfig, simulate
+    from expokit.capture.simulate import simulate
+    from expokit.capture.simulator import SimulationConfig
     from expokit.curation.build.config import BuildConfig
     from expokit.curation.build.driver import build_dataset
     from expokit.curation.truth import rows_against_truth

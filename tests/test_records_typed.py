@@ -23,7 +23,8 @@ from expokit.core.schema import FieldError, from_json, to_json
 
 def tiny_session(folder: Path) -> Path:
     """A simulated 2 s session with one still pair (writes truth.json)."""
-    from expokit.capture.simulate import SimulationConfig, simulate
+    from expokit.capture.simulate import simulate
+    from expokit.capture.simulator import SimulationConfig
 
     out = folder / "session"
     simulate(SimulationConfig(seconds=2.0, still_pairs=1), out)
@@ -249,7 +250,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_truth_round_trip(session: Path) -> None:
-    from expokit.capture.simulate import TRUTH_FILE, TruthFile
+    from expokit.capture.simulator import TRUTH_FILE, TruthFile
     from expokit.curation.truth import load_truth
 
     document = json.loads((session / TRUTH_FILE).read_text(encoding="utf-8"))
@@ -275,7 +276,7 @@ def test_truth_round_trip(session: Path) -> None:
     ],
 )  # fmt: skip
 def test_malformed_truth_json(session: Path, tmp_path: Path, change: Any, message: str) -> None:
-    from expokit.capture.simulate import TRUTH_FILE
+    from expokit.capture.simulator import TRUTH_FILE
     from expokit.curation.truth import TruthError, load_truth
 
     path = tmp_path / TRUTH_FILE

@@ -227,7 +227,8 @@ def _check_file(kind: str, document: Any) -> None:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from expokit.capture.simulate import SimulationConfig, simulate
+    from expokit.capture.simulate import simulate
+    from expokit.capture.simulator import SimulationConfig
 
     out = tmp_path_factory.mktemp("schemas") / "session"
     simulate(SimulationConfig(seconds=2.0, still_pairs=1), out)

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from expokit.calibration.sync import synchronize
-from expokit.capture.simulate import SimulationConfig, simulate
+from expokit.capture.simulate import simulate
+from expokit.capture.simulator import SimulationConfig
 from expokit.cli import cli
 from expokit.curation.truth import StageCheck, TruthError, compare_to_truth, format_checks
 

@@ -20,10 +20,8 @@ and the rig config and keeps only the writer: :func:`simulate`, the rig config o
 simulated session (:func:`fake_table`) and the journal -> ``truth.json["files"]`` keys
 (:func:`truth_file_keys`).
 
-Re-exports: the simulator names this module defined before the split (``SimulationConfig``,
-``RigSimulation``, ``TruthFile``, ``write_truth``, ``png16_bytes``, ...; see ``__all__``)
-stay importable from here for external users; code inside expokit imports them from
-:mod:`expokit.capture.simulator`.
+The simulator's own names (``SimulationConfig``, ``RigSimulation``, ``TruthFile``, ...) are
+imported from :mod:`expokit.capture.simulator`, their package face.
 """
 
 from __future__ import annotations
@@ -49,30 +47,12 @@ from expokit.capture.journal import (
 from expokit.capture.rig_config import RigConfig, RoleConfig
 from expokit.capture.session import CALIBRATION_KIND, Session
 from expokit.capture.simulator import (
-    BOARD,
-    GENERATED_SECONDS,
-    GENERATED_SIZE,
-    MAX_DRIFT_PPM,
-    MAX_EV_OFFSET,
-    MIN_RECORDING_S,
-    SIMULATION_FORMAT_VERSION,
     SIMULATION_KEYS,
     TRUTH_FILE,
-    TRUTH_KIND,
-    Body,
     Image,
     RigSimulation,
-    SensorModel,
     SimulationConfig,
-    SimulationError,
     TruthFile,
-    encode_movie,
-    expose,
-    misregistration,
-    png16_bytes,
-    record_audio,
-    render_board,
-    to_uint,
     write_png16,
     write_truth,
 )
@@ -81,42 +61,7 @@ from expokit.core.errors import OutputError
 from expokit.core.hashing import sha256_file
 from expokit.core.paths import check_name
 
-# The session writer's own names are REFERENCE_SHUTTER, SimulationResult, fake_table,
-# simulate and truth_file_keys; every other name is re-exported from
-# expokit.capture.simulator (its home since the split) so old imports keep working.
-__all__ = [
-    "BOARD",
-    "GENERATED_SECONDS",
-    "GENERATED_SIZE",
-    "MAX_DRIFT_PPM",
-    "MAX_EV_OFFSET",
-    "MIN_RECORDING_S",
-    "REFERENCE_SHUTTER",
-    "SIMULATION_FORMAT_VERSION",
-    "SIMULATION_KEYS",
-    "TRUTH_FILE",
-    "TRUTH_KIND",
-    "Body",
-    "Image",
-    "RigSimulation",
-    "SensorModel",
-    "SimulationConfig",
-    "SimulationError",
-    "SimulationResult",
-    "TruthFile",
-    "encode_movie",
-    "expose",
-    "fake_table",
-    "misregistration",
-    "png16_bytes",
-    "record_audio",
-    "render_board",
-    "simulate",
-    "to_uint",
-    "truth_file_keys",
-    "write_png16",
-    "write_truth",
-]
+__all__ = ["REFERENCE_SHUTTER", "SimulationResult", "fake_table", "simulate", "truth_file_keys"]
 
 #: Reference settings written into rig.json (the test shutter follows ev_offset).
 REFERENCE_SHUTTER = "1/125"

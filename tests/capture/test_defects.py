@@ -28,13 +28,13 @@ from expokit.capture.defects import (
     parse_defect,
 )
 from expokit.capture.footage import srgb_to_linear
-from expokit.capture.simulate import (
+from expokit.capture.simulate import simulate
+from expokit.capture.simulator import (
     RigSimulation,
     SensorModel,
     SimulationConfig,
     SimulationError,
     expose,
-    simulate,
 )
 from expokit.cli import cli
 from expokit.core.video_io import FrameReader

@@ -18,7 +18,8 @@ from expokit.calibration.sync import SyncConfig, load_sync_json, synchronize
 from expokit.capture.footage import FootageError
 from expokit.capture.journal import read_journal
 from expokit.capture.rig_config import RigConfig
-from expokit.capture.simulate import SimulationConfig, SimulationError, simulate
+from expokit.capture.simulate import simulate
+from expokit.capture.simulator import SimulationConfig, SimulationError
 from expokit.cli import cli
 from expokit.core.roots import root_kind
 from tests.conftest import shared_path

@@ -21,7 +21,8 @@ import pytest
 from expokit.calibration.geometry import calibrate_geometry
 from expokit.calibration.sync import synchronize, write_sync_json
 from expokit.capture.footage import GeneratedScene
-from expokit.capture.simulate import SimulationConfig, simulate
+from expokit.capture.simulate import simulate
+from expokit.capture.simulator import SimulationConfig
 from expokit.curation.build.config import BuildConfig
 from expokit.curation.build.driver import build_dataset
 from expokit.curation.truth import (
