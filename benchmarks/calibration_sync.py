@@ -157,7 +157,9 @@ def timed(func: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 def run_case(a_path: Path, case: dict[str, Any], repeat: int, duration_s: float) -> None:
-    from expokit.calibration.sync import SyncConfig, audio_offset, synchronize
+    from expokit.calibration.sync import synchronize
+    from expokit.calibration.sync_audio import audio_offset
+    from expokit.calibration.sync_record import SyncConfig
     from expokit.core.video_io import decode_audio
 
     config = SyncConfig()

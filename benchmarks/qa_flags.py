@@ -325,13 +325,8 @@ def _sync(session: Path, truth: dict[str, Any], out: Path) -> tuple[Path, str]:
     the benchmark is about the QA flags, not the sync (the note says which)."""
     from dataclasses import replace
 
-    from expokit.calibration.sync import (
-        SyncError,
-        SyncResult,
-        frame_map,
-        synchronize,
-        write_sync_json,
-    )
+    from expokit.calibration.sync import frame_map, synchronize
+    from expokit.calibration.sync_record import SyncError, SyncResult, write_sync_json
     from expokit.core.video_io import probe_media
 
     a, b = session / truth["sync_a"], session / truth["sync_b"]

@@ -30,7 +30,8 @@ import numpy as np
 
 from expokit.calibration.boards import BoardSpec
 from expokit.calibration.geometry import calibrate_geometry
-from expokit.calibration.sync import synchronize, write_sync_json
+from expokit.calibration.sync import synchronize
+from expokit.calibration.sync_record import write_sync_json
 from expokit.capture.commands import shoot
 from expokit.capture.defects import as_specs
 from expokit.capture.journal import DownloadedEvent, PlannedEvent, read_events

@@ -63,7 +63,6 @@ from expokit.calibration.boards import (
 )
 from expokit.calibration.geometry_io import check_inputs_not_outputs, read_image_pairs
 from expokit.calibration.geometry_qa import (
-    QA_MAX_SIDE,
     pair_correlation,
     previous_qa_images,
     qa_frames,
@@ -109,11 +108,8 @@ from expokit.calibration.mirror import (
 )
 from expokit.calibration.parallax import find_layers
 from expokit.calibration.rig_calibration import (
-    FORMAT_VERSION,
-    RIG_CALIBRATION_NAME,
     PairRecord,
     RigCalibration,
-    RigCalibrationFormatError,
     read_rig_calibration,
     write_rig_calibration,
 )
@@ -124,12 +120,7 @@ from expokit.core.roots import claim_root
 
 __all__ = [
     "FLIP_CHOICES",
-    "FORMAT_VERSION",
-    "QA_MAX_SIDE",
-    "RIG_CALIBRATION_NAME",
     "GeometryConfig",
-    "RigCalibration",
-    "RigCalibrationFormatError",
     "calibrate_geometry",
     "correspondence_problem",
     "ecc_keep_decision",

@@ -64,18 +64,12 @@ from expokit.calibration.sync_audio import (
     OffsetEstimate,
     audio_offset,
     check_audible,
-    xcorr,
 )
 from expokit.calibration.sync_brightness import FlatBrightnessError, brightness_offset
 from expokit.calibration.sync_record import (
-    CONVENTION,
-    SYNC_FORMAT_VERSION,
     SyncConfig,
     SyncError,
-    SyncFileError,
     SyncResult,
-    load_sync_json,
-    write_sync_json,
 )
 from expokit.core.atomic import atomic_path, ensure_writable_dir
 from expokit.core.errors import InputFileError, OutputError
@@ -550,28 +544,15 @@ def describe_result(result: SyncResult) -> list[str]:
     return lines + [f"warning: {w}" for w in result.warnings]
 
 
-#: Re-exported for callers of ``synchronize`` that also need the record or the audio search
-#: (new code imports them from :mod:`~expokit.calibration.sync_record` and
-#: :mod:`~expokit.calibration.sync_audio`).
-__all__: Sequence[str] = (
-    "CONVENTION",
-    "SYNC_FORMAT_VERSION",
+__all__ = [
     "LowConfidenceError",
     "NoSyncCueError",
-    "SyncConfig",
-    "SyncError",
-    "SyncFileError",
-    "SyncResult",
     "apply_sync",
     "apply_targets",
-    "audio_offset",
     "describe_result",
     "drift_warning",
     "frame_map",
-    "load_sync_json",
     "synchronize",
     "trim_plan",
     "unreliable",
-    "write_sync_json",
-    "xcorr",
-)
+]

@@ -818,9 +818,8 @@ def write_sync_json(result: SyncResult, path: str | Path, applied: Sequence[Path
     return target
 
 
-__all__: Sequence[str] = (
+__all__ = [
     "APPLIED_KEY",
-    "CONVENTION",
     "METHODS",
     "RESULT_METHODS",
     "SYNC_FORMAT_VERSION",
@@ -843,4 +842,4 @@ __all__: Sequence[str] = (
     "read_sync_record",
     "recorded_outputs",
     "write_sync_json",
-)
+]

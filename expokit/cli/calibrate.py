@@ -285,7 +285,6 @@ def calibrate_sync(
     shown at each A frame. --apply writes both files cut to their common time span.
     """
     from expokit.calibration.sync import (
-        SyncConfig,
         apply_sync,
         apply_targets,
         describe_result,
@@ -293,6 +292,7 @@ def calibrate_sync(
         synchronize,
     )
     from expokit.calibration.sync_record import (
+        SyncConfig,
         check_sync_json_target,
         recorded_outputs,
         write_sync_json,

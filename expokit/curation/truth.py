@@ -38,8 +38,8 @@ import numpy as np
 
 from expokit.calibration.homography import homography_grid_error
 from expokit.calibration.rig_calibration import read_rig_calibration
-from expokit.calibration.sync import SyncConfig, SyncError, synchronize
-from expokit.calibration.sync_record import load_sync_json
+from expokit.calibration.sync import synchronize
+from expokit.calibration.sync_record import SyncConfig, SyncError, load_sync_json
 from expokit.capture.simulator.truth_file import TruthFile, read_truth
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.schema import to_json

@@ -12,15 +12,7 @@ import pytest
 
 from expokit.calibration import geometry
 from expokit.calibration.boards import BoardNotFoundError, BoardSpec
-from expokit.calibration.geometry import (
-    FORMAT_VERSION,
-    RIG_CALIBRATION_NAME,
-    GeometryConfig,
-    RigCalibration,
-    RigCalibrationFormatError,
-    calibrate_geometry,
-    load_rig_calibration,
-)
+from expokit.calibration.geometry import GeometryConfig, calibrate_geometry, load_rig_calibration
 from expokit.calibration.homography import (
     DegenerateHomographyError,
     EccSettings,
@@ -29,6 +21,12 @@ from expokit.calibration.homography import (
 )
 from expokit.calibration.intrinsics import Intrinsics, IntrinsicsError
 from expokit.calibration.mirror import Flip
+from expokit.calibration.rig_calibration import (
+    FORMAT_VERSION,
+    RIG_CALIBRATION_NAME,
+    RigCalibration,
+    RigCalibrationFormatError,
+)
 from expokit.calibration.warp import largest_valid_rectangle, warp_test_to_reference
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.hashing import sha256_file

@@ -19,7 +19,6 @@ from expokit.calibration.boards import (
     transposed_hint,
 )
 from expokit.calibration.geometry import (
-    RIG_CALIBRATION_NAME,
     GeometryConfig,
     calibrate_geometry,
     correspondence_problem,
@@ -33,6 +32,7 @@ from expokit.calibration.homography import (
     project,
     transfer_rms,
 )
+from expokit.calibration.rig_calibration import RIG_CALIBRATION_NAME
 from expokit.cli import cli
 from expokit.cli.calibrate import rms_rise_note
 

@@ -13,11 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from expokit.calibration.geometry import (
-    RIG_CALIBRATION_NAME,
-    GeometryConfig,
-    calibrate_geometry,
-)
+from expokit.calibration.geometry import GeometryConfig, calibrate_geometry
+from expokit.calibration.rig_calibration import RIG_CALIBRATION_NAME
 from expokit.cli import cli
 from expokit.core.errors import OutputError
 from expokit.core.hashing import sha256_file

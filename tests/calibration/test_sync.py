@@ -11,22 +11,23 @@ import numpy as np
 import pytest
 
 from expokit.calibration.sync import (
-    CONVENTION,
-    SYNC_FORMAT_VERSION,
     LowConfidenceError,
     NoSyncCueError,
-    SyncConfig,
-    SyncFileError,
     apply_sync,
-    audio_offset,
-    load_sync_json,
     synchronize,
     trim_plan,
+)
+from expokit.calibration.sync_audio import audio_offset, xcorr
+from expokit.calibration.sync_record import (
+    SYNC_FORMAT_VERSION,
+    SyncConfig,
+    SyncFileError,
+    load_sync_json,
     write_sync_json,
-    xcorr,
 )
 from expokit.core.atomic import TEMP_PREFIX
 from expokit.core.errors import ExpokitError, InputFileError
+from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
 from expokit.core.video_io import (
     EmptyMediaError,
     MediaDecodeError,

@@ -8,13 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expokit.calibration.sync import (
-    SyncConfig,
-    apply_sync,
-    audio_offset,
-    drift_warning,
-    synchronize,
-)
+from expokit.calibration.sync import apply_sync, drift_warning, synchronize
+from expokit.calibration.sync_audio import audio_offset
+from expokit.calibration.sync_record import SyncConfig
 from expokit.calibration.synthetic import shuffled_audio
 from expokit.core.video_io import ffmpeg_exe
 from tests.conftest import shared_path

@@ -12,7 +12,6 @@ import pytest
 
 from expokit.calibration.sync_record import (
     APPLIED_KEY,
-    CONVENTION,
     SYNC_FORMAT_VERSION,
     SyncConfig,
     SyncFileError,
@@ -26,6 +25,7 @@ from expokit.calibration.sync_record import (
     write_sync_json,
 )
 from expokit.core.errors import InputFileError
+from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
 from expokit.core.video_io import MediaInfo
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from expokit.calibration.geometry import load_rig_calibration
 from expokit.calibration.homography import homography_grid_error
 from expokit.calibration.mirror import Flip
-from expokit.calibration.sync import load_sync_json
+from expokit.calibration.sync_record import load_sync_json
 from expokit.capture.footage import srgb_to_linear
 from expokit.capture.journal import read_journal
 from expokit.capture.rig_config import RigConfigError, load_rig_config

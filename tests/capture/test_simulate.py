@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from expokit.calibration.geometry import load_rig_calibration
 from expokit.calibration.homography import homography_grid_error
 from expokit.calibration.mirror import Flip
-from expokit.calibration.sync import SyncConfig, load_sync_json, synchronize
+from expokit.calibration.sync import synchronize
+from expokit.calibration.sync_record import SyncConfig, load_sync_json
 from expokit.capture.footage import FootageError
 from expokit.capture.journal import read_journal
 from expokit.capture.rig_config import RigConfig
@@ -217,7 +218,8 @@ def test_real_clip(name: str, sound: bool, tmp_path: Path) -> None:
         assert result.method == "audio"
         assert abs(result.offset_s - truth["offset_s"]) < 1e-3
     else:
-        from expokit.calibration.sync import NoSyncCueError, SyncError
+        from expokit.calibration.sync import NoSyncCueError
+        from expokit.calibration.sync_record import SyncError
 
         try:
             result = synchronize(out / truth["sync_a"], out / truth["sync_b"])

@@ -61,7 +61,7 @@ from expokit.capture.backends.base import (
     SettingValueError,
     UsbClaimError,
 )
-from expokit.capture.exposure import SHUTTER_CHOICES as SHUTTER_CHOICES
+from expokit.capture.exposure import SHUTTER_CHOICES
 from expokit.capture.simulator import (
     MAX_SEED,
     RigSimulation,
@@ -72,8 +72,6 @@ from expokit.capture.simulator import (
 from expokit.capture.simulator.physics import BOARD
 from expokit.core.synthetic import demo_scene, feature_texture, write_dng
 from expokit.core.transfer import srgb_encode
-
-# SHUTTER_CHOICES lives in expokit.capture.exposure (camera vocabulary); re-exported above.
 
 APERTURE_CHOICES = ("1.8", "2", "2.8", "4", "5.6", "8", "11", "16", "22")
 ISO_CHOICES = ("100", "200", "400", "800", "1600", "3200", "6400")

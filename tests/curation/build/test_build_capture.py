@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from expokit.calibration.sync import SyncResult, frame_map, write_sync_json
+from expokit.calibration.sync import frame_map
+from expokit.calibration.sync_record import SyncResult, write_sync_json
 from expokit.capture.commands import shoot
 from expokit.capture.rig_config import RigConfig, load_rig_config
 from expokit.core.synthetic import demo_scene

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from expokit.calibration.geometry import calibrate_geometry
-from expokit.calibration.sync import synchronize, write_sync_json
+from expokit.calibration.sync import synchronize
+from expokit.calibration.sync_record import write_sync_json
 from expokit.capture.footage import GeneratedScene
 from expokit.capture.simulate import simulate
 from expokit.capture.simulator import SimulationConfig

@@ -25,7 +25,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from expokit.calibration.sync import SyncResult, frame_map, write_sync_json
+from expokit.calibration.sync import frame_map
+from expokit.calibration.sync_record import SyncResult, write_sync_json
 from expokit.capture.commands import shoot
 from expokit.capture.rig_config import load_rig_config
 from expokit.cli.curate_tools import register

@@ -16,11 +16,11 @@ from expokit.core.errors import ExpokitError, InputFileError, OutputError
 from expokit.core.ev import MSEC_LADDER
 from expokit.core.hashing import sha256_file
 from expokit.core.images import read_image
+from expokit.core.runs import RECORDS_DIR
 from expokit.core.synthetic import chart_patches
 from expokit.curation.rendering.config import MeterSpec, OutputFormat, RenderConfig
 from expokit.curation.rendering.raw_decode import decode_raw
 from expokit.curation.rendering.render import (
-    RECORDS_DIR,
     discover_raw_files,
     meter_offset,
     render_arrays,

@@ -15,8 +15,8 @@ import pytest
 from expokit.core.atomic import TEMP_PREFIX
 from expokit.core.hashing import sha256_file
 from expokit.core.images import read_image
+from expokit.core.runs import RECORDS_DIR, record_files
 from expokit.core.synthetic import demo_scene, write_dng
-from expokit.curation.rendering.render import RECORDS_DIR, record_files
 
 N_RAWS = 10
 ARGS = ["--ev=-1.5,-1,0,1,1.5", "-f", "jpg", "-f", "png16", "--no-progress"]

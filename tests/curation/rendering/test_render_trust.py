@@ -16,8 +16,9 @@ from expokit.core.errors import OutputError
 from expokit.core.lock import RootInUseError, RootLock
 from expokit.core.paths import is_safe_name
 from expokit.core.roots import MARKER_FILE, claim_root, root_kind
+from expokit.core.runs import RECORDS_DIR
 from expokit.curation.rendering.config import RenderConfig
-from expokit.curation.rendering.render import RECORDS_DIR, render_batch
+from expokit.curation.rendering.render import render_batch
 
 ONE_EV = RenderConfig(evs=(0.0,))
 
