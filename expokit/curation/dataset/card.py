@@ -279,6 +279,20 @@ def render_card(dataset: Dataset, export: Mapping[str, Any] | None = None) -> st
     """
     info, frame = dataset.info, dataset.manifest
     name = str(info.name or dataset.root.name)
+    out = _header_section(info, name)
+    if export is not None:
+        out += _export_section(export)
+    out += _contents_section(info, frame)
+    out += _cameras_section(info)
+    out += _exposure_section(frame)
+    out += _qa_section(info, frame)
+    out += _provenance_section(info)
+    out += _licence_section(info)
+    out += ["", "## Citation", "", "```bibtex", _citation(info, name), "```", ""]
+    return "\n".join(out)
+
+
+def _header_section(info: DatasetInfo, name: str) -> list[str]:
     out: list[str] = [f"# {name}", ""]
     if info.description:
         out += [str(info.description).strip(), ""]
@@ -289,10 +303,11 @@ def render_card(dataset: Dataset, export: Mapping[str, Any] | None = None) -> st
         "`expokit curate card ROOT` rewrites this file.",
         "",
     ]
-    if export is not None:
-        out += _export_section(export)
+    return out
 
-    out += ["## Contents", ""]
+
+def _contents_section(info: DatasetInfo, frame: pd.DataFrame) -> list[str]:
+    out = ["## Contents", ""]
     out.append(
         _table(
             ("split", "pairs", "scenes", "clips", "passed QA", "flagged"),
@@ -312,16 +327,20 @@ def render_card(dataset: Dataset, export: Mapping[str, Any] | None = None) -> st
     sources = frame["source"].dropna().astype(str).value_counts()
     if len(sources):
         out += ["", "Sources: " + ", ".join(f"{k} ({v} pairs)" for k, v in sources.items()) + "."]
-    splits_spec = info.splits
-    if splits_spec:
-        out += ["", f"Split spec (by scene, never by row): `{_compact(splits_spec)}`."]
+    if info.splits:
+        out += ["", f"Split spec (by scene, never by row): `{_compact(info.splits)}`."]
+    return out
 
-    out += ["", "## Cameras", ""]
+
+def _cameras_section(info: DatasetInfo) -> list[str]:
     names = cameras(info)
-    out += [f"- {n}" for n in names] if names else ["Not recorded in `meta/info.json`."]
+    lines = [f"- {n}" for n in names] if names else ["Not recorded in `meta/info.json`."]
+    return ["", "## Cameras", "", *lines]
 
+
+def _exposure_section(frame: pd.DataFrame) -> list[str]:
     ranks = uses_ranks(frame)
-    out += ["", "## Exposure rank distribution" if ranks else "## Exposure (EV) distribution", ""]
+    out = ["", "## Exposure rank distribution" if ranks else "## Exposure (EV) distribution", ""]
     if ranks:
         out += [
             "Some scenes have no EXIF exposure times: their exposures are **ranks** (positions "
@@ -340,8 +359,11 @@ def render_card(dataset: Dataset, export: Mapping[str, Any] | None = None) -> st
             ),
         )
     )
+    return out
 
-    out += ["", "## QA summary", ""]
+
+def _qa_section(info: DatasetInfo, frame: pd.DataFrame) -> list[str]:
+    out = ["", "## QA summary", ""]
     out.append(_table(("metric", "median", "5 %", "95 %", "mean", "values"), metric_summary(frame)))
     flags = flag_counts(frame)
     out += [""]
@@ -357,29 +379,32 @@ def render_card(dataset: Dataset, export: Mapping[str, Any] | None = None) -> st
         ]
     else:
         out.append("No pair is flagged.")
-    thresholds = info.qa_thresholds
-    if thresholds:
-        out += ["", f"QA thresholds: `{_compact(thresholds)}`."]
+    if info.qa_thresholds:
+        out += ["", f"QA thresholds: `{_compact(info.qa_thresholds)}`."]
+    return out
 
+
+def _provenance_section(info: DatasetInfo) -> list[str]:
     provenance = info.provenance or {}
-    out += ["", "## Provenance", ""]
+    out = ["", "## Provenance", ""]
     for key in ("expokit_version", "libraw_version", "rawpy_version", "opencv_version", "created"):
         if provenance.get(key):
             out.append(f"- {key.replace('_', ' ')}: {provenance[key]}")
-    sessions = info.sources
-    if sessions:
-        out.append(f"- sources: {len(sessions)} (listed in `meta/info.json`)")
+    if info.sources:
+        out.append(f"- sources: {len(info.sources)} (listed in `meta/info.json`)")
+    return out
 
-    out += ["", "## Licence", ""]
-    licence = info.license
-    out.append(
-        f"`{licence}`"
-        if licence
+
+def _licence_section(info: DatasetInfo) -> list[str]:
+    return [
+        "",
+        "## Licence",
+        "",
+        f"`{info.license}`"
+        if info.license
         else "**Not set.** Add a `license` key (an SPDX identifier such as `CC-BY-4.0`) "
-        "to `meta/info.json` before sharing this dataset."
-    )
-    out += ["", "## Citation", "", "```bibtex", _citation(info, name), "```", ""]
-    return "\n".join(out)
+        "to `meta/info.json` before sharing this dataset.",
+    ]
 
 
 def _export_section(export: Mapping[str, Any]) -> list[str]:
