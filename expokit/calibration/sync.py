@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -81,8 +81,8 @@ from expokit.core.video_io import (
     NoAudioError,
     SilentAudioError,
     decode_audio,
-    ffmpeg_exe,
     probe_media,
+    run_ffmpeg,
 )
 
 
@@ -391,41 +391,35 @@ def _output_names(result: SyncResult) -> tuple[str, str]:
     return names[0], names[1]
 
 
-def _write_trimmed(media: MediaInfo, start_s: float, duration_s: float, target: Path) -> None:
-    import ffmpeg
+def trim_arguments(media: MediaInfo, start_s: float, duration_s: float, target: Path) -> list[str]:
+    """ffmpeg arguments that write ``duration_s`` seconds of ``media`` from ``start_s`` to
+    ``target``: video re-encoded with x264 (CRF 18, every decoded frame and its timestamp
+    kept), audio as AAC beside video or 16-bit PCM alone."""
+    args = ["-hide_banner", "-nostdin", "-y", "-ss", f"{start_s:.6f}", "-i", str(media.path)]
+    args += ["-t", f"{duration_s:.6f}"]
+    if media.has_video:
+        odd = bool((media.width or 0) % 2 or (media.height or 0) % 2)
+        args += ["-map", "0:v:0", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"]
+        args += ["-pix_fmt", "yuv444p" if odd else "yuv420p", "-fps_mode", "passthrough"]
+    if media.has_audio:
+        args += ["-map", "0:a:0", "-c:a", "aac" if media.has_video else "pcm_s16le"]
+        if media.has_video:
+            args += ["-b:a", "192k"]
+    return args
 
+
+def _write_trimmed(media: MediaInfo, start_s: float, duration_s: float, target: Path) -> None:
     if not media.path.is_file():
         raise MediaError(media.path, "no such file (needed by --apply)")
-    source = ffmpeg.input(str(media.path), ss=f"{start_s:.6f}")
-    streams = []
-    options: dict[str, Any] = {"t": f"{duration_s:.6f}"}
-    if media.has_video:
-        streams.append(source["v:0"])
-        odd = bool((media.width or 0) % 2 or (media.height or 0) % 2)
-        options.update(
-            vcodec="libx264", crf=18, preset="veryfast", pix_fmt="yuv444p" if odd else "yuv420p"
-        )
-        options["fps_mode"] = "passthrough"  # keep every decoded frame and its timestamp
-    if media.has_audio:
-        streams.append(source["a:0"])
-        options.update(acodec="aac" if media.has_video else "pcm_s16le")
-        if media.has_video:
-            options["audio_bitrate"] = "192k"
     with atomic_path(target) as tmp:
-        stream = ffmpeg.output(*streams, str(tmp), **options)
-        try:
-            ffmpeg.run(
-                stream,
-                cmd=ffmpeg_exe(),
-                capture_stdout=True,
-                capture_stderr=True,
-                overwrite_output=True,
-            )
-        except ffmpeg.Error as exc:
-            tail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()[-3:]
+        code, _, errors = run_ffmpeg(
+            [*trim_arguments(media, start_s, duration_s, target), str(tmp)]
+        )
+        if code != 0:
+            tail = errors.decode("utf-8", "replace").strip().splitlines()[-3:]
             raise OutputError(
                 f"ffmpeg could not write {target} from {media.path}: {' | '.join(tail)}"
-            ) from None
+            )
 
 
 def apply_targets(
