@@ -858,7 +858,7 @@ def _estimate(
         board=board,
         config=config.to_dict(),
         software=_software(),
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
     maps = None if ref_intr is None and test_intr is None else warp_maps(calib)
     region = _valid_region(calib, pairs[0].test_gray.shape, maps, fit.best_pair)

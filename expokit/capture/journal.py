@@ -298,7 +298,7 @@ class Journal:
             entry = {
                 "seq": self._seq,
                 "event": payload.EVENT,
-                "t_wall": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+                "t_wall": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
                 "t_mono": time.monotonic(),
                 **payload.fields(),
             }

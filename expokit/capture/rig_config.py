@@ -52,7 +52,6 @@ import dataclasses
 import math
 import re
 import string
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ from expokit.capture.backends.fake import FakeCameraSpec, LiveDepth
 from expokit.capture.exposure import f_number, iso_value, shutter_seconds
 from expokit.capture.factory import BACKENDS
 from expokit.capture.simulator import SIMULATION_KEYS, SensorModel, SimulationConfig
+from expokit.core import toml as tomllib
 from expokit.core.errors import ExpokitError
 from expokit.core.ev import ev_token
 from expokit.core.paths import is_safe_name

@@ -138,7 +138,7 @@ class RootLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "purpose": self.purpose,
-            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
         handle.seek(0)
         handle.truncate()

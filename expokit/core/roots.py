@@ -128,7 +128,7 @@ def _write_marker(path: Path, kind: str) -> None:
         path / MARKER_FILE,
         {
             "kind": kind,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "expokit_version": __version__,
         },
     )

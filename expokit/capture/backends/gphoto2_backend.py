@@ -873,7 +873,7 @@ class Gphoto2Camera(Camera):
             kind = _widget_kind(gp, widget)
             value = widget.get_value()
             if kind == "date" and int(value) > 0:
-                return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+                return dt.datetime.fromtimestamp(int(value), tz=dt.timezone.utc)
             if kind == "text":
                 parsed = _parse_clock_text(str(value))
                 if parsed is not None:
@@ -901,5 +901,5 @@ def _parse_clock_text(text: str) -> dt.datetime | None:
             parsed = parse(text.strip())
         except ValueError:
             continue
-        return parsed.astimezone(dt.UTC)
+        return parsed.astimezone(dt.timezone.utc)
     return None

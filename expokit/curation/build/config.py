@@ -15,13 +15,13 @@ import dataclasses
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from expokit.calibration.homography import ECC_MOTIONS
+from expokit.core import toml as tomllib
 from expokit.core.errors import ExpokitError
 from expokit.core.hashing import stable_hash
 from expokit.curation.build.splits import SplitSpec
