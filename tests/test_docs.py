@@ -129,4 +129,4 @@ def test_the_readme_pytorch_snippet_runs(tmp_path: Path) -> None:
     exec(compile(code + "\n    break\n", "README.md", "exec"), namespace)
     inputs = namespace["inputs"]
     assert tuple(inputs.shape[1:]) == (3, 32, 32) and inputs.dtype.is_floating_point  # type: ignore[attr-defined]
-    assert 0.0 <= float(inputs.min()) and float(inputs.max()) <= 1.0  # type: ignore[attr-defined]
+    assert float(inputs.min()) >= 0.0 and float(inputs.max()) <= 1.0  # type: ignore[attr-defined]
