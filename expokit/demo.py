@@ -12,13 +12,19 @@ Everything runs on data expokit ships or generates (no cameras, no downloads):
 5. a short training run of ``uec`` and of ``video`` and their evaluation tables against the
    reference methods, each model with its verdict against the best fair baseline;
 
-and one HTML page (``OUT/index.html``) linking every output.
+and one HTML page (``OUT/index.html``, :mod:`expokit.demo_page`) that shows the results:
+tables, the rig overlay before and after calibration, the sync peak, the EV ladder, sample
+pairs, training curves and triptychs, then links to every output.
+
+The log is one line per step with its result: the stages run without their progress bars.
+Training picks torch's thread count for the machine (:func:`torch_threads`).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -50,7 +56,23 @@ from expokit.curation.export.driver import export_dataset
 from expokit.curation.export.validate import validate_export
 from expokit.curation.rendering.config import OutputFormat, RenderConfig
 from expokit.curation.rendering.render import RenderSummary, render_batch
-from expokit.curation.truth import compare_to_truth, format_checks, load_truth, rows_against_truth
+from expokit.curation.truth import compare_to_truth, load_truth, rows_against_truth
+from expokit.demo_page import (
+    Figure,
+    Section,
+    ev_ladder_figure,
+    evaluation_table,
+    figure_html,
+    links_list,
+    overlay_figure,
+    sample_pairs_figure,
+    stages_table,
+    sync_figure,
+    training_curves_figure,
+    triptych_figures,
+    truth_table,
+    write_page,
+)
 from expokit.models.evaluate import (
     EvalConfig,
     evaluate,
@@ -99,7 +121,7 @@ def _report(title: str, summary: RenderSummary) -> None:
 # ----------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo (defaults: under 5 minutes on 2 CPU cores).
+    """Sizes of the demo (defaults: under 2 minutes on 2 CPU cores another job also uses).
 
     Attributes
     ----------
@@ -112,7 +134,10 @@ class DemoConfig:
     offset_s
         The test body's start offset (``sync.json`` convention), s.
     uec_steps, video_steps
-        Training steps of the two short runs.
+        Training steps of the two short runs (seconds of training show the pipeline; the
+        verdict against the fair baseline is reported whatever it is).
+    uec_batch
+        Batch of the ``uec`` run (its recipe's 16 halved: half the time per step).
     seed
         Seed of the simulation and of training.
     """
@@ -123,9 +148,22 @@ class DemoConfig:
     clips: int = 2
     still_pairs: int = 3
     offset_s: float = 0.37
-    uec_steps: int = 150
-    video_steps: int = 40
+    uec_steps: int = 60
+    video_steps: int = 30
+    uec_batch: int = 8
     seed: int = 0
+
+
+def torch_threads() -> int:
+    """Torch CPU threads for the demo's training: the cores this process may run on
+    (``os.sched_getaffinity``), but 1 when the 1-minute load average says other jobs keep
+    at least half of them busy. On a shared machine torch's OpenMP threads wait on each
+    other's barriers and run several times slower than one thread (docs/models.md).
+    Called once at the start of the demo, before its own work adds to the load."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, cores or 1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return 1 if load >= 0.5 * cores else cores
 
 
 @dataclass
@@ -140,6 +178,10 @@ class DemoResult:
     tables: dict[str, str] = field(default_factory=dict)
     #: per model: its verdict against the best fair baseline (:func:`model_verdict`)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    #: per model: its evaluation summary (``summary.json``) and the split scored
+    evaluations: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    #: the page's figures, per section key (``rig``, ``renders``, ``datasets``, ``training``)
+    figures: dict[str, list[Figure]] = field(default_factory=dict)
     index: Path | None = None
 
     def stage(self, name: str, ok: bool, figure: str) -> None:
@@ -150,6 +192,9 @@ class DemoResult:
 
     def link(self, section: str, label: str, path: Path) -> None:
         self.links.append((section, label, path))
+
+    def figure(self, section: str, figure: Figure) -> None:
+        self.figures.setdefault(section, []).append(figure)
 
 
 SIMULATED_RIG = """
@@ -256,9 +301,9 @@ def run_rig(out: Path, config: DemoConfig, result: DemoResult) -> dict[str, Path
         f"{truth.photometric_gain:g}), offset {truth.offset_s:+.3f} s, drift "
         f"{truth.drift_ppm:g} ppm"
     )
-    result.link("1. rig", "rig config (TOML)", rig_file)
+    result.link("rig", "rig config (TOML)", rig_file)
     for name, root in roots.items():
-        result.link("1. rig", f"session '{name}' (journal.jsonl, truth.json, files/)", root)
+        result.link("rig", f"session '{name}' (journal.jsonl, truth.json, files/)", root)
     return roots
 
 
@@ -273,23 +318,33 @@ def run_calibration_stage(
     calibrate_geometry([board_ref], [board_test], rig_dir, BoardSpec(**BOARD))  # type: ignore[arg-type]
     calibration = rig_dir / "rig_calibration.json"
     videos = sorted(name for name in sessions if name.startswith("video"))
-    sync_files = []
+    sync_files, measured_offsets = [], []
     for name in videos:
         ((ref_movie, test_movie),) = _session_files(sessions[name])["video"]
         sync = synchronize(ref_movie, test_movie)
+        measured_offsets.append(sync.offset_s)
         sync_files.append(write_sync_json(sync, out / "sync" / f"{name}_sync.json"))
     checks = compare_to_truth(sessions["video1"], calibration, sync_files[0])
     result.truth.extend(checks)
-    for line in format_checks(checks).splitlines():
-        click.echo(f"  {line}")
+    for check in checks:
+        click.echo(f"  {check.stage}: {_figure(check.measured)} (truth {_figure(check.truth)}, "
+                   f"{check.tolerance}) {'PASS' if check.passed else 'FAIL'}")  # fmt: skip
+    figures = out / "figures"
+    (still_ref, still_test), *_ = _session_files(sessions["pairs"])["pair"]
+    result.figure("rig", overlay_figure(still_ref, still_test, calibration,
+                                        figures / "rig_overlay.png"))  # fmt: skip
+    ((ref_movie, test_movie),) = _session_files(sessions["video1"])["video"]
+    truth = load_truth(sessions["video1"])
+    result.figure("rig", sync_figure(ref_movie, test_movie, measured_offsets[0], truth.offset_s,
+                                     figures / "sync_peak.png"))  # fmt: skip
     result.stage("calibration", all(c.passed for c in checks),
                  f"geometry and sync: {sum(c.passed for c in checks)}/{len(checks)} checks "
                  "pass against truth.json")  # fmt: skip
-    result.link("2. calibration", "rig_calibration.json", calibration)
+    result.link("calibration", "rig_calibration.json", calibration)
     for png in sorted(rig_dir.glob("*.png")):
-        result.link("2. calibration", f"QA image {png.name}", png)
+        result.link("calibration", f"QA image {png.name}", png)
     for path in sync_files:
-        result.link("2. calibration", path.name, path)
+        result.link("calibration", path.name, path)
     return calibration, sync_files
 
 
@@ -309,12 +364,15 @@ def run_renders(
         RenderConfig(formats=(OutputFormat.JPG, OutputFormat.TIFF16_LINEAR)),
         workers=workers, progress=progress,
     )  # fmt: skip
-    worst = max(abs(m - ev) for _, ev, m in measured_ev_ratios(sequence))
+    ratios = measured_ev_ratios(sequence)
+    worst = max(abs(m - ev) for _, ev, m in ratios)
+    result.figure("renders", ev_ladder_figure(sequence.manifest_path, ratios,
+                                              out / "figures" / "ev_ladder.png"))  # fmt: skip
     result.stage("renders", msec.ok and sequence.ok and worst < 0.02,
                  f"{msec.rendered + msec.skipped} RAWs x 5 EVs; measured EV ladder within "
                  f"{worst:.4f} EV of the requested one (target < 0.02)")  # fmt: skip
-    result.link("3. renders", "MSEC renders", msec.out_dir)
-    result.link("3. renders", "sequence renders (JPEG + 16-bit linear TIFF)", sequence.out_dir)
+    result.link("renders", "MSEC renders", msec.out_dir)
+    result.link("renders", "sequence renders (JPEG + 16-bit linear TIFF)", sequence.out_dir)
     return msec, sequence
 
 
@@ -358,8 +416,8 @@ def run_datasets(
         report = build_report(root, progress=progress)
         problems = validate_dataset(root).errors
         ok = ok and not problems
-        result.link("4. datasets", f"{name} dataset QA report", report)
-        result.link("4. datasets", f"{name} dataset root (meta/info.json, manifest.parquet)", root)
+        result.link("datasets", f"{name} dataset QA report", report)
+        result.link("datasets", f"{name} dataset root (meta/info.json, manifest.parquet)", root)
         click.echo(f"  {name} dataset: {root}; QA report {report}; "
                    f"validate: {len(problems)} errors")  # fmt: skip
     for name, root, layout in (("DIME", rig_data, "dime"), ("MSEC", msec_data, "msec")):
@@ -371,7 +429,12 @@ def run_datasets(
         click.echo(f"  {name} export: {target} ({len(exported.files)} files); peer-convention "
                    f"check and validate: {len(checked.errors)} errors, "
                    f"{len(checked.warnings)} warnings")  # fmt: skip
-        result.link("4. exports", f"{name} export ({layout} layout)", target)
+        result.link("exports", f"{name} export ({layout} layout)", target)
+    for title, root, png in (
+        ("rig dataset (still pairs and video frames)", rig_data, "samples_rig.png"),
+        ("MSEC dataset (renders of the shipped DNGs)", msec_data, "samples_msec.png"),
+    ):
+        result.figure("datasets", sample_pairs_figure(root, out / "figures" / png, title))
     result.stage(
         "curation",
         ok,
@@ -446,7 +509,7 @@ def run_qa_check(out: Path, workers: int, progress: bool, result: DemoResult) ->
     result.stage("qa flags", ok,
                  f"{caught}/{len(QA_CHECK_DEFECTS)} injected defects caught by their flag, "
                  f"{false + video_false} false flags on {clean} clean pairs")  # fmt: skip
-    result.link("4. datasets", "QA check dataset (known defects)", data)
+    result.link("datasets", "QA check dataset (known defects)", data)
     return data
 
 
@@ -471,7 +534,7 @@ def model_verdict(name: str, comparison: dict[str, Any], reference: str) -> dict
 
 def run_training(
     out: Path, rig_data: Path, msec_data: Path, config: DemoConfig, progress: bool,
-    result: DemoResult,
+    result: DemoResult, threads: int = 1,
 ) -> None:  # fmt: skip
     """Short ``uec`` and ``video`` runs, evaluated against the reference methods.
 
@@ -480,32 +543,36 @@ def run_training(
     methods and ``uec`` do not peek, and gets a verdict against the best fair baseline. A
     model below it is shown as ``BELOW``; it does not fail the demo (seconds of training show
     the pipeline, not a model's quality), but the page and ``demo.json`` say so.
+    ``threads``: torch's CPU threads (:func:`torch_threads`).
     """
     _title("5. Train uec (MSEC dataset) and video (rig dataset) briefly; evaluate")
     runs = (
         ("uec", msec_data, recipe("uec").replace(
-            steps=config.uec_steps, ckpt_every=config.uec_steps, split="train")),
+            steps=config.uec_steps, ckpt_every=config.uec_steps, split="train",
+            batch_size=config.uec_batch)),
         ("video", rig_data, recipe("video").replace(
             steps=config.video_steps, ckpt_every=config.video_steps, crop=64, batch_size=2)),
     )  # fmt: skip
+    runs_done: dict[str, Path] = {}
     ok = True
     for name, data, train_config in runs:
         run = out / "runs" / name
         summary = train(
             train_config.replace(data=str(data), out=str(run), seed=config.seed,
-                                 tensorboard=False),
+                                 tensorboard=False, threads=threads,
+                                 log_every=max(1, train_config.steps // 20)),
             progress=progress, echo=lambda _line: None,
         )  # fmt: skip
         click.echo(f"  {name}: {summary.report()[0]}")
         split = "test"
         reference = reference_mode_for(data, split)
         eval_config = EvalConfig(splits=(split,), reference=reference)
-        evaluation = evaluate(data, run, eval_config)
+        images = out / "evaluation" / f"{name}_images"
+        evaluation = evaluate(data, run, eval_config, images=images)
         write_results(out / "evaluation" / name, evaluation)
-        table = format_table(evaluation.summary)
-        result.tables[name] = table
-        for line in table.splitlines():
-            click.echo(f"    {line}")
+        result.tables[name] = format_table(evaluation.summary)
+        result.evaluations[name] = (evaluation.summary, split)
+        runs_done[name] = run
         scores = evaluation.summary["splits"][split]
         model = next(k for k, v in evaluation.summary["methods"].items() if v["kind"] == "model")
         ok = ok and np.isfinite(scores[model]["all"]["psnr"])
@@ -513,69 +580,50 @@ def run_training(
         result.verdicts.append(verdict)
         colour = {"ok": None, "BELOW": "yellow"}.get(verdict["state"], "red")
         click.secho(f"  {verdict['state']:<5} {verdict['text']}", fg=colour)
-        result.link("5. training", f"{name} run (config.json, log.csv, checkpoints)", run)
-        result.link("5. training", f"{name} evaluation (pairs.csv, summary.json)",
+        for figure in triptych_figures(images, out / "figures", name):
+            result.figure("triptychs", figure)
+        result.link("training", f"{name} run (config.json, log.csv, checkpoints)", run)
+        result.link("training", f"{name} evaluation (pairs.csv, summary.json)",
                     out / "evaluation" / name)  # fmt: skip
-    click.echo(
-        "  (seconds of training on a handful of generated scenes: this shows the pipeline,"
-        " not the\n  models' quality; docs/models.md has the measured SICE protocol)"
-    )
+        result.link("training", f"{name} best and worst pairs (triptychs)", images)
+    curves = training_curves_figure(runs_done, out / "figures" / "training_curves.png")
+    result.figure("training", curves)
     states = ", ".join(f"{v['model']} {v['state']}" for v in result.verdicts)
     result.stage("training", ok, f"uec and video trained and evaluated (against the best fair "
-                 f"baseline: {states}); tables above")  # fmt: skip
+                 f"baseline: {states}); seconds of training show the pipeline, not the "
+                 "models' quality")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the page
 def write_index(result: DemoResult) -> Path:
-    """``OUT/index.html``: every stage's figure, the truth table and links to all outputs."""
+    """``OUT/index.html`` (:mod:`expokit.demo_page`): numbered sections that show each
+    stage's result (tables, figures under ``OUT/figures/``), the outputs' links last."""
     out = result.out
 
-    def href(path: Path) -> str:
-        target = path / "index.html" if (path / "index.html").is_file() else path
-        return html.escape(target.relative_to(out).as_posix() if target.is_relative_to(out)
-                           else target.as_posix())  # fmt: skip
+    def figures(key: str) -> str:
+        return "".join(figure_html(f, out) for f in result.figures.get(key, []))
 
-    parts = [
-        "<!doctype html><meta charset='utf-8'><title>expokit demo</title>",
-        "<style>body{font:14px sans-serif;max-width:1000px;margin:2em auto}td,th{padding:2px 8px;"
-        "border-bottom:1px solid #ddd;text-align:left}.bad{color:#b00}img{max-width:300px}</style>",
-        f"<h1>expokit demo: {'all stages OK' if result.ok else 'PROBLEMS'}</h1>",
-        "<h2>Stages</h2><table><tr><th>stage</th><th>result</th><th>figure</th></tr>",
-    ]
-    for name, ok, figure in result.stages:
-        status = "<td>ok</td>" if ok else "<td class='bad'>PROBLEM</td>"
-        parts.append(f"<tr><td>{html.escape(name)}</td>{status}<td>{html.escape(figure)}</td></tr>")
-    parts.append(
-        "</table><h2>Against the simulator's truth</h2><table><tr><th>stage</th>"
-        "<th>measured</th><th>truth</th><th>tolerance</th><th>result</th></tr>"
+    calibration = [c for c in result.truth if not c.stage.startswith(("build", "photometric",
+                                                                       "frame"))]  # fmt: skip
+    curation = [c for c in result.truth if c not in calibration]
+    evaluations = "".join(
+        f"<h3>{html.escape(name)}</h3><p>{html.escape(verdict['text'])}</p>"
+        + evaluation_table(*result.evaluations[name], verdict)
+        for name, verdict in ((v["model"], v) for v in result.verdicts)
     )
-    for c in result.truth:
-        parts.append(f"<tr><td>{html.escape(c.stage)}</td><td>{html.escape(_figure(c.measured))}"
-                     f"</td><td>{html.escape(_figure(c.truth))}</td><td>{html.escape(c.tolerance)}</td>"
-                     f"<td class='{'' if c.passed else 'bad'}'>{'PASS' if c.passed else 'FAIL'}"
-                     "</td></tr>")  # fmt: skip
-    parts.append("</table>")
-    if result.verdicts:
-        parts.append("<h2>Models against the best fair baseline</h2><table>")
-        for v in result.verdicts:
-            css = "" if v["state"] == "ok" else "bad"
-            parts.append(f"<tr><td class='{css}'>{html.escape(v['state'])}</td>"
-                         f"<td>{html.escape(v['text'])}</td></tr>")  # fmt: skip
-        parts.append("</table>")
-    for name, table in result.tables.items():
-        parts.append(f"<h2>Evaluation: {html.escape(name)}</h2><pre>{html.escape(table)}</pre>")
-    section = None
-    for heading, label, path in result.links:
-        if heading != section:
-            parts.append(("</ul>" if section else "") + f"<h2>{html.escape(heading)}</h2><ul>")
-            section = heading
-        image = f"<br><img src='{href(path)}'>" if path.suffix == ".png" else ""
-        parts.append(f"<li><a href='{href(path)}'>{html.escape(label)}</a> "
-                     f"<code>{html.escape(str(path))}</code>{image}</li>")  # fmt: skip
-    parts.append("</ul>" if section else "")
-    index = out / "index.html"
-    index.write_text("\n".join(parts), encoding="utf-8")
-    return index
+    sections = [
+        Section("Stages", stages_table(result.stages)),
+        Section("Calibration and sync against the simulator's truth",
+                truth_table(calibration, _figure) + figures("rig")),
+        Section("RAW renders: the EV ladder", figures("renders")),
+        Section("Datasets: sample pairs", truth_table(curation, _figure) + figures("datasets")),
+        Section("Training: loss and validation curves", figures("training")),
+        Section("Evaluation: each model beside the best fair baseline", evaluations),
+        Section("Evaluation: input | output | target", figures("triptychs")),
+        Section("Files", links_list(result.links, out)),
+    ]  # fmt: skip
+    title = f"expokit demo: {'all stages OK' if result.ok else 'PROBLEMS'}"
+    return write_page(out, title, sections)
 
 
 def run_demo(
@@ -586,6 +634,9 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole demo into ``out_dir`` (which must be new or empty) and return what it
     measured; ``result.ok`` is True when every stage met its known answer.
+
+    ``progress`` is kept for the callers; the stages always run without their progress
+    bars, since the demo's log is its own one line per step.
 
     Raises
     ------
@@ -602,15 +653,18 @@ def run_demo(
         raise OutputError(f"--out {out} is not empty; the demo writes into a new folder")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    threads = torch_threads()  # before the demo's own work raises the load average
+    del progress  # the stages' bars would interleave with the demo's lines
+    bars = False
     result = DemoResult(out)
     sessions = run_rig(out, config, result)
     calibration, sync_files = run_calibration_stage(out, sessions, result)
-    msec, _ = run_renders(out, workers, progress, result)
+    msec, _ = run_renders(out, workers, bars, result)
     rig_data, msec_data = run_datasets(
-        out, sessions, calibration, sync_files, msec, workers, progress, result
+        out, sessions, calibration, sync_files, msec, workers, bars, result
     )
-    run_qa_check(out, workers, progress, result)
-    run_training(out, rig_data, msec_data, config, progress, result)
+    run_qa_check(out, workers, bars, result)
+    run_training(out, rig_data, msec_data, config, bars, result, threads=threads)
     result.index = write_index(result)
     (out / "demo.json").write_text(json.dumps(
         {"ok": result.ok, "seconds": time.perf_counter() - started,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -150,6 +151,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     for link in result.links:  # every linked output exists
         assert link[2].exists(), link
     assert "all stages OK" in page and "rig_calibration.json" in page
+    # The page shows rather than links: numbered sections, each number once and in order,
+    # tables (evaluation with the verdict cell, truth checks) and embedded figures.
+    numbers = [int(n) for n in re.findall(r"<h2>(\d+)\. ", page)]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 7, numbers
+    assert page.count("<table>") >= 4 and "best fair baseline" in page
+    assert "class='good'>above baseline" in page or "class='bad'>BELOW" in page
+    images = re.findall(r"<img src='([^']+)'", page)
+    for name in ("rig_overlay", "sync_peak", "ev_ladder", "samples_rig", "samples_msec",
+                 "training_curves", "triptych_uec", "triptych_video"):  # fmt: skip
+        assert any(name in src for src in images), (name, images)
+    for src in images:
+        assert src.startswith("figures/") and (out / src).stat().st_size > 1000, src
     assert (out / "exports" / "dime" / "np").is_dir()
     assert (out / "exports" / "msec" / "training").is_dir() or (out / "exports" / "msec").is_dir()
     frame = pd.read_parquet(out / "renders" / "msec" / "manifest.parquet")
@@ -175,14 +188,14 @@ def _commands(group: click.Group, prefix: str = "expokit") -> list[tuple[str, cl
     return found
 
 
-def test_out_has_short_o_and_workers_short_j_everywhere() -> None:
+def test_out_has_short_o_and_jobs_short_j_everywhere() -> None:
     """The shared option blocks (expokit/cli/common.py): every --out is also -o, every
-    --workers also -j."""
-    checked = {"--out": 0, "--workers": 0}
+    --jobs (worker processes) also -j."""
+    checked = {"--out": 0, "--jobs": 0}
     for path, command in _commands(cli):
         for param in command.params:
-            for long, short in (("--out", "-o"), ("--workers", "-j")):
+            for long, short in (("--out", "-o"), ("--jobs", "-j")):
                 if long in param.opts:
                     checked[long] += 1
                     assert short in param.opts, f"{path}: {long} has no {short}"
-    assert checked["--out"] >= 10 and checked["--workers"] >= 5, checked
+    assert checked["--out"] >= 10 and checked["--jobs"] >= 5, checked

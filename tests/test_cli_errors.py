@@ -17,6 +17,7 @@ from expokit.core.errors import ExpokitError, InputFileError, OutputError, is_di
 from expokit.core.exif import read_exif_tags
 from expokit.core.runs import DISK_FULL, output_error_kind
 from expokit.core.transfer import LUMA_RGB
+from tests.curation.conftest_tools import Spec, make_dataset
 
 
 def _failing(exc: BaseException) -> click.Command:
@@ -155,7 +156,7 @@ def test_models_command_options_are_checked_with_exit_2(
     it (no traceback)."""
     monkeypatch.chdir(tmp_path)
     if args[0] == "eval":
-        args = [*args, "--data", str(tmp_path)]
+        args = [*args, str(tmp_path)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
@@ -175,3 +176,32 @@ def test_no_float_option_takes_nan_or_infinity(tmp_path: Path, args: list[str]) 
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert "is not a finite number" in result.output and "Traceback" not in result.output
+
+
+def test_build_on_a_folder_of_raw_files_names_the_render_step(tmp_path: Path) -> None:
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    (raws / "IMG_0001.CR2").write_bytes(b"not decoded: the kind is told by the suffix")
+    result = CliRunner().invoke(cli, ["curate", "build", str(raws), "-o", str(tmp_path / "ds")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert (
+        f"{raws} holds RAW files: render them first: expokit render {raws} -o RENDERS, "
+        "then expokit curate build RENDERS -o DATASET"
+    ) in result.output
+
+
+def test_msec_export_of_evs_without_a_token_leads_with_the_cause(tmp_path: Path) -> None:
+    spec = Spec(stills={"alpha": "train", "bravo": "val", "charlie": "test"}, evs=(-2.0,), clips=())
+    make_dataset(tmp_path / "ds", spec)
+    result = CliRunner().invoke(
+        cli,
+        ["curate", "export", str(tmp_path / "ds"), "--layout", "msec", "-o", str(tmp_path / "x"),
+         "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith("error: 3 row(s): input is -2.00 EV from the target; no MSEC token")
+    assert "(N1.5 N1 0 P1 P1.5)" in lines[0]
+    assert lines[1].startswith("error: render the RAWs on the MSEC ladder (expokit render")
+    first_missing = next(i for i, line in enumerate(lines) if "is missing" in line)
+    assert first_missing > 1

@@ -29,8 +29,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from expokit.capture.aliases import movie_control, resolve_setting
 from expokit.capture.backends.base import (
     Camera,
@@ -60,6 +58,7 @@ from expokit.capture.session import Session, ShotPlan
 from expokit.core.atomic import atomic_path
 from expokit.core.errors import ExpokitError, OutputError
 from expokit.core.hashing import sha256_bytes
+from expokit.core.progress import show_progress
 
 
 class TriggerSource(ABC):
@@ -318,7 +317,7 @@ class Shooter:
         writer.start()
         state = self.session.state()
         try:
-            bar = tqdm(plans, desc="capture", unit="shot", disable=not self.progress or None)
+            bar = show_progress(plans, desc="capture", unit="shot", enabled=self.progress)
             for plan in bar:
                 todo = [r for r in plan.roles if (plan.index, r) not in state.downloaded]
                 todo = [r for r in todo if not self._adopt_orphan(plan, r)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -302,7 +303,8 @@ def _read_keys(state: Any, stop: Any) -> Any:
     import select
     import threading
 
-    stream = click.get_text_stream("stdin")
+    # sys.stdin, not click.get_text_stream (deprecated in click 8.5): CliRunner swaps it too.
+    stream = sys.stdin
     try:
         descriptor: int | None = stream.fileno()
     except (AttributeError, OSError, ValueError):

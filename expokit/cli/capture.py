@@ -40,7 +40,11 @@ def capture() -> None:
 
 @capture.command("list")
 @click.option(
-    "--backend", type=click.Choice(["gphoto2", "fake"]), default="gphoto2", show_default=True
+    "--backend",
+    type=click.Choice(["gphoto2", "fake"]),
+    default="gphoto2",
+    show_default=True,
+    help="Camera backend: gphoto2 (USB bodies) or fake (simulated, no hardware).",
 )
 @click.option(
     "--rig",
@@ -139,7 +143,10 @@ def _shoot(rig_path: Path, kind: str, no_progress: bool, **kwargs: Any) -> None:
 
 @capture.command("pair")
 @_rig_option
-@click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--count", "-n", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Pairs to fire.",
+)  # fmt: skip
 @_session_option
 @_progress_option
 @reports_errors
@@ -150,7 +157,10 @@ def capture_pair(rig_path: Path, count: int, session_name: str | None, no_progre
 
 @capture.command("calibration")
 @_rig_option
-@click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--count", "-n", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Calibration pairs to fire.",
+)  # fmt: skip
 @_session_option
 @_progress_option
 @reports_errors
@@ -191,7 +201,10 @@ def capture_bracket(
 
 @capture.command("video")
 @_rig_option
-@click.option("--seconds", type=FiniteFloatRange(min=0.1), required=True)
+@click.option(
+    "--seconds", type=FiniteFloatRange(min=0.1), required=True,
+    help="Clip length (s, at least 0.1).",
+)  # fmt: skip
 @_session_option
 @_progress_option
 @reports_errors

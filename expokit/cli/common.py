@@ -6,7 +6,7 @@ import errno
 import functools
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -134,36 +134,169 @@ def out_option(
     )
 
 
-def workers_option(
-    *,
-    default: int | None = 1,
-    minimum: int = 1,
-    dest: str = "workers",
-    help: str | None = None,
+def warn(message: str) -> None:
+    """Print ``warning: <message>`` in yellow on stderr."""
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def _deprecated_alias(
+    old: str, new: str, dest: str, type: Any = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--workers/-j N``: how many worker processes (at least ``minimum``)."""
+    """Hidden option ``old`` kept for one release: it warns and hands its value to ``dest``.
+
+    Eager, so it is read before the parameter it stands for; that parameter's callback
+    (:func:`_take_alias`) takes the value when it was not given itself.
+    """
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value is not None:
+            warn(f"{old} is deprecated; {new}")
+            ctx.meta[_alias_key(dest)] = value
+
     return click.option(
-        "--workers",
-        "-j",
-        dest,
-        type=click.IntRange(min=minimum),
-        default=default,
-        show_default=default is not None,
-        help=help,
+        old,
+        f"_deprecated_{dest}",
+        type=type,
+        default=None,
+        hidden=True,
+        is_eager=True,
+        expose_value=False,
+        callback=remember,
     )
 
 
-def device_option(
-    *, default: str | None, help: str, choices: Sequence[str] | None = None
+def _alias_key(dest: str) -> str:
+    return f"expokit.deprecated_alias.{dest}"
+
+
+def given_on_command_line(ctx: click.Context, name: str) -> bool:
+    """True when parameter ``name`` was set on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _take_alias(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """``value``, or the deprecated alias's value when the parameter itself was not given."""
+    assert param.name is not None
+    aliased = ctx.meta.get(_alias_key(param.name))
+    if not given_on_command_line(ctx, param.name) and aliased is not None:
+        return aliased
+    return value
+
+
+def dataset_argument(
+    *, required: bool = True, exists: bool = True
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--device NAME``: the torch device (``choices``: a closed list, else free text such
-    as ``cuda:1``, checked by the command)."""
+    """Positional ``DATASET``: the root folder of the dataset a command reads (into ``root``).
+
+    Every command that reads one dataset takes it this way (``curate *``, ``train``,
+    ``eval``).
+    """
+    return click.argument(
+        "root",
+        type=click.Path(path_type=Path, exists=exists, file_okay=False),
+        required=required,
+        metavar="DATASET",
+    )
+
+
+def dataset_argument_with_data_alias(
+    *, required: bool
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """:func:`dataset_argument` that also takes the deprecated ``--data ROOT`` (hidden).
+
+    ``required``: without either form the command stops with a usage error naming DATASET.
+    """
+    path = click.Path(path_type=Path, exists=True, file_okay=False)
+
+    def dataset(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        value = _take_alias(ctx, param, value)
+        if value is None and required:
+            raise click.MissingParameter(ctx=ctx, param=param)
+        return value
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.argument(
+            "root",
+            type=path,
+            required=False,
+            metavar="DATASET" if required else "[DATASET]",
+            callback=dataset,
+        )(func)
+        return _deprecated_alias(
+            "--data", "pass the dataset as the first argument", "root", type=path
+        )(func)
+
+    return decorate
+
+
+def jobs_option(
+    *,
+    default: int = 1,
+    dest: str = "workers",
+    help: str = "Parallel worker processes.",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-j/--jobs N``: how many worker processes (at least 1).
+
+    ``--workers N`` is a hidden, deprecated alias (one release).
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option(
+            "--jobs",
+            "-j",
+            dest,
+            type=click.IntRange(min=1),
+            default=default,
+            callback=_take_alias,
+            help=help,
+        )(func)
+        return _deprecated_alias("--workers", "use -j/--jobs", dest, type=click.IntRange(min=1))(
+            func
+        )
+
+    return decorate
+
+
+def loader_workers_option(
+    *,
+    dest: str = "num_workers",
+    help: str = "DataLoader worker processes (0: load in the main process) [recipe default].",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--loader-workers N``: torch DataLoader workers (``None``: the recipe's value).
+
+    ``--workers N`` is a hidden, deprecated alias (one release); ``-j`` is not: it means
+    processes elsewhere.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option(
+            "--loader-workers",
+            dest,
+            type=click.IntRange(min=0),
+            default=None,
+            callback=_take_alias,
+            help=help,
+        )(func)
+        return _deprecated_alias(
+            "--workers", "use --loader-workers", dest, type=click.IntRange(min=0)
+        )(func)
+
+    return decorate
+
+
+#: The ``--device`` default of every command: CUDA when available, else CPU.
+DEFAULT_DEVICE = "auto"
+
+
+def device_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--device NAME``: the torch device, ``auto`` by default (free text such as
+    ``cuda:1``, checked by the command)."""
     return click.option(
         "--device",
-        type=None if choices is None else click.Choice(list(choices)),
-        default=default,
-        show_default=default is not None,
-        help=help,
+        default=DEFAULT_DEVICE,
+        show_default=True,
+        help="Torch device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.",
     )
 
 

@@ -16,10 +16,11 @@ import click
 from expokit.cli.common import (
     FINITE_FLOAT,
     FiniteFloatRange,
+    given_on_command_line,
+    jobs_option,
     out_option,
     progress_option,
     reports_errors,
-    workers_option,
 )
 from expokit.core.parallel import EXECUTORS
 
@@ -39,7 +40,8 @@ DISCOVERY_OPTIONS: dict[str, str] = {
     "bracket_gap": "bracket_gap_s",
 }
 
-#: CLI option -> QaThresholds field.
+#: CLI option -> QaThresholds field. Their defaults are None (a --config file's value, else
+#: QaThresholds' default, stands); each help says "[default: X]", checked by the tests.
 QA_OPTIONS: dict[str, str] = {
     "min_psnr": "min_psnr_db",
     "min_ssim": "min_ssim",
@@ -71,12 +73,6 @@ CONFIG_OPTIONS: dict[str, str] = {
 }
 
 
-def _given(ctx: click.Context, name: str) -> bool:
-    """True when option ``name`` was set on the command line (not left at its default)."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-
 def config_from_options(ctx: click.Context, options: dict[str, Any]) -> Any:
     """A :class:`~expokit.curation.build.config.BuildConfig` from ``--config`` and options.
 
@@ -104,9 +100,9 @@ def config_from_options(ctx: click.Context, options: dict[str, Any]) -> Any:
     values = {f: getattr(base, f) for f in base.scene_params()}
     values["kind"] = base.kind
     for option, field_name in {**CONFIG_OPTIONS, **DISCOVERY_OPTIONS}.items():
-        if not use_file or _given(ctx, option):
+        if not use_file or given_on_command_line(ctx, option):
             values[field_name] = options[option]
-    if not use_file or _given(ctx, "no_crop"):
+    if not use_file or given_on_command_line(ctx, "no_crop"):
         values["crop"] = not options["no_crop"]
     qa = base.qa.to_dict()
     for option, field_name in QA_OPTIONS.items():
@@ -119,13 +115,19 @@ def config_from_options(ctx: click.Context, options: dict[str, Any]) -> Any:
             default_split=options["default_split"],
             lists_source=str(options["split_lists"]),
         )
-    elif not use_file or _given(ctx, "split_fractions") or _given(ctx, "salt"):
+    elif (
+        not use_file
+        or given_on_command_line(ctx, "split_fractions")
+        or given_on_command_line(ctx, "salt")
+    ):
         fractions = (
             parse_fractions(options["split_fractions"])
-            if not use_file or _given(ctx, "split_fractions")
+            if not use_file or given_on_command_line(ctx, "split_fractions")
             else splits.fractions
         )
-        salt = options["salt"] if not use_file or _given(ctx, "salt") else splits.salt
+        salt = (
+            options["salt"] if not use_file or given_on_command_line(ctx, "salt") else splits.salt
+        )
         splits = SplitSpec(fractions=fractions, salt=salt)
     if options["default_split"] is not None and options["split_lists"] is None:
         raise click.BadParameter(
@@ -228,17 +230,20 @@ def _options(func: Any) -> Any:
         click.option("--salt", default="expokit-v1", show_default=True,
                      help="Salt of the scene-id hash that draws the splits."),
         click.option("--min-psnr", type=FINITE_FLOAT, default=None,
-                     help="QA: low_psnr below (dB)."),
-        click.option("--min-ssim", type=FINITE_FLOAT, default=None, help="QA: low_ssim below."),
+                     help="QA: low_psnr below (dB) [default: 18.0]."),
+        click.option("--min-ssim", type=FINITE_FLOAT, default=None,
+                     help="QA: low_ssim below [default: 0.5]."),
         click.option("--max-residual", type=FINITE_FLOAT, default=None,
-                     help="QA: misaligned above this flow residual (px)."),
-        click.option("--min-ecc", type=FINITE_FLOAT, default=None, help="QA: low_ecc below."),
+                     help="QA: misaligned above this flow residual (px) [default: 1.0]."),
+        click.option("--min-ecc", type=FINITE_FLOAT, default=None,
+                     help="QA: low_ecc below [default: 0.9]."),
         click.option("--max-clipped-input", type=FINITE_FLOAT, default=None,
-                     help="QA: clipped_input above this fraction."),
+                     help="QA: clipped_input above this fraction [default: 0.25]."),
         click.option("--max-clipped-target", type=FINITE_FLOAT, default=None,
-                     help="QA: clipped_target above this fraction."),
+                     help="QA: clipped_target above this fraction [default: 0.1]."),
         click.option("--min-valid-fraction", type=FINITE_FLOAT, default=None,
-                     help="QA: small_valid_region below this fraction of the frame."),
+                     help="QA: small_valid_region below this fraction of the frame "
+                     "[default: 0.5]."),
         click.option("--min-usable-fraction", type=FINITE_FLOAT, default=None,
                      help="QA: fit_unreliable below this fraction of valid pixels unclipped "
                      "in both images (its fit is then not judged) [default: 0.2]."),
@@ -254,7 +259,7 @@ def _options(func: Any) -> Any:
         click.option("--min-focus-ratio", type=FINITE_FLOAT, default=None,
                      help="QA: defocus when input/target sharpness is below this or above "
                      "its inverse [default: 0.8]."),
-        workers_option(help="Parallel worker processes (spawn) or Ray CPUs."),
+        jobs_option(help="Parallel worker processes (spawn) or Ray CPUs."),
         click.option("--executor", type=click.Choice(EXECUTORS), default="local",
                      show_default=True, help="ray: per-scene Ray tasks (extra [ray])."),
         click.option("--csv", is_flag=True, help="Also write manifest.csv."),

@@ -10,30 +10,34 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from expokit.cli.common import (
     FiniteFloatRange,
+    dataset_argument,
+    jobs_option,
     out_option,
     progress_option,
     reports_errors,
     selection_options,
-    workers_option,
 )
 from expokit.core.paths import check_output_file
 
-_EXPORT_LAYOUTS = ("msec", "dime", "sequences")
-_root_argument = click.argument(
-    "root", type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="ROOT"
-)
+if TYPE_CHECKING:
+    from expokit.curation.export.layouts import ExportIssue
+
+_EXPORT_LAYOUTS = ("msec", "dime", "sequences", "paired")
+_root_argument = dataset_argument()
 _progress_option = progress_option()
 
 
 @click.command("report")
 @_root_argument
-@out_option("Report folder (default ROOT/report).")
+@out_option("Report folder (default DATASET/report).")
 @click.option(
     "--max-thumbnails",
     type=click.IntRange(min=0),
@@ -44,7 +48,7 @@ _progress_option = progress_option()
 @click.option(
     "--per-page", type=click.IntRange(min=1), default=48, show_default=True, help="Pairs per page."
 )
-@workers_option(default=2)
+@jobs_option(default=2, help="Worker processes drawing thumbnails.")
 @_progress_option
 @reports_errors
 def report_command(
@@ -55,7 +59,7 @@ def report_command(
     workers: int,
     no_progress: bool,
 ) -> None:
-    """Write the HTML QA report of the dataset at ROOT (open index.html in a browser)."""
+    """Write the HTML QA report of DATASET (open index.html in a browser)."""
     from expokit.curation.dataset.report import build_report
 
     index = build_report(
@@ -78,7 +82,13 @@ def report_command(
     help="msec: INPUT_IMAGES/GT_IMAGES; dime: np/{train,test}/{LQ,GT}; sequences: per scene.",
 )
 @out_option("Output folder: new, empty, or an earlier export.", required=True)
-@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True)
+@click.option(
+    "--jpeg-quality",
+    type=click.IntRange(1, 100),
+    default=95,
+    show_default=True,
+    help="JPEG quality of files the layout stores as JPEG (1-100).",
+)
 @click.option(
     "--dime-val",
     type=click.Choice(["skip", "test"]),
@@ -123,7 +133,7 @@ def export_command(
     passed_only: bool,
     no_progress: bool,
 ) -> None:
-    """Export the dataset at ROOT to a folder layout peers' code reads.
+    """Export DATASET to a folder layout peers' code reads.
 
     msec: every scene needs all five inputs N1.5 N1 0 P1 P1.5; the export is checked
     against the peers' loader rules and exits 1 on any problem.
@@ -143,6 +153,11 @@ def export_command(
         allow_partial=allow_partial,
         selection=PairSelection.parse(exclude_flags, passed_only),
     )
+    if not summary.ok:
+        # The cause first: EVs with no MSEC token leave scenes incomplete and splits empty,
+        # and the errors below follow from them.
+        for line in _unrepresentable_ev_causes(summary.skipped):
+            click.secho(f"error: {line}", fg="red", err=True)
     for issue in summary.errors:
         click.secho(str(issue), fg="red", err=True)
     for kept in summary.kept:
@@ -178,7 +193,7 @@ def export_command(
 @click.option(
     "--no-decode", is_flag=True, help="Do not decode images (no corrupt-file or size checks)."
 )
-@workers_option(default=2)
+@jobs_option(default=2, help="Worker processes decoding and hashing files.")
 @click.option(
     "--json",
     "json_path",
@@ -198,7 +213,7 @@ def validate_command(
 ) -> None:
     """Check schema, files, SHA-256s, split disjointness and pairing; list every problem.
 
-    ROOT may also be an export folder (it holds export.json): its files are checked against
+    DATASET may also be an export folder (it holds export.json): its files are checked against
     export.json and an msec export against the peers' loader rules.
     Exits 1 when any error is found (warnings alone exit 0).
     """
@@ -237,10 +252,10 @@ def validate_command(
 
 @click.command("csv")
 @_root_argument
-@out_option("CSV file (default ROOT/manifest.csv).", dest="out_path", dir_okay=False)
+@out_option("CSV file (default DATASET/manifest.csv).", dest="out_path", dir_okay=False)
 @reports_errors
 def csv_command(root: Path, out_path: Path | None) -> None:
-    """Write the manifest of the dataset at ROOT as CSV.
+    """Write the manifest of DATASET as CSV.
 
     An existing file is replaced only when it is an earlier manifest CSV (same header);
     the dataset's own files and inputs are never overwritten.
@@ -265,21 +280,68 @@ def csv_command(root: Path, out_path: Path | None) -> None:
     click.echo(f"csv: {path} ({len(dataset.manifest)} rows)")
 
 
+def _card_text(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A card field as given: non-empty text (None: not given, the field is kept)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
+
+
+def _citation_text(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--citation``: the text given, or the text of a ``.bib`` file it names."""
+    value = _card_text(ctx, param, value)
+    if value is None or not value.lower().endswith(".bib"):
+        return value
+    try:
+        text = Path(value).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise click.BadParameter(f"{value}: {reason}", ctx=ctx, param=param) from None
+    return _card_text(ctx, param, text.strip())
+
+
 @click.command("card")
 @_root_argument
+@click.option(
+    "--name",
+    default=None,
+    metavar="TEXT",
+    callback=_card_text,
+    help="Set the dataset's name (info.json name) [default: kept].",
+)
+@click.option(
+    "--license",
+    "license_id",
+    default=None,
+    metavar="SPDX",
+    callback=_card_text,
+    help="Set the licence, an SPDX identifier such as CC-BY-4.0 [default: kept].",
+)
+@click.option(
+    "--citation",
+    default=None,
+    metavar="TEXT|FILE.bib",
+    callback=_citation_text,
+    help="Set how to cite: the text, or a .bib file whose entry is stored [default: kept].",
+)
 @reports_errors
-def card_command(root: Path) -> None:
-    """(Re)write the dataset card ROOT/README.md from info.json and the manifest."""
+def card_command(
+    root: Path, name: str | None, license_id: str | None, citation: str | None
+) -> None:
+    """(Re)write the dataset card DATASET/README.md from info.json and the manifest.
+
+    --name, --license and --citation first set those fields of DATASET/meta/info.json.
+    """
     from expokit.core.lock import RootLock
-    from expokit.curation.dataset.card import write_card
+    from expokit.curation.dataset.card import set_card_fields
     from expokit.curation.dataset.format import load_dataset
 
-    # Proven a dataset before the lock, which creates .expokit/ in ROOT: a folder that is
+    # Proven a dataset before the lock, which creates .expokit/ in DATASET: a folder that is
     # not a dataset is refused (DatasetError names what is missing) and left untouched.
     load_dataset(root)
-    # README.md is the dataset's file: not while a build rewrites the dataset.
+    # info.json and README.md are the dataset's files: not while a build rewrites them.
     with RootLock(root, "expokit curate card"):
-        path = write_card(root)
+        path = set_card_fields(root, name=name, license=license_id, citation=citation)
     click.echo(f"card: {path}")
 
 
@@ -287,12 +349,65 @@ def card_command(root: Path) -> None:
 @_root_argument
 @reports_errors
 def upgrade_command(root: Path) -> None:
-    """Convert the dataset at ROOT to the current format version (in place)."""
+    """Convert DATASET to the current format version (in place)."""
     from expokit.curation.build.upgrade import upgrade_dataset
 
     steps = upgrade_dataset(root)
     for step in steps:
         click.echo(step)
+
+
+def _unrepresentable_ev_causes(skipped: Sequence[ExportIssue]) -> list[str]:
+    """Lead lines of a failed export whose inputs have EVs with no MSEC token: each such
+    EV distance (with its row count), then what to do; empty when there is none."""
+    rows_by_message: dict[str, int] = {}
+    for issue in skipped:
+        if issue.reason == "ev-not-representable":
+            rows_by_message[issue.message] = rows_by_message.get(issue.message, 0) + 1
+    if not rows_by_message:
+        return []
+    causes = [f"{n} row(s): {message}" for message, n in rows_by_message.items()]
+    return [
+        *causes,
+        "render the RAWs on the MSEC ladder (expokit render RAWS -o RENDERS "
+        "--ev=-1.5,-1,0,1,1.5, then expokit curate build RENDERS -o DATASET), widen "
+        "--ev-tolerance, or export --layout sequences",
+    ]
+
+
+@click.command("merge")
+@click.argument(
+    "roots",
+    nargs=-1,
+    required=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    metavar="ROOT ROOT [ROOT ...]",
+)
+@out_option("New folder for the merged dataset.", required=True)
+@click.option(
+    "--rename-scenes",
+    is_flag=True,
+    help="Prefix each input's scene and pair ids with its folder name (for inputs that "
+    "share scene ids, which are otherwise refused).",
+)
+@_progress_option
+@reports_errors
+def merge_command(
+    roots: tuple[Path, ...], out_dir: Path, rename_scenes: bool, no_progress: bool
+) -> None:
+    """Merge two or more datasets into a new dataset at --out.
+
+    Images are copied (SHA-256 checked); every scene keeps its split; scene ids must be
+    unique across the inputs (or use --rename-scenes). A failure leaves no half dataset.
+    """
+    from expokit.curation.dataset.merge import merge_datasets
+
+    summary = merge_datasets(roots, out_dir, rename_scenes=rename_scenes, progress=not no_progress)
+    splits = ", ".join(f"{split} {count}" for split, count in sorted(summary.by_split.items()))
+    click.echo(
+        f"merge: {summary.pairs} pairs, {summary.scenes} scenes ({splits}) from "
+        f"{len(summary.sources)} datasets, {summary.files} files -> {summary.out}"
+    )
 
 
 def _is_validate_report(path: Path) -> bool:
@@ -309,10 +424,11 @@ def _is_validate_report(path: Path) -> bool:
 
 
 def register(group: click.Group) -> None:
-    """Add ``report``, ``export``, ``validate``, ``csv``, ``card``, ``upgrade`` to ``group``."""
+    """Add ``report``, ``export``, ``validate``, ``csv``, ``card``, ``upgrade``, ``merge`` to
+    ``group``."""
     commands = (
         report_command, export_command, validate_command, csv_command, card_command,
-        upgrade_command,
+        upgrade_command, merge_command,
     )  # fmt: skip
     for command in commands:
         group.add_command(command)

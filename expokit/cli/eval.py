@@ -13,15 +13,18 @@ import click
 
 from expokit.cli.common import (
     FiniteFloatRange,
+    dataset_argument_with_data_alias,
     device_option,
     out_option,
     progress_option,
     reports_errors,
     selection_options,
 )
+from expokit.core.progress import show_progress
 
 
 @click.command("eval")
+@dataset_argument_with_data_alias(required=True)
 @click.option(
     "--ckpt",
     type=click.Path(path_type=Path, exists=True),
@@ -30,13 +33,6 @@ from expokit.cli.common import (
     help="Run folder (its best checkpoint, else newest step; RUN/checkpoints: newest step), "
     "step folder or model.safetensors. "
     "Without it only the reference methods are scored.",
-)
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    metavar="ROOT",
-    help="Dataset root (format v1).",
 )
 @click.option(
     "--split",
@@ -88,13 +84,13 @@ from expokit.cli.common import (
     help="Score only pairs with |input_ev - target_ev| >= EV (SICE protocol: 2).",
 )
 @click.option("--no-references", is_flag=True, help="Score only the checkpoint's model.")
-@device_option(default="cpu", help="Torch device for the model: cpu, cuda, cuda:1, auto.")
+@device_option()
 @selection_options
 @progress_option()
 @reports_errors
 def eval_command(
+    root: Path,
     ckpt: Path | None,
-    data: Path,
     splits: tuple[str, ...],
     out_dir: Path | None,
     reference: str,
@@ -108,7 +104,7 @@ def eval_command(
     passed_only: bool,
     no_progress: bool,
 ) -> None:
-    """Score a checkpoint and the reference methods on a dataset split.
+    """Score a checkpoint and the reference methods on a split of DATASET (format v1).
 
     PSNR/SSIM on uint8 RGB inside the valid mask, for all pairs and separately for under-
     and over-exposed inputs; for video clips also E_warp and flicker. The peeks column
@@ -119,8 +115,6 @@ def eval_command(
     or outputs are an error.
     """
     from typing import cast
-
-    from tqdm import tqdm
 
     from expokit.curation.dataset.selection import PairSelection
     from expokit.models.evaluate import (
@@ -144,8 +138,8 @@ def eval_command(
         )
     except EvalError as exc:
         raise click.UsageError(str(exc)) from None
-    with tqdm(desc="eval", unit="pair", disable=no_progress or None) as bar:
-        result = evaluate(data, ckpt, config, out=out_dir, progress=bar.update, images=images_dir)
+    with show_progress(desc="eval", unit="pair", enabled=not no_progress) as bar:
+        result = evaluate(root, ckpt, config, out=out_dir, progress=bar.update, images=images_dir)
     click.echo(format_table(result.summary))
     if out_dir is not None:
         click.echo(f"wrote {out_dir}/summary.json and per-pair CSV")

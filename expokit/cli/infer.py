@@ -27,7 +27,7 @@ from expokit.cli.common import device_option, out_option, progress_option, repor
     default=None,
     help="Reference image whose exposure the output takes (required by uec).",
 )
-@device_option(default="auto", help="auto: CUDA when available.", choices=("auto", "cpu", "cuda"))
+@device_option()
 @click.option(
     "--lut-size",
     type=click.IntRange(2, 127),
@@ -42,7 +42,13 @@ from expokit.cli.common import device_option, out_option, progress_option, repor
     default=None,
     help="Conv models: process overlapping tiles of this side (default: whole frames).",
 )
-@click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True)
+@click.option(
+    "--tile-overlap",
+    type=click.IntRange(min=0),
+    default=32,
+    show_default=True,
+    help="--tile: pixels each tile shares with its neighbours (blended).",
+)
 @click.option(
     "--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="Video H.264 CRF."
 )

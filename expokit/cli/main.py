@@ -20,10 +20,10 @@ from expokit.cli.calibrate import calibrate
 from expokit.cli.capture import capture
 from expokit.cli.common import (
     FINITE_FLOAT,
+    jobs_option,
     out_option,
     progress_option,
     reports_errors,
-    workers_option,
 )
 from expokit.cli.curate_build import register as register_build
 from expokit.cli.curate_tools import register as register_tools
@@ -35,7 +35,9 @@ from expokit.core.parallel import EXECUTORS
 from expokit.curation.rendering.config import LAYOUTS, WB_POLICIES, OutputFormat
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# show_default: every option's help ends with its default (options whose default is None
+# say in their help what stands instead).
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="expokit")
 def cli() -> None:
     """Build paired exposure-correction datasets from two-camera rigs and RAW files."""
@@ -109,8 +111,20 @@ def _render_options(func: Any) -> Any:
             help="Normalise EV 0 so STAT (median|mean) luminance hits TARGET, "
             "e.g. median:0.18. Default: exposure as shot.",
         ),
-        click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True),
-        click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True),
+        click.option(
+            "--jpeg-quality",
+            type=click.IntRange(1, 100),
+            default=95,
+            show_default=True,
+            help="JPEG quality of jpg outputs (1-100).",
+        ),
+        click.option(
+            "--png-compression",
+            type=click.IntRange(0, 9),
+            default=1,
+            show_default=True,
+            help="zlib level of png outputs (0: none, 9: smallest, slowest).",
+        ),
         click.option(
             "--demosaic",
             default="AHD",
@@ -122,7 +136,7 @@ def _render_options(func: Any) -> Any:
             is_flag=True,
             help="Do not reject blank/noise/white renders (not recommended).",
         ),
-        workers_option(help="Parallel worker processes (spawn) or Ray CPUs."),
+        jobs_option(help="Parallel worker processes (spawn) or Ray CPUs."),
         click.option(
             "--executor",
             type=click.Choice(EXECUTORS),
@@ -215,7 +229,7 @@ def curate_render(**kwargs: Any) -> None:
 
 @cli.command()
 @out_option("Where the demo writes its outputs (a new or empty folder).", default=Path("demo_out"))
-@workers_option()
+@jobs_option()
 @progress_option(plural=True)
 @reports_errors
 def demo(out_dir: Path, workers: int, no_progress: bool) -> None:

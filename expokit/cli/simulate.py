@@ -65,7 +65,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
     show_default=True,
     help="Test clock drift relative to the reference, ppm (within +-1000).",
 )
-@seed_option()
+@seed_option(help="Random seed (noise, generated scene; also the simulated serials).")
 @click.option(
     "--seconds",
     type=FINITE_FLOAT,
@@ -93,7 +93,13 @@ def _size(text: str | None) -> tuple[int, int] | None:
     show_default=True,
     help="Beam splitter transmitted (reference) / reflected (test) light.",
 )
-@click.option("--still-pairs", type=click.IntRange(0, 100), default=3, show_default=True)
+@click.option(
+    "--still-pairs",
+    type=click.IntRange(0, 100),
+    default=3,
+    show_default=True,
+    help="Shots of kind pair the simulated session holds (besides its video and calibration shot).",
+)
 @click.option(
     "--defect",
     "defect_texts",

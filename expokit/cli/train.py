@@ -10,17 +10,18 @@ import click
 
 from expokit.cli.common import (
     FiniteFloatRange,
+    dataset_argument_with_data_alias,
     device_option,
+    given_on_command_line,
+    loader_workers_option,
     out_option,
     progress_option,
     reports_errors,
     seed_option,
     selection_options,
-    workers_option,
 )
 
 AMP_CHOICES = ("off", "bf16", "fp16")
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
@@ -28,8 +29,8 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
 
 
 @click.command("train")
+@dataset_argument_with_data_alias(required=False)
 @click.option("--model", "model", default=None, help="Model name (uec, recnet, zerodce, video).")
-@click.option("--data", "data", type=click.Path(path_type=Path), default=None, help="Dataset root.")
 @out_option("Run folder to write.", dest="out")
 @click.option(
     "--config",
@@ -55,18 +56,30 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
     "end; 0: off [recipe: 100].",
 )
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default=None, help="Mixed precision.")
-@device_option(default=None, help="auto (CUDA when present), cpu, cuda or cuda:N [recipe: auto].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
-@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None)
-@seed_option(default=None)
+@device_option()
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Pairs (crops) per step [recipe default].",
+)
+@click.option(
+    "--lr",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=None,
+    help="Learning rate [recipe default].",
+)
+@seed_option(default=None, help="Random seed of weights, crops and order [recipe: 0].")
 @click.option("--crop", type=click.IntRange(min=0), default=None, help="Crop size (0: none).")
-@workers_option(default=None, minimum=0, dest="num_workers", help="Loader workers.")
+@loader_workers_option()
 @selection_options
 @progress_option()
+@click.pass_context
 @reports_errors
 def train(
+    ctx: click.Context,
+    root: Path | None,
     model: str | None,
-    data: Path | None,
     out: Path | None,
     config_file: Path | None,
     split: str | None,
@@ -85,10 +98,11 @@ def train(
     passed_only: bool,
     no_progress: bool,
 ) -> None:
-    """Train a baseline on a dataset and write checkpoints to a run folder.
+    """Train a baseline on DATASET and write checkpoints to a run folder.
 
-    The model's default recipe (expokit.models.train.RECIPES) is the starting point; a
-    --config TOML file and the flags override it. The resolved config is saved in
+    DATASET may be left out when the --config file names it (key data). The model's
+    default recipe (expokit.models.train.RECIPES) is the starting point; a --config TOML
+    file and the flags override it. The resolved config is saved in
     RUN/config.json, the loss in RUN/log.csv and checkpoints in RUN/checkpoints/step_*.
     Every --val-every steps the model is scored on the val split against the best
     reference method that does not peek (log.csv val_* columns); the best step is kept in
@@ -101,14 +115,15 @@ def train(
     from expokit.models.train import train as run_training
 
     overrides: dict[str, Any] = {
-        "data": None if data is None else str(data),
+        "data": None if root is None else str(root),
         "out": None if out is None else str(out),
         "split": split,
         "steps": steps,
         "max_minutes": max_minutes,
         "val_every": val_every,
         "amp": amp,
-        "device": device,
+        # The option always has a value (auto); only a given one overrides --config.
+        "device": device if given_on_command_line(ctx, "device") else None,
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,

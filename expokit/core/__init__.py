@@ -8,6 +8,7 @@
 * :mod:`~expokit.core.lock` - one writer per root (``flock``, dropped in forked children).
 * :mod:`~expokit.core.hashing` - SHA-256 of files.
 * :mod:`~expokit.core.parallel` - the parallel map (processes, threads or Ray).
+* :mod:`~expokit.core.progress` - progress of long commands (a bar on a terminal, lines in a log).
 * :mod:`~expokit.core.runs` - run ids, completion records and run sidecars of batch stages.
 * :mod:`~expokit.core.schema` - JSON Schemas from dataclasses, ``from_json`` / ``to_json``.
 * :mod:`~expokit.core.images` - the one image reader (EXIF orientation, decoded-size limit).
@@ -16,4 +17,5 @@
 * :mod:`~expokit.core.transfer` - the sRGB transfer function.
 * :mod:`~expokit.core.synthetic` - synthetic scenes, textures and DNGs with known answers.
 * :mod:`~expokit.core.video_io` - audio and frame timing of videos through ffmpeg.
+* :mod:`~expokit.core.toml` - the TOML parser on every supported Python (tomllib or tomli).
 """

@@ -21,9 +21,8 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Any, Literal, TypeVar, cast
 
-from tqdm import tqdm
-
 from expokit.core.errors import ExpokitError
+from expokit.core.progress import Progress, show_progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,7 +68,7 @@ def map_unordered(
     unit: str = "file",
     progress: bool = True,
 ) -> Generator[tuple[int, R], None, None]:
-    """Yield ``(index, fn(items[index]))`` as items finish, with a tqdm progress bar.
+    """Yield ``(index, fn(items[index]))`` as items finish, with progress (:mod:`~.progress`).
 
     Parameters
     ----------
@@ -91,7 +90,7 @@ def map_unordered(
         raise ExpokitError(f"--workers must be >= 1, got {workers}")
     if executor not in EXECUTORS:
         raise ExpokitError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or None)
+    bar = show_progress(total=len(items), desc=desc, unit=unit, enabled=progress)
     try:
         if executor == "ray":
             yield from _map_ray(fn, items, workers, on_error, bar)
@@ -200,7 +199,7 @@ def _map_process_pool(
     items: Sequence[T],
     workers: int,
     on_error: Callable[[T, BaseException], R],
-    bar: tqdm[Any],
+    bar: Progress[Any],
 ) -> Iterator[tuple[int, R]]:
     """At most ``workers`` items in flight, so when a worker dies the items it may have
     been running are known. Those are re-run one at a time in a fresh worker: the one that
@@ -242,7 +241,7 @@ def _map_ray(
     items: Sequence[T],
     workers: int,
     on_error: Callable[[T, BaseException], R],
-    bar: tqdm[Any],
+    bar: Progress[Any],
 ) -> Iterator[tuple[int, R]]:
     try:
         import ray

@@ -17,11 +17,13 @@ build
 dataset
     The dataset root: ``format`` (info.json + manifest.parquet, v2; v1 read in memory),
     ``pair_row`` (one manifest row, typed), ``flags`` (the QA flags vocabulary),
-    ``validate``, ``selection``, ``report`` (HTML QA report) and ``card``.
+    ``validate``, ``selection``, ``report`` (HTML QA report), ``card`` and ``merge``
+    (``curate merge``: several datasets into a new root).
 export
     ``curate export``: ``driver``, ``layouts`` (what peers' code reads: MSEC, DIME,
-    sequences), ``peers`` (their naming and split rules), ``record`` (``export.json``) and
-    ``validate`` (an export folder's checks).
+    sequences, paired folders), ``peers`` (their naming and split rules), ``record``
+    (``export.json``), ``validate`` (an export folder's checks) and ``hf`` (any dataset as a
+    Hugging Face ``DatasetDict``).
 metrics
     PSNR and SSIM, one implementation (conventions in ``docs/metrics.md``).
 truth

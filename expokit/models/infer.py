@@ -51,6 +51,7 @@ from expokit.core.images import read_oriented
 from expokit.core.lock import RootLock
 from expokit.core.parallel import native_threads
 from expokit.core.paths import check_output_file, is_safe_name
+from expokit.core.progress import show_progress
 from expokit.core.roots import STATE_DIR, claim_root
 from expokit.core.schema import from_json, to_json
 from expokit.core.video_io import FrameReader
@@ -669,8 +670,6 @@ def correct_video(
     InputError
         Not a readable video, no frame decodes, or the encoder fails.
     """
-    from tqdm import tqdm
-
     info = probe_video(path)
     frames = read_frames(path)
     height, width = frames.shape  # decoded size (the header's may predate rotation)
@@ -696,9 +695,9 @@ def correct_video(
         ]  # fmt: skip
         with subprocess.Popen(encode, stdin=subprocess.PIPE, stderr=enc_err) as enc:
             assert enc.stdin is not None
-            bar = tqdm(
+            bar = show_progress(
                 total=info.frame_estimate, desc=path.name, unit="frame", leave=False,
-                disable=not progress or None,
+                enabled=progress,
             )  # fmt: skip
             try:
                 for frame, window in _windows(frames, enhancer):
@@ -1010,14 +1009,13 @@ def _correct_all(
 
     ``own``: names of earlier outputs a result may overwrite (None: any existing file).
     """
-    from tqdm import tqdm
 
     def is_own_output(target: Path) -> bool:
         return own is None or target.name in own
 
     results: list[InferResult] = []
     claimed: dict[Path, Path] = {}
-    for path in tqdm(files, desc="infer", unit="file", disable=not progress or None):
+    for path in show_progress(files, desc="infer", unit="file", enabled=progress):
         result = InferResult(path)
         results.append(result)
         suffix = path.suffix.lower()

@@ -36,7 +36,6 @@ import random
 import re
 import sys
 import time
-import tomllib
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ import torch
 from torch import nn
 
 from expokit import __version__
+from expokit.core import toml as tomllib
 from expokit.core.atomic import (
     atomic_write_json,
     json_safe,
@@ -57,6 +57,7 @@ from expokit.core.atomic import (
 )
 from expokit.core.errors import ExpokitError
 from expokit.core.lock import RootLock
+from expokit.core.progress import show_progress, write_line
 from expokit.core.roots import claim_root
 from expokit.curation.dataset.format import load_dataset
 from expokit.curation.metrics import psnr
@@ -1073,9 +1074,7 @@ def train(
     DataError, ModelError, CheckpointError, OutputError, RootInUseError
         From the data, the model, the checkpoint or the run folder, naming the problem.
     """
-    from tqdm import tqdm
-
-    say: Callable[[str], None] = echo or tqdm.write
+    say: Callable[[str], None] = echo or write_line
     if not config.model or not config.data or not config.out:
         raise TrainError("training needs model, data and out (--model, --data, --out)")
     kind = model_class(config.model).data_kind
@@ -1357,7 +1356,7 @@ def _open_outputs(
             "world_size": world.size,
             "device": str(trainer.device),
             "resumed_from": start if checkpoint is not None else None,
-            "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "expokit_version": __version__,
             "torch_version": torch.__version__,
         },
@@ -1376,12 +1375,10 @@ def _run_steps(trainer: _Trainer, state: _LoopState, loader: Any, progress: bool
     The progress bar and the TensorBoard writer are closed and the batch iterator (its
     worker processes) dropped however the loop ends.
     """
-    from tqdm import tqdm
-
     config, world = trainer.config, trainer.world
-    bar = tqdm(
-        total=config.steps, initial=trainer.start, disable=not (progress and world.main),
-        desc=f"train {config.model}", unit="step", dynamic_ncols=True, file=sys.stderr,
+    bar = show_progress(
+        total=config.steps, initial=trainer.start, enabled=progress and world.main,
+        desc=f"train {config.model}", unit="step", dynamic_ncols=True, stream=sys.stderr,
     )  # fmt: skip
     state.began = time.monotonic()
     trainer.model.train()
@@ -1390,8 +1387,9 @@ def _run_steps(trainer: _Trainer, state: _LoopState, loader: Any, progress: bool
         while state.step < config.steps:
             flags, keys, lr = _train_step(trainer, state, batches)
             _record_losses(trainer, state, flags, keys)
+            # The loss first, so the line (or redraw) this step prints carries its own loss.
+            bar.set_postfix_str(f"loss={state.last_loss:.4g}")
             bar.update(1)
-            bar.set_postfix(loss=f"{state.last_loss:.4g}", refresh=False)
             time_up = bool(flags[2] > 0)
             last_step = state.step == config.steps or time_up
             val = _validate_if_due(trainer, state, last_step)

@@ -197,7 +197,7 @@ def test_cli_eval(root: Path, identity_uec: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     result = runner.invoke(
         cli,
-        ["eval", "--ckpt", str(identity_uec), "--data", str(root), "--split", "test",
+        ["eval", "--ckpt", str(identity_uec), str(root), "--split", "test",
          "--out", str(out), "--no-progress"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -205,7 +205,7 @@ def test_cli_eval(root: Path, identity_uec: Path, tmp_path: Path) -> None:
     assert "| uec (step 7) | yes |" in result.output  # it is given the target as reference
     assert "NOT A FAIR COMPARISON" in result.output
     assert (out / "summary.json").is_file()
-    bad = runner.invoke(cli, ["eval", "--data", str(root), "--split", "nope", "--no-progress"])
+    bad = runner.invoke(cli, ["eval", str(root), "--split", "nope", "--no-progress"])
     assert bad.exit_code == 1 and "error:" in bad.output and "nope" in bad.output
 
 
@@ -350,7 +350,7 @@ def test_nan_weights_are_refused_naming_the_file(root: Path, tmp_path: Path) -> 
     assert "corrector.conv3.weight" in str(info.value)
     out = tmp_path / "out"
     bad = CliRunner().invoke(
-        cli, ["eval", "--ckpt", str(tmp_path / "nan_run"), "--data", str(root), "--out",
+        cli, ["eval", "--ckpt", str(tmp_path / "nan_run"), str(root), "--out",
               str(out), "--no-progress"],
     )  # fmt: skip
     assert bad.exit_code == 1 and "model.safetensors" in bad.output and "NaN" in bad.output
@@ -452,7 +452,7 @@ def test_cli_eval_save_images_and_train_scene(
     out = tmp_path / "cli_images"
     result = CliRunner().invoke(
         cli,
-        ["eval", "--ckpt", str(identity_uec), "--data", str(root), "--reference", "train-scene",
+        ["eval", "--ckpt", str(identity_uec), str(root), "--reference", "train-scene",
          "--save-images", str(out), "--no-progress"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

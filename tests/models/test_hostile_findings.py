@@ -173,7 +173,7 @@ def test_meta_json_that_is_not_an_object_is_named(
     )
     assert "meta.json" in _one_line_error(infer)
     evaluation = CliRunner().invoke(
-        cli, ["eval", "--ckpt", str(step_dir(run, 1)), "--data", str(seq), "--split", "train"]
+        cli, ["eval", "--ckpt", str(step_dir(run, 1)), str(seq), "--split", "train"]
     )
     assert "meta.json" in _one_line_error(evaluation)
 
@@ -252,7 +252,7 @@ def test_an_empty_training_state_is_one_line_not_aborted(
     )
     result = CliRunner().invoke(
         cli,
-        ["train", "--model", "uec", "--data", str(seq), "--out", str(run), "--config",
+        ["train", "--model", "uec", str(seq), "--out", str(run), "--config",
          str(config), "--steps", "2", "--resume", "--no-progress"],
     )  # fmt: skip
     line = _one_line_error(result)
@@ -322,7 +322,7 @@ def test_seeds_outside_32_bits_are_refused_cleanly(seq: Path, tmp_path: Path, se
         TrainConfig(seed=seed)
     result = CliRunner().invoke(
         cli,
-        ["train", "--model", "uec", "--data", str(seq), "--out", str(tmp_path / "r"),
+        ["train", "--model", "uec", str(seq), "--out", str(tmp_path / "r"),
          "--seed", str(seed)],
     )  # fmt: skip
     assert "seed must be in" in _one_line_error(result)

@@ -254,7 +254,7 @@ def test_train_command(seq: Path, tmp_path: Path) -> None:
         "[model_config]\nfeature_size = 32\npixel_samples = 128\n"
     )
     run = tmp_path / "run"
-    args = ["train", "--model", "uec", "--data", str(seq), "--out", str(run)]
+    args = ["train", str(seq), "--model", "uec", "--out", str(run)]
     args += ["--config", str(file), "--steps", "2", "--no-progress"]
     result = CliRunner().invoke(cli, [*args, "--val-every", "0"])
     assert result.exit_code == 0, result.output
@@ -264,7 +264,7 @@ def test_train_command(seq: Path, tmp_path: Path) -> None:
     assert "no validation" not in result.output  # switched off: nothing to report
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and "error:" in again.output and "--resume" in again.output
-    bad = CliRunner().invoke(cli, [*args[:5], "--out", str(tmp_path / "x"), "--split", "nope"])
+    bad = CliRunner().invoke(cli, [*args[:4], "--out", str(tmp_path / "x"), "--split", "nope"])
     assert bad.exit_code == 1 and "no split 'nope'; the dataset has splits: train" in bad.output
 
 
@@ -279,7 +279,7 @@ def test_two_processes_under_torchrun(seq: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
-        "-m", "expokit.cli", "train", "--model", "uec", "--data", str(seq), "--out", str(run),
+        "-m", "expokit.cli", "train", "--model", "uec", str(seq), "--out", str(run),
         "--config", str(file), "--steps", "4", "--no-progress",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

@@ -37,8 +37,9 @@ def _items(output: str) -> int:
 def test_train_uses_and_records_the_selection(flagged: Path, tmp_path: Path) -> None:
     from expokit.cli import cli
 
-    base = ["train", "--model", "zerodce", "--data", str(flagged), "--steps", "1",
-            "--val-every", "0", "--crop", "0", "--workers", "0", "--no-progress"]  # fmt: skip
+    base = ["train", str(flagged), "--model", "zerodce", "--steps", "1",
+            "--val-every", "0", "--crop", "0", "--loader-workers", "0",
+            "--no-progress"]  # fmt: skip
     every = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "a")])
     assert every.exit_code == 0, every.output
     chosen = CliRunner().invoke(

@@ -166,7 +166,7 @@ def test_eval_and_infer_default_to_the_best_and_the_checkpoints_folder_to_the_la
         (run / "checkpoints", step_dir(run, 4), 4),
     ):
         out = tmp_path / f"eval-{folder.name}"
-        args = ["eval", "--ckpt", str(ckpt), "--data", str(data), "--split", "val"]
+        args = ["eval", "--ckpt", str(ckpt), str(data), "--split", "val"]
         done = runner.invoke(cli, [*args, "--resize", "32", "--out", str(out), "--no-progress"])
         assert done.exit_code == 0, done.output
         recorded = json.loads((out / "summary.json").read_text())["checkpoint"]
@@ -262,7 +262,7 @@ def test_a_model_that_cannot_beat_the_fair_baseline_says_so(
         "resize = 32\nbatch_size = 2\nval_size = 32\ntensorboard = false\nthreads = 1\n"
         "[model_config]\nfeature_size = 32\npixel_samples = 128\n"
     )
-    args = ["train", "--model", "uec", "--data", str(data), "--out", str(run), "--config"]
+    args = ["train", "--model", "uec", str(data), "--out", str(run), "--config"]
     done = CliRunner().invoke(cli, [*args, str(file), "--steps", "1", "--no-progress"])
     assert done.exit_code == 0, done.output
     record = json.loads((run / VALIDATION_FILE).read_text())

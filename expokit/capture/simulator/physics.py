@@ -67,6 +67,7 @@ from expokit.capture.simulator.truth_file import (
     TruthFile,
 )
 from expokit.core.errors import ExpokitError
+from expokit.core.progress import show_progress
 from expokit.core.schema import to_json
 from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
 
@@ -504,8 +505,6 @@ class RigSimulation:
     def movie(self, role: str, target: Path, progress: bool = False) -> dict[str, Any]:
         """Encode ``role``'s movie (:attr:`seconds` on its own clock, with its sound) to
         ``target``; returns the body's entry of ``truth.json["bodies"]``."""
-        from tqdm import tqdm
-
         body = self.bodies[role]
         audio = None
         if self.footage.audio is not None:
@@ -516,8 +515,8 @@ class RigSimulation:
         count = self.frame_count
         frames = _movie_frames(
             self.footage, body, self.size, self.fps, count, self.noise_rngs[role],
-            tqdm(total=count, desc=f"simulate {role}", unit="frame",
-                 disable=not progress or None), self.defects,
+            show_progress(total=count, desc=f"simulate {role}", unit="frame",
+                          enabled=progress), self.defects,
         )  # fmt: skip
         encode_movie(target, frames, self.size, self.fps, audio, self.config.audio_rate,
                      self.config.crf)  # fmt: skip

@@ -53,6 +53,7 @@ from expokit.calibration.rig_calibration import RIG_CALIBRATION_NAME
 from expokit.calibration.sync_record import load_sync_json
 from expokit.capture.exif_check import read_exposure
 from expokit.capture.journal import DownloadedEvent, ExifCheckEvent, PlannedEvent, read_events
+from expokit.capture.rig_config import read_rig_json
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.ev import ev_token, parse_ev_token
 from expokit.core.exif import read_exif_tags
@@ -216,6 +217,15 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: _natural_key(p.name))
 
 
+def _holds_raw_files(folder: Path) -> bool:
+    """``folder`` or one of its subfolders holds RAW files (``expokit render`` input)."""
+    for child in folder.iterdir():
+        candidates = child.iterdir() if child.is_dir() else (child,)
+        if any(c.is_file() and c.suffix.lower() in RAW_EXTENSIONS for c in candidates):
+            return True
+    return False
+
+
 def _posix(path: Path) -> str:
     return path.resolve().as_posix()
 
@@ -246,6 +256,11 @@ def detect_kind(folder: str | Path) -> str:
         return "msec"
     if any(c.is_dir() and _images_in(c) for c in path.iterdir()):
         return "sequences"
+    if _holds_raw_files(path):
+        raise SourceError(
+            f"{path} holds RAW files: render them first: expokit render {path} -o RENDERS, "
+            "then expokit curate build RENDERS -o DATASET"
+        )
     hint = ""
     if detect_flat(path):
         hint = (
@@ -895,9 +910,43 @@ def discover_capture(
                 "rig_calibration": _posix(calibration),
                 "scenes": len(found),
                 "exif_mismatches": _exif_mismatches(found),
+                "cameras": session_cameras(session),
             }
         )
     return Discovery(scenes, {"sessions": records})
+
+
+#: The resolved rig config a capture session stores (expokit.capture.session.CONFIG_FILE).
+SESSION_RIG_FILE = "rig.json"
+
+
+def session_cameras(session: Path) -> list[dict[str, str]]:
+    """Each role's camera as the session's ``rig.json`` names it (for the dataset card).
+
+    ``{"role", "serial"}`` from the rig's roles, plus ``"make"``/``"model"`` where the rig
+    records them (a fake rig's ``[fake] cameras`` bodies, matched by serial; a gphoto2
+    rig.json holds serials only). ``[]`` for a session without ``rig.json``.
+
+    Raises
+    ------
+    RigConfigError
+        ``rig.json`` is unreadable or has a bad key (naming the file and the key).
+    """
+    path = session / SESSION_RIG_FILE
+    if not path.is_file():
+        return []
+    rig = read_rig_json(path)
+    bodies = rig.fake.get("cameras") if rig.backend == "fake" else None
+    by_serial = {str(body.get("serial")): body for body in bodies or [] if isinstance(body, dict)}
+    cameras = []
+    for role, role_config in rig.roles.items():
+        camera = {"role": role, "serial": role_config.serial}
+        body = by_serial.get(role_config.serial, {})
+        for key in ("make", "model"):
+            if body.get(key):
+                camera[key] = str(body[key])
+        cameras.append(camera)
+    return cameras
 
 
 def _exif_mismatches(scenes: list[SceneSpec]) -> list[dict[str, Any]]:

@@ -17,4 +17,6 @@ selection
     Which pairs a command uses (``--exclude-flags`` / ``--passed-only``).
 report, card
     The HTML QA report (``templates/``) and the generated dataset card (README.md).
+merge
+    Several datasets into one new root (``curate merge``): ids kept unique, splits by scene.
 """

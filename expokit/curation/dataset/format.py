@@ -340,7 +340,7 @@ class DatasetInfo:
                 "libraw_version": ".".join(map(str, rawpy.libraw_version)),
                 "rawpy_version": rawpy.__version__,
                 "opencv_version": cv2.__version__,
-                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "sources": [],
             },
         )

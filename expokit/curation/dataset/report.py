@@ -45,6 +45,7 @@ from expokit.core.paths import (
     resolve_inside,
     symlinks_leaving,
 )
+from expokit.core.progress import show_progress
 from expokit.core.roots import STATE_DIR
 from expokit.core.transfer import LUMA_RGB, srgb_decode, srgb_encode
 from expokit.curation.dataset.card import (
@@ -475,6 +476,35 @@ def _threshold(info: DatasetInfo, metric: str) -> tuple[float, str] | None:
     return None
 
 
+def _threshold_label(ax: Axes, value: float, text: str) -> None:
+    """Label the threshold line at ``value`` (data units) just below the top of the axes.
+
+    The text goes on the side of the line with more room, so a threshold near either end of
+    the axis keeps its label inside the axes (and so inside the figure) instead of clipped.
+    """
+    ax.autoscale_view()  # the final x limits, which place the line
+    display = ax.transData.transform((value, 0.0))
+    position = float(ax.transAxes.inverted().transform(display)[0])  # 0..1 across the axes
+    right_of_line = position < 0.5
+    ax.annotate(
+        text,
+        (value, 1),
+        xycoords=("data", "axes fraction"),
+        xytext=(3 if right_of_line else -3, -10),
+        textcoords="offset points",
+        horizontalalignment="left" if right_of_line else "right",
+        color="#c44e52",
+        fontsize=7,
+        # legible where the tallest bar reaches up to it
+        bbox={
+            "boxstyle": "square,pad=0.15",
+            "facecolor": "white",
+            "edgecolor": "none",
+            "alpha": 0.8,
+        },
+    )
+
+
 def histogram_figure(
     frame: pd.DataFrame, metric: str, label: str, info: DatasetInfo, path: Path
 ) -> str | None:
@@ -550,15 +580,7 @@ def histogram_figure(
     if limit is not None:
         value = limit[0] * (100.0 if percent else 1.0)
         ax.axvline(value, color="#c44e52", linestyle="--", linewidth=1.2)
-        ax.annotate(
-            f"{limit[1]} {limit[0]:g}",
-            (value, 1),
-            xycoords=("data", "axes fraction"),
-            xytext=(3, -10),
-            textcoords="offset points",
-            color="#c44e52",
-            fontsize=7,
-        )
+        _threshold_label(ax, value, f"{limit[1]} {limit[0]:g}")
     ax.set_xlabel(label.replace("(fraction)", "(%)") if percent else label, fontsize=8)
     ax.set_ylabel("clips" if metric in CLIP_METRICS else "pairs", fontsize=8)
     _style(ax)
@@ -964,8 +986,6 @@ def _images_and_histograms(
     OpenCV releases the GIL, so decoding and encoding overlap with matplotlib, which only
     needs the manifest.
     """
-    from tqdm import tqdm
-
     decode = _srgb_decode_lut()
     _read_small.cache_clear()  # files may have changed since an earlier report
     visuals: dict[int, _Visual] = {}
@@ -981,7 +1001,7 @@ def _images_and_histograms(
             )
             if note != "empty":
                 figures.append({"src": name, "title": label, "wide": False, "note": note})
-        bar = tqdm(total=len(tasks), desc="report", unit="pair", disable=not progress)
+        bar = show_progress(total=len(tasks), desc="report", unit="pair", enabled=progress)
         for future in futures:
             visual = future.result()
             visuals[visual.position] = visual
@@ -989,6 +1009,17 @@ def _images_and_histograms(
         bar.close()
     _read_small.cache_clear()
     return visuals, figures
+
+
+def pair_label(pair_id: str, scene_id: str | None, clip_id: str | None) -> str:
+    """What a pair id adds beside its scene and clip columns: the id without its leading
+    ``scene/`` and ``clip/`` (or the ``-/`` of a still), e.g. ``street/c01/000002`` in
+    scene ``street``, clip ``c01`` -> ``000002``; the whole id if it does not start so."""
+    rest = pair_id
+    for part in (scene_id, clip_id or "-"):
+        if part and rest.startswith(f"{part}/"):
+            rest = rest[len(part) + 1 :]
+    return rest or pair_id
 
 
 def _attach(
@@ -1001,6 +1032,8 @@ def _attach(
         row["problem"] = made.problem if made else None
         row["page"] = page_of.get(position)
         row["anchor"] = f"p{position:05d}"
+        # The table shows the scene and clip in their own columns right after the pair.
+        row["pair_label"] = pair_label(str(row["pair_id"]), row["scene_id"], row["clip_id"])
         row["cells"] = [
             {
                 "key": key,
@@ -1038,7 +1071,7 @@ def _context(
     return {
         "name": str(dataset.info.name or dataset.root.name),
         "root": str(dataset.root),
-        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "version": __version__,
         "total": counts[-1],
         "counts": counts,

@@ -28,6 +28,7 @@ from expokit.core.errors import InputFileError
 from expokit.core.hashing import sha256_bytes
 from expokit.core.images import decode_image
 from expokit.core.paths import PathEscapeError, is_safe_name, resolve_inside
+from expokit.core.progress import show_progress
 from expokit.core.roots import is_expokit_root, root_kind
 from expokit.curation.dataset.format import (
     IMAGES_DIR,
@@ -525,8 +526,6 @@ def _check_files(
     workers: int,
     progress: bool,
 ) -> tuple[list[Problem], int]:
-    from tqdm import tqdm
-
     unique: list[str] = []
     seen: set[str] = set()
     for row in rows:
@@ -553,7 +552,7 @@ def _check_files(
     files: dict[str, _FileInfo] = {}
     # Hashing and decoding release the GIL, so threads overlap I/O and both cores.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        bar = tqdm(total=len(unique), desc="validate", unit="file", disable=not progress)
+        bar = show_progress(total=len(unique), desc="validate", unit="file", enabled=progress)
         for rel, info in zip(unique, pool.map(inspect, unique), strict=True):
             files[rel] = info
             bar.update()

@@ -12,4 +12,6 @@ record
     ``export.json``: its one typed record (:class:`ExportRecord`), reader and writer.
 validate
     ``curate validate`` on an export folder: the record, hashes and the peers' rules.
+hf
+    :func:`to_hf_dataset`: any dataset as a Hugging Face ``DatasetDict`` (``datasets`` lazily).
 """

@@ -25,6 +25,11 @@ Layouts
     video) with its distinct exposures sorted by EV (the target file marked ``_target``),
     copied byte for byte; ``sequences.csv`` lists them with EV, role and source. Scenes whose
     EVs are ranks (``ev_basis: rank``) need ``rank_map`` (as for ``msec``).
+``paired``
+    ``<split>/lq/<name>.png`` and ``<split>/gt/<name>.png``: per row its input and its target
+    under one name (a target shared by several inputs is written once per input), 8-bit PNG,
+    plus ``<split>/meta_info.txt``; BasicSR's ``PairedImageDataset`` and LOL-style loaders
+    pair the folders by file name (checked by :func:`check_paired_peers`).
 
 Every source file is read once (through a path that must stay inside the dataset: an image
 symlinked out of it is refused), its SHA-256 checked against the manifest, then copied or
@@ -94,8 +99,10 @@ from expokit.curation.export.layouts import (
     ExportWriter,
     check_dime_export,
     check_msec_export,
+    check_paired_export,
     export_dime,
     export_msec,
+    export_paired,
     export_sequences,
     rank_scenes,
 )
@@ -120,7 +127,7 @@ __all__ = [
     "export_dataset",
 ]
 
-LAYOUTS: tuple[str, ...] = ("msec", "dime", "sequences")
+LAYOUTS: tuple[str, ...] = ("msec", "dime", "sequences", "paired")
 DIME_VAL_CHOICES = ("skip", "test")
 CARD_FILE = "README.md"
 #: Layouts whose file names carry EV tokens, so rank EVs need ``--rank-map`` there.
@@ -134,6 +141,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHECKS: dict[str, Callable[[Path, ExportSummary], None]] = {
     "msec": check_msec_export,
     "dime": check_dime_export,
+    "paired": check_paired_export,
 }
 
 
@@ -313,7 +321,7 @@ def export_dataset(
     allow_partial: bool = False,
     selection: PairSelection | None = None,
 ) -> ExportSummary:
-    """Export a dataset to ``out`` in ``layout`` (``msec``, ``dime`` or ``sequences``).
+    """Export a dataset to ``out`` in ``layout`` (``msec``, ``dime``, ``sequences``, ``paired``).
 
     The folder is claimed as an expokit export folder (``.expokit/root.json``) and locked for
     the whole run. Every file is announced in ``.expokit/export-progress.jsonl`` (path and
@@ -497,6 +505,8 @@ def _write_layout(
             export_msec(dataset, writer, ev_tolerance, progress, rank_map, allow_partial)
         elif layout == "dime":
             export_dime(dataset, writer, dime_val, progress)
+        elif layout == "paired":
+            export_paired(dataset, writer, progress)
         else:
             export_sequences(dataset, writer, progress, rank_map)
 
@@ -533,7 +543,7 @@ def _write_record(
     chosen = selection or PairSelection()
     record = ExportRecord(
         layout=summary.layout,
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         expokit_version=__version__,
         dataset=ExportedDataset(
             root=str(dataset.root.resolve()),

@@ -1,11 +1,12 @@
-"""The three export layouts, each as planning -> writing -> checking steps.
+"""The four export layouts, each as planning -> writing -> checking steps.
 
 Every layout is one public function (:func:`export_msec`, :func:`export_dime`,
-:func:`export_sequences`) that reads the manifest rows, *plans* (which rows go where, under
-which names; rows a layout cannot hold become :class:`ExportIssue` items), *writes* (every
-source read once through :class:`ExportWriter`, its SHA-256 checked, then copied or
-converted and written atomically) and *checks* what it wrote (:func:`check_msec_export`,
-:func:`check_dime_export`, run by the driver once the folder is final). The driver
+:func:`export_sequences`, :func:`export_paired`) that reads the manifest rows, *plans* (which
+rows go where, under which names; rows a layout cannot hold become :class:`ExportIssue`
+items), *writes* (every source read once through :class:`ExportWriter`, its SHA-256 checked,
+then copied or converted and written atomically) and *checks* what it wrote
+(:func:`check_msec_export`, :func:`check_dime_export`, :func:`check_paired_export`, run by the
+driver once the folder is final). The driver
 (:func:`expokit.curation.export.driver.export_dataset`) owns the lock, the progress journal, the
 cleanup of earlier exports and ``export.json``.
 
@@ -32,13 +33,16 @@ from expokit.core.errors import ExpokitError
 from expokit.core.ev import MSEC_LADDER, ev_token, parse_ev_token
 from expokit.core.hashing import sha256_bytes
 from expokit.core.paths import PathEscapeError, UnsafeNameError, check_name, resolve_inside
+from expokit.core.progress import show_progress
 from expokit.curation.dataset.format import Dataset
 from expokit.curation.export.peers import (
     DIME_MIN_FRAMES,
     MSEC_EXPERT_FOLDER,
     MSEC_SPLIT_FOLDERS,
+    PAIRED_META_INFO,
     check_dime_peers,
     check_msec_peers,
+    check_paired_peers,
 )
 
 #: The tag after the single ``_`` of every MSEC name (MSEC's own names carry a camera file id).
@@ -470,15 +474,13 @@ def export_msec(
     8-bit JPEG (JPEG sources copied byte for byte, others encoded at
     ``writer.jpeg_quality``).
     """
-    from tqdm import tqdm
-
     rows = _records(dataset)
     summary = writer.summary
     ranked = set(rank_scenes(dataset)) if rank_map is not None else set()
     groups = _plan_msec_scenes(rows, summary.issues)
     names = _plan_msec_names(groups)
     tally = _MsecTally()
-    bar = tqdm(sorted(groups, key=str), desc="export msec", unit="scene", disable=not progress)
+    bar = show_progress(sorted(groups, key=str), desc="export msec", unit="scene", enabled=progress)
     for key in bar:
         name = names[key]
         first = rows[min(groups[key])]
@@ -771,8 +773,6 @@ def export_dime(dataset: Dataset, writer: ExportWriter, dime_val: str, progress:
     channels BGR, the source's size) and ``dime_clips.csv`` (clip folder -> split, scene,
     clip, frame count, first frame index).
     """
-    from tqdm import tqdm
-
     rows = _records(dataset)
     summary = writer.summary
     split_map = {"train": "train", "test": "test"}
@@ -781,7 +781,7 @@ def export_dime(dataset: Dataset, writer: ExportWriter, dime_val: str, progress:
     clips = _plan_dime_clips(rows, split_map, summary.issues)
     order, folders = _number_dime_clips(clips)
     index_lines = [_DIME_INDEX_HEADER]
-    for key in tqdm(order, desc="export dime", unit="clip", disable=not progress):
+    for key in show_progress(order, desc="export dime", unit="clip", enabled=progress):
         split, scene, clip = key
         members = sorted(clips[key], key=lambda i: int(rows[i]["frame_index"]))
         first_id = rows[members[0]]["pair_id"]
@@ -991,8 +991,6 @@ def export_sequences(
     to >= 2 digits; the source's bytes and lower-cased suffix) and ``sequences.csv`` (one
     line per file: split, folder, file, rank, ev, role, pair ids, source path).
     """
-    from tqdm import tqdm
-
     rows = _records(dataset)
     summary = writer.summary
     ranked = set(rank_scenes(dataset)) if rank_map is not None else set()
@@ -1000,8 +998,8 @@ def export_sequences(
     folders = unique_names({key: _group_base(key[1], key[2], key[3]) for key in plan.groups})
     lines = [_SEQUENCES_HEADER]
     failed: set[str] = set()
-    for key in tqdm(
-        sorted(plan.groups, key=str), desc="export sequences", unit="scene", disable=not progress
+    for key in show_progress(
+        sorted(plan.groups, key=str), desc="export sequences", unit="scene", enabled=progress
     ):
         exported = 0
         for rank, name, path, exposure in _name_exposures(plan.groups[key]):
@@ -1121,3 +1119,130 @@ def _name_exposures(
             (rank, f"{rank:0{width}d}_{token}{mark}{Path(path).suffix.lower()}", path, exposure)
         )
     return named
+
+
+# --------------------------------------------------------------------------- paired
+
+#: A paired item: (split folder, row index).
+PairedKey = tuple[str, int]
+_PAIRED_HEADER = "split,file,pair_id,scene_id,input_path,target_path"
+
+
+def export_paired(dataset: Dataset, writer: ExportWriter, progress: bool) -> None:
+    """Write the ``paired`` layout: per split, same-name input and target files.
+
+    Steps: plan the items and their names (:func:`_plan_paired`); per row read and encode
+    the input and the target before writing either (a pair is written whole or not at all),
+    then write ``<split>/meta_info.txt`` and ``paired.csv``. The peer check of the finished
+    folder is :func:`check_paired_export`.
+
+    Parameters
+    ----------
+    dataset
+        The loaded dataset; each manifest row is one item.
+    writer
+        Reads verified sources and writes into ``writer.summary.out``.
+    progress
+        Show a progress bar (one step per pair).
+
+    Notes
+    -----
+    Files: ``<split>/lq/<name>.png`` (the input) and ``<split>/gt/<name>.png`` (its target,
+    written once per input name, so a target shared by several inputs is repeated), 8-bit
+    3-channel PNG; ``<split>/meta_info.txt`` (one ``<name>.png (<h>,<w>,3)`` line per pair,
+    BasicSR's ``meta_info_file``) and ``paired.csv`` (split, file, pair id, scene, sources).
+    ``<name>`` is scene, clip, frame and EV token (:func:`_plan_paired`), unique within its
+    split. BasicSR's ``PairedImageDataset`` (``filename_tmpl: '{}'``) and
+    LOL-style loaders pair the two folders by file name.
+    """
+    rows = _records(dataset)
+    summary = writer.summary
+    names = _plan_paired(rows, set(rank_scenes(dataset)), summary.issues)
+    meta: dict[str, list[str]] = defaultdict(list)
+    lines = [_PAIRED_HEADER]
+    scenes: set[tuple[str, str]] = set()
+    for key in show_progress(sorted(names), desc="export paired", unit="pair", enabled=progress):
+        split, index = key
+        row = rows[index]
+        file = f"{names[key]}.png"
+        try:
+            encoded = [
+                writer.encode(
+                    writer.read(row[f"{role}_path"], row[f"{role}_sha256"], row["pair_id"]),
+                    row[f"{role}_path"],
+                    row["pair_id"],
+                    "png",
+                )
+                for role in ("input", "target")
+            ]
+        except _SkipItem as skip:
+            summary.issues.append(skip.issue)
+            continue
+        for folder, data in zip(("lq", "gt"), encoded, strict=True):
+            writer.write(f"{split}/{folder}/{file}", data)
+        width, height = png_size(encoded[1])
+        meta[split].append(f"{file} ({height},{width},3)")
+        lines.append(
+            f"{split},{file},{_csv(str(row['pair_id']))},{_csv(str(row['scene_id']))},"
+            f"{_csv(str(row['input_path']))},{_csv(str(row['target_path']))}"
+        )
+        summary.rows_exported += 1
+        scenes.add((split, str(row["scene_id"])))
+    for split in sorted(meta):
+        writer.write_text(f"{split}/{PAIRED_META_INFO}", "\n".join(meta[split]) + "\n")
+    writer.write_text("paired.csv", "\n".join(lines) + "\n")
+    summary.groups_exported = len({scene for _, scene in scenes})
+    summary.notes.append(
+        "per split, <split>/lq/<name>.png (input) and <split>/gt/<name>.png (target) with the "
+        f"same name, 8-bit PNG; a shared target is written once per input; <split>/"
+        f"{PAIRED_META_INFO} lists the names (BasicSR meta_info_file, filename_tmpl '{{}}'); "
+        "paired.csv maps names to rows"
+    )
+
+
+def _plan_paired(
+    rows: list[dict[str, Any]], ranked: set[str], issues: list[ExportIssue]
+) -> dict[PairedKey, str]:
+    """``(split, row index) -> name`` of every exportable row, unique within each split.
+
+    A name is ``<scene>[-<clip>-f<frame>]-<EV token>`` (``beach-01-N1p5``: the input's EV
+    relative to the target, ``.`` as ``p``); a row with no measured relative EV (null, or a
+    scene in ``ranked`` whose EVs are exposure ranks) is named by its pair id
+    (:func:`clean_name`). A split that is not a safe folder name refuses the row
+    (``../../evil`` must not leave ``out``); issues are appended to ``issues`` in row order.
+    """
+    bases: dict[str, dict[PairedKey, str]] = defaultdict(dict)
+    for index, row in enumerate(rows):
+        split = row["split"] or "unsplit"
+        try:
+            # The split becomes the top folder: '../../evil' must not leave --out.
+            check_name(split, "split", where=f"row {row['pair_id']}")
+        except UnsafeNameError as exc:
+            issues.append(ExportIssue("error", "unsafe-name", str(exc), row["pair_id"]))
+            continue
+        relative = None if str(row["scene_id"]) in ranked else _relative_ev(row)
+        bases[split][(split, index)] = (
+            clean_name(str(row["pair_id"]))
+            if relative is None
+            else _group_base(str(row["scene_id"]), row["clip_id"], _frame_of(row))
+            + "-"
+            + clean_name(ev_token(relative).replace(".", "p"))
+        )
+    names: dict[PairedKey, str] = {}
+    for split_bases in bases.values():
+        names.update(unique_names(split_bases))
+    return names
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` in pixels from a PNG's IHDR chunk (bytes 16..24, big-endian)."""
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def check_paired_export(out: Path, summary: ExportSummary) -> None:
+    """Checking step of ``paired``: add what BasicSR's and LOL-style loaders will see in
+    ``out`` (stray files of others included; :func:`check_paired_peers`) as
+    ``peer-convention`` errors."""
+    summary.issues += [
+        ExportIssue("error", "peer-convention", problem) for problem in check_paired_peers(out)
+    ]

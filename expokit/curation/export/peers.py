@@ -10,6 +10,9 @@ constants the exporters follow (:data:`MSEC_SPLIT_FOLDERS`, :data:`MSEC_EXPERT_F
 ``dime``
     :func:`check_dime_peers`: VECNet/DIME (``data/VEC_dataset.py``, ``data/util.py``,
     ``test.py``).
+``paired``
+    :func:`check_paired_peers`: BasicSR's ``PairedImageDataset`` (``basicsr/data/data_util.py``)
+    and LOL-style loaders (same names in two folders).
 """
 
 from __future__ import annotations
@@ -331,3 +334,83 @@ def check_dime_peers(
                 "(test.py line 53): its PSNR-over/SSIM-over count them as over-exposed"
             )
     return errors, warnings
+
+
+# --------------------------------------------------------------------------- paired peer check
+
+#: The paired layout's folders: BasicSR's ``dataroot_lq`` / ``dataroot_gt`` of a split.
+PAIRED_FOLDERS = ("lq", "gt")
+#: BasicSR's ``meta_info_file`` of a split, beside (never inside) its ``lq``/``gt`` folders.
+PAIRED_META_INFO = "meta_info.txt"
+
+
+def _basicsr_scandir(folder: Path) -> list[str]:
+    """BasicSR's ``scandir(folder)`` (``basicsr/utils/misc.py``, not recursive): names of
+    the plain files not starting with ``.``, sorted here for stable messages."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+
+
+def check_paired_peers(out: str | Path) -> list[str]:
+    """Problems BasicSR's ``PairedImageDataset`` or a LOL-style loader would hit in the
+    ``paired`` export at ``out`` (empty: none).
+
+    The rules are those of BasicSR's ``basicsr/data/data_util.py`` with
+    ``filename_tmpl: '{}'``, for every split folder holding ``lq/`` or ``gt/``:
+
+    * ``paired_paths_from_folder``: ``lq`` and ``gt`` hold equally many files, and for each
+      ``gt`` file the ``lq`` file of the same name (template ``'{}'`` plus the GT's
+      extension) exists; LOL-style loaders pair ``low``/``high`` the same way, by name;
+    * ``paired_paths_from_meta_info_file``: the first space-separated token of each line of
+      ``<split>/meta_info.txt`` is a file present in both folders, each listed once, and
+      every pair is listed.
+    """
+    root = Path(out)
+    problems: list[str] = []
+    folders = sorted(root.iterdir()) if root.is_dir() else []
+    splits = [p.name for p in folders if any((p / sub).is_dir() for sub in PAIRED_FOLDERS)]
+    for split in splits:
+        lq_dir, gt_dir = root / split / "lq", root / split / "gt"
+        for folder in (lq_dir, gt_dir):
+            if not folder.is_dir():
+                problems.append(f"{split}/{folder.name}/ is missing (BasicSR reads both folders)")
+        lq, gt = _basicsr_scandir(lq_dir), _basicsr_scandir(gt_dir)
+        if len(lq) != len(gt):
+            problems.append(
+                f"{split}: lq holds {len(lq)} file(s), gt {len(gt)}; BasicSR asserts equal counts"
+            )
+        for name in sorted(set(gt) - set(lq)):
+            problems.append(f"{split}/gt/{name}: no lq/{name} (pairs are matched by name)")
+        for name in sorted(set(lq) - set(gt)):
+            problems.append(f"{split}/lq/{name}: no gt/{name} (pairs are matched by name)")
+        meta = root / split / PAIRED_META_INFO
+        if not meta.is_file():
+            continue
+        try:
+            listed = [line.split(" ")[0] for line in meta.read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{split}/{PAIRED_META_INFO}: unreadable: {exc}")
+            continue
+        in_both = set(lq) & set(gt)
+        for number, name in enumerate(listed, start=1):
+            if name not in in_both:
+                problems.append(
+                    f"{split}/{PAIRED_META_INFO}, line {number}: {name!r} is not in both "
+                    "lq/ and gt/"
+                )
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for name in listed:
+            (repeated if name in seen else seen).add(name)
+        if repeated:
+            problems.append(
+                f"{split}/{PAIRED_META_INFO} lists {', '.join(sorted(repeated)[:5])} twice"
+            )
+        unlisted = sorted(in_both - set(listed))
+        if unlisted:
+            problems.append(
+                f"{split}/{PAIRED_META_INFO} does not list {len(unlisted)} pair(s) "
+                f"({', '.join(unlisted[:5])})"
+            )
+    return problems

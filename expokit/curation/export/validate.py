@@ -14,7 +14,12 @@ from expokit.curation.dataset.format import (
     INFO_FILE,
 )
 from expokit.curation.dataset.validate import Problem, ValidationReport
-from expokit.curation.export.peers import DIME_READABLE_SUFFIXES, check_dime_peers, check_msec_peers
+from expokit.curation.export.peers import (
+    DIME_READABLE_SUFFIXES,
+    check_dime_peers,
+    check_msec_peers,
+    check_paired_peers,
+)
 from expokit.curation.export.record import EXPORT_RECORD, ExportRecordError, read_export_record
 
 if TYPE_CHECKING:
@@ -47,7 +52,8 @@ def validate_export(folder: str | Path, *, check_hashes: bool = True) -> Validat
     """Check an export folder: every file ``export.json`` lists exists (with its SHA-256),
     and an ``msec`` export follows the peers' loader rules
     (:func:`~expokit.curation.export.peers.check_msec_peers`), a ``dime`` export VECNet's
-    (:func:`~expokit.curation.export.peers.check_dime_peers`). A DIME tree without
+    (:func:`~expokit.curation.export.peers.check_dime_peers`), a ``paired`` export
+    BasicSR's (:func:`~expokit.curation.export.peers.check_paired_peers`). A DIME tree without
     ``export.json`` (not made by expokit) gets VECNet's rules only, with every frame type
     VECNet reads (``.png``, ``.jpg``, ``.npy``)."""
     root = Path(folder)
@@ -82,6 +88,8 @@ def validate_export(folder: str | Path, *, check_hashes: bool = True) -> Validat
         report.problems += [Problem("peer-convention", p) for p in check_msec_peers(root)]
     elif record.layout == "dime":
         report.problems += _dime_problems(root, (".png",))
+    elif record.layout == "paired":
+        report.problems += [Problem("peer-convention", p) for p in check_paired_peers(root)]
     return report
 
 

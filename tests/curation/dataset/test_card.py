@@ -11,13 +11,23 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from expokit.capture.commands import shoot
 from expokit.cli.curate_tools import register
+from expokit.curation.build.config import BuildConfig
+from expokit.curation.build.driver import build_dataset
 from expokit.curation.dataset.card import cameras, column_table, render_card, write_card
 from expokit.curation.dataset.format import (
     FORMAT_VERSION,
     INFO_FILE,
     MANIFEST_COLUMNS,
     load_dataset,
+)
+from tests.curation.build.test_build_capture import (
+    SHIFT,
+    SIZE,
+    rig_with_sources,
+    translation,
+    write_rig_calibration,
 )
 from tests.curation.conftest_tools import Spec, make_dataset
 
@@ -113,3 +123,57 @@ def test_column_table_has_every_column() -> None:
     rows = [line for line in table.splitlines()[2:]]
     assert [r.split("`")[1] for r in rows] == list(MANIFEST_COLUMNS)
     assert "| `frame_index` | `Int64` | frame |" in table
+
+
+def test_session_cameras_are_listed_with_role_and_serial(root: Path) -> None:
+    info = replace(
+        load_dataset(root).info,
+        provenance={"sources": [{"kind": "capture", "sessions": [{"cameras": [
+            {"role": "reference", "serial": "0123", "make": "Canon",
+             "model": "Canon EOS 5D Mark IV"},
+            {"role": "test", "serial": "SIMTEST0000"},
+        ]}]}]},
+    )  # fmt: skip
+    assert cameras(info) == [
+        "reference: Canon EOS 5D Mark IV (serial 0123)",
+        "test: serial SIMTEST0000",
+    ]
+
+
+def test_capture_build_records_cameras_and_card_sets_name_licence_citation(
+    tmp_path: Path,
+) -> None:
+    """A dataset built from a (fake-backend) capture session lists the session's bodies;
+    `curate card --name --license --citation FILE.bib` sets info.json and rewrites README."""
+    session, _ = shoot(rig_with_sources(tmp_path), "pair", count=1, progress=False)
+    calibration = write_rig_calibration(
+        tmp_path / "rig_calibration.json", translation(*SHIFT), SIZE, "horizontal"
+    )
+    ds = tmp_path / "ds"
+    summary = build_dataset(
+        [session.root], ds, BuildConfig(), rig_calibration=calibration, progress=False
+    )
+    assert summary.ok, summary.failures
+    recorded = load_dataset(ds).info.sources[0]["sessions"][0]["cameras"]
+    assert [c["role"] for c in recorded] == ["reference", "test"]
+    assert all(c["serial"] and c["model"] for c in recorded)
+    listed = cameras(load_dataset(ds).info)
+    assert listed and listed[0].startswith("reference: ") and "(serial REF-1)" in listed[0]
+
+    bib = tmp_path / "ds.bib"
+    bib.write_text("@misc{x2024, title = {X}}\n", encoding="utf-8")
+    group = click.Group()
+    register(group)
+    result = CliRunner().invoke(
+        group, ["card", str(ds), "--name", "x", "--license", "CC-BY-4.0", "--citation", str(bib)]
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads((ds / INFO_FILE).read_text())
+    assert (info["name"], info["license"]) == ("x", "CC-BY-4.0")
+    assert info["citation"] == "@misc{x2024, title = {X}}"
+    card = (ds / "README.md").read_text()
+    assert card.startswith("# x") and "`CC-BY-4.0`" in card and "@misc{x2024" in card
+    section = _section(card, "Cameras")
+    assert all(f"- {name}" in section for name in listed)
+    empty = CliRunner().invoke(group, ["card", str(ds), "--license", " "])
+    assert empty.exit_code == 2 and "must not be empty" in empty.output

@@ -15,8 +15,13 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from expokit.cli.curate_tools import register
+from expokit.curation.dataset import report as report_module
+from expokit.curation.dataset.format import load_dataset
 from expokit.curation.dataset.report import (
     THUMB_SIDE,
     ReportError,
@@ -24,6 +29,8 @@ from expokit.curation.dataset.report import (
     checkerboard,
     difference_map,
     gain_lut,
+    histogram_figure,
+    pair_label,
     select_thumbnails,
     thumb_size,
 )
@@ -191,7 +198,7 @@ def test_headless_chromium_renders_and_sorts(report: Path, tmp_path: Path) -> No
     from expokit.curation.dataset.format import load_dataset
 
     psnr = load_dataset(report.parent.parent).manifest.set_index("pair_id")["psnr_db"]
-    order = re.findall(r'<td class="id" data-v="([^"]+)">', dom)
+    order = re.findall(r'<td class="id" data-v="([^"]+)"', dom)
     assert sorted(order) == sorted(psnr.index)
     values = [float(psnr[pair_id]) for pair_id in order]
     assert values == sorted(values, reverse=True)
@@ -277,3 +284,68 @@ def test_image_helpers() -> None:
     brighter = gain_lut(2.0)
     assert (brighter.astype(int) >= identity.astype(int)).all() and brighter[128] > 170
     assert thumb_size(4000, 3000) == (256, 192) and thumb_size(90, 60) == (90, 60)
+
+
+@pytest.mark.parametrize("end", ["right", "left"])
+def test_threshold_labels_lie_inside_the_figure(
+    dataset_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    """A threshold at either end of the axis keeps its label (all text) inside the figure."""
+    from dataclasses import replace
+
+    dataset = load_dataset(dataset_root)
+    frame = dataset.manifest
+    metrics = {"psnr_db": "min_psnr_db", "alignment_residual_px": "max_residual_px"}
+    pick = max if end == "right" else min
+    thresholds: dict[str, float | None] = {
+        key: float(pick(frame[metric])) for metric, key in metrics.items()
+    }
+    info = replace(dataset.info, qa_thresholds=thresholds)
+    drawn: list[Figure] = []
+    save = report_module._save
+
+    def keep_and_save(figure: Figure, path: Path) -> None:
+        drawn.append(figure)
+        save(figure, path)
+
+    monkeypatch.setattr(report_module, "_save", keep_and_save)
+    for metric in metrics:
+        path = tmp_path / f"hist-{metric}.png"
+        assert histogram_figure(frame, metric, metric, info, path) is None
+        assert cv2.imread(str(path)) is not None
+    assert len(drawn) == len(metrics)
+    for figure in drawn:
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        texts = [t for t in figure.findobj(Text) if t.get_visible() and t.get_text()]
+        labels = [t for t in texts if t.get_text().startswith(("min ", "max "))]
+        assert len(labels) == 1
+        extent, box = labels[0].get_window_extent(), figure.bbox  # pixels
+        inside = (
+            extent.x0 >= box.x0
+            and extent.x1 <= box.x1
+            and extent.y0 >= box.y0
+            and extent.y1 <= box.y1
+        )
+        assert inside, f"{labels[0].get_text()!r} at {extent} leaves the figure {box}"
+        # Everything drawn (tick and axis labels too; ticks past the view limits are not),
+        # in inches: within the figure, so nothing in the PNG is cut at an edge.
+        drawn_box = figure.get_tightbbox(canvas.get_renderer())
+        width, height = figure.get_size_inches()
+        assert drawn_box.x0 >= 0 and drawn_box.y0 >= 0, drawn_box
+        assert drawn_box.x1 <= width and drawn_box.y1 <= height, drawn_box
+
+
+def test_pair_labels_do_not_repeat_scene_and_clip(report: Path) -> None:
+    html = report.read_text()
+    cells = dict(re.findall(r'<td class="id" data-v="([^"]+)" title="[^"]+">([^<]*)</td>', html))
+    assert len(cells) == 34
+    assert cells["street/c01/00002"] == "00002"  # the clip column beside it says c01
+    assert cells["kitchen/ev+0.0"] == "ev+0.0"  # a still: no clip
+    for pair_id, shown in cells.items():
+        scene = pair_id.split("/")[0]
+        assert not shown.startswith(f"{scene}/") and "c01/" not in shown and shown
+    assert pair_label("park/c01/000004", "park", "c01") == "000004"
+    assert pair_label("kitchen/-/r1_ev-1", "kitchen", None) == "r1_ev-1"
+    assert pair_label("odd-id", "kitchen", None) == "odd-id"
+    assert pair_label("a/b", "x", "b") == "a/b"  # only a leading scene/clip is dropped
