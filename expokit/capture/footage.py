@@ -7,14 +7,16 @@ sound as mono samples. The simulator (:mod:`expokit.capture.simulator.physics`) 
 camera's own frame and sample times.
 
 ``generated`` footage is made here by code (no binary is stored; Apache-2.0 like the rest
-of expokit) and is deterministic per seed: a slowly panning multi-scale noise texture with
-textured shapes moving over it (plenty of texture for homography estimation), a few
+of expokit) and is deterministic per seed: a slowly panning multi-scale noise texture
+carrying a ColorChecker card, a Siemens star and printed text, with textured shapes moving
+over it (plenty of texture for homography estimation), a few
 irregular changes of the light level and flashes (brightness sync cues), and hand claps at
 irregular times over quiet room noise (a unique audio cross-correlation peak).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import subprocess
 from dataclasses import dataclass, field
@@ -131,9 +133,10 @@ class GeneratedScene:
         texture = 0.35 + 0.12 * texture + 0.05 * rng.normal(0, 1, 3).astype(np.float32)
         self.texture = np.clip(texture, 0.02, 0.9).astype(np.float32)
         self.pad = pad
+        paint_test_objects(self.texture, pad, canvas)
         self.shapes = []
         for _ in range(5):
-            radius = float(rng.uniform(0.08, 0.16) * min(width, height))
+            radius = float(rng.uniform(0.05, 0.1) * min(width, height))
             patch = cv2.GaussianBlur(rng.normal(0, 1, (64, 64, 3)).astype(np.float32), (0, 0), 1.5)
             patch = np.clip(rng.uniform(0.2, 0.7) + 0.15 * patch / patch.std(), 0.02, 0.95)
             self.shapes.append(
@@ -236,6 +239,55 @@ class GeneratedScene:
             patch = shape["patch"]
             frame[inside] = patch[np.clip(v.astype(int), 0, 63), np.clip(u.astype(int), 0, 63)]
         return (frame * self.light(t)).astype(np.float32)
+
+
+def paint_test_objects(texture: FloatImage, pad: int, canvas: tuple[int, int]) -> None:
+    """Paint what a person recognises onto the scene's backdrop, in place: a ColorChecker
+    card (left), a Siemens star (right) and the printed word "expokit" (bottom).
+
+    ``texture`` is ``(H, W, 3)`` float32 linear light, the visible ``canvas`` (width, height)
+    inset by ``pad`` px on each side (the pan's margin); the objects are placed inside that
+    visible window so they stay in view. The noise backdrop stays around them (features
+    for the calibration); every value stays in [0.02, 0.9] (no clipping at the metered EV).
+    Nothing is painted on a canvas smaller than 96 x 64 px.
+    """
+    import cv2
+
+    from expokit.core.synthetic import demo_scene
+
+    width, height = canvas
+    if width < 96 or height < 64:
+        return
+    # ColorChecker card: the chart scene of core.synthetic, its 24 patches at known radiance.
+    card_w, card_h = int(width * 0.42), int(height * 0.42)
+    x0, y0 = pad + int(width * 0.06), pad + int(height * 0.08)
+    with contextlib.suppress(ValueError):  # too small for 8 px patches: no card
+        card = demo_scene("chart", card_h, card_w)
+        texture[y0 : y0 + card_h, x0 : x0 + card_w] = np.clip(card, 0.02, 0.9)
+    # Siemens star: 36 black and white sectors (resolution and focus at a glance).
+    radius = int(min(width, height) * 0.2)
+    cx, cy = pad + int(width * 0.76), pad + int(height * 0.32)
+    ys, xs = np.mgrid[-radius:radius, -radius:radius].astype(np.float32)
+    inside = xs**2 + ys**2 <= radius**2
+    sectors = (np.floor((np.arctan2(ys, xs) + math.pi) / (2 * math.pi) * 36) % 2).astype(bool)
+    star = np.where(sectors, 0.8, 0.04).astype(np.float32)
+    window = texture[cy - radius : cy + radius, cx - radius : cx + radius]
+    window[inside] = star[inside, None]
+    # Printed text on a light strip.
+    strip_h = max(12, int(height * 0.14))
+    sy = pad + int(height * 0.74)
+    sx0, sx1 = pad + int(width * 0.08), pad + int(width * 0.92)
+    texture[sy : sy + strip_h, sx0:sx1] = 0.75
+    scale = strip_h / 30.0
+    (text_w, _), _ = cv2.getTextSize("expokit", cv2.FONT_HERSHEY_DUPLEX, scale, 1)
+    origin = (sx0 + max(0, (sx1 - sx0 - text_w) // 2), sy + int(strip_h * 0.78))
+    ink = np.zeros(texture.shape[:2], np.uint8)  # putText draws on 8-bit images only
+    cv2.putText(
+        ink, "expokit", origin, cv2.FONT_HERSHEY_DUPLEX, scale, 255,
+        max(1, round(scale * 1.5)), cv2.LINE_AA,
+    )  # fmt: skip
+    coverage = (ink.astype(np.float32) / 255.0)[..., None]
+    texture *= 1.0 - coverage * (1.0 - 0.05 / 0.75)  # dark ink on the strip
 
 
 def generated_footage(canvas: tuple[int, int], duration_s: float, fps: float, seed: int) -> Footage:
