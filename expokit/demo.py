@@ -222,6 +222,9 @@ seed = {seed}
 scene_seed = {scene}
 size = [{width}, {height}]
 fps = {fps}
+# No light dims or flashes: the clean sessions' pairs are ones the QA passes (sync is by
+# the claps, which stay); only the defect session's injected faults are flagged.
+steady_light = true
 """
 
 BOARD = {"kind": "charuco", "columns": 7, "rows": 5, "square_size": 0.04, "marker_size": 0.028}

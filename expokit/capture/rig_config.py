@@ -552,6 +552,10 @@ def simulation_config(
             ):
                 raise ValueError(f"{where} = {value!r} must be [width, height] in pixels")
             values[key] = (value[0], value[1])
+        elif key == "steady_light":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where} = {value!r} must be true or false")
+            values[key] = value
         elif isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{where} = {value!r} must be a number")
         elif key in _INT_KEYS and not isinstance(value, int):

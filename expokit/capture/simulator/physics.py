@@ -75,7 +75,7 @@ from expokit.core.video_io import SYNC_CONVENTION as CONVENTION
 #: ``seconds`` and ``still_pairs`` come from the capture command instead).
 SIMULATION_KEYS: tuple[str, ...] = (
     "ev_offset", "offset_s", "drift_ppm", "seed", "scene_seed", "size", "fps",
-    "splitter_ratio", "audio_rate", "crf", "reference_sensor", "test_sensor",
+    "splitter_ratio", "audio_rate", "crf", "reference_sensor", "test_sensor", "steady_light",
 )  # fmt: skip
 #: Largest |ev_offset| the simulated sensor can record usefully (beyond it the test camera
 #: is black or white).
