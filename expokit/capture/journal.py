@@ -108,6 +108,8 @@ class SettingsApplied(ShotPayload):
     role: str
     settings: dict[str, Any]
     mismatches: list[Any]
+    #: The body's model as the camera reports it (gphoto2's summary), for the dataset card.
+    camera: str | None = _omitted()
 
 
 @dataclass(frozen=True, kw_only=True)

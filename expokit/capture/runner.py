@@ -336,6 +336,7 @@ class Shooter:
                             role=role,
                             settings=plan.roles[role]["settings"],
                             mismatches=mismatches,
+                            camera=self.rig.cameras[role].info.model or None,
                         )
                     )
                 fired = self._fire(plan, todo, partial)

@@ -52,8 +52,15 @@ import numpy.typing as npt
 from expokit.calibration.rig_calibration import RIG_CALIBRATION_NAME
 from expokit.calibration.sync_record import load_sync_json
 from expokit.capture.exif_check import read_exposure
-from expokit.capture.journal import DownloadedEvent, ExifCheckEvent, PlannedEvent, read_events
+from expokit.capture.journal import (
+    DownloadedEvent,
+    ExifCheckEvent,
+    PlannedEvent,
+    read_events,
+    read_journal,
+)
 from expokit.capture.rig_config import read_rig_json
+from expokit.capture.session import JOURNAL_FILE
 from expokit.core.errors import ExpokitError, InputFileError
 from expokit.core.ev import ev_token, parse_ev_token
 from expokit.core.exif import read_exif_tags
@@ -924,8 +931,9 @@ def session_cameras(session: Path) -> list[dict[str, str]]:
     """Each role's camera as the session's ``rig.json`` names it (for the dataset card).
 
     ``{"role", "serial"}`` from the rig's roles, plus ``"make"``/``"model"`` where the rig
-    records them (a fake rig's ``[fake] cameras`` bodies, matched by serial; a gphoto2
-    rig.json holds serials only). ``[]`` for a session without ``rig.json``.
+    records them (a fake rig's ``[fake] cameras`` bodies, matched by serial), else the
+    model each body reported when capture applied its settings (the journal). ``[]`` for a
+    session without ``rig.json``.
 
     Raises
     ------
@@ -938,6 +946,7 @@ def session_cameras(session: Path) -> list[dict[str, str]]:
     rig = read_rig_json(path)
     bodies = rig.fake.get("cameras") if rig.backend == "fake" else None
     by_serial = {str(body.get("serial")): body for body in bodies or [] if isinstance(body, dict)}
+    reported = _reported_models(session)
     cameras = []
     for role, role_config in rig.roles.items():
         camera = {"role": role, "serial": role_config.serial}
@@ -945,8 +954,24 @@ def session_cameras(session: Path) -> list[dict[str, str]]:
         for key in ("make", "model"):
             if body.get(key):
                 camera[key] = str(body[key])
+        if "model" not in camera and reported.get(role):
+            camera["model"] = reported[role]
         cameras.append(camera)
     return cameras
+
+
+def _reported_models(session: Path) -> dict[str, str]:
+    """``{role: model}`` as each body reported itself when its settings were applied (the
+    journal's ``settings_applied`` events; a real rig's rig.json holds serials only)."""
+    journal = session / JOURNAL_FILE
+    if not journal.is_file():
+        return {}
+    events, _ = read_journal(journal)
+    return {
+        str(e["role"]): str(e["camera"])
+        for e in events
+        if e.get("event") == "settings_applied" and e.get("camera") and e.get("role")
+    }
 
 
 def _exif_mismatches(scenes: list[SceneSpec]) -> list[dict[str, Any]]:

@@ -177,3 +177,22 @@ def test_capture_build_records_cameras_and_card_sets_name_licence_citation(
     assert all(f"- {name}" in section for name in listed)
     empty = CliRunner().invoke(group, ["card", str(ds), "--license", " "])
     assert empty.exit_code == 2 and "must not be empty" in empty.output
+
+
+def test_a_rig_json_without_models_takes_the_model_each_body_reported(tmp_path: Path) -> None:
+    """A real rig's rig.json names serials only: the card then shows the model each body
+    reported when capture applied its settings (journaled in settings_applied)."""
+    import dataclasses
+
+    from expokit.curation.build.sources import session_cameras
+
+    config = rig_with_sources(tmp_path)
+    bodies = [{k: v for k, v in c.items() if k != "model"} for c in config.fake["cameras"]]
+    session, _ = shoot(
+        dataclasses.replace(config, fake={"cameras": bodies}), "pair", count=1, progress=False
+    )
+    rig = json.loads((session.root / "rig.json").read_text(encoding="utf-8"))
+    assert all("model" not in c for c in rig.get("fake", {}).get("cameras", []))
+    found = session_cameras(session.root)
+    assert [c["role"] for c in found] == ["reference", "test"]
+    assert all(c.get("model") for c in found), found  # the fake bodies' default models
