@@ -26,6 +26,7 @@ import html
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -46,6 +47,7 @@ from expokit.capture.simulate import simulate
 from expokit.capture.simulator import SimulationConfig
 from expokit.core.errors import OutputError
 from expokit.core.images import read_image
+from expokit.core.synthetic import demo_scene, write_dng
 from expokit.curation.build.config import BuildConfig
 from expokit.curation.build.driver import build_dataset
 from expokit.curation.build.splits import SplitSpec
@@ -56,6 +58,7 @@ from expokit.curation.export.driver import export_dataset
 from expokit.curation.export.validate import validate_export
 from expokit.curation.rendering.config import OutputFormat, RenderConfig
 from expokit.curation.rendering.render import RenderSummary, render_batch
+from expokit.curation.rendering.render_manifest import read_render_manifest
 from expokit.curation.truth import compare_to_truth, load_truth, rows_against_truth
 from expokit.demo_page import (
     Figure,
@@ -86,6 +89,28 @@ from expokit.models.train import recipe, train
 def demo_raw_dir() -> Path:
     """Folder of the demo DNGs shipped inside the package (``curation/data/demo_raw``)."""
     return Path(str(resources.files("expokit.curation") / "data" / "demo_raw"))
+
+
+def generated_raws(folder: Path, size: tuple[int, int] = (212, 320)) -> list[Path]:
+    """Four more DNGs of other scenes (``core.synthetic``, seeds 1-4, ``size`` = (height,
+    width)), so the MSEC dataset has scenes enough for a validation split (two), a test
+    split (two) and training scenes; written once, reused by a re-run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed, kind in enumerate(("texture", "window", "gradient", "chart"), 1):
+        path = folder / f"generated_{kind}_{seed}.dng"
+        if not path.is_file():
+            write_dng(path, demo_scene(kind, *size, seed=seed), seed=seed)
+        paths.append(path)
+    return paths
+
+
+def demo_splits(names: Sequence[str]) -> SplitSpec:
+    """Scene splits of the MSEC dataset by sorted scene name: every fourth from the first
+    to ``test``, every fourth from the second to ``val``, the rest to ``train``."""
+    ordered = sorted(names)
+    lists = {"test": tuple(ordered[0::4]), "val": tuple(ordered[1::4])}
+    return SplitSpec(lists=lists, default_split="train")
 
 
 def measured_ev_ratios(summary: RenderSummary) -> list[tuple[str, float, float]]:
@@ -356,8 +381,12 @@ def run_renders(
     out: Path, workers: int, progress: bool, result: DemoResult
 ) -> tuple[RenderSummary, RenderSummary]:
     """MSEC renders and 16-bit linear sequences of the shipped DNGs; the ladder measured."""
-    raws = sorted(demo_raw_dir().glob("*.dng"))
-    _title(f"3. MSEC-style multi-EV renders of the {len(raws)} shipped synthetic DNGs")
+    shipped = sorted(demo_raw_dir().glob("*.dng"))
+    raws = [*shipped, *generated_raws(out / "raws")]
+    _title(
+        f"3. MSEC-style multi-EV renders of the {len(shipped)} shipped synthetic DNGs and "
+        f"{len(raws) - len(shipped)} generated ones"
+    )
     msec = render_batch(
         raws, out / "renders" / "msec", RenderConfig(layout="msec"), workers=workers,
         progress=progress,
@@ -413,7 +442,11 @@ def run_datasets(
                    f"{check.tolerance})"
                    f" {'PASS' if check.passed else 'FAIL'}")  # fmt: skip
     msec_data = out / "datasets" / "msec"
-    msec_built = build_dataset([msec.out_dir], msec_data, workers=workers, progress=progress)
+    scenes = sorted({str(n) for n in read_render_manifest(msec.manifest_path)["name"].dropna()})
+    msec_built = build_dataset(
+        [msec.out_dir], msec_data, BuildConfig(splits=demo_splits(scenes)), workers=workers,
+        progress=progress,
+    )  # fmt: skip
     ok = built.ok and msec_built.ok and all(c.passed for c in checks)
     for name, root in (("rig", rig_data), ("msec", msec_data)):
         report = build_report(root, progress=progress)
@@ -552,7 +585,8 @@ def run_training(
     runs = (
         ("uec", msec_data, recipe("uec").replace(
             steps=config.uec_steps, ckpt_every=config.uec_steps, split="train",
-            batch_size=config.uec_batch)),
+            batch_size=config.uec_batch, val_every=max(1, config.uec_steps // 4),
+            val_split="val", val_pairs=8, val_size=64)),
         ("video", rig_data, recipe("video").replace(
             steps=config.video_steps, ckpt_every=config.video_steps, crop=64, batch_size=2)),
     )  # fmt: skip

@@ -166,8 +166,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert (out / "exports" / "dime" / "np").is_dir()
     assert (out / "exports" / "msec" / "training").is_dir() or (out / "exports" / "msec").is_dir()
     frame = pd.read_parquet(out / "renders" / "msec" / "manifest.parquet")
-    assert len(frame) == 4 * 5 + 4 and set(frame["status"]) == {"ok"}
+    raws = 4 + 4  # shipped and generated DNGs
+    assert len(frame) == raws * 5 + raws and set(frame["status"]) == {"ok"}
     assert json.loads((out / "demo.json").read_text())["ok"] is True
+    splits = set(pd.read_parquet(out / "datasets" / "msec" / "manifest.parquet")["split"])
+    assert splits == {"train", "val", "test"}  # so the uec run draws a validation curve
+    log = pd.read_csv(out / "runs" / "uec" / "log.csv")
+    assert log["val_psnr"].notna().sum() >= 2
 
 
 def test_demo_refuses_a_folder_with_files(tmp_path: Path) -> None:
