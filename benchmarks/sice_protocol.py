@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/sice_protocol.py                      # 2 folds, uec's default recipe
     python benchmarks/sice_protocol.py --minutes 2 --json out.json
     python benchmarks/sice_protocol.py --no-train           # reference methods only
+    python benchmarks/sice_protocol.py --set 'model_config={"start": "gain"}'  # a variant
 
 Reads ``../shared/data/exposure/sice_7ev_sequences`` (or ``--data``); prints a message and
 exits 0 when it is absent. Each fold is trained as a user would (``curate build`` with the
@@ -25,6 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "exposure" / "sice_7ev_sequences"
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """``KEY=JSON`` (a bare word is taken as a string) as ``(key, value)``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set {text!r}: expected KEY=JSON")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -35,7 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="fold datasets and runs")
     parser.add_argument("--no-train", action="store_true", help="reference methods only")
     parser.add_argument("--json", type=Path, default=Path("sice_protocol.json"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=JSON",
+        help="recipe override, e.g. lr=0.005 or model_config={...} (tables are merged)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        recipe_overrides = dict(parse_setting(text) for text in args.set)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not args.data.is_dir():
         print(f"skipped: SICE sequences not found at {args.data}")
         return 0
@@ -43,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from expokit.models import protocol as P  # noqa: N812
 
     sequences = P.load_sequences(args.data)
-    overrides = {"max_minutes": args.minutes, "seed": args.seed}
+    overrides = {**recipe_overrides, "max_minutes": args.minutes, "seed": args.seed}
     if args.steps is not None:
         overrides["steps"] = args.steps
     with tempfile.TemporaryDirectory(prefix="sice-protocol-") as temp:

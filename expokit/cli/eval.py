@@ -32,7 +32,15 @@ from expokit.core.progress import show_progress
     metavar="CKPT_OR_RUN",
     help="Run folder (its best checkpoint, else newest step; RUN/checkpoints: newest step), "
     "step folder or model.safetensors. "
-    "Without it only the reference methods are scored.",
+    "Without it (and --model) only the reference methods are scored.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    metavar="NAME",
+    help="Without --ckpt: score the weights shipped with expokit for this model (uec, recnet, "
+    "zerodce, video).",
 )
 @click.option(
     "--split",
@@ -91,6 +99,7 @@ from expokit.core.progress import show_progress
 def eval_command(
     root: Path,
     ckpt: Path | None,
+    model_name: str | None,
     splits: tuple[str, ...],
     out_dir: Path | None,
     reference: str,
@@ -117,6 +126,7 @@ def eval_command(
     from typing import cast
 
     from expokit.curation.dataset.selection import PairSelection
+    from expokit.models.checkpoint import pretrained_dir
     from expokit.models.evaluate import (
         EvalConfig,
         EvalError,
@@ -138,6 +148,9 @@ def eval_command(
         )
     except EvalError as exc:
         raise click.UsageError(str(exc)) from None
+    if ckpt is None and model_name is not None:  # --ckpt wins over the shipped weights
+        ckpt = pretrained_dir(model_name)
+        click.echo(f"model {model_name}: the shipped weights {ckpt}", err=True)
     with show_progress(desc="eval", unit="pair", enabled=not no_progress) as bar:
         result = evaluate(root, ckpt, config, out=out_dir, progress=bar.update, images=images_dir)
     click.echo(format_table(result.summary))

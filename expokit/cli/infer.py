@@ -1,4 +1,5 @@
-"""``expokit infer``: run a trained checkpoint on images, folders and videos."""
+"""``expokit infer``: run a trained checkpoint, or the shipped weights of a model
+(``--model NAME``), on images, folders and videos."""
 
 from __future__ import annotations
 
@@ -14,10 +15,18 @@ from expokit.cli.common import device_option, out_option, progress_option, repor
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--ckpt",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
     help="Checkpoint: a run folder (its best checkpoint, else its newest step; RUN/checkpoints:"
-    " the newest step), a step folder or model.safetensors.",
+    " the newest step), a step folder or model.safetensors. Wins over --model.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    metavar="NAME",
+    help="Without --ckpt: the weights shipped with expokit for this model (uec, recnet, "
+    "zerodce, video; see its MODEL_CARD.md).",
 )
 @out_option("Output folder: <stem>.png per image, <stem>.mp4 per video.", required=True)
 @click.option(
@@ -56,7 +65,8 @@ from expokit.cli.common import device_option, out_option, progress_option, repor
 @reports_errors
 def infer(
     inputs: tuple[Path, ...],
-    ckpt: Path,
+    ckpt: Path | None,
+    model_name: str | None,
     out_dir: Path,
     reference: Path | None,
     device: str,
@@ -67,7 +77,8 @@ def infer(
     crf: int,
     no_progress: bool,
 ) -> None:
-    """Correct images, folders of images and videos with a trained model.
+    """Correct images, folders of images and videos with a trained model (--ckpt) or the
+    weights shipped for a model (--model NAME).
 
     Images become OUT/<stem>.png (8-bit RGB, same size); videos OUT/<stem>.mp4 (H.264,
     audio kept). A bad file is reported and the others go on; the exit status is 1 when
@@ -76,6 +87,7 @@ def infer(
     left alone and named). A checkpoint with NaN or infinite weights, or a model output with
     NaN or infinite values, is an error (never a written image).
     """
+    from expokit.models.checkpoint import pretrained_dir
     from expokit.models.infer import (
         InferConfig,
         InferenceError,
@@ -94,9 +106,17 @@ def infer(
         )
     except InferenceError as exc:
         raise click.UsageError(str(exc)) from None
-    model, checkpoint = load_checked_model(ckpt)  # NaN/inf weights: refused, nothing written
+    if ckpt is None and model_name is None:
+        raise click.UsageError("give --ckpt CHECKPOINT, or --model NAME for the shipped weights")
+    # --ckpt wins: the shipped weights are only the default when no checkpoint is named
+    source = ckpt if ckpt is not None else pretrained_dir(str(model_name))
+    options = {} if ckpt is not None else {"expect": model_name}
+    # NaN/inf weights: refused, nothing written
+    model, checkpoint = load_checked_model(source, **options)
+    shipped = "the shipped weights " if ckpt is None else ""
     click.echo(
-        f"model {checkpoint.model} (step {checkpoint.step}) from {checkpoint.folder}", err=True
+        f"model {checkpoint.model} (step {checkpoint.step}) from {shipped}{checkpoint.folder}",
+        err=True,
     )
     run = infer_folder(
         model,

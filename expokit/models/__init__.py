@@ -4,6 +4,9 @@
 * :mod:`~expokit.models.registry`: model names -> classes, imported lazily;
 * :mod:`~expokit.models.losses`: masked training losses shared by the baselines;
 * :mod:`~expokit.models.checkpoint`: checkpoint folders and ``CheckpointMeta`` (``meta.json``);
+  ``load_pretrained(name)``: the shipped weights in ``weights/<name>/`` (package data:
+  ``model.safetensors``, ``meta.json``, ``config.json``, ``MODEL_CARD.md``; trained by
+  ``scripts/train_shipped_weights.py`` on expokit's generated data);
 * :mod:`~expokit.models.data`: loaders over dataset format v1 (pairs, sequences, clips);
 * :mod:`~expokit.models.uec`, :mod:`~expokit.models.recnet`, :mod:`~expokit.models.zerodce`,
   :mod:`~expokit.models.video`: the baselines (``expokit train --model NAME``);

@@ -15,9 +15,12 @@ Layout of a training run folder ``RUN``::
 ``load_model(CKPT_OR_RUN)`` accepts a step folder (``best`` included), a
 ``model.safetensors`` file or a run folder: its best checkpoint when there is one, else its
 newest step (``prefer="last"``, or the folder ``RUN/checkpoints`` itself, always means the
-newest step). :func:`save_best` replaces ``best/`` as a whole: it writes a complete sibling
-folder and swaps it in by two renames, so a reader sees the old best or the new one (after a
-kill between the renames, :func:`find_best` finds the old one under :data:`BEST_OLD_DIR`).
+newest step). :func:`load_pretrained` loads the weights shipped with expokit
+(``expokit/models/weights/<model>/``, a checkpoint folder plus ``config.json`` and
+``MODEL_CARD.md``; made by ``scripts/train_shipped_weights.py``). :func:`save_best`
+replaces ``best/`` as a whole: it writes a complete sibling folder and swaps it in by two
+renames, so a reader sees the old best or the new one (after a kill between the renames,
+:func:`find_best` finds the old one under :data:`BEST_OLD_DIR`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import shutil
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,6 +60,8 @@ STATE_FILE = "training_state.pt"
 #: for the moment of a swap.
 BEST_DIR = "best"
 BEST_OLD_DIR = ".best-old"
+#: The folder of the shipped pretrained weights inside the ``expokit.models`` package.
+PRETRAINED_DIR = "weights"
 _STEP_DIR = re.compile(r"step_(\d{8})")
 _BEST_TEMP = f"{TEMP_PREFIX}*-{BEST_DIR}"
 Prefer = Literal["best", "last"]
@@ -410,3 +416,45 @@ def load_model(
         raise CheckpointError(f"{weights}: weights do not fit model {name!r}: {first}") from None
     model.eval()
     return model, LoadedCheckpoint(folder=folder, meta=meta)
+
+
+# ----------------------------------------------------------------------------- shipped weights
+
+
+def pretrained_root() -> Path:
+    """The folder of the shipped weights, ``expokit/models/weights`` (one folder per model)."""
+    return Path(str(resources.files("expokit.models") / PRETRAINED_DIR))
+
+
+def shipped_models() -> tuple[str, ...]:
+    """Names of the models with shipped weights (a folder with ``meta.json``), sorted."""
+    root = pretrained_root()
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(p.name for p in root.iterdir() if (p / META_FILE).is_file()))
+
+
+def pretrained_dir(name: str) -> Path:
+    """The checkpoint folder of the weights shipped for model ``name``.
+
+    Raises
+    ------
+    CheckpointError
+        No weights ship for ``name`` (the message lists those that do).
+    """
+    shipped = shipped_models()
+    if name not in shipped:
+        listed = ", ".join(shipped) if shipped else "none in this installation"
+        raise CheckpointError(f"--model {name}: no shipped weights for it; shipped: {listed}")
+    return pretrained_root() / name
+
+
+def load_pretrained(name: str) -> tuple[Baseline, LoadedCheckpoint]:
+    """The shipped pretrained ``name`` model in eval mode, as :func:`load_model` returns it.
+
+    Raises
+    ------
+    CheckpointError
+        No weights ship for ``name``, or they do not load (see :func:`load_model`).
+    """
+    return load_model(pretrained_dir(name), expect=name)

@@ -459,7 +459,8 @@ def run_protocol(
     if source is None or work is None:
         return result
 
-    result.recipe = {**recipe("uec").to_dict(), **(overrides or {})}
+    # As the folds are trained: the overrides' model_config/data_options tables are merged.
+    result.recipe = recipe("uec").replace(**(overrides or {})).to_dict()
     result.scores["uec"] = []
     names = [s.name for s in sequences]
     for f, test_scenes in enumerate(split):

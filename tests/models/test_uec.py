@@ -13,6 +13,7 @@ from expokit.models.uec import (  # noqa: E402
     apply_lut,
     bake_lut,
     start_gain,
+    start_gamma,
 )
 
 
@@ -62,5 +63,45 @@ def test_lut_carries_the_starting_gain() -> None:
 
 
 def test_unknown_start_is_refused() -> None:
-    with pytest.raises(ModelError, match="start must be one of gain, input"):
+    with pytest.raises(ModelError, match="start must be one of gain, input, gain_gamma"):
         UEC(start="grey")
+
+
+def test_start_gamma_gives_the_reference_mean_luma_and_only_darkens() -> None:
+    generator = torch.Generator().manual_seed(3)
+    bright = 0.5 + 0.5 * torch.rand(2, 3, 16, 16, generator=generator)
+    reference = torch.rand(2, 3, 16, 16, generator=generator) * 0.6
+    gamma = start_gamma(bright, reference)
+    assert gamma.shape == (2, 1) and bool((gamma > 1).all())
+    weights = torch.tensor([0.2126, 0.7152, 0.0722]).view(1, 3, 1, 1)
+    luma = lambda x: (x * weights).sum(1).mean(dim=(1, 2))  # noqa: E731
+    darkened = bright ** gamma.view(-1, 1, 1, 1)
+    assert torch.allclose(luma(darkened), luma(reference), rtol=1e-4)
+    # an input already darker than its reference keeps gamma 1 (the gain brightens it)
+    assert float(start_gamma(reference[:1] * 0.1, bright[:1])) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_gain_gamma_start_keeps_clipped_highlights_white_and_bakes_into_the_lut() -> None:
+    generator = torch.Generator().manual_seed(4)
+    image = (0.6 + 0.6 * torch.rand(1, 3, 24, 24, generator=generator)).clamp(0, 1)
+    reference = torch.full((1, 3, 24, 24), 0.4)
+    model = _zero_lambda(UEC(feature_size=16)).eval()  # "gain_gamma" is the default
+    with torch.no_grad():
+        correction = model.correction(image, reference)
+        out = model.apply_correction(image, correction)
+    assert correction.gamma is not None and float(correction.gamma) > 1
+    assert float(correction.gain) == 1.0  # darkening is the gamma's job
+    clipped = image.amin(dim=1, keepdim=True).expand_as(image) >= 1
+    assert bool(clipped.any()) and torch.allclose(out[clipped], torch.ones(()))
+    assert out.mean() < image.mean()  # it did darken towards the reference
+    dark = image * 0.1  # brightening: the gain, gamma 1
+    with torch.no_grad():
+        up = model.correction(dark, reference)
+    assert float(up.gain) > 1.5 and float(up.gamma) == pytest.approx(1.0, abs=1e-5)
+    # "gain" (what checkpoints made before "gain_gamma" store) darkens with a gain, no gamma
+    with torch.no_grad():
+        old = _zero_lambda(UEC(feature_size=16, start="gain")).correction(image, reference)
+    assert old.gamma is None and float(old.gain) < 1
+    # the LUT carries the gamma (the start curve alone: lambda 0)
+    lut = bake_lut(model, correction, 65)
+    assert (apply_lut(lut, image) - out).abs().max() < 0.01

@@ -1,0 +1,170 @@
+"""Regenerate the measured tables of docs/models.md from the files that hold the figures.
+
+Usage::
+
+    python scripts/gen_model_tables.py          # rewrite docs/models.md
+    python scripts/gen_model_tables.py --check  # exit 1 when docs/models.md is out of date
+
+Each generated region of ``docs/models.md`` lies between ``<!-- generated: NAME -->`` and
+``<!-- end generated -->``; the rest of the page is left as it is. Regions:
+
+* ``shipped-weights``: one row per shipped model, from the ``card`` entry of
+  ``expokit/models/weights/<name>/meta.json`` (written with ``MODEL_CARD.md`` by
+  ``scripts/train_shipped_weights.py``);
+* ``sice-protocol``: the SICE cross-validation table per fold, from
+  ``benchmarks/results/sice_protocol.json`` (``benchmarks/sice_protocol.py --json``). With
+  no such file the region is kept as it is.
+
+``tests/test_model_tables.py`` fails when the page differs from what this script writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "models.md"
+WEIGHTS = REPO / "expokit" / "models" / "weights"
+RESULTS = REPO / "benchmarks" / "results"
+SICE_JSON = RESULTS / "sice_protocol.json"
+_REGION = re.compile(
+    r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.DOTALL
+)
+#: Column labels of the protocol's methods (``expokit.models.protocol``), in table order.
+SICE_LABELS = {
+    "uec": "`uec`",
+    "gain_to_reference": "global gain to reference",
+    "histogram_match": "histogram match",
+    "identity": "identity",
+    "oracle_gain_gamma": "oracle (peeking)",
+    "oracle_gain_gamma_clipped": "oracle, clipped fit (peeking)",
+}
+
+
+def fmt(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def pair(scores: dict[str, Any] | None) -> str:
+    """``PSNR / SSIM`` of a ``{"psnr", "ssim"}`` entry (``-`` when absent)."""
+    if not scores:
+        return "-"
+    return f"{fmt(scores.get('psnr'), 2)} / {fmt(scores.get('ssim'), 3)}"
+
+
+def parameter_count(weights: Path) -> int:
+    """Elements of every tensor in a safetensors file, read from its JSON header (no torch:
+    the header is an 8-byte little-endian length, then the JSON)."""
+    with weights.open("rb") as stream:
+        (length,) = struct.unpack("<Q", stream.read(8))
+        header = json.loads(stream.read(length))
+    total = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        count = 1
+        for side in entry["shape"]:
+            count *= side
+        total += count
+    return total
+
+
+# ----------------------------------------------------------------------------- regions
+def shipped_weights_table(weights: Path = WEIGHTS) -> str:
+    """The table of the shipped weights and their scores (their cards)."""
+    rows = [
+        "| model | params | weights | step | trained on | test PSNR / SSIM | best fair "
+        "baseline on test | SICE zero-shot PSNR / SSIM | card |",
+        "|---|---:|---:|---:|---|---|---|---|---|",
+    ]
+    for folder in sorted(p for p in weights.iterdir() if (p / "meta.json").is_file()):
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        card = meta.get("card", {})
+        test = card.get("test", {})
+        data = "rig simulator clips" if meta["model"] == "video" else "renders of synthetic DNGs"
+        baseline = "-"
+        if test.get("baseline"):
+            baseline = (
+                f"{test['baseline']}: {fmt(test.get('baseline_psnr'), 2)} / "
+                f"{fmt(test.get('baseline_ssim'), 3)}"
+            )
+        weights_file = folder / "model.safetensors"
+        rows.append(
+            f"| `{meta['model']}` | {parameter_count(weights_file):,} | "
+            f"{weights_file.stat().st_size / 1024:.0f} KiB | {meta['step']} | {data} | "
+            f"{pair(test)} | {baseline} | {pair(card.get('sice'))} | "
+            f"[MODEL_CARD.md](../expokit/models/weights/{folder.name}/MODEL_CARD.md) |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def sice_protocol_table(path: Path = SICE_JSON) -> str | None:
+    """The per-fold SICE table from the protocol benchmark's JSON; None when absent."""
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    methods: dict[str, Any] = result["methods"]
+    order = [m for m in SICE_LABELS if m in methods] + sorted(set(methods) - set(SICE_LABELS))
+    folds = result["folds"]
+    header = "| fold (test scenes) | " + " | ".join(SICE_LABELS.get(m, m) for m in order) + " |"
+    rows = [header, "|---" * (len(order) + 1) + "|"]
+    fair = [m for m in order if "oracle" not in m]
+
+    def row(label: str, entry: Callable[[str], dict[str, Any]]) -> str:
+        best = max(fair, key=lambda m: entry(m).get("psnr") or float("-inf"), default=None)
+        cells = [f"**{pair(entry(m))}**" if m == best else pair(entry(m)) for m in order]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    for f, scenes in enumerate(folds):
+        span = f"scenes {scenes[0]}-{scenes[-1]}" if scenes else "no scenes"
+        rows.append(row(f"{f} ({span})", lambda m, f=f: methods[m]["folds"][f]))
+    rows.append(row("mean", lambda m: methods[m]))
+    return "\n".join(rows) + "\n\n(Generated from `benchmarks/results/sice_protocol.json`.)\n"
+
+
+GENERATORS: dict[str, Callable[[], str | None]] = {
+    "shipped-weights": shipped_weights_table,
+    "sice-protocol": sice_protocol_table,
+}
+
+
+def render(text: str) -> str:
+    """``text`` (docs/models.md) with every known generated region rewritten; a region whose
+    generator has no data (None) or an unknown name is kept as it is."""
+
+    def replace(match: re.Match[str]) -> str:
+        generator = GENERATORS.get(match["name"])
+        body = generator() if generator is not None else None
+        if body is None:
+            return match.group(0)
+        return f"{match.group(1)}{body}{match.group(4)}"
+
+    return _REGION.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only say whether it is current")
+    args = parser.parse_args(argv)
+    current = DOC.read_text(encoding="utf-8")
+    wanted = render(current)
+    if args.check:
+        if wanted != current:
+            print(f"{DOC} is out of date: run python scripts/gen_model_tables.py")
+            return 1
+        return 0
+    if wanted != current:
+        DOC.write_text(wanted, encoding="utf-8")
+        print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
