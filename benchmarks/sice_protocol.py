@@ -6,6 +6,9 @@ Run from the repository root::
     python benchmarks/sice_protocol.py --minutes 2 --json out.json
     python benchmarks/sice_protocol.py --no-train           # reference methods only
     python benchmarks/sice_protocol.py --set 'model_config={"start": "gain"}'  # a variant
+    python benchmarks/sice_protocol.py --model uec --model recnet  # each model, same folds
+    python benchmarks/sice_protocol.py --model recnet --set recnet:steps=2000  # one model's
+    python benchmarks/sice_protocol.py --extra more_sequences/  # more training scenes
 
 Reads ``../shared/data/exposure/sice_7ev_sequences`` (or ``--data``); prints a message and
 exits 0 when it is absent. Each fold is trained as a user would (``curate build`` with the
@@ -26,15 +29,18 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "exposure" / "sice_7ev_sequences"
 
 
-def parse_setting(text: str) -> tuple[str, object]:
-    """``KEY=JSON`` (a bare word is taken as a string) as ``(key, value)``."""
+def parse_setting(text: str) -> tuple[str | None, str, object]:
+    """``[MODEL:]KEY=JSON`` (a bare word is taken as a string) as ``(model, key, value)``;
+    ``model`` is None for a setting of every model."""
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"--set {text!r}: expected KEY=JSON")
+    model, colon, name = key.rpartition(":")
+    if not sep or not name:
+        raise ValueError(f"--set {text!r}: expected [MODEL:]KEY=JSON")
     try:
-        return key, json.loads(value)
+        parsed = json.loads(value)
     except json.JSONDecodeError:
-        return key, value
+        parsed = value
+    return (model if colon else None), name, parsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,11 +55,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("sice_protocol.json"))
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=JSON",
-        help="recipe override, e.g. lr=0.005 or model_config={...} (tables are merged)",
+        help="recipe override, e.g. lr=0.005 or uec:model_config={...} (MODEL: for one "
+        "model only; tables are merged)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--extra", action="append", default=[], type=Path, metavar="DIR",
+        help="a folder of more exposure-sequence scene folders every fold also trains on",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", action="append", default=None, metavar="NAME",
+        help="model to train per fold (repeatable; default uec)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    models = args.model or ["uec"]
+    recipe_overrides: dict[str, object] = {}
+    model_overrides: dict[str, dict[str, object]] = {}
     try:
-        recipe_overrides = dict(parse_setting(text) for text in args.set)
+        for text in args.set:
+            model, key, value = parse_setting(text)
+            if model is None:
+                recipe_overrides[key] = value
+            elif model not in models:
+                raise ValueError(f"--set {text!r}: {model!r} is not a --model of this run")
+            else:
+                model_overrides.setdefault(model, {})[key] = value
     except ValueError as exc:
         parser.error(str(exc))
     if not args.data.is_dir():
@@ -71,13 +96,15 @@ def main(argv: list[str] | None = None) -> int:
             sequences, args.folds, P.all_methods(),
             source=None if args.no_train else args.data, work=args.work or Path(temp),
             overrides=overrides, log=lambda line: print(line, flush=True),
+            models=models, model_overrides=model_overrides, extra_sources=args.extra,
         )  # fmt: skip
     folds = len(result.folds)
     head = f"{'method':<58}" + "".join(f"{'fold ' + str(f):>15}" for f in range(folds))
     print(head + f"{'overall':>15}{'anchor':>15}")
     for name in result.scores:
         label = P.all_methods().get(name)
-        text = label.label if label else f"uec (ours, {result.recipe.get('steps')} steps max)"
+        steps = result.recipes.get(name, {}).get("steps")
+        text = label.label if label else f"{name} (ours, {steps} steps max)"
         cells = [result.summary(name, f) for f in range(folds)] + [result.summary(name)]
         anchor = P.ANCHORS.get(name)
         row = f"{text:<58}" + "".join(f"{p:>8.2f} {s:.3f}" for p, s in cells)

@@ -10,7 +10,9 @@ Everything runs on data expokit ships or generates (no cameras, no downloads):
 4. curation: a rig dataset (stills + video frame pairs) and an MSEC dataset, QA report,
    splits, DIME and MSEC exports checked against the peers' loader rules, validate;
 5. a short training run of ``uec`` and of ``video`` and their evaluation tables against the
-   reference methods, each model with its verdict against the best fair baseline;
+   reference methods, each model with its verdict against the best fair baseline, and the
+   same evaluation of the weights shipped for each (trained on other scenes:
+   :func:`held_out_splits`);
 
 and one HTML page (``OUT/index.html``, :mod:`expokit.demo_page`) that shows the results:
 tables, the rig overlay before and after calibration, the sync peak, the EV ladder, sample
@@ -25,6 +27,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +50,7 @@ from expokit.capture.simulate import simulate
 from expokit.capture.simulator import SimulationConfig
 from expokit.core.errors import OutputError
 from expokit.core.images import read_image
+from expokit.core.schema import from_json, to_json
 from expokit.core.synthetic import demo_scene, write_dng
 from expokit.curation.build.config import BuildConfig
 from expokit.curation.build.driver import build_dataset
@@ -58,6 +62,7 @@ from expokit.curation.export.driver import export_dataset
 from expokit.curation.export.validate import validate_export
 from expokit.curation.rendering.config import OutputFormat, RenderConfig
 from expokit.curation.rendering.render import RenderSummary, render_batch
+from expokit.curation.rendering.render_layout import assign_names
 from expokit.curation.rendering.render_manifest import read_render_manifest
 from expokit.curation.truth import compare_to_truth, load_truth, rows_against_truth
 from expokit.demo_page import (
@@ -76,6 +81,7 @@ from expokit.demo_page import (
     truth_table,
     write_page,
 )
+from expokit.models.checkpoint import CheckpointError, pretrained_dir, read_meta
 from expokit.models.evaluate import (
     EvalConfig,
     evaluate,
@@ -91,26 +97,83 @@ def demo_raw_dir() -> Path:
     return Path(str(resources.files("expokit.curation") / "data" / "demo_raw"))
 
 
+#: The DNGs the demo generates beside the shipped ones (:func:`generated_raws`), as
+#: ``(scene kind, seed)`` of :func:`expokit.core.synthetic.demo_scene`, in file order.
+DEMO_GENERATED: tuple[tuple[str, int], ...] = (
+    ("texture", 1), ("window", 2), ("gradient", 3), ("chart", 4),
+)  # fmt: skip
+#: Scene kinds whose picture does not depend on the seed (``demo_scene``): every file of
+#: one of them, whatever its seed or size, shows the same scene.
+SEEDLESS_SCENES = ("chart", "gradient")
+#: MSEC names of expokit's synthetic DNGs: shipped ``synthetic_<kind>.dng`` (seed 0) and
+#: generated ``generated_<kind>_<seed>.dng``.
+_SYNTHETIC_DNG_NAME = re.compile(r"^(?:synthetic-([a-z]+)|generated-([a-z]+)-(\d+))_DNG$")
+
+
+def generated_raw_name(kind: str, seed: int) -> str:
+    """File name of a generated DNG of scene ``kind`` and ``seed``."""
+    return f"generated_{kind}_{seed}.dng"
+
+
 def generated_raws(folder: Path, size: tuple[int, int] = (212, 320)) -> list[Path]:
-    """Four more DNGs of other scenes (``core.synthetic``, seeds 1-4, ``size`` = (height,
-    width)), so the MSEC dataset has scenes enough for a validation split (two), a test
-    split (two) and training scenes; written once, reused by a re-run."""
+    """Four more DNGs of other scenes (:data:`DEMO_GENERATED`, ``size`` = (height, width)),
+    so the MSEC dataset has scenes enough for a validation split (two), a test split (two)
+    and training scenes; written once, reused by a re-run."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for seed, kind in enumerate(("texture", "window", "gradient", "chart"), 1):
-        path = folder / f"generated_{kind}_{seed}.dng"
+    for kind, seed in DEMO_GENERATED:
+        path = folder / generated_raw_name(kind, seed)
         if not path.is_file():
             write_dng(path, demo_scene(kind, *size, seed=seed), seed=seed)
         paths.append(path)
     return paths
 
 
+def demo_split_lists(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``{"test": ..., "val": ...}`` scene names of :func:`demo_splits` (the rest train)."""
+    ordered = sorted(names)
+    return {"test": tuple(ordered[0::4]), "val": tuple(ordered[1::4])}
+
+
 def demo_splits(names: Sequence[str]) -> SplitSpec:
     """Scene splits of the MSEC dataset by sorted scene name: every fourth from the first
     to ``test``, every fourth from the second to ``val``, the rest to ``train``."""
-    ordered = sorted(names)
-    lists = {"test": tuple(ordered[0::4]), "val": tuple(ordered[1::4])}
-    return SplitSpec(lists=lists, default_split="train")
+    return SplitSpec(lists=demo_split_lists(names), default_split="train")
+
+
+def demo_scene_names() -> tuple[str, ...]:
+    """Scene names of the demo's MSEC dataset, sorted: the render's names (MSEC layout) of
+    the shipped DNGs and of :data:`DEMO_GENERATED`, known without rendering."""
+    generated = [Path(generated_raw_name(kind, seed)) for kind, seed in DEMO_GENERATED]
+    raws = [*sorted(demo_raw_dir().glob("*.dng")), *generated]
+    return tuple(sorted(assign_names(raws, "msec").values()))
+
+
+def demo_test_scenes() -> tuple[str, ...]:
+    """The MSEC scenes the demo tests models on: the ``test`` split of :func:`demo_splits`
+    over :func:`demo_scene_names`."""
+    return demo_split_lists(demo_scene_names())["test"]
+
+
+def scene_content(name: str) -> str:
+    """What an MSEC scene of expokit's synthetic DNGs shows, whatever its file is called:
+    ``chart`` or ``gradient`` (one picture for every seed and size), ``<kind>-<seed>`` for
+    the seeded kinds (the shipped ``synthetic_<kind>.dng`` are seed 0). Any other name is
+    its own content."""
+    match = _SYNTHETIC_DNG_NAME.match(name)
+    if match is None:
+        return name
+    shipped_kind, generated_kind, seed = match.groups()
+    kind = shipped_kind or generated_kind
+    if kind in SEEDLESS_SCENES:
+        return kind
+    return f"{kind}-{int(seed) if seed is not None else 0}"
+
+
+def clip_content(scene_seed: int) -> str:
+    """What a clip of the simulated rig shows: its generated footage, set by the scene seed
+    alone (``scene_seed`` of the simulation; the rig's own ``seed`` does not change it)."""
+    return f"rig-footage-{scene_seed}"
 
 
 def measured_ev_ratios(summary: RenderSummary) -> list[tuple[str, float, float]]:
@@ -165,6 +228,10 @@ class DemoConfig:
         Batch of the ``uec`` run (its recipe's 16 halved: half the time per step).
     seed
         Seed of the simulation and of training.
+    first_clip_scene
+        Scene seed of the first clip's generated footage, the next clips taking the next
+        seeds; ``None``: ``seed``. Lets the shipped ``video`` weights be trained on the
+        same rig filming other scenes than the demo's (:func:`demo_test_contents`).
     """
 
     size: tuple[int, int] = (256, 192)
@@ -177,6 +244,72 @@ class DemoConfig:
     video_steps: int = 30
     uec_batch: int = 8
     seed: int = 0
+    first_clip_scene: int | None = None
+
+
+def clip_scene_seeds(config: DemoConfig) -> tuple[int, ...]:
+    """The footage's scene seed of each clip :func:`run_rig` shoots, in clip order."""
+    first = config.seed if config.first_clip_scene is None else config.first_clip_scene
+    return tuple(first + clip for clip in range(config.clips))
+
+
+def demo_test_contents(config: DemoConfig | None = None) -> dict[str, tuple[str, ...]]:
+    """What the demo's test splits show, per dataset: ``msec``, the contents
+    (:func:`scene_content`) of :func:`demo_test_scenes`; ``rig``, the footage
+    (:func:`clip_content`) of the last clip, the rig dataset's test split."""
+    config = config or DemoConfig()
+    return {
+        "msec": tuple(sorted({scene_content(name) for name in demo_test_scenes()})),
+        "rig": tuple(clip_content(seed) for seed in clip_scene_seeds(config)[-1:]),
+    }
+
+
+def held_out_splits(names: Sequence[str]) -> SplitSpec:
+    """Scene splits of MSEC data a model is trained on before the demo tests it (the
+    shipped weights, ``scripts/train_shipped_weights.py``): every scene showing what a demo
+    test scene shows (:func:`demo_test_contents`) to ``test``, never to train or val; of
+    the others (sorted), every fourth from the second to ``val``, the rest to ``train``."""
+    unseen = set(demo_test_contents()["msec"])
+    ordered = sorted(names)
+    test = tuple(name for name in ordered if scene_content(name) in unseen)
+    others = [name for name in ordered if name not in test]
+    return SplitSpec(lists={"test": test, "val": tuple(others[1::4])}, default_split="train")
+
+
+@dataclass(frozen=True)
+class TrainedScenes:
+    """The scenes of the data a model's weights were made from, as the shipped weights'
+    card records them (``meta.json`` ``card.scenes``).
+
+    Attributes
+    ----------
+    train, val, test
+        Names of the scenes (MSEC datasets) or clips (rig datasets) of each split.
+    seen
+        What the train and val scenes show (:func:`scene_content`, :func:`clip_content`),
+        sorted: what the weights must not be tested on to be tested on unseen scenes.
+    """
+
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+    seen: tuple[str, ...]
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any], source: str | Path) -> TrainedScenes | None:
+        """The card's record, or ``None`` where the card has none (weights made before it
+        was recorded)."""
+        scenes = card.get("scenes")
+        return None if scenes is None else from_json(cls, scenes, source)
+
+    def to_card(self) -> dict[str, Any]:
+        """The card's ``scenes`` entry."""
+        result: dict[str, Any] = to_json(self)
+        return result
+
+    def saw(self, contents: Sequence[str]) -> tuple[str, ...]:
+        """Those of ``contents`` the weights were trained or validated on, sorted."""
+        return tuple(sorted(set(contents) & set(self.seen)))
 
 
 def torch_threads() -> int:
@@ -311,8 +444,9 @@ def run_rig(out: Path, config: DemoConfig, result: DemoResult) -> dict[str, Path
         "pairs": shoot(rig, "pair", count=config.still_pairs, session_name="pairs",
                        progress=False)[0],
     }  # fmt: skip
-    for clip in range(config.clips):  # one clip per session, each of another scene
-        clip_rig = load_rig_config(rig_for(config.seed + clip))
+    # one clip per session, each of another scene
+    for clip, scene in enumerate(clip_scene_seeds(config)):
+        clip_rig = load_rig_config(rig_for(scene))
         sessions[f"video{clip + 1}"] = shoot(
             clip_rig,
             "video",
@@ -568,20 +702,45 @@ def model_verdict(name: str, comparison: dict[str, Any], reference: str) -> dict
             "baseline": comparison.get("baseline"), "reference": reference}  # fmt: skip
 
 
+#: What each dataset of the demo holds, as a shipped weights' label says it.
+_DATA_WORDS = {"msec": "synthetic DNG scenes", "rig": "simulated rig clips"}
+
+
+def shipped_label(card: dict[str, Any], step: int, tested: Sequence[str], data: str,
+                  source: str | Path) -> tuple[str, bool | None]:  # fmt: skip
+    """The page's label of shipped weights and whether the scenes they are tested on are
+    unseen by them (``None``: their card does not record their scenes), from their card's
+    :class:`TrainedScenes` and the contents of the test split (``tested``: what
+    :func:`demo_test_contents` gives for dataset ``data``, ``msec`` or ``rig``)."""
+    scenes = TrainedScenes.from_card(card, source)
+    if scenes is None:
+        return (f"shipped weights (step {step}; their card does not record the scenes they "
+                "were trained on)", None)  # fmt: skip
+    trained = f"trained on {len(scenes.train)} {_DATA_WORDS[data]}, step {step}"
+    saw = scenes.saw(tested)
+    if saw:
+        return f"shipped weights ({trained}; SAW {', '.join(saw)}: not held out)", False
+    return f"shipped weights ({trained}; never saw these scenes)", True
+
+
 def run_training(
     out: Path, rig_data: Path, msec_data: Path, config: DemoConfig, progress: bool,
     result: DemoResult, threads: int = 1,
 ) -> None:  # fmt: skip
-    """Short ``uec`` and ``video`` runs, evaluated against the reference methods.
+    """Short ``uec`` and ``video`` runs, evaluated against the reference methods, each
+    beside the weights shipped for it on the same test split and reference.
 
     Each model is scored with a reference that is not the pair's own target (another test
     scene, or a training scene when the test split has one scene), so the reference-taking
     methods and ``uec`` do not peek, and gets a verdict against the best fair baseline. A
     model below it is shown as ``BELOW``; it does not fail the demo (seconds of training show
-    the pipeline, not a model's quality), but the page and ``demo.json`` say so.
+    the pipeline, not a model's quality), but the page and ``demo.json`` say so. The shipped
+    weights (``<name>_pretrained``) were made from other scenes (:func:`held_out_splits`,
+    :attr:`DemoConfig.first_clip_scene`); their label says whether their card confirms it.
     ``threads``: torch's CPU threads (:func:`torch_threads`).
     """
-    _title("5. Train uec (MSEC dataset) and video (rig dataset) briefly; evaluate")
+    _title("5. Train uec (MSEC dataset) and video (rig dataset) briefly; evaluate them and "
+           "the shipped weights")  # fmt: skip
     runs = (
         ("uec", msec_data, recipe("uec").replace(
             steps=config.uec_steps, ckpt_every=config.uec_steps, split="train",
@@ -591,6 +750,7 @@ def run_training(
             steps=config.video_steps, ckpt_every=config.video_steps, crop=64, batch_size=2)),
     )  # fmt: skip
     runs_done: dict[str, Path] = {}
+    tested = demo_test_contents(config)
     ok = True
     for name, data, train_config in runs:
         run = out / "runs" / name
@@ -614,9 +774,12 @@ def run_training(
         model = next(k for k, v in evaluation.summary["methods"].items() if v["kind"] == "model")
         ok = ok and np.isfinite(scores[model]["all"]["psnr"])
         verdict = model_verdict(name, evaluation.summary["comparison"][split], reference)
+        # The split's scenes are not trained on: held out by the dataset's splits.
+        label = f"trained here for {train_config.steps} steps"
+        verdict = {**verdict, "weights": "trained here", "label": label, "held_out": True}
         result.verdicts.append(verdict)
-        colour = {"ok": None, "BELOW": "yellow"}.get(verdict["state"], "red")
-        click.secho(f"  {verdict['state']:<5} {verdict['text']}", fg=colour)
+        _echo_verdict(verdict)
+        ok = evaluate_shipped(name, data, eval_config, tested, out, result) and ok
         for figure in triptych_figures(images, out / "figures", name):
             result.figure("triptychs", figure)
         result.link("training", f"{name} run (config.json, log.csv, checkpoints)", run)
@@ -626,9 +789,51 @@ def run_training(
     curves = training_curves_figure(runs_done, out / "figures" / "training_curves.png")
     result.figure("training", curves)
     states = ", ".join(f"{v['model']} {v['state']}" for v in result.verdicts)
-    result.stage("training", ok, f"uec and video trained and evaluated (against the best fair "
-                 f"baseline: {states}); seconds of training show the pipeline, not the "
-                 "models' quality")  # fmt: skip
+    result.stage("training", ok, f"uec and video trained and evaluated, beside their shipped "
+                 f"weights (against the best fair baseline: {states}); seconds of training "
+                 "show the pipeline, not the models' quality")  # fmt: skip
+
+
+def _echo_verdict(verdict: dict[str, Any]) -> None:
+    colour = {"ok": None, "BELOW": "yellow"}.get(verdict["state"], "red")
+    click.secho(f"  {verdict['state']:<5} {verdict['text']}", fg=colour)
+
+
+def evaluate_shipped(
+    name: str, data: Path, eval_config: EvalConfig, tested: dict[str, tuple[str, ...]],
+    out: Path, result: DemoResult,
+) -> bool:  # fmt: skip
+    """Score the weights shipped for ``name`` as the short run was scored (``eval_config``:
+    its split and reference) into ``out/evaluation/<name>_pretrained``, with its verdict and
+    label (:func:`shipped_label`) in ``result``. False when they do not load or score."""
+    key = f"{name}_pretrained"
+    (split,) = eval_config.splits
+    try:
+        weights = pretrained_dir(name)
+        meta = read_meta(weights)
+        evaluation = evaluate(data, weights, eval_config)
+    except CheckpointError as exc:
+        click.secho(f"  BAD   {key}: the shipped weights do not load ({exc})", fg="red")
+        return False
+    write_results(out / "evaluation" / key, evaluation)
+    dataset = "rig" if name == "video" else "msec"
+    label, held_out = shipped_label(meta.extra.get("card", {}), meta.step, tested[dataset],
+                                    dataset, weights / "meta.json")  # fmt: skip
+    click.echo(f"  {key}: {label}")
+    result.tables[key] = format_table(evaluation.summary)
+    result.evaluations[key] = (evaluation.summary, split)
+    reference = str(eval_config.reference)
+    verdict = model_verdict(f"{name} shipped weights", evaluation.summary["comparison"][split],
+                            reference)  # fmt: skip
+    verdict = {**verdict, "model": key, "weights": "shipped", "label": label,
+               "held_out": held_out}  # fmt: skip
+    result.verdicts.append(verdict)
+    _echo_verdict(verdict)
+    result.link("training", f"{name} shipped weights' evaluation (pairs.csv, summary.json)",
+                out / "evaluation" / key)  # fmt: skip
+    scores = evaluation.summary["splits"][split]
+    model = next(k for k, v in evaluation.summary["methods"].items() if v["kind"] == "model")
+    return bool(np.isfinite(scores[model]["all"]["psnr"]))
 
 
 # ----------------------------------------------------------------------------- the page
@@ -644,7 +849,8 @@ def write_index(result: DemoResult) -> Path:
                                                                        "frame"))]  # fmt: skip
     curation = [c for c in result.truth if c not in calibration]
     evaluations = "".join(
-        f"<h3>{html.escape(name)}</h3><p>{html.escape(verdict['text'])}</p>"
+        f"<h3>{html.escape(name)}: {html.escape(str(verdict.get('label', '')))}</h3>"
+        f"<p>{html.escape(verdict['text'])}</p>"
         + evaluation_table(*result.evaluations[name], verdict)
         for name, verdict in ((v["model"], v) for v in result.verdicts)
     )

@@ -40,6 +40,7 @@ _REGION = re.compile(
 #: Column labels of the protocol's methods (``expokit.models.protocol``), in table order.
 SICE_LABELS = {
     "uec": "`uec`",
+    "recnet": "`recnet`",
     "gain_to_reference": "global gain to reference",
     "histogram_match": "histogram match",
     "identity": "identity",
@@ -126,7 +127,41 @@ def sice_protocol_table(path: Path = SICE_JSON) -> str | None:
         span = f"scenes {scenes[0]}-{scenes[-1]}" if scenes else "no scenes"
         rows.append(row(f"{f} ({span})", lambda m, f=f: methods[m]["folds"][f]))
     rows.append(row("mean", lambda m: methods[m]))
-    return "\n".join(rows) + "\n\n(Generated from `benchmarks/results/sice_protocol.json`.)\n"
+    halves: tuple[tuple[str, Callable[[int], bool]], ...] = (
+        ("under-exposed inputs (0, 1)", lambda i: i < 3),
+        ("over-exposed inputs (5, 6)", lambda i: i > 3),
+    )
+    for half, keep in halves:
+        rows.append(row(f"mean, {half}", lambda m, keep=keep: by_input(methods[m], keep)))
+    anchors = result.get("anchors", {})
+    released = anchors.get("uec_released")
+    notes = []
+    if released:
+        notes.append(
+            f"Released UEC (MSEC-trained, 17K images; the anchor measured on the same 22 "
+            f"scenes, no folds): {pair(released)}."
+        )
+    for run in result.get("training", []):
+        notes.append(
+            f"`{run.get('model', 'uec')}` fold {run['fold']}: {run['steps']} steps in "
+            f"{run['seconds'] / 60:.1f} min ({run['steps_per_second']:.1f} steps/s)."
+        )
+    for name, recipe in (result.get("recipes") or {"uec": result.get("recipe", {})}).items():
+        shown = {k: v for k, v in recipe.items() if k not in ("data", "out")}
+        if shown:
+            notes.append(f"`{name}` recipe: `{json.dumps(shown, sort_keys=True)}`.")
+    if result.get("extra_sources"):
+        notes.append(f"Extra training sequences: {', '.join(result['extra_sources'])}.")
+    text = "\n".join(rows) + "\n\n" + "\n".join(f"* {n}" for n in notes)
+    return text + "\n\n(Generated from `benchmarks/results/sice_protocol.json`.)\n"
+
+
+def by_input(method: dict[str, Any], keep: Callable[[int], bool]) -> dict[str, Any]:
+    """Mean ``psnr``/``ssim`` of a method's items whose input index ``keep`` accepts."""
+    items = [i for i in method.get("items", []) if keep(int(i["input_index"]))]
+    if not items:
+        return {}
+    return {k: sum(float(i[k]) for i in items) / len(items) for k in ("psnr", "ssim")}
 
 
 GENERATORS: dict[str, Callable[[], str | None]] = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import math
 import re
 from pathlib import Path
 
@@ -173,6 +175,22 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert splits == {"train", "val", "test"}  # so the uec run draws a validation curve
     log = pd.read_csv(out / "runs" / "uec" / "log.csv")
     assert log["val_psnr"].notna().sum() >= 2
+    # Each short run beside the shipped weights, scored on the same split and reference;
+    # their states are not asserted (the weights get retrained), their form is.
+    models = json.loads((out / "demo.json").read_text())["models"]
+    assert [m["model"] for m in models] == ["uec", "uec_pretrained", "video", "video_pretrained"]
+    for short, shipped in (models[0:2], models[2:4]):
+        assert short["weights"] == "trained here" and shipped["weights"] == "shipped"
+        assert short["reference"] == shipped["reference"]
+        assert short["label"].startswith("trained here for ")
+        assert shipped["label"].startswith("shipped weights (")
+        assert shipped["held_out"] in (True, False, None)
+        assert shipped["text"].startswith(f"{short['model']} shipped weights: ")
+        assert (out / "evaluation" / shipped["model"] / "summary.json").is_file()
+    for model in models:
+        assert model["state"] in ("ok", "BELOW", "UNFAIR")
+        assert model["delta_psnr"] is None or math.isfinite(model["delta_psnr"])
+        assert html.escape(model["label"]) in page
 
 
 def test_demo_refuses_a_folder_with_files(tmp_path: Path) -> None:

@@ -29,11 +29,11 @@ LUMA_RGB: npt.NDArray[np.float64] = np.array([0.2126, 0.7152, 0.0722])
 LUMA_RGB.setflags(write=False)
 
 # IEC 61966-2-1 constants.
-_SRGB_LINEAR_BREAK = 0.0031308
-_SRGB_ENCODED_BREAK = 0.04045
-_SRGB_SLOPE = 12.92
-_SRGB_A = 0.055
-_SRGB_GAMMA = 2.4
+SRGB_LINEAR_BREAK = 0.0031308
+SRGB_ENCODED_BREAK = 0.04045
+SRGB_SLOPE = 12.92
+SRGB_A = 0.055
+SRGB_GAMMA = 2.4
 
 
 def srgb_encode(linear: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -50,19 +50,19 @@ def srgb_encode(linear: npt.ArrayLike) -> npt.NDArray[np.float64]:
         Same shape, float64 in ``[0, 1]``.
     """
     x = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
-    low = x * _SRGB_SLOPE
+    low = x * SRGB_SLOPE
     with np.errstate(invalid="ignore"):
-        high = (1.0 + _SRGB_A) * np.power(x, 1.0 / _SRGB_GAMMA) - _SRGB_A
-    return np.where(x <= _SRGB_LINEAR_BREAK, low, high)
+        high = (1.0 + SRGB_A) * np.power(x, 1.0 / SRGB_GAMMA) - SRGB_A
+    return np.where(x <= SRGB_LINEAR_BREAK, low, high)
 
 
 def srgb_decode(encoded: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Inverse of :func:`srgb_encode` (encoded ``[0, 1]`` -> linear ``[0, 1]``). NaN stays NaN."""
     v = np.clip(np.asarray(encoded, dtype=np.float64), 0.0, 1.0)
-    low = v / _SRGB_SLOPE
+    low = v / SRGB_SLOPE
     with np.errstate(invalid="ignore"):
-        high = np.power((v + _SRGB_A) / (1.0 + _SRGB_A), _SRGB_GAMMA)
-    return np.where(v <= _SRGB_ENCODED_BREAK, low, high)
+        high = np.power((v + SRGB_A) / (1.0 + SRGB_A), SRGB_GAMMA)
+    return np.where(v <= SRGB_ENCODED_BREAK, low, high)
 
 
 def exposure_lut(gain: float, bits: Literal[8, 16], transfer: Transfer) -> npt.NDArray[np.integer]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,11 +358,15 @@ def train_fold(
     model: str = "uec",
     overrides: dict[str, Any] | None = None,
     progress: bool = False,
+    extra_sources: Sequence[str | Path] = (),
 ) -> tuple[Any, TrainStats, Path]:
     """Train ``model`` for one fold exactly as a user would: ``curate build`` of ``source``
     (a folder of scene folders) into ``work/data`` with the fold's scenes as the train and
     test splits, then ``expokit train`` with the model's default recipe (plus
     ``overrides``: ``steps``, ``max_minutes``, ``seed``, ...) into ``work/run``.
+
+    ``extra_sources``: more folders of scene folders (exposure sequences from elsewhere),
+    every scene of them added to the train split; their scene names must not clash.
 
     Returns the trained model (eval mode), its :class:`TrainStats` and the run folder.
     """
@@ -371,8 +375,9 @@ def train_fold(
     work = Path(work)
     data, run = work / "data", work / "run"
     lists = {"train": tuple(train_scenes), "test": tuple(test_scenes)}
-    config = BuildConfig(kind="sequences", splits=SplitSpec(lists=lists))
-    summary = build_dataset([source], data, config, progress=progress)
+    default = "train" if extra_sources else None
+    config = BuildConfig(kind="sequences", splits=SplitSpec(lists=lists, default_split=default))
+    summary = build_dataset([source, *extra_sources], data, config, progress=progress)
     if not summary.ok:
         raise ProtocolError(f"{source}: the fold's dataset did not build cleanly ({data})")
     train_config = resolve_config(
@@ -397,6 +402,9 @@ class ProtocolResult:
     scores: dict[str, list[tuple[int, int, float, float]]] = field(default_factory=dict)
     training: list[dict[str, Any]] = field(default_factory=list)
     recipe: dict[str, Any] = field(default_factory=dict)
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: folders of more training sequences every fold trained on (never scored)
+    extra_sources: list[str] = field(default_factory=list)
 
     def summary(self, method: str, fold: int | None = None) -> tuple[float, float]:
         """Mean ``(psnr, ssim)`` of ``method`` over all items or those of ``fold``."""
@@ -430,6 +438,8 @@ class ProtocolResult:
             "methods": methods,
             "training": self.training,
             "recipe": self.recipe,
+            "recipes": self.recipes,
+            "extra_sources": self.extra_sources,
         }
 
 
@@ -442,11 +452,19 @@ def run_protocol(
     work: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    models: Sequence[str] = ("uec",),
+    model_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    extra_sources: Sequence[str | Path] = (),
 ) -> ProtocolResult:
     """Reference methods on every item and, given ``source`` (the folder ``sequences`` were
-    loaded from) and ``work`` (a folder for the fold datasets and runs), a UEC per fold
-    trained with :func:`train_fold` on the other folds' scenes and scored on the fold's
-    own (scene-disjoint cross-validation)."""
+    loaded from) and ``work`` (a folder for the fold datasets and runs), each of ``models``
+    trained per fold with :func:`train_fold` on the other folds' scenes (its default recipe
+    plus ``overrides``, then its own ``model_overrides[name]``) and scored on the fold's
+    own (scene-disjoint cross-validation). ``extra_sources`` (see :func:`train_fold`) join
+    every fold's training scenes; they are never scored.
+
+    ``result.recipe`` is the first model's resolved recipe, ``result.recipes`` every
+    model's; ``result.training`` rows name their model."""
     methods = PROTOCOL_METHODS if methods is None else methods
     split = scene_folds(len(sequences), folds)
     result = ProtocolResult([s.name for s in sequences], split)
@@ -459,33 +477,41 @@ def run_protocol(
     if source is None or work is None:
         return result
 
-    # As the folds are trained: the overrides' model_config/data_options tables are merged.
-    result.recipe = recipe("uec").replace(**(overrides or {})).to_dict()
-    result.scores["uec"] = []
     names = [s.name for s in sequences]
-    for f, test_scenes in enumerate(split):
-        train_scenes = [s for s in range(len(sequences)) if s not in set(test_scenes)]
-        model, stats, run = train_fold(
-            source, [names[s] for s in train_scenes], [names[s] for s in test_scenes],
-            Path(work) / f"fold{f}", overrides=overrides,
-        )  # fmt: skip
-        test_items = build_items(sequences, test_scenes)
-        scores = score_model(model, test_items)
-        result.scores["uec"].extend(
-            (i.scene, i.input_index, p, s) for i, (p, s) in zip(test_items, scores, strict=True)
-        )
-        info = {
-            "fold": f, "train_scenes": train_scenes, "test_scenes": test_scenes, "run": str(run),
-            "steps": stats.steps, "seconds": stats.seconds,
-            "steps_per_second": stats.steps_per_second, "final_loss": stats.final_loss,
-            "psnr": float(np.mean([p for p, _ in scores])),
-            "ssim": float(np.mean([s for _, s in scores])),
-        }  # fmt: skip
-        result.training.append(info)
-        if log is not None:
-            log(
-                f"fold {f}: {stats.steps} steps in {stats.seconds:.0f} s "
-                f"({stats.steps_per_second:.1f} steps/s), PSNR {info['psnr']:.2f} dB, "
-                f"SSIM {info['ssim']:.3f}"
+    result.extra_sources = [str(p) for p in extra_sources]
+    for model_name in models:
+        # As the folds are trained: the overrides' model_config/data_options tables are merged.
+        changes = {**(overrides or {}), **(model_overrides or {}).get(model_name, {})}
+        resolved = recipe(model_name).replace(**changes).to_dict()
+        result.recipes[model_name] = resolved
+        if not result.recipe:
+            result.recipe = resolved
+        result.scores[model_name] = []
+        for f, test_scenes in enumerate(split):
+            train_scenes = [s for s in range(len(sequences)) if s not in set(test_scenes)]
+            model, stats, run = train_fold(
+                source, [names[s] for s in train_scenes], [names[s] for s in test_scenes],
+                Path(work) / model_name / f"fold{f}", model=model_name, overrides=changes,
+                extra_sources=extra_sources,
+            )  # fmt: skip
+            test_items = build_items(sequences, test_scenes)
+            scores = score_model(model, test_items)
+            result.scores[model_name].extend(
+                (i.scene, i.input_index, p, s) for i, (p, s) in zip(test_items, scores, strict=True)
             )
+            info = {
+                "model": model_name, "fold": f, "train_scenes": train_scenes,
+                "test_scenes": test_scenes, "run": str(run), "steps": stats.steps,
+                "seconds": stats.seconds, "steps_per_second": stats.steps_per_second,
+                "final_loss": stats.final_loss,
+                "psnr": float(np.mean([p for p, _ in scores])),
+                "ssim": float(np.mean([s for _, s in scores])),
+            }  # fmt: skip
+            result.training.append(info)
+            if log is not None:
+                log(
+                    f"{model_name} fold {f}: {stats.steps} steps in {stats.seconds:.0f} s "
+                    f"({stats.steps_per_second:.1f} steps/s), PSNR {info['psnr']:.2f} dB, "
+                    f"SSIM {info['ssim']:.3f}"
+                )
     return result

@@ -29,6 +29,7 @@ R. Cui, Y. Lu, Y. Wang et al., "Unsupervised Exposure Correction", ECCV 2024.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -36,6 +37,13 @@ import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
 from expokit.core.transfer import LUMA_RGB as _LUMA_RGB
+from expokit.core.transfer import (
+    SRGB_A,
+    SRGB_ENCODED_BREAK,
+    SRGB_GAMMA,
+    SRGB_LINEAR_BREAK,
+    SRGB_SLOPE,
+)
 from expokit.models.base import (
     Baseline,
     Batch,
@@ -99,14 +107,28 @@ MAX_START_GAIN = 64.0
 
 
 class UECCorrection(NamedTuple):
-    """What corrects one batch of images: the starting ``gain`` ``(B, 1)`` (ones when the
-    model starts from the input itself), the ``lambdas`` ``(B, 1)`` of each iteration and
-    the starting ``gamma`` ``(B, 1)`` (``None``: no gamma, as ``start="gain"``/``"input"``),
-    applied after the gain."""
+    """What corrects one batch of images, each ``(B, 1)``: the starting ``gain`` (ones when
+    the model starts from the input itself), the ``lambdas`` of each iteration, the starting
+    ``gamma`` applied after the gain (``None``: no gamma) and the ``white`` the start curve
+    scales by last (``None``: 1). ``linear``: the gain multiplies linear light (sRGB decoded,
+    then re-encoded) instead of the encoded values."""
 
     gain: torch.Tensor
     lambdas: list[torch.Tensor]
     gamma: torch.Tensor | None = None
+    white: torch.Tensor | None = None
+    linear: bool = False
+
+    def first(self) -> UECCorrection:
+        """The correction of the batch's first image alone (batch size 1)."""
+
+        def head(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x[:1]
+
+        return UECCorrection(
+            self.gain[:1], [lam[:1] for lam in self.lambdas], head(self.gamma),
+            head(self.white), self.linear,
+        )  # fmt: skip
 
 
 def start_gain(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -118,6 +140,25 @@ def start_gain(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         theirs = (reference * weights).sum(1).mean(dim=(1, 2))
         gain = (theirs / mine).clamp(1 / MAX_START_GAIN, MAX_START_GAIN)
     return gain.view(-1, 1)
+
+
+#: The ``"exposure"`` start's learnt scalars before training: the white it darkens to (kept in
+#: (0.5, 1)), the level of a well-exposed image (mean luma) and how far the start moves from
+#: the reference's level to it (0: the reference's level, 1: the learnt level).
+START_WHITE = 0.8
+START_LEVEL = 0.45
+START_LEVEL_WEIGHT = 0.5
+#: Momentum of the running training-target level (``start_level="data"``).
+LEVEL_MOMENTUM = 0.02
+#: d log(gain) / d log(level) of the linear-light gain (about the sRGB exponent) and
+#: d log(gamma) / d log(level) of the gamma, for the learnt level's gradient only (the forward
+#: value is solved exactly).
+_GAIN_PER_LEVEL = 2.4
+_GAMMA_PER_LEVEL = 1.5
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
 
 
 #: The starting gamma is searched within ``[1, MAX_START_GAMMA]`` (it only darkens).
@@ -154,14 +195,73 @@ def apply_gain(pixels: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     return (pixels * gain.view(-1, *([1] * (pixels.dim() - 1)))).clamp(0, 1)
 
 
+def srgb_decode(encoded: torch.Tensor) -> torch.Tensor:
+    """sRGB encoded ``[0, 1]`` -> linear light (IEC 61966-2-1), any shape, differentiable."""
+    v = encoded.clamp(0, 1)
+    high = ((v + SRGB_A) / (1 + SRGB_A)).clamp_min(1e-12) ** SRGB_GAMMA
+    return torch.where(v <= SRGB_ENCODED_BREAK, v / SRGB_SLOPE, high)
+
+
+def srgb_encode(linear: torch.Tensor) -> torch.Tensor:
+    """Linear light -> sRGB encoded ``[0, 1]`` (clipped first), any shape, differentiable."""
+    x = linear.clamp(0, 1)
+    high = (1 + SRGB_A) * x.clamp_min(1e-12) ** (1 / SRGB_GAMMA) - SRGB_A
+    return torch.where(x <= SRGB_LINEAR_BREAK, x * SRGB_SLOPE, high)
+
+
+def _per_image(value: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """``(B, 1)`` -> broadcastable over ``pixels`` ``(B, C, ...)``."""
+    return value.view(-1, *([1] * (pixels.dim() - 1)))
+
+
 def apply_start(
-    pixels: torch.Tensor, gain: torch.Tensor, gamma: torch.Tensor | None
+    pixels: torch.Tensor,
+    gain: torch.Tensor,
+    gamma: torch.Tensor | None,
+    white: torch.Tensor | None = None,
+    linear: bool = False,
 ) -> torch.Tensor:
-    """:func:`apply_gain`, then ``** gamma`` (``(B, 1)``, broadcast) unless ``gamma`` is None."""
-    pixels = apply_gain(pixels, gain)
-    if gamma is None:
-        return pixels
-    return pixels.clamp_min(1e-6) ** gamma.view(-1, *([1] * (pixels.dim() - 1)))
+    """The start curve on ``(B, 3, ...)`` pixels in ``[0, 1]`` (each parameter ``(B, 1)``):
+    :func:`apply_gain` (on linear light when ``linear``), then ``** gamma`` unless None, then
+    ``* white`` unless None."""
+    if linear:
+        pixels = srgb_encode(srgb_decode(pixels) * _per_image(gain, pixels))
+    else:
+        pixels = apply_gain(pixels, gain)
+    if gamma is not None:
+        pixels = pixels.clamp_min(1e-6) ** _per_image(gamma, pixels)
+    if white is not None:
+        pixels = pixels * _per_image(white, pixels)
+    return pixels
+
+
+def mean_luma(image: torch.Tensor) -> torch.Tensor:
+    """Mean Rec. 709 luma ``(B,)`` of encoded RGB ``(B, 3, h, w)``."""
+    weights = torch.tensor(LUMA_RGB, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image * weights).sum(1).mean(dim=(1, 2))
+
+
+def solve_log(
+    luma_of: Callable[[torch.Tensor], torch.Tensor],
+    goal: torch.Tensor,
+    low: float,
+    high: float,
+    rising: bool,
+    rounds: int = 24,
+) -> torch.Tensor:
+    """``exp(t)`` ``(B, 1)`` with ``t`` in ``[low, high]`` where ``luma_of(exp(t))`` ``(B,)``
+    (monotonic: ``rising`` or falling in ``t``) meets ``goal`` ``(B,)``; bisection, no
+    gradient."""
+    with torch.no_grad():
+        lo = torch.full_like(goal, low)
+        hi = torch.full_like(goal, high)
+        for _ in range(rounds):
+            mid = (lo + hi) / 2
+            below = luma_of(mid.exp().view(-1, 1)) < goal
+            move_up = below if rising else ~below
+            lo = torch.where(move_up, mid, lo)
+            hi = torch.where(move_up, hi, mid)
+        return ((lo + hi) / 2).exp().view(-1, 1)
 
 
 def thumbnail(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -201,7 +301,8 @@ class UEC(Baseline):
     encode_channels, corrector_width, predictor_hidden
         Sizes (32, 64, 8 give the released 19,388 parameters).
     iterations
-        How often the correction is applied, re-encoding the output each time (3).
+        How often the correction is applied, re-encoding the output each time (3; 0: the
+        start curve alone).
     feature_size
         Shorter side of the thumbnail the encoder sees (training and inference alike).
     pixel_samples
@@ -209,19 +310,35 @@ class UEC(Baseline):
     monotonic_weight
         Weight of the monotonicity term.
     start
-        ``"gain_gamma"`` (default): the gain of ``"gain"`` where it brightens; where the
-        input is brighter than the reference, the gamma of :func:`start_gamma` instead,
-        which keeps clipped highlights white (+0.6 dB on the SICE protocol, almost all on
-        over-exposed inputs); ``"gain"``: the iterations start from the input times the
-        global gain that gives it the reference's mean luma (no parameters; see
-        ``docs/models.md`` for why; checkpoints made before ``"gain_gamma"`` store it);
-        ``"input"``: they start from the input itself, as in the paper.
+        ``"exposure"`` (default): a gain on linear light where the input is darker than
+        the level aimed at, a gamma then a white below 1 where it is brighter; the level
+        moves from the reference's towards a learnt one (:meth:`start_curve`; three learnt
+        scalars; +2.9 dB over ``"gain_gamma"`` untrained on the SICE protocol, see
+        ``docs/models.md``); ``"gain_gamma"``: the gain of ``"gain"`` where it brightens,
+        where the input is brighter than the reference the gamma of :func:`start_gamma`
+        (clipped highlights stay white); ``"gain"``: the iterations start from the input
+        times the global gain that gives it the reference's mean luma (checkpoints made
+        before ``"gain_gamma"`` store it); ``"input"``: they start from the input itself,
+        as in the paper. The other starts have no parameters.
+    start_level
+        ``"exposure"`` only: ``"data"`` (default): the level aimed at is the running mean
+        of the training targets' mean luma (a buffer, updated in training mode like a
+        batch norm's statistics, no gradient); ``"learnt"``: a parameter trained with the
+        rest.
+    learn_start
+        ``"exposure"`` only: learn the level's weight and the white (False: keep
+        :data:`START_LEVEL_WEIGHT` and :data:`START_WHITE`).
     """
 
     name = "uec"
     data_kind = "sequence"
     needs_reference = True
-    STARTS = ("gain", "input", "gain_gamma")
+    STARTS = ("gain", "input", "gain_gamma", "exposure")
+    START_LEVELS = ("data", "learnt")
+    #: ``"exposure"`` start, ``start_level="data"``: the running training-target level and
+    #: how many batches it has seen (buffers, saved with the weights)
+    target_level: torch.Tensor
+    target_level_batches: torch.Tensor
 
     def __init__(
         self,
@@ -232,22 +349,31 @@ class UEC(Baseline):
         feature_size: int = 128,
         pixel_samples: int = 4096,
         monotonic_weight: float = 1.0,
-        start: str = "gain_gamma",
+        start: str = "exposure",
+        start_level: str = "data",
+        learn_start: bool = True,
     ) -> None:
         if start not in self.STARTS:
             raise ModelError(f"uec: start must be one of {', '.join(self.STARTS)}, got {start!r}")
+        if start_level not in self.START_LEVELS:
+            raise ModelError(
+                f"uec: start_level must be one of {', '.join(self.START_LEVELS)}, "
+                f"got {start_level!r}"
+            )
         sizes = {
             "encode_channels": encode_channels, "corrector_width": corrector_width,
             "predictor_hidden": predictor_hidden, "iterations": iterations,
             "feature_size": feature_size, "pixel_samples": pixel_samples,
         }  # fmt: skip
         for key, value in sizes.items():
-            check_int("uec", key, value, 1)
+            # 0 iterations: the start curve alone (an ablation of the learnt corrector)
+            check_int("uec", key, value, 0 if key == "iterations" else 1)
         check_number("uec", "monotonic_weight", monotonic_weight)
         super().__init__(
             encode_channels=encode_channels, corrector_width=corrector_width,
             predictor_hidden=predictor_hidden, iterations=iterations, feature_size=feature_size,
             pixel_samples=pixel_samples, monotonic_weight=monotonic_weight, start=start,
+            start_level=start_level, learn_start=learn_start,
         )  # fmt: skip
         self.encoder = UECEncoder(encode_channels)
         self.predictor = UECPredictor(3 * encode_channels, predictor_hidden)
@@ -257,43 +383,114 @@ class UEC(Baseline):
         self.pixel_samples = pixel_samples
         self.monotonic_weight = monotonic_weight
         self.start = start
+        self.start_level_source = start_level
+        if start == "exposure":
+            # Scalars, not a network: one per dataset, so 11 scenes cannot overfit them (a
+            # per-image head on the encoder features did: -1.2 dB on held-out SICE scenes).
+            self.white_logit = nn.Parameter(torch.tensor(_logit(2 * START_WHITE - 1)))
+            self.level_weight_logit = nn.Parameter(torch.tensor(_logit(START_LEVEL_WEIGHT)))
+            self.level_log = nn.Parameter(
+                torch.tensor(math.log(START_LEVEL)), requires_grad=start_level == "learnt"
+            )
+            self.register_buffer("target_level", torch.tensor(START_LEVEL))
+            self.register_buffer("target_level_batches", torch.tensor(0))
+            if not learn_start:
+                for parameter in (self.white_logit, self.level_weight_logit):
+                    parameter.requires_grad_(False)
 
     # -- the functional steps --------------------------------------------------------------
     def correction(self, image: torch.Tensor, reference: torch.Tensor) -> UECCorrection:
-        """The starting gain and the ``iterations`` lambda values that correct ``image``
+        """The start curve and the ``iterations`` lambda values that correct ``image``
         towards ``reference`` (both ``(B, 3, H, W)`` in ``[0, 1]``; only thumbnails are
         encoded, so any size works)."""
         thumb = thumbnail(image, self.feature_size)
         ref_thumb = thumbnail(reference, self.feature_size)
-        gain, gamma = self.start_curve(thumb, ref_thumb)
-        thumb = apply_start(thumb, gain, gamma)
         ref_features = self.encoder(ref_thumb)
+        start = self.start_curve(thumb, ref_thumb)
+        thumb = apply_start(thumb, start.gain, start.gamma, start.white, start.linear)
         values = []
         for _ in range(self.iterations):
             lam = self.predictor(self.encoder(thumb), ref_features)
             thumb = self.corrector(thumb, lam)
             values.append(lam)
-        return UECCorrection(gain, values, gamma)
+        return start._replace(lambdas=values)
 
-    def start_curve(
-        self, thumb: torch.Tensor, ref_thumb: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The starting ``gain`` ``(B, 1)`` and ``gamma`` ``(B, 1)`` or None of :attr:`start`
-        for thumbnails ``(B, 3, h, w)`` of the images and their references; no gradient."""
+    def start_curve(self, thumb: torch.Tensor, ref_thumb: torch.Tensor) -> UECCorrection:
+        """The start curve of :attr:`start` (a :class:`UECCorrection` without lambdas) for
+        thumbnails ``(B, 3, h, w)`` of the images and their references.
+
+        ``"exposure"``: where the image is darker than the level aimed at, a gain on linear
+        light (how a longer exposure brightens: the sRGB toe and shoulder kept); where it is
+        brighter, a gamma then the learnt ``white`` (< 1: at the darker exposure clipped
+        highlights are bright but rarely pure white). Each is solved so the image gets the
+        mean luma of :meth:`start_level` (the reference's level moved towards the learnt level
+        of a well-exposed image: another scene's level is only a hint of this one's).
+        The other starts have no parameters and no gradient.
+        """
         ones = torch.ones(thumb.shape[0], 1, dtype=thumb.dtype, device=thumb.device)
         if self.start == "input":
-            return ones, None
+            return UECCorrection(ones, [])
+        if self.start == "exposure":
+            return self._exposure_start(thumb, ref_thumb, ones)
         gain = start_gain(thumb, ref_thumb)
         if self.start == "gain":
-            return gain, None
+            return UECCorrection(gain, [])
         darken = gain < 1
-        return torch.where(darken, ones, gain), torch.where(
-            darken, start_gamma(thumb, ref_thumb), ones
-        )
+        gamma = torch.where(darken, start_gamma(thumb, ref_thumb), ones)
+        return UECCorrection(torch.where(darken, ones, gain), [], gamma)
+
+    def start_level(self, reference_level: torch.Tensor) -> torch.Tensor:
+        """Log of the mean luma ``(B,)`` the ``"exposure"`` start aims at: between the log of
+        ``reference_level`` ``(B,)`` and the learnt level, by the learnt weight."""
+        weight = torch.sigmoid(self.level_weight_logit)
+        if self.start_level_source == "data":
+            own = self.target_level.clamp_min(1e-4).log()
+        else:
+            own = self.level_log
+        return (1 - weight) * reference_level.clamp_min(1e-4).log() + weight * own
+
+    def observe_targets(self, target: torch.Tensor) -> None:
+        """Fold the mean luma of training targets ``(B, 3, H, W)`` into the running level
+        of ``start_level="data"`` (the first batches average, then momentum
+        :data:`LEVEL_MOMENTUM`)."""
+        with torch.no_grad():
+            batches = int(self.target_level_batches) + 1
+            momentum = max(LEVEL_MOMENTUM, 1 / batches)
+            batch_level = mean_luma(target).mean().to(self.target_level.dtype)
+            self.target_level.mul_(1 - momentum).add_(momentum * batch_level)
+            self.target_level_batches.fill_(batches)
+
+    def _exposure_start(
+        self, thumb: torch.Tensor, ref_thumb: torch.Tensor, ones: torch.Tensor
+    ) -> UECCorrection:
+        level = self.start_level(mean_luma(ref_thumb))
+        goal = level.detach().exp()
+        darken = (mean_luma(thumb) > goal).view(-1, 1)
+        white = 0.5 + 0.5 * torch.sigmoid(self.white_logit)
+        linear = srgb_decode(thumb)
+        gain = solve_log(
+            lambda k: mean_luma(srgb_encode(linear * _per_image(k, linear))),
+            goal, 0.0, math.log(MAX_START_GAIN), rising=True,
+        )  # fmt: skip
+        base = thumb.clamp(1e-6, 1)
+        white_now = float(white.detach())
+        gamma = solve_log(
+            lambda g: mean_luma(base ** _per_image(g, base) * white_now),
+            goal, -math.log(4.0), math.log(MAX_START_GAMMA), rising=False,
+        )  # fmt: skip
+        # The values are solved at the detached level; this adds the level's gradient.
+        moved = (level - level.detach()).view(-1, 1)
+        return UECCorrection(
+            torch.where(darken, ones, gain * (_GAIN_PER_LEVEL * moved).exp()), [],
+            torch.where(darken, gamma * (-_GAMMA_PER_LEVEL * moved).exp(), ones),
+            torch.where(darken, white * ones, ones), linear=True,
+        )  # fmt: skip
 
     def apply_correction(self, pixels: torch.Tensor, correction: UECCorrection) -> torch.Tensor:
         """Apply a known :class:`UECCorrection` to ``(B, 3, ...)`` pixels in ``[0, 1]``."""
-        pixels = apply_start(pixels, correction.gain, correction.gamma)
+        pixels = apply_start(
+            pixels, correction.gain, correction.gamma, correction.white, correction.linear
+        )
         for lam in correction.lambdas:
             pixels = self.corrector(pixels, lam)
         return pixels
@@ -320,6 +517,8 @@ class UEC(Baseline):
         """
         require(batch, "input", "target", "reference", model=self.name)
         image, target = batch["input"], batch["target"]
+        if self.start == "exposure" and self.start_level_source == "data" and self.training:
+            self.observe_targets(target)
         correction = self.correction(image, batch["reference"])
         (pix_in, pix_target), weights = sample_pixels(
             [image, target], batch.get("mask"), self.pixel_samples, None
@@ -346,10 +545,15 @@ class UEC(Baseline):
         self, thumb: torch.Tensor, pixels: torch.Tensor, ref_thumb: torch.Tensor
     ) -> torch.Tensor:
         """The first iteration's output on ``pixels`` for input thumbnail ``thumb`` started
-        towards ``ref_thumb`` (the monotonicity term's unit)."""
-        gain, gamma = self.start_curve(thumb, ref_thumb)
-        lam = self.predictor(self.encoder(apply_start(thumb, gain, gamma)), self.encoder(ref_thumb))
-        return self.corrector(apply_start(pixels, gain, gamma), lam)
+        towards ``ref_thumb`` (the monotonicity term's unit; the start alone when there
+        are no iterations)."""
+        start = self.start_curve(thumb, ref_thumb)
+        pixels = apply_start(pixels, start.gain, start.gamma, start.white, start.linear)
+        if self.iterations == 0:
+            return pixels
+        started = apply_start(thumb, start.gain, start.gamma, start.white, start.linear)
+        lam = self.predictor(self.encoder(started), self.encoder(ref_thumb))
+        return self.corrector(pixels, lam)
 
 
 def bake_lut(model: UEC, correction: UECCorrection, size: int = 33) -> torch.Tensor:
@@ -367,9 +571,7 @@ def bake_lut(model: UEC, correction: UECCorrection, size: int = 33) -> torch.Ten
     b, g, r = torch.meshgrid(axis, axis, axis, indexing="ij")
     grid = torch.stack([r, g, b]).reshape(1, 3, -1, 1)
     with torch.no_grad():
-        gamma = None if correction.gamma is None else correction.gamma[:1]
-        first = UECCorrection(correction.gain[:1], [lam[:1] for lam in correction.lambdas], gamma)
-        out = model.apply_correction(grid, first)
+        out = model.apply_correction(grid, correction.first())
     if not bool(torch.isfinite(out).all()):
         raise ModelError("uec: the baked 3D LUT holds NaN or infinite values (from the model)")
     return out.reshape(3, size, size, size)

@@ -1,4 +1,5 @@
-"""UEC's starting gain, its correction record and the LUT bake that carries both."""
+"""UEC's start curves (gain, gamma, exposure), its correction record and the LUT bake that
+carries them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from expokit.models.uec import (  # noqa: E402
     UECCorrection,
     apply_lut,
     bake_lut,
+    mean_luma,
+    srgb_decode,
+    srgb_encode,
     start_gain,
     start_gamma,
 )
@@ -41,7 +45,7 @@ def test_zero_lambda_uec_is_gain_to_reference_or_identity() -> None:
     generator = torch.Generator().manual_seed(1)
     image = torch.rand(1, 3, 32, 32, generator=generator) * 0.25
     reference = torch.full((1, 3, 32, 32), 0.5)
-    gained = _zero_lambda(UEC(feature_size=32)).enhance(image, reference)
+    gained = _zero_lambda(UEC(feature_size=32, start="gain")).enhance(image, reference)
     expected = (image * start_gain(image, reference)).clamp(0, 1)
     assert torch.allclose(gained, expected, atol=1e-6)
     assert gained.mean() > 2 * image.mean()  # it did brighten towards the reference
@@ -50,7 +54,8 @@ def test_zero_lambda_uec_is_gain_to_reference_or_identity() -> None:
 
 
 def test_lut_carries_the_starting_gain() -> None:
-    model = UEC(feature_size=16).eval()
+    torch.manual_seed(2)
+    model = UEC(feature_size=16, start="gain").eval()
     generator = torch.Generator().manual_seed(2)
     image = torch.rand(1, 3, 24, 24, generator=generator) * 0.3
     reference = torch.rand(1, 3, 24, 24, generator=generator)
@@ -63,7 +68,7 @@ def test_lut_carries_the_starting_gain() -> None:
 
 
 def test_unknown_start_is_refused() -> None:
-    with pytest.raises(ModelError, match="start must be one of gain, input, gain_gamma"):
+    with pytest.raises(ModelError, match="start must be one of gain, input, gain_gamma, exposure"):
         UEC(start="grey")
 
 
@@ -85,7 +90,7 @@ def test_gain_gamma_start_keeps_clipped_highlights_white_and_bakes_into_the_lut(
     generator = torch.Generator().manual_seed(4)
     image = (0.6 + 0.6 * torch.rand(1, 3, 24, 24, generator=generator)).clamp(0, 1)
     reference = torch.full((1, 3, 24, 24), 0.4)
-    model = _zero_lambda(UEC(feature_size=16)).eval()  # "gain_gamma" is the default
+    model = _zero_lambda(UEC(feature_size=16, start="gain_gamma")).eval()
     with torch.no_grad():
         correction = model.correction(image, reference)
         out = model.apply_correction(image, correction)
@@ -105,3 +110,100 @@ def test_gain_gamma_start_keeps_clipped_highlights_white_and_bakes_into_the_lut(
     # the LUT carries the gamma (the start curve alone: lambda 0)
     lut = bake_lut(model, correction, 65)
     assert (apply_lut(lut, image) - out).abs().max() < 0.01
+
+
+def _exposure_model(level_weight: float) -> UEC:
+    """An untrained ``"exposure"`` UEC whose corrector does nothing and whose level moves
+    ``level_weight`` of the way from the reference's to the learnt level."""
+    model = _zero_lambda(UEC(feature_size=32, start="exposure")).eval()
+    p = min(max(level_weight, 1e-6), 1 - 1e-6)
+    with torch.no_grad():
+        model.level_weight_logit.fill_(float(torch.logit(torch.tensor(p))))
+    return model
+
+
+def test_srgb_transfer_round_trips_and_matches_the_numpy_one() -> None:
+    from expokit.core.transfer import srgb_decode as np_decode
+
+    x = torch.linspace(0, 1, 257, dtype=torch.float64)
+    assert torch.allclose(srgb_encode(srgb_decode(x)), x, atol=1e-9)
+    assert torch.allclose(srgb_decode(x), torch.from_numpy(np_decode(x.numpy())), atol=1e-12)
+
+
+def test_exposure_start_undoes_a_shorter_exposure_in_linear_light() -> None:
+    # An image exposed 2 stops shorter (linear light / 4, sRGB encoded) is brought back to
+    # its reference exposure by the start curve alone: the family holds the exact inverse.
+    generator = torch.Generator().manual_seed(5)
+    scene = 0.15 + 0.7 * torch.rand(1, 3, 32, 32, generator=generator)
+    short = srgb_encode(srgb_decode(scene) / 4)
+    model = _exposure_model(0.0)  # the reference's level only
+    with torch.no_grad():
+        correction = model.correction(short, scene)
+        out = model.apply_correction(short, correction)
+    assert correction.linear and float(correction.gain) == pytest.approx(4.0, rel=0.02)
+    assert float((out - scene).abs().max()) < 0.01
+    plain_gain = (short * start_gain(short, scene)).clamp(0, 1)
+    assert float((plain_gain - scene).abs().mean()) > 3 * float((out - scene).abs().mean())
+
+
+def test_exposure_start_darkens_with_a_gamma_and_a_white_below_one() -> None:
+    generator = torch.Generator().manual_seed(6)
+    bright = (0.45 + 0.65 * torch.rand(1, 3, 32, 32, generator=generator)).clamp(0, 1)
+    reference = torch.full((1, 3, 32, 32), 0.35)
+    model = _exposure_model(0.0)
+    with torch.no_grad():
+        correction = model.correction(bright, reference)
+        out = model.apply_correction(bright, correction)
+    white = float(correction.white)
+    assert 0.5 < white < 1 and float(correction.gain) == 1.0 and float(correction.gamma) > 1
+    clipped = bright.amin(dim=1, keepdim=True).expand_as(bright) >= 1
+    assert bool(clipped.any()) and torch.allclose(out[clipped], torch.tensor(white))
+    assert float(mean_luma(out)) == pytest.approx(0.35, abs=0.01)
+
+
+def test_exposure_start_level_moves_from_the_reference_to_the_learnt_level() -> None:
+    generator = torch.Generator().manual_seed(7)
+    dark = 0.2 * torch.rand(1, 3, 32, 32, generator=generator)
+    references = [torch.full((1, 3, 32, 32), v) for v in (0.3, 0.6)]
+    follow, own = _exposure_model(0.0), _exposure_model(1.0)
+    with torch.no_grad():
+        followed = [float(mean_luma(follow.enhance(dark, r))) for r in references]
+        kept = [float(mean_luma(own.enhance(dark, r))) for r in references]
+    assert followed == pytest.approx([0.3, 0.6], abs=0.01)
+    learnt = float(own.level_log.detach().exp())
+    assert kept == pytest.approx([learnt, learnt], abs=0.01)
+
+
+def test_exposure_start_scalars_get_gradients_and_the_lut_carries_the_curve() -> None:
+    generator = torch.Generator().manual_seed(8)
+    batch = {
+        "input": torch.rand(4, 3, 32, 32, generator=generator),
+        "target": torch.rand(4, 3, 32, 32, generator=generator),
+        "reference": torch.rand(4, 3, 32, 32, generator=generator),
+    }
+    batch["input"][:2] *= 0.2  # two to brighten, two to darken
+    batch["input"][2:] = (batch["input"][2:] + 0.6).clamp(0, 1)
+    torch.manual_seed(8)
+    model = UEC(feature_size=16, pixel_samples=256, start="exposure")
+    loss, _ = model.training_loss(batch)
+    loss.backward()
+    for parameter in (model.level_weight_logit, model.white_logit):
+        assert parameter.grad is not None and float(parameter.grad.abs()) > 0
+    # start_level="data": the level is the targets' running mean luma, not a parameter
+    assert model.level_log.grad is None and int(model.target_level_batches) == 1
+    assert float(model.target_level) == pytest.approx(float(mean_luma(batch["target"]).mean()))
+    learnt = UEC(feature_size=16, pixel_samples=256, start="exposure", start_level="learnt")
+    learnt.training_loss(batch)[0].backward()
+    assert learnt.level_log.grad is not None and float(learnt.level_log.grad.abs()) > 0
+    assert int(learnt.target_level_batches) == 0
+    frozen = UEC(feature_size=16, start="exposure", learn_start=False)
+    assert not frozen.white_logit.requires_grad and not frozen.level_weight_logit.requires_grad
+    model.eval()
+    with torch.no_grad():
+        for image in (batch["input"][:1], batch["input"][2:3]):
+            correction = model.correction(image, batch["reference"][:1])
+            direct = model.apply_correction(image, correction)
+            error = (apply_lut(bake_lut(model, correction, 65), image) - direct).abs()
+            # trilinear between 65 nodes: close everywhere, except where a large linear-light
+            # gain makes the curve steep near black
+            assert float(error.mean()) < 0.006 and float(error.max()) < 0.05
