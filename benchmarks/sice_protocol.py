@@ -9,6 +9,7 @@ Run from the repository root::
     python benchmarks/sice_protocol.py --model uec --model recnet  # each model, same folds
     python benchmarks/sice_protocol.py --model recnet --set recnet:steps=2000  # one model's
     python benchmarks/sice_protocol.py --extra more_sequences/  # more training scenes
+    python benchmarks/sice_protocol.py --shared-extras  # + the shared data's other sequences
 
 Reads ``../shared/data/exposure/sice_7ev_sequences`` (or ``--data``); prints a message and
 exits 0 when it is absent. Each fold is trained as a user would (``curate build`` with the
@@ -21,12 +22,75 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "exposure" / "sice_7ev_sequences"
+SHARED = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = SHARED / "exposure" / "sice_7ev_sequences"
+#: The RAW renders' EV ladder: 7 exposures 1 EV apart, the middle metered to mean 0.18.
+EXTRA_RENDER_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+
+
+def stage_shared_extras(shared: Path, work: Path, raw_renders: bool = False) -> Path | None:
+    """More training sequences from the shared data (research use: never shipped), as a
+    folder of scene folders in exposure order for ``--extra``; None when absent.
+
+    * the Memorial Church (Debevec & Malik): exposures 0061-0065 of its 16, 1 EV apart,
+      brightest first, so the middle one is the 0063 (mean 110 / 255);
+    * Merianos & Mitianoudis' three 3-exposure scenes (middle: the second);
+    * with ``raw_renders``, every valid RAW of ``raw/`` rendered by expokit's own pipeline
+      (:func:`expokit.curation.rendering.render.render_batch`, :data:`EXTRA_RENDER_EVS`,
+      EV 0 metered to mean 0.18: an exact linear-light ladder, MSEC-style). Measured: they
+      cost 1.2 dB on fold 0 (docs/models.md): an exact linear ladder is what the start curve
+      already inverts, unlike a camera's own exposures.
+
+    Files are linked, not copied; renders go to ``work/raw_renders``.
+    """
+    from expokit.curation.rendering.config import MeterSpec, RenderConfig
+    from expokit.curation.rendering.render import render_batch
+
+    exposure = shared / "exposure"
+    staged = work / "extra_sequences"
+    if staged.exists():
+        shutil.rmtree(staged)
+    scenes: dict[str, list[Path]] = {}
+    memorial = exposure / "memorial_debevec_16ev"
+    if memorial.is_dir():
+        scenes["memorial_church"] = [memorial / f"memorial{n:04d}.png" for n in range(61, 66)]
+    merianos = exposure / "merianos_3ev"
+    if merianos.is_dir():
+        for scene in sorted(p for p in merianos.iterdir() if p.is_dir()):
+            scenes[f"merianos_{scene.name}"] = sorted(scene.glob("*.jpg"))
+    raw_dir = shared / "raw"
+    raws = sorted(p for p in raw_dir.glob("*") if p.is_file()) if raw_renders else []
+    if raws:
+        config = RenderConfig(evs=EXTRA_RENDER_EVS, meter=MeterSpec("mean", 0.18))
+        summary = render_batch(raws, work / "raw_renders", config, progress=False)
+        for raw, _error in summary.failures:
+            print(f"extra sequences: {raw} not rendered, left out")
+        for folder in sorted((work / "raw_renders").iterdir()):
+            files = sorted(folder.glob("*.jpg"))
+            if len(files) == len(EXTRA_RENDER_EVS):
+                by_ev = sorted(files, key=lambda f: _ev_of(f.stem.rsplit("_", 1)[-1]))
+                scenes[f"render_{folder.name}"] = by_ev
+    scenes = {k: v for k, v in scenes.items() if v and all(f.is_file() for f in v)}
+    if not scenes:
+        return None
+    for name, files in scenes.items():
+        folder = staged / name
+        folder.mkdir(parents=True)
+        for i, file in enumerate(files):
+            (folder / f"e{i}_{file.name}").symlink_to(file.resolve())
+    return staged
+
+
+def _ev_of(token: str) -> float:
+    """The EV of a render's file-name token (``N1.5``, ``0``, ``P2``)."""
+    sign = {"N": -1.0, "P": 1.0}.get(token[:1])
+    return float(token) if sign is None else sign * float(token[1:])
 
 
 def parse_setting(text: str) -> tuple[str | None, str, object]:
@@ -63,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         help="a folder of more exposure-sequence scene folders every fold also trains on",
     )  # fmt: skip
     parser.add_argument(
+        "--shared-extras", action="store_true",
+        help="also train every fold on the shared data's other exposure sequences "
+        "(stage_shared_extras)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--raw-renders", action="store_true",
+        help="with --shared-extras: add 7-EV renders of the shared RAWs",
+    )  # fmt: skip
+    parser.add_argument(
         "--model", action="append", default=None, metavar="NAME",
         help="model to train per fold (repeatable; default uec)",
     )  # fmt: skip
@@ -92,11 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is not None:
         overrides["steps"] = args.steps
     with tempfile.TemporaryDirectory(prefix="sice-protocol-") as temp:
+        work = args.work or Path(temp)
+        extras = list(args.extra)
+        if args.shared_extras and not args.no_train:
+            staged = stage_shared_extras(args.data.parents[1], work, args.raw_renders)
+            extras += [staged] if staged is not None else []
         result = P.run_protocol(
             sequences, args.folds, P.all_methods(),
-            source=None if args.no_train else args.data, work=args.work or Path(temp),
+            source=None if args.no_train else args.data, work=work,
             overrides=overrides, log=lambda line: print(line, flush=True),
-            models=models, model_overrides=model_overrides, extra_sources=args.extra,
+            models=models, model_overrides=model_overrides, extra_sources=extras,
         )  # fmt: skip
     folds = len(result.folds)
     head = f"{'method':<58}" + "".join(f"{'fold ' + str(f):>15}" for f in range(folds))

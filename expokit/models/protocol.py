@@ -443,6 +443,14 @@ class ProtocolResult:
         }
 
 
+def describe_source(folder: str | Path) -> str:
+    """``"<folder name>: scene, scene, ..."`` of a folder of scene folders (what a run
+    trained on beside its folds, named so a table can say it)."""
+    path = Path(folder)
+    scenes = sorted(c.name for c in path.iterdir() if c.is_dir()) if path.is_dir() else []
+    return f"{path.name}: {', '.join(scenes)}"
+
+
 def run_protocol(
     sequences: Sequence[SceneSequence],
     folds: int = 2,
@@ -478,7 +486,7 @@ def run_protocol(
         return result
 
     names = [s.name for s in sequences]
-    result.extra_sources = [str(p) for p in extra_sources]
+    result.extra_sources = [describe_source(p) for p in extra_sources]
     for model_name in models:
         # As the folds are trained: the overrides' model_config/data_options tables are merged.
         changes = {**(overrides or {}), **(model_overrides or {}).get(model_name, {})}

@@ -10,7 +10,8 @@ The model takes an image and a *reference* whose exposure the output should have
   convolutions (3-64-64-3, LeakyReLU), clamped to ``[0, 1]``;
 * applied :attr:`UEC.iterations` times (3), each time re-encoding the current output.
 
-19,388 parameters, as the released model. Losses (training): MSE between the output corrected
+19,388 network parameters, as the released model (the default "exposure" start adds two learnt
+scalars: 19,390). Losses (training): MSE between the output corrected
 towards another exposure of the same scene and that exposure, plus the monotonicity term
 ``mean(relu(out(ref_dark) - out(ref_bright)))`` for two exposures of another scene.
 
@@ -355,6 +356,12 @@ class UEC(Baseline):
     ) -> None:
         if start not in self.STARTS:
             raise ModelError(f"uec: start must be one of {', '.join(self.STARTS)}, got {start!r}")
+        if iterations == 0 and not (start == "exposure" and learn_start):
+            raise ModelError(
+                "uec: iterations 0 leaves only the start curve, which has nothing to learn "
+                f"unless start is 'exposure' with learn_start true (got start {start!r}, "
+                f"learn_start {learn_start!r})"
+            )
         if start_level not in self.START_LEVELS:
             raise ModelError(
                 f"uec: start_level must be one of {', '.join(self.START_LEVELS)}, "

@@ -280,10 +280,11 @@ def test_bad_model_config_values_are_refused_naming_the_key(
         create_model(model, **{key: value})
 
 
-def test_uec_iterations_below_one_does_not_train(seq: Path, tmp_path: Path) -> None:
+def test_uec_iterations_below_zero_does_not_train(seq: Path, tmp_path: Path) -> None:
+    # 0 is the start curve alone (its learnt scalars); below that is refused by name
     config = tiny(seq, tmp_path / "run")
     config = config.replace(model_config={**config.model_config, "iterations": -3})
-    with pytest.raises(ModelError, match="uec: iterations must be an integer >= 1, got -3"):
+    with pytest.raises(ModelError, match="uec: iterations must be an integer >= 0, got -3"):
         train(config, progress=False, echo=lambda _: None)
 
 

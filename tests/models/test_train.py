@@ -97,7 +97,9 @@ def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Pa
     config = tiny(seq, run)
     said: list[str] = []
     summary = train(config, progress=False, echo=said.append)
-    assert "19,388 trainable parameters" in said[0] and "60 training items" in said[0]
+    # the released 19,388 plus the "exposure" start's learnt weight and white; the recipe's
+    # pairs all target the middle exposure (12 items; 60 with every exposure as a target)
+    assert "19,390 trainable parameters" in said[0] and "12 training items" in said[0]
     assert (summary.start_step, summary.step, summary.stopped) == (0, 4, "done")
     assert summary.last_loss is not None and math.isfinite(summary.last_loss)
     assert summary.checkpoint == step_dir(run, 4)
@@ -115,7 +117,7 @@ def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Pa
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert float(rows[1]["lr"]) < float(rows[0]["lr"])  # cosine decay
     saved = json.loads((run / "config.json").read_text())
-    assert saved["config"] == config.to_dict() and saved["parameters"] == 19388
+    assert saved["config"] == config.to_dict() and saved["parameters"] == 19390
     assert root_kind(run) == "run"
     with RootLock(run, "test"):  # released at the end
         pass
@@ -219,7 +221,7 @@ def test_config_file_types_recipes_and_precedence(tmp_path: Path) -> None:
     config = resolve_config(None, config_file=file, overrides={"steps": 7, "seed": None})
     assert config.steps == 7 and config.lr == 1.0 and isinstance(config.lr, float)
     assert config.crop is None and config.resize == RECIPES["uec"].resize
-    assert config.model_config == {"feature_size": 64, "pixel_samples": 1024}  # merged
+    assert config.model_config == {"feature_size": 64, "pixel_samples": 1024, "start": "exposure"}
     # Tables merge into the recipe's: the pair weights stay, cache is overridden.
     assert config.data_options["cache"] is False and "pair_weights" in config.data_options
     file.write_text('[train]\nmodel = "uec"\nsteps = "many"\n')
@@ -258,7 +260,7 @@ def test_train_command(seq: Path, tmp_path: Path) -> None:
     args += ["--config", str(file), "--steps", "2", "--no-progress"]
     result = CliRunner().invoke(cli, [*args, "--val-every", "0"])
     assert result.exit_code == 0, result.output
-    assert "19,388 trainable parameters" in result.output
+    assert "19,390 trainable parameters" in result.output
     assert f"checkpoint: {step_dir(run, 2)}" in result.output
     assert json.loads((run / "config.json").read_text())["config"]["val_every"] == 0
     assert "no validation" not in result.output  # switched off: nothing to report

@@ -207,3 +207,13 @@ def test_exposure_start_scalars_get_gradients_and_the_lut_carries_the_curve() ->
             # trilinear between 65 nodes: close everywhere, except where a large linear-light
             # gain makes the curve steep near black
             assert float(error.mean()) < 0.006 and float(error.max()) < 0.05
+
+
+def test_a_uec_with_nothing_to_learn_is_refused() -> None:
+    with pytest.raises(ModelError, match="iterations 0 leaves only the start curve"):
+        UEC(iterations=0, start="gain")
+    with pytest.raises(ModelError, match="learn_start False"):
+        UEC(iterations=0, start="exposure", learn_start=False)
+    with pytest.raises(ModelError, match="start_level must be one of data, learnt"):
+        UEC(start_level="fixed")
+    assert UEC(iterations=0).iterations == 0  # the start curve's scalars alone
