@@ -60,15 +60,20 @@ def pair(scores: dict[str, Any] | None) -> str:
     return f"{fmt(scores.get('psnr'), 2)} / {fmt(scores.get('ssim'), 3)}"
 
 
+#: Saved tensors that are statistics, not parameters (``uec``'s running target level).
+BUFFERS = ("target_level", "target_level_batches")
+
+
 def parameter_count(weights: Path) -> int:
-    """Elements of every tensor in a safetensors file, read from its JSON header (no torch:
-    the header is an 8-byte little-endian length, then the JSON)."""
+    """Elements of every parameter tensor in a safetensors file (buffers of :data:`BUFFERS`
+    left out), read from its JSON header (no torch: the header is an 8-byte little-endian
+    length, then the JSON)."""
     with weights.open("rb") as stream:
         (length,) = struct.unpack("<Q", stream.read(8))
         header = json.loads(stream.read(length))
     total = 0
     for name, entry in header.items():
-        if name == "__metadata__":
+        if name == "__metadata__" or name.rsplit(".", 1)[-1] in BUFFERS:
             continue
         count = 1
         for side in entry["shape"]:

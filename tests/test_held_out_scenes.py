@@ -19,6 +19,7 @@ from expokit.demo import (
     clip_scene_seeds,
     demo_raw_dir,
     demo_scene_names,
+    demo_split_lists,
     demo_test_contents,
     demo_test_scenes,
     generated_raw_name,
@@ -133,3 +134,15 @@ def test_shipped_weights_never_saw_the_demo_test_scenes(name: str) -> None:
     tested = demo_test_contents()["rig" if name == "video" else "msec"]
     assert not scenes.saw(tested), (name, scenes.saw(tested))
     assert scenes.train and set(scenes.train).isdisjoint(scenes.test)
+
+
+def test_the_demo_test_scenes_show_distinct_pictures_unseen_in_its_train_split() -> None:
+    # The demo scores reference-taking methods with another *test* scene as the reference:
+    # two test scenes of one picture would hand every such method its own target.
+    names = demo_scene_names()
+    assert len({scene_content(n) for n in names}) == len(names)  # no picture twice
+    lists = demo_split_lists(names)
+    test = [scene_content(n) for n in lists["test"]]
+    assert len(test) == 2 and len(set(test)) == 2
+    train = {scene_content(n) for n in names if n not in lists["test"] + lists["val"]}
+    assert not train & set(test)
