@@ -135,11 +135,9 @@ class UECCorrection(NamedTuple):
 def start_gain(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Global gain ``(B, 1)`` that gives ``image`` the mean Rec. 709 luma of ``reference``
     (both ``(B, 3, h, w)`` encoded RGB in ``[0, 1]``, usually thumbnails); no gradient."""
-    weights = torch.tensor(LUMA_RGB, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
     with torch.no_grad():
-        mine = (image * weights).sum(1).mean(dim=(1, 2)).clamp_min(1e-4)
-        theirs = (reference * weights).sum(1).mean(dim=(1, 2))
-        gain = (theirs / mine).clamp(1 / MAX_START_GAIN, MAX_START_GAIN)
+        mine = mean_luma(image).clamp_min(1e-4)
+        gain = (mean_luma(reference) / mine).clamp(1 / MAX_START_GAIN, MAX_START_GAIN)
     return gain.view(-1, 1)
 
 
@@ -175,25 +173,16 @@ def start_gamma(image: torch.Tensor, reference: torch.Tensor, rounds: int = 24) 
     are at the darker target exposure far more often than the grey a gain makes of them.
     Found by ``rounds`` bisections in log space (the mean luma falls as gamma grows).
     """
-    weights = torch.tensor(LUMA_RGB, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    with torch.no_grad():
-        base = image.clamp(1e-6, 1)
-        theirs = (reference * weights).sum(1).mean(dim=(1, 2))
-        low = torch.zeros_like(theirs)
-        high = torch.full_like(theirs, math.log(MAX_START_GAMMA))
-        for _ in range(rounds):
-            mid = (low + high) / 2
-            mine = (base ** mid.exp().view(-1, 1, 1, 1) * weights).sum(1).mean(dim=(1, 2))
-            too_bright = mine > theirs
-            low = torch.where(too_bright, mid, low)
-            high = torch.where(too_bright, high, mid)
-        gamma = ((low + high) / 2).exp()
-    return gamma.view(-1, 1)
+    base = image.clamp(1e-6, 1)
+    return solve_log(
+        lambda g: mean_luma(base ** _per_image(g, base)), mean_luma(reference),
+        0.0, math.log(MAX_START_GAMMA), rising=False, rounds=rounds,
+    )  # fmt: skip
 
 
 def apply_gain(pixels: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     """``clamp(pixels * gain, 0, 1)`` with ``gain`` ``(B, 1)`` broadcast over ``(B, 3, ...)``."""
-    return (pixels * gain.view(-1, *([1] * (pixels.dim() - 1)))).clamp(0, 1)
+    return (pixels * _per_image(gain, pixels)).clamp(0, 1)
 
 
 def srgb_decode(encoded: torch.Tensor) -> torch.Tensor:
