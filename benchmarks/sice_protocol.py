@@ -49,6 +49,7 @@ def stage_shared_extras(shared: Path, work: Path, raw_renders: bool = False) -> 
 
     Files are linked, not copied; renders go to ``work/raw_renders``.
     """
+    from expokit.core.ev import parse_ev_token
     from expokit.curation.rendering.config import MeterSpec, RenderConfig
     from expokit.curation.rendering.render import render_batch
 
@@ -74,7 +75,7 @@ def stage_shared_extras(shared: Path, work: Path, raw_renders: bool = False) -> 
         for folder in sorted((work / "raw_renders").iterdir()):
             files = sorted(folder.glob("*.jpg"))
             if len(files) == len(EXTRA_RENDER_EVS):
-                by_ev = sorted(files, key=lambda f: _ev_of(f.stem.rsplit("_", 1)[-1]))
+                by_ev = sorted(files, key=lambda f: parse_ev_token(f.stem.rsplit("_", 1)[-1]))
                 scenes[f"render_{folder.name}"] = by_ev
     scenes = {k: v for k, v in scenes.items() if v and all(f.is_file() for f in v)}
     if not scenes:
@@ -85,12 +86,6 @@ def stage_shared_extras(shared: Path, work: Path, raw_renders: bool = False) -> 
         for i, file in enumerate(files):
             (folder / f"e{i}_{file.name}").symlink_to(file.resolve())
     return staged
-
-
-def _ev_of(token: str) -> float:
-    """The EV of a render's file-name token (``N1.5``, ``0``, ``P2``)."""
-    sign = {"N": -1.0, "P": 1.0}.get(token[:1])
-    return float(token) if sign is None else sign * float(token[1:])
 
 
 def parse_setting(text: str) -> tuple[str | None, str, object]:
