@@ -129,6 +129,11 @@ class Baseline(nn.Module, ABC):
         For clip models ``image`` is ``(B, N, 3, H, W)`` and the result is the centre frame.
         """
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups: ``{"params": [...], "lr_scale": s}``, each
+        trained at ``s`` times the recipe's lr (default: one group of every parameter)."""
+        return [{"params": list(self.parameters()), "lr_scale": 1.0}]
+
     def evaluate_batch(self, batch: Batch) -> torch.Tensor:
         """Output for a loader batch (what evaluation scores against ``target``)."""
         return self.enhance(batch["input"], batch.get("reference"))

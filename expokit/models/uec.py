@@ -72,17 +72,23 @@ class UECEncoder(nn.Module):
 
 
 class UECPredictor(nn.Module):
-    """``lambda`` ``(B, 1)`` from the features of the image and of the reference."""
+    """``lambda`` ``(B, 1)`` from the features of the image and of the reference; with a
+    ``bound``, ``bound * tanh(raw / bound)``, within ``(-bound, bound)`` (None: unbounded,
+    as released)."""
 
-    def __init__(self, features: int = 96, hidden: int = 8) -> None:
+    def __init__(self, features: int = 96, hidden: int = 8, bound: float | None = None) -> None:
         super().__init__()
         self.fc3 = nn.Linear(features, hidden)
         self.fc4 = nn.Linear(2 * hidden, 1)
+        self.bound = bound
 
     def forward(self, features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
         a = torch.tanh(self.fc3(features))
         b = torch.tanh(self.fc3(reference_features))
-        return self.fc4(torch.cat([a, b], dim=1))
+        raw = self.fc4(torch.cat([a, b], dim=1))
+        if self.bound is None:
+            return raw
+        return self.bound * torch.tanh(raw / self.bound)
 
 
 class UECCorrector(nn.Module):
@@ -318,6 +324,12 @@ class UEC(Baseline):
     learn_start
         ``"exposure"`` only: learn the level's weight and the white (False: keep
         :data:`START_LEVEL_WEIGHT` and :data:`START_WHITE`).
+    max_lambda
+        Bound on each iteration's ``lambda``: ``max_lambda * tanh(raw / max_lambda)``
+        (None, default: unbounded, as released). An ablation: see ``docs/models.md``.
+    network_lr_scale
+        The encoder, predictor and corrector train at this times the recipe's lr, the
+        start curve's scalars at the lr itself (1: one lr for all). An ablation too.
     """
 
     name = "uec"
@@ -342,6 +354,8 @@ class UEC(Baseline):
         start: str = "exposure",
         start_level: str = "data",
         learn_start: bool = True,
+        max_lambda: float | None = None,
+        network_lr_scale: float = 1.0,
     ) -> None:
         if start not in self.STARTS:
             raise ModelError(f"uec: start must be one of {', '.join(self.STARTS)}, got {start!r}")
@@ -365,19 +379,28 @@ class UEC(Baseline):
             # 0 iterations: the start curve alone (an ablation of the learnt corrector)
             check_int("uec", key, value, 0 if key == "iterations" else 1)
         check_number("uec", "monotonic_weight", monotonic_weight)
+        check_number("uec", "network_lr_scale", network_lr_scale)
+        if network_lr_scale <= 0:
+            raise ModelError(f"uec: network_lr_scale must be > 0, got {network_lr_scale!r}")
+        if max_lambda is not None:
+            check_number("uec", "max_lambda", max_lambda)
+            if max_lambda <= 0:
+                raise ModelError(f"uec: max_lambda must be > 0 (or None), got {max_lambda!r}")
         super().__init__(
             encode_channels=encode_channels, corrector_width=corrector_width,
             predictor_hidden=predictor_hidden, iterations=iterations, feature_size=feature_size,
             pixel_samples=pixel_samples, monotonic_weight=monotonic_weight, start=start,
-            start_level=start_level, learn_start=learn_start,
+            start_level=start_level, learn_start=learn_start, max_lambda=max_lambda,
+            network_lr_scale=network_lr_scale,
         )  # fmt: skip
         self.encoder = UECEncoder(encode_channels)
-        self.predictor = UECPredictor(3 * encode_channels, predictor_hidden)
+        self.predictor = UECPredictor(3 * encode_channels, predictor_hidden, max_lambda)
         self.corrector = UECCorrector(corrector_width)
         self.iterations = iterations
         self.feature_size = feature_size
         self.pixel_samples = pixel_samples
         self.monotonic_weight = monotonic_weight
+        self.network_lr_scale = network_lr_scale
         self.start = start
         self.start_level_source = start_level
         if start == "exposure":
@@ -393,6 +416,26 @@ class UEC(Baseline):
             if not learn_start:
                 for parameter in (self.white_logit, self.level_weight_logit):
                     parameter.requires_grad_(False)
+        if iterations == 0:
+            # Nothing reads the networks: frozen, so the trainable count is what learns and
+            # DistributedDataParallel finds no parameter without a gradient.
+            for network in (self.encoder, self.predictor, self.corrector):
+                network.requires_grad_(False)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The networks (encoder, predictor, corrector) at ``network_lr_scale`` times the
+        lr, the start curve's scalars at the lr itself (one group when the scale is 1, as
+        checkpoints made before the option store)."""
+        if self.network_lr_scale == 1.0:
+            return super().parameter_groups()
+        networks = [*self.encoder.parameters(), *self.predictor.parameters()]
+        networks += list(self.corrector.parameters())
+        ids = {id(p) for p in networks}
+        scalars = [p for p in self.parameters() if id(p) not in ids]
+        return [
+            {"params": scalars, "lr_scale": 1.0},
+            {"params": networks, "lr_scale": self.network_lr_scale},
+        ]
 
     # -- the functional steps --------------------------------------------------------------
     def correction(self, image: torch.Tensor, reference: torch.Tensor) -> UECCorrection:

@@ -97,9 +97,11 @@ def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Pa
     config = tiny(seq, run)
     said: list[str] = []
     summary = train(config, progress=False, echo=said.append)
-    # the released 19,388 plus the "exposure" start's learnt weight and white; the recipe's
-    # pairs all target the middle exposure (12 items; 60 with every exposure as a target)
-    assert "19,390 trainable parameters" in said[0] and "12 training items" in said[0]
+    # the recipe has no corrector iterations: the "exposure" start's learnt weight and white
+    # are what trains (the released networks' 19,388 stay frozen); its pairs all target the
+    # middle exposure (12 items; 60 with every exposure as a target)
+    assert "model uec (sequence data): 2 trainable parameters" in said[0]
+    assert "12 training items" in said[0]
     assert (summary.start_step, summary.step, summary.stopped) == (0, 4, "done")
     assert summary.last_loss is not None and math.isfinite(summary.last_loss)
     assert summary.checkpoint == step_dir(run, 4)
@@ -117,7 +119,7 @@ def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Pa
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert float(rows[1]["lr"]) < float(rows[0]["lr"])  # cosine decay
     saved = json.loads((run / "config.json").read_text())
-    assert saved["config"] == config.to_dict() and saved["parameters"] == 19390
+    assert saved["config"] == config.to_dict() and saved["parameters"] == 2
     assert root_kind(run) == "run"
     with RootLock(run, "test"):  # released at the end
         pass
@@ -153,6 +155,25 @@ def test_resume_is_exact_warns_on_change_and_refuses_a_used_folder(
         train(longer, resume=True, progress=False, echo=lambda _: None)
     with RootLock(run, "another trainer"), pytest.raises(RootInUseError, match="another trainer"):
         train(longer.replace(steps=8), resume=True, progress=False, echo=lambda _: None)
+
+
+def test_parameter_groups_keep_their_lr_scale_when_resumed(seq: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    model_config = {"feature_size": 32, "pixel_samples": 128, "iterations": 1}
+    config = tiny(seq, run, model_config={**model_config, "network_lr_scale": 0.25})
+
+    def group_lrs(step: int) -> list[float]:
+        state = torch.load(step_dir(run, step) / "training_state.pt", weights_only=True)
+        return [group["lr"] for group in state["optimizer"]["param_groups"]]
+
+    train(config, progress=False, echo=lambda _: None)
+    scalars, networks = group_lrs(4)
+    assert networks == pytest.approx(0.25 * scalars)
+    # resumed with another lr: both groups follow it, the ratio kept
+    with pytest.warns(TrainWarning, match="lr: 0.01 -> 0.002"):
+        train(config.replace(steps=6, lr=0.002), resume=True, progress=False, echo=lambda _: None)
+    scalars, networks = group_lrs(6)
+    assert networks == pytest.approx(0.25 * scalars) and scalars < 0.002
 
 
 def test_time_limit_stops_cleanly_with_a_checkpoint(seq: Path, tmp_path: Path) -> None:
@@ -221,7 +242,9 @@ def test_config_file_types_recipes_and_precedence(tmp_path: Path) -> None:
     config = resolve_config(None, config_file=file, overrides={"steps": 7, "seed": None})
     assert config.steps == 7 and config.lr == 1.0 and isinstance(config.lr, float)
     assert config.crop is None and config.resize == RECIPES["uec"].resize
-    assert config.model_config == {"feature_size": 64, "pixel_samples": 1024, "start": "exposure"}
+    assert config.model_config == {
+        "feature_size": 64, "pixel_samples": 1024, "start": "exposure", "iterations": 0,
+    }  # fmt: skip
     # Tables merge into the recipe's: the pair weights stay, cache is overridden.
     assert config.data_options["cache"] is False and "pair_weights" in config.data_options
     file.write_text('[train]\nmodel = "uec"\nsteps = "many"\n')
@@ -260,7 +283,7 @@ def test_train_command(seq: Path, tmp_path: Path) -> None:
     args += ["--config", str(file), "--steps", "2", "--no-progress"]
     result = CliRunner().invoke(cli, [*args, "--val-every", "0"])
     assert result.exit_code == 0, result.output
-    assert "19,390 trainable parameters" in result.output
+    assert "2 trainable parameters" in result.output
     assert f"checkpoint: {step_dir(run, 2)}" in result.output
     assert json.loads((run / "config.json").read_text())["config"]["val_every"] == 0
     assert "no validation" not in result.output  # switched off: nothing to report
@@ -276,7 +299,8 @@ def test_two_processes_under_torchrun(seq: Path, tmp_path: Path) -> None:
     file.write_text(
         "resize = 32\nbatch_size = 2\nlog_every = 2\nckpt_every = 2\ntensorboard = false\n"
         'val_every = 1\nval_split = "train"\nval_size = 32\n'
-        "[model_config]\nfeature_size = 32\npixel_samples = 128\n"
+        # the released corrector's 3 iterations: its networks' gradients are all-reduced too
+        "[model_config]\nfeature_size = 32\npixel_samples = 128\niterations = 3\n"
     )
     run = tmp_path / "run"
     command = [

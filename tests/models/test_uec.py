@@ -217,3 +217,47 @@ def test_a_uec_with_nothing_to_learn_is_refused() -> None:
     with pytest.raises(ModelError, match="start_level must be one of data, learnt"):
         UEC(start_level="fixed")
     assert UEC(iterations=0).iterations == 0  # the start curve's scalars alone
+
+
+def test_without_iterations_only_the_start_scalars_train() -> None:
+    model = UEC(iterations=0)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"white_logit", "level_weight_logit"}
+    assert {n for n, p in UEC().named_parameters() if p.requires_grad} > trainable
+
+
+def test_max_lambda_bounds_every_lambda() -> None:
+    generator = torch.Generator().manual_seed(3)
+    image = torch.rand(4, 3, 32, 32, generator=generator)
+    reference = torch.rand(4, 3, 32, 32, generator=generator)
+    free, bounded = UEC(feature_size=32), UEC(feature_size=32, max_lambda=0.2)
+    with torch.no_grad():
+        for model in (free, bounded):
+            model.predictor.fc4.bias.fill_(5.0)  # far outside the bound
+        bounded.load_state_dict(free.state_dict())
+        raw = free.correction(image, reference).lambdas
+        capped = bounded.correction(image, reference).lambdas
+    assert float(raw[0].min()) > 1.0
+    assert all(float(lam.abs().max()) <= 0.2 + 1e-6 for lam in capped)  # saturates there
+    # small values pass nearly unchanged: tanh is the identity at 0
+    assert float(bounded.predictor.bound * torch.tanh(torch.tensor(0.01) / 0.2)) == (
+        pytest.approx(0.01, rel=1e-3)
+    )
+    for value, message in ((0, "max_lambda must be > 0"), (-1, "max_lambda must be a number")):
+        with pytest.raises(ModelError, match=message):
+            UEC(max_lambda=value)
+
+
+def test_network_lr_scale_splits_the_parameter_groups() -> None:
+    assert [g["lr_scale"] for g in UEC().parameter_groups()] == [1.0]  # as old checkpoints
+    scalars, networks = UEC(network_lr_scale=0.1).parameter_groups()
+    assert scalars["lr_scale"] == 1.0 and networks["lr_scale"] == 0.1
+    model = UEC(network_lr_scale=0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    scalars, networks = model.parameter_groups()
+    assert {names[id(p)] for p in scalars["params"]} == {
+        "white_logit", "level_weight_logit", "level_log",
+    }  # fmt: skip
+    assert len(scalars["params"]) + len(networks["params"]) == len(list(model.parameters()))
+    with pytest.raises(ModelError, match="network_lr_scale must be > 0"):
+        UEC(network_lr_scale=0.0)
