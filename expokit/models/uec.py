@@ -419,8 +419,12 @@ class UEC(Baseline):
         if iterations == 0:
             # Nothing reads the networks: frozen, so the trainable count is what learns and
             # DistributedDataParallel finds no parameter without a gradient.
-            for network in (self.encoder, self.predictor, self.corrector):
+            for network in self._networks():
                 network.requires_grad_(False)
+
+    def _networks(self) -> tuple[nn.Module, ...]:
+        """The encoder, predictor and corrector (what the start curve's scalars are not)."""
+        return (self.encoder, self.predictor, self.corrector)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The networks (encoder, predictor, corrector) at ``network_lr_scale`` times the
@@ -428,8 +432,7 @@ class UEC(Baseline):
         checkpoints made before the option store)."""
         if self.network_lr_scale == 1.0:
             return super().parameter_groups()
-        networks = [*self.encoder.parameters(), *self.predictor.parameters()]
-        networks += list(self.corrector.parameters())
+        networks = [p for network in self._networks() for p in network.parameters()]
         ids = {id(p) for p in networks}
         scalars = [p for p in self.parameters() if id(p) not in ids]
         return [
