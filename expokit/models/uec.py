@@ -38,13 +38,6 @@ import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
 from expokit.core.transfer import LUMA_RGB as _LUMA_RGB
-from expokit.core.transfer import (
-    SRGB_A,
-    SRGB_ENCODED_BREAK,
-    SRGB_GAMMA,
-    SRGB_LINEAR_BREAK,
-    SRGB_SLOPE,
-)
 from expokit.models.base import (
     Baseline,
     Batch,
@@ -54,6 +47,7 @@ from expokit.models.base import (
     check_number,
     require,
 )
+from expokit.models.response import CameraResponse, srgb_decode, srgb_encode
 
 
 class UECEncoder(nn.Module):
@@ -118,13 +112,16 @@ class UECCorrection(NamedTuple):
     the model starts from the input itself), the ``lambdas`` of each iteration, the starting
     ``gamma`` applied after the gain (``None``: no gamma) and the ``white`` the start curve
     scales by last (``None``: 1). ``linear``: the gain multiplies linear light (sRGB decoded,
-    then re-encoded) instead of the encoded values."""
+    then re-encoded) instead of the encoded values; ``response``: it multiplies the light of
+    the model's learnt :class:`~expokit.models.response.CameraResponse` instead (the
+    ``"camera"`` start)."""
 
     gain: torch.Tensor
     lambdas: list[torch.Tensor]
     gamma: torch.Tensor | None = None
     white: torch.Tensor | None = None
     linear: bool = False
+    response: bool = False
 
     def first(self) -> UECCorrection:
         """The correction of the batch's first image alone (batch size 1)."""
@@ -134,7 +131,7 @@ class UECCorrection(NamedTuple):
 
         return UECCorrection(
             self.gain[:1], [lam[:1] for lam in self.lambdas], head(self.gamma),
-            head(self.white), self.linear,
+            head(self.white), self.linear, self.response,
         )  # fmt: skip
 
 
@@ -166,6 +163,10 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+#: Bisection rounds of the ``"camera"`` start's gain (a log-gain error of 1e-4 over its
+#: range: the response's lookups make each round dearer than the sRGB curve's).
+CAMERA_SOLVE_ROUNDS = 16
+
 #: The starting gamma is searched within ``[1, MAX_START_GAMMA]`` (it only darkens).
 MAX_START_GAMMA = 16.0
 
@@ -189,20 +190,6 @@ def start_gamma(image: torch.Tensor, reference: torch.Tensor, rounds: int = 24) 
 def apply_gain(pixels: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     """``clamp(pixels * gain, 0, 1)`` with ``gain`` ``(B, 1)`` broadcast over ``(B, 3, ...)``."""
     return (pixels * _per_image(gain, pixels)).clamp(0, 1)
-
-
-def srgb_decode(encoded: torch.Tensor) -> torch.Tensor:
-    """sRGB encoded ``[0, 1]`` -> linear light (IEC 61966-2-1), any shape, differentiable."""
-    v = encoded.clamp(0, 1)
-    high = ((v + SRGB_A) / (1 + SRGB_A)).clamp_min(1e-12) ** SRGB_GAMMA
-    return torch.where(v <= SRGB_ENCODED_BREAK, v / SRGB_SLOPE, high)
-
-
-def srgb_encode(linear: torch.Tensor) -> torch.Tensor:
-    """Linear light -> sRGB encoded ``[0, 1]`` (clipped first), any shape, differentiable."""
-    x = linear.clamp(0, 1)
-    high = (1 + SRGB_A) * x.clamp_min(1e-12) ** (1 / SRGB_GAMMA) - SRGB_A
-    return torch.where(x <= SRGB_LINEAR_BREAK, x * SRGB_SLOPE, high)
 
 
 def _per_image(value: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
@@ -335,7 +322,9 @@ class UEC(Baseline):
     name = "uec"
     data_kind = "sequence"
     needs_reference = True
-    STARTS = ("gain", "input", "gain_gamma", "exposure")
+    STARTS = ("gain", "input", "gain_gamma", "exposure", "camera")
+    #: The starts with a learnt level (and learnt scalars or curve)
+    LEVEL_STARTS = ("exposure", "camera")
     START_LEVELS = ("data", "learnt")
     #: ``"exposure"`` start, ``start_level="data"``: the running training-target level and
     #: how many batches it has seen (buffers, saved with the weights)
@@ -356,14 +345,15 @@ class UEC(Baseline):
         learn_start: bool = True,
         max_lambda: float | None = None,
         network_lr_scale: float = 1.0,
+        response_knots: int = 16,
     ) -> None:
         if start not in self.STARTS:
             raise ModelError(f"uec: start must be one of {', '.join(self.STARTS)}, got {start!r}")
-        if iterations == 0 and not (start == "exposure" and learn_start):
+        if iterations == 0 and not (start in self.LEVEL_STARTS and learn_start):
             raise ModelError(
                 "uec: iterations 0 leaves only the start curve, which has nothing to learn "
-                f"unless start is 'exposure' with learn_start true (got start {start!r}, "
-                f"learn_start {learn_start!r})"
+                f"unless start is {' or '.join(map(repr, self.LEVEL_STARTS))} with learn_start "
+                f"true (got start {start!r}, learn_start {learn_start!r})"
             )
         if start_level not in self.START_LEVELS:
             raise ModelError(
@@ -374,10 +364,11 @@ class UEC(Baseline):
             "encode_channels": encode_channels, "corrector_width": corrector_width,
             "predictor_hidden": predictor_hidden, "iterations": iterations,
             "feature_size": feature_size, "pixel_samples": pixel_samples,
+            "response_knots": response_knots,
         }  # fmt: skip
         for key, value in sizes.items():
             # 0 iterations: the start curve alone (an ablation of the learnt corrector)
-            check_int("uec", key, value, 0 if key == "iterations" else 1)
+            check_int("uec", key, value, {"iterations": 0, "response_knots": 2}.get(key, 1))
         check_number("uec", "monotonic_weight", monotonic_weight)
         check_number("uec", "network_lr_scale", network_lr_scale)
         if network_lr_scale <= 0:
@@ -391,7 +382,7 @@ class UEC(Baseline):
             predictor_hidden=predictor_hidden, iterations=iterations, feature_size=feature_size,
             pixel_samples=pixel_samples, monotonic_weight=monotonic_weight, start=start,
             start_level=start_level, learn_start=learn_start, max_lambda=max_lambda,
-            network_lr_scale=network_lr_scale,
+            network_lr_scale=network_lr_scale, response_knots=response_knots,
         )  # fmt: skip
         self.encoder = UECEncoder(encode_channels)
         self.predictor = UECPredictor(3 * encode_channels, predictor_hidden, max_lambda)
@@ -403,10 +394,14 @@ class UEC(Baseline):
         self.network_lr_scale = network_lr_scale
         self.start = start
         self.start_level_source = start_level
-        if start == "exposure":
+        if start in self.LEVEL_STARTS:
             # Scalars, not a network: one per dataset, so 11 scenes cannot overfit them (a
             # per-image head on the encoder features did: -1.2 dB on held-out SICE scenes).
-            self.white_logit = nn.Parameter(torch.tensor(_logit(2 * START_WHITE - 1)))
+            if start == "exposure":
+                self.white_logit = nn.Parameter(torch.tensor(_logit(2 * START_WHITE - 1)))
+            else:
+                # One curve for every image (the camera's), like the scalars above.
+                self.response = CameraResponse(response_knots)
             self.level_weight_logit = nn.Parameter(torch.tensor(_logit(START_LEVEL_WEIGHT)))
             self.level_log = nn.Parameter(
                 torch.tensor(math.log(START_LEVEL)), requires_grad=start_level == "learnt"
@@ -414,13 +409,19 @@ class UEC(Baseline):
             self.register_buffer("target_level", torch.tensor(START_LEVEL))
             self.register_buffer("target_level_batches", torch.tensor(0))
             if not learn_start:
-                for parameter in (self.white_logit, self.level_weight_logit):
+                for parameter in self._start_parameters():
                     parameter.requires_grad_(False)
         if iterations == 0:
             # Nothing reads the networks: frozen, so the trainable count is what learns and
             # DistributedDataParallel finds no parameter without a gradient.
             for network in self._networks():
                 network.requires_grad_(False)
+
+    def _start_parameters(self) -> list[nn.Parameter]:
+        """What ``learn_start`` trains: the level's weight and the white (``"exposure"``) or
+        the camera response (``"camera"``)."""
+        curve = self.response.parameters() if self.start == "camera" else [self.white_logit]
+        return [self.level_weight_logit, *curve]
 
     def _networks(self) -> tuple[nn.Module, ...]:
         """The encoder, predictor and corrector (what the start curve's scalars are not)."""
@@ -449,7 +450,7 @@ class UEC(Baseline):
         ref_thumb = thumbnail(reference, self.feature_size)
         ref_features = self.encoder(ref_thumb)
         start = self.start_curve(thumb, ref_thumb)
-        thumb = apply_start(thumb, start.gain, start.gamma, start.white, start.linear)
+        thumb = self.apply_start(thumb, start)
         values = []
         for _ in range(self.iterations):
             lam = self.predictor(self.encoder(thumb), ref_features)
@@ -474,6 +475,8 @@ class UEC(Baseline):
             return UECCorrection(ones, [])
         if self.start == "exposure":
             return self._exposure_start(thumb, ref_thumb, ones)
+        if self.start == "camera":
+            return self._camera_start(thumb, ref_thumb)
         gain = start_gain(thumb, ref_thumb)
         if self.start == "gain":
             return UECCorrection(gain, [])
@@ -528,11 +531,32 @@ class UEC(Baseline):
             torch.where(darken, white * ones, ones), linear=True,
         )  # fmt: skip
 
-    def apply_correction(self, pixels: torch.Tensor, correction: UECCorrection) -> torch.Tensor:
-        """Apply a known :class:`UECCorrection` to ``(B, 3, ...)`` pixels in ``[0, 1]``."""
-        pixels = apply_start(
+    def _camera_start(self, thumb: torch.Tensor, ref_thumb: torch.Tensor) -> UECCorrection:
+        level = self.start_level(mean_luma(ref_thumb))
+        goal = level.detach().exp()
+        light = self.response.decode(thumb)
+        gain = solve_log(
+            lambda k: mean_luma(self.response.encode(light * _per_image(k, light))),
+            goal, -math.log(MAX_START_GAIN), math.log(MAX_START_GAIN), rising=True,
+            rounds=CAMERA_SOLVE_ROUNDS,
+        )  # fmt: skip
+        # Solved at the detached level; this adds the level's gradient.
+        moved = (level - level.detach()).view(-1, 1)
+        return UECCorrection(gain * (_GAIN_PER_LEVEL * moved).exp(), [], response=True)
+
+    def apply_start(self, pixels: torch.Tensor, correction: UECCorrection) -> torch.Tensor:
+        """The start curve of ``correction`` on ``(B, 3, ...)`` pixels in ``[0, 1]``: the
+        learnt camera response's exposure change where ``correction.response``, else
+        :func:`apply_start`."""
+        if correction.response:
+            return self.response.expose(pixels, _per_image(correction.gain, pixels))
+        return apply_start(
             pixels, correction.gain, correction.gamma, correction.white, correction.linear
         )
+
+    def apply_correction(self, pixels: torch.Tensor, correction: UECCorrection) -> torch.Tensor:
+        """Apply a known :class:`UECCorrection` to ``(B, 3, ...)`` pixels in ``[0, 1]``."""
+        pixels = self.apply_start(pixels, correction)
         for lam in correction.lambdas:
             pixels = self.corrector(pixels, lam)
         return pixels
@@ -559,7 +583,7 @@ class UEC(Baseline):
         """
         require(batch, "input", "target", "reference", model=self.name)
         image, target = batch["input"], batch["target"]
-        if self.start == "exposure" and self.start_level_source == "data" and self.training:
+        if self.start in self.LEVEL_STARTS and self.start_level_source == "data" and self.training:
             self.observe_targets(target)
         correction = self.correction(image, batch["reference"])
         (pix_in, pix_target), weights = sample_pixels(
@@ -590,10 +614,10 @@ class UEC(Baseline):
         towards ``ref_thumb`` (the monotonicity term's unit; the start alone when there
         are no iterations)."""
         start = self.start_curve(thumb, ref_thumb)
-        pixels = apply_start(pixels, start.gain, start.gamma, start.white, start.linear)
+        pixels = self.apply_start(pixels, start)
         if self.iterations == 0:
             return pixels
-        started = apply_start(thumb, start.gain, start.gamma, start.white, start.linear)
+        started = self.apply_start(thumb, start)
         lam = self.predictor(self.encoder(started), self.encoder(ref_thumb))
         return self.corrector(pixels, lam)
 
