@@ -25,7 +25,7 @@ References
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
 from expokit.core.transfer import (
@@ -68,7 +68,6 @@ def srgb_encode(linear: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= SRGB_LINEAR_BREAK, x * SRGB_SLOPE, high)
 
 
-
 class CameraResponse(nn.Module):
     """Monotonic learnt response: :meth:`decode` encoded ``[0, 1]`` -> relative light
     ``[0, light_at_white]``, :meth:`encode` back (light above ``light_at_white`` clips to 1).
@@ -87,8 +86,8 @@ class CameraResponse(nn.Module):
         super().__init__()
         check_int("camera response", "knots", knots, 2)
         self.register_buffer("encoded", torch.linspace(0, 1, knots + 1), persistent=False)
-        steps = srgb_decode(self.encoded).diff().clamp_min(MIN_STEP)
-        # softplus^-1(steps), so the curve starts as the sRGB decoding
+        steps = srgb_decode(self.encoded).diff().clamp_min(2 * MIN_STEP) - MIN_STEP
+        # softplus^-1(steps), so the curve starts as the sRGB decoding (see light())
         self.step_logits = nn.Parameter(steps + torch.log(-torch.expm1(-steps)))
 
     encoded: torch.Tensor

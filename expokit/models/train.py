@@ -328,7 +328,7 @@ RECIPES: dict[str, TrainConfig] = {
         model_config={
             "feature_size": 32,
             "pixel_samples": 1024,
-            "start": "exposure",
+            "start": "camera",
             "iterations": 0,
         },
         data_options={

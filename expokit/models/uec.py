@@ -10,10 +10,11 @@ The model takes an image and a *reference* whose exposure the output should have
   convolutions (3-64-64-3, LeakyReLU), clamped to ``[0, 1]``;
 * applied :attr:`UEC.iterations` times (3), each time re-encoding the current output.
 
-19,388 network parameters, as the released model (the default "exposure" start adds two learnt
-scalars: 19,390). Losses (training): MSE between the output corrected
-towards another exposure of the same scene and that exposure, plus the monotonicity term
-``mean(relu(out(ref_dark) - out(ref_bright)))`` for two exposures of another scene.
+19,388 network parameters, as the released model; the default "camera" start adds a learnt
+camera response (16 values) and the level's scalars: 19,406 in all. Losses (training): MSE
+between the output corrected towards another exposure of the same scene and that exposure,
+plus the monotonicity term ``mean(relu(out(ref_dark) - out(ref_bright)))`` for two
+exposures of another scene.
 
 Why it trains on a CPU: the corrector is pointwise and the encoder sees only global
 statistics, so a training step encodes small thumbnails and corrects a random sample of
@@ -293,7 +294,12 @@ class UEC(Baseline):
     monotonic_weight
         Weight of the monotonicity term.
     start
-        ``"exposure"`` (default): a gain on linear light where the input is darker than
+        ``"camera"`` (default): a gain on the light of a learnt camera response
+        (:class:`~expokit.models.response.CameraResponse`, ``response_knots`` segments,
+        initialised to sRGB), brightening or darkening, solved to the level of
+        ``"exposure"``; its curve and the level's weight are what it learns (+1.6 dB over
+        ``"exposure"`` on the SICE protocol, see ``docs/models.md``). ``"exposure"``: a gain on
+        linear light where the input is darker than
         the level aimed at, a gamma then a white below 1 where it is brighter; the level
         moves from the reference's towards a learnt one (:meth:`start_curve`; three learnt
         scalars; +2.9 dB over ``"gain_gamma"`` untrained on the SICE protocol, see
@@ -304,19 +310,22 @@ class UEC(Baseline):
         before ``"gain_gamma"`` store it); ``"input"``: they start from the input itself,
         as in the paper. The other starts have no parameters.
     start_level
-        ``"exposure"`` only: ``"data"`` (default): the level aimed at is the running mean
-        of the training targets' mean luma (a buffer, updated in training mode like a
+        ``"exposure"`` and ``"camera"``: ``"data"`` (default): the level aimed at is the
+        running mean of the training targets' mean luma (a buffer, updated in training mode like a
         batch norm's statistics, no gradient); ``"learnt"``: a parameter trained with the
         rest.
     learn_start
-        ``"exposure"`` only: learn the level's weight and the white (False: keep
-        :data:`START_LEVEL_WEIGHT` and :data:`START_WHITE`).
+        ``"exposure"``: learn the level's weight and the white (False: keep
+        :data:`START_LEVEL_WEIGHT` and :data:`START_WHITE`); ``"camera"``: the level's
+        weight and the response curve (False: keep the weight and sRGB).
     max_lambda
         Bound on each iteration's ``lambda``: ``max_lambda * tanh(raw / max_lambda)``
         (None, default: unbounded, as released). An ablation: see ``docs/models.md``.
     network_lr_scale
         The encoder, predictor and corrector train at this times the recipe's lr, the
         start curve's scalars at the lr itself (1: one lr for all). An ablation too.
+    response_knots
+        ``"camera"`` only: segments of the learnt response curve (16).
     """
 
     name = "uec"
@@ -340,7 +349,7 @@ class UEC(Baseline):
         feature_size: int = 128,
         pixel_samples: int = 4096,
         monotonic_weight: float = 1.0,
-        start: str = "exposure",
+        start: str = "camera",
         start_level: str = "data",
         learn_start: bool = True,
         max_lambda: float | None = None,

@@ -3,6 +3,8 @@ carries them."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -220,10 +222,10 @@ def test_a_uec_with_nothing_to_learn_is_refused() -> None:
 
 
 def test_without_iterations_only_the_start_scalars_train() -> None:
-    model = UEC(iterations=0)
+    model = UEC(iterations=0, start="exposure")
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"white_logit", "level_weight_logit"}
-    assert {n for n, p in UEC().named_parameters() if p.requires_grad} > trainable
+    assert {n for n, p in UEC(start="exposure").named_parameters() if p.requires_grad} > trainable
 
 
 def test_max_lambda_bounds_every_lambda() -> None:
@@ -256,8 +258,76 @@ def test_network_lr_scale_splits_the_parameter_groups() -> None:
     names = {id(p): n for n, p in model.named_parameters()}
     scalars, networks = model.parameter_groups()
     assert {names[id(p)] for p in scalars["params"]} == {
-        "white_logit", "level_weight_logit", "level_log",
+        "response.step_logits", "level_weight_logit", "level_log",
     }  # fmt: skip
     assert len(scalars["params"]) + len(networks["params"]) == len(list(model.parameters()))
     with pytest.raises(ModelError, match="network_lr_scale must be > 0"):
         UEC(network_lr_scale=0.0)
+
+
+def _camera_frames(scenes: int, seed: int) -> dict[str, torch.Tensor]:
+    """Brackets of a synthetic camera whose tone curve is not sRGB (a soft shoulder, then
+    clipping): inputs 2 and 1 stops under and over, the target and reference the metered
+    frame, all ``(4 * scenes, 3, 32, 32)``."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(scenes, 3, 4, 4, generator=generator)
+    light = 0.02 + 0.6 * torch.nn.functional.interpolate(coarse, size=32, mode="bilinear") ** 2
+
+    def camera(x: torch.Tensor) -> torch.Tensor:
+        return ((1 - torch.exp(-2.5 * x)) / (1 - math.exp(-2.5))).clamp(0, 1) ** 0.8
+
+    inputs = torch.cat([camera(light * 2.0**ev) for ev in (-2, -1, 1, 2)])
+    target = camera(light).repeat(4, 1, 1, 1)
+    return {"input": inputs, "target": target, "reference": target}
+
+
+def test_camera_start_learns_a_response_that_is_not_srgb() -> None:
+    # The injected truth: frames of a camera with its own curve. The "camera" start learns
+    # it from the pairs and then corrects held-out scenes far better than the sRGB curve.
+    torch.manual_seed(0)
+    train, held_out = _camera_frames(24, seed=1), _camera_frames(8, seed=2)
+    model = UEC(feature_size=16, pixel_samples=512, iterations=0, start="camera")
+    untrained = UEC(feature_size=16, iterations=0, start="camera").eval()
+
+    def error(m: UEC) -> float:
+        with torch.no_grad():
+            out = m.enhance(held_out["input"], held_out["reference"])
+        return float((out - held_out["target"]).pow(2).mean())
+
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.02)
+    for step in range(150):
+        pick = torch.arange(step * 8, step * 8 + 8) % train["input"].shape[0]
+        loss, _ = model.training_loss({k: v[pick] for k, v in train.items()})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    print("camera start held-out MSE, trained / sRGB:", error(model), error(untrained))
+    assert error(model) < 0.35 * error(untrained)
+    # the over-exposed frames clip: their white stands for more light than sRGB's
+    assert model.response.light_at_white > 1.05
+    correction = model.correction(held_out["input"][:1], held_out["reference"][:1])
+    assert correction.response and correction.gamma is None and correction.white is None
+    with torch.no_grad():
+        direct = model.apply_correction(held_out["input"][:1], correction)
+        baked = apply_lut(bake_lut(model, correction, 65), held_out["input"][:1])
+    assert float((baked - direct).abs().mean()) < 0.006
+
+
+def test_camera_start_gains_both_ways_and_its_curve_is_what_learn_start_trains() -> None:
+    generator = torch.Generator().manual_seed(9)
+    scene = 0.1 + 0.6 * torch.rand(2, 3, 32, 32, generator=generator)
+    short, long = srgb_encode(srgb_decode(scene) / 4), srgb_encode(srgb_decode(scene) * 1.5)
+    model = UEC(feature_size=32, iterations=0, start="camera").eval()
+    with torch.no_grad():
+        model.level_weight_logit.fill_(-20.0)  # the reference's level only
+        gains = [float(model.correction(x, scene[:1]).gain) for x in (short[:1], long[:1])]
+    assert gains[0] == pytest.approx(4.0, rel=0.03) and gains[1] == pytest.approx(1 / 1.5, rel=0.05)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"level_weight_logit", "response.step_logits"}
+    frozen = UEC(start="camera", learn_start=False)
+    assert not any(p.requires_grad for p in frozen.response.parameters())
+    with pytest.raises(ModelError, match="'exposure' or 'camera' with learn_start true"):
+        UEC(iterations=0, start="camera", learn_start=False)
+    with pytest.raises(ModelError, match="response_knots must be an integer >= 2"):
+        UEC(start="camera", response_knots=1)
