@@ -329,6 +329,7 @@ RECIPES: dict[str, TrainConfig] = {
             "feature_size": 32,
             "pixel_samples": 1024,
             "start": "camera",
+            "response_knots": 64,
             "iterations": 0,
         },
         data_options={

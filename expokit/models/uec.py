@@ -11,7 +11,7 @@ The model takes an image and a *reference* whose exposure the output should have
 * applied :attr:`UEC.iterations` times (3), each time re-encoding the current output.
 
 19,388 network parameters, as the released model; the default "camera" start adds a learnt
-camera response (16 values) and the level's scalars: 19,406 in all. Losses (training): MSE
+camera response (64 values) and the level's scalars: 19,454 in all. Losses (training): MSE
 between the output corrected towards another exposure of the same scene and that exposure,
 plus the monotonicity term ``mean(relu(out(ref_dark) - out(ref_bright)))`` for two
 exposures of another scene.
@@ -325,7 +325,8 @@ class UEC(Baseline):
         The encoder, predictor and corrector train at this times the recipe's lr, the
         start curve's scalars at the lr itself (1: one lr for all). An ablation too.
     response_knots
-        ``"camera"`` only: segments of the learnt response curve (16).
+        ``"camera"`` only: segments of the learnt response curve (64; on the SICE protocol
+        16, 32, 64 and 128 score 21.93, 22.15, 22.29 and 22.33 dB).
     """
 
     name = "uec"
@@ -354,7 +355,7 @@ class UEC(Baseline):
         learn_start: bool = True,
         max_lambda: float | None = None,
         network_lr_scale: float = 1.0,
-        response_knots: int = 16,
+        response_knots: int = 64,
     ) -> None:
         if start not in self.STARTS:
             raise ModelError(f"uec: start must be one of {', '.join(self.STARTS)}, got {start!r}")

@@ -97,10 +97,10 @@ def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Pa
     config = tiny(seq, run)
     said: list[str] = []
     summary = train(config, progress=False, echo=said.append)
-    # the recipe has no corrector iterations: the "camera" start's response curve (16) and
+    # the recipe has no corrector iterations: the "camera" start's response curve (64) and
     # the level's weight are what trains (the released networks' 19,388 stay frozen); its
     # pairs all target the middle exposure (12 items; 60 with every exposure as a target)
-    assert "model uec (sequence data): 17 trainable parameters" in said[0]
+    assert "model uec (sequence data): 65 trainable parameters" in said[0]
     assert "12 training items" in said[0]
     assert (summary.start_step, summary.step, summary.stopped) == (0, 4, "done")
     assert summary.last_loss is not None and math.isfinite(summary.last_loss)
@@ -119,7 +119,7 @@ def test_uec_trains_logs_and_writes_loadable_checkpoints(seq: Path, tmp_path: Pa
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert float(rows[1]["lr"]) < float(rows[0]["lr"])  # cosine decay
     saved = json.loads((run / "config.json").read_text())
-    assert saved["config"] == config.to_dict() and saved["parameters"] == 17
+    assert saved["config"] == config.to_dict() and saved["parameters"] == 65
     assert root_kind(run) == "run"
     with RootLock(run, "test"):  # released at the end
         pass
@@ -243,7 +243,8 @@ def test_config_file_types_recipes_and_precedence(tmp_path: Path) -> None:
     assert config.steps == 7 and config.lr == 1.0 and isinstance(config.lr, float)
     assert config.crop is None and config.resize == RECIPES["uec"].resize
     assert config.model_config == {
-        "feature_size": 64, "pixel_samples": 1024, "start": "camera", "iterations": 0,
+        "feature_size": 64, "pixel_samples": 1024, "start": "camera", "response_knots": 64,
+        "iterations": 0,
     }  # fmt: skip
     # Tables merge into the recipe's: the pair weights stay, cache is overridden.
     assert config.data_options["cache"] is False and "pair_weights" in config.data_options
@@ -283,7 +284,7 @@ def test_train_command(seq: Path, tmp_path: Path) -> None:
     args += ["--config", str(file), "--steps", "2", "--no-progress"]
     result = CliRunner().invoke(cli, [*args, "--val-every", "0"])
     assert result.exit_code == 0, result.output
-    assert "17 trainable parameters" in result.output
+    assert "65 trainable parameters" in result.output
     assert f"checkpoint: {step_dir(run, 2)}" in result.output
     assert json.loads((run / "config.json").read_text())["config"]["val_every"] == 0
     assert "no validation" not in result.output  # switched off: nothing to report
