@@ -309,11 +309,13 @@ def _check_scalar(key: str, value: Any, hint: Any, prefix: str) -> Any:
 RECIPES: dict[str, TrainConfig] = {
     # The recipe measured on the SICE protocol (docs/models.md, benchmarks/sice_protocol.py):
     # 64 px images, 32 px thumbnails for the features, 1024 sampled pixels, batch 16,
-    # lr 1e-2 cosine to 5 %, the "exposure" start (linear-light gain / gamma and white, with
-    # a learnt level), the middle exposure as the only target, 600 steps (~0.5 CPU-minutes).
-    # No corrector iterations: trained on 11-15 scenes the corrector fits them, not held-out
-    # ones (seeds 0, 1, 2: 20.58, 20.00, 17.96 dB with it, 20.30, 20.25, 20.32 without;
-    # bounding its lambda or slowing its lr did not close that gap).
+    # lr 1e-2 cosine to 5 %, the "camera" start (a gain on the light of a learnt 64-knot
+    # camera response, with a learnt level: 22.29, 22.25, 22.26 dB over seeds 0-2, where the
+    # sRGB "exposure" start scored 20.30), the middle exposure as the only target, 600 steps
+    # (~1 CPU-minute). No corrector iterations: trained on 11-15 scenes the corrector fits
+    # them, not held-out ones (with the "exposure" start, seeds 0-2: 20.58, 20.00, 17.96 dB
+    # with it, 20.30, 20.25, 20.32 without; bounding its lambda or slowing its lr did not
+    # close that gap).
     "uec": TrainConfig(
         model="uec",
         steps=600,
