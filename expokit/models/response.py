@@ -45,8 +45,8 @@ def interpolate(values: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> tor
     """Piecewise-linear ``y(values)`` through knots ``(xs, ys)`` (1-D, ``xs`` increasing),
     any shape of ``values``; inputs beyond the knots are clamped to them. Differentiable in
     ``values``, ``xs`` and ``ys``."""
-    low, high = float(xs[0].detach()), float(xs[-1].detach())
-    inside = values.clamp(low, high)
+    # tensor bounds: no host sync on a GPU
+    inside = torch.minimum(torch.maximum(values, xs[0].detach()), xs[-1].detach())
     index = torch.searchsorted(xs.detach().contiguous(), inside.detach().contiguous())
     index = index.clamp(1, xs.shape[0] - 1)
     x0, x1, y0, y1 = xs[index - 1], xs[index], ys[index - 1], ys[index]
