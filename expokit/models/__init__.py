@@ -10,6 +10,8 @@
 * :mod:`~expokit.models.data`: loaders over dataset format v1 (pairs, sequences, clips);
 * :mod:`~expokit.models.uec`, :mod:`~expokit.models.recnet`, :mod:`~expokit.models.zerodce`,
   :mod:`~expokit.models.video`: the baselines (``expokit train --model NAME``);
+* :mod:`~expokit.models.response`: a learnt camera response curve (the ``"camera"`` start of
+  ``uec``) and the sRGB transfer as differentiable torch functions;
 * :mod:`~expokit.models.reference`: identity, gain and histogram match to a reference, and the
   oracle gain + gamma (peeking) that every table shows beside the models;
 * :mod:`~expokit.models.train`, :mod:`~expokit.models.evaluate`, :mod:`~expokit.models.infer`:

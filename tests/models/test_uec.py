@@ -10,14 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from expokit.models.base import ModelError  # noqa: E402
+from expokit.models.response import srgb_decode, srgb_encode  # noqa: E402
 from expokit.models.uec import (  # noqa: E402
     UEC,
     UECCorrection,
     apply_lut,
     bake_lut,
     mean_luma,
-    srgb_decode,
-    srgb_encode,
     start_gain,
     start_gamma,
 )
