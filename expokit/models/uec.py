@@ -515,11 +515,17 @@ class UEC(Baseline):
             self.target_level.mul_(1 - momentum).add_(momentum * batch_level)
             self.target_level_batches.fill_(batches)
 
+    def _level_goal(self, ref_thumb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean luma ``(B,)`` a level start solves for (no gradient) and ``moved``
+        ``(B, 1)``: zero in value, carrying the level's gradient (the values are solved at
+        the detached level, so ``exp(rate * moved)`` on them adds that gradient)."""
+        level = self.start_level(mean_luma(ref_thumb))
+        return level.detach().exp(), (level - level.detach()).view(-1, 1)
+
     def _exposure_start(
         self, thumb: torch.Tensor, ref_thumb: torch.Tensor, ones: torch.Tensor
     ) -> UECCorrection:
-        level = self.start_level(mean_luma(ref_thumb))
-        goal = level.detach().exp()
+        goal, moved = self._level_goal(ref_thumb)
         darken = (mean_luma(thumb) > goal).view(-1, 1)
         white = 0.5 + 0.5 * torch.sigmoid(self.white_logit)
         linear = srgb_decode(thumb)
@@ -533,8 +539,6 @@ class UEC(Baseline):
             lambda g: mean_luma(base ** _per_image(g, base) * white_now),
             goal, -math.log(4.0), math.log(MAX_START_GAMMA), rising=False,
         )  # fmt: skip
-        # The values are solved at the detached level; this adds the level's gradient.
-        moved = (level - level.detach()).view(-1, 1)
         return UECCorrection(
             torch.where(darken, ones, gain * (_GAIN_PER_LEVEL * moved).exp()), [],
             torch.where(darken, gamma * (-_GAMMA_PER_LEVEL * moved).exp(), ones),
@@ -542,16 +546,14 @@ class UEC(Baseline):
         )  # fmt: skip
 
     def _camera_start(self, thumb: torch.Tensor, ref_thumb: torch.Tensor) -> UECCorrection:
-        level = self.start_level(mean_luma(ref_thumb))
-        goal = level.detach().exp()
-        light = self.response.decode(thumb)
+        goal, moved = self._level_goal(ref_thumb)
+        with torch.no_grad():  # only the solve reads it
+            light = self.response.decode(thumb)
         gain = solve_log(
             lambda k: mean_luma(self.response.encode(light * _per_image(k, light))),
             goal, -math.log(MAX_START_GAIN), math.log(MAX_START_GAIN), rising=True,
             rounds=CAMERA_SOLVE_ROUNDS,
         )  # fmt: skip
-        # Solved at the detached level; this adds the level's gradient.
-        moved = (level - level.detach()).view(-1, 1)
         return UECCorrection(gain * (_GAIN_PER_LEVEL * moved).exp(), [], response=True)
 
     def apply_start(self, pixels: torch.Tensor, correction: UECCorrection) -> torch.Tensor:
