@@ -297,7 +297,7 @@ class UEC(Baseline):
         ``"camera"`` (default): a gain on the light of a learnt camera response
         (:class:`~expokit.models.response.CameraResponse`, ``response_knots`` segments,
         initialised to sRGB), brightening or darkening, solved to the level of
-        ``"exposure"``; its curve and the level's weight are what it learns (+1.6 dB over
+        ``"exposure"``; its curve and the level's weight are what it learns (+2.0 dB over
         ``"exposure"`` on the SICE protocol, see ``docs/models.md``). ``"exposure"``: a gain on
         linear light where the input is darker than
         the level aimed at, a gamma then a white below 1 where it is brighter; the level
@@ -336,7 +336,7 @@ class UEC(Baseline):
     #: The starts with a learnt level (and learnt scalars or curve)
     LEVEL_STARTS = ("exposure", "camera")
     START_LEVELS = ("data", "learnt")
-    #: ``"exposure"`` start, ``start_level="data"``: the running training-target level and
+    #: :attr:`LEVEL_STARTS`, ``start_level="data"``: the running training-target level and
     #: how many batches it has seen (buffers, saved with the weights)
     target_level: torch.Tensor
     target_level_batches: torch.Tensor
