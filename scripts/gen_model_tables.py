@@ -41,6 +41,7 @@ _REGION = re.compile(
 SICE_LABELS = {
     "uec": "`uec`",
     "recnet": "`recnet`",
+    "zerodce": "`zerodce`",
     "gain_to_reference": "global gain to reference",
     "histogram_match": "histogram match",
     "identity": "identity",

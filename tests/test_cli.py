@@ -178,14 +178,20 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # Each short run beside the shipped weights, scored on the same split and reference;
     # their states are not asserted (the weights get retrained), their form is.
     models = json.loads((out / "demo.json").read_text())["models"]
-    assert [m["model"] for m in models] == ["uec", "uec_pretrained", "video", "video_pretrained"]
-    for short, shipped in (models[0:2], models[2:4]):
+    assert [m["model"] for m in models] == [
+        "uec", "uec_pretrained", "recnet_pretrained", "zerodce_pretrained",
+        "video", "video_pretrained",
+    ]  # fmt: skip
+    # every model's shipped weights, the still ones beside the uec run
+    for run, weights in ((0, 1), (0, 2), (0, 3), (4, 5)):
+        short, shipped = models[run], models[weights]
         assert short["weights"] == "trained here" and shipped["weights"] == "shipped"
         assert short["reference"] == shipped["reference"]
         assert short["label"].startswith("trained here for ")
         assert shipped["label"].startswith("shipped weights (")
         assert shipped["held_out"] in (True, False, None)
-        assert shipped["text"].startswith(f"{short['model']} shipped weights: ")
+        name = shipped["model"].removesuffix("_pretrained")
+        assert shipped["text"].startswith(f"{name} shipped weights: ")
         assert (out / "evaluation" / shipped["model"] / "summary.json").is_file()
     for model in models:
         assert model["state"] in ("ok", "BELOW", "UNFAIR")

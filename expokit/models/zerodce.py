@@ -11,10 +11,11 @@ Network (10,561 parameters, as Zero-DCE++): seven depthwise-separable 3x3 convol
 (depthwise 3x3 then pointwise 1x1), 32 channels, ReLU, with the symmetric skip
 concatenations 3+4 -> 5, 2+5 -> 6, 1+6 -> 7 and ``tanh`` on the 3-channel output.
 
-Training uses no target at all (zero-reference): spatial consistency (1x), exposure control
-towards the well-exposed level ``E = 0.6`` on 16x16 patches (10x), colour constancy (5x) and
-illumination smoothness of the curve map (1600x), Zero-DCE++'s weights. The dataset's
-target is ignored in training; evaluation still scores the output against it.
+By default training uses no target at all (zero-reference): spatial consistency (1x),
+exposure control towards the well-exposed level ``E = 0.6`` on 16x16 patches (10x), colour
+constancy (5x) and illumination smoothness of the curve map (1600x), Zero-DCE++'s weights.
+The dataset's target is then ignored in training; evaluation still scores the output
+against it.
 
 What it can and cannot do: it brightens (its purpose: low light). The curve could dim
 (``r > 0``) and the exposure-control term pulls *every* 16x16 patch towards one grey level,
@@ -22,6 +23,12 @@ but trained on mixed inputs it learnt a brightening curve that made over-exposed
 worse than doing nothing (``docs/models.md``); clipped highlights are a fixed point of the
 curve (``x = 1`` stays 1), so nothing lost in an over-exposed input comes back, and a scene
 that should be dark or bright overall is pulled towards the one level.
+
+Two options, both off by default (Zero-DCE++ as published), make it an exposure corrector
+that learns from pairs (what the shipped weights use): ``target_weight`` adds an L1 term
+against the pair's target, and ``white_level`` predicts a white level ``w`` in ``(0, 1]``
+beside ``r``, applied after the curve (``out = w * curve(x)``), so a clipped highlight can
+come down. With ``max_curve_side`` 8 the network sees the whole image.
 
 References
 ----------
@@ -74,6 +81,13 @@ class ZeroDCEConfig:
     exposure_weight: float = 10.0
     colour_weight: float = 5.0
     smoothness_weight: float = 1600.0
+    #: Weight of an L1 term against the pair's target; 0 (the default) is Zero-DCE++ as
+    #: published, zero-reference. Above 0 the same network and curve learn from pairs.
+    target_weight: float = 0.0
+    #: Also predict a white level ``w`` in ``(0, 1]`` per pixel and channel, applied after
+    #: the curve (``out = w * curve(x)``). Off (the default) is Zero-DCE++: its curve keeps
+    #: ``x = 1`` at 1, so a clipped highlight can never come down to the grey it should be.
+    white_level: bool = False
 
     def __post_init__(self) -> None:
         for key in ("channels", "iterations", "scale_factor", "exposure_patch", "spatial_patch"):
@@ -85,7 +99,13 @@ class ZeroDCEConfig:
             raise ModelError(
                 f"zerodce: exposure_level must be in (0, 1), got {self.exposure_level}"
             )
-        for key in ("spatial_weight", "exposure_weight", "colour_weight", "smoothness_weight"):
+        for key in (
+            "spatial_weight",
+            "exposure_weight",
+            "colour_weight",
+            "smoothness_weight",
+            "target_weight",
+        ):
             check_number("zerodce", key, getattr(self, key))
 
 
@@ -103,21 +123,32 @@ class SeparableConv(nn.Module):
 
 class CurveNet(nn.Module):
     """Zero-DCE++'s curve estimator: ``(B, 3, h, w)`` in ``[0, 1]`` -> ``r`` ``(B, 3, h, w)``
-    in ``[-1, 1]``."""
+    in ``[-1, 1]``; with ``white_level`` ``(B, 6, h, w)``: ``r`` then the white level ``w``
+    in ``(0, 1]`` (``2 ** -softplus(z)``, ``~0.99`` at the start)."""
 
-    def __init__(self, channels: int = 32) -> None:
+    def __init__(self, channels: int = 32, white_level: bool = False) -> None:
         super().__init__()
         c = channels
+        self.white_level = white_level
         self.conv1 = SeparableConv(3, c)
         self.conv2 = SeparableConv(c, c)
         self.conv3 = SeparableConv(c, c)
         self.conv4 = SeparableConv(c, c)
         self.conv5 = SeparableConv(2 * c, c)
         self.conv6 = SeparableConv(2 * c, c)
-        self.conv7 = SeparableConv(2 * c, 3)
-        for module in self.modules():  # Zero-DCE's init: N(0, 0.02) -> r ~ 0, near identity
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, 0.0, 0.02)
+        self.conv7 = SeparableConv(2 * c, 6 if white_level else 3)
+        # r ~ 0 at the start (near identity) from the output layer alone. Zero-DCE's
+        # N(0, 0.02) on every convolution is not used: with separable convolutions (fan-in 9
+        # and 32) it shrinks the signal ~100x per layer, so the network starts blind to its
+        # input (an input dimmed 3x moved r by ~3e-6) and only the output biases learn, one
+        # global curve whatever the image. The body keeps PyTorch's default init.
+        out = self.conv7.point
+        assert out.bias is not None  # nn.Conv2d's default bias=True
+        nn.init.normal_(out.weight, 0.0, 0.02)
+        nn.init.zeros_(out.bias)
+        if white_level:
+            with torch.no_grad():
+                out.bias[3:] = -4.0  # w = 2^-softplus(-4) ~ 0.987: near no change
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = F.relu(self.conv1(x))
@@ -126,7 +157,10 @@ class CurveNet(nn.Module):
         x4 = F.relu(self.conv4(x3))
         x5 = F.relu(self.conv5(torch.cat([x3, x4], 1)))
         x6 = F.relu(self.conv6(torch.cat([x2, x5], 1)))
-        return torch.tanh(self.conv7(torch.cat([x1, x6], 1)))
+        z = self.conv7(torch.cat([x1, x6], 1))
+        if not self.white_level:
+            return torch.tanh(z)
+        return torch.cat([torch.tanh(z[:, :3]), torch.exp2(-F.softplus(z[:, 3:]))], 1)
 
 
 def apply_curve(image: torch.Tensor, curve: torch.Tensor, iterations: int = 8) -> torch.Tensor:
@@ -157,7 +191,7 @@ class ZeroDCE(Baseline):
         settings = ZeroDCEConfig(**config)
         super().__init__(**asdict(settings))
         self.settings = settings
-        self.net = CurveNet(self.settings.channels)
+        self.net = CurveNet(self.settings.channels, self.settings.white_level)
 
     def curve_factor(self, height: int, width: int) -> float:
         """Downscale factor of the curve estimation for an ``height x width`` input."""
@@ -168,8 +202,9 @@ class ZeroDCE(Baseline):
         return factor
 
     def curve(self, image: torch.Tensor) -> torch.Tensor:
-        """Curve map ``r`` ``(B, 3, H, W)`` in ``[-1, 1]`` for ``image`` ``(B, 3, H, W)``,
-        estimated on a downscaled copy (see :meth:`curve_factor`) and upsampled bilinearly."""
+        """Curve map ``r`` ``(B, 3, H, W)`` in ``[-1, 1]`` for ``image`` ``(B, 3, H, W)``
+        (with ``white_level``: ``(B, 6, H, W)``, ``r`` then ``w``), estimated on a downscaled
+        copy (see :meth:`curve_factor`) and upsampled bilinearly."""
         h, w = image.shape[-2:]
         factor = self.curve_factor(h, w)
         if factor <= 1:
@@ -182,9 +217,12 @@ class ZeroDCE(Baseline):
         return F.interpolate(r, size=(h, w), mode="bilinear", align_corners=False)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Enhanced image and curve map, both ``(B, 3, H, W)``."""
-        r = self.curve(image)
-        return apply_curve(image, r, self.settings.iterations), r
+        """Enhanced image ``(B, 3, H, W)`` and the maps of :meth:`curve`."""
+        maps = self.curve(image)
+        out = apply_curve(image, maps[:, :3], self.settings.iterations)
+        if self.settings.white_level:
+            out = out * maps[:, 3:]
+        return out, maps
 
     def enhance(self, image: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
         """``image`` ``(B, 3, H, W)`` in ``[0, 1]`` enhanced, same shape, in ``[0, 1]``;
@@ -194,10 +232,12 @@ class ZeroDCE(Baseline):
         return out.clamp(0, 1)
 
     def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Zero-reference loss on ``batch["input"]`` (``target`` is not used)."""
-        require(batch, "input", model=self.name)
-        image = check_image(batch["input"], "input")
+        """Zero-reference loss on ``batch["input"]``; ``batch["target"]`` is used only when
+        ``target_weight`` > 0 (an L1 term inside ``batch["mask"]``)."""
         s = self.settings
+        paired = s.target_weight > 0
+        require(batch, "input", *(("target",) if paired else ()), model=self.name)
+        image = check_image(batch["input"], "input")
         if min(image.shape[-2:]) < s.exposure_patch:
             raise ModelError(
                 f"zerodce: training crops must be at least {s.exposure_patch}px "
@@ -217,4 +257,8 @@ class ZeroDCE(Baseline):
             + s.colour_weight * parts["colour"]
             + s.smoothness_weight * parts["smoothness"]
         )
+        if paired:
+            target = check_image(batch["target"], "target")
+            parts["target"] = losses.masked_l1(out, target, mask)
+            loss = loss + s.target_weight * parts["target"]
         return loss, {k: float(v.detach()) for k, v in parts.items()}

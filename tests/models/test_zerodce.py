@@ -116,3 +116,69 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     image = torch.rand(1, 3, 21, 30)
     with torch.no_grad():
         assert torch.allclose(loaded.enhance(image), model.enhance(image))
+
+
+def test_the_network_sees_its_input_at_the_start() -> None:
+    # Zero-DCE's N(0, 0.02) on every separable convolution left the network blind to its
+    # input (dimming it 3x moved r by ~3e-6): only the output biases could learn.
+    torch.manual_seed(0)
+    model = create_model("zerodce")
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        change = (model.curve(image) - model.curve(image / 3)).abs().mean()
+        start = model.curve(image).abs().max()
+    assert float(change) > 1e-4
+    assert float(start) < 0.2  # still near the identity curve
+
+
+def _fit(model: ZeroDCE, batch: dict[str, torch.Tensor], steps: int) -> float:
+    optimiser = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for _ in range(steps):
+        loss, _ = model.training_loss(batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        return float((model.enhance(batch["input"]) - batch["target"]).abs().mean())
+
+
+def test_target_weight_learns_from_pairs() -> None:
+    dark = _dark_batch(2, 32)
+    batch = {**dark, "target": (dark["input"] * 3).clamp(0, 1)}  # the truth: +1.6 EV
+    model = create_model("zerodce", target_weight=10.0, exposure_weight=0.0)
+    with pytest.raises(ModelError, match="needs batch keys"):
+        model.training_loss(dark)
+    _, parts = model.training_loss(batch)
+    assert "target" in parts
+    before = float((batch["input"] - batch["target"]).abs().mean())
+    torch.manual_seed(0)
+    assert _fit(model, batch, 60) < 0.25 * before
+    other = {**batch, "target": torch.rand_like(batch["target"])}
+    with torch.no_grad():
+        assert float(model.training_loss(other)[0]) != float(model.training_loss(batch)[0])
+
+
+def test_white_level_brings_clipped_highlights_down() -> None:
+    # An over-exposed input with a clipped sky (1.0) whose truth is 0.7: the curve alone
+    # keeps 1 at 1; the white level is what can reach the truth.
+    torch.manual_seed(0)
+    scene = 0.3 + 0.4 * _dark_batch(2, 32)["input"] / 0.2
+    image = torch.cat([scene[..., :16], torch.ones_like(scene[..., 16:])], -1)
+    target = torch.cat([scene[..., :16] * 0.7, torch.full_like(scene[..., 16:], 0.7)], -1)
+    batch = {"input": image, "target": target, "mask": torch.ones_like(image[:, :1])}
+    errors = {}
+    for white in (False, True):
+        torch.manual_seed(0)
+        model = create_model("zerodce", target_weight=10.0, exposure_weight=0.0,
+                             white_level=white)  # fmt: skip
+        if white:
+            assert parameter_count(model) == 10_561 + 3 * 64 + 3
+            with torch.no_grad():
+                w = model.curve(image)[:, 3:]
+            assert float(w.min()) > 0.95 and float(w.max()) <= 1.0
+        _fit(model, batch, 80)
+        with torch.no_grad():
+            out = model.enhance(image)
+        errors[white] = float((out[..., 16:] - 0.7).abs().mean())
+    assert errors[False] > 0.25  # the clipped sky stays near 1
+    assert errors[True] < 0.1
