@@ -69,6 +69,13 @@ def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> N
     default=None,
     help="Learning rate [recipe default].",
 )
+@click.option(
+    "--ema-decay",
+    type=FiniteFloatRange(min=0, max=1, max_open=True),
+    default=None,
+    help="Validate and save a moving average of the weights with this decay per step "
+    "(e.g. 0.99; 0: off) [recipe default].",
+)
 @seed_option(default=None, help="Random seed of weights, crops and order [recipe: 0].")
 @click.option("--crop", type=click.IntRange(min=0), default=None, help="Crop size (0: none).")
 @loader_workers_option()
@@ -91,6 +98,7 @@ def train(
     device: str | None,
     batch_size: int | None,
     lr: float | None,
+    ema_decay: float | None,
     seed: int | None,
     crop: int | None,
     num_workers: int | None,
@@ -126,6 +134,7 @@ def train(
         "device": device if given_on_command_line(ctx, "device") else None,
         "batch_size": batch_size,
         "lr": lr,
+        "ema_decay": ema_decay,
         "seed": seed,
         "crop": crop,
         "num_workers": num_workers,

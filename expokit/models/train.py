@@ -40,12 +40,13 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any, cast, get_type_hints
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from expokit import __version__
 from expokit.core import toml as tomllib
@@ -150,6 +151,11 @@ class TrainConfig:
     final_lr: float = 0.05
     #: gradient-norm clip (0: off)
     grad_clip: float = 0.0
+    #: decay per step of an exponential moving average of the weights (0: off; e.g. 0.99).
+    #: When on, validation, the best checkpoint and every step checkpoint's weights are the
+    #: average (what inference loads); the step checkpoints keep the trained weights in
+    #: their training state, so ``--resume`` goes on exactly.
+    ema_decay: float = 0.0
     crop: int | None = 128
     resize: int | None = None
     flip: bool = True
@@ -197,6 +203,10 @@ class TrainConfig:
         need(
             math.isfinite(self.grad_clip) and self.grad_clip >= 0,
             f"grad_clip must be a finite number >= 0 (0: off), got {self.grad_clip}",
+        )
+        need(
+            0 <= self.ema_decay < 1,
+            f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}",
         )
         need(self.crop is None or self.crop >= 1, f"crop must be >= 1 or 0 (off), got {self.crop}")
         need(
@@ -1114,6 +1124,7 @@ def train(
             validation=start.validation, say=say, start=start.step,
             elapsed_before=elapsed_before,
             amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp),
+            ema=_build_ema(config, model, start.checkpoint),
         )  # fmt: skip
         loader = _build_loader(config, dataset, world, start.step)
         trainer.log, trainer.board = _open_outputs(trainer, kind, start.checkpoint)
@@ -1179,8 +1190,15 @@ class _Trainer:
     start: int
     elapsed_before: float
     amp_dtype: torch.dtype | None
+    #: the moving average of the weights (``ema_decay``), None when off
+    ema: AveragedModel | None = None
     log: _CsvLog | None = None
     board: Any = None
+
+    @property
+    def scored(self) -> Baseline:
+        """The weights validated and saved: the moving average when on, else the model."""
+        return self.model if self.ema is None else cast("Baseline", self.ema.module)
 
 
 @dataclass
@@ -1326,6 +1344,25 @@ def _build_optimizer(
     return optimizer, scheduler, scaler, elapsed_before
 
 
+def _build_ema(
+    config: TrainConfig, model: Baseline, checkpoint: Path | None
+) -> AveragedModel | None:
+    """The moving average of ``model``'s weights (``ema_decay``; None when off), resumed from
+    ``checkpoint`` when it holds one (its weights; else the average starts at ``model``'s).
+    Buffers are the model's, not averaged (some count, like ``uec``'s level batches)."""
+    if not config.ema_decay:
+        return None
+    ema = AveragedModel(
+        model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False
+    )
+    if checkpoint is not None:
+        state = _read_training_state(checkpoint / STATE_FILE)
+        if state.trained_weights is not None:
+            _restore_weights(checkpoint, cast("Baseline", ema.module))
+            ema.n_averaged.fill_(state.ema_updates)
+    return ema
+
+
 def _wrap_for_world(model: Baseline, world: World, device: torch.device) -> nn.Module:
     """The module whose ``forward`` is the training loss: DistributedDataParallel under
     torchrun (it synchronises gradients in backward), the plain :class:`_LossModule` else."""
@@ -1457,6 +1494,8 @@ def _train_step(
     trainer.scaler.step(optimizer)
     trainer.scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    if trainer.ema is not None:
+        trainer.ema.update_parameters(trainer.model)
     lr = optimizer.param_groups[0]["lr"]
     trainer.scheduler.step()
     return flags, keys, lr
@@ -1513,12 +1552,14 @@ def _validate_if_due(trainer: _Trainer, state: _LoopState, last_step: bool) -> f
     if validation.off is not None or not (state.step % config.val_every == 0 or last_step):
         return None
     step = state.step
-    val = _val_step(trainer.validator, trainer.model, trainer.device, trainer.world, step)
+    val = _val_step(trainer.validator, trainer.scored, trainer.device, trainer.world, step)
     if not math.isnan(val) and (state.best is None or val > state.best["psnr"]):
         state.best = {"step": step, "psnr": val, "path": None}
         if trainer.world.main:
             state.best["path"] = str(
-                _save_best(trainer.model, trainer.run, step, config, trainer.world, validation, val)
+                _save_best(
+                    trainer.scored, trainer.run, step, config, trainer.world, validation, val
+                )
             )
     return val
 
@@ -1562,7 +1603,7 @@ def _checkpoint_if_due(trainer: _Trainer, state: _LoopState, time_up: bool) -> N
     state.saved = _save(
         trainer.model, trainer.run, step, config, trainer.optimizer, trainer.scheduler,
         trainer.scaler, trainer.world,
-        trainer.elapsed_before + time.monotonic() - state.began, trainer.start,
+        trainer.elapsed_before + time.monotonic() - state.began, trainer.start, trainer.ema,
     )  # fmt: skip
 
 
@@ -1669,13 +1710,15 @@ def _save(
     world: World,
     elapsed: float,
     start: int,
+    ema: AveragedModel | None = None,
 ) -> Path:
-    """Gather every rank's RNG state; rank 0 writes the step folder."""
+    """Gather every rank's RNG state; rank 0 writes the step folder (with ``ema``: the
+    average as its weights, the trained weights in the training state)."""
     states = _gather(world, rng_state())
     folder = step_folder(run, step)
     if world.main:
         save_checkpoint(
-            model,
+            model if ema is None else cast("Baseline", ema.module),
             run,
             step,
             extra_meta={"train_config": config.to_dict(), "world_size": world.size},
@@ -1687,6 +1730,8 @@ def _save(
                 rng=list(states),
                 world_size=world.size,
                 elapsed_s=elapsed,
+                trained_weights=None if ema is None else model.state_dict(),
+                ema_updates=0 if ema is None else int(ema.n_averaged),
             ).to_dict(),
         )
     return folder
@@ -1708,6 +1753,10 @@ class TrainingState:
         How many ranks the run had (None in a file without it: the RNGs are not restored).
     elapsed_s
         Seconds trained so far (>= 0).
+    trained_weights, ema_updates
+        With ``ema_decay``: the trained weights' ``state_dict()`` (the folder's weights are
+        their moving average) and how many steps the average has taken in; None and 0
+        without.
     """
 
     step: int | None
@@ -1717,6 +1766,8 @@ class TrainingState:
     rng: list[Any] = field(default_factory=list)
     world_size: int | None = None
     elapsed_s: float = 0.0
+    trained_weights: dict[str, Any] | None = None
+    ema_updates: int = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path) -> TrainingState:
@@ -1750,9 +1801,19 @@ class TrainingState:
                 raise CheckpointError(
                     f"{path}: {key} must be a whole number >= {minimum}, got {value!r}"
                 )
+        trained = data.get("trained_weights")
+        if trained is not None and not isinstance(trained, dict):
+            kind = type(trained).__name__
+            raise CheckpointError(f"{path}: trained_weights must be a state dict, got a {kind}")
+        updates = data.get("ema_updates", 0)
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise CheckpointError(
+                f"{path}: ema_updates must be a whole number >= 0, got {updates!r}"
+            )
         return cls(
-            step=step, rng=list(rng), world_size=world_size, elapsed_s=float(elapsed), **parts
-        )
+            step=step, rng=list(rng), world_size=world_size, elapsed_s=float(elapsed),
+            trained_weights=trained, ema_updates=updates, **parts,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """The object ``torch.save`` writes (the keys of every earlier expokit)."""
@@ -1764,6 +1825,12 @@ class TrainingState:
             "rng": self.rng,
             "world_size": self.world_size,
             "elapsed_s": self.elapsed_s,
+            # only with a moving average: a file without them is what earlier expokit wrote
+            **(
+                {"trained_weights": self.trained_weights, "ema_updates": self.ema_updates}
+                if self.trained_weights is not None
+                else {}
+            ),
         }
 
 
@@ -1785,6 +1852,11 @@ def _restore(
     _restore_weights(folder, model)
     path = folder / STATE_FILE
     state = _read_training_state(path)
+    if state.trained_weights is not None:  # the folder's weights are their moving average
+        try:
+            model.load_state_dict(state.trained_weights)
+        except (RuntimeError, KeyError) as exc:
+            raise CheckpointError(f"{path}: trained_weights do not fit the model: {exc}") from exc
     parts = (
         ("optimizer", state.optimizer, optimizer),
         ("scheduler", state.scheduler, scheduler),

@@ -157,6 +157,51 @@ def test_resume_is_exact_warns_on_change_and_refuses_a_used_folder(
         train(longer.replace(steps=8), resume=True, progress=False, echo=lambda _: None)
 
 
+def test_ema_saves_the_average_and_resumes_exactly(seq: Path, tmp_path: Path) -> None:
+    # The average does not change what is trained: the trained weights of an ema run are
+    # a plain run's, and its checkpoint after 2 steps holds their average, w1 + d (w2 - w1)
+    # from w1 (the first update copies), by hand.
+    plain, averaged = tmp_path / "plain", tmp_path / "ema"
+    decay = 0.25
+    train(tiny(seq, plain, ckpt_every=1), progress=False, echo=lambda _: None)
+    config = tiny(seq, averaged, ckpt_every=1, ema_decay=decay)
+    train(config, progress=False, echo=lambda _: None)
+    w1, w2 = _weights(step_dir(plain, 1)), _weights(step_dir(plain, 2))
+    saved = _weights(step_dir(averaged, 2))
+    state = torch.load(step_dir(averaged, 2) / "training_state.pt", weights_only=True)
+    assert state["ema_updates"] == 2
+    trained = state["trained_weights"]
+    parameters = {name for name, _ in load_model(step_dir(plain, 1))[0].named_parameters()}
+    moved = [k for k in parameters if not torch.equal(w1[k], w2[k])]
+    assert moved  # the test means something only if a step changed weights
+    for key in w1:
+        assert torch.equal(trained[key], w2[key]), key
+        if key in parameters:
+            expected = w1[key] + (1 - decay) * (w2[key] - w1[key])
+            assert torch.allclose(saved[key], expected, atol=1e-7), key
+        else:  # buffers (the running level, its batch count) are the model's, not averaged
+            assert torch.equal(saved[key], w2[key]), key
+    assert any(not torch.equal(saved[k], w2[k]) for k in moved)
+    # Resume from step 2 (as if killed after it): the straight run's average and weights.
+    straight = step_dir(averaged, 4)
+    kept = tmp_path / "straight"
+    shutil.copytree(straight, kept)
+    for step in (3, 4):
+        shutil.rmtree(step_dir(averaged, step))
+    train(config, resume=True, progress=False, echo=lambda _: None)
+    assert all(torch.equal(_weights(kept)[k], _weights(straight)[k]) for k in w1)
+    before = torch.load(kept / "training_state.pt", weights_only=True)
+    after = torch.load(straight / "training_state.pt", weights_only=True)
+    assert after["ema_updates"] == before["ema_updates"] == 4
+    assert all(torch.equal(before["trained_weights"][k], after["trained_weights"][k]) for k in w1)
+    # What eval and infer load is the average.
+    model, _ = load_model(straight, expect="uec")
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], _weights(straight)[k]) for k in w1)
+    with pytest.raises(TrainError, match=r"ema_decay must be in \[0, 1\)"):
+        tiny(seq, tmp_path / "bad", ema_decay=1.0)
+
+
 def test_parameter_groups_keep_their_lr_scale_when_resumed(seq: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     model_config = {"feature_size": 32, "pixel_samples": 128, "iterations": 1}
