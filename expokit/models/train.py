@@ -359,8 +359,11 @@ RECIPES: dict[str, TrainConfig] = {
             },
         },
     ),
-    # Measured on the 22 SICE scenes (2 folds, docs/models.md): ~3 and ~2 CPU-minutes.
-    "recnet": TrainConfig(model="recnet", steps=900, batch_size=8, lr=2e-3, crop=64),
+    # Measured on the 22 SICE scenes (2 folds, docs/models.md): ~3 and ~2 CPU-minutes. The
+    # moving average of recnet's weights: 19.30 dB there against 19.05 without (both folds up).
+    "recnet": TrainConfig(
+        model="recnet", steps=900, batch_size=8, lr=2e-3, crop=64, ema_decay=0.995
+    ),
     "zerodce": TrainConfig(model="zerodce", steps=600, batch_size=8, lr=1e-3, crop=64),
     # The clip window follows the model's ``frames`` (model_config), 3 by default.
     "video": TrainConfig(model="video", steps=1000, batch_size=4, lr=5e-4, crop=96),

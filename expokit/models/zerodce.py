@@ -87,6 +87,7 @@ class ZeroDCEConfig:
     #: Also predict a white level ``w`` in ``(0, 1]`` per pixel and channel, applied after
     #: the curve (``out = w * curve(x)``). Off (the default) is Zero-DCE++: its curve keeps
     #: ``x = 1`` at 1, so a clipped highlight can never come down to the grey it should be.
+    #: The smoothness term covers ``w`` as it covers ``r``.
     white_level: bool = False
 
     def __post_init__(self) -> None:
