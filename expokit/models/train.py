@@ -1116,7 +1116,7 @@ def train(
         n_params = parameter_count(model)
         start = _agree_on_start(config, resume, world, kind, frames, cleanup)
         _announce(say, config, kind, n_params, dataset, device, world, start, resume)
-        optimizer, scheduler, scaler, elapsed_before = _build_optimizer(
+        optimizer, scheduler, scaler, restored = _build_optimizer(
             config, model, device, world, start.checkpoint
         )
         trainer = _Trainer(
@@ -1125,9 +1125,9 @@ def train(
             wrapped=_wrap_for_world(model, world, device), optimizer=optimizer,
             scheduler=scheduler, scaler=scaler, dataset=dataset, validator=start.validator,
             validation=start.validation, say=say, start=start.step,
-            elapsed_before=elapsed_before,
+            elapsed_before=0.0 if restored is None else restored.elapsed_s,
             amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp),
-            ema=_build_ema(config, model, start.checkpoint),
+            ema=_build_ema(config, model, start.checkpoint, restored),
         )  # fmt: skip
         loader = _build_loader(config, dataset, world, start.step)
         trainer.log, trainer.board = _open_outputs(trainer, kind, start.checkpoint)
@@ -1328,11 +1328,15 @@ def _announce(
 def _build_optimizer(
     config: TrainConfig, model: Baseline, device: torch.device, world: World, checkpoint: Any
 ) -> tuple[
-    torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler, float
+    torch.optim.Optimizer,
+    torch.optim.lr_scheduler.LRScheduler,
+    torch.amp.GradScaler,
+    TrainingState | None,
 ]:
     """AdamW, the warm-up/decay schedule (:func:`lr_factor`) and the fp16 grad scaler; each
     rank's own seed; then ``checkpoint``'s weights and training state (RNGs included, so a
-    resumed run draws what the first one would have). Also the seconds trained before."""
+    resumed run draws what the first one would have). Also that state (None: no
+    checkpoint)."""
     groups = [
         {**group, "lr": config.lr * group.get("lr_scale", 1.0)}
         for group in model.parameter_groups()
@@ -1340,29 +1344,31 @@ def _build_optimizer(
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    elapsed_before = 0.0
+    restored = None
     seed_everything(config.seed * 1000 + world.rank + 1)
     if checkpoint is not None:
-        elapsed_before = _restore(checkpoint, model, optimizer, scheduler, scaler, world, config)
-    return optimizer, scheduler, scaler, elapsed_before
+        restored = _restore(checkpoint, model, optimizer, scheduler, scaler, world, config)
+    return optimizer, scheduler, scaler, restored
 
 
 def _build_ema(
-    config: TrainConfig, model: Baseline, checkpoint: Path | None
+    config: TrainConfig,
+    model: Baseline,
+    checkpoint: Path | None,
+    restored: TrainingState | None,
 ) -> AveragedModel | None:
     """The moving average of ``model``'s weights (``ema_decay``; None when off), resumed from
-    ``checkpoint`` when it holds one (its weights; else the average starts at ``model``'s).
-    Buffers are the model's, not averaged (some count, like ``uec``'s level batches)."""
+    ``checkpoint`` when its training state (``restored``) says its weights are one; else the
+    average starts at ``model``'s. Buffers are the model's, not averaged (some count, like
+    ``uec``'s level batches)."""
     if not config.ema_decay:
         return None
     ema = AveragedModel(
         model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False
     )
-    if checkpoint is not None:
-        state = _read_training_state(checkpoint / STATE_FILE)
-        if state.trained_weights is not None:
-            _restore_weights(checkpoint, cast("Baseline", ema.module))
-            ema.n_averaged.fill_(state.ema_updates)
+    if checkpoint is not None and restored is not None and restored.trained_weights is not None:
+        _restore_weights(checkpoint, cast("Baseline", ema.module))
+        ema.n_averaged.fill_(restored.ema_updates)
     return ema
 
 
@@ -1845,12 +1851,14 @@ def _restore(
     scaler: torch.amp.GradScaler,
     world: World,
     config: TrainConfig,
-) -> float:
-    """Load weights and training state of ``folder``; return the seconds trained so far.
+) -> TrainingState:
+    """Load weights and training state of ``folder``; return that state (the seconds
+    trained so far are its ``elapsed_s``).
 
-    In order: the weights, the training state file, the optimizer/scheduler/scaler states,
-    the seconds trained, the (possibly changed) config's lr and weight decay, this rank's
-    RNG states; each damaged part is a :class:`CheckpointError` naming its file.
+    In order: the weights, the training state file, the trained weights when the folder's
+    are their moving average, the optimizer/scheduler/scaler states, the (possibly changed)
+    config's lr and weight decay, this rank's RNG states; each damaged part is a
+    :class:`CheckpointError` naming its file.
     """
     _restore_weights(folder, model)
     path = folder / STATE_FILE
@@ -1869,7 +1877,7 @@ def _restore(
         _restore_part(path, key, saved, part)
     _apply_config_lr(config, optimizer, scheduler)
     _restore_rank_rng(path, state, world)
-    return state.elapsed_s
+    return state
 
 
 def _restore_weights(folder: Path, model: Baseline) -> None:
