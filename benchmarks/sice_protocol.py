@@ -10,18 +10,24 @@ Run from the repository root::
     python benchmarks/sice_protocol.py --model recnet --set recnet:steps=2000  # one model's
     python benchmarks/sice_protocol.py --extra more_sequences/  # more training scenes
     python benchmarks/sice_protocol.py --shared-extras  # + the shared data's other sequences
+    python benchmarks/sice_protocol.py --device cuda --amp bf16 \
+        --json benchmarks/results/sice_protocol_cuda.json  # the same recipes on a GPU
 
 Reads ``../shared/data/exposure/sice_7ev_sequences`` (or ``--data``); prints a message and
 exits 0 when it is absent. Each fold is trained as a user would (``curate build`` with the
 fold as split lists, then ``expokit train --model uec`` with the default recipe) in
 ``--work`` (a temporary folder by default). Prints method, PSNR/SSIM per fold and overall,
-with the anchors beside, and writes the per-item scores, training stats and recipe as JSON.
+with the anchors beside, and writes the per-item scores, training stats (steps, seconds,
+steps/s, the device in words and the autocast mode of every fold) and recipe as JSON, with
+the machine it ran on. ``scripts/gen_model_tables.py`` puts each such JSON of
+``benchmarks/results/`` in docs/models.md; the CPU and the GPU figures sit side by side there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -102,6 +108,20 @@ def parse_setting(text: str) -> tuple[str | None, str, object]:
     return (model if colon else None), name, parsed
 
 
+def machine() -> dict[str, object]:
+    """What the figures were measured on: torch, CPU cores, the GPU when there is one."""
+    import platform
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "torch": torch.__version__, "python": platform.python_version(),
+        "cpu_cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+        "gpu": gpu, "cuda": torch.version.cuda if gpu else None,
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -129,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--raw-renders", action="store_true",
         help="with --shared-extras: add 7-EV renders of the shared RAWs",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default=None,
+        help="where every fold trains [recipe: auto]; scoring runs on the CPU",
+    )  # fmt: skip
+    parser.add_argument(
+        "--amp", choices=("off", "bf16", "fp16"), default=None,
+        help="autocast mode of the training [recipe: off]",
     )  # fmt: skip
     parser.add_argument(
         "--model", action="append", default=None, metavar="NAME",
@@ -159,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {**recipe_overrides, "max_minutes": args.minutes, "seed": args.seed}
     if args.steps is not None:
         overrides["steps"] = args.steps
+    for key in ("device", "amp"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     with tempfile.TemporaryDirectory(prefix="sice-protocol-") as temp:
         work = args.work or Path(temp)
         extras = list(args.extra)
@@ -186,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     rp, rs = P.ANCHORS["uec_released"]
     pad = 15 * (folds + 1)
     print(f"{'released UEC (MSEC-trained, anchor only)':<58}{'':>{pad}}{rp:>8.2f} {rs:.3f}")
-    args.json.write_text(json.dumps(result.to_json(), indent=1))
+    args.json.write_text(json.dumps({**result.to_json(), "machine": machine()}, indent=1))
     print(f"wrote {args.json}")
     return 0
 

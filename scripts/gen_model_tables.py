@@ -13,7 +13,11 @@ Each generated region of ``docs/models.md`` lies between ``<!-- generated: NAME 
   ``scripts/train_shipped_weights.py``);
 * ``sice-protocol``: the SICE cross-validation table per fold, from
   ``benchmarks/results/sice_protocol.json`` (``benchmarks/sice_protocol.py --json``). With
-  no such file the region is kept as it is.
+  no such file the region is kept as it is;
+* ``recipe-speed``: steps/s and minutes to the score of every model's recipe, one row per
+  model and device, from every ``benchmarks/results/sice_protocol*.json`` (the CPU run and,
+  where a GPU was at hand, ``sice_protocol.py --device cuda --amp bf16 --json
+  benchmarks/results/sice_protocol_cuda.json``); a line says when no GPU figures exist.
 
 ``tests/test_model_tables.py`` fails when the page differs from what this script writes.
 """
@@ -162,6 +166,56 @@ def sice_protocol_table(path: Path = SICE_JSON) -> str | None:
     return text + "\n\n(Generated from `benchmarks/results/sice_protocol.json`.)\n"
 
 
+#: How to record the GPU figures (the line the speed table shows while there are none).
+CUDA_COMMAND = (
+    "python benchmarks/sice_protocol.py --device cuda --amp bf16 --model uec --model recnet "
+    "--model zerodce --shared-extras --json benchmarks/results/sice_protocol_cuda.json"
+)
+
+
+def recipe_speed_table(results: Path = RESULTS) -> str | None:
+    """Per model and device: steps, steps/s, minutes per fold and the SICE score, from every
+    ``sice_protocol*.json`` in ``results``; None when there is none."""
+    files = sorted(results.glob("sice_protocol*.json"))
+    if not files:
+        return None
+    rows = [
+        "| model | device | amp | steps / fold | steps/s | minutes / fold | SICE PSNR / SSIM "
+        "| measured in |",
+        "|---|---|---|---:|---:|---:|---|---|",
+    ]
+    gpu_rows = 0
+    for path in files:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        machine = result.get("machine") or {}
+        runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for run in result.get("training", []):
+            # Rows written before devices were recorded ran on the CPU.
+            device = run.get("device") or "cpu"
+            key = (run.get("model", "uec"), device, run.get("amp") or "off")
+            runs.setdefault(key, []).append(run)
+        for (model, device, amp), folds in runs.items():
+            gpu_rows += device.startswith("cuda")
+            cores = machine.get("cpu_cores")
+            where = f"{device}, {cores} cores" if cores and device.startswith("cpu") else device
+            steps = sum(r["steps"] for r in folds) / len(folds)
+            seconds = sum(r["seconds"] for r in folds) / len(folds)
+            score = result.get("methods", {}).get(model)
+            shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+            rows.append(
+                f"| `{model}` | {where} | {amp} | {steps:.0f} | {steps / seconds:.1f} | "
+                f"{seconds / 60:.1f} | {pair(score)} | `{shown}` |"
+            )
+    text = "\n".join(rows) + "\n"
+    if not gpu_rows:
+        text += (
+            "\nNo GPU figures yet: no GPU was at hand where this page was measured. On a "
+            f"machine with one, `{CUDA_COMMAND}` records them, and "
+            "`python scripts/gen_model_tables.py` adds their rows here.\n"
+        )
+    return text
+
+
 def by_input(method: dict[str, Any], keep: Callable[[int], bool]) -> dict[str, Any]:
     """Mean ``psnr``/``ssim`` of a method's items whose input index ``keep`` accepts."""
     items = [i for i in method.get("items", []) if keep(int(i["input_index"]))]
@@ -173,6 +227,7 @@ def by_input(method: dict[str, Any], keep: Callable[[int], bool]) -> dict[str, A
 GENERATORS: dict[str, Callable[[], str | None]] = {
     "shipped-weights": shipped_weights_table,
     "sice-protocol": sice_protocol_table,
+    "recipe-speed": recipe_speed_table,
 }
 
 

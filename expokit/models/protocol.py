@@ -338,11 +338,14 @@ def score_model(
 # -- training through ``expokit train`` ----------------------------------------------------------
 @dataclass
 class TrainStats:
-    """How one fold's model was trained: steps, wall seconds, mean loss of the last steps."""
+    """How one fold's model was trained: steps, wall seconds, mean loss of the last steps,
+    where (:func:`expokit.models.train.describe_device`) and with which autocast mode."""
 
     steps: int
     seconds: float
     final_loss: float
+    device: str = "cpu"
+    amp: str = "off"
 
     @property
     def steps_per_second(self) -> float:
@@ -388,7 +391,8 @@ def train_fold(
     log = pd.read_csv(run / "log.csv")
     final = float(log["loss"].tail(2).mean()) if len(log) else math.nan
     steps = result.step - result.start_step
-    return trained.eval(), TrainStats(steps, result.seconds, final), run
+    stats = TrainStats(steps, result.seconds, final, result.device, result.amp)
+    return trained.eval(), stats, run
 
 
 # -- the whole protocol ------------------------------------------------------------------------
@@ -511,7 +515,7 @@ def run_protocol(
                 "model": model_name, "fold": f, "train_scenes": train_scenes,
                 "test_scenes": test_scenes, "run": str(run), "steps": stats.steps,
                 "seconds": stats.seconds, "steps_per_second": stats.steps_per_second,
-                "final_loss": stats.final_loss,
+                "final_loss": stats.final_loss, "device": stats.device, "amp": stats.amp,
                 "psnr": float(np.mean([p for p, _ in scores])),
                 "ssim": float(np.mean([s for _, s in scores])),
             }  # fmt: skip
@@ -519,7 +523,8 @@ def run_protocol(
             if log is not None:
                 log(
                     f"{model_name} fold {f}: {stats.steps} steps in {stats.seconds:.0f} s "
-                    f"({stats.steps_per_second:.1f} steps/s), PSNR {info['psnr']:.2f} dB, "
+                    f"({stats.steps_per_second:.1f} steps/s on {stats.device}, amp "
+                    f"{stats.amp}), PSNR {info['psnr']:.2f} dB, "
                     f"SSIM {info['ssim']:.3f}"
                 )
     return result

@@ -462,6 +462,16 @@ class World:
         return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), size)
 
 
+def describe_device(device: torch.device) -> str:
+    """``device`` in words for a benchmark row: ``"cuda:0 (NVIDIA H100 80GB HBM3)"`` or
+    ``"cpu (2 threads)"``; timings are only comparable between rows that say the same."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    threads = torch.get_num_threads()
+    return f"{device.type} ({threads} thread{'' if threads == 1 else 's'})"
+
+
 def pick_device(name: str, world: World) -> torch.device:
     """``auto``: CUDA (this rank's GPU) when present, else CPU."""
     if name == "auto":
@@ -603,6 +613,9 @@ class TrainSummary:
     checksum: float = 0.0
     #: what validation found (``off`` says why there was none)
     validation: ValidationSummary | None = None
+    #: where it trained, in words (:func:`describe_device`), and the autocast mode
+    device: str = "cpu"
+    amp: str = "off"
 
     def report(self) -> list[str]:
         loss = "n/a" if self.last_loss is None else f"{self.last_loss:.5g}"
@@ -1633,6 +1646,7 @@ def _finish(trainer: _Trainer, state: _LoopState) -> TrainSummary:
         last_loss=state.last_loss, checkpoint=state.saved,
         seconds=time.monotonic() - state.began, world_size=world.size, rank=world.rank,
         checksum=weights_checksum(trainer.model), validation=validation,
+        device=describe_device(trainer.device), amp=config.amp,
     )  # fmt: skip
     if world.distributed:
         # One line per rank: every rank trained the same steps to the same weights and

@@ -104,6 +104,26 @@ def test_short_training_end_to_end_synthetic(tmp_path: Path) -> None:
     assert result.summary("oracle_gain_gamma")[0] > result.summary("identity")[0]
 
 
+def test_training_rows_say_where_and_how_they_ran(tmp_path: Path) -> None:
+    """Each fold's row names its device and autocast mode, so the docs' CPU and GPU
+    timings can only sit beside each other labelled (here bf16 autocast on the CPU)."""
+    import torch
+
+    source = tmp_path / "sequences"
+    _write_sequences(source, scenes=4, size=48)
+    seqs = P.load_sequences(source, size=32)
+    threads = torch.get_num_threads()
+    result = P.run_protocol(
+        seqs, 2, source=source, work=tmp_path / "work",
+        overrides={"steps": 2, "batch_size": 2, "ckpt_every": 2, "amp": "bf16",
+                   "device": "cpu", "threads": 1},
+    )  # fmt: skip
+    assert torch.get_num_threads() == threads  # the run gives its thread count back
+    assert [(t["device"], t["amp"]) for t in result.training] == [("cpu (1 thread)", "bf16")] * 2
+    assert all(math.isfinite(p) for _, _, p, _ in result.scores["uec"])
+    assert result.to_json()["training"][0]["amp"] == "bf16"
+
+
 @pytest.fixture(scope="module")
 def sice() -> list[P.SceneSequence]:
     return P.load_sequences(shared_path("exposure", "sice_7ev_sequences"))

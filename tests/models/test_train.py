@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from expokit.core.lock import RootInUseError, RootLock, lock_holder
 from expokit.core.roots import root_kind
-from expokit.models.checkpoint import load_model, step_dir
+from expokit.models.checkpoint import CheckpointError, load_model, step_dir
 from expokit.models.data import DataError, SequenceDataset
 from expokit.models.train import (
     RECIPES,
@@ -200,6 +200,27 @@ def test_ema_saves_the_average_and_resumes_exactly(seq: Path, tmp_path: Path) ->
     assert all(torch.equal(loaded[k], _weights(straight)[k]) for k in w1)
     with pytest.raises(TrainError, match=r"ema_decay must be in \[0, 1\)"):
         tiny(seq, tmp_path / "bad", ema_decay=1.0)
+
+
+def test_damaged_trained_weights_stop_a_resume_naming_the_file(seq: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ema"
+    config = tiny(seq, run, ckpt_every=2, ema_decay=0.5)
+    train(config, progress=False, echo=lambda _: None)
+    state_file = step_dir(run, 4) / "training_state.pt"
+    state = torch.load(state_file, weights_only=True)
+    damaged = {
+        "not a state dict": ([1, 2], r"trained_weights must be a state dict, got a list"),
+        "a missing tensor": (
+            dict(list(state["trained_weights"].items())[1:]),
+            r"trained_weights do not fit the model",
+        ),
+    }
+    for trained, message in damaged.values():
+        torch.save({**state, "trained_weights": trained}, state_file)
+        with pytest.raises(CheckpointError, match=message) as caught:
+            train(config.replace(steps=6), resume=True, progress=False, echo=lambda _: None)
+        assert str(state_file) in str(caught.value)
+    assert not step_dir(run, 6).exists()  # nothing was trained on from a damaged state
 
 
 def test_parameter_groups_keep_their_lr_scale_when_resumed(seq: Path, tmp_path: Path) -> None:
