@@ -180,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         print(f"skipped: SICE sequences not found at {args.data}")
         return 0
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no CUDA device on this machine")
 
     from expokit.models import protocol as P  # noqa: N812
 
