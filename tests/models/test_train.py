@@ -447,6 +447,34 @@ def test_the_loop_is_generic_over_baselines(name: str, tmp_path: Path) -> None:
             )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("name", "model_config"),
+    [("uec", {}), ("zerodce", {}), ("recnet", {}), ("video", {}),
+     # the shipped zerodce's options (scripts/train_shipped_weights.py)
+     ("zerodce", {"target_weight": 10.0, "white_level": True, "max_curve_side": 8})],
+)  # fmt: skip
+def test_every_recipe_trains_under_bf16_autocast(
+    name: str, model_config: dict[str, Any], tmp_path: Path
+) -> None:
+    # The path `--amp bf16` takes on a GPU, here on the CPU: the losses stay finite, the
+    # weights move and are saved as float32 (what eval and infer load).
+    from tests.curation.conftest_tools import make_dataset
+
+    make_dataset(tmp_path / "ds")
+    config = recipe(name).replace(
+        data=str(tmp_path / "ds"), out=str(tmp_path / "run"), steps=2, batch_size=2, crop=32,
+        resize=None, log_every=1, ckpt_every=1, threads=1, tensorboard=False, val_every=0,
+        amp="bf16",
+    )  # fmt: skip
+    config = config.replace(model_config={**config.model_config, **model_config})
+    summary = train(config, progress=False, echo=lambda _: None)
+    assert summary.amp == "bf16" and summary.device == "cpu (1 thread)"
+    assert all(math.isfinite(float(r["loss"])) for r in _log(tmp_path / "run"))
+    first, saved = (_weights(step_dir(tmp_path / "run", step)) for step in (1, 2))
+    assert all(t.dtype == torch.float32 for t in saved.values() if t.is_floating_point())
+    assert any(not torch.equal(saved[k], first[k]) for k in first)
+
+
 _TRAINER_WITH_WORKER = """
 import os, sys, time
 import torch
