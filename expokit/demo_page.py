@@ -260,8 +260,9 @@ def _cell(text: str, css: str = "") -> str:
 
 def evaluation_table(summary: dict[str, Any], split: str, verdict: dict[str, Any]) -> str:
     """An evaluation summary's ``split`` as an HTML table: one row per method (PSNR, SSIM
-    over all pairs), the model's row carrying its verdict (green ``above baseline``, red
-    ``BELOW``) and the fair baseline's row marked."""
+    over all pairs), the model's row carrying its verdict (green ``clearly above baseline``,
+    amber ``not clearly above``, red ``BELOW``) and the fair baseline's row marked; the
+    verdict's evidence (better on k of n scenes) is in the model's text below the table."""
     scores = summary["splits"][split]
     rows = ["<table><tr><th>method</th><th>peeks</th><th>PSNR dB</th><th>SSIM</th>"
             "<th>against the best fair baseline</th></tr>"]  # fmt: skip
@@ -271,7 +272,9 @@ def evaluation_table(summary: dict[str, Any], split: str, verdict: dict[str, Any
         label = str(info.get("label", method))
         if info.get("kind") == "model":
             state = verdict["state"]
-            mark = ("above baseline", "good") if state == "ok" else (state, "bad")
+            marks = {"ok": ("clearly above baseline", "good"), "UNCLEAR": ("not clearly above",
+                     "unclear")}  # fmt: skip
+            mark = marks.get(state, (state, "bad"))
             delta = verdict.get("delta_psnr")
             note = f"{mark[0]} ({delta:+.2f} dB)" if delta is not None else mark[0]
             verdict_cell = _cell(note, mark[1])
@@ -294,7 +297,8 @@ STYLE = (
     "table{border-collapse:collapse;margin:.5em 0 1em}td,th{padding:3px 10px;"
     "border-bottom:1px solid #ddd;text-align:left}th{background:#f3f3f3}"
     ".good{background:#d7f5dd;color:#075;font-weight:bold}"
-    ".bad{background:#fbdada;color:#b00;font-weight:bold}.base{color:#555;font-style:italic}"
+    ".bad{background:#fbdada;color:#b00;font-weight:bold}"
+    ".unclear{background:#fdf0cc;color:#850;font-weight:bold}.base{color:#555;font-style:italic}"
     "figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}"
     "figcaption{color:#555;font-size:13px}code{font-size:12px;color:#555}"
 )

@@ -151,6 +151,7 @@ def sice_protocol_table(path: Path = SICE_JSON) -> str | None:
             f"Released UEC (MSEC-trained, 17K images; the anchor measured on the same 22 "
             f"scenes, no folds): {pair(released)}."
         )
+    notes += evidence_notes(methods, [m for m in fair if m not in SICE_LABELS or m in MODELS])
     for run in result.get("training", []):
         notes.append(
             f"`{run.get('model', 'uec')}` fold {run['fold']}: {run['steps']} steps in "
@@ -214,6 +215,39 @@ def recipe_speed_table(results: Path = RESULTS) -> str | None:
             "`python scripts/gen_model_tables.py` adds their rows here.\n"
         )
     return text
+
+
+#: The protocol's trained models (the other methods are reference methods).
+MODELS = ("uec", "recnet", "zerodce")
+
+
+def evidence_notes(methods: dict[str, Any], models: list[str]) -> list[str]:
+    """Per trained model: is it clearly above the best fair reference method, scene by
+    scene (:mod:`expokit.models.evidence` on the per-item scores)?"""
+    from expokit.models.evidence import paired_evidence
+
+    references = [
+        m for m in methods if m not in models and "oracle" not in m and methods[m].get("items")
+    ]
+    if not references:
+        return []
+    best = max(references, key=lambda m: methods[m]["psnr"])
+    base = {(i["scene"], i["input_index"]): i["psnr"] for i in methods[best]["items"]}
+    notes = []
+    for model in models:
+        items = methods.get(model, {}).get("items", [])
+        rows = [(str(i["scene"]), i["psnr"], base[(i["scene"], i["input_index"])])
+                for i in items if (i["scene"], i["input_index"]) in base]  # fmt: skip
+        evidence = paired_evidence(rows)
+        if evidence is None:
+            continue
+        word = {"above": "clearly above", "below": "clearly below"}.get(
+            str(evidence.clear), "not clearly above or below"
+        )
+        label = SICE_LABELS.get(best, best)
+        notes.append(f"`{model}` against the best fair reference method ({label}): {word}; "
+                     f"{evidence.describe()}.")  # fmt: skip
+    return notes
 
 
 def by_input(method: dict[str, Any], keep: Callable[[int], bool]) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def _page(tmp_path: Path) -> Path:
 def test_the_page_numbers_its_sections_and_embeds_its_figures(tmp_path: Path) -> None:
     page = _page(tmp_path).read_text(encoding="utf-8")
     assert re.findall(r"<h2>(\d+)\. ", page) == ["1", "2", "3"]
-    assert "class='good'>above baseline (+2.00 dB)" in page and "best fair baseline" in page
+    assert "class='good'>clearly above baseline (+2.00 dB)" in page and "best fair baseline" in page
     sources = re.findall(r"<img src='([^']+)'", page)
     assert sources and all((tmp_path / s).is_file() for s in sources)
     assert "href='runs/uec'" in page

@@ -13,6 +13,7 @@ import pytest
 
 from expokit.curation.rendering.render_layout import assign_names
 from expokit.demo import (
+    DEMO_TEST_GENERATED,
     DemoConfig,
     TrainedScenes,
     clip_content,
@@ -143,6 +144,31 @@ def test_the_demo_test_scenes_show_distinct_pictures_unseen_in_its_train_split()
     assert len({scene_content(n) for n in names}) == len(names)  # no picture twice
     lists = demo_split_lists(names)
     test = [scene_content(n) for n in lists["test"]]
-    assert len(test) == 2 and len(set(test)) == 2
+    # two by the every-fourth rule, six generated for the test split only (a verdict
+    # weighs the scenes: two cannot show a lead clearly)
+    assert len(test) == 2 + len(DEMO_TEST_GENERATED) and len(set(test)) == len(test)
+    assert {f"{kind}-{seed}" for kind, seed in DEMO_TEST_GENERATED} <= set(test)
     train = {scene_content(n) for n in names if n not in lists["test"] + lists["val"]}
     assert not train & set(test)
+
+
+def test_the_held_out_scenes_of_the_cards_are_never_trained_on(script: ModuleType) -> None:
+    # HELD_OUT scores the still weights beyond their 3 test scenes: no seed of it is in the
+    # generated training data, nor in the demo's test-only scenes (those score them too).
+    for kind, seeds in script.HELD_OUT.items():
+        assert not set(seeds) & set(script.GENERATED.get(kind, ())), kind
+        assert not {(kind, s) for s in seeds} & set(DEMO_TEST_GENERATED), kind
+    for kind, seed in DEMO_TEST_GENERATED:
+        assert seed not in script.GENERATED.get(kind, ()), (kind, seed)
+
+
+def test_a_card_row_says_its_verdict_with_the_scenes(script: ModuleType) -> None:
+    evidence = {"scenes": 12, "scenes_better": 12, "clear": "above"}
+    assert script.verdict_words({"status": "above", "evidence": evidence}) == (
+        "clearly above; better on 12 of 12 scenes"
+    )
+    unclear = {"status": "unclear", "evidence": {**evidence, "scenes_better": 1, "clear": None}}
+    assert script.verdict_words(unclear) == "not clearly above; better on 1 of 12 scenes"
+    below = {"status": "below", "evidence": {**evidence, "scenes_better": 0, "clear": "below"}}
+    assert script.verdict_words(below) == "clearly below; better on 0 of 12 scenes"
+    assert script.verdict_words({"psnr": 30.0}) == "-"  # scored before verdicts weighed scenes

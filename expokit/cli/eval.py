@@ -119,8 +119,10 @@ def eval_command(
     and over-exposed inputs; for video clips also E_warp and flicker. The peeks column
     says which rows see the target under the reference mode (the oracle always; gain and
     histogram to reference, and models that take a reference, under same). Each table
-    ends with "model vs best fair baseline: +x.xx dB (baseline)", BELOW when the model is
-    under it; splits under 20 pairs or of one scene get a warning. NaN or infinite weights
+    ends with "model vs best fair baseline: +x.xx dB (baseline)": "clearly above" only when
+    the scenes show it (a 95 % bound over per-scene paired differences above 0 dB), "NOT
+    CLEARLY" when they do not, BELOW when the model is under it; splits under 20 pairs or
+    of one scene get a warning. NaN or infinite weights
     or outputs are an error.
     """
     from typing import cast

@@ -16,6 +16,9 @@
   oracle gain + gamma (peeking) that every table shows beside the models;
 * :mod:`~expokit.models.train`, :mod:`~expokit.models.evaluate`, :mod:`~expokit.models.infer`:
   ``expokit train``, ``expokit eval``, ``expokit infer``;
+* :mod:`~expokit.models.evidence`: whether a model's lead over the fair baseline is more
+  than the luck of the scenes (per-scene paired differences, a Student-t bound), behind
+  ``expokit eval``'s "clearly above" / "NOT CLEARLY" verdict;
 * :mod:`~expokit.models.protocol`: the SICE cross-validation protocol with the published anchors.
 
 Importing this package imports nothing heavy; ``torch`` comes with the ``train`` extra.

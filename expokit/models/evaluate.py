@@ -41,7 +41,11 @@ flag per method, both for the chosen mode.
 The verdict: each split's table ends with the line ``model vs best fair baseline: +x.xx dB
 (<baseline>)``, the best fair baseline being the non-peeking reference method with the
 highest mean PSNR; a model below it is reported as ``BELOW``, a model that peeks is not
-compared as if fair (``summary.json``: ``comparison``). A split with fewer than
+compared as if fair (``summary.json``: ``comparison``). A higher mean is ``clearly above``
+only when the scenes show it (:mod:`expokit.models.evidence`: per-scene paired differences,
+a one-sided 95 % Student-t bound above 0 dB); otherwise it is ``NOT CLEARLY`` above
+(status ``unclear``), as on one scene or on scenes that disagree. The line gives the
+counts: better on k of n scenes (and pairs) and the bounds. A split with fewer than
 :data:`MIN_PAIRS` pairs or fewer than :data:`MIN_SCENES` scenes gets a warning
 (``summary.json``: ``split_size``). Non-finite weights, model outputs or method outputs are
 an :class:`EvalError` / ``CheckpointError``, never a score.
@@ -91,6 +95,7 @@ from expokit.models.data import (
     read_rgb,
     select_rows,
 )
+from expokit.models.evidence import PairedEvidence, paired_evidence
 from expokit.models.infer import check_finite_weights, load_checked_model
 from expokit.models.reference import REFERENCE_METHODS, mean_luminance, train_level_method
 
@@ -895,16 +900,29 @@ def best_fair_baseline(table: dict[str, Any], methods: dict[str, Any]) -> str | 
     return best
 
 
-def compare(summary: dict[str, Any]) -> dict[str, Any]:
+def compare(
+    summary: dict[str, Any], pairs: Sequence[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """``{split: verdict}``: the model against the best fair baseline (PSNR and SSIM means
-    over all pairs). ``status``: ``above``, ``level`` (within :data:`LEVEL_DB`), ``below``,
-    ``not-fair`` (the model peeks), ``no-model`` or ``no-baseline``; ``line`` is the text
-    every table ends with."""
+    over all pairs), with the paired evidence per scene of :mod:`expokit.models.evidence`
+    when the per-pair records ``pairs`` are given. ``status``:
+
+    * ``above``: a higher mean, and clearly so over the scenes (the one-sided 95 % bound is
+      above 0 dB); without ``pairs``, the higher mean alone (the line says so);
+    * ``unclear``: a higher mean, but the scenes do not show it clearly (one scene, or
+      scenes that disagree);
+    * ``level`` (within :data:`LEVEL_DB`), ``below`` (a lower mean), ``not-fair`` (the
+      model peeks), ``no-model`` or ``no-baseline``.
+
+    ``line`` is the text every table ends with."""
     methods = summary["methods"]
     model = next((n for n, m in methods.items() if m["kind"] == "model"), None)
     out: dict[str, Any] = {}
     for split, table in summary["splits"].items():
         baseline = best_fair_baseline(table, methods)
+        evidence = None
+        if pairs is not None and model is not None and baseline is not None:
+            evidence = _evidence(pairs, split, model, baseline)
         entry: dict[str, Any] = {
             "model": model,
             "baseline": baseline,
@@ -916,10 +934,35 @@ def compare(summary: dict[str, Any]) -> dict[str, Any]:
             "model_peeks": None if model is None else bool(methods[model]["peeking"]),
             "delta_psnr": None,
             "delta_ssim": None,
+            "evidence": None if evidence is None else evidence.to_json(),
         }
         entry.update(_verdict(entry, methods))
         out[split] = entry
     return out
+
+
+def _evidence(
+    pairs: Sequence[dict[str, Any]], split: str, model: str, baseline: str
+) -> PairedEvidence | None:
+    """The paired evidence of ``model`` against ``baseline`` on ``split``'s pairs scored by
+    both (PSNR capped at :data:`PSNR_CAP`, as in the means)."""
+    scores: dict[str, dict[tuple[Any, ...], float]] = {model: {}, baseline: {}}
+    scenes: dict[tuple[Any, ...], str] = {}
+    for p in pairs:
+        if p["split"] != split or p["method"] not in scores:
+            continue
+        # A pair's identity; a missing clip or frame may be None or, read back from the
+        # CSV, NaN (never equal to itself).
+        key = tuple(
+            None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+            for v in (p["pair_id"], p.get("clip_id"), p.get("frame_index"))
+        )
+        scores[p["method"]][key] = min(float(p["psnr"]), PSNR_CAP)
+        scenes[key] = str(p["scene_id"])
+    both = scores[model].keys() & scores[baseline].keys()
+    return paired_evidence(
+        (scenes[k], scores[model][k], scores[baseline][k]) for k in sorted(both, key=str)
+    )
 
 
 def _verdict(entry: dict[str, Any], methods: dict[str, Any]) -> dict[str, Any]:
@@ -948,11 +991,20 @@ def _verdict(entry: dict[str, Any], methods: dict[str, Any]) -> dict[str, Any]:
         return {**found, "status": "not-fair", "line": f"{text}: NOT A FAIR COMPARISON, "
                 f"{model['label']} peeks ({model.get('why') or 'it sees the target'}); "
                 "score it with --reference other-scene or train-scene"}  # fmt: skip
+    evidence = entry.get("evidence")
+    why = "" if evidence is None else f"; {PairedEvidence.from_json(evidence).describe()}"
     if abs(delta) < LEVEL_DB:
-        return {**found, "status": "level", "line": f"{text}: LEVEL (not above the baseline)"}
+        return {**found, "status": "level",
+                "line": f"{text}: LEVEL (not above the baseline){why}"}  # fmt: skip
     if delta < 0:
-        return {**found, "status": "below", "line": f"{text}: BELOW the fair baseline"}
-    return {**found, "status": "above", "line": f"{text}: above the fair baseline"}
+        return {**found, "status": "below", "line": f"{text}: BELOW the fair baseline{why}"}
+    if evidence is None:
+        return {**found, "status": "above", "line": f"{text}: above the fair baseline "
+                "(mean only: no per-pair scores to weigh the scenes)"}  # fmt: skip
+    if evidence["clear"] != "above":
+        return {**found, "status": "unclear", "line": f"{text}: above the fair baseline on "
+                f"average, NOT CLEARLY{why}"}  # fmt: skip
+    return {**found, "status": "above", "line": f"{text}: clearly above the fair baseline{why}"}
 
 
 def evaluate(
@@ -1108,7 +1160,7 @@ def _evaluate(
         "splits": summarise(result.pairs, result.clips, [m.name for m in methods]),
         "split_size": split_size(result.pairs),
     }
-    result.summary["comparison"] = compare(result.summary)
+    result.summary["comparison"] = compare(result.summary, result.pairs)
     if saver is not None:
         for split, verdict in result.summary["comparison"].items():
             if saver.method is not None:
@@ -1342,7 +1394,7 @@ def write_images(saver: _TriptychSaver, result: EvalResult) -> Path:
         shown = saver.shown.get(split)
         files = saver.files.get(split, {})
         status = verdict["status"]
-        css = "below" if status in ("below", "level", "not-fair") else ""
+        css = "below" if status in ("below", "level", "not-fair", "unclear") else ""
         parts.append(
             f"<h2>split {esc(split)}</h2><p class='{css}'><b>{esc(verdict['line'])}</b></p>"
         )
