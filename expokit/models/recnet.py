@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
+from expokit.core.transfer import LUMA_RGB
 from expokit.models import losses
 from expokit.models.base import (
     Baseline,
@@ -59,6 +60,29 @@ from expokit.models.base import (
     check_number,
     require,
 )
+
+#: What the residual is added to (:attr:`RECNetConfig.start`).
+STARTS = ("input", "gain")
+#: The ``"gain"`` start: the level before any target is seen (mean encoded luma of 18 %
+#: grey), the running level's momentum after the first batches, the gain's limits.
+START_LEVEL = 0.4614
+LEVEL_MOMENTUM = 0.02
+MAX_START_GAIN = 64.0
+
+
+def mean_luma(image: torch.Tensor) -> torch.Tensor:
+    """Mean Rec. 709 luma ``(B, 1, 1, 1)`` of encoded RGB ``(B, 3, H, W)`` (the fair
+    baselines' measure, :func:`expokit.models.reference.gain_to_level`)."""
+    weights = torch.tensor(LUMA_RGB, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image * weights).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+
+
+def gain_to_level(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """``clip(image * k)``, ``k`` per image so its mean luma becomes ``level`` (a scalar;
+    ``k`` kept within ``[1 / 64, 64]``; no gradient through ``k``)."""
+    with torch.no_grad():
+        gain = (level / mean_luma(image).clamp_min(1e-4)).clamp(1 / MAX_START_GAIN, MAX_START_GAIN)
+    return (image * gain).clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -73,6 +97,11 @@ class RECNetConfig:
     down: int = 2
     #: Sigma (body pixels) of the Gaussian blur applied to the exposure mask; 0: none.
     mask_blur: float = 1.5
+    #: What the residual is added to: ``"input"`` (RECNet as published) or ``"gain"``: the
+    #: input with one global gain to the running mean luma of the training targets (the
+    #: fair baseline "global gain to train-split mean", learnt in training like its level),
+    #: with the output layer zeroed so training starts from that baseline.
+    start: str = "input"
     #: Loss weights (RECNet's configuration).
     l1_weight: float = 1.0
     ssim_weight: float = 0.1
@@ -86,6 +115,10 @@ class RECNetConfig:
             raise ModelError(f"recnet: channels must be a multiple of 4, got {self.channels}")
         for key in ("mask_blur", "l1_weight", "ssim_weight", "mask_weight", "colour_weight"):
             check_number("recnet", key, getattr(self, key))
+        if self.start not in STARTS:
+            raise ModelError(
+                f"recnet: start must be one of {', '.join(STARTS)}, got {self.start!r}"
+            )
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
@@ -195,6 +228,10 @@ class RECNet(Baseline):
     name = "recnet"
     data_kind = "paired"
     needs_reference = False
+    #: ``start="gain"`` only: the running mean luma of the training targets and the
+    #: batches folded into it (buffers: saved with the weights, not trained).
+    target_level: torch.Tensor
+    target_level_batches: torch.Tensor
 
     def __init__(self, **config: Any) -> None:
         settings = RECNetConfig(**config)
@@ -209,6 +246,28 @@ class RECNet(Baseline):
         self.head_in = nn.Conv2d(2 * c, c, 1)
         self.head_attention = ChannelAttention(c)
         self.head_out = nn.Conv2d(c, 3, 3, 1, 1)
+        if settings.start == "gain":
+            self.register_buffer("target_level", torch.tensor(START_LEVEL))
+            self.register_buffer("target_level_batches", torch.tensor(0))
+            nn.init.zeros_(self.head_out.weight)
+            assert self.head_out.bias is not None  # Conv2d's default bias=True
+            nn.init.zeros_(self.head_out.bias)
+
+    def start(self, image: torch.Tensor) -> torch.Tensor:
+        """What the residual is added to (:attr:`RECNetConfig.start`), same shape."""
+        if self.settings.start == "gain":
+            return gain_to_level(image, self.target_level.to(image.dtype))
+        return image
+
+    def observe_targets(self, target: torch.Tensor) -> None:
+        """Fold the mean luma of training targets ``(B, 3, H, W)`` into the ``"gain"``
+        start's running level (the first batches average, then :data:`LEVEL_MOMENTUM`)."""
+        with torch.no_grad():
+            batches = int(self.target_level_batches) + 1
+            momentum = max(LEVEL_MOMENTUM, 1 / batches)
+            level = mean_luma(target).mean().to(self.target_level.dtype)
+            self.target_level.mul_(1 - momentum).add_(momentum * level)
+            self.target_level_batches.fill_(batches)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run on ``image`` ``(B, 3, H, W)`` with ``H, W`` multiples of ``down``.
@@ -218,6 +277,7 @@ class RECNet(Baseline):
             ``(B, 1, H / down, W / down)`` in ``(0, 1)``.
         """
         f = self.settings.down
+        image = self.start(image)
         full = F.relu(self.shallow(image))
         x = self.stem(F.pixel_unshuffle(image, f) if f > 1 else image)
         mask = self.mask_net(F.relu(x))
@@ -269,6 +329,8 @@ class RECNet(Baseline):
         image = pad_to_multiple(image, s.down)
         target = pad_to_multiple(target, s.down)
         valid = pad_to_multiple(valid.to(image.dtype), s.down, mode="zeros")
+        if s.start == "gain" and self.training:
+            self.observe_targets(target)  # the fair baseline's level: the targets' mean luma
         out, mask = self(image)
         # RECNet's mask label: where the target is brighter than the input (at body resolution).
         label = (

@@ -118,3 +118,31 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model.eval()
     with torch.no_grad():
         assert torch.allclose(loaded.enhance(image), model.enhance(image))
+
+
+def test_the_gain_start_begins_at_the_fair_baseline_and_learns_its_level() -> None:
+    # start="gain": before training the output is exactly the fair baseline's (one global
+    # gain to the level, expokit.models.reference.gain_to_level); training folds the
+    # targets' mean luma into that level.
+    import numpy as np
+
+    from expokit.models.reference import gain_to_level as reference_gain
+
+    torch.manual_seed(0)
+    model = RECNet(start="gain").eval()
+    image = torch.rand(2, 3, 20, 28) * 0.3
+    with torch.no_grad():
+        out = model.enhance(image)
+    for b in range(2):
+        expected = reference_gain(image[b].permute(1, 2, 0).double().numpy(), 0.4614)
+        np.testing.assert_allclose(out[b].permute(1, 2, 0).numpy(), expected, atol=1e-5)
+    model.train()
+    target = torch.full((2, 3, 24, 24), 0.7)
+    for _ in range(3):
+        model.training_loss({"input": torch.rand(2, 3, 24, 24) * 0.2, "target": target})
+    assert float(model.target_level) == pytest.approx(0.7, abs=1e-5)  # an average at first
+    assert int(model.target_level_batches) == 3
+    assert "target_level" in model.state_dict()  # saved with the weights
+    assert "target_level" not in RECNet().state_dict()  # the published start has none
+    with pytest.raises(ModelError, match="start must be one of input, gain, got 'camera'"):
+        RECNet(start="camera")
