@@ -92,8 +92,9 @@ def shipped_weights_table(weights: Path = WEIGHTS) -> str:
     """The table of the shipped weights and their scores (their cards)."""
     rows = [
         "| model | params | weights | step | trained on | test PSNR / SSIM | best fair "
-        "baseline on test | SICE zero-shot PSNR / SSIM | card |",
-        "|---|---:|---:|---:|---|---|---|---|---|",
+        "baseline on test | more held-out scenes: PSNR / SSIM, baseline, verdict | SICE "
+        "zero-shot PSNR / SSIM | card |",
+        "|---|---:|---:|---:|---|---|---|---|---|---|",
     ]
     for folder in sorted(p for p in weights.iterdir() if (p / "meta.json").is_file()):
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -110,10 +111,21 @@ def shipped_weights_table(weights: Path = WEIGHTS) -> str:
         rows.append(
             f"| `{meta['model']}` | {parameter_count(weights_file):,} | "
             f"{weights_file.stat().st_size / 1024:.0f} KiB | {meta['step']} | {data} | "
-            f"{pair(test)} | {baseline} | {pair(card.get('sice'))} | "
+            f"{pair(test)} | {baseline} | {held_out_cell(card.get('held_out'))} | "
+            f"{pair(card.get('sice'))} | "
             f"[MODEL_CARD.md](../expokit/models/weights/{folder.name}/MODEL_CARD.md) |"
         )
     return "\n".join(rows) + "\n"
+
+
+def held_out_cell(scores: dict[str, Any] | None) -> str:
+    """The card's more-held-out-scenes score: model, baseline and verdict (``-``: none)."""
+    from expokit.models.evidence import verdict_words
+
+    if not scores:
+        return "-"
+    verdict = verdict_words(scores.get("status"), scores.get("evidence"))
+    return f"{pair(scores)}; baseline {fmt(scores.get('baseline_psnr'), 2)} dB; {verdict}"
 
 
 def sice_protocol_table(path: Path = SICE_JSON) -> str | None:

@@ -82,6 +82,7 @@ from expokit.models.checkpoint import (
     resolve_checkpoint,
 )
 from expokit.models.evaluate import EvalConfig, evaluate, reference_mode_for
+from expokit.models.evidence import verdict_words as evidence_words
 from expokit.models.protocol import (
     PROTOCOL_METHODS,
     ProtocolItem,
@@ -402,17 +403,8 @@ def fmt(value: Any, digits: int) -> str:
 
 
 def verdict_words(scores: dict[str, Any]) -> str:
-    """A card row's verdict: ``clearly above`` / ``not clearly above`` / ``below``, then
-    ``k of n scenes better`` (``-`` for scores from before verdicts weighed the scenes)."""
-    evidence = scores.get("evidence")
-    if evidence is None:
-        return "-"
-    word = {"above": "clearly above", "unclear": "not clearly above", "level": "level"}.get(
-        scores.get("status", ""), "below"
-    )
-    if scores.get("status") == "below" and evidence.get("clear") == "below":
-        word = "clearly below"
-    return f"{word}; better on {evidence['scenes_better']} of {evidence['scenes']} scenes"
+    """A card row's verdict (:func:`expokit.models.evidence.verdict_words`)."""
+    return evidence_words(scores.get("status"), scores.get("evidence"))
 
 
 def scenes_lines(card: dict[str, Any]) -> list[str]:

@@ -118,3 +118,17 @@ def paired_evidence(
         scenes_better=sum(m > 0 for m in means), mean_db=mean, lower_db=lower,
         upper_db=upper, confidence=confidence,
     )  # fmt: skip
+
+
+def verdict_words(status: str | None, evidence: dict[str, Any] | None) -> str:
+    """A table cell for an ``expokit eval`` verdict (``comparison`` ``status`` and its
+    ``evidence`` JSON): ``clearly above; better on 12 of 12 scenes``, ``not clearly
+    above; ...``, ``level; ...``, ``clearly below; ...`` or ``below; ...``; ``-`` without
+    evidence (scores from before the verdict weighed the scenes)."""
+    if evidence is None:
+        return "-"
+    words = {"above": "clearly above", "unclear": "not clearly above", "level": "level"}
+    word = words.get(status or "", "below")
+    if word == "below" and evidence.get("clear") == "below":
+        word = "clearly below"
+    return f"{word}; better on {evidence['scenes_better']} of {evidence['scenes']} scenes"

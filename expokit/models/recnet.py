@@ -100,7 +100,9 @@ class RECNetConfig:
     #: What the residual is added to: ``"input"`` (RECNet as published) or ``"gain"``: the
     #: input with one global gain to the running mean luma of the training targets (the
     #: fair baseline "global gain to train-split mean", learnt in training like its level),
-    #: with the output layer zeroed so training starts from that baseline.
+    #: with the output layer zeroed so training starts from that baseline. The gain is
+    #: per image as given, so train on whole images (``resize``, no ``crop``): a crop's
+    #: own mean is not its image's.
     start: str = "input"
     #: Loss weights (RECNet's configuration).
     l1_weight: float = 1.0
