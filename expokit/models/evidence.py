@@ -131,4 +131,6 @@ def verdict_words(status: str | None, evidence: dict[str, Any] | None) -> str:
     word = words.get(status or "", "below")
     if word == "below" and evidence.get("clear") == "below":
         word = "clearly below"
-    return f"{word}; better on {evidence['scenes_better']} of {evidence['scenes']} scenes"
+    scenes = int(evidence["scenes"])
+    noun = "scene" if scenes == 1 else "scenes"
+    return f"{word}; better on {evidence['scenes_better']} of {scenes} {noun}"
