@@ -42,6 +42,7 @@ Exposure Correction", AAAI 2024.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,9 +61,12 @@ from expokit.models.base import (
     check_number,
     require,
 )
+from expokit.models.response import srgb_decode, srgb_encode
 
 #: What the residual is added to (:attr:`RECNetConfig.start`).
-STARTS = ("input", "gain")
+STARTS = ("input", "gain", "linear-gain")
+#: Bisection steps of the ``"linear-gain"`` start's gain (log2 range 12 stops: 2^-12 of it).
+_GAIN_STEPS = 24
 #: The ``"gain"`` start: the level before any target is seen (mean encoded luma of 18 %
 #: grey), the running level's momentum after the first batches, the gain's limits.
 START_LEVEL = 0.4614
@@ -85,6 +89,23 @@ def gain_to_level(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
     return (image * gain).clamp(0, 1)
 
 
+def linear_gain_to_level(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """``encode(k * decode(image))`` (sRGB, clipped), ``k`` per image in ``[1 / 64, 64]``
+    solved by bisection so the mean luma becomes ``level`` (a scalar): how a longer or
+    shorter exposure changes an image, unlike a gain on encoded values; no gradient
+    through ``k``."""
+    with torch.no_grad():
+        linear = srgb_decode(image)
+        low = torch.full_like(image[:, :1, :1, :1], -math.log(MAX_START_GAIN))
+        high = -low
+        for _ in range(_GAIN_STEPS):
+            middle = (low + high) / 2
+            darker = mean_luma(srgb_encode(linear * middle.exp())) < level
+            low, high = torch.where(darker, middle, low), torch.where(darker, high, middle)
+        gain = ((low + high) / 2).exp()
+    return srgb_encode(linear * gain)
+
+
 @dataclass(frozen=True)
 class RECNetConfig:
     """Sizes and loss weights of :class:`RECNet` (the defaults give 38,918 parameters)."""
@@ -102,7 +123,8 @@ class RECNetConfig:
     #: fair baseline "global gain to train-split mean", learnt in training like its level),
     #: with the output layer zeroed so training starts from that baseline. The gain is
     #: per image as given, so train on whole images (``resize``, no ``crop``): a crop's
-    #: own mean is not its image's.
+    #: own mean is not its image's. ``"linear-gain"``: the same level reached by a gain on
+    #: sRGB-decoded light (:func:`linear_gain_to_level`), as an exposure change does.
     start: str = "input"
     #: Loss weights (RECNet's configuration).
     l1_weight: float = 1.0
@@ -248,7 +270,7 @@ class RECNet(Baseline):
         self.head_in = nn.Conv2d(2 * c, c, 1)
         self.head_attention = ChannelAttention(c)
         self.head_out = nn.Conv2d(c, 3, 3, 1, 1)
-        if settings.start == "gain":
+        if settings.start != "input":
             self.register_buffer("target_level", torch.tensor(START_LEVEL))
             self.register_buffer("target_level_batches", torch.tensor(0))
             nn.init.zeros_(self.head_out.weight)
@@ -257,9 +279,12 @@ class RECNet(Baseline):
 
     def start(self, image: torch.Tensor) -> torch.Tensor:
         """What the residual is added to (:attr:`RECNetConfig.start`), same shape."""
+        if self.settings.start == "input":
+            return image
+        level = self.target_level.to(image.dtype)
         if self.settings.start == "gain":
-            return gain_to_level(image, self.target_level.to(image.dtype))
-        return image
+            return gain_to_level(image, level)
+        return linear_gain_to_level(image, level)
 
     def observe_targets(self, target: torch.Tensor) -> None:
         """Fold the mean luma of training targets ``(B, 3, H, W)`` into the ``"gain"``
@@ -331,7 +356,7 @@ class RECNet(Baseline):
         image = pad_to_multiple(image, s.down)
         target = pad_to_multiple(target, s.down)
         valid = pad_to_multiple(valid.to(image.dtype), s.down, mode="zeros")
-        if s.start == "gain" and self.training:
+        if s.start != "input" and self.training:
             self.observe_targets(target)  # the fair baseline's level: the targets' mean luma
         out, mask = self(image)
         # RECNet's mask label: where the target is brighter than the input (at body resolution).

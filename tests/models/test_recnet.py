@@ -144,5 +144,25 @@ def test_the_gain_start_begins_at_the_fair_baseline_and_learns_its_level() -> No
     assert int(model.target_level_batches) == 3
     assert "target_level" in model.state_dict()  # saved with the weights
     assert "target_level" not in RECNet().state_dict()  # the published start has none
-    with pytest.raises(ModelError, match="start must be one of input, gain, got 'camera'"):
+    with pytest.raises(ModelError, match="start must be one of input, gain, linear-gain, got 'ca"):
         RECNet(start="camera")
+
+
+def test_the_linear_gain_start_undoes_an_exposure_change() -> None:
+    # Injected truth: a target and an input 2 EV darker in linear light (sRGB encoded, no
+    # clipping). Given the target's level, the "linear-gain" start finds the gain (4) and
+    # gives the target back; the gain on encoded values ("gain") cannot.
+    from expokit.models.recnet import mean_luma
+    from expokit.models.response import srgb_encode
+
+    torch.manual_seed(1)
+    light = torch.rand(1, 3, 24, 24) * 0.9
+    target, darker = srgb_encode(light), srgb_encode(light / 4)
+    errors = {}
+    for start in ("linear-gain", "gain"):
+        model = RECNet(start=start).eval()
+        model.target_level.fill_(float(mean_luma(target)))
+        with torch.no_grad():
+            errors[start] = float((model.enhance(darker) - target).abs().max())
+    assert errors["linear-gain"] < 1e-4
+    assert errors["gain"] > 0.02
