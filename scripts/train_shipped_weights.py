@@ -413,6 +413,16 @@ def fmt(value: Any, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def score_row(label: str, scores: dict[str, Any]) -> str:
+    """A card's scores row of :func:`test_scores` (``label``, then pairs and reference)."""
+    return (
+        f"| {label} ({scores['pairs']} pairs, reference `{scores['reference']}`) | "
+        f"{fmt(scores['psnr'], 2)} | {fmt(scores['ssim'], 3)} | {scores['baseline'] or '-'} | "
+        f"{fmt(scores['baseline_psnr'], 2)} / {fmt(scores['baseline_ssim'], 3)} | "
+        f"{verdict_words(scores)} |"
+    )
+
+
 def verdict_words(scores: dict[str, Any]) -> str:
     """A card row's verdict (:func:`expokit.models.evidence.verdict_words`)."""
     return evidence_words(scores.get("status"), scores.get("evidence"))
@@ -456,19 +466,11 @@ def model_card(name: str, meta: CheckpointMeta, params: int, size: int) -> str:
         "",
         "| data | PSNR (dB) | SSIM | best fair baseline | its PSNR / SSIM | verdict |",
         "|---|---|---|---|---|---|",
-        f"| held-out test split ({test['pairs']} pairs, reference `{test['reference']}`) | "
-        f"{fmt(test['psnr'], 2)} | {fmt(test['ssim'], 3)} | {test['baseline'] or '-'} | "
-        f"{fmt(test['baseline_psnr'], 2)} / {fmt(test['baseline_ssim'], 3)} | "
-        f"{verdict_words(test)} |",
+        score_row("held-out test split", test),
     ]
     more = card.get("held_out")
     if more is not None:
-        lines.append(
-            f"| more held-out generated scenes ({more['pairs']} pairs, reference "
-            f"`{more['reference']}`) | {fmt(more['psnr'], 2)} | {fmt(more['ssim'], 3)} | "
-            f"{more['baseline'] or '-'} | {fmt(more['baseline_psnr'], 2)} / "
-            f"{fmt(more['baseline_ssim'], 3)} | {verdict_words(more)} |"
-        )
+        lines.append(score_row("more held-out generated scenes", more))
     sice = card.get("sice")
     if sice is not None:
         lines.append(
