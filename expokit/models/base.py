@@ -87,6 +87,18 @@ def check_number(model: str, key: str, value: object, minimum: float = 0.0) -> f
     return float(value)  # type: ignore[arg-type]
 
 
+def fold_running_level(
+    level: torch.Tensor, batches: torch.Tensor, value: torch.Tensor, momentum: float
+) -> None:
+    """Fold one batch's ``value`` (a scalar) into the running ``level`` buffer in place: the
+    first batches average (weight ``1 / n``), then ``momentum``; ``batches`` counts them."""
+    with torch.no_grad():
+        count = int(batches) + 1
+        weight = max(momentum, 1 / count)
+        level.mul_(1 - weight).add_(weight * value.to(level.dtype))
+        batches.fill_(count)
+
+
 def require(batch: Batch, *keys: str, model: str) -> None:
     """Raise :class:`ModelError` naming the keys a batch lacks for ``model``."""
     missing = [k for k in keys if k not in batch]

@@ -59,6 +59,7 @@ from expokit.models.base import (
     check_image,
     check_int,
     check_number,
+    fold_running_level,
     require,
 )
 from expokit.models.response import srgb_decode, srgb_encode
@@ -289,12 +290,10 @@ class RECNet(Baseline):
     def observe_targets(self, target: torch.Tensor) -> None:
         """Fold the mean luma of training targets ``(B, 3, H, W)`` into the ``"gain"``
         start's running level (the first batches average, then :data:`LEVEL_MOMENTUM`)."""
-        with torch.no_grad():
-            batches = int(self.target_level_batches) + 1
-            momentum = max(LEVEL_MOMENTUM, 1 / batches)
-            level = mean_luma(target).mean().to(self.target_level.dtype)
-            self.target_level.mul_(1 - momentum).add_(momentum * level)
-            self.target_level_batches.fill_(batches)
+        fold_running_level(
+            self.target_level, self.target_level_batches, mean_luma(target).mean(),
+            LEVEL_MOMENTUM,
+        )  # fmt: skip
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run on ``image`` ``(B, 3, H, W)`` with ``H, W`` multiples of ``down``.

@@ -46,6 +46,7 @@ from expokit.models.base import (
     check_image,
     check_int,
     check_number,
+    fold_running_level,
     require,
 )
 from expokit.models.response import CameraResponse, srgb_decode, srgb_encode
@@ -508,12 +509,10 @@ class UEC(Baseline):
         """Fold the mean luma of training targets ``(B, 3, H, W)`` into the running level
         of ``start_level="data"`` (the first batches average, then momentum
         :data:`LEVEL_MOMENTUM`)."""
-        with torch.no_grad():
-            batches = int(self.target_level_batches) + 1
-            momentum = max(LEVEL_MOMENTUM, 1 / batches)
-            batch_level = mean_luma(target).mean().to(self.target_level.dtype)
-            self.target_level.mul_(1 - momentum).add_(momentum * batch_level)
-            self.target_level_batches.fill_(batches)
+        fold_running_level(
+            self.target_level, self.target_level_batches, mean_luma(target).mean(),
+            LEVEL_MOMENTUM,
+        )  # fmt: skip
 
     def _level_goal(self, ref_thumb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean luma ``(B,)`` a level start solves for (no gradient) and ``moved``
