@@ -10,6 +10,9 @@
 * :mod:`~expokit.models.data`: loaders over dataset format v1 (pairs, sequences, clips);
 * :mod:`~expokit.models.uec`, :mod:`~expokit.models.recnet`, :mod:`~expokit.models.zerodce`,
   :mod:`~expokit.models.video`: the baselines (``expokit train --model NAME``);
+* :mod:`~expokit.models.level`: level starts (the input brought to the training targets'
+  running level by one gain, on encoded values or on linear light) for ``recnet`` and
+  ``zerodce``;
 * :mod:`~expokit.models.response`: a learnt camera response curve (the ``"camera"`` start of
   ``uec``) and the sRGB transfer as differentiable torch functions;
 * :mod:`~expokit.models.reference`: identity, gain and histogram match to a reference, and the

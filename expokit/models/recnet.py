@@ -42,7 +42,6 @@ Exposure Correction", AAAI 2024.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,7 +49,6 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from torch import nn
 
-from expokit.core.transfer import LUMA_RGB
 from expokit.models import losses
 from expokit.models.base import (
     Baseline,
@@ -62,49 +60,14 @@ from expokit.models.base import (
     fold_running_level,
     require,
 )
-from expokit.models.response import srgb_decode, srgb_encode
-
-#: What the residual is added to (:attr:`RECNetConfig.start`).
-STARTS = ("input", "gain", "linear-gain")
-#: Bisection steps of the ``"linear-gain"`` start's gain (log2 range 12 stops: 2^-12 of it).
-_GAIN_STEPS = 24
-#: The ``"gain"`` start: the level before any target is seen (mean encoded luma of 18 %
-#: grey), the running level's momentum after the first batches, the gain's limits.
-START_LEVEL = 0.4614
-LEVEL_MOMENTUM = 0.02
-MAX_START_GAIN = 64.0
-
-
-def mean_luma(image: torch.Tensor) -> torch.Tensor:
-    """Mean Rec. 709 luma ``(B, 1, 1, 1)`` of encoded RGB ``(B, 3, H, W)`` (the fair
-    baselines' measure, :func:`expokit.models.reference.gain_to_level`)."""
-    weights = torch.tensor(LUMA_RGB, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    return (image * weights).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
-
-
-def gain_to_level(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-    """``clip(image * k)``, ``k`` per image so its mean luma becomes ``level`` (a scalar;
-    ``k`` kept within ``[1 / 64, 64]``; no gradient through ``k``)."""
-    with torch.no_grad():
-        gain = (level / mean_luma(image).clamp_min(1e-4)).clamp(1 / MAX_START_GAIN, MAX_START_GAIN)
-    return (image * gain).clamp(0, 1)
-
-
-def linear_gain_to_level(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-    """``encode(k * decode(image))`` (sRGB, clipped), ``k`` per image in ``[1 / 64, 64]``
-    solved by bisection so the mean luma becomes ``level`` (a scalar): how a longer or
-    shorter exposure changes an image, unlike a gain on encoded values; no gradient
-    through ``k``."""
-    with torch.no_grad():
-        linear = srgb_decode(image)
-        low = torch.full_like(image[:, :1, :1, :1], -math.log(MAX_START_GAIN))
-        high = -low
-        for _ in range(_GAIN_STEPS):
-            middle = (low + high) / 2
-            darker = mean_luma(srgb_encode(linear * middle.exp())) < level
-            low, high = torch.where(darker, middle, low), torch.where(darker, high, middle)
-        gain = ((low + high) / 2).exp()
-    return srgb_encode(linear * gain)
+from expokit.models.level import (
+    LEVEL_MOMENTUM,
+    START_LEVEL,
+    STARTS,
+    gain_to_level,
+    linear_gain_to_level,
+    mean_luma,
+)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,16 @@ from expokit.models.base import (
     check_image,
     check_int,
     check_number,
+    fold_running_level,
     require,
+)
+from expokit.models.level import (
+    LEVEL_MOMENTUM,
+    START_LEVEL,
+    STARTS,
+    gain_to_level,
+    linear_gain_to_level,
+    mean_luma,
 )
 
 
@@ -89,12 +98,21 @@ class ZeroDCEConfig:
     #: ``x = 1`` at 1, so a clipped highlight can never come down to the grey it should be.
     #: The smoothness term covers ``w`` as it covers ``r``.
     white_level: bool = False
+    #: What the curves start from (:mod:`expokit.models.level`): ``"input"`` (Zero-DCE++),
+    #: ``"gain"`` or ``"linear-gain"``: the input brought to the running mean luma of the
+    #: training targets (with ``target_weight`` > 0; else 18 % grey's). Whole images
+    #: (``resize``, no ``crop``): the gain is per image as given.
+    start: str = "input"
 
     def __post_init__(self) -> None:
         for key in ("channels", "iterations", "scale_factor", "exposure_patch", "spatial_patch"):
             check_int("zerodce", key, getattr(self, key), 1)
         if self.max_curve_side is not None:
             check_int("zerodce", "max_curve_side", self.max_curve_side, 8)
+        if self.start not in STARTS:
+            raise ModelError(
+                f"zerodce: start must be one of {', '.join(STARTS)}, got {self.start!r}"
+            )
         check_number("zerodce", "exposure_level", self.exposure_level)
         if not 0 < self.exposure_level < 1:
             raise ModelError(
@@ -187,12 +205,28 @@ class ZeroDCE(Baseline):
     name = "zerodce"
     data_kind = "paired"
     needs_reference = False
+    #: ``start`` other than ``"input"`` only: the running mean luma of the training targets
+    #: and the batches folded into it (buffers: saved with the weights, not trained).
+    target_level: torch.Tensor
+    target_level_batches: torch.Tensor
 
     def __init__(self, **config: Any) -> None:
         settings = ZeroDCEConfig(**config)
         super().__init__(**asdict(settings))
         self.settings = settings
         self.net = CurveNet(self.settings.channels, self.settings.white_level)
+        if settings.start != "input":
+            self.register_buffer("target_level", torch.tensor(START_LEVEL))
+            self.register_buffer("target_level_batches", torch.tensor(0))
+
+    def start(self, image: torch.Tensor) -> torch.Tensor:
+        """What the curves start from (:attr:`ZeroDCEConfig.start`), same shape."""
+        if self.settings.start == "input":
+            return image
+        level = self.target_level.to(image.dtype)
+        if self.settings.start == "gain":
+            return gain_to_level(image, level)
+        return linear_gain_to_level(image, level)
 
     def curve_factor(self, height: int, width: int) -> float:
         """Downscale factor of the curve estimation for an ``height x width`` input."""
@@ -219,6 +253,7 @@ class ZeroDCE(Baseline):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Enhanced image ``(B, 3, H, W)`` and the maps of :meth:`curve`."""
+        image = self.start(image)
         maps = self.curve(image)
         out = apply_curve(image, maps[:, :3], self.settings.iterations)
         if self.settings.white_level:
@@ -245,6 +280,11 @@ class ZeroDCE(Baseline):
                 f"(the exposure-control patch), got {tuple(image.shape[-2:])}"
             )
         mask = batch.get("mask")
+        if paired and s.start != "input" and self.training:
+            fold_running_level(
+                self.target_level, self.target_level_batches,
+                mean_luma(check_image(batch["target"], "target")).mean(), LEVEL_MOMENTUM,
+            )  # fmt: skip
         out, r = self(image)
         parts = {
             "spatial": losses.spatial_consistency(out, image, mask, s.spatial_patch),

@@ -182,3 +182,18 @@ def test_white_level_brings_clipped_highlights_down() -> None:
         errors[white] = float((out[..., 16:] - 0.7).abs().mean())
     assert errors[False] > 0.25  # the clipped sky stays near 1
     assert errors[True] < 0.1
+
+
+def test_a_level_start_learns_the_targets_level_from_the_pairs() -> None:
+    from expokit.models.level import mean_luma
+
+    model = ZeroDCE(start="linear-gain", target_weight=1.0, max_curve_side=8)
+    target = torch.full((2, 3, 32, 32), 0.6)
+    for _ in range(2):
+        model.training_loss({"input": torch.rand(2, 3, 32, 32) * 0.2, "target": target})
+    assert float(model.target_level) == pytest.approx(0.6, abs=1e-5)
+    image = torch.rand(1, 3, 32, 32) * 0.3  # within the gain limit (64x in linear light)
+    assert float(mean_luma(model.start(image))) == pytest.approx(0.6, abs=2e-3)
+    assert "target_level" in model.state_dict() and "target_level" not in ZeroDCE().state_dict()
+    with pytest.raises(ModelError, match="zerodce: start must be one of input, gain, linear-"):
+        ZeroDCE(start="camera")
