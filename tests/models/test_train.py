@@ -450,8 +450,10 @@ def test_the_loop_is_generic_over_baselines(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "model_config"),
     [("uec", {}), ("zerodce", {}), ("recnet", {}), ("video", {}),
-     # the shipped zerodce's options (scripts/train_shipped_weights.py)
-     ("zerodce", {"target_weight": 10.0, "white_level": True, "max_curve_side": 8})],
+     # the shipped zerodce's and recnet's options (scripts/train_shipped_weights.py)
+     ("zerodce", {"target_weight": 10.0, "white_level": True, "max_curve_side": 8,
+                  "start": "linear-gain"}),
+     ("recnet", {"start": "linear-gain"})],  # the shipped recnet's start
 )  # fmt: skip
 def test_every_recipe_trains_under_bf16_autocast(
     name: str, model_config: dict[str, Any], tmp_path: Path
