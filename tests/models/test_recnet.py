@@ -152,7 +152,7 @@ def test_the_linear_gain_start_undoes_an_exposure_change() -> None:
     # Injected truth: a target and an input 2 EV darker in linear light (sRGB encoded, no
     # clipping). Given the target's level, the "linear-gain" start finds the gain (4) and
     # gives the target back; the gain on encoded values ("gain") cannot.
-    from expokit.models.recnet import mean_luma
+    from expokit.models.level import mean_luma
     from expokit.models.response import srgb_encode
 
     torch.manual_seed(1)
