@@ -57,3 +57,14 @@ def linear_gain_to_level(image: torch.Tensor, level: torch.Tensor) -> torch.Tens
             low, high = torch.where(darker, middle, low), torch.where(darker, high, middle)
         gain = ((low + high) / 2).exp()
     return srgb_encode(linear * gain)
+
+
+def start_image(start: str, image: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
+    """``image`` ``(B, 3, H, W)`` brought to ``level`` by the start ``start`` of
+    :data:`STARTS` (``"input"``: ``image`` itself, ``level`` unused)."""
+    if start == "input" or level is None:
+        return image
+    level = level.to(image.dtype)
+    if start == "gain":
+        return gain_to_level(image, level)
+    return linear_gain_to_level(image, level)

@@ -64,9 +64,8 @@ from expokit.models.level import (
     LEVEL_MOMENTUM,
     START_LEVEL,
     STARTS,
-    gain_to_level,
-    linear_gain_to_level,
     mean_luma,
+    start_image,
 )
 
 
@@ -243,12 +242,8 @@ class RECNet(Baseline):
 
     def start(self, image: torch.Tensor) -> torch.Tensor:
         """What the residual is added to (:attr:`RECNetConfig.start`), same shape."""
-        if self.settings.start == "input":
-            return image
-        level = self.target_level.to(image.dtype)
-        if self.settings.start == "gain":
-            return gain_to_level(image, level)
-        return linear_gain_to_level(image, level)
+        level = None if self.settings.start == "input" else self.target_level
+        return start_image(self.settings.start, image, level)
 
     def observe_targets(self, target: torch.Tensor) -> None:
         """Fold the mean luma of training targets ``(B, 3, H, W)`` into the ``"gain"``

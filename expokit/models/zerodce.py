@@ -62,9 +62,8 @@ from expokit.models.level import (
     LEVEL_MOMENTUM,
     START_LEVEL,
     STARTS,
-    gain_to_level,
-    linear_gain_to_level,
     mean_luma,
+    start_image,
 )
 
 
@@ -221,12 +220,8 @@ class ZeroDCE(Baseline):
 
     def start(self, image: torch.Tensor) -> torch.Tensor:
         """What the curves start from (:attr:`ZeroDCEConfig.start`), same shape."""
-        if self.settings.start == "input":
-            return image
-        level = self.target_level.to(image.dtype)
-        if self.settings.start == "gain":
-            return gain_to_level(image, level)
-        return linear_gain_to_level(image, level)
+        level = None if self.settings.start == "input" else self.target_level
+        return start_image(self.settings.start, image, level)
 
     def curve_factor(self, height: int, width: int) -> float:
         """Downscale factor of the curve estimation for an ``height x width`` input."""
