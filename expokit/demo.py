@@ -4,7 +4,8 @@ Everything runs on data expokit ships or generates (no cameras, no downloads):
 
 1. a simulated beam-splitter rig: a fake two-camera rig whose ``[fake]`` table names the
    ``generated`` footage, driven through the normal capture code (board stills, still pairs,
-   two video clips with sound; the test camera mirrored, misregistered and 2 EV darker);
+   four video clips with sound, three of them the test split; the test camera mirrored,
+   misregistered and 2 EV darker);
 2. geometry and sync calibration, each printed beside the simulator's ``truth.json``;
 3. MSEC-style multi-EV renders of the shipped synthetic DNGs, the ladder measured;
 4. curation: a rig dataset (stills + video frame pairs) and an MSEC dataset, QA report,
@@ -242,6 +243,10 @@ class DemoConfig:
         Length (s) and rate (frames/s) of each simulated video clip.
     clips, still_pairs
         Video clips and still pairs the simulated rig shoots.
+    test_clips
+        The last clips, the rig dataset's test split (the others and the still pairs:
+        train). Several, because a verdict on one clip cannot be clear
+        (:mod:`expokit.models.evidence`).
     offset_s
         The test body's start offset (``sync.json`` convention), s.
     uec_steps, video_steps
@@ -260,7 +265,8 @@ class DemoConfig:
     size: tuple[int, int] = (256, 192)
     clip_seconds: float = 4.0
     fps: float = 12.0
-    clips: int = 2
+    clips: int = 4
+    test_clips: int = 3
     still_pairs: int = 3
     offset_s: float = 0.37
     uec_steps: int = 60
@@ -268,6 +274,20 @@ class DemoConfig:
     uec_batch: int = 8
     seed: int = 0
     first_clip_scene: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.test_clips < self.clips:
+            raise ValueError(
+                f"DemoConfig: test_clips must be at least 1 and leave a training clip, got "
+                f"{self.test_clips} of {self.clips} clips"
+            )
+
+
+def clip_splits(clips: Sequence[str], config: DemoConfig) -> dict[str, tuple[str, ...]]:
+    """The rig dataset's clip lists: the last ``config.test_clips`` clips (in shooting
+    order) ``test``, the others ``train``."""
+    return {"train": tuple(clips[: -config.test_clips]),
+            "test": tuple(clips[-config.test_clips :])}  # fmt: skip
 
 
 def clip_scene_seeds(config: DemoConfig) -> tuple[int, ...]:
@@ -279,11 +299,11 @@ def clip_scene_seeds(config: DemoConfig) -> tuple[int, ...]:
 def demo_test_contents(config: DemoConfig | None = None) -> dict[str, tuple[str, ...]]:
     """What the demo's test splits show, per dataset: ``msec``, the contents
     (:func:`scene_content`) of :func:`demo_test_scenes`; ``rig``, the footage
-    (:func:`clip_content`) of the last clip, the rig dataset's test split."""
+    (:func:`clip_content`) of the last ``test_clips`` clips, the rig dataset's test split."""
     config = config or DemoConfig()
     return {
         "msec": tuple(sorted({scene_content(name) for name in demo_test_scenes()})),
-        "rig": tuple(clip_content(seed) for seed in clip_scene_seeds(config)[-1:]),
+        "rig": tuple(clip_content(seed) for seed in clip_scene_seeds(config)[-config.test_clips :]),
     }
 
 
@@ -572,6 +592,7 @@ def run_datasets(
     calibration: Path,
     sync_files: list[Path],
     msec: RenderSummary,
+    config: DemoConfig,
     workers: int,
     progress: bool,
     result: DemoResult,
@@ -581,7 +602,7 @@ def run_datasets(
     rig_data = out / "datasets" / "rig"
     videos = sorted(name for name in sessions if name.startswith("video"))
     clips = [f"{sessions[name].name}-0001" for name in videos]  # <session>-<shot index>
-    lists = {"train": tuple(clips[:-1]), "test": tuple(clips[-1:])}
+    lists = clip_splits(clips, config)
     built = build_dataset(
         [sessions["pairs"], *(sessions[name] for name in videos)], rig_data,
         BuildConfig(splits=SplitSpec(lists=lists, default_split="train")),
@@ -951,7 +972,7 @@ def run_demo(
     calibration, sync_files = run_calibration_stage(out, sessions, result)
     msec, _ = run_renders(out, workers, bars, result)
     rig_data, msec_data = run_datasets(
-        out, sessions, calibration, sync_files, msec, workers, bars, result
+        out, sessions, calibration, sync_files, msec, config, workers, bars, result
     )
     run_qa_check(out, workers, bars, result)
     run_training(out, rig_data, msec_data, config, bars, result, threads=threads)

@@ -18,6 +18,7 @@ from expokit.demo import (
     TrainedScenes,
     clip_content,
     clip_scene_seeds,
+    clip_splits,
     demo_raw_dir,
     demo_scene_names,
     demo_split_lists,
@@ -87,16 +88,29 @@ def test_held_out_splits_keep_the_demo_test_scenes_out_of_training(script: Modul
     assert set(demo_test_scenes()) & set(names) <= test
 
 
-def test_shipped_video_clips_film_other_scenes_than_the_demo_test_clip(
+def test_shipped_video_clips_film_other_scenes_than_the_demo_test_clips(
     script: ModuleType,
 ) -> None:
     demo = DemoConfig()
-    assert demo_test_contents(demo)["rig"] == (clip_content(clip_scene_seeds(demo)[-1]),)
+    tested = demo_test_contents(demo)["rig"]
+    assert tested == tuple(clip_content(seed) for seed in clip_scene_seeds(demo)[-3:])
+    assert len(set(tested)) == demo.test_clips == 3  # a verdict on one clip is never clear
     shipped = {clip_content(seed) for seed in clip_scene_seeds(script.video_config())}
     assert len(shipped) == script.VIDEO_CLIPS
     assert not shipped & set(demo_test_contents()["rig"])
     # the default still films scene seed + clip, as the demo always did
-    assert clip_scene_seeds(DemoConfig(clips=3, seed=5)) == (5, 6, 7)
+    assert clip_scene_seeds(DemoConfig(clips=3, seed=5, test_clips=1)) == (5, 6, 7)
+
+
+def test_the_clip_splits_keep_a_training_clip() -> None:
+    clips = ("a", "b", "c", "d")
+    assert clip_splits(clips, DemoConfig()) == {"train": ("a",), "test": ("b", "c", "d")}
+    assert clip_splits(clips, DemoConfig(test_clips=1)) == {
+        "train": ("a", "b", "c"), "test": ("d",)
+    }  # fmt: skip
+    for clips_, test in ((3, 3), (4, 0), (1, 1)):
+        with pytest.raises(ValueError, match="test_clips must be at least 1 and leave"):
+            DemoConfig(clips=clips_, test_clips=test)
 
 
 def test_the_script_refuses_training_data_that_shows_a_demo_test_scene(

@@ -28,6 +28,12 @@ Losses (training, a ``clip`` batch):
 
 Everything is convolutional plus a global mean, so any ``H, W`` works (the flow head pads
 to a multiple of 4 internally).
+
+``start`` (:mod:`expokit.models.level`): ``"input"`` (the default) corrects the frames as
+they are; ``"gain"`` / ``"linear-gain"`` first bring every frame to the running mean luma of
+the training targets (one gain per frame on the encoded values, or on sRGB-decoded light),
+so the untrained model is the fair baseline "global gain to train-split mean" (``"gain"``)
+or an exposure change to that level (``"linear-gain"``), and training learns what is left.
 """
 
 from __future__ import annotations
@@ -45,8 +51,10 @@ from expokit.models.base import (
     check_image,
     check_int,
     check_number,
+    fold_running_level,
     require,
 )
+from expokit.models.level import LEVEL_MOMENTUM, START_LEVEL, STARTS, mean_luma, start_image
 
 #: Occlusion sharpness of the temporal loss weight ``exp(-k * err^2)`` (err in [0, 1]).
 OCCLUSION_K = 50.0
@@ -149,10 +157,17 @@ class VideoNet(Baseline):
         Channels of the flow head (0: no alignment, plain frame stacking).
     align_weight, temporal_weight
         Weights of the flow (photometric) and temporal-consistency losses.
+    start
+        What the network corrects, one of :data:`~expokit.models.level.STARTS` (module
+        docstring): ``"input"``, ``"gain"`` or ``"linear-gain"``.
     """
 
     name = "video"
     data_kind = "clip"
+    #: ``start`` other than ``"input"`` only: the running mean luma of the training targets'
+    #: centre frames and the batches folded into it (buffers: saved with the weights).
+    target_level: torch.Tensor
+    target_level_batches: torch.Tensor
 
     def __init__(
         self,
@@ -161,6 +176,7 @@ class VideoNet(Baseline):
         flow_width: int = 24,
         align_weight: float = 0.5,
         temporal_weight: float = 0.5,
+        start: str = "input",
     ) -> None:
         if isinstance(frames, bool) or not isinstance(frames, int) or frames not in (3, 5):
             raise ModelError(f"video: frames must be 3 or 5, got {frames!r}")
@@ -168,15 +184,29 @@ class VideoNet(Baseline):
         check_int("video", "flow_width", flow_width, 0)
         check_number("video", "align_weight", align_weight)
         check_number("video", "temporal_weight", temporal_weight)
+        if start not in STARTS:
+            raise ModelError(f"video: start must be one of {', '.join(STARTS)}, got {start!r}")
         super().__init__(
             frames=frames, width=width, flow_width=flow_width, align_weight=align_weight,
-            temporal_weight=temporal_weight,
+            temporal_weight=temporal_weight, start=start,
         )  # fmt: skip
         self.frames = frames
         self.flow = FlowHead(flow_width) if flow_width > 0 else None
         self.fusion = FusionNet(frames, width)
         self.align_weight = align_weight
         self.temporal_weight = temporal_weight
+        self.start_kind = start
+        if start != "input":
+            self.register_buffer("target_level", torch.tensor(START_LEVEL))
+            self.register_buffer("target_level_batches", torch.tensor(0))
+
+    def start(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames`` ``(B, N, 3, H, W)``, every frame brought to the running target level
+        by the ``start`` (one gain per frame; ``"input"``: the frames themselves)."""
+        if self.start_kind == "input":
+            return frames
+        started = start_image(self.start_kind, frames.flatten(0, 1), self.target_level)
+        return started.view_as(frames)
 
     # -- the functional steps --------------------------------------------------------------
     def flows(self, frames: torch.Tensor) -> list[torch.Tensor | None]:
@@ -222,7 +252,7 @@ class VideoNet(Baseline):
         """Corrected centre frame ``(B, 3, H, W)`` in ``[0, 1]`` of ``image``
         ``(B, N, 3, H, W)`` float in ``[0, 1]`` (a ``(B, 3, H, W)`` image is treated as a
         static clip); ``reference`` is ignored."""
-        frames = self._check_frames(image)
+        frames = self.start(self._check_frames(image))
         return self.correct(frames, self.flows(frames)).clamp(0, 1)
 
     def evaluate_batch(self, batch: Batch) -> torch.Tensor:
@@ -240,6 +270,13 @@ class VideoNet(Baseline):
         frames = self._check_frames(batch["frames"])
         targets = self._check_frames(batch["target_frames"], "target_frames")
         b, n, _, h, w = frames.shape
+        if self.start_kind != "input" and self.training:
+            # the fair baseline's level: the centre targets' mean luma
+            fold_running_level(
+                self.target_level, self.target_level_batches,
+                mean_luma(targets[:, n // 2]).mean(), LEVEL_MOMENTUM,
+            )  # fmt: skip
+        frames = self.start(frames)
         masks = batch.get("frame_mask")
         if masks is None:
             masks = frames.new_ones(b, n, 1, h, w)

@@ -117,3 +117,50 @@ def test_bad_input_is_refused() -> None:
         create_model("video", frames=4)
     with pytest.raises(ModelError, match="bad configuration"):
         create_model("video", depth=3)
+
+
+def test_the_gain_start_begins_at_the_fair_baseline_on_every_frame() -> None:
+    # start="gain": untrained, the centre comes out as the fair baseline's (one global gain
+    # to the level, expokit.models.reference.gain_to_level) of the centre frame
+    import numpy as np
+
+    from expokit.models.reference import gain_to_level as reference_gain
+
+    torch.manual_seed(0)
+    model = VideoNet(start="gain").eval()
+    clip = torch.rand(2, 3, 3, 20, 28) * 0.3
+    with torch.no_grad():
+        out = model.enhance(clip)
+    for b in range(2):
+        centre = clip[b, 1].permute(1, 2, 0).double().numpy()
+        expected = reference_gain(centre, float(model.target_level))
+        np.testing.assert_allclose(out[b].permute(1, 2, 0).numpy(), expected, atol=1e-5)
+    assert "target_level" not in VideoNet().state_dict()  # the default start has none
+    with pytest.raises(ModelError, match="start must be one of input, gain, linear-gain, got 'ca"):
+        VideoNet(start="camera")
+
+
+def test_the_linear_gain_start_learns_the_level_and_undoes_an_exposure_change(
+    tmp_path: Path,
+) -> None:
+    # Injected truth: target frames and inputs 2 EV darker in linear light (sRGB, no
+    # clipping). Training folds the centre targets' mean luma into the level; from it the
+    # "linear-gain" start gives the target back; the level is saved with the weights.
+    from expokit.models.level import mean_luma
+    from expokit.models.response import srgb_decode, srgb_encode
+
+    torch.manual_seed(1)
+    target = srgb_encode(torch.rand(1, 3, 3, 24, 24) * 0.9)
+    darker = srgb_encode(srgb_decode(target) / 4)
+    model = VideoNet(start="linear-gain").train()
+    for _ in range(2):
+        model.training_loss({"frames": darker, "target_frames": target})
+    assert float(model.target_level) == pytest.approx(float(mean_luma(target[:, 1])), abs=1e-6)
+    assert int(model.target_level_batches) == 2
+    model.eval()
+    with torch.no_grad():
+        assert float((model.enhance(darker) - target[:, 1]).abs().max()) < 1e-4
+    save_checkpoint(model, tmp_path / "run", 2)
+    loaded, meta = load_model(tmp_path / "run", expect="video")
+    assert meta.model_config["start"] == "linear-gain"
+    assert float(loaded.target_level) == pytest.approx(float(model.target_level))
