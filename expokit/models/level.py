@@ -14,6 +14,7 @@ import math
 import torch
 
 from expokit.core.transfer import LUMA_RGB
+from expokit.models.base import ModelError
 from expokit.models.response import srgb_decode, srgb_encode
 
 #: The starts a model can take (``"input"``: the image itself).
@@ -25,6 +26,13 @@ _GAIN_STEPS = 24
 START_LEVEL = 0.4614
 LEVEL_MOMENTUM = 0.02
 MAX_START_GAIN = 64.0
+
+
+def check_start(model: str, start: object) -> None:
+    """Raise :class:`~expokit.models.base.ModelError` naming ``model`` unless ``start`` is
+    one of :data:`STARTS`."""
+    if start not in STARTS:
+        raise ModelError(f"{model}: start must be one of {', '.join(STARTS)}, got {start!r}")
 
 
 def mean_luma(image: torch.Tensor) -> torch.Tensor:

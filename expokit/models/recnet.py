@@ -58,12 +58,13 @@ from expokit.models.base import (
     check_int,
     check_number,
     fold_running_level,
+    register_running_level,
     require,
 )
 from expokit.models.level import (
     LEVEL_MOMENTUM,
     START_LEVEL,
-    STARTS,
+    check_start,
     mean_luma,
     start_image,
 )
@@ -102,10 +103,7 @@ class RECNetConfig:
             raise ModelError(f"recnet: channels must be a multiple of 4, got {self.channels}")
         for key in ("mask_blur", "l1_weight", "ssim_weight", "mask_weight", "colour_weight"):
             check_number("recnet", key, getattr(self, key))
-        if self.start not in STARTS:
-            raise ModelError(
-                f"recnet: start must be one of {', '.join(STARTS)}, got {self.start!r}"
-            )
+        check_start("recnet", self.start)
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
@@ -234,8 +232,7 @@ class RECNet(Baseline):
         self.head_attention = ChannelAttention(c)
         self.head_out = nn.Conv2d(c, 3, 3, 1, 1)
         if settings.start != "input":
-            self.register_buffer("target_level", torch.tensor(START_LEVEL))
-            self.register_buffer("target_level_batches", torch.tensor(0))
+            register_running_level(self, START_LEVEL)
             nn.init.zeros_(self.head_out.weight)
             assert self.head_out.bias is not None  # Conv2d's default bias=True
             nn.init.zeros_(self.head_out.bias)

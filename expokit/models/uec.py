@@ -47,6 +47,7 @@ from expokit.models.base import (
     check_int,
     check_number,
     fold_running_level,
+    register_running_level,
     require,
 )
 from expokit.models.response import CameraResponse, srgb_decode, srgb_encode
@@ -417,8 +418,7 @@ class UEC(Baseline):
             self.level_log = nn.Parameter(
                 torch.tensor(math.log(START_LEVEL)), requires_grad=start_level == "learnt"
             )
-            self.register_buffer("target_level", torch.tensor(START_LEVEL))
-            self.register_buffer("target_level_batches", torch.tensor(0))
+            register_running_level(self, START_LEVEL)
             if not learn_start:
                 for parameter in self._start_parameters():
                     parameter.requires_grad_(False)

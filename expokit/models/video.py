@@ -52,9 +52,10 @@ from expokit.models.base import (
     check_int,
     check_number,
     fold_running_level,
+    register_running_level,
     require,
 )
-from expokit.models.level import LEVEL_MOMENTUM, START_LEVEL, STARTS, mean_luma, start_image
+from expokit.models.level import LEVEL_MOMENTUM, START_LEVEL, check_start, mean_luma, start_image
 
 #: Occlusion sharpness of the temporal loss weight ``exp(-k * err^2)`` (err in [0, 1]).
 OCCLUSION_K = 50.0
@@ -184,8 +185,7 @@ class VideoNet(Baseline):
         check_int("video", "flow_width", flow_width, 0)
         check_number("video", "align_weight", align_weight)
         check_number("video", "temporal_weight", temporal_weight)
-        if start not in STARTS:
-            raise ModelError(f"video: start must be one of {', '.join(STARTS)}, got {start!r}")
+        check_start("video", start)
         super().__init__(
             frames=frames, width=width, flow_width=flow_width, align_weight=align_weight,
             temporal_weight=temporal_weight, start=start,
@@ -197,8 +197,7 @@ class VideoNet(Baseline):
         self.temporal_weight = temporal_weight
         self.start_kind = start
         if start != "input":
-            self.register_buffer("target_level", torch.tensor(START_LEVEL))
-            self.register_buffer("target_level_batches", torch.tensor(0))
+            register_running_level(self, START_LEVEL)
 
     def start(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames`` ``(B, N, 3, H, W)``, every frame brought to the running target level

@@ -56,12 +56,13 @@ from expokit.models.base import (
     check_int,
     check_number,
     fold_running_level,
+    register_running_level,
     require,
 )
 from expokit.models.level import (
     LEVEL_MOMENTUM,
     START_LEVEL,
-    STARTS,
+    check_start,
     mean_luma,
     start_image,
 )
@@ -108,10 +109,7 @@ class ZeroDCEConfig:
             check_int("zerodce", key, getattr(self, key), 1)
         if self.max_curve_side is not None:
             check_int("zerodce", "max_curve_side", self.max_curve_side, 8)
-        if self.start not in STARTS:
-            raise ModelError(
-                f"zerodce: start must be one of {', '.join(STARTS)}, got {self.start!r}"
-            )
+        check_start("zerodce", self.start)
         check_number("zerodce", "exposure_level", self.exposure_level)
         if not 0 < self.exposure_level < 1:
             raise ModelError(
@@ -215,8 +213,7 @@ class ZeroDCE(Baseline):
         self.settings = settings
         self.net = CurveNet(self.settings.channels, self.settings.white_level)
         if settings.start != "input":
-            self.register_buffer("target_level", torch.tensor(START_LEVEL))
-            self.register_buffer("target_level_batches", torch.tensor(0))
+            register_running_level(self, START_LEVEL)
 
     def start(self, image: torch.Tensor) -> torch.Tensor:
         """What the curves start from (:attr:`ZeroDCEConfig.start`), same shape."""
