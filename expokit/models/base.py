@@ -87,11 +87,13 @@ def check_number(model: str, key: str, value: object, minimum: float = 0.0) -> f
     return float(value)  # type: ignore[arg-type]
 
 
-def register_running_level(module: nn.Module, start_level: float) -> None:
-    """Give ``module`` the buffers :func:`fold_running_level` updates: ``target_level``
-    (starting at ``start_level``) and ``target_level_batches`` (0), saved with the weights."""
-    module.register_buffer("target_level", torch.tensor(start_level))
-    module.register_buffer("target_level_batches", torch.tensor(0))
+def register_running_level(
+    module: nn.Module, start_level: float, name: str = "target_level"
+) -> None:
+    """Give ``module`` the buffers :func:`fold_running_level` updates: ``name`` (starting at
+    ``start_level``) and ``<name>_batches`` (0), saved with the weights."""
+    module.register_buffer(name, torch.tensor(start_level))
+    module.register_buffer(f"{name}_batches", torch.tensor(0))
 
 
 def fold_running_level(

@@ -97,7 +97,13 @@ from expokit.models.data import (
 )
 from expokit.models.evidence import PairedEvidence, paired_evidence
 from expokit.models.infer import check_finite_weights, load_checked_model
-from expokit.models.reference import REFERENCE_METHODS, mean_luminance, train_level_method
+from expokit.models.reference import (
+    REFERENCE_METHODS,
+    exposure_ratio,
+    mean_luminance,
+    train_level_method,
+    train_ratio_method,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,7 +129,8 @@ GROUPS = ("all", "under", "over")
 #: A split with fewer pairs, or fewer scenes, is too small for its means to say much.
 MIN_PAIRS = 20
 MIN_SCENES = 2
-#: Target images (distinct files, evenly spaced) the training-split level is measured on.
+#: Target images (distinct files, evenly spaced) the training-split level is measured on,
+#: and pairs the training-split exposure ratio is.
 TRAIN_LEVEL_TARGETS = 64
 #: Below this PSNR difference (dB) a model is "level" with the fair baseline.
 LEVEL_DB = 0.005
@@ -798,7 +805,7 @@ def _methods(
     checkpoint: LoadedCheckpoint | None,
     references: bool,
     mode: str = "same",
-    train_method: ReferenceMethod | None = None,
+    train_methods: Sequence[ReferenceMethod] = (),
 ) -> list[_Method]:
     """The table's rows, each with whether it peeks under reference ``mode`` (and why)."""
     methods: list[_Method] = []
@@ -810,9 +817,8 @@ def _methods(
         methods.append(_Method(model.name, label, "model", peeks, why, bool(model.needs_reference)))
     if references:
         table = list(REFERENCE_METHODS.values())
-        if train_method is not None:  # after the other fixed-level gain
-            at = [m.name for m in table].index("gain_to_mid_grey") + 1
-            table.insert(at, train_method)
+        at = [m.name for m in table].index("gain_to_mid_grey") + 1
+        table[at:at] = train_methods  # after the other fixed-level gain
         methods += [
             _Method(
                 m.name,
@@ -863,6 +869,54 @@ def train_level(
     if not 0 < level <= 1:
         return {**info, "off": f"split {split!r}: its targets are black"}, None
     return info, train_level_method(level, split)
+
+
+def train_ratio(
+    dataset: Dataset, config: EvalConfig, reader: _Reader | None = None
+) -> tuple[dict[str, Any], ReferenceMethod | None]:
+    """The training split's exposure ratio (target / input, on linear light), for the fair
+    baseline "exposure change by the <split>-split ratio", and that method (``None`` with
+    the reason when there is none).
+
+    The ratio is the geometric mean, over up to :data:`TRAIN_LEVEL_TARGETS` pairs of
+    ``config.train_split`` (evenly spaced in pair order), of each pair's
+    :func:`~expokit.models.reference.exposure_ratio` inside its valid mask. A rig whose
+    cameras differ by a fixed exposure has one ratio; a dataset of many exposures (MSEC)
+    has a ratio near 1, a weak baseline there. It is never measured on a scored split.
+    """
+    split = config.train_split
+    info: dict[str, Any] = {"method": "exposure_ratio_of_train", "split": split}
+    if split is None:
+        return {**info, "off": "no training split given"}, None
+    present = set(dataset.manifest["split"].dropna().astype(str))
+    scored_everything = ALL_SPLITS in config.splits and ALL_SPLITS not in present
+    if split in config.splits or scored_everything:
+        return {**info, "off": f"split {split!r} is scored itself: its ratio would peek"}, None
+    if split not in present:
+        return {**info, "off": f"the dataset has no split {split!r}"}, None
+    rows = _select(dataset, split, None).dropna(subset=["input_path", "target_path"])
+    if rows.empty:
+        return {**info, "off": f"split {split!r} has no pair"}, None
+    rows = rows.sort_values("pair_id") if "pair_id" in rows else rows
+    step = max(1, math.ceil(len(rows) / TRAIN_LEVEL_TARGETS))
+    chosen = rows.iloc[::step].head(TRAIN_LEVEL_TARGETS)
+    reader = reader or _Reader(dataset, config.resize)
+    ratios = []
+    for record in chosen.to_dict("records"):
+        image = reader.image(str(record["input_path"]))
+        target = reader.image(str(record["target_path"]))
+        if image.shape != target.shape:
+            continue  # the scoring reports the pair; the ratio needs matching pixels
+        mask = reader.mask(_text(record.get("mask_path")), target.shape)
+        ratios.append(exposure_ratio(image, target, mask))
+    logs = np.log([r for r in ratios if math.isfinite(r)])
+    info.update(pairs=int(logs.size), of_pairs=len(rows))
+    if logs.size == 0:
+        return {**info, "off": f"split {split!r}: no pair has unclipped pixels in both"}, None
+    ratio = float(np.exp(logs.mean()))
+    spread = float(np.std(logs) / math.log(2))  # stops: near 0 for one rig's fixed exposure
+    info.update(ratio=ratio, ev=float(np.log2(ratio)), log2_spread=spread)
+    return info, train_ratio_method(ratio, split)
 
 
 def split_size(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -1040,10 +1094,14 @@ def evaluate(
     elif model is not None:
         check_finite_weights(model, f"model {model.name!r}")
     reader = _Reader(dataset, config.resize)
-    level_info, train_method = (
-        train_level(dataset, config, reader) if config.references else ({}, None)
-    )
-    methods = _methods(model, checkpoint, config.references, config.reference, train_method)
+    # the fair baselines measured on the training split (none without reference methods)
+    trained = (
+        {"train_level": train_level(dataset, config, reader),
+         "train_ratio": train_ratio(dataset, config, reader)}
+        if config.references else {}
+    )  # fmt: skip
+    train_methods = [method for _, method in trained.values() if method is not None]
+    methods = _methods(model, checkpoint, config.references, config.reference, train_methods)
     with contextlib.ExitStack() as held:
         # Refuse a bad output folder before the (long) scoring, and hold it to the end.
         folders = _claim_outputs(data, out, images, held)
@@ -1052,8 +1110,9 @@ def evaluate(
             shown = next((m.name for m in methods if m.kind == "model"), None)
             saver = _TriptychSaver(folders["images"], shown)
         result = _evaluate(
-            dataset, data, config, model, checkpoint, methods, level_info, progress, saver, out
-        )
+            dataset, data, config, model, checkpoint, methods,
+            {key: info for key, (info, _) in trained.items()}, progress, saver, out,
+        )  # fmt: skip
     return result
 
 
@@ -1115,7 +1174,7 @@ def _evaluate(
     model: Baseline | None,
     checkpoint: LoadedCheckpoint | None,
     methods: list[_Method],
-    level_info: dict[str, Any],
+    trained: dict[str, dict[str, Any]],
     progress: Callable[[int], object] | None,
     saver: _TriptychSaver | None,
     out: str | Path | None,
@@ -1155,7 +1214,8 @@ def _evaluate(
         },
         "fair_baselines": {
             "methods": [m.name for m in methods if m.kind == "reference" and not m.peeking],
-            "train_level": level_info or None,
+            "train_level": trained.get("train_level") or None,
+            "train_ratio": trained.get("train_ratio") or None,
         },
         "splits": summarise(result.pairs, result.clips, [m.name for m in methods]),
         "split_size": split_size(result.pairs),
@@ -1197,9 +1257,13 @@ def method_from_summary(summary: dict[str, Any], name: str) -> ReferenceMethod:
     (the training-split gain from the level recorded in ``fair_baselines``)."""
     if name in REFERENCE_METHODS:
         return REFERENCE_METHODS[name]
-    level = (summary.get("fair_baselines") or {}).get("train_level") or {}
+    fair = summary.get("fair_baselines") or {}
+    level = fair.get("train_level") or {}
     if name == "gain_to_train_mean" and level.get("level") is not None:
         return train_level_method(float(level["level"]), str(level["split"]))
+    ratio = fair.get("train_ratio") or {}
+    if name == "exposure_ratio_of_train" and ratio.get("ratio") is not None:
+        return train_ratio_method(float(ratio["ratio"]), str(ratio["split"]))
     raise EvalError(f"no reference method {name!r} in this evaluation")
 
 

@@ -10,6 +10,10 @@ those pixels; every pixel is corrected). Results are ``float64`` ``(H, W, 3)`` i
   (:data:`MID_GREY`, the sRGB encoding of 18 % grey) or the mean target luminance of the
   *training* split (:func:`train_level_method`). They never look at the pair's reference or
   target, so they are fair whatever the reference is: the baselines a model must beat.
+* :func:`exposure_change`: one gain on sRGB-decoded light, as a longer or shorter exposure
+  is; with the exposure ratio :func:`exposure_ratio` measured on the *training* split's pairs
+  (:func:`train_ratio_method`) it is the fair baseline of a rig whose two cameras differ by
+  a fixed exposure: one learned number, no network.
 * :func:`gain_to_reference`: one global gain that gives the input the reference's mean
   luminance (Rec. 709 weights on the encoded values), clipped to ``[0, 1]``.
 * :func:`histogram_match`: per-channel CDF matching of the input to the reference.
@@ -39,13 +43,16 @@ import numpy as np
 import numpy.typing as npt
 
 from expokit.core.errors import ExpokitError
-from expokit.core.transfer import LUMA_RGB
+from expokit.core.transfer import LUMA_RGB, srgb_decode, srgb_encode
 
 F64 = npt.NDArray[np.float64]
 #: Mean encoded luminance of "mid-grey": the sRGB encoding of 18 % linear reflectance.
 MID_GREY = 0.4614
 #: Pixels at or beyond these encoded levels are left out of the oracle fit (clipped).
 FIT_LOW, FIT_HIGH = 1.0 / 255.0, 254.0 / 255.0
+#: Exposure ratios beyond ``[1 / MAX_RATIO, MAX_RATIO]`` (12 stops) are refused as no
+#: exposure change (an all-black or all-clipped image).
+MAX_RATIO = 4096.0
 
 
 class ReferenceMethodError(ExpokitError):
@@ -117,6 +124,42 @@ def gain_to_level(image: npt.ArrayLike, level: float, mask: npt.ArrayLike | None
     if mine <= 0:
         return x.copy()
     return np.clip(x * (level / mine), 0.0, 1.0)
+
+
+def exposure_ratio(
+    image: npt.ArrayLike, target: npt.ArrayLike, mask: npt.ArrayLike | None = None
+) -> float:
+    """The exposure ratio ``target / image`` of a pair, on sRGB-decoded (linear) light.
+
+    The ratio of the two images' summed linear Rec. 709 luminance over the pixels where
+    neither is clipped (every channel of both inside ``[FIT_LOW, FIT_HIGH]``) and ``mask``
+    is True: on those pixels an exposure change is one gain. NaN when no pixel is left or
+    the ratio is outside ``[1 / MAX_RATIO, MAX_RATIO]``.
+    """
+    x = _image(image, "input")
+    t = _image(target, "target")
+    if t.shape != x.shape:
+        raise ReferenceMethodError(f"exposure_ratio: target {t.shape} does not fit input {x.shape}")
+    valid = _mask(mask, x.shape)
+    for array in (x, t):
+        valid &= ((array >= FIT_LOW) & (array <= FIT_HIGH)).all(axis=-1)
+    if not valid.any():
+        return math.nan
+    mine = float((srgb_decode(x[valid]) @ LUMA_RGB).sum())
+    theirs = float((srgb_decode(t[valid]) @ LUMA_RGB).sum())
+    ratio = theirs / mine if mine > 0 else math.nan
+    return ratio if 1 / MAX_RATIO <= ratio <= MAX_RATIO else math.nan
+
+
+def exposure_change(image: npt.ArrayLike, ratio: float) -> F64:
+    """``encode(clip(ratio * decode(image)))`` (sRGB): ``image`` exposed ``ratio`` times
+    longer, clipped at white as a sensor is."""
+    if not (math.isfinite(ratio) and 1 / MAX_RATIO <= ratio <= MAX_RATIO):
+        raise ReferenceMethodError(
+            f"exposure_change: ratio {ratio!r} is not in [1/{MAX_RATIO:g}, {MAX_RATIO:g}]"
+        )
+    x = _image(image, "input")
+    return srgb_encode(srgb_decode(x) * ratio)  # srgb_encode clips at white
 
 
 def _match_channel(
@@ -274,6 +317,18 @@ def train_level_method(level: float, split: str) -> ReferenceMethod:
         f"global gain to {split}-split mean ({level:.3f})",
         False,
         lambda x, r, t, m: gain_to_level(x, level, m),
+    )
+
+
+def train_ratio_method(ratio: float, split: str) -> ReferenceMethod:
+    """The fair baseline "the exposure ratio of split ``split``": :func:`exposure_change`
+    by ``ratio``, the geometric mean of :func:`exposure_ratio` over pairs of that (training)
+    split, never of the scored one (see :func:`expokit.models.evaluate.train_ratio`)."""
+    return ReferenceMethod(
+        "exposure_ratio_of_train",
+        f"exposure change by the {split}-split ratio (x{ratio:.3f} on linear light)",
+        False,
+        lambda x, r, t, m: exposure_change(x, ratio),
     )
 
 

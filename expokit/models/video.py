@@ -33,7 +33,11 @@ to a multiple of 4 internally).
 they are; ``"gain"`` / ``"linear-gain"`` first bring every frame to the running mean luma of
 the training targets (one gain per frame on the encoded values, or on sRGB-decoded light),
 so the untrained model is the fair baseline "global gain to train-split mean" (``"gain"``)
-or an exposure change to that level (``"linear-gain"``), and training learns what is left.
+or an exposure change to that level (``"linear-gain"``), and training learns what is left;
+``"exposure-ratio"`` exposes every frame by one fixed ratio, the running geometric mean of
+the training pairs' exposure ratio (centre frames, unclipped pixels, linear light): a rig's
+test camera sits a fixed number of stops under its reference camera, whatever the scene,
+so the untrained model is the fair baseline "exposure change by the train-split ratio".
 """
 
 from __future__ import annotations
@@ -55,7 +59,19 @@ from expokit.models.base import (
     register_running_level,
     require,
 )
-from expokit.models.level import LEVEL_MOMENTUM, START_LEVEL, check_start, mean_luma, start_image
+from expokit.models.level import (
+    LEVEL_MOMENTUM,
+    RATIO_STARTS,
+    START_LEVEL,
+    check_start,
+    exposure_change,
+    log_exposure_ratio,
+    mean_luma,
+    start_image,
+)
+
+#: The ``"exposure-ratio"`` start's buffer: the running mean log exposure ratio.
+LOG_RATIO = "exposure_log_ratio"
 
 #: Occlusion sharpness of the temporal loss weight ``exp(-k * err^2)`` (err in [0, 1]).
 OCCLUSION_K = 50.0
@@ -159,16 +175,21 @@ class VideoNet(Baseline):
     align_weight, temporal_weight
         Weights of the flow (photometric) and temporal-consistency losses.
     start
-        What the network corrects, one of :data:`~expokit.models.level.STARTS` (module
-        docstring): ``"input"``, ``"gain"`` or ``"linear-gain"``.
+        What the network corrects, one of :data:`~expokit.models.level.RATIO_STARTS`
+        (module docstring): ``"input"``, ``"gain"``, ``"linear-gain"`` or
+        ``"exposure-ratio"``.
     """
 
     name = "video"
     data_kind = "clip"
-    #: ``start`` other than ``"input"`` only: the running mean luma of the training targets'
-    #: centre frames and the batches folded into it (buffers: saved with the weights).
+    #: ``start`` ``"gain"`` / ``"linear-gain"`` only: the running mean luma of the training
+    #: targets' centre frames and the batches folded into it (buffers: saved with the weights).
     target_level: torch.Tensor
     target_level_batches: torch.Tensor
+    #: ``start="exposure-ratio"`` only: the running mean log exposure ratio (target / input,
+    #: linear light) of the training pairs' centre frames, and its batches (buffers).
+    exposure_log_ratio: torch.Tensor
+    exposure_log_ratio_batches: torch.Tensor
 
     def __init__(
         self,
@@ -185,7 +206,7 @@ class VideoNet(Baseline):
         check_int("video", "flow_width", flow_width, 0)
         check_number("video", "align_weight", align_weight)
         check_number("video", "temporal_weight", temporal_weight)
-        check_start("video", start)
+        check_start("video", start, RATIO_STARTS)
         super().__init__(
             frames=frames, width=width, flow_width=flow_width, align_weight=align_weight,
             temporal_weight=temporal_weight, start=start,
@@ -196,7 +217,9 @@ class VideoNet(Baseline):
         self.align_weight = align_weight
         self.temporal_weight = temporal_weight
         self.start_kind = start
-        if start != "input":
+        if start == "exposure-ratio":
+            register_running_level(self, 0.0, LOG_RATIO)
+        elif start != "input":
             register_running_level(self, START_LEVEL)
 
     def start(self, frames: torch.Tensor) -> torch.Tensor:
@@ -204,6 +227,8 @@ class VideoNet(Baseline):
         by the ``start`` (one gain per frame; ``"input"``: the frames themselves)."""
         if self.start_kind == "input":
             return frames
+        if self.start_kind == "exposure-ratio":
+            return exposure_change(frames, self.exposure_log_ratio)
         started = start_image(self.start_kind, frames.flatten(0, 1), self.target_level)
         return started.view_as(frames)
 
@@ -259,6 +284,22 @@ class VideoNet(Baseline):
         return self.enhance(batch["frames"])
 
     # -- training --------------------------------------------------------------------------
+    def _fold_start(
+        self, centre: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+    ) -> None:
+        """Fold a training batch's centre frames into the start's running buffer: the
+        targets' mean luma (the fair baseline's level), or the pairs' log exposure ratio
+        (batches without an unclipped pixel are left out)."""
+        if self.start_kind == "exposure-ratio":
+            ratios = log_exposure_ratio(centre, target, mask)
+            ratios = ratios[torch.isfinite(ratios)]
+            if ratios.numel():
+                fold_running_level(self.exposure_log_ratio, self.exposure_log_ratio_batches,
+                                   ratios.mean(), LEVEL_MOMENTUM)  # fmt: skip
+        elif self.start_kind != "input":
+            fold_running_level(self.target_level, self.target_level_batches,
+                               mean_luma(target).mean(), LEVEL_MOMENTUM)  # fmt: skip
+
     def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """L1 on the centre + flow photometric loss + temporal consistency (module docstring).
 
@@ -269,14 +310,11 @@ class VideoNet(Baseline):
         frames = self._check_frames(batch["frames"])
         targets = self._check_frames(batch["target_frames"], "target_frames")
         b, n, _, h, w = frames.shape
-        if self.start_kind != "input" and self.training:
-            # the fair baseline's level: the centre targets' mean luma
-            fold_running_level(
-                self.target_level, self.target_level_batches,
-                mean_luma(targets[:, n // 2]).mean(), LEVEL_MOMENTUM,
-            )  # fmt: skip
-        frames = self.start(frames)
         masks = batch.get("frame_mask")
+        if self.training:
+            self._fold_start(frames[:, n // 2], targets[:, n // 2],
+                             None if masks is None else masks[:, n // 2])  # fmt: skip
+        frames = self.start(frames)
         if masks is None:
             masks = frames.new_ones(b, n, 1, h, w)
         c = n // 2

@@ -32,9 +32,11 @@ from expokit.models.video import VideoNet
 from tests.curation.conftest_tools import Spec, make_dataset
 
 REFERENCES = [
-    "identity", "gain_to_mid_grey", "gain_to_train_mean", "gain_to_reference", "histogram_match",
-    "oracle_gain_gamma",
+    "identity", "gain_to_mid_grey", "gain_to_train_mean", "exposure_ratio_of_train",
+    "gain_to_reference", "histogram_match", "oracle_gain_gamma",
 ]  # fmt: skip
+#: The reference methods that never see a target, whatever the reference mode.
+FAIR_ALWAYS = {"identity", "gain_to_mid_grey", "gain_to_train_mean", "exposure_ratio_of_train"}
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +225,7 @@ def _last_line(table: str) -> str:
 def test_who_peeks_depends_on_the_reference_mode(root: Path, identity_uec: Path) -> None:
     """Under `same` gain/histogram to reference and uec see the target; under other-scene
     they do not; the oracle always does; the fixed-level gains and identity never."""
-    fair_always = {"identity", "gain_to_mid_grey", "gain_to_train_mean"}
+    fair_always = FAIR_ALWAYS
     for mode, peeking in (
         ("same", {"uec", "gain_to_reference", "histogram_match", "oracle_gain_gamma"}),
         ("other-scene", {"oracle_gain_gamma"}),
@@ -279,7 +281,7 @@ def test_a_peeking_model_is_not_compared_as_fair(root: Path, identity_uec: Path)
     assert verdict["model_peeks"] is True and verdict["status"] == "not-fair"
     assert "NOT A FAIR COMPARISON" in _last_line(format_table(result.summary))
     # the best fair baseline under `same` is never a reference-taking method
-    assert verdict["baseline"] in {"identity", "gain_to_mid_grey", "gain_to_train_mean"}
+    assert verdict["baseline"] in FAIR_ALWAYS
 
 
 def test_train_level_is_measured_on_the_training_split_only(root: Path) -> None:
@@ -305,6 +307,8 @@ def test_train_level_is_measured_on_the_training_split_only(root: Path) -> None:
     own = evaluate(root, config=EvalConfig(splits=("train",)))
     assert "gain_to_train_mean" not in own.summary["methods"]
     assert "scored itself" in own.summary["fair_baselines"]["train_level"]["off"]
+    assert "exposure_ratio_of_train" not in own.summary["methods"]
+    assert "scored itself" in own.summary["fair_baselines"]["train_ratio"]["off"]
     with pytest.raises(EvalError, match="train-scene needs a training split"):
         evaluate(root, config=EvalConfig(splits=("train",), reference="train-scene"))
 
@@ -459,3 +463,28 @@ def test_cli_eval_save_images_and_train_scene(
     assert "| uec (step 7) | no |" in result.output
     assert "BELOW the fair baseline" in result.output
     assert (out / "index.html").is_file() and len(list(out.glob("test/*.png"))) == 10
+
+
+def test_train_ratio_is_the_training_pairs_fixed_exposure(tmp_path: Path) -> None:
+    """Injected truth: every training clip is 1 EV under its target (a rig's fixed
+    exposure), so the training split's ratio is 2 with no spread, and on a test clip
+    exposed the same way the exposure change by it beats the gain to the train mean."""
+    from expokit.models.evaluate import method_from_summary
+
+    folder = tmp_path / "rig"
+    make_dataset(folder, Spec(
+        stills={"kitchen": "val"},
+        clips=(("street", "c01", 6, "train", -1.0), ("yard", "c01", 4, "train", -1.0),
+               ("park", "c01", 5, "test", -1.0)),
+    ))  # fmt: skip
+    result = evaluate(folder, config=EvalConfig(reference="train-scene"))
+    ratio = result.summary["fair_baselines"]["train_ratio"]
+    assert ratio["ratio"] == pytest.approx(2.0, rel=0.01) and ratio["split"] == "train"
+    assert ratio["ev"] == pytest.approx(1.0, abs=0.015) and ratio["log2_spread"] < 0.01
+    assert (ratio["pairs"], ratio["of_pairs"]) == (10, 10)
+    test = result.summary["splits"]["test"]
+    change = test["exposure_ratio_of_train"]["all"]["psnr"]
+    assert change > 40 and change > test["gain_to_train_mean"]["all"]["psnr"]
+    assert result.summary["comparison"]["test"]["baseline"] == "exposure_ratio_of_train"
+    rebuilt = method_from_summary(result.summary, "exposure_ratio_of_train")
+    assert rebuilt.label == result.summary["methods"]["exposure_ratio_of_train"]["label"]

@@ -164,3 +164,71 @@ def test_who_peeks_per_reference_mode() -> None:
     # it ignores the reference and the target: only the level counts
     assert np.array_equal(method.run(x, t, t, None), method.run(x, x, x, None))
     assert mean_luminance(method.run(x / 4, t, t, None)) == pytest.approx(0.3)
+
+
+# ------------------------------------------------------------------- the exposure ratio
+def _exposed_pair(ratio: float, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """A target and an input ``ratio`` times darker in linear light (sRGB), with a
+    clipped corner in the target: the injected truth."""
+    from expokit.core.transfer import srgb_decode, srgb_encode
+
+    rng = np.random.default_rng(seed)
+    linear = rng.uniform(0.01, 0.8, size=(30, 40, 3))
+    linear[:6, :8] = 3.0  # over white: clipped in the target, not 4x darker in the input
+    target = srgb_encode(linear)
+    return srgb_encode(srgb_decode(target) / ratio), target
+
+
+def test_exposure_ratio_recovers_a_known_two_stops_past_clipping_and_mask() -> None:
+    from expokit.models.reference import exposure_ratio
+
+    image, target = _exposed_pair(4.0)
+    assert exposure_ratio(image, target) == pytest.approx(4.0, rel=1e-9)
+    # masked-out junk is ignored
+    junk = image.copy()
+    junk[10:20, 10:20] = 0.5
+    mask = np.ones(image.shape[:2], bool)
+    mask[10:20, 10:20] = False
+    assert exposure_ratio(junk, target, mask) == pytest.approx(4.0, rel=1e-9)
+    assert exposure_ratio(junk, target) != pytest.approx(4.0, rel=1e-3)
+    # nothing unclipped: no ratio
+    assert np.isnan(exposure_ratio(np.ones_like(image), target))
+    assert np.isnan(exposure_ratio(np.zeros_like(image), target))
+    with pytest.raises(ReferenceMethodError, match="does not fit"):
+        exposure_ratio(image, target[:, :-1])
+
+
+def test_exposure_change_undoes_the_ratio_and_clips_at_white() -> None:
+    from expokit.models.reference import exposure_change, train_ratio_method
+
+    image, target = _exposed_pair(4.0)
+    out = exposure_change(image, 4.0)
+    assert np.allclose(out[6:], target[6:], atol=1e-9)
+    assert out.max() <= 1.0 and out.min() >= 0.0
+    method = train_ratio_method(4.0, "train")
+    assert not method.peeks("same") and "x4.000" in method.label
+    assert np.array_equal(method.run(image, target, target, None), out)
+    for bad in (0.0, -1.0, float("nan"), 1e6):
+        with pytest.raises(ReferenceMethodError, match="ratio"):
+            exposure_change(image, bad)
+
+
+def test_the_torch_exposure_ratio_is_the_reference_one() -> None:
+    import torch
+
+    from expokit.models.level import exposure_change as torch_change
+    from expokit.models.level import log_exposure_ratio
+    from expokit.models.reference import exposure_change, exposure_ratio
+
+    pairs = [_exposed_pair(r, seed) for r, seed in ((4.0, 1), (0.7, 2))]
+    images = torch.tensor(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2)
+    targets = torch.tensor(np.stack([p[1] for p in pairs])).permute(0, 3, 1, 2)
+    mask = torch.ones(2, 1, 30, 40)
+    mask[1, :, :15] = 0
+    logs = log_exposure_ratio(images, targets, mask)
+    want = [exposure_ratio(pairs[0][0], pairs[0][1]),
+            exposure_ratio(pairs[1][0], pairs[1][1], mask[1, 0].numpy() > 0)]  # fmt: skip
+    np.testing.assert_allclose(logs.exp().numpy(), want, rtol=1e-9)
+    assert torch.isnan(log_exposure_ratio(torch.ones_like(images), targets)).all()
+    changed = torch_change(images[:1], torch.tensor(np.log(4.0)))[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(changed, exposure_change(pairs[0][0], 4.0), atol=1e-9)

@@ -136,7 +136,8 @@ def test_the_gain_start_begins_at_the_fair_baseline_on_every_frame() -> None:
         expected = reference_gain(centre, float(model.target_level))
         np.testing.assert_allclose(out[b].permute(1, 2, 0).numpy(), expected, atol=1e-5)
     assert "target_level" not in VideoNet().state_dict()  # the default start has none
-    with pytest.raises(ModelError, match="start must be one of input, gain, linear-gain, got 'ca"):
+    starts = "input, gain, linear-gain, exposure-ratio"
+    with pytest.raises(ModelError, match=f"start must be one of {starts}, got 'camera'"):
         VideoNet(start="camera")
 
 
@@ -164,3 +165,31 @@ def test_the_linear_gain_start_learns_the_level_and_undoes_an_exposure_change(
     loaded, meta = load_model(tmp_path / "run", expect="video")
     assert meta.model_config["start"] == "linear-gain"
     assert float(loaded.target_level) == pytest.approx(float(model.target_level))
+
+
+def test_the_exposure_ratio_start_learns_the_rigs_fixed_exposure(tmp_path: Path) -> None:
+    # Injected truth: inputs 2 EV under their targets (linear light) in scenes of different
+    # brightness; the "exposure-ratio" start learns the one ratio (4), not a level, undoes
+    # it on a scene it never saw, and saves it with the weights.
+    import math
+
+    from expokit.models.response import srgb_decode, srgb_encode
+
+    torch.manual_seed(2)
+    model = VideoNet(start="exposure-ratio").train()
+    for brightness in (0.3, 0.9):
+        target = srgb_encode(torch.rand(2, 3, 3, 24, 24) * brightness)
+        model.training_loss({"frames": srgb_encode(srgb_decode(target) / 4),
+                             "target_frames": target})  # fmt: skip
+    assert float(model.exposure_log_ratio) == pytest.approx(math.log(4.0), abs=1e-6)
+    assert int(model.exposure_log_ratio_batches) == 2
+    assert "target_level" not in model.state_dict()
+    unseen = srgb_encode(torch.rand(1, 3, 3, 24, 24) * 0.6)
+    model.eval()
+    with torch.no_grad():
+        out = model.enhance(srgb_encode(srgb_decode(unseen) / 4))
+    assert float((out - unseen[:, 1]).abs().max()) < 1e-4
+    save_checkpoint(model, tmp_path / "run", 2)
+    loaded, meta = load_model(tmp_path / "run", expect="video")
+    assert meta.model_config["start"] == "exposure-ratio"
+    assert float(loaded.exposure_log_ratio) == pytest.approx(math.log(4.0), abs=1e-6)
