@@ -66,7 +66,8 @@ from expokit.core.progress import show_progress
     show_default=True,
     metavar="NAME",
     help="Split whose mean target luminance the fair baseline 'gain to train mean' takes, "
-    "and train-scene references come from; skipped when absent or scored.",
+    "whose pairs' exposure ratio the fair baseline 'exposure change by the train-split "
+    "ratio' takes, and train-scene references come from; skipped when absent or scored.",
 )
 @click.option(
     "--save-images",
