@@ -233,7 +233,7 @@ def _report(title: str, summary: RenderSummary) -> None:
 # ----------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo (defaults: under 2 minutes on 2 CPU cores another job also uses).
+    """Sizes of the demo (defaults: a little over 2 minutes on 2 CPU cores).
 
     Attributes
     ----------
