@@ -836,6 +836,21 @@ def _methods(
     return methods
 
 
+def _train_split_off(dataset: Dataset, config: EvalConfig, measure: str) -> str | None:
+    """Why no fair baseline can be measured on ``config.train_split`` (its ``measure``,
+    e.g. ``"level"``), or None when it can: no such split, or it is scored itself."""
+    split = config.train_split
+    if split is None:
+        return "no training split given"
+    present = set(dataset.manifest["split"].dropna().astype(str))
+    scored_everything = ALL_SPLITS in config.splits and ALL_SPLITS not in present
+    if split in config.splits or scored_everything:
+        return f"split {split!r} is scored itself: its {measure} would peek"
+    if split not in present:
+        return f"the dataset has no split {split!r}"
+    return None
+
+
 def train_level(
     dataset: Dataset, config: EvalConfig, reader: _Reader | None = None
 ) -> tuple[dict[str, Any], ReferenceMethod | None]:
@@ -849,14 +864,9 @@ def train_level(
     """
     split = config.train_split
     info: dict[str, Any] = {"method": "gain_to_train_mean", "split": split}
-    if split is None:
-        return {**info, "off": "no training split given"}, None
-    present = set(dataset.manifest["split"].dropna().astype(str))
-    scored_everything = ALL_SPLITS in config.splits and ALL_SPLITS not in present
-    if split in config.splits or scored_everything:
-        return {**info, "off": f"split {split!r} is scored itself: its level would peek"}, None
-    if split not in present:
-        return {**info, "off": f"the dataset has no split {split!r}"}, None
+    off = _train_split_off(dataset, config, "level")
+    if off is not None or split is None:
+        return {**info, "off": off}, None
     rows = _select(dataset, split, None)
     paths = sorted({str(p) for p in rows["target_path"].dropna()})
     if not paths:
@@ -886,14 +896,9 @@ def train_ratio(
     """
     split = config.train_split
     info: dict[str, Any] = {"method": "exposure_ratio_of_train", "split": split}
-    if split is None:
-        return {**info, "off": "no training split given"}, None
-    present = set(dataset.manifest["split"].dropna().astype(str))
-    scored_everything = ALL_SPLITS in config.splits and ALL_SPLITS not in present
-    if split in config.splits or scored_everything:
-        return {**info, "off": f"split {split!r} is scored itself: its ratio would peek"}, None
-    if split not in present:
-        return {**info, "off": f"the dataset has no split {split!r}"}, None
+    off = _train_split_off(dataset, config, "ratio")
+    if off is not None or split is None:
+        return {**info, "off": off}, None
     rows = _select(dataset, split, None).dropna(subset=["input_path", "target_path"])
     if rows.empty:
         return {**info, "off": f"split {split!r} has no pair"}, None

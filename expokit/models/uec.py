@@ -50,6 +50,7 @@ from expokit.models.base import (
     register_running_level,
     require,
 )
+from expokit.models.level import LEVEL_MOMENTUM
 from expokit.models.response import CameraResponse, srgb_decode, srgb_encode
 
 
@@ -153,8 +154,6 @@ def start_gain(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 START_WHITE = 0.8
 START_LEVEL = 0.45
 START_LEVEL_WEIGHT = 0.5
-#: Momentum of the running training-target level (``start_level="data"``).
-LEVEL_MOMENTUM = 0.02
 #: d log(gain) / d log(level) of the linear-light gain (about the sRGB exponent) and
 #: d log(gamma) / d log(level) of the gamma, for the learnt level's gradient only (the forward
 #: value is solved exactly).
