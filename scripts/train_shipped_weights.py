@@ -516,8 +516,25 @@ def model_card(name: str, meta: CheckpointMeta, params: int, size: int) -> str:
         "without training first. It was trained for minutes on small synthetic scenes: judge "
         "it against the fair baselines above, and train on your own data for real use.",
         "",
+        *_ratio_limit(meta),
     ]
     return "\n".join(lines)
+
+
+def _ratio_limit(meta: CheckpointMeta) -> list[str]:
+    """The card's line on an ``"exposure-ratio"`` start: the weights carry one rig's
+    exposure ratio, wrong for any other."""
+    if meta.model_config.get("start") != "exposure-ratio":
+        return []
+    return [
+        "Its `exposure-ratio` start carries the simulated rig's exposure ratio, learnt from "
+        "the training pairs: the test camera 2 EV under the reference camera, behind the "
+        "splitter. It corrects footage of that exposure difference only (on SICE's ladder of "
+        "exposures it is far below the gain to a reference): for another rig, train on its "
+        "pairs (`expokit train --model video --config FILE`, FILE holding "
+        "`[model_config]` `start = \"exposure-ratio\"`).",
+        "",
+    ]
 
 
 # ----------------------------------------------------------------------------- training
