@@ -532,7 +532,7 @@ def _ratio_limit(meta: CheckpointMeta) -> list[str]:
         "splitter. It corrects footage of that exposure difference only (on SICE's ladder of "
         "exposures it is far below the gain to a reference): for another rig, train on its "
         "pairs (`expokit train --model video --config FILE`, FILE holding "
-        "`[model_config]` `start = \"exposure-ratio\"`).",
+        '`[model_config]` `start = "exposure-ratio"`).',
         "",
     ]
 
