@@ -106,7 +106,7 @@ def test_the_valid_mask_is_honoured() -> None:
     full_mask = {**batch, "mask": torch.ones_like(batch["mask"])}
     c, _ = model.training_loss({**full_mask, "target": changed})
     d, _ = model.training_loss(full_mask)
-    assert abs(float(c) - float(d)) > 1e-3
+    assert abs(float(c.detach()) - float(d.detach())) > 1e-3
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
