@@ -488,3 +488,20 @@ def test_train_ratio_is_the_training_pairs_fixed_exposure(tmp_path: Path) -> Non
     assert result.summary["comparison"]["test"]["baseline"] == "exposure_ratio_of_train"
     rebuilt = method_from_summary(result.summary, "exposure_ratio_of_train")
     assert rebuilt.label == result.summary["methods"]["exposure_ratio_of_train"]["label"]
+
+
+def test_train_ratio_is_left_out_with_the_reason_when_every_training_pair_is_clipped(
+    tmp_path: Path,
+) -> None:
+    """Training clips 6 EV over their targets are white: no pixel is unclipped in both, so
+    no ratio is measured (said in summary.json) and the table goes on without it."""
+    folder = tmp_path / "white"
+    make_dataset(folder, Spec(
+        stills={"kitchen": "val"},
+        clips=(("street", "c01", 4, "train", 6.0), ("park", "c01", 4, "test", -1.0)),
+    ))  # fmt: skip
+    result = evaluate(folder, config=EvalConfig(reference="train-scene"))
+    ratio = result.summary["fair_baselines"]["train_ratio"]
+    assert "no pair has unclipped pixels" in ratio["off"] and ratio["pairs"] == 0
+    assert "exposure_ratio_of_train" not in result.summary["methods"]
+    assert "gain_to_train_mean" in result.summary["methods"]
