@@ -42,6 +42,7 @@ so the untrained model is the fair baseline "exposure change by the train-split 
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -161,23 +162,39 @@ def window(frames: torch.Tensor, centre: int, size: int) -> torch.Tensor:
     return frames[:, index]
 
 
+@dataclass(frozen=True)
+class VideoNetConfig:
+    """Sizes, loss weights and start of :class:`VideoNet` (the defaults give 25,304
+    parameters)."""
+
+    #: Window length ``N``: 3 or 5.
+    frames: int = 3
+    #: Channels of the fusion network.
+    width: int = 24
+    #: Channels of the flow head (0: no alignment, plain frame stacking).
+    flow_width: int = 24
+    #: Weights of the flow (photometric) and temporal-consistency losses.
+    align_weight: float = 0.5
+    temporal_weight: float = 0.5
+    #: What the network corrects, one of :data:`~expokit.models.level.RATIO_STARTS` (module
+    #: docstring): ``"input"``, ``"gain"``, ``"linear-gain"`` or ``"exposure-ratio"``.
+    start: str = "input"
+
+    def __post_init__(self) -> None:
+        frames = self.frames
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames not in (3, 5):
+            raise ModelError(f"video: frames must be 3 or 5, got {frames!r}")
+        check_int("video", "width", self.width, 1)
+        check_int("video", "flow_width", self.flow_width, 0)
+        check_number("video", "align_weight", self.align_weight)
+        check_number("video", "temporal_weight", self.temporal_weight)
+        check_start("video", self.start, RATIO_STARTS)
+
+
 class VideoNet(Baseline):
     """Video exposure correction of the centre of ``frames`` consecutive frames.
 
-    Parameters
-    ----------
-    frames
-        Window length ``N``: 3 or 5.
-    width
-        Channels of the fusion network.
-    flow_width
-        Channels of the flow head (0: no alignment, plain frame stacking).
-    align_weight, temporal_weight
-        Weights of the flow (photometric) and temporal-consistency losses.
-    start
-        What the network corrects, one of :data:`~expokit.models.level.RATIO_STARTS`
-        (module docstring): ``"input"``, ``"gain"``, ``"linear-gain"`` or
-        ``"exposure-ratio"``.
+    ``config``: the fields of :class:`VideoNetConfig` (defaults and validation there).
     """
 
     name = "video"
@@ -191,35 +208,19 @@ class VideoNet(Baseline):
     exposure_log_ratio: torch.Tensor
     exposure_log_ratio_batches: torch.Tensor
 
-    def __init__(
-        self,
-        frames: int = 3,
-        width: int = 24,
-        flow_width: int = 24,
-        align_weight: float = 0.5,
-        temporal_weight: float = 0.5,
-        start: str = "input",
-    ) -> None:
-        if isinstance(frames, bool) or not isinstance(frames, int) or frames not in (3, 5):
-            raise ModelError(f"video: frames must be 3 or 5, got {frames!r}")
-        check_int("video", "width", width, 1)
-        check_int("video", "flow_width", flow_width, 0)
-        check_number("video", "align_weight", align_weight)
-        check_number("video", "temporal_weight", temporal_weight)
-        check_start("video", start, RATIO_STARTS)
-        super().__init__(
-            frames=frames, width=width, flow_width=flow_width, align_weight=align_weight,
-            temporal_weight=temporal_weight, start=start,
-        )  # fmt: skip
-        self.frames = frames
-        self.flow = FlowHead(flow_width) if flow_width > 0 else None
-        self.fusion = FusionNet(frames, width)
-        self.align_weight = align_weight
-        self.temporal_weight = temporal_weight
-        self.start_kind = start
-        if start == "exposure-ratio":
+    def __init__(self, **config: Any) -> None:
+        settings = VideoNetConfig(**config)
+        super().__init__(**asdict(settings))
+        self.settings = settings
+        self.frames = settings.frames
+        self.flow = FlowHead(settings.flow_width) if settings.flow_width > 0 else None
+        self.fusion = FusionNet(settings.frames, settings.width)
+        self.align_weight = settings.align_weight
+        self.temporal_weight = settings.temporal_weight
+        self.start_kind = settings.start
+        if settings.start == "exposure-ratio":
             register_running_level(self, 0.0, LOG_RATIO)
-        elif start != "input":
+        elif settings.start != "input":
             register_running_level(self, START_LEVEL)
 
     def start(self, frames: torch.Tensor) -> torch.Tensor:
