@@ -21,7 +21,7 @@ import math
 import torch
 
 from expokit.core.transfer import LUMA_RGB
-from expokit.models.base import ModelError
+from expokit.models.base import ModelError, fold_running_level
 from expokit.models.reference import FIT_HIGH, FIT_LOW
 from expokit.models.response import srgb_decode, srgb_encode
 
@@ -45,11 +45,26 @@ def check_start(model: str, start: object, starts: tuple[str, ...] = STARTS) -> 
         raise ModelError(f"{model}: start must be one of {', '.join(starts)}, got {start!r}")
 
 
+def luma(image: torch.Tensor) -> torch.Tensor:
+    """Rec. 709 luma ``(B, 1, H, W)`` of RGB ``(B, 3, H, W)`` (encoded or linear)."""
+    weights = torch.tensor(LUMA_RGB, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image * weights).sum(1, keepdim=True)
+
+
 def mean_luma(image: torch.Tensor) -> torch.Tensor:
     """Mean Rec. 709 luma ``(B, 1, 1, 1)`` of encoded RGB ``(B, 3, H, W)`` (the fair
     baselines' measure, :func:`expokit.models.reference.gain_to_level`)."""
-    weights = torch.tensor(LUMA_RGB, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    return (image * weights).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+    return luma(image).mean(dim=(2, 3), keepdim=True)
+
+
+def fold_target_level(model: torch.nn.Module, target: torch.Tensor) -> None:
+    """Fold the mean luma of training targets ``(B, 3, H, W)`` into ``model``'s running
+    level (the buffers of :func:`expokit.models.base.register_running_level`; the first
+    batches average, then :data:`LEVEL_MOMENTUM`)."""
+    fold_running_level(
+        model.get_buffer("target_level"), model.get_buffer("target_level_batches"),
+        mean_luma(target).mean(), LEVEL_MOMENTUM,
+    )  # fmt: skip
 
 
 def gain_to_level(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
@@ -90,9 +105,8 @@ def log_exposure_ratio(
         valid &= ((target >= FIT_LOW) & (target <= FIT_HIGH)).all(1, keepdim=True)
         if mask is not None:
             valid &= mask > 0.5
-        weights = torch.tensor(LUMA_RGB, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-        mine = ((srgb_decode(image) * weights).sum(1, keepdim=True) * valid).sum(dim=(1, 2, 3))
-        theirs = ((srgb_decode(target) * weights).sum(1, keepdim=True) * valid).sum(dim=(1, 2, 3))
+        mine = (luma(srgb_decode(image)) * valid).sum(dim=(1, 2, 3))
+        theirs = (luma(srgb_decode(target)) * valid).sum(dim=(1, 2, 3))
         ratio = torch.log(theirs.clamp_min(1e-12) / mine.clamp_min(1e-12))
         return torch.where(valid.flatten(1).any(1) & (mine > 0), ratio, torch.nan)
 
@@ -100,7 +114,7 @@ def log_exposure_ratio(
 def exposure_change(image: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
     """``encode(clip(exp(log_ratio) * decode(image)))`` (sRGB; ``log_ratio`` a scalar): the
     torch twin of :func:`expokit.models.reference.exposure_change`."""
-    return srgb_encode((srgb_decode(image) * log_ratio.to(image.dtype).exp()).clamp(0, 1))
+    return srgb_encode(srgb_decode(image) * log_ratio.to(image.dtype).exp())  # encode clips
 
 
 def start_image(start: str, image: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:

@@ -57,15 +57,13 @@ from expokit.models.base import (
     check_image,
     check_int,
     check_number,
-    fold_running_level,
     register_running_level,
     require,
 )
 from expokit.models.level import (
-    LEVEL_MOMENTUM,
     START_LEVEL,
     check_start,
-    mean_luma,
+    fold_target_level,
     start_image,
 )
 
@@ -244,11 +242,8 @@ class RECNet(Baseline):
 
     def observe_targets(self, target: torch.Tensor) -> None:
         """Fold the mean luma of training targets ``(B, 3, H, W)`` into the ``"gain"``
-        start's running level (the first batches average, then :data:`LEVEL_MOMENTUM`)."""
-        fold_running_level(
-            self.target_level, self.target_level_batches, mean_luma(target).mean(),
-            LEVEL_MOMENTUM,
-        )  # fmt: skip
+        start's running level (:func:`~expokit.models.level.fold_target_level`)."""
+        fold_target_level(self, target)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run on ``image`` ``(B, 3, H, W)`` with ``H, W`` multiples of ``down``.

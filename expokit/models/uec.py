@@ -46,11 +46,10 @@ from expokit.models.base import (
     check_image,
     check_int,
     check_number,
-    fold_running_level,
     register_running_level,
     require,
 )
-from expokit.models.level import LEVEL_MOMENTUM
+from expokit.models.level import fold_target_level
 from expokit.models.response import CameraResponse, srgb_decode, srgb_encode
 
 
@@ -507,11 +506,8 @@ class UEC(Baseline):
     def observe_targets(self, target: torch.Tensor) -> None:
         """Fold the mean luma of training targets ``(B, 3, H, W)`` into the running level
         of ``start_level="data"`` (the first batches average, then momentum
-        :data:`LEVEL_MOMENTUM`)."""
-        fold_running_level(
-            self.target_level, self.target_level_batches, mean_luma(target).mean(),
-            LEVEL_MOMENTUM,
-        )  # fmt: skip
+        :data:`~expokit.models.level.LEVEL_MOMENTUM`)."""
+        fold_target_level(self, target)
 
     def _level_goal(self, ref_thumb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean luma ``(B,)`` a level start solves for (no gradient) and ``moved``

@@ -66,8 +66,8 @@ from expokit.models.level import (
     START_LEVEL,
     check_start,
     exposure_change,
+    fold_target_level,
     log_exposure_ratio,
-    mean_luma,
     start_image,
 )
 
@@ -215,9 +215,6 @@ class VideoNet(Baseline):
         self.frames = settings.frames
         self.flow = FlowHead(settings.flow_width) if settings.flow_width > 0 else None
         self.fusion = FusionNet(settings.frames, settings.width)
-        self.align_weight = settings.align_weight
-        self.temporal_weight = settings.temporal_weight
-        self.start_kind = settings.start
         if settings.start == "exposure-ratio":
             register_running_level(self, 0.0, LOG_RATIO)
         elif settings.start != "input":
@@ -226,11 +223,11 @@ class VideoNet(Baseline):
     def start(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames`` ``(B, N, 3, H, W)``, every frame brought to the running target level
         by the ``start`` (one gain per frame; ``"input"``: the frames themselves)."""
-        if self.start_kind == "input":
+        if self.settings.start == "input":
             return frames
-        if self.start_kind == "exposure-ratio":
+        if self.settings.start == "exposure-ratio":
             return exposure_change(frames, self.exposure_log_ratio)
-        started = start_image(self.start_kind, frames.flatten(0, 1), self.target_level)
+        started = start_image(self.settings.start, frames.flatten(0, 1), self.target_level)
         return started.view_as(frames)
 
     # -- the functional steps --------------------------------------------------------------
@@ -291,15 +288,14 @@ class VideoNet(Baseline):
         """Fold a training batch's centre frames into the start's running buffer: the
         targets' mean luma (the fair baseline's level), or the pairs' log exposure ratio
         (batches without an unclipped pixel are left out)."""
-        if self.start_kind == "exposure-ratio":
+        if self.settings.start == "exposure-ratio":
             ratios = log_exposure_ratio(centre, target, mask)
             ratios = ratios[torch.isfinite(ratios)]
             if ratios.numel():
                 fold_running_level(self.exposure_log_ratio, self.exposure_log_ratio_batches,
                                    ratios.mean(), LEVEL_MOMENTUM)  # fmt: skip
-        elif self.start_kind != "input":
-            fold_running_level(self.target_level, self.target_level_batches,
-                               mean_luma(target).mean(), LEVEL_MOMENTUM)  # fmt: skip
+        elif self.settings.start != "input":
+            fold_target_level(self, target)
 
     def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """L1 on the centre + flow photometric loss + temporal consistency (module docstring).
@@ -326,7 +322,7 @@ class VideoNet(Baseline):
         loss = l1
         parts: dict[str, Any] = {"l1": float(l1.detach())}
 
-        if self.flow is not None and self.align_weight > 0:
+        if self.flow is not None and self.settings.align_weight > 0:
             align = frames.new_zeros(())
             for i, f in enumerate(flows):
                 if f is None:
@@ -338,10 +334,10 @@ class VideoNet(Baseline):
                 ).abs().mean()
                 align = align + err.sum() / (m.sum() * 3).clamp_min(1) + 0.01 * smooth
             align = align / (n - 1)
-            loss = loss + self.align_weight * align
+            loss = loss + self.settings.align_weight * align
             parts["align"] = float(align.detach())
 
-        if self.temporal_weight > 0:
+        if self.settings.temporal_weight > 0:
             prev = window(frames, c - 1, n)
             out_prev = self.correct(prev, self.flows(prev))
             # flow from the current centre to the previous frame, detached: the temporal
@@ -358,6 +354,6 @@ class VideoNet(Baseline):
             weight = mask_c * m_prev * torch.exp(-OCCLUSION_K * target_change.pow(2).mean(1, True))
             diff = ((out - out_prev) - target_change).abs() * weight
             temporal = diff.sum() / (weight.sum() * 3).clamp_min(1)
-            loss = loss + self.temporal_weight * temporal
+            loss = loss + self.settings.temporal_weight * temporal
             parts["temporal"] = float(temporal.detach())
         return loss, parts

@@ -55,15 +55,13 @@ from expokit.models.base import (
     check_image,
     check_int,
     check_number,
-    fold_running_level,
     register_running_level,
     require,
 )
 from expokit.models.level import (
-    LEVEL_MOMENTUM,
     START_LEVEL,
     check_start,
-    mean_luma,
+    fold_target_level,
     start_image,
 )
 
@@ -273,10 +271,7 @@ class ZeroDCE(Baseline):
             )
         mask = batch.get("mask")
         if paired and s.start != "input" and self.training:
-            fold_running_level(
-                self.target_level, self.target_level_batches,
-                mean_luma(check_image(batch["target"], "target")).mean(), LEVEL_MOMENTUM,
-            )  # fmt: skip
+            fold_target_level(self, check_image(batch["target"], "target"))
         out, r = self(image)
         parts = {
             "spatial": losses.spatial_consistency(out, image, mask, s.spatial_patch),
