@@ -66,7 +66,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -132,6 +132,8 @@ MIN_SCENES = 2
 #: Target images (distinct files, evenly spaced) the training-split level is measured on,
 #: and pairs the training-split exposure ratio is.
 TRAIN_LEVEL_TARGETS = 64
+#: An item of :func:`_evenly_spaced`.
+T = TypeVar("T")
 #: Below this PSNR difference (dB) a model is "level" with the fair baseline.
 LEVEL_DB = 0.005
 IMAGES_PAGE = "index.html"
@@ -264,6 +266,18 @@ class _Reader:
         image = np.asarray(raw, np.float64) / (levels if raw.dtype.kind == "u" else 1.0)
         image = np.clip(image, 0.0, 1.0)
         return resize_image(image, self.resize, levels) if self.resize else image
+
+    def pair(self, record: dict[str, Any]) -> tuple[F64, F64, Mask | None]:
+        """A manifest row's input, target and valid mask (:class:`EvalError` when the input
+        and target differ in size)."""
+        image = self.image(str(record["input_path"]))
+        target = self.image(str(record["target_path"]))
+        if image.shape != target.shape:
+            raise EvalError(
+                f"pair {record['pair_id']}: input {image.shape} and target {target.shape} "
+                "differ in size"
+            )
+        return image, target, self.mask(_text(record.get("mask_path")), target.shape)
 
     def mask(self, rel: str | None, shape: tuple[int, ...]) -> Mask | None:
         if rel is None:
@@ -598,7 +612,7 @@ class _Scorer:
         reference methods restore one image at a time, so no frame window is needed."""
         assert self.saver is not None and method.reference is not None
         for record, references in self.scored.get(split, []):
-            image, target, mask = self._load_pair(record)
+            image, target, mask = self.reader.pair(record)
             reference, _ = self._reference_for(record, target, references)
             output = method.reference.run(image, reference, target, mask)
             self.saver.write(split, str(record["pair_id"]), image, output, target)
@@ -678,16 +692,6 @@ class _Scorer:
         if self.progress is not None:
             self.progress(1)
 
-    def _load_pair(self, record: dict[str, Any]) -> tuple[F64, F64, Mask | None]:
-        image = self.reader.image(str(record["input_path"]))
-        target = self.reader.image(str(record["target_path"]))
-        if image.shape != target.shape:
-            raise EvalError(
-                f"pair {record['pair_id']}: input {image.shape} and target {target.shape} "
-                "differ in size"
-            )
-        return image, target, self.reader.mask(_text(record.get("mask_path")), target.shape)
-
     def _still(
         self,
         split: str,
@@ -695,7 +699,7 @@ class _Scorer:
         references: dict[str, tuple[str, str]],
         result: EvalResult,
     ) -> None:
-        image, target, mask = self._load_pair(record)
+        image, target, mask = self.reader.pair(record)
         reference, ref_name = self._reference_for(record, target, references)
         size = self.runner.frames if self.runner is not None else 1
         outputs = self._outputs([image] * size, reference, target, mask)
@@ -719,7 +723,7 @@ class _Scorer:
         for t, record in enumerate(records):
             for i in range(max(0, t - half), min(len(records), t + half + 1)):
                 if i not in cache:
-                    cache[i] = self._load_pair(records[i])
+                    cache[i] = self.reader.pair(records[i])
             for i in [k for k in cache if k < t - half]:
                 del cache[i]
             _, target, mask = cache[t]
@@ -836,6 +840,12 @@ def _methods(
     return methods
 
 
+def _evenly_spaced(items: Sequence[T], count: int) -> list[T]:
+    """At most ``count`` of ``items``, evenly spaced from the first (every k-th)."""
+    step = max(1, math.ceil(len(items) / count))
+    return list(items[::step][:count])
+
+
 def _train_split_off(dataset: Dataset, config: EvalConfig, measure: str) -> str | None:
     """Why no fair baseline can be measured on ``config.train_split`` (its ``measure``,
     e.g. ``"level"``), or None when it can: no such split, or it is scored itself."""
@@ -871,8 +881,7 @@ def train_level(
     paths = sorted({str(p) for p in rows["target_path"].dropna()})
     if not paths:
         return {**info, "off": f"split {split!r} has no target image"}, None
-    step = max(1, math.ceil(len(paths) / TRAIN_LEVEL_TARGETS))
-    chosen = paths[::step][:TRAIN_LEVEL_TARGETS]
+    chosen = _evenly_spaced(paths, TRAIN_LEVEL_TARGETS)
     reader = reader or _Reader(dataset, config.resize)
     level = float(np.mean([mean_luminance(reader.image(rel)) for rel in chosen]))
     info.update(level=level, targets=len(chosen), of_targets=len(paths))
@@ -902,17 +911,14 @@ def train_ratio(
     rows = _select(dataset, split, None).dropna(subset=["input_path", "target_path"])
     if rows.empty:
         return {**info, "off": f"split {split!r} has no pair"}, None
-    rows = rows.sort_values("pair_id") if "pair_id" in rows else rows
-    step = max(1, math.ceil(len(rows) / TRAIN_LEVEL_TARGETS))
-    chosen = rows.iloc[::step].head(TRAIN_LEVEL_TARGETS)
+    records = rows.sort_values("pair_id").to_dict("records")
     reader = reader or _Reader(dataset, config.resize)
     ratios = []
-    for record in chosen.to_dict("records"):
-        image = reader.image(str(record["input_path"]))
-        target = reader.image(str(record["target_path"]))
-        if image.shape != target.shape:
+    for record in _evenly_spaced(records, TRAIN_LEVEL_TARGETS):
+        try:
+            image, target, mask = reader.pair(record)
+        except EvalError:
             continue  # the scoring reports the pair; the ratio needs matching pixels
-        mask = reader.mask(_text(record.get("mask_path")), target.shape)
         ratios.append(exposure_ratio(image, target, mask))
     logs = np.log([r for r in ratios if math.isfinite(r)])
     info.update(pairs=int(logs.size), of_pairs=len(rows))
