@@ -221,8 +221,9 @@ class VideoNet(Baseline):
             register_running_level(self, START_LEVEL)
 
     def start(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames`` ``(B, N, 3, H, W)``, every frame brought to the running target level
-        by the ``start`` (one gain per frame; ``"input"``: the frames themselves)."""
+        """``frames`` ``(B, N, 3, H, W)`` as the ``start`` gives them: every frame brought to
+        the running target level (one gain per frame), or exposed by the running exposure
+        ratio (``"exposure-ratio"``); ``"input"``: the frames themselves."""
         if self.settings.start == "input":
             return frames
         if self.settings.start == "exposure-ratio":
